@@ -1,0 +1,37 @@
+//! Ordertrail's business rules.
+//!
+//! This crate holds the three event-sourced aggregates — [`order::Order`],
+//! [`payment::Payment`] and [`delivery::Delivery`] (cqrs-es `Aggregate`s) —
+//! with their commands and typed errors, and the pure policies they use:
+//! [`pricing`] (fees, tax, commission), the [`provider`] interface a payment
+//! provider client implements (plus a deterministic [`provider::SimulatedProvider`]),
+//! and the [`catalog`] snapshots the command service looks up and passes in.
+//!
+//! Layout: one module per aggregate, each split into `aggregate.rs` (state,
+//! `handle`/`apply`, given/when/then tests), `commands.rs` and `errors.rs`.
+//! Event payloads and value types (`Money`, ids, `GeoPoint`) come from
+//! `ordertrail-schemas`, the wire contract.
+//!
+//! Decisions are pure: every input a rule needs, including the current time
+//! (`now`) and reference data (restaurant, menu items), travels in the
+//! command. The only side effect is the payment provider call, reached through
+//! the [`provider::PaymentProvider`] trait object in the payment services.
+//!
+//! May depend on `ordertrail-schemas`, `cqrs-es`, serde, chrono, chrono-tz,
+//! thiserror and async-trait. Must never do I/O, SQL or HTTP, and never depend
+//! on `commands`, `api` or `projections`.
+
+pub mod catalog;
+pub mod delivery;
+mod error_kind;
+pub mod order;
+pub mod payment;
+pub mod pricing;
+pub mod provider;
+
+pub use catalog::{MenuItemSnapshot, RestaurantSnapshot};
+pub use delivery::{Delivery, DeliveryCommand, DeliveryError, DeliveryStatus};
+pub use error_kind::{DomainError, ErrorKind};
+pub use order::{Order, OrderCommand, OrderError, OrderStatus};
+pub use payment::{Payment, PaymentCommand, PaymentError, PaymentServices, PaymentStatus};
+pub use provider::{PaymentProvider, ProviderError, SimulatedProvider};

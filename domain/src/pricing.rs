@@ -1,0 +1,204 @@
+//! Order pricing: pure integer arithmetic on minor units.
+//!
+//! All amounts are in the restaurant's currency.
+//!
+//! - **subtotal** = Σ unit price × quantity.
+//! - **delivery fee** = [`BASE_DELIVERY_FEE`] (199) + [`DELIVERY_FEE_PER_STARTED_KM`]
+//!   (60) for every started kilometre beyond [`FREE_DELIVERY_DISTANCE_M`]
+//!   (2 km), capped at [`MAX_DELIVERY_FEE`] (699). The great-circle distance
+//!   is first rounded to the nearest whole metre, so 2 000.4 m costs 199 and
+//!   2 001 m costs 259.
+//! - **service fee** = [`SERVICE_FEE_BPS`] (5 %) of the subtotal, rounded half
+//!   up, then clamped to [[`MIN_SERVICE_FEE`], [`MAX_SERVICE_FEE`]] = [49, 299].
+//! - **tax** = subtotal × `tax_bps` / 10 000, rounded half up.
+//! - **commission** = subtotal × `commission_bps` / 10 000, rounded half up;
+//!   reported for settlement, never charged to the customer.
+//! - **total** = subtotal + delivery fee + service fee + tax + tip.
+
+use ordertrail_schemas::events::{OrderLine, PriceBreakdown};
+use ordertrail_schemas::{Currency, Money, MoneyError};
+
+/// Orders are delivered no farther than this from the restaurant (great circle).
+pub const MAX_DELIVERY_DISTANCE_M: f64 = 15_000.0;
+/// Distance covered by the base delivery fee.
+pub const FREE_DELIVERY_DISTANCE_M: i64 = 2_000;
+/// Delivery fee up to [`FREE_DELIVERY_DISTANCE_M`], minor units.
+pub const BASE_DELIVERY_FEE: i64 = 199;
+/// Added for every started kilometre beyond [`FREE_DELIVERY_DISTANCE_M`].
+pub const DELIVERY_FEE_PER_STARTED_KM: i64 = 60;
+/// The delivery fee never exceeds this.
+pub const MAX_DELIVERY_FEE: i64 = 699;
+/// Service fee rate on the subtotal, basis points.
+pub const SERVICE_FEE_BPS: i64 = 500;
+/// Smallest service fee, minor units.
+pub const MIN_SERVICE_FEE: i64 = 49;
+/// Largest service fee, minor units.
+pub const MAX_SERVICE_FEE: i64 = 299;
+
+/// Delivery fee for a great-circle distance in metres.
+pub fn delivery_fee(distance_m: f64, currency: Currency) -> Money {
+    // Rounded to whole metres; NaN and negatives count as 0 (`as` saturates).
+    let metres = (distance_m.round() as i64).max(0);
+    let beyond = metres.saturating_sub(FREE_DELIVERY_DISTANCE_M);
+    let started_km = if beyond > 0 { (beyond + 999) / 1_000 } else { 0 };
+    let fee = BASE_DELIVERY_FEE.saturating_add(DELIVERY_FEE_PER_STARTED_KM.saturating_mul(started_km));
+    Money::new(fee.min(MAX_DELIVERY_FEE), currency)
+}
+
+/// Service fee: 5 % of the subtotal, rounded half up, clamped to [49, 299].
+pub fn service_fee(subtotal: Money) -> Result<Money, MoneyError> {
+    let fee = subtotal.percent_bps(SERVICE_FEE_BPS)?;
+    Ok(Money::new(fee.amount.clamp(MIN_SERVICE_FEE, MAX_SERVICE_FEE), subtotal.currency))
+}
+
+/// Unit price × quantity.
+pub fn line_total(unit_price: Money, quantity: u32) -> Result<Money, MoneyError> {
+    unit_price.checked_mul(i64::from(quantity))
+}
+
+/// Σ of the lines' totals (each line's `line_total` as given).
+pub fn subtotal(currency: Currency, lines: &[OrderLine]) -> Result<Money, MoneyError> {
+    lines.iter().try_fold(Money::zero(currency), |sum, line| sum.checked_add(line.line_total))
+}
+
+/// The full price of an order. `lines` must already carry their line totals
+/// (see [`line_total`]); every amount must be in `currency`.
+pub fn price_order(
+    currency: Currency,
+    lines: &[OrderLine],
+    distance_m: f64,
+    tax_bps: i64,
+    commission_bps: i64,
+    tip: Money,
+) -> Result<PriceBreakdown, MoneyError> {
+    let subtotal = subtotal(currency, lines)?;
+    let delivery_fee = delivery_fee(distance_m, currency);
+    let service_fee = service_fee(subtotal)?;
+    let tax = subtotal.percent_bps(tax_bps)?;
+    let commission = subtotal.percent_bps(commission_bps)?;
+    let total = subtotal
+        .checked_add(delivery_fee)?
+        .checked_add(service_fee)?
+        .checked_add(tax)?
+        .checked_add(tip)?;
+    Ok(PriceBreakdown { subtotal, delivery_fee, service_fee, tax, tip, total, commission })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use ordertrail_schemas::MenuItemId;
+
+    const EUR: Currency = Currency::EUR;
+
+    fn eur(amount: i64) -> Money {
+        Money::new(amount, EUR)
+    }
+
+    fn line(unit: i64, quantity: u32) -> OrderLine {
+        OrderLine {
+            menu_item_id: MenuItemId(uuid::Uuid::from_u128(u128::from(quantity) + 1)),
+            name: "item".into(),
+            unit_price: eur(unit),
+            quantity,
+            line_total: line_total(eur(unit), quantity).unwrap(),
+        }
+    }
+
+    #[test]
+    fn delivery_fee_is_base_up_to_two_km() {
+        assert_eq!(delivery_fee(0.0, EUR), eur(199));
+        assert_eq!(delivery_fee(1_999.9, EUR), eur(199));
+        assert_eq!(delivery_fee(2_000.0, EUR), eur(199));
+        // Rounded to the nearest metre first.
+        assert_eq!(delivery_fee(2_000.4, EUR), eur(199));
+    }
+
+    #[test]
+    fn delivery_fee_charges_every_started_km_beyond_two() {
+        assert_eq!(delivery_fee(2_000.6, EUR), eur(259));
+        assert_eq!(delivery_fee(2_001.0, EUR), eur(259));
+        assert_eq!(delivery_fee(3_000.0, EUR), eur(259));
+        assert_eq!(delivery_fee(3_001.0, EUR), eur(319));
+        assert_eq!(delivery_fee(10_000.0, EUR), eur(679));
+    }
+
+    #[test]
+    fn delivery_fee_is_capped() {
+        assert_eq!(delivery_fee(10_001.0, EUR), eur(699));
+        assert_eq!(delivery_fee(15_000.0, EUR), eur(699));
+        assert_eq!(delivery_fee(1.0e12, EUR), eur(699));
+        assert_eq!(delivery_fee(f64::INFINITY, EUR), eur(699));
+    }
+
+    #[test]
+    fn delivery_fee_treats_nonsense_distances_as_zero() {
+        assert_eq!(delivery_fee(-5.0, EUR), eur(199));
+        assert_eq!(delivery_fee(f64::NAN, EUR), eur(199));
+    }
+
+    #[test]
+    fn service_fee_is_five_percent_rounded_half_up() {
+        assert_eq!(service_fee(eur(1_010)).unwrap(), eur(51)); // 50.5
+        assert_eq!(service_fee(eur(1_009)).unwrap(), eur(50)); // 50.45
+        assert_eq!(service_fee(eur(2_000)).unwrap(), eur(100));
+    }
+
+    #[test]
+    fn service_fee_is_clamped() {
+        assert_eq!(service_fee(eur(0)).unwrap(), eur(49));
+        assert_eq!(service_fee(eur(979)).unwrap(), eur(49)); // 48.95 -> 49
+        assert_eq!(service_fee(eur(500)).unwrap(), eur(49));
+        assert_eq!(service_fee(eur(5_980)).unwrap(), eur(299));
+        assert_eq!(service_fee(eur(5_990)).unwrap(), eur(299)); // 299.5 -> 300 -> 299
+        assert_eq!(service_fee(eur(1_000_000)).unwrap(), eur(299));
+    }
+
+    #[test]
+    fn price_order_adds_everything_but_commission() {
+        let lines = [line(1_250, 2), line(399, 1)];
+        let price = price_order(EUR, &lines, 3_500.0, 700, 1_500, eur(150)).unwrap();
+        assert_eq!(
+            price,
+            PriceBreakdown {
+                subtotal: eur(2_899),
+                delivery_fee: eur(319),  // 2 started km
+                service_fee: eur(145),   // 144.95
+                tax: eur(203),           // 202.93
+                tip: eur(150),
+                total: eur(2_899 + 319 + 145 + 203 + 150),
+                commission: eur(435),    // 434.85
+            }
+        );
+    }
+
+    #[test]
+    fn tax_and_commission_round_half_up() {
+        let lines = [line(10, 1)];
+        let price = price_order(EUR, &lines, 0.0, 5_000, 2_500, eur(0)).unwrap();
+        assert_eq!(price.tax, eur(5));
+        assert_eq!(price.commission, eur(3)); // 2.5 -> 3
+        let price = price_order(EUR, &lines, 0.0, 0, 0, eur(0)).unwrap();
+        assert_eq!(price.tax, eur(0));
+        assert_eq!(price.commission, eur(0));
+        assert_eq!(price.total, eur(10 + 199 + 49));
+    }
+
+    #[test]
+    fn overflow_is_an_error_not_a_panic() {
+        assert_eq!(line_total(eur(i64::MAX), 2), Err(MoneyError::Overflow));
+        let lines = [line(i64::MAX / 2, 1), line(i64::MAX / 2, 1), line(5, 1)];
+        assert_eq!(subtotal(EUR, &lines), Err(MoneyError::Overflow));
+    }
+
+    #[test]
+    fn mixed_currencies_are_refused() {
+        let lines = [line(100, 1)];
+        let tip = Money::new(10, Currency::USD);
+        assert!(matches!(
+            price_order(EUR, &lines, 0.0, 0, 0, tip),
+            Err(MoneyError::CurrencyMismatch { .. })
+        ));
+    }
+}

@@ -1,0 +1,90 @@
+//! Events of the `Delivery` aggregate.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::event_enum;
+use crate::{DeliveryId, GeoPoint, OrderId, RestaurantId, RiderId};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryRequested {
+    pub delivery_id: DeliveryId,
+    pub order_id: OrderId,
+    pub restaurant_id: RestaurantId,
+    pub pickup: GeoPoint,
+    pub dropoff: GeoPoint,
+    /// The 4-digit code the customer tells the rider at the door.
+    pub dropoff_code: String,
+    /// When the food is expected to be ready (drives the pickup ETA).
+    pub ready_by: Option<DateTime<Utc>>,
+    pub requested_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RiderAssigned {
+    pub rider_id: RiderId,
+    pub assigned_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RiderUnassigned {
+    pub rider_id: RiderId,
+    pub reason: String,
+    pub unassigned_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RiderLocationReported {
+    pub rider_id: RiderId,
+    pub location: GeoPoint,
+    /// Device time of the fix; never goes backwards within a delivery.
+    pub reported_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PickupConfirmed {
+    pub rider_id: RiderId,
+    pub picked_up_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DropoffCodeRejected {
+    pub rider_id: RiderId,
+    /// Failed attempts so far, including this one.
+    pub attempts: u32,
+    pub rejected_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryCompleted {
+    pub rider_id: RiderId,
+    pub completed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryFailed {
+    pub reason: String,
+    pub failed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryCancelled {
+    pub reason: String,
+    pub cancelled_at: DateTime<Utc>,
+}
+
+event_enum!(
+    /// Everything that can happen to a delivery.
+    DeliveryEvent {
+        DeliveryRequested => "1",
+        RiderAssigned => "1",
+        RiderUnassigned => "1",
+        RiderLocationReported => "1",
+        PickupConfirmed => "1",
+        DropoffCodeRejected => "1",
+        DeliveryCompleted => "1",
+        DeliveryFailed => "1",
+        DeliveryCancelled => "1",
+    }
+);

@@ -1,0 +1,82 @@
+//! Events of the `Payment` aggregate. Provider fees are recorded on the events
+//! that cause them.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::event_enum;
+use crate::{Money, OrderId, PaymentId, RestaurantId, RiderId};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentAuthorized {
+    pub payment_id: PaymentId,
+    pub order_id: OrderId,
+    pub restaurant_id: RestaurantId,
+    pub amount: Money,
+    /// Provider name, e.g. `simulated`.
+    pub provider: String,
+    /// The provider's reference for this authorization.
+    pub provider_reference: String,
+    /// Fee charged by the provider for the authorization.
+    pub fee: Money,
+    pub authorized_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentDeclined {
+    pub payment_id: PaymentId,
+    pub order_id: OrderId,
+    pub restaurant_id: RestaurantId,
+    pub amount: Money,
+    pub provider: String,
+    /// The provider's decline code, e.g. `insufficient_funds`.
+    pub decline_code: String,
+    pub declined_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentCaptured {
+    pub amount: Money,
+    pub fee: Money,
+    pub captured_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentVoided {
+    /// The authorized amount released.
+    pub amount: Money,
+    pub fee: Money,
+    pub voided_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentRefunded {
+    pub amount: Money,
+    pub fee: Money,
+    pub reason: String,
+    pub provider_reference: String,
+    pub refunded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CashCollected {
+    pub payment_id: PaymentId,
+    pub order_id: OrderId,
+    pub restaurant_id: RestaurantId,
+    pub amount: Money,
+    pub rider_id: RiderId,
+    pub collected_at: DateTime<Utc>,
+}
+
+event_enum!(
+    /// Everything that can happen to a payment.
+    PaymentEvent {
+        PaymentAuthorized => "1",
+        PaymentDeclined => "1",
+        PaymentCaptured => "1",
+        PaymentVoided => "1",
+        PaymentRefunded => "1",
+        CashCollected => "1",
+    }
+);

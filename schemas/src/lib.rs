@@ -1,0 +1,26 @@
+//! Ordertrail's wire contract.
+//!
+//! Everything that crosses a process boundary as data lives here: the event
+//! payload types written by the command side and read by the relay, the saga and
+//! the projectors; the value types they carry (`Money`, ids, `GeoPoint`); the
+//! Kafka envelope and topic names; and the JSON Schema documents generated from
+//! these types (checked in under `schemas/json/`).
+//!
+//! May depend on serde, schemars, uuid, chrono and the `cqrs-es` event trait.
+//! Must never depend on `domain`, `commands` or `projections`: readers that only
+//! know this crate can decode every event ever written.
+
+pub mod envelope;
+pub mod events;
+pub mod geo;
+pub mod ids;
+pub mod metadata;
+pub mod money;
+pub mod topics;
+
+pub use envelope::EventEnvelope;
+pub use events::{AggregateKind, DeliveryEvent, OrderEvent, PaymentEvent};
+pub use geo::GeoPoint;
+pub use ids::*;
+pub use metadata::{Actor, ActorRole, EventMetadata};
+pub use money::{Currency, Money, MoneyError};

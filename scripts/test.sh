@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what is missing, starts a
+# private PostgreSQL (unless DATABASE_URL points at one), checks formatting and
+# lints, then runs every test. Kafka tests host librdkafka's mock cluster
+# in-process unless KAFKA_BROKERS names a real broker.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+ensure_packages
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  PGDIR=$(mktemp -d /tmp/ordertrail-test-pg.XXXXXX)
+  PGPORT=$(free_port)
+  trap 'stop_private_pg "$PGDIR"; rm -rf "$PGDIR"' EXIT
+  log "starting a private PostgreSQL for the tests on 127.0.0.1:$PGPORT"
+  start_private_pg "$PGDIR" "$PGPORT" off
+  export DATABASE_URL="postgres://ordertrail@127.0.0.1:$PGPORT/ordertrail"
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
