@@ -1,1 +1,17 @@
-//! placeholder
+//! Ordertrail's write side.
+//!
+//! - [`service::CommandService`]: executes domain commands on the cqrs-es
+//!   aggregates persisted by postgres-es, with event metadata, `Idempotency-Key`
+//!   handling and optimistic concurrency. The API, the benchmark and the saga
+//!   all go through it.
+//! - [`catalog`]: reference data (restaurants, menus, riders) in plain tables,
+//!   looked up before a decision and passed into the command.
+//! - The relay (store → Kafka) and the saga (events → follow-up commands) live
+//!   in their own modules with thin binaries under `src/bin/`.
+//!
+//! May depend on `domain`, `schemas` and `platform`; never on `api` or
+//! `projections`.
+
+pub mod catalog;
+pub mod relay;
+pub mod service;

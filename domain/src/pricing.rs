@@ -40,15 +40,23 @@ pub fn delivery_fee(distance_m: f64, currency: Currency) -> Money {
     // Rounded to whole metres; NaN and negatives count as 0 (`as` saturates).
     let metres = (distance_m.round() as i64).max(0);
     let beyond = metres.saturating_sub(FREE_DELIVERY_DISTANCE_M);
-    let started_km = if beyond > 0 { (beyond + 999) / 1_000 } else { 0 };
-    let fee = BASE_DELIVERY_FEE.saturating_add(DELIVERY_FEE_PER_STARTED_KM.saturating_mul(started_km));
+    let started_km = if beyond > 0 {
+        (beyond + 999) / 1_000
+    } else {
+        0
+    };
+    let fee =
+        BASE_DELIVERY_FEE.saturating_add(DELIVERY_FEE_PER_STARTED_KM.saturating_mul(started_km));
     Money::new(fee.min(MAX_DELIVERY_FEE), currency)
 }
 
 /// Service fee: 5 % of the subtotal, rounded half up, clamped to [49, 299].
 pub fn service_fee(subtotal: Money) -> Result<Money, MoneyError> {
     let fee = subtotal.percent_bps(SERVICE_FEE_BPS)?;
-    Ok(Money::new(fee.amount.clamp(MIN_SERVICE_FEE, MAX_SERVICE_FEE), subtotal.currency))
+    Ok(Money::new(
+        fee.amount.clamp(MIN_SERVICE_FEE, MAX_SERVICE_FEE),
+        subtotal.currency,
+    ))
 }
 
 /// Unit price × quantity.
@@ -58,7 +66,9 @@ pub fn line_total(unit_price: Money, quantity: u32) -> Result<Money, MoneyError>
 
 /// Σ of the lines' totals (each line's `line_total` as given).
 pub fn subtotal(currency: Currency, lines: &[OrderLine]) -> Result<Money, MoneyError> {
-    lines.iter().try_fold(Money::zero(currency), |sum, line| sum.checked_add(line.line_total))
+    lines.iter().try_fold(Money::zero(currency), |sum, line| {
+        sum.checked_add(line.line_total)
+    })
 }
 
 /// The full price of an order. `lines` must already carry their line totals
@@ -81,7 +91,15 @@ pub fn price_order(
         .checked_add(service_fee)?
         .checked_add(tax)?
         .checked_add(tip)?;
-    Ok(PriceBreakdown { subtotal, delivery_fee, service_fee, tax, tip, total, commission })
+    Ok(PriceBreakdown {
+        subtotal,
+        delivery_fee,
+        service_fee,
+        tax,
+        tip,
+        total,
+        commission,
+    })
 }
 
 #[cfg(test)]
@@ -163,12 +181,12 @@ mod tests {
             price,
             PriceBreakdown {
                 subtotal: eur(2_899),
-                delivery_fee: eur(319),  // 2 started km
-                service_fee: eur(145),   // 144.95
-                tax: eur(203),           // 202.93
+                delivery_fee: eur(319), // 2 started km
+                service_fee: eur(145),  // 144.95
+                tax: eur(203),          // 202.93
                 tip: eur(150),
                 total: eur(2_899 + 319 + 145 + 203 + 150),
-                commission: eur(435),    // 434.85
+                commission: eur(435), // 434.85
             }
         );
     }

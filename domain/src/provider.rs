@@ -57,18 +57,37 @@ pub trait PaymentProvider: Send + Sync {
 
     /// Reserve `amount` on the card behind `card_token`. `reference` is our
     /// idempotency reference (the payment id).
-    async fn authorize(&self, card_token: &str, amount: Money, reference: &str)
-    -> Result<Authorization, ProviderError>;
+    async fn authorize(
+        &self,
+        card_token: &str,
+        amount: Money,
+        reference: &str,
+    ) -> Result<Authorization, ProviderError>;
 
     /// Take `amount` (at most the authorized amount) of an authorization.
-    async fn capture(&self, provider_reference: &str, amount: Money) -> Result<ProviderReceipt, ProviderError>;
+    async fn capture(
+        &self,
+        provider_reference: &str,
+        amount: Money,
+    ) -> Result<ProviderReceipt, ProviderError>;
 
     /// Release an uncaptured authorization. `amount` is the authorized amount
     /// being released (providers echo it back; it also fixes the fee currency).
-    async fn void(&self, provider_reference: &str, amount: Money) -> Result<ProviderReceipt, ProviderError>;
+    async fn void(
+        &self,
+        provider_reference: &str,
+        amount: Money,
+    ) -> Result<ProviderReceipt, ProviderError>;
 
     /// Return `amount` of a captured authorization to the customer.
-    async fn refund(&self, provider_reference: &str, amount: Money) -> Result<Refund, ProviderError>;
+    /// `reference` is our idempotency reference for this one refund (payment
+    /// id and refund number), so a retried refund is never paid out twice.
+    async fn refund(
+        &self,
+        provider_reference: &str,
+        amount: Money,
+        reference: &str,
+    ) -> Result<Refund, ProviderError>;
 }
 
 /// Card tokens the [`SimulatedProvider`] understands.
@@ -109,8 +128,7 @@ const AUTH_PREFIX: &str = "sim_auth_";
 ///
 /// Capture costs 1.4 % + 25 minor units (rounded half up); void and refund
 /// are free. Capture, void and refund decline references it did not issue
-/// (`unknown_reference`). Refund references are `sim_refund_<reference>_<n>`,
-/// `n` counting this instance's refunds of that authorization from 1.
+/// (`unknown_reference`). Refund references are `sim_refund_<reference>`.
 #[derive(Debug, Default)]
 pub struct SimulatedProvider {
     state: Mutex<SimulatedState>,
@@ -120,8 +138,6 @@ pub struct SimulatedProvider {
 struct SimulatedState {
     /// Authorize attempts per reference.
     authorize_attempts: HashMap<String, u32>,
-    /// Refunds per provider reference.
-    refunds: HashMap<String, u32>,
 }
 
 impl SimulatedProvider {
@@ -133,13 +149,21 @@ impl SimulatedProvider {
 
     /// Capture fee for `amount`: 1.4 % rounded half up, plus 25.
     pub fn capture_fee(amount: Money) -> Money {
-        let percent = amount.percent_bps(SIMULATED_CAPTURE_FEE_BPS).map_or(i64::MAX, |m| m.amount);
-        Money::new(percent.saturating_add(SIMULATED_CAPTURE_FEE_FIXED), amount.currency)
+        let percent = amount
+            .percent_bps(SIMULATED_CAPTURE_FEE_BPS)
+            .map_or(i64::MAX, |m| m.amount);
+        Money::new(
+            percent.saturating_add(SIMULATED_CAPTURE_FEE_FIXED),
+            amount.currency,
+        )
     }
 
     fn with_state<T>(&self, f: impl FnOnce(&mut SimulatedState) -> T) -> T {
         // A poisoned lock only means another caller panicked; the counters are still usable.
-        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut state)
     }
 
@@ -152,7 +176,9 @@ impl SimulatedProvider {
 }
 
 fn declined(code: &str) -> ProviderError {
-    ProviderError::Declined { code: code.to_owned() }
+    ProviderError::Declined {
+        code: code.to_owned(),
+    }
 }
 
 #[async_trait]
@@ -168,7 +194,10 @@ impl PaymentProvider for SimulatedProvider {
         reference: &str,
     ) -> Result<Authorization, ProviderError> {
         let attempt = self.with_state(|s| {
-            let n = s.authorize_attempts.entry(reference.to_owned()).or_insert(0);
+            let n = s
+                .authorize_attempts
+                .entry(reference.to_owned())
+                .or_insert(0);
             *n = n.saturating_add(1);
             *n
         });
@@ -180,45 +209,70 @@ impl PaymentProvider for SimulatedProvider {
             test_tokens::DECLINED => return Err(declined("card_declined")),
             test_tokens::INSUFFICIENT_FUNDS => return Err(declined("insufficient_funds")),
             test_tokens::UNAVAILABLE => {
-                return Err(ProviderError::Unavailable { reason: "simulated outage".to_owned() });
+                return Err(ProviderError::Unavailable {
+                    reason: "simulated outage".to_owned(),
+                });
             }
-            other => match other.strip_prefix(test_tokens::FLAKY_PREFIX).map(str::parse::<u32>) {
+            other => match other
+                .strip_prefix(test_tokens::FLAKY_PREFIX)
+                .map(str::parse::<u32>)
+            {
                 Some(Ok(failures)) if attempt <= failures => {
                     return Err(ProviderError::Unavailable {
-                        reason: format!("simulated flaky outage (attempt {attempt} of {failures} failing)"),
+                        reason: format!(
+                            "simulated flaky outage (attempt {attempt} of {failures} failing)"
+                        ),
                     });
                 }
                 Some(Ok(_)) => {}
                 _ => return Err(declined("invalid_token")),
             },
         }
-        Ok(Authorization { provider_reference: format!("{AUTH_PREFIX}{reference}"), fee: Money::zero(amount.currency) })
+        Ok(Authorization {
+            provider_reference: format!("{AUTH_PREFIX}{reference}"),
+            fee: Money::zero(amount.currency),
+        })
     }
 
-    async fn capture(&self, provider_reference: &str, amount: Money) -> Result<ProviderReceipt, ProviderError> {
+    async fn capture(
+        &self,
+        provider_reference: &str,
+        amount: Money,
+    ) -> Result<ProviderReceipt, ProviderError> {
         Self::check_reference(provider_reference)?;
         if amount.amount <= 0 {
             return Err(declined("invalid_amount"));
         }
-        Ok(ProviderReceipt { fee: Self::capture_fee(amount) })
+        Ok(ProviderReceipt {
+            fee: Self::capture_fee(amount),
+        })
     }
 
-    async fn void(&self, provider_reference: &str, amount: Money) -> Result<ProviderReceipt, ProviderError> {
+    async fn void(
+        &self,
+        provider_reference: &str,
+        amount: Money,
+    ) -> Result<ProviderReceipt, ProviderError> {
         Self::check_reference(provider_reference)?;
-        Ok(ProviderReceipt { fee: Money::zero(amount.currency) })
+        Ok(ProviderReceipt {
+            fee: Money::zero(amount.currency),
+        })
     }
 
-    async fn refund(&self, provider_reference: &str, amount: Money) -> Result<Refund, ProviderError> {
-        let reference = Self::check_reference(provider_reference)?;
+    async fn refund(
+        &self,
+        provider_reference: &str,
+        amount: Money,
+        reference: &str,
+    ) -> Result<Refund, ProviderError> {
+        Self::check_reference(provider_reference)?;
         if amount.amount <= 0 {
             return Err(declined("invalid_amount"));
         }
-        let n = self.with_state(|s| {
-            let n = s.refunds.entry(provider_reference.to_owned()).or_insert(0);
-            *n = n.saturating_add(1);
-            *n
-        });
-        Ok(Refund { provider_reference: format!("sim_refund_{reference}_{n}"), fee: Money::zero(amount.currency) })
+        Ok(Refund {
+            provider_reference: format!("sim_refund_{reference}"),
+            fee: Money::zero(amount.currency),
+        })
     }
 }
 
@@ -241,7 +295,13 @@ mod tests {
         let p = SimulatedProvider::new();
         for token in [test_tokens::VISA, test_tokens::MASTERCARD] {
             let auth = p.authorize(token, eur(1_000), "pay-1").await.unwrap();
-            assert_eq!(auth, Authorization { provider_reference: "sim_auth_pay-1".into(), fee: eur(0) });
+            assert_eq!(
+                auth,
+                Authorization {
+                    provider_reference: "sim_auth_pay-1".into(),
+                    fee: eur(0)
+                }
+            );
         }
         assert_eq!(p.name(), "simulated");
     }
@@ -253,29 +313,54 @@ mod tests {
             Err(ProviderError::Declined { code }) => code,
             other => panic!("expected a decline, got {other:?}"),
         };
-        assert_eq!(code(p.authorize("tok_declined", eur(100), "r").await), "card_declined");
-        assert_eq!(code(p.authorize("tok_insufficient_funds", eur(100), "r").await), "insufficient_funds");
-        assert_eq!(code(p.authorize("tok_amex", eur(100), "r").await), "invalid_token");
+        assert_eq!(
+            code(p.authorize("tok_declined", eur(100), "r").await),
+            "card_declined"
+        );
+        assert_eq!(
+            code(p.authorize("tok_insufficient_funds", eur(100), "r").await),
+            "insufficient_funds"
+        );
+        assert_eq!(
+            code(p.authorize("tok_amex", eur(100), "r").await),
+            "invalid_token"
+        );
         assert_eq!(code(p.authorize("", eur(100), "r").await), "invalid_token");
-        assert_eq!(code(p.authorize("tok_flaky_x", eur(100), "r").await), "invalid_token");
-        assert_eq!(code(p.authorize("tok_visa", eur(0), "r").await), "invalid_amount");
+        assert_eq!(
+            code(p.authorize("tok_flaky_x", eur(100), "r").await),
+            "invalid_token"
+        );
+        assert_eq!(
+            code(p.authorize("tok_visa", eur(0), "r").await),
+            "invalid_amount"
+        );
     }
 
     #[tokio::test]
     async fn unavailable_token_never_succeeds() {
         let p = SimulatedProvider::new();
         for _ in 0..5 {
-            assert!(unavailable(&p.authorize("tok_unavailable", eur(100), "r").await.unwrap_err()));
+            assert!(unavailable(
+                &p.authorize("tok_unavailable", eur(100), "r")
+                    .await
+                    .unwrap_err()
+            ));
         }
     }
 
     #[tokio::test]
     async fn flaky_token_fails_n_times_per_reference_then_succeeds() {
         let p = SimulatedProvider::new();
-        assert!(unavailable(&p.authorize("tok_flaky_2", eur(100), "a").await.unwrap_err()));
-        assert!(unavailable(&p.authorize("tok_flaky_2", eur(100), "a").await.unwrap_err()));
+        assert!(unavailable(
+            &p.authorize("tok_flaky_2", eur(100), "a").await.unwrap_err()
+        ));
+        assert!(unavailable(
+            &p.authorize("tok_flaky_2", eur(100), "a").await.unwrap_err()
+        ));
         // Another reference counts on its own.
-        assert!(unavailable(&p.authorize("tok_flaky_2", eur(100), "b").await.unwrap_err()));
+        assert!(unavailable(
+            &p.authorize("tok_flaky_2", eur(100), "b").await.unwrap_err()
+        ));
         let auth = p.authorize("tok_flaky_2", eur(100), "a").await.unwrap();
         assert_eq!(auth.provider_reference, "sim_auth_a");
         assert!(p.authorize("tok_flaky_2", eur(100), "a").await.is_ok());
@@ -298,20 +383,42 @@ mod tests {
         let receipt = p.capture("sim_auth_r", eur(2_599)).await.unwrap();
         assert_eq!(receipt.fee, eur(61)); // 36.386 + 25
         assert_eq!(p.void("sim_auth_r", eur(2_599)).await.unwrap().fee, eur(0));
-        let first = p.refund("sim_auth_r", eur(500)).await.unwrap();
-        let second = p.refund("sim_auth_r", eur(500)).await.unwrap();
-        assert_eq!(first, Refund { provider_reference: "sim_refund_r_1".into(), fee: eur(0) });
-        assert_eq!(second.provider_reference, "sim_refund_r_2");
-        let unknown = ProviderError::Declined { code: "unknown_reference".into() };
+        let refund = p
+            .refund("sim_auth_r", eur(500), "r_refund_1")
+            .await
+            .unwrap();
+        assert_eq!(
+            refund,
+            Refund {
+                provider_reference: "sim_refund_r_refund_1".into(),
+                fee: eur(0)
+            }
+        );
+        let invalid = ProviderError::Declined {
+            code: "invalid_amount".into(),
+        };
+        assert_eq!(
+            p.refund("sim_auth_r", eur(0), "r_refund_2")
+                .await
+                .unwrap_err(),
+            invalid
+        );
+        let unknown = ProviderError::Declined {
+            code: "unknown_reference".into(),
+        };
         assert_eq!(p.capture("stripe_123", eur(1)).await.unwrap_err(), unknown);
         assert_eq!(p.void("sim_auth_", eur(1)).await.unwrap_err(), unknown);
-        assert_eq!(p.refund("x", eur(1)).await.unwrap_err(), unknown);
+        assert_eq!(
+            p.refund("x", eur(1), "x_refund_1").await.unwrap_err(),
+            unknown
+        );
     }
 
     #[test]
     fn it_is_usable_as_a_shared_trait_object() {
         fn assert_send_sync<T: Send + Sync + ?Sized>() {}
         assert_send_sync::<dyn PaymentProvider>();
-        let _shared: std::sync::Arc<dyn PaymentProvider> = std::sync::Arc::new(SimulatedProvider::new());
+        let _shared: std::sync::Arc<dyn PaymentProvider> =
+            std::sync::Arc::new(SimulatedProvider::new());
     }
 }

@@ -1,1 +1,70 @@
-//! placeholder
+//! Ordertrail's read side: the projector runtime, the read models it builds
+//! and the queries the API serves from them.
+//!
+//! - [`runtime`]: a Kafka consumer group per projector; batches of events are
+//!   applied and the consumer positions advanced in one PostgreSQL
+//!   transaction; duplicates are recognised; an event that cannot be applied
+//!   stops the projector; lag is exported as metrics and in `projector_status`.
+//! - One module per read model: [`order_history`], [`rider_etas`],
+//!   [`settlements`] (each also has a thin binary under `src/bin/`).
+//! - [`queries`]: the read-model queries, filtered by a [`queries::Viewer`].
+//! - [`cli`]: the configuration and `main` shared by the three binaries.
+//!
+//! May depend on `schemas` (the wire contract) and `platform` (process
+//! plumbing) only; never on `domain`, `commands` or `api`.
+
+pub mod cli;
+pub mod order_history;
+pub mod queries;
+pub mod rider_etas;
+mod rows;
+pub mod runtime;
+pub mod settlements;
+
+use std::future::Future;
+
+use sqlx::PgPool;
+
+pub use runtime::{RuntimeConfig, RuntimeError};
+
+/// Names of every projector, as stored in `projector_offsets`.
+pub const PROJECTORS: [&str; 3] = [order_history::NAME, rider_etas::NAME, settlements::NAME];
+
+/// Which read model a runtime maintains.
+#[derive(Debug, Clone)]
+pub enum ProjectorKind {
+    OrderHistory,
+    RiderEtas(rider_etas::EtaSettings),
+    Settlements,
+}
+
+impl ProjectorKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProjectorKind::OrderHistory => order_history::NAME,
+            ProjectorKind::RiderEtas(_) => rider_etas::NAME,
+            ProjectorKind::Settlements => settlements::NAME,
+        }
+    }
+}
+
+/// Run one projector until `shutdown` completes or an event cannot be applied.
+/// Usable in-process by tests and a launcher.
+pub async fn run(
+    kind: ProjectorKind,
+    config: RuntimeConfig,
+    pool: PgPool,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RuntimeError> {
+    match kind {
+        ProjectorKind::OrderHistory => {
+            runtime::run(order_history::OrderHistory, config, pool, shutdown).await
+        }
+        ProjectorKind::RiderEtas(settings) => {
+            runtime::run(rider_etas::RiderEtas::new(settings), config, pool, shutdown).await
+        }
+        ProjectorKind::Settlements => {
+            runtime::run(settlements::Settlements, config, pool, shutdown).await
+        }
+    }
+}

@@ -14,9 +14,11 @@ pub mod envelope;
 pub mod events;
 pub mod geo;
 pub mod ids;
+pub mod json_schema;
 pub mod metadata;
 pub mod money;
 pub mod topics;
+pub mod upcasters;
 
 pub use envelope::EventEnvelope;
 pub use events::{AggregateKind, DeliveryEvent, OrderEvent, PaymentEvent};

@@ -80,6 +80,8 @@ pub struct CancelOrder {
 /// Everything that can be asked of an order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
+// One command lives per request; boxing `PlaceOrder` would only cost ergonomics.
+#[allow(clippy::large_enum_variant)]
 pub enum OrderCommand {
     PlaceOrder(PlaceOrder),
     ConfirmOrder(ConfirmOrder),

@@ -1,6 +1,8 @@
 //! Why an order command was refused.
 
-use ordertrail_schemas::{ActorRole, Currency, MenuItemId, Money, OrderId, PaymentId, RestaurantId};
+use ordertrail_schemas::{
+    ActorRole, Currency, MenuItemId, Money, OrderId, PaymentId, RestaurantId,
+};
 
 use super::aggregate::OrderStatus;
 use crate::{DomainError, ErrorKind};
@@ -16,26 +18,52 @@ pub enum OrderError {
     #[error("restaurant {restaurant_id} is closed")]
     RestaurantClosed { restaurant_id: RestaurantId },
     #[error("restaurant {restaurant_id} has invalid reference data: {reason}")]
-    InvalidRestaurantSnapshot { restaurant_id: RestaurantId, reason: String },
+    InvalidRestaurantSnapshot {
+        restaurant_id: RestaurantId,
+        reason: String,
+    },
     #[error("an order needs at least one item")]
     EmptyOrder { restaurant_id: RestaurantId },
     #[error("quantity {quantity} of menu item {menu_item_id} is not within 1..={max}")]
-    InvalidQuantity { menu_item_id: MenuItemId, quantity: u64, max: u32 },
+    InvalidQuantity {
+        menu_item_id: MenuItemId,
+        quantity: u64,
+        max: u32,
+    },
     #[error("menu item {menu_item_id} is unavailable")]
     MenuItemUnavailable { menu_item_id: MenuItemId },
-    #[error("menu item {menu_item_id} belongs to restaurant {item_restaurant_id}, not {restaurant_id}")]
-    MenuItemNotFromRestaurant { menu_item_id: MenuItemId, item_restaurant_id: RestaurantId, restaurant_id: RestaurantId },
+    #[error(
+        "menu item {menu_item_id} belongs to restaurant {item_restaurant_id}, not {restaurant_id}"
+    )]
+    MenuItemNotFromRestaurant {
+        menu_item_id: MenuItemId,
+        item_restaurant_id: RestaurantId,
+        restaurant_id: RestaurantId,
+    },
     #[error("menu item {menu_item_id} has an invalid price {price}")]
-    InvalidItemPrice { menu_item_id: MenuItemId, price: Money },
+    InvalidItemPrice {
+        menu_item_id: MenuItemId,
+        price: Money,
+    },
     #[error("menu item {menu_item_id} appears in several lines with different details")]
     ConflictingMenuItemLines { menu_item_id: MenuItemId },
     #[error("{field} is in {found}, but the restaurant charges in {expected}")]
-    CurrencyMismatch { field: &'static str, expected: Currency, found: Currency },
+    CurrencyMismatch {
+        field: &'static str,
+        expected: Currency,
+        found: Currency,
+    },
     #[error("tip must not be negative, got {tip}")]
     NegativeTip { tip: Money },
     #[error("{field} has invalid coordinates ({lat}, {lon})")]
-    InvalidCoordinates { field: &'static str, lat: f64, lon: f64 },
-    #[error("delivery address is {distance_m} m from the restaurant; at most {max_m} m is delivered")]
+    InvalidCoordinates {
+        field: &'static str,
+        lat: f64,
+        lon: f64,
+    },
+    #[error(
+        "delivery address is {distance_m} m from the restaurant; at most {max_m} m is delivered"
+    )]
     DeliveryAddressTooFar { distance_m: u64, max_m: u64 },
     #[error("card payments need a card token")]
     CardTokenRequired { order_id: OrderId },
@@ -62,7 +90,10 @@ pub enum OrderError {
     #[error("order in status {status} cannot be cancelled")]
     NotCancellable { status: OrderStatus },
     #[error("role {role} may not cancel an order in status {status}")]
-    CancellationNotAllowedForRole { role: ActorRole, status: OrderStatus },
+    CancellationNotAllowedForRole {
+        role: ActorRole,
+        status: OrderStatus,
+    },
     #[error("a reason is required to {action}")]
     ReasonRequired { action: &'static str },
 }

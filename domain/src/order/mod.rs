@@ -12,9 +12,14 @@ mod aggregate;
 mod commands;
 mod errors;
 
-pub use aggregate::{MAX_PREPARATION_MINUTES, MAX_QUANTITY_PER_LINE, MIN_PREPARATION_MINUTES, Order, OrderStatus};
+pub use aggregate::{
+    MAX_PREPARATION_MINUTES, MAX_QUANTITY_PER_LINE, MIN_PREPARATION_MINUTES, Order, OrderStatus,
+};
 pub use commands::{
-    AcceptOrder, CancelOrder, ConfirmOrder, MarkDelivered, MarkPickedUp, MarkReadyForPickup, OrderCommand, OrderItem,
-    PlaceOrder, RejectOrder,
+    AcceptOrder, CancelOrder, ConfirmOrder, MarkDelivered, MarkPickedUp, MarkReadyForPickup,
+    OrderCommand, OrderItem, PlaceOrder, RejectOrder,
 };
 pub use errors::OrderError;
+
+#[cfg(test)]
+mod tests;

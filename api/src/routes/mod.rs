@@ -1,0 +1,92 @@
+//! Route modules, one per resource. Each exposes `router()`; [`crate::app`]
+//! merges them.
+
+pub mod deliveries;
+pub mod health;
+pub mod orders;
+pub mod payments;
+pub mod reference_data;
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ordertrail_commands::service::{CommandOutcome, CommandService};
+use ordertrail_domain::{Delivery, Order, Payment};
+use ordertrail_schemas::{DeliveryId, OrderId, PaymentId};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::extract::IDEMPOTENT_REPLAYED;
+
+/// A command's answer: the outcome as JSON, 201 when the command created the
+/// aggregate, else 200; `Idempotent-Replayed: true` when it repeats the
+/// first answer to an `Idempotency-Key`.
+#[derive(Debug)]
+pub struct CommandResponse {
+    pub status: StatusCode,
+    pub outcome: CommandOutcome,
+}
+
+impl CommandResponse {
+    pub fn created(outcome: CommandOutcome) -> Self {
+        Self { status: StatusCode::CREATED, outcome }
+    }
+
+    pub fn ok(outcome: CommandOutcome) -> Self {
+        Self { status: StatusCode::OK, outcome }
+    }
+}
+
+impl IntoResponse for CommandResponse {
+    fn into_response(self) -> Response {
+        let replayed = self.outcome.replayed;
+        let mut response = (self.status, axum::Json(self.outcome)).into_response();
+        if replayed {
+            response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+        }
+        response
+    }
+}
+
+/// Mark an error that answers a replayed command like a replayed success.
+pub(crate) fn replayed_error(error: ApiError, outcome: &CommandOutcome) -> ApiError {
+    if outcome.replayed { error.with_header(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true")) } else { error }
+}
+
+/// A body for commands that take no input: `{}` or nothing at all.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoBody {}
+
+/// A body that carries only a reason.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    /// Free text, 1..=500 characters.
+    #[schema(example = "customer changed their mind")]
+    pub reason: String,
+}
+
+pub(crate) async fn load_order(commands: &CommandService, id: OrderId) -> Result<Order, ApiError> {
+    commands
+        .load_order(id)
+        .await?
+        .map(|(order, _)| order)
+        .ok_or_else(|| ApiError::new("order_not_found", format!("order {id} does not exist")))
+}
+
+pub(crate) async fn load_payment(commands: &CommandService, id: PaymentId) -> Result<Payment, ApiError> {
+    commands
+        .load_payment(id)
+        .await?
+        .map(|(payment, _)| payment)
+        .ok_or_else(|| ApiError::new("payment_not_found", format!("payment {id} does not exist")))
+}
+
+pub(crate) async fn load_delivery(commands: &CommandService, id: DeliveryId) -> Result<Delivery, ApiError> {
+    commands
+        .load_delivery(id)
+        .await?
+        .map(|(delivery, _)| delivery)
+        .ok_or_else(|| ApiError::new("delivery_not_found", format!("delivery {id} does not exist")))
+}

@@ -1,0 +1,193 @@
+//! Payment commands: authorize (the order's total, never an amount from the
+//! client), capture, void, refund.
+//!
+//! A decline is a fact, recorded as a `PaymentDeclined` event: the answer is
+//! 402 `payment_declined` with the decline code and the command outcome in
+//! `details` (a retry with the same `Idempotency-Key` gets the same 402).
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use chrono::Utc;
+use ordertrail_commands::service::CommandOutcome;
+use ordertrail_domain::PaymentCommand;
+use ordertrail_domain::payment::{AuthorizePayment, CapturePayment, RefundPayment, VoidPayment};
+use ordertrail_schemas::events::PaymentMethod;
+use ordertrail_schemas::{Money, OrderId, PaymentId};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::orders::order_for_payment;
+use super::{CommandResponse, NoBody, load_payment, replayed_error};
+use crate::AppState;
+use crate::auth::{AuthUser, Authorized, CustomerOrStaff, Staff};
+use crate::error::{ApiError, CommandErrors};
+use crate::extract::{ApiPath, CommandRequest};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/payments", post(authorize_payment))
+        .route("/v1/payments/{id}/capture", post(capture_payment))
+        .route("/v1/payments/{id}/void", post(void_payment))
+        .route("/v1/payments/{id}/refund", post(refund_payment))
+}
+
+/// `POST /v1/payments`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizePaymentRequest {
+    pub order_id: Uuid,
+    /// The card token; defaults to the one the order was placed with.
+    #[schema(example = "tok_visa")]
+    pub card_token: Option<String>,
+}
+
+/// `POST /v1/payments/{id}/capture`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapturePaymentRequest {
+    /// Minor units to capture (at most the authorized amount); absent captures all of it.
+    pub amount_minor: Option<i64>,
+}
+
+/// `POST /v1/payments/{id}/refund`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundPaymentRequest {
+    /// Minor units to refund; all refunds add up to at most the captured amount.
+    #[schema(example = 500)]
+    pub amount_minor: i64,
+    #[schema(example = "cold food")]
+    pub reason: String,
+}
+
+/// Authorize the order's total on a card (the order's customer, ops, admin).
+/// The payment id is derived from the order id.
+#[utoipa::path(
+    post, path = "/v1/payments", tag = "payments",
+    request_body = AuthorizePaymentRequest,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 201, description = "Payment authorized", body = CommandOutcome),
+        (status = 402, description = "Declined: code `payment_declined`, `details.decline_code` and `details.outcome` (the recorded `PaymentDeclined`)", body = crate::error::ErrorBody),
+        CommandErrors
+    ),
+    security(("bearer" = []))
+)]
+pub async fn authorize_payment(
+    State(state): State<AppState>,
+    user: Authorized<CustomerOrStaff>,
+    req: CommandRequest<AuthorizePaymentRequest>,
+) -> Result<CommandResponse, ApiError> {
+    let order_id = OrderId(req.body.order_id);
+    let order = order_for_payment(&state, &user, order_id).await?;
+    let Some(PaymentMethod::Card { card_token }) = order.payment_method() else {
+        return Err(ApiError::new("payment_method_mismatch", "the order is not paid by card"));
+    };
+    let (restaurant_id, amount) = match (order.restaurant_id(), order.price()) {
+        (Some(r), Some(price)) => (r, price.total),
+        _ => return Err(ApiError::internal(format!("placed order {order_id} has no restaurant or price"))),
+    };
+    let payment_id = PaymentId::for_order(order_id);
+    let command = AuthorizePayment {
+        payment_id,
+        order_id,
+        restaurant_id,
+        amount,
+        card_token: req.body.card_token.clone().unwrap_or_else(|| card_token.clone()),
+        now: Utc::now(),
+    };
+    let outcome = state.commands.execute_payment(&req.context(&user), payment_id, command.into()).await?;
+    if let Some(declined) = outcome.events.iter().find(|e| e.event_type == "PaymentDeclined") {
+        let decline_code = declined.payload.get("decline_code").cloned().unwrap_or_default();
+        let error = ApiError::new("payment_declined", "the card was declined")
+            .with_details(serde_json::json!({ "decline_code": decline_code, "outcome": outcome }));
+        return Err(replayed_error(error, &outcome));
+    }
+    Ok(CommandResponse::created(outcome))
+}
+
+async fn payment_command(
+    state: &AppState,
+    user: &AuthUser,
+    req: &CommandRequest<impl Sized>,
+    id: PaymentId,
+    command: impl Into<PaymentCommand>,
+) -> Result<CommandResponse, ApiError> {
+    let outcome = state.commands.execute_payment(&req.context(user), id, command.into()).await?;
+    Ok(CommandResponse::ok(outcome))
+}
+
+/// The payment's currency (authorized or collected amount).
+async fn currency_of(state: &AppState, id: PaymentId) -> Result<ordertrail_schemas::Currency, ApiError> {
+    let payment = load_payment(&state.commands, id).await?;
+    payment
+        .authorized_amount()
+        .or(payment.collected_amount())
+        .map(|m| m.currency)
+        .ok_or_else(|| ApiError::internal(format!("payment {id} has no amount")))
+}
+
+/// Capture an authorization, all or part of it (ops, admin).
+#[utoipa::path(
+    post, path = "/v1/payments/{id}/capture", tag = "payments",
+    params(("id" = Uuid, Path, description = "Payment id"), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = CapturePaymentRequest,
+    responses((status = 200, description = "Payment captured", body = CommandOutcome), CommandErrors),
+    security(("bearer" = []))
+)]
+pub async fn capture_payment(
+    State(state): State<AppState>,
+    user: Authorized<Staff>,
+    ApiPath(id): ApiPath<Uuid>,
+    req: CommandRequest<CapturePaymentRequest>,
+) -> Result<CommandResponse, ApiError> {
+    let id = PaymentId(id);
+    let currency = currency_of(&state, id).await?;
+    let command = CapturePayment { amount: req.body.amount_minor.map(|a| Money::new(a, currency)), now: Utc::now() };
+    payment_command(&state, &user, &req, id, command).await
+}
+
+/// Release an uncaptured authorization (ops, admin).
+#[utoipa::path(
+    post, path = "/v1/payments/{id}/void", tag = "payments",
+    params(("id" = Uuid, Path, description = "Payment id"), ("Idempotency-Key" = Option<String>, Header)),
+    request_body(content = NoBody, description = "Empty or `{}`"),
+    responses((status = 200, description = "Authorization voided", body = CommandOutcome), CommandErrors),
+    security(("bearer" = []))
+)]
+pub async fn void_payment(
+    State(state): State<AppState>,
+    user: Authorized<Staff>,
+    ApiPath(id): ApiPath<Uuid>,
+    req: CommandRequest<NoBody>,
+) -> Result<CommandResponse, ApiError> {
+    let id = PaymentId(id);
+    load_payment(&state.commands, id).await?;
+    payment_command(&state, &user, &req, id, VoidPayment { now: Utc::now() }).await
+}
+
+/// Refund part or all of a captured payment (ops, admin).
+#[utoipa::path(
+    post, path = "/v1/payments/{id}/refund", tag = "payments",
+    params(("id" = Uuid, Path, description = "Payment id"), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = RefundPaymentRequest,
+    responses((status = 200, description = "Refund recorded", body = CommandOutcome), CommandErrors),
+    security(("bearer" = []))
+)]
+pub async fn refund_payment(
+    State(state): State<AppState>,
+    user: Authorized<Staff>,
+    ApiPath(id): ApiPath<Uuid>,
+    req: CommandRequest<RefundPaymentRequest>,
+) -> Result<CommandResponse, ApiError> {
+    let id = PaymentId(id);
+    let currency = currency_of(&state, id).await?;
+    let command = RefundPayment {
+        amount: Money::new(req.body.amount_minor, currency),
+        reason: req.body.reason.clone(),
+        now: Utc::now(),
+    };
+    payment_command(&state, &user, &req, id, command).await
+}

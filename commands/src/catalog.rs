@@ -1,0 +1,350 @@
+//! Reference data: restaurants (location, time zone, currency, commission,
+//! open or closed), menu items and riders. Plain tables, managed through the
+//! admin endpoints; the command service reads them before a decision and passes
+//! snapshots into the command, so events record the values that were used.
+
+use chrono::{DateTime, Utc};
+use ordertrail_domain::{MenuItemSnapshot, RestaurantSnapshot};
+use ordertrail_schemas::{Currency, GeoPoint, MenuItemId, Money, RestaurantId, RiderId};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Errors reading or writing reference data.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("invalid reference data: {0}")]
+    Invalid(String),
+    #[error("restaurant {0} does not exist")]
+    UnknownRestaurant(RestaurantId),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// A restaurant or store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Restaurant {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: RestaurantId,
+    pub name: String,
+    /// Latitude in degrees.
+    pub lat: f64,
+    /// Longitude in degrees.
+    pub lon: f64,
+    /// IANA time zone, e.g. `Europe/Berlin`.
+    pub time_zone: String,
+    /// ISO 4217 currency of every price at this restaurant.
+    #[schema(value_type = String, example = "EUR")]
+    pub currency: Currency,
+    /// Platform commission on the subtotal, basis points.
+    pub commission_bps: i32,
+    /// Tax on the subtotal, basis points.
+    pub tax_bps: i32,
+    pub is_open: bool,
+}
+
+/// An item on a restaurant's menu. The price is in the restaurant's currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MenuItem {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: MenuItemId,
+    #[schema(value_type = String, format = Uuid)]
+    pub restaurant_id: RestaurantId,
+    pub name: String,
+    /// Price in minor units of the restaurant's currency.
+    pub price_minor: i64,
+    pub available: bool,
+}
+
+/// A rider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Rider {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: RiderId,
+    pub name: String,
+    pub active: bool,
+}
+
+type RestaurantRow = (Uuid, String, f64, f64, String, String, i32, i32, bool);
+
+fn restaurant_from_row(r: RestaurantRow) -> Result<Restaurant, CatalogError> {
+    Ok(Restaurant {
+        id: RestaurantId(r.0),
+        name: r.1,
+        lat: r.2,
+        lon: r.3,
+        time_zone: r.4,
+        currency: Currency::parse(&r.5).map_err(|e| CatalogError::Invalid(e.to_string()))?,
+        commission_bps: r.6,
+        tax_bps: r.7,
+        is_open: r.8,
+    })
+}
+
+impl Restaurant {
+    /// Validate before writing: coordinates, time zone, basis points.
+    pub fn validate(&self) -> Result<(), CatalogError> {
+        if self.name.trim().is_empty() || self.name.len() > 200 {
+            return Err(CatalogError::Invalid("name must be 1..=200 characters".into()));
+        }
+        if !(GeoPoint { lat: self.lat, lon: self.lon }).is_valid() {
+            return Err(CatalogError::Invalid("lat/lon out of range".into()));
+        }
+        if self.time_zone.parse::<chrono_tz_check::Tz>().is_err() {
+            return Err(CatalogError::Invalid(format!("unknown time zone {:?}", self.time_zone)));
+        }
+        for (name, v) in [("commission_bps", self.commission_bps), ("tax_bps", self.tax_bps)] {
+            if !(0..=10_000).contains(&v) {
+                return Err(CatalogError::Invalid(format!("{name} must be 0..=10000")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The snapshot a command carries.
+    pub fn snapshot(&self) -> RestaurantSnapshot {
+        RestaurantSnapshot {
+            id: self.id,
+            name: self.name.clone(),
+            location: GeoPoint { lat: self.lat, lon: self.lon },
+            time_zone: self.time_zone.clone(),
+            currency: self.currency,
+            commission_bps: i64::from(self.commission_bps),
+            tax_bps: i64::from(self.tax_bps),
+            is_open: self.is_open,
+        }
+    }
+}
+
+/// Time-zone validation lives behind a tiny shim so this module does not care
+/// which tz database crate the workspace uses.
+mod chrono_tz_check {
+    pub use chrono_tz::Tz;
+}
+
+const RESTAURANT_COLUMNS: &str =
+    "id, name, lat, lon, time_zone, currency, commission_bps, tax_bps, is_open";
+
+pub async fn upsert_restaurant(pool: &PgPool, r: &Restaurant) -> Result<(), CatalogError> {
+    r.validate()?;
+    sqlx::query(
+        "INSERT INTO restaurants (id, name, lat, lon, time_zone, currency, commission_bps, tax_bps, is_open)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, lat = EXCLUDED.lat, lon = EXCLUDED.lon,
+           time_zone = EXCLUDED.time_zone, currency = EXCLUDED.currency,
+           commission_bps = EXCLUDED.commission_bps, tax_bps = EXCLUDED.tax_bps,
+           is_open = EXCLUDED.is_open, updated_at = now()",
+    )
+    .bind(r.id.0)
+    .bind(&r.name)
+    .bind(r.lat)
+    .bind(r.lon)
+    .bind(&r.time_zone)
+    .bind(r.currency.as_str())
+    .bind(r.commission_bps)
+    .bind(r.tax_bps)
+    .bind(r.is_open)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_restaurant(pool: &PgPool, id: RestaurantId) -> Result<Option<Restaurant>, CatalogError> {
+    let row: Option<RestaurantRow> =
+        sqlx::query_as(&format!("SELECT {RESTAURANT_COLUMNS} FROM restaurants WHERE id = $1"))
+            .bind(id.0)
+            .fetch_optional(pool)
+            .await?;
+    row.map(restaurant_from_row).transpose()
+}
+
+pub async fn list_restaurants(pool: &PgPool) -> Result<Vec<Restaurant>, CatalogError> {
+    let rows: Vec<RestaurantRow> =
+        sqlx::query_as(&format!("SELECT {RESTAURANT_COLUMNS} FROM restaurants ORDER BY name, id"))
+            .fetch_all(pool)
+            .await?;
+    rows.into_iter().map(restaurant_from_row).collect()
+}
+
+/// Open or close a restaurant; `false` when it does not exist.
+pub async fn set_restaurant_open(pool: &PgPool, id: RestaurantId, is_open: bool) -> Result<bool, CatalogError> {
+    let done = sqlx::query("UPDATE restaurants SET is_open = $2, updated_at = now() WHERE id = $1")
+        .bind(id.0)
+        .bind(is_open)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn upsert_menu_item(pool: &PgPool, item: &MenuItem) -> Result<(), CatalogError> {
+    if item.name.trim().is_empty() || item.name.len() > 200 {
+        return Err(CatalogError::Invalid("name must be 1..=200 characters".into()));
+    }
+    if item.price_minor < 0 {
+        return Err(CatalogError::Invalid("price_minor must not be negative".into()));
+    }
+    let done = sqlx::query(
+        "INSERT INTO menu_items (id, restaurant_id, name, price_minor, available)
+         SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM restaurants WHERE id = $2)
+         ON CONFLICT (id) DO UPDATE SET restaurant_id = EXCLUDED.restaurant_id, name = EXCLUDED.name,
+           price_minor = EXCLUDED.price_minor, available = EXCLUDED.available, updated_at = now()",
+    )
+    .bind(item.id.0)
+    .bind(item.restaurant_id.0)
+    .bind(&item.name)
+    .bind(item.price_minor)
+    .bind(item.available)
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(CatalogError::UnknownRestaurant(item.restaurant_id));
+    }
+    Ok(())
+}
+
+type MenuRow = (Uuid, Uuid, String, i64, bool);
+
+fn menu_from_row(r: MenuRow) -> MenuItem {
+    MenuItem { id: MenuItemId(r.0), restaurant_id: RestaurantId(r.1), name: r.2, price_minor: r.3, available: r.4 }
+}
+
+pub async fn list_menu(pool: &PgPool, restaurant: RestaurantId) -> Result<Vec<MenuItem>, CatalogError> {
+    let rows: Vec<MenuRow> = sqlx::query_as(
+        "SELECT id, restaurant_id, name, price_minor, available FROM menu_items
+         WHERE restaurant_id = $1 ORDER BY name, id",
+    )
+    .bind(restaurant.0)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(menu_from_row).collect())
+}
+
+/// The menu items with these ids (any restaurant); missing ids are absent.
+pub async fn menu_items(pool: &PgPool, ids: &[MenuItemId]) -> Result<Vec<MenuItem>, CatalogError> {
+    let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
+    let rows: Vec<MenuRow> = sqlx::query_as(
+        "SELECT id, restaurant_id, name, price_minor, available FROM menu_items WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(menu_from_row).collect())
+}
+
+impl MenuItem {
+    /// The snapshot a command carries, priced in the restaurant's currency.
+    pub fn snapshot(&self, currency: Currency) -> MenuItemSnapshot {
+        MenuItemSnapshot {
+            id: self.id,
+            restaurant_id: self.restaurant_id,
+            name: self.name.clone(),
+            price: Money::new(self.price_minor, currency),
+            available: self.available,
+        }
+    }
+}
+
+pub async fn upsert_rider(pool: &PgPool, rider: &Rider) -> Result<(), CatalogError> {
+    if rider.name.trim().is_empty() || rider.name.len() > 200 {
+        return Err(CatalogError::Invalid("name must be 1..=200 characters".into()));
+    }
+    sqlx::query(
+        "INSERT INTO riders (id, name, active) VALUES ($1, $2, $3)
+         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, active = EXCLUDED.active, updated_at = now()",
+    )
+    .bind(rider.id.0)
+    .bind(&rider.name)
+    .bind(rider.active)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_rider(pool: &PgPool, id: RiderId) -> Result<Option<Rider>, CatalogError> {
+    let row: Option<(Uuid, String, bool)> =
+        sqlx::query_as("SELECT id, name, active FROM riders WHERE id = $1").bind(id.0).fetch_optional(pool).await?;
+    Ok(row.map(|r| Rider { id: RiderId(r.0), name: r.1, active: r.2 }))
+}
+
+pub async fn list_riders(pool: &PgPool) -> Result<Vec<Rider>, CatalogError> {
+    let rows: Vec<(Uuid, String, bool)> =
+        sqlx::query_as("SELECT id, name, active FROM riders ORDER BY name, id").fetch_all(pool).await?;
+    Ok(rows.into_iter().map(|r| Rider { id: RiderId(r.0), name: r.1, active: r.2 }).collect())
+}
+
+/// When the row was last changed (for admin listings).
+pub type UpdatedAt = DateTime<Utc>;
+
+/// Fixed ids of the seed data set, so scripts, docs and the benchmark can
+/// refer to them.
+pub mod seed_ids {
+    use uuid::Uuid;
+    pub const BERLIN_BURGERS: Uuid = Uuid::from_u128(0x0000_0001_0000_4000_8000_0000_0000_0001);
+    pub const LONDON_CURRY: Uuid = Uuid::from_u128(0x0000_0001_0000_4000_8000_0000_0000_0002);
+    pub const BROOKLYN_PIZZA: Uuid = Uuid::from_u128(0x0000_0001_0000_4000_8000_0000_0000_0003);
+    pub const BERLIN_MART: Uuid = Uuid::from_u128(0x0000_0001_0000_4000_8000_0000_0000_0004);
+    /// Menu item `n` (1-based) of restaurant `r` (1-based).
+    pub const fn menu_item(r: u128, n: u128) -> Uuid {
+        Uuid::from_u128(0x0000_0002_0000_4000_8000_0000_0000_0000 | (r << 16) | n)
+    }
+    /// Rider `n` (1-based).
+    pub const fn rider(n: u128) -> Uuid {
+        Uuid::from_u128(0x0000_0003_0000_4000_8000_0000_0000_0000 | n)
+    }
+}
+
+/// Load the small, realistic seed data set (idempotent): four restaurants in
+/// three currencies and time zones, their menus, and eight riders.
+pub async fn seed(pool: &PgPool) -> Result<(), CatalogError> {
+    use seed_ids::*;
+    let restaurants = [
+        (BERLIN_BURGERS, "Kreuzberg Burger Co.", 52.4990, 13.4180, "Europe/Berlin", Currency::EUR, 1_500, 700),
+        (LONDON_CURRY, "Brick Lane Curry House", 51.5215, -0.0717, "Europe/London", Currency::GBP, 1_800, 2_000),
+        (BROOKLYN_PIZZA, "Williamsburg Slice", 40.7142, -73.9614, "America/New_York", Currency::USD, 2_000, 888),
+        (BERLIN_MART, "Mitte Quick Mart", 52.5290, 13.4010, "Europe/Berlin", Currency::EUR, 1_200, 700),
+    ];
+    for (id, name, lat, lon, tz, currency, commission_bps, tax_bps) in restaurants {
+        upsert_restaurant(
+            pool,
+            &Restaurant {
+                id: RestaurantId(id),
+                name: name.into(),
+                lat,
+                lon,
+                time_zone: tz.into(),
+                currency,
+                commission_bps,
+                tax_bps,
+                is_open: true,
+            },
+        )
+        .await?;
+    }
+    let menus: [(u128, Uuid, &[(&str, i64)]); 4] = [
+        (1, BERLIN_BURGERS, &[("Classic Cheeseburger", 990), ("Veggie Burger", 1_050), ("Sweet Potato Fries", 450), ("Club Mate", 350)]),
+        (2, LONDON_CURRY, &[("Chicken Tikka Masala", 1_295), ("Lamb Rogan Josh", 1_450), ("Garlic Naan", 350), ("Mango Lassi", 395)]),
+        (3, BROOKLYN_PIZZA, &[("Margherita Pie", 1_800), ("Pepperoni Slice", 450), ("Garlic Knots", 600), ("Seltzer", 250)]),
+        (4, BERLIN_MART, &[("Oat Milk 1l", 229), ("Sourdough Loaf", 389), ("Bananas 1kg", 179), ("Espresso Beans 250g", 799)]),
+    ];
+    for (r, restaurant, items) in menus {
+        for (n, (name, price)) in items.iter().enumerate() {
+            upsert_menu_item(
+                pool,
+                &MenuItem {
+                    id: MenuItemId(menu_item(r, n as u128 + 1)),
+                    restaurant_id: RestaurantId(restaurant),
+                    name: (*name).into(),
+                    price_minor: *price,
+                    available: true,
+                },
+            )
+            .await?;
+        }
+    }
+    let riders = ["Ada K.", "Bilal M.", "Chen L.", "Dana R.", "Emeka O.", "Fatima S.", "Gustav P.", "Hana T."];
+    for (n, name) in riders.iter().enumerate() {
+        upsert_rider(pool, &Rider { id: RiderId(rider(n as u128 + 1)), name: (*name).into(), active: true }).await?;
+    }
+    Ok(())
+}

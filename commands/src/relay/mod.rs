@@ -1,0 +1,476 @@
+//! The relay: publishes the event store on Kafka (DESIGN.md, "Kafka").
+//!
+//! - Reads `events` in commit order with [`ordertrail_platform::event_log`] and
+//!   produces each event to its aggregate type's topic, key = aggregate id,
+//!   value = the JSON [`ordertrail_schemas::EventEnvelope`] (payload upcast to
+//!   the current version), the same facts in headers.
+//! - Idempotent producer, `acks=all`. The checkpoint (`relay_checkpoints`)
+//!   advances only after every delivery report of a batch was positive, so a
+//!   crash republishes at most the unacknowledged batch and skips nothing.
+//! - Broker down: the store is the outbox; the relay keeps its position, backs
+//!   off, logs once per outage and catches up in order.
+//! - One active relay per name: a PostgreSQL session advisory lock held on a
+//!   dedicated connection, which also reads the events and writes the
+//!   checkpoint. Standbys try the lock every `standby_interval`; PostgreSQL
+//!   frees it the moment the active process's connection closes.
+//! - Wakes on `NOTIFY ordertrail_events` (a hint only) and polls as a fallback.
+
+pub mod checkpoint;
+pub mod publisher;
+pub mod topics;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use ordertrail_platform::event_log::{self, Position, StoredEvent};
+use ordertrail_schemas::topics::all_topics;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use publisher::RelayClientContext;
+
+/// The channel the `events` trigger notifies on (migration 0003).
+pub const NOTIFY_CHANNEL: &str = "ordertrail_events";
+
+/// How the relay runs.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// Topics are `<prefix>.orders`, `.payments`, `.deliveries`.
+    pub topic_prefix: String,
+    /// Partitions of each topic the relay creates.
+    pub topic_partitions: i32,
+    /// Replication factor of each topic the relay creates; -1 = broker default.
+    pub topic_replication_factor: i32,
+    /// At most this many events per batch (one checkpoint write per batch).
+    pub batch_size: usize,
+    /// Checkpoint and lock name; defaults to the topic prefix.
+    pub relay_name: Option<String>,
+    /// Polling fallback when no notification arrives.
+    pub poll_interval: Duration,
+    /// How often a standby tries to become active.
+    pub standby_interval: Duration,
+    /// librdkafka `message.timeout.ms`: how long a batch may wait for the broker
+    /// before it counts as failed and is produced again.
+    pub delivery_timeout: Duration,
+    /// librdkafka `linger.ms`.
+    pub linger: Duration,
+    /// Longest pause between retries while Kafka or PostgreSQL is down.
+    pub max_backoff: Duration,
+    /// How often lag is measured and a progress line is logged.
+    pub report_interval: Duration,
+}
+
+impl RelayConfig {
+    pub fn new(brokers: impl Into<String>, topic_prefix: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic_prefix: topic_prefix.into(),
+            topic_partitions: 6,
+            topic_replication_factor: -1,
+            batch_size: 2_000,
+            relay_name: None,
+            poll_interval: Duration::from_millis(500),
+            standby_interval: Duration::from_secs(1),
+            delivery_timeout: Duration::from_secs(30),
+            linger: Duration::from_millis(1),
+            max_backoff: Duration::from_secs(10),
+            report_interval: Duration::from_secs(5),
+        }
+    }
+
+    /// The checkpoint row and advisory-lock name.
+    pub fn name(&self) -> &str {
+        self.relay_name.as_deref().unwrap_or(&self.topic_prefix)
+    }
+}
+
+/// Why the relay stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("event store: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("Kafka client: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("cannot create topics {topics:?}: {reason}")]
+    Topics { topics: Vec<String>, reason: String },
+    /// A stored event the relay cannot turn into a message. The relay never
+    /// skips an event: it stops here until the row or the code is fixed.
+    #[error("event {event_id} at {position} cannot be published: {reason}")]
+    Unpublishable {
+        event_id: Uuid,
+        position: Position,
+        reason: String,
+    },
+}
+
+/// Run the relay until `shutdown` completes: stand by until this process holds
+/// the relay's lock, then publish. Returns an error only for faults that
+/// retrying cannot cure (an unpublishable event, topics that cannot exist);
+/// PostgreSQL and Kafka outages are waited out.
+pub async fn run(
+    config: RelayConfig,
+    pool: PgPool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RelayError> {
+    let (stop_tx, stop) = watch::channel(false);
+    let watcher = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let result = Relay::new(config, pool, stop)?.run().await;
+    watcher.abort();
+    result
+}
+
+struct Relay {
+    config: RelayConfig,
+    pool: PgPool,
+    stop: watch::Receiver<bool>,
+    context: RelayClientContext,
+    producer: FutureProducer<RelayClientContext>,
+    topics: Vec<String>,
+}
+
+/// Exponential backoff from 200 ms up to `max`.
+fn backoff(attempt: u32, max: Duration) -> Duration {
+    Duration::from_millis(200u64.saturating_mul(1 << attempt.min(10))).min(max)
+}
+
+enum Wait {
+    Elapsed,
+    Stop,
+}
+
+impl Relay {
+    fn new(
+        config: RelayConfig,
+        pool: PgPool,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Self, RelayError> {
+        let context = RelayClientContext::default();
+        let producer = publisher::producer(
+            &config.brokers,
+            config.delivery_timeout,
+            config.linger,
+            context.clone(),
+        )?;
+        let topics = all_topics(&config.topic_prefix);
+        Ok(Self {
+            config,
+            pool,
+            stop,
+            context,
+            producer,
+            topics,
+        })
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    async fn sleep(&self, d: Duration) -> Wait {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => Wait::Stop,
+            () = tokio::time::sleep(d) => Wait::Elapsed,
+        }
+    }
+
+    #[tracing::instrument(name = "relay", skip_all, fields(relay = %self.config.name()))]
+    async fn run(self) -> Result<(), RelayError> {
+        let mut db_failures = 0u32;
+        loop {
+            let Some(mut lock) = self.become_active(&mut db_failures).await else {
+                return Ok(());
+            };
+            metrics::gauge!("ordertrail_relay_active").set(1.0);
+            tracing::info!("active: this relay publishes");
+            let result = self.publish_loop(&mut lock).await;
+            metrics::gauge!("ordertrail_relay_active").set(0.0);
+            match result {
+                Ok(()) => {
+                    // Release the lock at once so a standby takes over now.
+                    let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
+                        .execute(&mut lock)
+                        .await;
+                    tracing::info!("stopped");
+                    return Ok(());
+                }
+                Err(RelayError::Database(e)) => {
+                    db_failures += 1;
+                    tracing::warn!(error = %e, "lost the event store connection; standing by again");
+                    if let Wait::Stop = self.sleep(backoff(db_failures, self.config.max_backoff)).await {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "relay stopped");
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Wait until this process holds the advisory lock; `None` on shutdown.
+    async fn become_active(&self, db_failures: &mut u32) -> Option<PgConnection> {
+        let mut announced = false;
+        loop {
+            if self.stopping() {
+                return None;
+            }
+            match self.try_lock().await {
+                Ok(Some(conn)) => {
+                    *db_failures = 0;
+                    return Some(conn);
+                }
+                Ok(None) => {
+                    *db_failures = 0;
+                    if !announced {
+                        tracing::info!("another relay is active; standing by");
+                        announced = true;
+                    }
+                    if let Wait::Stop = self.sleep(self.config.standby_interval).await {
+                        return None;
+                    }
+                }
+                Err(e) => {
+                    *db_failures += 1;
+                    if *db_failures == 1 {
+                        tracing::warn!(error = %e, "event store unreachable; retrying");
+                    }
+                    if let Wait::Stop = self.sleep(backoff(*db_failures, self.config.max_backoff)).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A dedicated connection holding the relay's session advisory lock.
+    async fn try_lock(&self) -> Result<Option<PgConnection>, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?.detach();
+        let locked: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_lock(hashtextextended('ordertrail.relay:' || $1, 0))",
+        )
+        .bind(self.config.name())
+        .fetch_one(&mut conn)
+        .await?;
+        Ok(locked.then_some(conn))
+    }
+
+    async fn ensure_topics(&self) -> Result<bool, RelayError> {
+        let mut attempt = 0;
+        loop {
+            match topics::ensure(
+                &self.config.brokers,
+                &self.topics,
+                self.config.topic_partitions,
+                self.config.topic_replication_factor,
+                Duration::from_secs(10),
+            )
+            .await
+            {
+                Ok(_) => return Ok(true),
+                Err(topics::TopicsFailure::Fatal(e)) => return Err(e),
+                Err(topics::TopicsFailure::Unreachable(e)) => {
+                    attempt += 1;
+                    if attempt == 1 {
+                        tracing::warn!(error = %e, "cannot reach Kafka to create topics; retrying");
+                    }
+                    if let Wait::Stop = self.sleep(backoff(attempt, self.config.max_backoff)).await {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let listener = async {
+            let mut l = PgListener::connect_with(&self.pool).await?;
+            l.listen(NOTIFY_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        match listener.await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for new events; polling only");
+                None
+            }
+        }
+    }
+
+    /// Wait for a notification, the poll interval or shutdown.
+    async fn wait_for_events(&self, listener: &mut Option<PgListener>) -> Wait {
+        let mut stop = self.stop.clone();
+        let hint = async {
+            match listener.as_mut() {
+                Some(l) => match l.try_recv().await {
+                    Ok(Some(_)) => {}
+                    // Connection lost; sqlx reconnects on the next call. Poll meanwhile.
+                    Ok(None) | Err(_) => std::future::pending::<()>().await,
+                },
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => Wait::Stop,
+            () = hint => Wait::Elapsed,
+            () = tokio::time::sleep(self.config.poll_interval) => Wait::Elapsed,
+        }
+    }
+
+    async fn publish_loop(&self, lock: &mut PgConnection) -> Result<(), RelayError> {
+        if !self.ensure_topics().await? {
+            return Ok(());
+        }
+        let name = self.config.name().to_owned();
+        let limit = i64::try_from(self.config.batch_size.max(1)).unwrap_or(i64::MAX);
+        let mut position = checkpoint::load(lock, &name).await?;
+        tracing::info!(%position, topics = ?self.topics, "publishing from checkpoint");
+        let mut listener = self.listen().await;
+        let mut progress = Progress::new(position);
+        let mut outage: Option<(Instant, u32)> = None;
+        let mut prefetched: Option<Vec<StoredEvent>> = None;
+        loop {
+            if self.stopping() {
+                return Ok(());
+            }
+            if progress.due(self.config.report_interval) {
+                let lag = event_log::lag(&mut *lock, position).await?;
+                progress.report(position, lag);
+            }
+            let batch = match prefetched.take() {
+                Some(b) => b,
+                None => event_log::read_after(&mut *lock, position, limit).await?,
+            };
+            let Some(last) = batch.last().map(StoredEvent::position) else {
+                if let Wait::Stop = self.wait_for_events(&mut listener).await {
+                    return Ok(());
+                }
+                continue;
+            };
+            let messages = batch
+                .iter()
+                .map(|e| publisher::message(&self.config.topic_prefix, e))
+                .collect::<Result<Vec<_>, _>>()?;
+            // While the broker acknowledges this batch, read the next one.
+            let full = batch.len() as i64 >= limit;
+            let (published, next) = tokio::join!(
+                publisher::publish(&self.producer, &messages),
+                async {
+                    if full {
+                        Some(event_log::read_after(&mut *lock, last, limit).await)
+                    } else {
+                        None
+                    }
+                }
+            );
+            match published {
+                Ok(report) => {
+                    checkpoint::save(lock, &name, last).await?;
+                    position = last;
+                    prefetched = next.transpose()?;
+                    if let Some((since, retries)) = outage.take() {
+                        tracing::info!(
+                            down_for_s = since.elapsed().as_secs_f64(),
+                            retries,
+                            "Kafka reachable again; catching up"
+                        );
+                    }
+                    self.context.broker_reachable();
+                    progress.published(&batch, report);
+                }
+                Err(e) => {
+                    metrics::counter!("ordertrail_relay_publish_failures_total").increment(1);
+                    let (since, retries) = outage.get_or_insert_with(|| (Instant::now(), 0));
+                    *retries += 1;
+                    if *retries == 1 {
+                        if self.context.take_outage_report() {
+                            tracing::warn!(error = %e, %position, "cannot publish to Kafka; events stay in the store, retrying with backoff");
+                        } else {
+                            tracing::warn!(error = %e, %position, "batch not acknowledged; retrying with backoff");
+                        }
+                    } else {
+                        tracing::debug!(error = %e, retries = *retries, down_for_s = since.elapsed().as_secs_f64(), "publish retry failed");
+                    }
+                    let pause = backoff(*retries, self.config.max_backoff);
+                    if let Wait::Stop = self.sleep(pause).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Metrics and the periodic progress line.
+struct Progress {
+    last_report: Instant,
+    published_since_report: u64,
+    position: Position,
+}
+
+impl Progress {
+    fn new(position: Position) -> Self {
+        Self::set_position(position);
+        Self {
+            // Report (and measure lag) on the first iteration.
+            last_report: Instant::now().checked_sub(Duration::from_secs(3600)).unwrap_or_else(Instant::now),
+            published_since_report: 0,
+            position,
+        }
+    }
+
+    fn set_position(position: Position) {
+        metrics::gauge!("ordertrail_relay_position_global").set(position.global_position as f64);
+        metrics::gauge!("ordertrail_relay_position_transaction").set(position.transaction_id as f64);
+    }
+
+    fn due(&self, every: Duration) -> bool {
+        self.last_report.elapsed() >= every
+    }
+
+    fn published(&mut self, batch: &[StoredEvent], report: publisher::PublishReport) {
+        let n = batch.len() as u64;
+        self.published_since_report += n;
+        metrics::counter!("ordertrail_relay_events_published_total").increment(n);
+        metrics::counter!("ordertrail_relay_batches_total").increment(1);
+        if let Some(acked) = report.acked_at {
+            let lag = metrics::histogram!("ordertrail_relay_publish_lag_seconds");
+            for e in batch {
+                lag.record((acked - e.recorded_at).as_seconds_f64().max(0.0));
+            }
+        }
+        if let Some(last) = batch.last() {
+            self.position = last.position();
+            Self::set_position(self.position);
+        }
+    }
+
+    fn report(&mut self, position: Position, lag: event_log::Lag) {
+        metrics::gauge!("ordertrail_relay_lag_events").set(lag.events as f64);
+        metrics::gauge!("ordertrail_relay_lag_seconds").set(lag.seconds);
+        let secs = self.last_report.elapsed().as_secs_f64();
+        if self.published_since_report > 0 || lag.events > 0 {
+            let rate = if secs < 3600.0 { self.published_since_report as f64 / secs } else { 0.0 };
+            tracing::info!(
+                %position,
+                published = self.published_since_report,
+                rate_per_s = rate.round(),
+                lag_events = lag.events,
+                lag_seconds = lag.seconds,
+                "relay progress"
+            );
+        }
+        self.published_since_report = 0;
+        self.last_report = Instant::now();
+    }
+}

@@ -1,0 +1,128 @@
+//! Commands of the `Delivery` aggregate.
+
+use chrono::{DateTime, Utc};
+use ordertrail_schemas::{DeliveryId, GeoPoint, OrderId, RestaurantId, RiderId};
+use serde::{Deserialize, Serialize};
+
+/// Ask for a rider to bring an order from `pickup` to `dropoff`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestDelivery {
+    pub delivery_id: DeliveryId,
+    pub order_id: OrderId,
+    pub restaurant_id: RestaurantId,
+    pub pickup: GeoPoint,
+    pub dropoff: GeoPoint,
+    /// Exactly 4 ASCII digits; the customer tells it to the rider at the door.
+    pub dropoff_code: String,
+    pub ready_by: Option<DateTime<Utc>>,
+    pub now: DateTime<Utc>,
+}
+
+/// Give the delivery to a rider (only while nobody holds it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssignRider {
+    pub rider_id: RiderId,
+    pub now: DateTime<Utc>,
+}
+
+/// Take the delivery away from its rider (only before pickup).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnassignRider {
+    pub reason: String,
+    pub now: DateTime<Utc>,
+}
+
+/// A location fix from the assigned rider's device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportLocation {
+    pub rider_id: RiderId,
+    pub location: GeoPoint,
+    /// Device time of the fix.
+    pub reported_at: DateTime<Utc>,
+    /// Horizontal accuracy the device reports, metres (recorded as given).
+    pub accuracy_m: Option<u32>,
+    /// Server time.
+    pub now: DateTime<Utc>,
+}
+
+/// The assigned rider has the food.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfirmPickup {
+    pub rider_id: RiderId,
+    pub now: DateTime<Utc>,
+}
+
+/// The assigned rider hands over the food, proven by the customer's code.
+/// A wrong code is recorded (`DropoffCodeRejected`) and the command succeeds;
+/// after [`MAX_DROPOFF_ATTEMPTS`](super::MAX_DROPOFF_ATTEMPTS) wrong codes
+/// further attempts are refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompleteDelivery {
+    pub rider_id: RiderId,
+    pub dropoff_code: String,
+    pub now: DateTime<Utc>,
+}
+
+/// The delivery cannot be completed (before completion).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailDelivery {
+    pub reason: String,
+    pub now: DateTime<Utc>,
+}
+
+/// The delivery is no longer needed (before pickup).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelDelivery {
+    pub reason: String,
+    pub now: DateTime<Utc>,
+}
+
+/// Everything that can be asked of a delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum DeliveryCommand {
+    RequestDelivery(RequestDelivery),
+    AssignRider(AssignRider),
+    UnassignRider(UnassignRider),
+    ReportLocation(ReportLocation),
+    ConfirmPickup(ConfirmPickup),
+    CompleteDelivery(CompleteDelivery),
+    FailDelivery(FailDelivery),
+    CancelDelivery(CancelDelivery),
+}
+
+impl DeliveryCommand {
+    /// The command's name, e.g. `AssignRider` (for logs and metrics).
+    pub fn name(&self) -> &'static str {
+        match self {
+            DeliveryCommand::RequestDelivery(_) => "RequestDelivery",
+            DeliveryCommand::AssignRider(_) => "AssignRider",
+            DeliveryCommand::UnassignRider(_) => "UnassignRider",
+            DeliveryCommand::ReportLocation(_) => "ReportLocation",
+            DeliveryCommand::ConfirmPickup(_) => "ConfirmPickup",
+            DeliveryCommand::CompleteDelivery(_) => "CompleteDelivery",
+            DeliveryCommand::FailDelivery(_) => "FailDelivery",
+            DeliveryCommand::CancelDelivery(_) => "CancelDelivery",
+        }
+    }
+}
+
+macro_rules! from_commands {
+    ($($c:ident),+) => {$(
+        impl From<$c> for DeliveryCommand {
+            fn from(value: $c) -> Self {
+                DeliveryCommand::$c(value)
+            }
+        }
+    )+};
+}
+from_commands!(
+    RequestDelivery,
+    AssignRider,
+    UnassignRider,
+    ReportLocation,
+    ConfirmPickup,
+    CompleteDelivery,
+    FailDelivery,
+    CancelDelivery
+);

@@ -1,0 +1,906 @@
+//! Given/when/then tests of the delivery rules.
+#![allow(clippy::unwrap_used)]
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use cqrs_es::Aggregate;
+use cqrs_es::test::{AggregateResultValidator, TestFramework};
+use ordertrail_schemas::events::*;
+use ordertrail_schemas::*;
+use uuid::Uuid;
+
+use super::*;
+use crate::ErrorKind;
+
+fn at(minutes: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap() + TimeDelta::minutes(minutes)
+}
+
+fn at_s(seconds: i64) -> DateTime<Utc> {
+    at(0) + TimeDelta::seconds(seconds)
+}
+
+fn order_id() -> OrderId {
+    OrderId(Uuid::from_u128(1))
+}
+fn restaurant_id() -> RestaurantId {
+    RestaurantId(Uuid::from_u128(3))
+}
+fn delivery_id() -> DeliveryId {
+    DeliveryId::for_order(order_id())
+}
+fn rider() -> RiderId {
+    RiderId(Uuid::from_u128(20))
+}
+fn other_rider() -> RiderId {
+    RiderId(Uuid::from_u128(21))
+}
+
+const PICKUP: GeoPoint = GeoPoint {
+    lat: 52.52,
+    lon: 13.405,
+};
+const DROPOFF: GeoPoint = GeoPoint {
+    lat: 52.55,
+    lon: 13.405,
+};
+/// ≈ 1 000.8 m north of [`PICKUP`].
+const ONE_KM_NORTH: GeoPoint = GeoPoint {
+    lat: 52.529,
+    lon: 13.405,
+};
+
+fn request() -> RequestDelivery {
+    RequestDelivery {
+        delivery_id: delivery_id(),
+        order_id: order_id(),
+        restaurant_id: restaurant_id(),
+        pickup: PICKUP,
+        dropoff: DROPOFF,
+        dropoff_code: "4821".into(),
+        ready_by: Some(at(22)),
+        now: at(1),
+    }
+}
+
+fn requested() -> DeliveryRequested {
+    DeliveryRequested {
+        delivery_id: delivery_id(),
+        order_id: order_id(),
+        restaurant_id: restaurant_id(),
+        pickup: PICKUP,
+        dropoff: DROPOFF,
+        dropoff_code: "4821".into(),
+        ready_by: Some(at(22)),
+        requested_at: at(1),
+    }
+}
+
+fn assigned(rider_id: RiderId) -> RiderAssigned {
+    RiderAssigned {
+        rider_id,
+        assigned_at: at(2),
+    }
+}
+
+fn unassigned() -> RiderUnassigned {
+    RiderUnassigned {
+        rider_id: rider(),
+        reason: "bike broke".into(),
+        unassigned_at: at(3),
+    }
+}
+
+fn located(location: GeoPoint, reported_at: DateTime<Utc>) -> RiderLocationReported {
+    RiderLocationReported {
+        rider_id: rider(),
+        location,
+        reported_at,
+        accuracy_m: Some(8),
+    }
+}
+
+fn picked_up() -> PickupConfirmed {
+    PickupConfirmed {
+        rider_id: rider(),
+        picked_up_at: at(25),
+    }
+}
+
+fn code_rejected(attempts: u32) -> DropoffCodeRejected {
+    DropoffCodeRejected {
+        rider_id: rider(),
+        attempts,
+        rejected_at: at(40),
+    }
+}
+
+fn completed() -> DeliveryCompleted {
+    DeliveryCompleted {
+        rider_id: rider(),
+        completed_at: at(40),
+    }
+}
+
+fn failed() -> DeliveryFailed {
+    DeliveryFailed {
+        reason: "customer absent".into(),
+        failed_at: at(50),
+    }
+}
+
+fn cancelled() -> DeliveryCancelled {
+    DeliveryCancelled {
+        reason: "order cancelled".into(),
+        cancelled_at: at(5),
+    }
+}
+
+fn history(status: DeliveryStatus) -> Vec<DeliveryEvent> {
+    let mut events: Vec<DeliveryEvent> = vec![requested().into()];
+    let tail: Vec<DeliveryEvent> = match status {
+        DeliveryStatus::Requested => vec![],
+        DeliveryStatus::Assigned => vec![assigned(rider()).into()],
+        DeliveryStatus::PickedUp => vec![assigned(rider()).into(), picked_up().into()],
+        DeliveryStatus::Completed => vec![
+            assigned(rider()).into(),
+            picked_up().into(),
+            completed().into(),
+        ],
+        DeliveryStatus::Failed => vec![
+            assigned(rider()).into(),
+            picked_up().into(),
+            failed().into(),
+        ],
+        DeliveryStatus::Cancelled => vec![assigned(rider()).into(), cancelled().into()],
+    };
+    events.extend(tail);
+    events
+}
+
+const FINAL: [DeliveryStatus; 3] = [
+    DeliveryStatus::Completed,
+    DeliveryStatus::Failed,
+    DeliveryStatus::Cancelled,
+];
+
+fn given(
+    events: Vec<DeliveryEvent>,
+    command: impl Into<DeliveryCommand>,
+) -> AggregateResultValidator<Delivery> {
+    TestFramework::<Delivery>::with(())
+        .given(events)
+        .when(command.into())
+}
+
+#[track_caller]
+fn expect_error(
+    result: AggregateResultValidator<Delivery>,
+    code: &str,
+    kind: ErrorKind,
+) -> DeliveryError {
+    match result.inspect_result() {
+        Ok(events) => panic!("expected {code}, got events {events:?}"),
+        Err(error) => {
+            assert_eq!((error.code(), error.kind()), (code, kind), "{error}");
+            error
+        }
+    }
+}
+
+fn apply_all(events: Vec<DeliveryEvent>) -> Delivery {
+    let mut delivery = Delivery::default();
+    for event in events {
+        delivery.apply(event);
+    }
+    delivery
+}
+
+#[test]
+fn type_is_the_aggregate_kind() {
+    assert_eq!(Delivery::TYPE, AggregateKind::Delivery.as_str());
+}
+
+// ---------------------------------------------------------------- RequestDelivery
+
+#[test]
+fn request_a_delivery() {
+    given(vec![], request()).then_expect_events(vec![requested().into()]);
+}
+
+#[test]
+fn request_twice_is_a_conflict() {
+    let error = expect_error(
+        given(history(DeliveryStatus::Assigned), request()),
+        "delivery_already_requested",
+        ErrorKind::Conflict,
+    );
+    assert_eq!(
+        error,
+        DeliveryError::AlreadyRequested {
+            delivery_id: delivery_id()
+        }
+    );
+}
+
+#[test]
+fn dropoff_code_is_exactly_four_ascii_digits() {
+    for code in ["", "123", "12345", "12a4", "١٢٣٤", " 123", "12 4"] {
+        let command = RequestDelivery {
+            dropoff_code: code.into(),
+            ..request()
+        };
+        expect_error(
+            given(vec![], command),
+            "invalid_dropoff_code",
+            ErrorKind::Invalid,
+        );
+    }
+    assert!(is_valid_dropoff_code("0000"));
+    assert!(!is_valid_dropoff_code("١٢٣٤"));
+}
+
+#[test]
+fn request_needs_valid_coordinates() {
+    let bad = GeoPoint {
+        lat: -91.0,
+        lon: 0.0,
+    };
+    let error = expect_error(
+        given(
+            vec![],
+            RequestDelivery {
+                pickup: bad,
+                ..request()
+            },
+        ),
+        "invalid_coordinates",
+        ErrorKind::Invalid,
+    );
+    assert_eq!(
+        error,
+        DeliveryError::InvalidCoordinates {
+            field: "pickup",
+            lat: -91.0,
+            lon: 0.0
+        }
+    );
+    let nan = GeoPoint {
+        lat: 0.0,
+        lon: f64::NAN,
+    };
+    expect_error(
+        given(
+            vec![],
+            RequestDelivery {
+                dropoff: nan,
+                ..request()
+            },
+        ),
+        "invalid_coordinates",
+        ErrorKind::Invalid,
+    );
+}
+
+#[test]
+fn every_command_but_request_needs_a_delivery() {
+    let commands: Vec<DeliveryCommand> = vec![
+        AssignRider {
+            rider_id: rider(),
+            now: at(2),
+        }
+        .into(),
+        UnassignRider {
+            reason: "x".into(),
+            now: at(2),
+        }
+        .into(),
+        ReportLocation {
+            rider_id: rider(),
+            location: PICKUP,
+            reported_at: at(2),
+            accuracy_m: None,
+            now: at(2),
+        }
+        .into(),
+        ConfirmPickup {
+            rider_id: rider(),
+            now: at(2),
+        }
+        .into(),
+        CompleteDelivery {
+            rider_id: rider(),
+            dropoff_code: "4821".into(),
+            now: at(2),
+        }
+        .into(),
+        FailDelivery {
+            reason: "x".into(),
+            now: at(2),
+        }
+        .into(),
+        CancelDelivery {
+            reason: "x".into(),
+            now: at(2),
+        }
+        .into(),
+    ];
+    for command in commands {
+        let name = command.name();
+        let error = expect_error(
+            given(vec![], command),
+            "delivery_not_found",
+            ErrorKind::NotFound,
+        );
+        assert_eq!(error, DeliveryError::NotFound { command: name });
+    }
+}
+
+// ---------------------------------------------------------------- AssignRider
+
+fn assign(rider_id: RiderId) -> AssignRider {
+    AssignRider {
+        rider_id,
+        now: at(2),
+    }
+}
+
+#[test]
+fn assign_a_rider_to_a_requested_delivery() {
+    given(history(DeliveryStatus::Requested), assign(rider()))
+        .then_expect_events(vec![assigned(rider()).into()]);
+}
+
+#[test]
+fn reassign_after_unassignment() {
+    let events = vec![
+        requested().into(),
+        assigned(rider()).into(),
+        unassigned().into(),
+    ];
+    given(events, assign(other_rider())).then_expect_events(vec![assigned(other_rider()).into()]);
+}
+
+#[test]
+fn another_riders_delivery_cannot_be_taken() {
+    for status in [DeliveryStatus::Assigned, DeliveryStatus::PickedUp] {
+        let error = expect_error(
+            given(history(status), assign(other_rider())),
+            "delivery_already_assigned",
+            ErrorKind::Conflict,
+        );
+        assert_eq!(error, DeliveryError::AlreadyAssigned { rider_id: rider() });
+    }
+}
+
+#[test]
+fn assigning_the_same_rider_again_is_a_conflict() {
+    let error = expect_error(
+        given(history(DeliveryStatus::Assigned), assign(rider())),
+        "rider_already_assigned",
+        ErrorKind::Conflict,
+    );
+    assert_eq!(
+        error,
+        DeliveryError::RiderAlreadyAssigned { rider_id: rider() }
+    );
+}
+
+#[test]
+fn finished_deliveries_are_not_assigned() {
+    for status in FINAL {
+        let error = expect_error(
+            given(history(status), assign(other_rider())),
+            "delivery_not_assignable",
+            ErrorKind::Conflict,
+        );
+        assert_eq!(error, DeliveryError::NotAssignable { status });
+    }
+    // Also when nobody held it.
+    let events = vec![requested().into(), cancelled().into()];
+    expect_error(
+        given(events, assign(rider())),
+        "delivery_not_assignable",
+        ErrorKind::Conflict,
+    );
+}
+
+// ---------------------------------------------------------------- UnassignRider
+
+fn unassign() -> UnassignRider {
+    UnassignRider {
+        reason: "bike broke".into(),
+        now: at(3),
+    }
+}
+
+#[test]
+fn unassign_before_pickup() {
+    given(history(DeliveryStatus::Assigned), unassign())
+        .then_expect_events(vec![unassigned().into()]);
+}
+
+#[test]
+fn unassign_only_an_assigned_delivery_before_pickup() {
+    for status in [
+        DeliveryStatus::Requested,
+        DeliveryStatus::PickedUp,
+        DeliveryStatus::Completed,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Cancelled,
+    ] {
+        let error = expect_error(
+            given(history(status), unassign()),
+            "delivery_not_unassignable",
+            ErrorKind::Conflict,
+        );
+        assert_eq!(error, DeliveryError::NotUnassignable { status });
+    }
+}
+
+#[test]
+fn unassign_needs_a_reason() {
+    let command = UnassignRider {
+        reason: "".into(),
+        ..unassign()
+    };
+    expect_error(
+        given(history(DeliveryStatus::Assigned), command),
+        "reason_required",
+        ErrorKind::Invalid,
+    );
+}
+
+// ---------------------------------------------------------------- ReportLocation
+
+fn report(location: GeoPoint, reported_at: DateTime<Utc>) -> ReportLocation {
+    ReportLocation {
+        rider_id: rider(),
+        location,
+        reported_at,
+        accuracy_m: Some(8),
+        now: reported_at,
+    }
+}
+
+fn with_fix_at_pickup() -> Vec<DeliveryEvent> {
+    let mut events = history(DeliveryStatus::Assigned);
+    events.push(located(PICKUP, at_s(0)).into());
+    events
+}
+
+#[test]
+fn the_assigned_rider_reports_locations_before_and_after_pickup() {
+    for status in [DeliveryStatus::Assigned, DeliveryStatus::PickedUp] {
+        given(history(status), report(PICKUP, at(30)))
+            .then_expect_events(vec![located(PICKUP, at(30)).into()]);
+    }
+}
+
+#[test]
+fn only_the_assigned_rider_reports() {
+    let command = ReportLocation {
+        rider_id: other_rider(),
+        ..report(PICKUP, at(3))
+    };
+    let error = expect_error(
+        given(history(DeliveryStatus::Assigned), command.clone()),
+        "rider_not_assigned",
+        ErrorKind::Forbidden,
+    );
+    assert_eq!(
+        error,
+        DeliveryError::RiderNotAssigned {
+            rider_id: other_rider()
+        }
+    );
+    expect_error(
+        given(history(DeliveryStatus::Requested), report(PICKUP, at(3))),
+        "rider_not_assigned",
+        ErrorKind::Forbidden,
+    );
+}
+
+#[test]
+fn finished_deliveries_take_no_locations() {
+    for status in FINAL {
+        let error = expect_error(
+            given(history(status), report(PICKUP, at(60))),
+            "delivery_not_trackable",
+            ErrorKind::Conflict,
+        );
+        assert_eq!(error, DeliveryError::NotTrackable { status });
+    }
+}
+
+#[test]
+fn location_must_be_a_valid_coordinate() {
+    let bad = GeoPoint {
+        lat: 0.0,
+        lon: 181.0,
+    };
+    expect_error(
+        given(history(DeliveryStatus::Assigned), report(bad, at(3))),
+        "invalid_coordinates",
+        ErrorKind::Invalid,
+    );
+}
+
+#[test]
+fn location_time_may_not_go_backwards() {
+    let error = expect_error(
+        given(with_fix_at_pickup(), report(PICKUP, at_s(-1))),
+        "location_timestamp_regressed",
+        ErrorKind::Invalid,
+    );
+    assert_eq!(
+        error,
+        DeliveryError::LocationTimestampRegressed {
+            reported_at: at_s(-1),
+            previous: at_s(0)
+        }
+    );
+    // The same time and place again is fine (a duplicate fix).
+    given(with_fix_at_pickup(), report(PICKUP, at_s(0)))
+        .then_expect_events(vec![located(PICKUP, at_s(0)).into()]);
+}
+
+#[test]
+fn location_time_may_be_at_most_two_minutes_ahead() {
+    let ahead = |seconds| ReportLocation {
+        now: at(3),
+        ..report(PICKUP, at(3) + TimeDelta::seconds(seconds))
+    };
+    given(history(DeliveryStatus::Assigned), ahead(120)).then_expect_events(vec![
+        located(PICKUP, at(3) + TimeDelta::seconds(120)).into(),
+    ]);
+    let error = expect_error(
+        given(history(DeliveryStatus::Assigned), ahead(121)),
+        "location_timestamp_in_future",
+        ErrorKind::Invalid,
+    );
+    assert_eq!(
+        error,
+        DeliveryError::LocationTimestampInFuture {
+            reported_at: at(3) + TimeDelta::seconds(121),
+            now: at(3),
+            max_lead_seconds: 120
+        }
+    );
+}
+
+#[test]
+fn riders_move_at_most_200_km_per_hour() {
+    // 1 000.8 m at 200 km/h takes 18.01 s.
+    given(with_fix_at_pickup(), report(ONE_KM_NORTH, at_s(19)))
+        .then_expect_events(vec![located(ONE_KM_NORTH, at_s(19)).into()]);
+    let error = expect_error(
+        given(with_fix_at_pickup(), report(ONE_KM_NORTH, at_s(18))),
+        "implausible_location",
+        ErrorKind::Invalid,
+    );
+    assert_eq!(
+        error,
+        DeliveryError::ImplausibleLocation {
+            distance_m: 1_001,
+            elapsed_ms: 18_000,
+            max_kmh: 200
+        }
+    );
+    // Moving without time passing is implausible too.
+    expect_error(
+        given(with_fix_at_pickup(), report(ONE_KM_NORTH, at_s(0))),
+        "implausible_location",
+        ErrorKind::Invalid,
+    );
+}
+
+#[test]
+fn a_new_rider_starts_without_a_previous_fix() {
+    let mut events = with_fix_at_pickup();
+    events.push(unassigned().into());
+    events.push(assigned(other_rider()).into());
+    // Far away and earlier than the previous rider's fix: no speed or order check.
+    let command = ReportLocation {
+        rider_id: other_rider(),
+        ..report(DROPOFF, at_s(-30))
+    };
+    given(events, command).then_expect_events(vec![
+        RiderLocationReported {
+            rider_id: other_rider(),
+            location: DROPOFF,
+            reported_at: at_s(-30),
+            accuracy_m: Some(8),
+        }
+        .into(),
+    ]);
+}
+
+// ---------------------------------------------------------------- ConfirmPickup
+
+#[test]
+fn the_assigned_rider_confirms_pickup() {
+    given(
+        history(DeliveryStatus::Assigned),
+        ConfirmPickup {
+            rider_id: rider(),
+            now: at(25),
+        },
+    )
+    .then_expect_events(vec![picked_up().into()]);
+}
+
+#[test]
+fn only_the_assigned_rider_confirms_pickup() {
+    for status in [DeliveryStatus::Assigned, DeliveryStatus::Requested] {
+        expect_error(
+            given(
+                history(status),
+                ConfirmPickup {
+                    rider_id: other_rider(),
+                    now: at(25),
+                },
+            ),
+            "rider_not_assigned",
+            ErrorKind::Forbidden,
+        );
+    }
+}
+
+#[test]
+fn pickup_only_once_and_before_the_end() {
+    for status in [
+        DeliveryStatus::PickedUp,
+        DeliveryStatus::Completed,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Cancelled,
+    ] {
+        let error = expect_error(
+            given(
+                history(status),
+                ConfirmPickup {
+                    rider_id: rider(),
+                    now: at(30),
+                },
+            ),
+            "delivery_not_awaiting_pickup",
+            ErrorKind::Conflict,
+        );
+        assert_eq!(error, DeliveryError::NotAwaitingPickup { status });
+    }
+}
+
+// ---------------------------------------------------------------- CompleteDelivery
+
+fn complete(code: &str) -> CompleteDelivery {
+    CompleteDelivery {
+        rider_id: rider(),
+        dropoff_code: code.into(),
+        now: at(40),
+    }
+}
+
+#[test]
+fn complete_with_the_right_code() {
+    given(history(DeliveryStatus::PickedUp), complete("4821"))
+        .then_expect_events(vec![completed().into()]);
+}
+
+#[test]
+fn a_wrong_code_is_recorded_and_counted() {
+    given(history(DeliveryStatus::PickedUp), complete("1111"))
+        .then_expect_events(vec![code_rejected(1).into()]);
+    let mut events = history(DeliveryStatus::PickedUp);
+    events.extend([code_rejected(1).into(), code_rejected(2).into()]);
+    given(events, complete("1111")).then_expect_events(vec![code_rejected(3).into()]);
+}
+
+#[test]
+fn the_right_code_still_works_after_two_wrong_ones() {
+    let mut events = history(DeliveryStatus::PickedUp);
+    events.extend([code_rejected(1).into(), code_rejected(2).into()]);
+    given(events, complete("4821")).then_expect_events(vec![completed().into()]);
+}
+
+#[test]
+fn after_three_wrong_codes_no_more_attempts() {
+    let mut events = history(DeliveryStatus::PickedUp);
+    events.extend([
+        code_rejected(1).into(),
+        code_rejected(2).into(),
+        code_rejected(3).into(),
+    ]);
+    for code in ["4821", "1111"] {
+        let error = expect_error(
+            given(events.clone(), complete(code)),
+            "dropoff_attempts_exhausted",
+            ErrorKind::Conflict,
+        );
+        assert_eq!(
+            error,
+            DeliveryError::DropoffAttemptsExhausted { attempts: 3 }
+        );
+    }
+    // Ops can still fail the delivery.
+    given(
+        events,
+        FailDelivery {
+            reason: "customer absent".into(),
+            now: at(50),
+        },
+    )
+    .then_expect_events(vec![failed().into()]);
+}
+
+#[test]
+fn a_malformed_code_is_bad_input_and_uses_no_attempt() {
+    let error = expect_error(
+        given(history(DeliveryStatus::PickedUp), complete("48")),
+        "invalid_dropoff_code",
+        ErrorKind::Invalid,
+    );
+    assert_eq!(error, DeliveryError::InvalidDropoffCode { length: 2 });
+}
+
+#[test]
+fn only_the_assigned_rider_completes() {
+    let command = CompleteDelivery {
+        rider_id: other_rider(),
+        ..complete("4821")
+    };
+    expect_error(
+        given(history(DeliveryStatus::PickedUp), command),
+        "rider_not_assigned",
+        ErrorKind::Forbidden,
+    );
+}
+
+#[test]
+fn complete_only_after_pickup_and_before_the_end() {
+    for status in [
+        DeliveryStatus::Assigned,
+        DeliveryStatus::Completed,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Cancelled,
+    ] {
+        let error = expect_error(
+            given(history(status), complete("4821")),
+            "delivery_not_completable",
+            ErrorKind::Conflict,
+        );
+        assert_eq!(error, DeliveryError::NotCompletable { status });
+    }
+    // Nobody holds a merely requested delivery.
+    expect_error(
+        given(history(DeliveryStatus::Requested), complete("4821")),
+        "rider_not_assigned",
+        ErrorKind::Forbidden,
+    );
+}
+
+// ---------------------------------------------------------------- FailDelivery / CancelDelivery
+
+#[test]
+fn fail_any_time_before_the_end() {
+    for status in [
+        DeliveryStatus::Requested,
+        DeliveryStatus::Assigned,
+        DeliveryStatus::PickedUp,
+    ] {
+        given(
+            history(status),
+            FailDelivery {
+                reason: "customer absent".into(),
+                now: at(50),
+            },
+        )
+        .then_expect_events(vec![failed().into()]);
+    }
+    for status in FINAL {
+        let error = expect_error(
+            given(
+                history(status),
+                FailDelivery {
+                    reason: "x".into(),
+                    now: at(50),
+                },
+            ),
+            "delivery_not_failable",
+            ErrorKind::Conflict,
+        );
+        assert_eq!(error, DeliveryError::NotFailable { status });
+    }
+    expect_error(
+        given(
+            history(DeliveryStatus::PickedUp),
+            FailDelivery {
+                reason: "".into(),
+                now: at(50),
+            },
+        ),
+        "reason_required",
+        ErrorKind::Invalid,
+    );
+}
+
+#[test]
+fn cancel_only_before_pickup() {
+    for status in [DeliveryStatus::Requested, DeliveryStatus::Assigned] {
+        given(
+            history(status),
+            CancelDelivery {
+                reason: "order cancelled".into(),
+                now: at(5),
+            },
+        )
+        .then_expect_events(vec![cancelled().into()]);
+    }
+    for status in [
+        DeliveryStatus::PickedUp,
+        DeliveryStatus::Completed,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Cancelled,
+    ] {
+        let error = expect_error(
+            given(
+                history(status),
+                CancelDelivery {
+                    reason: "x".into(),
+                    now: at(5),
+                },
+            ),
+            "delivery_not_cancellable",
+            ErrorKind::Conflict,
+        );
+        assert_eq!(error, DeliveryError::NotCancellable { status });
+    }
+    expect_error(
+        given(
+            history(DeliveryStatus::Requested),
+            CancelDelivery {
+                reason: " ".into(),
+                now: at(5),
+            },
+        ),
+        "reason_required",
+        ErrorKind::Invalid,
+    );
+}
+
+// ---------------------------------------------------------------- state
+
+#[test]
+fn state_follows_the_events() {
+    assert_eq!(Delivery::default().status(), None);
+    for status in [
+        DeliveryStatus::Requested,
+        DeliveryStatus::Assigned,
+        DeliveryStatus::PickedUp,
+        DeliveryStatus::Completed,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Cancelled,
+    ] {
+        assert_eq!(apply_all(history(status)).status(), Some(status));
+    }
+    let mut events = with_fix_at_pickup();
+    events.extend([picked_up().into(), code_rejected(1).into()]);
+    let delivery = apply_all(events);
+    assert_eq!(delivery.delivery_id(), Some(delivery_id()));
+    assert_eq!(delivery.order_id(), Some(order_id()));
+    assert_eq!(delivery.restaurant_id(), Some(restaurant_id()));
+    assert_eq!(delivery.pickup(), Some(PICKUP));
+    assert_eq!(delivery.dropoff(), Some(DROPOFF));
+    assert_eq!(delivery.ready_by(), Some(at(22)));
+    assert_eq!(delivery.assigned_rider(), Some(rider()));
+    assert_eq!(delivery.last_location(), Some((PICKUP, at_s(0))));
+    assert_eq!(delivery.failed_dropoff_attempts(), 1);
+    let json = serde_json::to_string(&delivery).unwrap();
+    assert_eq!(serde_json::from_str::<Delivery>(&json).unwrap(), delivery);
+
+    let unassigned = apply_all(vec![
+        requested().into(),
+        assigned(rider()).into(),
+        unassigned().into(),
+    ]);
+    assert_eq!(unassigned.status(), Some(DeliveryStatus::Requested));
+    assert_eq!(unassigned.assigned_rider(), None);
+}

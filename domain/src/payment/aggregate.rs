@@ -1,0 +1,586 @@
+//! State and rules of the `Payment` aggregate.
+
+use std::sync::Arc;
+
+use cqrs_es::Aggregate;
+use cqrs_es::event_sink::EventSink;
+use ordertrail_schemas::events::{
+    CashCollected, PaymentAuthorized, PaymentCaptured, PaymentDeclined, PaymentEvent,
+    PaymentRefunded, PaymentVoided,
+};
+use ordertrail_schemas::{Money, OrderId, PaymentId, RestaurantId, RiderId};
+use serde::{Deserialize, Serialize};
+
+use super::commands::{
+    AuthorizePayment, CapturePayment, PaymentCommand, RecordCashCollected, RefundPayment,
+    VoidPayment,
+};
+use super::errors::PaymentError;
+use crate::provider::{PaymentProvider, ProviderError, SimulatedProvider};
+
+/// What the payment aggregate needs from the outside world.
+#[derive(Clone)]
+pub struct PaymentServices {
+    pub provider: Arc<dyn PaymentProvider>,
+}
+
+impl PaymentServices {
+    pub fn new(provider: Arc<dyn PaymentProvider>) -> Self {
+        Self { provider }
+    }
+
+    /// Services backed by a fresh [`SimulatedProvider`].
+    pub fn simulated() -> Self {
+        Self::new(Arc::new(SimulatedProvider::new()))
+    }
+}
+
+impl std::fmt::Debug for PaymentServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaymentServices")
+            .field("provider", &self.provider.name())
+            .finish()
+    }
+}
+
+/// Card or cash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentKind {
+    Card,
+    Cash,
+}
+
+/// Where a payment is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// The last authorization attempt was declined; may be tried again.
+    Declined,
+    /// Card authorized, not captured yet.
+    Authorized,
+    /// Captured, nothing refunded.
+    Captured,
+    /// Captured, part of it refunded.
+    PartiallyRefunded,
+    /// Captured and refunded in full (final).
+    Refunded,
+    /// Authorization released without capture (final).
+    Voided,
+    /// Cash collected by the rider (final).
+    CashCollected,
+}
+
+impl PaymentStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PaymentStatus::Declined => "declined",
+            PaymentStatus::Authorized => "authorized",
+            PaymentStatus::Captured => "captured",
+            PaymentStatus::PartiallyRefunded => "partially_refunded",
+            PaymentStatus::Refunded => "refunded",
+            PaymentStatus::Voided => "voided",
+            PaymentStatus::CashCollected => "cash_collected",
+        }
+    }
+}
+
+impl std::fmt::Display for PaymentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A payment. `Default` is the payment before its first event.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Payment {
+    state: Option<PaymentState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct PaymentState {
+    payment_id: PaymentId,
+    order_id: OrderId,
+    restaurant_id: RestaurantId,
+    kind: PaymentKind,
+    status: PaymentStatus,
+    /// Authorized (or last attempted) amount for cards; collected amount for cash.
+    amount: Money,
+    provider: Option<String>,
+    provider_reference: Option<String>,
+    decline_code: Option<String>,
+    authorization_attempts: u32,
+    captured: Option<Money>,
+    refunded: Money,
+    /// Number of refunds recorded (numbers the next refund's reference).
+    refunds: u32,
+    fees: Money,
+    collected_by: Option<RiderId>,
+}
+
+impl Payment {
+    /// `None` until the first authorization attempt or cash collection.
+    pub fn status(&self) -> Option<PaymentStatus> {
+        self.state.as_ref().map(|s| s.status)
+    }
+
+    pub fn kind(&self) -> Option<PaymentKind> {
+        self.state.as_ref().map(|s| s.kind)
+    }
+
+    pub fn payment_id(&self) -> Option<PaymentId> {
+        self.state.as_ref().map(|s| s.payment_id)
+    }
+
+    pub fn order_id(&self) -> Option<OrderId> {
+        self.state.as_ref().map(|s| s.order_id)
+    }
+
+    pub fn restaurant_id(&self) -> Option<RestaurantId> {
+        self.state.as_ref().map(|s| s.restaurant_id)
+    }
+
+    /// The amount authorized on the card (kept after capture, refund or void).
+    pub fn authorized_amount(&self) -> Option<Money> {
+        self.state
+            .as_ref()
+            .filter(|s| s.kind == PaymentKind::Card && s.status != PaymentStatus::Declined)
+            .map(|s| s.amount)
+    }
+
+    pub fn captured_amount(&self) -> Option<Money> {
+        self.state.as_ref().and_then(|s| s.captured)
+    }
+
+    /// Sum of all refunds (zero before any).
+    pub fn refunded_amount(&self) -> Option<Money> {
+        self.state.as_ref().map(|s| s.refunded)
+    }
+
+    /// What may still be refunded: captured minus refunded.
+    pub fn refundable_amount(&self) -> Option<Money> {
+        let state = self.state.as_ref()?;
+        state
+            .captured
+            .map(|c| Money::new(c.amount.saturating_sub(state.refunded.amount), c.currency))
+    }
+
+    /// Cash collected by the rider (cash payments).
+    pub fn collected_amount(&self) -> Option<Money> {
+        self.state
+            .as_ref()
+            .filter(|s| s.kind == PaymentKind::Cash)
+            .map(|s| s.amount)
+    }
+
+    pub fn collected_by(&self) -> Option<RiderId> {
+        self.state.as_ref().and_then(|s| s.collected_by)
+    }
+
+    /// Sum of the provider fees recorded so far.
+    pub fn fees_total(&self) -> Option<Money> {
+        self.state.as_ref().map(|s| s.fees)
+    }
+
+    pub fn provider(&self) -> Option<&str> {
+        self.state.as_ref().and_then(|s| s.provider.as_deref())
+    }
+
+    pub fn provider_reference(&self) -> Option<&str> {
+        self.state
+            .as_ref()
+            .and_then(|s| s.provider_reference.as_deref())
+    }
+
+    /// The decline code of the last attempt, while the payment is declined.
+    pub fn decline_code(&self) -> Option<&str> {
+        self.state.as_ref().and_then(|s| s.decline_code.as_deref())
+    }
+
+    /// How many authorization attempts reached a final answer (authorized or declined).
+    pub fn authorization_attempts(&self) -> u32 {
+        self.state.as_ref().map_or(0, |s| s.authorization_attempts)
+    }
+
+    /// The decision: validates the command on this state, calls the provider
+    /// where needed and returns the one event to record, or why not.
+    pub async fn decide(
+        &self,
+        command: PaymentCommand,
+        provider: &dyn PaymentProvider,
+    ) -> Result<PaymentEvent, PaymentError> {
+        let name = command.name();
+        match command {
+            PaymentCommand::AuthorizePayment(cmd) => self.authorize(cmd, provider).await,
+            PaymentCommand::RecordCashCollected(cmd) => self.record_cash(cmd),
+            other => {
+                let state = self
+                    .state
+                    .as_ref()
+                    .ok_or(PaymentError::NotFound { command: name })?;
+                match other {
+                    PaymentCommand::CapturePayment(cmd) => state.capture(cmd, provider).await,
+                    PaymentCommand::VoidPayment(cmd) => state.void(cmd, provider).await,
+                    PaymentCommand::RefundPayment(cmd) => state.refund(cmd, provider).await,
+                    PaymentCommand::AuthorizePayment(_)
+                    | PaymentCommand::RecordCashCollected(_) => {
+                        Err(PaymentError::NotFound { command: name })
+                    }
+                }
+            }
+        }
+    }
+
+    async fn authorize(
+        &self,
+        cmd: AuthorizePayment,
+        provider: &dyn PaymentProvider,
+    ) -> Result<PaymentEvent, PaymentError> {
+        if let Some(state) = &self.state {
+            if state.kind == PaymentKind::Cash {
+                return Err(PaymentError::CashOperationUnsupported {
+                    operation: "authorization",
+                });
+            }
+            if state.status != PaymentStatus::Declined {
+                return Err(PaymentError::AlreadyAuthorized {
+                    status: state.status,
+                });
+            }
+            if state.order_id != cmd.order_id {
+                return Err(PaymentError::OrderMismatch {
+                    expected: state.order_id,
+                    found: cmd.order_id,
+                });
+            }
+        }
+        if cmd.amount.amount <= 0 {
+            return Err(PaymentError::InvalidAmount { amount: cmd.amount });
+        }
+        if cmd.card_token.trim().is_empty() {
+            return Err(PaymentError::CardTokenRequired {
+                order_id: cmd.order_id,
+            });
+        }
+        let reference = cmd.payment_id.to_string();
+        match provider
+            .authorize(&cmd.card_token, cmd.amount, &reference)
+            .await
+        {
+            Ok(authorization) => Ok(PaymentAuthorized {
+                payment_id: cmd.payment_id,
+                order_id: cmd.order_id,
+                restaurant_id: cmd.restaurant_id,
+                amount: cmd.amount,
+                provider: provider.name().to_owned(),
+                provider_reference: authorization.provider_reference,
+                fee: authorization.fee,
+                authorized_at: cmd.now,
+            }
+            .into()),
+            Err(ProviderError::Declined { code }) => Ok(PaymentDeclined {
+                payment_id: cmd.payment_id,
+                order_id: cmd.order_id,
+                restaurant_id: cmd.restaurant_id,
+                amount: cmd.amount,
+                provider: provider.name().to_owned(),
+                decline_code: code,
+                declined_at: cmd.now,
+            }
+            .into()),
+            Err(ProviderError::Unavailable { reason }) => Err(PaymentError::ProviderUnavailable {
+                provider: provider.name().to_owned(),
+                reason,
+            }),
+        }
+    }
+
+    fn record_cash(&self, cmd: RecordCashCollected) -> Result<PaymentEvent, PaymentError> {
+        if let Some(state) = &self.state {
+            return Err(PaymentError::AlreadyExists {
+                status: state.status,
+            });
+        }
+        if cmd.amount.amount <= 0 {
+            return Err(PaymentError::InvalidAmount { amount: cmd.amount });
+        }
+        Ok(CashCollected {
+            payment_id: cmd.payment_id,
+            order_id: cmd.order_id,
+            restaurant_id: cmd.restaurant_id,
+            amount: cmd.amount,
+            rider_id: cmd.rider_id,
+            collected_at: cmd.now,
+        }
+        .into())
+    }
+}
+
+/// Maps a provider refusal of a follow-up operation (capture, void, refund).
+fn provider_error(
+    error: ProviderError,
+    provider: &dyn PaymentProvider,
+    operation: &'static str,
+) -> PaymentError {
+    let provider = provider.name().to_owned();
+    match error {
+        ProviderError::Declined { code } => PaymentError::ProviderRejected {
+            provider,
+            operation,
+            code,
+        },
+        ProviderError::Unavailable { reason } => {
+            PaymentError::ProviderUnavailable { provider, reason }
+        }
+    }
+}
+
+impl PaymentState {
+    fn reference(&self) -> &str {
+        // Set whenever the status is Authorized or later.
+        self.provider_reference.as_deref().unwrap_or_default()
+    }
+
+    /// Checks `amount` is positive and in the payment's currency.
+    fn check_amount(&self, amount: Money) -> Result<(), PaymentError> {
+        if amount.currency != self.amount.currency {
+            return Err(PaymentError::CurrencyMismatch {
+                field: "amount",
+                expected: self.amount.currency,
+                found: amount.currency,
+            });
+        }
+        if amount.amount <= 0 {
+            return Err(PaymentError::InvalidAmount { amount });
+        }
+        Ok(())
+    }
+
+    async fn capture(
+        &self,
+        cmd: CapturePayment,
+        provider: &dyn PaymentProvider,
+    ) -> Result<PaymentEvent, PaymentError> {
+        if self.kind == PaymentKind::Cash {
+            return Err(PaymentError::CashOperationUnsupported {
+                operation: "capture",
+            });
+        }
+        if self.status != PaymentStatus::Authorized {
+            return Err(PaymentError::NotCapturable {
+                status: self.status,
+            });
+        }
+        let amount = cmd.amount.unwrap_or(self.amount);
+        self.check_amount(amount)?;
+        if amount.amount > self.amount.amount {
+            return Err(PaymentError::CaptureExceedsAuthorized {
+                requested: amount,
+                authorized: self.amount,
+            });
+        }
+        let receipt = provider
+            .capture(self.reference(), amount)
+            .await
+            .map_err(|e| provider_error(e, provider, "capture"))?;
+        Ok(PaymentCaptured {
+            amount,
+            fee: receipt.fee,
+            captured_at: cmd.now,
+        }
+        .into())
+    }
+
+    async fn void(
+        &self,
+        cmd: VoidPayment,
+        provider: &dyn PaymentProvider,
+    ) -> Result<PaymentEvent, PaymentError> {
+        if self.kind == PaymentKind::Cash {
+            return Err(PaymentError::CashOperationUnsupported { operation: "void" });
+        }
+        if self.status != PaymentStatus::Authorized {
+            return Err(PaymentError::NotVoidable {
+                status: self.status,
+            });
+        }
+        let receipt = provider
+            .void(self.reference(), self.amount)
+            .await
+            .map_err(|e| provider_error(e, provider, "void"))?;
+        Ok(PaymentVoided {
+            amount: self.amount,
+            fee: receipt.fee,
+            voided_at: cmd.now,
+        }
+        .into())
+    }
+
+    async fn refund(
+        &self,
+        cmd: RefundPayment,
+        provider: &dyn PaymentProvider,
+    ) -> Result<PaymentEvent, PaymentError> {
+        if self.kind == PaymentKind::Cash {
+            return Err(PaymentError::CashOperationUnsupported {
+                operation: "refund",
+            });
+        }
+        let captured = match (self.status, self.captured) {
+            (PaymentStatus::Captured | PaymentStatus::PartiallyRefunded, Some(captured)) => {
+                captured
+            }
+            _ => {
+                return Err(PaymentError::NotRefundable {
+                    status: self.status,
+                });
+            }
+        };
+        if cmd.reason.trim().is_empty() {
+            return Err(PaymentError::ReasonRequired {
+                action: "refund a payment",
+            });
+        }
+        self.check_amount(cmd.amount)?;
+        let refundable = Money::new(
+            captured.amount.saturating_sub(self.refunded.amount),
+            captured.currency,
+        );
+        if cmd.amount.amount > refundable.amount {
+            return Err(PaymentError::RefundExceedsCaptured {
+                requested: cmd.amount,
+                refundable,
+            });
+        }
+        let reference = format!(
+            "{}_refund_{}",
+            self.payment_id,
+            self.refunds.saturating_add(1)
+        );
+        let refund = provider
+            .refund(self.reference(), cmd.amount, &reference)
+            .await
+            .map_err(|e| provider_error(e, provider, "refund"))?;
+        Ok(PaymentRefunded {
+            amount: cmd.amount,
+            fee: refund.fee,
+            reason: cmd.reason,
+            provider_reference: refund.provider_reference,
+            refunded_at: cmd.now,
+        }
+        .into())
+    }
+}
+
+/// Adds `b` to `a` in `a`'s currency; apply() cannot fail, so this saturates.
+fn plus(a: Money, b: Money) -> Money {
+    Money::new(a.amount.saturating_add(b.amount), a.currency)
+}
+
+impl Aggregate for Payment {
+    const TYPE: &'static str = "Payment";
+    type Command = PaymentCommand;
+    type Event = PaymentEvent;
+    type Error = PaymentError;
+    type Services = PaymentServices;
+
+    async fn handle(
+        &mut self,
+        command: PaymentCommand,
+        services: &PaymentServices,
+        sink: &EventSink<Self>,
+    ) -> Result<(), PaymentError> {
+        let event = self.decide(command, services.provider.as_ref()).await?;
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: PaymentEvent) {
+        let attempts = self.authorization_attempts().saturating_add(1);
+        match event {
+            PaymentEvent::PaymentAuthorized(e) => {
+                self.state = Some(PaymentState {
+                    payment_id: e.payment_id,
+                    order_id: e.order_id,
+                    restaurant_id: e.restaurant_id,
+                    kind: PaymentKind::Card,
+                    status: PaymentStatus::Authorized,
+                    amount: e.amount,
+                    provider: Some(e.provider),
+                    provider_reference: Some(e.provider_reference),
+                    decline_code: None,
+                    authorization_attempts: attempts,
+                    captured: None,
+                    refunded: Money::zero(e.amount.currency),
+                    refunds: 0,
+                    fees: e.fee,
+                    collected_by: None,
+                });
+            }
+            PaymentEvent::PaymentDeclined(e) => {
+                self.state = Some(PaymentState {
+                    payment_id: e.payment_id,
+                    order_id: e.order_id,
+                    restaurant_id: e.restaurant_id,
+                    kind: PaymentKind::Card,
+                    status: PaymentStatus::Declined,
+                    amount: e.amount,
+                    provider: Some(e.provider),
+                    provider_reference: None,
+                    decline_code: Some(e.decline_code),
+                    authorization_attempts: attempts,
+                    captured: None,
+                    refunded: Money::zero(e.amount.currency),
+                    refunds: 0,
+                    fees: Money::zero(e.amount.currency),
+                    collected_by: None,
+                });
+            }
+            PaymentEvent::CashCollected(e) => {
+                self.state = Some(PaymentState {
+                    payment_id: e.payment_id,
+                    order_id: e.order_id,
+                    restaurant_id: e.restaurant_id,
+                    kind: PaymentKind::Cash,
+                    status: PaymentStatus::CashCollected,
+                    amount: e.amount,
+                    provider: None,
+                    provider_reference: None,
+                    decline_code: None,
+                    authorization_attempts: 0,
+                    captured: None,
+                    refunded: Money::zero(e.amount.currency),
+                    refunds: 0,
+                    fees: Money::zero(e.amount.currency),
+                    collected_by: Some(e.rider_id),
+                });
+            }
+            PaymentEvent::PaymentCaptured(e) => {
+                if let Some(state) = self.state.as_mut() {
+                    state.status = PaymentStatus::Captured;
+                    state.captured = Some(e.amount);
+                    state.fees = plus(state.fees, e.fee);
+                }
+            }
+            PaymentEvent::PaymentVoided(e) => {
+                if let Some(state) = self.state.as_mut() {
+                    state.status = PaymentStatus::Voided;
+                    state.fees = plus(state.fees, e.fee);
+                }
+            }
+            PaymentEvent::PaymentRefunded(e) => {
+                if let Some(state) = self.state.as_mut() {
+                    state.refunded = plus(state.refunded, e.amount);
+                    state.refunds = state.refunds.saturating_add(1);
+                    state.fees = plus(state.fees, e.fee);
+                    let captured = state.captured.map_or(0, |c| c.amount);
+                    state.status = if state.refunded.amount >= captured {
+                        PaymentStatus::Refunded
+                    } else {
+                        PaymentStatus::PartiallyRefunded
+                    };
+                }
+            }
+        }
+    }
+}

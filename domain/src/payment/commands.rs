@@ -1,0 +1,91 @@
+//! Commands of the `Payment` aggregate.
+
+use chrono::{DateTime, Utc};
+use ordertrail_schemas::{Money, OrderId, PaymentId, RestaurantId, RiderId};
+use serde::{Deserialize, Serialize};
+
+/// Authorize the order total on a card. A decline is recorded as
+/// `PaymentDeclined` (the command succeeds); a declined payment may be
+/// authorized again, e.g. with another card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizePayment {
+    pub payment_id: PaymentId,
+    pub order_id: OrderId,
+    pub restaurant_id: RestaurantId,
+    pub amount: Money,
+    pub card_token: String,
+    pub now: DateTime<Utc>,
+}
+
+/// Capture an authorization, once: `None` captures the authorized amount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapturePayment {
+    pub amount: Option<Money>,
+    pub now: DateTime<Utc>,
+}
+
+/// Release an uncaptured authorization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoidPayment {
+    pub now: DateTime<Utc>,
+}
+
+/// Give back part or all of a captured payment. Refunds add up to at most the captured amount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundPayment {
+    pub amount: Money,
+    pub reason: String,
+    pub now: DateTime<Utc>,
+}
+
+/// The rider collected cash for a cash order; this creates the payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordCashCollected {
+    pub payment_id: PaymentId,
+    pub order_id: OrderId,
+    pub restaurant_id: RestaurantId,
+    pub amount: Money,
+    pub rider_id: RiderId,
+    pub now: DateTime<Utc>,
+}
+
+/// Everything that can be asked of a payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum PaymentCommand {
+    AuthorizePayment(AuthorizePayment),
+    CapturePayment(CapturePayment),
+    VoidPayment(VoidPayment),
+    RefundPayment(RefundPayment),
+    RecordCashCollected(RecordCashCollected),
+}
+
+impl PaymentCommand {
+    /// The command's name, e.g. `AuthorizePayment` (for logs and metrics).
+    pub fn name(&self) -> &'static str {
+        match self {
+            PaymentCommand::AuthorizePayment(_) => "AuthorizePayment",
+            PaymentCommand::CapturePayment(_) => "CapturePayment",
+            PaymentCommand::VoidPayment(_) => "VoidPayment",
+            PaymentCommand::RefundPayment(_) => "RefundPayment",
+            PaymentCommand::RecordCashCollected(_) => "RecordCashCollected",
+        }
+    }
+}
+
+macro_rules! from_commands {
+    ($($c:ident),+) => {$(
+        impl From<$c> for PaymentCommand {
+            fn from(value: $c) -> Self {
+                PaymentCommand::$c(value)
+            }
+        }
+    )+};
+}
+from_commands!(
+    AuthorizePayment,
+    CapturePayment,
+    VoidPayment,
+    RefundPayment,
+    RecordCashCollected
+);

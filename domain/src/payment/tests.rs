@@ -1,0 +1,830 @@
+//! Given/when/then tests of the payment rules.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use cqrs_es::Aggregate;
+use cqrs_es::test::{AggregateResultValidator, TestFramework};
+use ordertrail_schemas::events::*;
+use ordertrail_schemas::*;
+use uuid::Uuid;
+
+use super::*;
+use crate::ErrorKind;
+use crate::provider::{Authorization, PaymentProvider, ProviderError, ProviderReceipt, Refund};
+
+fn at(minutes: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap() + TimeDelta::minutes(minutes)
+}
+
+fn eur(amount: i64) -> Money {
+    Money::new(amount, Currency::EUR)
+}
+
+fn order_id() -> OrderId {
+    OrderId(Uuid::from_u128(1))
+}
+fn restaurant_id() -> RestaurantId {
+    RestaurantId(Uuid::from_u128(3))
+}
+fn rider_id() -> RiderId {
+    RiderId(Uuid::from_u128(20))
+}
+fn payment_id() -> PaymentId {
+    PaymentId::for_order(order_id())
+}
+fn auth_reference() -> String {
+    format!("sim_auth_{}", payment_id())
+}
+
+/// A provider that is down for everything.
+struct DownProvider;
+
+#[async_trait]
+impl PaymentProvider for DownProvider {
+    fn name(&self) -> &str {
+        "down"
+    }
+    async fn authorize(&self, _: &str, _: Money, _: &str) -> Result<Authorization, ProviderError> {
+        Err(ProviderError::Unavailable {
+            reason: "timeout".into(),
+        })
+    }
+    async fn capture(&self, _: &str, _: Money) -> Result<ProviderReceipt, ProviderError> {
+        Err(ProviderError::Unavailable {
+            reason: "timeout".into(),
+        })
+    }
+    async fn void(&self, _: &str, _: Money) -> Result<ProviderReceipt, ProviderError> {
+        Err(ProviderError::Unavailable {
+            reason: "timeout".into(),
+        })
+    }
+    async fn refund(&self, _: &str, _: Money, _: &str) -> Result<Refund, ProviderError> {
+        Err(ProviderError::Unavailable {
+            reason: "timeout".into(),
+        })
+    }
+}
+
+fn authorize(token: &str) -> AuthorizePayment {
+    AuthorizePayment {
+        payment_id: payment_id(),
+        order_id: order_id(),
+        restaurant_id: restaurant_id(),
+        amount: eur(3_716),
+        card_token: token.into(),
+        now: at(1),
+    }
+}
+
+fn authorized() -> PaymentAuthorized {
+    PaymentAuthorized {
+        payment_id: payment_id(),
+        order_id: order_id(),
+        restaurant_id: restaurant_id(),
+        amount: eur(3_716),
+        provider: "simulated".into(),
+        provider_reference: auth_reference(),
+        fee: eur(0),
+        authorized_at: at(1),
+    }
+}
+
+fn declined(code: &str) -> PaymentDeclined {
+    PaymentDeclined {
+        payment_id: payment_id(),
+        order_id: order_id(),
+        restaurant_id: restaurant_id(),
+        amount: eur(3_716),
+        provider: "simulated".into(),
+        decline_code: code.into(),
+        declined_at: at(1),
+    }
+}
+
+fn captured() -> PaymentCaptured {
+    // 1.4 % of 3 716 = 52.024 -> 52, + 25.
+    PaymentCaptured {
+        amount: eur(3_716),
+        fee: eur(77),
+        captured_at: at(40),
+    }
+}
+
+fn voided() -> PaymentVoided {
+    PaymentVoided {
+        amount: eur(3_716),
+        fee: eur(0),
+        voided_at: at(5),
+    }
+}
+
+fn refunded(amount: i64, n: u32) -> PaymentRefunded {
+    PaymentRefunded {
+        amount: eur(amount),
+        fee: eur(0),
+        reason: "cold food".into(),
+        provider_reference: format!("sim_refund_{}_refund_{n}", payment_id()),
+        refunded_at: at(60),
+    }
+}
+
+fn cash_collected() -> CashCollected {
+    CashCollected {
+        payment_id: payment_id(),
+        order_id: order_id(),
+        restaurant_id: restaurant_id(),
+        amount: eur(3_716),
+        rider_id: rider_id(),
+        collected_at: at(40),
+    }
+}
+
+fn record_cash() -> RecordCashCollected {
+    RecordCashCollected {
+        payment_id: payment_id(),
+        order_id: order_id(),
+        restaurant_id: restaurant_id(),
+        amount: eur(3_716),
+        rider_id: rider_id(),
+        now: at(40),
+    }
+}
+
+fn capture(amount: Option<Money>) -> CapturePayment {
+    CapturePayment {
+        amount,
+        now: at(40),
+    }
+}
+
+fn refund(amount: i64) -> RefundPayment {
+    RefundPayment {
+        amount: eur(amount),
+        reason: "cold food".into(),
+        now: at(60),
+    }
+}
+
+fn given(
+    events: Vec<PaymentEvent>,
+    command: impl Into<PaymentCommand>,
+) -> AggregateResultValidator<Payment> {
+    given_with(PaymentServices::simulated(), events, command)
+}
+
+fn given_with(
+    services: PaymentServices,
+    events: Vec<PaymentEvent>,
+    command: impl Into<PaymentCommand>,
+) -> AggregateResultValidator<Payment> {
+    TestFramework::<Payment>::with(services)
+        .given(events)
+        .when(command.into())
+}
+
+#[track_caller]
+fn expect_error(
+    result: AggregateResultValidator<Payment>,
+    code: &str,
+    kind: ErrorKind,
+) -> PaymentError {
+    match result.inspect_result() {
+        Ok(events) => panic!("expected {code}, got events {events:?}"),
+        Err(error) => {
+            assert_eq!((error.code(), error.kind()), (code, kind), "{error}");
+            error
+        }
+    }
+}
+
+fn apply_all(events: Vec<PaymentEvent>) -> Payment {
+    let mut payment = Payment::default();
+    for event in events {
+        payment.apply(event);
+    }
+    payment
+}
+
+#[test]
+fn type_is_the_aggregate_kind() {
+    assert_eq!(Payment::TYPE, AggregateKind::Payment.as_str());
+}
+
+// ---------------------------------------------------------------- AuthorizePayment
+
+#[test]
+fn authorize_with_a_good_card() {
+    given(vec![], authorize("tok_visa")).then_expect_events(vec![authorized().into()]);
+    given(vec![], authorize("tok_mastercard")).then_expect_events(vec![authorized().into()]);
+}
+
+#[test]
+fn a_decline_is_recorded_and_the_command_succeeds() {
+    given(vec![], authorize("tok_declined"))
+        .then_expect_events(vec![declined("card_declined").into()]);
+    given(vec![], authorize("tok_insufficient_funds"))
+        .then_expect_events(vec![declined("insufficient_funds").into()]);
+    given(vec![], authorize("tok_unknown"))
+        .then_expect_events(vec![declined("invalid_token").into()]);
+}
+
+#[test]
+fn provider_down_is_an_error_and_records_nothing() {
+    let error = expect_error(
+        given(vec![], authorize("tok_unavailable")),
+        "payment_provider_unavailable",
+        ErrorKind::Unavailable,
+    );
+    assert_eq!(
+        error,
+        PaymentError::ProviderUnavailable {
+            provider: "simulated".into(),
+            reason: "simulated outage".into()
+        }
+    );
+}
+
+#[test]
+fn flaky_provider_succeeds_on_a_later_attempt() {
+    let services = PaymentServices::simulated();
+    expect_error(
+        given_with(services.clone(), vec![], authorize("tok_flaky_2")),
+        "payment_provider_unavailable",
+        ErrorKind::Unavailable,
+    );
+    expect_error(
+        given_with(services.clone(), vec![], authorize("tok_flaky_2")),
+        "payment_provider_unavailable",
+        ErrorKind::Unavailable,
+    );
+    given_with(services, vec![], authorize("tok_flaky_2"))
+        .then_expect_events(vec![authorized().into()]);
+}
+
+#[test]
+fn a_declined_payment_may_be_authorized_again_with_another_card() {
+    given(
+        vec![declined("card_declined").into()],
+        AuthorizePayment {
+            now: at(3),
+            ..authorize("tok_visa")
+        },
+    )
+    .then_expect_events(vec![
+        PaymentAuthorized {
+            authorized_at: at(3),
+            ..authorized()
+        }
+        .into(),
+    ]);
+    given(
+        vec![declined("card_declined").into()],
+        authorize("tok_insufficient_funds"),
+    )
+    .then_expect_events(vec![declined("insufficient_funds").into()]);
+}
+
+#[test]
+fn a_declined_payment_stays_with_its_order() {
+    let other = OrderId(Uuid::from_u128(77));
+    let command = AuthorizePayment {
+        order_id: other,
+        ..authorize("tok_visa")
+    };
+    let error = expect_error(
+        given(vec![declined("card_declined").into()], command),
+        "payment_order_mismatch",
+        ErrorKind::Conflict,
+    );
+    assert_eq!(
+        error,
+        PaymentError::OrderMismatch {
+            expected: order_id(),
+            found: other
+        }
+    );
+}
+
+#[test]
+fn authorizing_twice_is_a_conflict() {
+    let histories: Vec<(Vec<PaymentEvent>, PaymentStatus)> = vec![
+        (vec![authorized().into()], PaymentStatus::Authorized),
+        (
+            vec![authorized().into(), captured().into()],
+            PaymentStatus::Captured,
+        ),
+        (
+            vec![authorized().into(), voided().into()],
+            PaymentStatus::Voided,
+        ),
+        (
+            vec![
+                authorized().into(),
+                captured().into(),
+                refunded(100, 1).into(),
+            ],
+            PaymentStatus::PartiallyRefunded,
+        ),
+        (
+            vec![
+                authorized().into(),
+                captured().into(),
+                refunded(3_716, 1).into(),
+            ],
+            PaymentStatus::Refunded,
+        ),
+    ];
+    for (events, status) in histories {
+        let error = expect_error(
+            given(events, authorize("tok_visa")),
+            "payment_already_authorized",
+            ErrorKind::Conflict,
+        );
+        assert_eq!(error, PaymentError::AlreadyAuthorized { status });
+    }
+}
+
+#[test]
+fn authorize_needs_a_positive_amount_and_a_token() {
+    for amount in [0, -5] {
+        let command = AuthorizePayment {
+            amount: eur(amount),
+            ..authorize("tok_visa")
+        };
+        expect_error(
+            given(vec![], command),
+            "invalid_payment_amount",
+            ErrorKind::Invalid,
+        );
+    }
+    expect_error(
+        given(vec![], authorize("")),
+        "card_token_required",
+        ErrorKind::Invalid,
+    );
+}
+
+#[test]
+fn cash_payments_are_not_authorized() {
+    let error = expect_error(
+        given(vec![cash_collected().into()], authorize("tok_visa")),
+        "cash_payment_operation_unsupported",
+        ErrorKind::Conflict,
+    );
+    assert_eq!(
+        error,
+        PaymentError::CashOperationUnsupported {
+            operation: "authorization"
+        }
+    );
+}
+
+// ---------------------------------------------------------------- CapturePayment
+
+#[test]
+fn capture_the_full_authorization_with_the_provider_fee() {
+    given(vec![authorized().into()], capture(None)).then_expect_events(vec![captured().into()]);
+    given(vec![authorized().into()], capture(Some(eur(3_716))))
+        .then_expect_events(vec![captured().into()]);
+}
+
+#[test]
+fn capture_less_than_authorized() {
+    // 1.4 % of 2 000 = 28, + 25.
+    given(vec![authorized().into()], capture(Some(eur(2_000)))).then_expect_events(vec![
+        PaymentCaptured {
+            amount: eur(2_000),
+            fee: eur(53),
+            captured_at: at(40),
+        }
+        .into(),
+    ]);
+}
+
+#[test]
+fn capture_at_most_the_authorized_amount() {
+    let error = expect_error(
+        given(vec![authorized().into()], capture(Some(eur(3_717)))),
+        "capture_exceeds_authorized",
+        ErrorKind::Invalid,
+    );
+    assert_eq!(
+        error,
+        PaymentError::CaptureExceedsAuthorized {
+            requested: eur(3_717),
+            authorized: eur(3_716)
+        }
+    );
+}
+
+#[test]
+fn capture_amount_must_be_positive_and_in_the_payment_currency() {
+    expect_error(
+        given(vec![authorized().into()], capture(Some(eur(0)))),
+        "invalid_payment_amount",
+        ErrorKind::Invalid,
+    );
+    let error = expect_error(
+        given(
+            vec![authorized().into()],
+            capture(Some(Money::new(100, Currency::USD))),
+        ),
+        "currency_mismatch",
+        ErrorKind::Invalid,
+    );
+    assert_eq!(
+        error,
+        PaymentError::CurrencyMismatch {
+            field: "amount",
+            expected: Currency::EUR,
+            found: Currency::USD
+        }
+    );
+}
+
+#[test]
+fn capture_only_once_and_only_authorized_payments() {
+    let histories: Vec<(Vec<PaymentEvent>, PaymentStatus)> = vec![
+        (
+            vec![declined("card_declined").into()],
+            PaymentStatus::Declined,
+        ),
+        (
+            vec![authorized().into(), captured().into()],
+            PaymentStatus::Captured,
+        ),
+        (
+            vec![authorized().into(), voided().into()],
+            PaymentStatus::Voided,
+        ),
+        (
+            vec![
+                authorized().into(),
+                captured().into(),
+                refunded(100, 1).into(),
+            ],
+            PaymentStatus::PartiallyRefunded,
+        ),
+    ];
+    for (events, status) in histories {
+        let error = expect_error(
+            given(events, capture(None)),
+            "payment_not_capturable",
+            ErrorKind::Conflict,
+        );
+        assert_eq!(error, PaymentError::NotCapturable { status });
+    }
+}
+
+#[test]
+fn cash_is_never_captured_voided_or_refunded() {
+    for (command, operation) in [
+        (PaymentCommand::from(capture(None)), "capture"),
+        (VoidPayment { now: at(41) }.into(), "void"),
+        (refund(100).into(), "refund"),
+    ] {
+        let error = expect_error(
+            given(vec![cash_collected().into()], command),
+            "cash_payment_operation_unsupported",
+            ErrorKind::Conflict,
+        );
+        assert_eq!(error, PaymentError::CashOperationUnsupported { operation });
+    }
+}
+
+#[test]
+fn capture_when_the_provider_is_down() {
+    let services = PaymentServices::new(Arc::new(DownProvider));
+    let error = expect_error(
+        given_with(services, vec![authorized().into()], capture(None)),
+        "payment_provider_unavailable",
+        ErrorKind::Unavailable,
+    );
+    assert_eq!(
+        error,
+        PaymentError::ProviderUnavailable {
+            provider: "down".into(),
+            reason: "timeout".into()
+        }
+    );
+}
+
+#[test]
+fn capture_refused_by_the_provider() {
+    let foreign = PaymentAuthorized {
+        provider_reference: "stripe_ch_1".into(),
+        ..authorized()
+    };
+    let error = expect_error(
+        given(vec![foreign.into()], capture(None)),
+        "payment_provider_rejected",
+        ErrorKind::Conflict,
+    );
+    assert_eq!(
+        error,
+        PaymentError::ProviderRejected {
+            provider: "simulated".into(),
+            operation: "capture",
+            code: "unknown_reference".into()
+        }
+    );
+}
+
+#[test]
+fn every_command_but_authorize_and_cash_needs_a_payment() {
+    let commands: Vec<PaymentCommand> = vec![
+        capture(None).into(),
+        VoidPayment { now: at(1) }.into(),
+        refund(100).into(),
+    ];
+    for command in commands {
+        let name = command.name();
+        let error = expect_error(
+            given(vec![], command),
+            "payment_not_found",
+            ErrorKind::NotFound,
+        );
+        assert_eq!(error, PaymentError::NotFound { command: name });
+    }
+}
+
+// ---------------------------------------------------------------- VoidPayment
+
+#[test]
+fn void_an_uncaptured_authorization() {
+    given(vec![authorized().into()], VoidPayment { now: at(5) })
+        .then_expect_events(vec![voided().into()]);
+}
+
+#[test]
+fn void_only_authorized_payments() {
+    let histories: Vec<(Vec<PaymentEvent>, PaymentStatus)> = vec![
+        (
+            vec![declined("card_declined").into()],
+            PaymentStatus::Declined,
+        ),
+        (
+            vec![authorized().into(), captured().into()],
+            PaymentStatus::Captured,
+        ),
+        (
+            vec![authorized().into(), voided().into()],
+            PaymentStatus::Voided,
+        ),
+    ];
+    for (events, status) in histories {
+        let error = expect_error(
+            given(events, VoidPayment { now: at(5) }),
+            "payment_not_voidable",
+            ErrorKind::Conflict,
+        );
+        assert_eq!(error, PaymentError::NotVoidable { status });
+    }
+}
+
+#[test]
+fn void_when_the_provider_is_down() {
+    let services = PaymentServices::new(Arc::new(DownProvider));
+    expect_error(
+        given_with(
+            services,
+            vec![authorized().into()],
+            VoidPayment { now: at(5) },
+        ),
+        "payment_provider_unavailable",
+        ErrorKind::Unavailable,
+    );
+}
+
+// ---------------------------------------------------------------- RefundPayment
+
+#[test]
+fn refund_part_then_the_rest() {
+    given(vec![authorized().into(), captured().into()], refund(1_000))
+        .then_expect_events(vec![refunded(1_000, 1).into()]);
+    given(
+        vec![
+            authorized().into(),
+            captured().into(),
+            refunded(1_000, 1).into(),
+        ],
+        refund(2_716),
+    )
+    .then_expect_events(vec![refunded(2_716, 2).into()]);
+}
+
+#[test]
+fn refunds_never_exceed_the_captured_amount() {
+    let error = expect_error(
+        given(vec![authorized().into(), captured().into()], refund(3_717)),
+        "refund_exceeds_captured",
+        ErrorKind::Invalid,
+    );
+    assert_eq!(
+        error,
+        PaymentError::RefundExceedsCaptured {
+            requested: eur(3_717),
+            refundable: eur(3_716)
+        }
+    );
+    let error = expect_error(
+        given(
+            vec![
+                authorized().into(),
+                captured().into(),
+                refunded(3_000, 1).into(),
+            ],
+            refund(717),
+        ),
+        "refund_exceeds_captured",
+        ErrorKind::Invalid,
+    );
+    assert_eq!(
+        error,
+        PaymentError::RefundExceedsCaptured {
+            requested: eur(717),
+            refundable: eur(716)
+        }
+    );
+}
+
+#[test]
+fn refund_of_a_partial_capture_is_bounded_by_the_capture() {
+    let partial = PaymentCaptured {
+        amount: eur(2_000),
+        fee: eur(53),
+        captured_at: at(40),
+    };
+    expect_error(
+        given(vec![authorized().into(), partial.into()], refund(2_001)),
+        "refund_exceeds_captured",
+        ErrorKind::Invalid,
+    );
+}
+
+#[test]
+fn refund_only_after_capture_and_while_something_is_left() {
+    let histories: Vec<(Vec<PaymentEvent>, PaymentStatus)> = vec![
+        (
+            vec![declined("card_declined").into()],
+            PaymentStatus::Declined,
+        ),
+        (vec![authorized().into()], PaymentStatus::Authorized),
+        (
+            vec![authorized().into(), voided().into()],
+            PaymentStatus::Voided,
+        ),
+        (
+            vec![
+                authorized().into(),
+                captured().into(),
+                refunded(3_716, 1).into(),
+            ],
+            PaymentStatus::Refunded,
+        ),
+    ];
+    for (events, status) in histories {
+        let error = expect_error(
+            given(events, refund(100)),
+            "payment_not_refundable",
+            ErrorKind::Conflict,
+        );
+        assert_eq!(error, PaymentError::NotRefundable { status });
+    }
+}
+
+#[test]
+fn refund_needs_a_reason_a_positive_amount_and_the_currency() {
+    let history = || -> Vec<PaymentEvent> { vec![authorized().into(), captured().into()] };
+    let no_reason = RefundPayment {
+        reason: " ".into(),
+        ..refund(100)
+    };
+    expect_error(
+        given(history(), no_reason),
+        "reason_required",
+        ErrorKind::Invalid,
+    );
+    expect_error(
+        given(history(), refund(0)),
+        "invalid_payment_amount",
+        ErrorKind::Invalid,
+    );
+    let dollars = RefundPayment {
+        amount: Money::new(100, Currency::USD),
+        ..refund(100)
+    };
+    expect_error(
+        given(history(), dollars),
+        "currency_mismatch",
+        ErrorKind::Invalid,
+    );
+}
+
+#[test]
+fn refund_when_the_provider_is_down() {
+    let services = PaymentServices::new(Arc::new(DownProvider));
+    expect_error(
+        given_with(
+            services,
+            vec![authorized().into(), captured().into()],
+            refund(100),
+        ),
+        "payment_provider_unavailable",
+        ErrorKind::Unavailable,
+    );
+}
+
+// ---------------------------------------------------------------- RecordCashCollected
+
+#[test]
+fn record_cash_creates_a_cash_payment() {
+    given(vec![], record_cash()).then_expect_events(vec![cash_collected().into()]);
+}
+
+#[test]
+fn record_cash_only_once_and_never_on_a_card_payment() {
+    let histories: Vec<(Vec<PaymentEvent>, PaymentStatus)> = vec![
+        (vec![cash_collected().into()], PaymentStatus::CashCollected),
+        (vec![authorized().into()], PaymentStatus::Authorized),
+        (
+            vec![declined("card_declined").into()],
+            PaymentStatus::Declined,
+        ),
+    ];
+    for (events, status) in histories {
+        let error = expect_error(
+            given(events, record_cash()),
+            "payment_already_exists",
+            ErrorKind::Conflict,
+        );
+        assert_eq!(error, PaymentError::AlreadyExists { status });
+    }
+}
+
+#[test]
+fn record_cash_needs_a_positive_amount() {
+    let command = RecordCashCollected {
+        amount: eur(0),
+        ..record_cash()
+    };
+    expect_error(
+        given(vec![], command),
+        "invalid_payment_amount",
+        ErrorKind::Invalid,
+    );
+}
+
+// ---------------------------------------------------------------- state
+
+#[test]
+fn card_state_tracks_amounts_and_fees() {
+    assert_eq!(Payment::default().status(), None);
+    let refused = apply_all(vec![declined("card_declined").into()]);
+    assert_eq!(refused.status(), Some(PaymentStatus::Declined));
+    assert_eq!(refused.decline_code(), Some("card_declined"));
+    assert_eq!(refused.authorized_amount(), None);
+
+    let payment = apply_all(vec![
+        declined("card_declined").into(),
+        authorized().into(),
+        captured().into(),
+        refunded(1_000, 1).into(),
+    ]);
+    assert_eq!(payment.status(), Some(PaymentStatus::PartiallyRefunded));
+    assert_eq!(payment.kind(), Some(PaymentKind::Card));
+    assert_eq!(payment.payment_id(), Some(payment_id()));
+    assert_eq!(payment.order_id(), Some(order_id()));
+    assert_eq!(payment.restaurant_id(), Some(restaurant_id()));
+    assert_eq!(payment.authorization_attempts(), 2);
+    assert_eq!(payment.decline_code(), None);
+    assert_eq!(payment.provider(), Some("simulated"));
+    assert_eq!(
+        payment.provider_reference(),
+        Some(auth_reference().as_str())
+    );
+    assert_eq!(payment.authorized_amount(), Some(eur(3_716)));
+    assert_eq!(payment.captured_amount(), Some(eur(3_716)));
+    assert_eq!(payment.refunded_amount(), Some(eur(1_000)));
+    assert_eq!(payment.refundable_amount(), Some(eur(2_716)));
+    assert_eq!(payment.fees_total(), Some(eur(77)));
+    assert_eq!(payment.collected_amount(), None);
+
+    let json = serde_json::to_string(&payment).unwrap();
+    assert_eq!(serde_json::from_str::<Payment>(&json).unwrap(), payment);
+}
+
+#[test]
+fn cash_state() {
+    let payment = apply_all(vec![cash_collected().into()]);
+    assert_eq!(payment.status(), Some(PaymentStatus::CashCollected));
+    assert_eq!(payment.kind(), Some(PaymentKind::Cash));
+    assert_eq!(payment.collected_amount(), Some(eur(3_716)));
+    assert_eq!(payment.collected_by(), Some(rider_id()));
+    assert_eq!(payment.authorized_amount(), None);
+    assert_eq!(payment.captured_amount(), None);
+}

@@ -1,0 +1,197 @@
+//! `ordertrail-local`: the README's first command ends here.
+//!
+//! It migrates the database and loads the seed data, hosts librdkafka's mock
+//! cluster as an embedded Kafka-protocol broker when `KAFKA_BROKERS` is not set
+//! (and creates the topics on it, since the mock has no CreateTopics API), then
+//! starts every service as its own process — API, relay, saga, projectors —
+//! with the broker address and database URL in their environment, restarts a
+//! process that dies, and stops them all on Ctrl-C / SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use rdkafka::mocking::MockCluster;
+use tokio::process::{Child, Command};
+
+/// Runs the Ordertrail platform locally.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Config {
+    /// PostgreSQL URL (scripts/run.sh provisions a private server and sets it).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Kafka bootstrap servers; when unset an embedded broker is hosted here.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
+    /// Topic prefix shared by the relay and the consumers.
+    #[arg(long, env = "TOPIC_PREFIX", default_value = ordertrail_schemas::topics::DEFAULT_PREFIX)]
+    topic_prefix: String,
+    /// Partitions per topic.
+    #[arg(long, env = "TOPIC_PARTITIONS", default_value_t = 6)]
+    topic_partitions: i32,
+    /// Address the API listens on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    listen_addr: String,
+    /// HS256 secret for API tokens; read from this file (created with a random
+    /// secret when missing) so `scripts/token.sh` can mint tokens.
+    #[arg(long, env = "JWT_SECRET_FILE", default_value = ".local/jwt-secret")]
+    jwt_secret_file: PathBuf,
+    /// Do not load the seed data set.
+    #[arg(long)]
+    no_seed: bool,
+}
+
+/// One service process of the platform.
+struct Service {
+    name: &'static str,
+    binary: &'static str,
+    env: Vec<(String, String)>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    ordertrail_platform::telemetry::init("ordertrail-local");
+    let config = Config::parse();
+    let bin_dir = std::env::current_exe()
+        .context("locate own executable")?
+        .parent()
+        .map(Path::to_path_buf)
+        .context("executable has no directory")?;
+
+    let pool = ordertrail_platform::db::connect(&config.database_url, 4)
+        .await
+        .context("connect to PostgreSQL")?;
+    ordertrail_platform::db::migrate(&pool).await.context("run migrations")?;
+    if !config.no_seed {
+        ordertrail_commands::catalog::seed(&pool).await.context("load seed data")?;
+    }
+    pool.close().await;
+
+    let topics = ordertrail_schemas::topics::all_topics(&config.topic_prefix);
+    // Keep the embedded broker alive for the whole run.
+    let (brokers, _mock) = match &config.kafka_brokers {
+        Some(b) if !b.trim().is_empty() => (b.clone(), None),
+        _ => {
+            let mock = MockCluster::new(3).context("start the embedded Kafka-protocol broker")?;
+            ordertrail_commands::relay::topics::create_on_mock_cluster(&mock, &topics, config.topic_partitions)
+                .context("create topics on the embedded broker")?;
+            (mock.bootstrap_servers(), Some(mock))
+        }
+    };
+    let secret = jwt_secret(&config.jwt_secret_file)?;
+
+    let common = vec![
+        ("DATABASE_URL".to_owned(), config.database_url.clone()),
+        ("KAFKA_BROKERS".to_owned(), brokers.clone()),
+        ("TOPIC_PREFIX".to_owned(), config.topic_prefix.clone()),
+        ("TOPIC_PARTITIONS".to_owned(), config.topic_partitions.to_string()),
+    ];
+    let with = |extra: &[(&str, String)]| {
+        let mut env = common.clone();
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        env
+    };
+    let services = vec![
+        Service {
+            name: "api",
+            binary: "ordertrail-api",
+            env: with(&[("LISTEN_ADDR", config.listen_addr.clone()), ("JWT_SECRET", secret.clone())]),
+        },
+        Service { name: "relay", binary: "ordertrail-relay", env: with(&[]) },
+        Service { name: "order-history", binary: "ordertrail-order-history", env: with(&[]) },
+        Service { name: "rider-etas", binary: "ordertrail-rider-etas", env: with(&[]) },
+        Service { name: "settlements", binary: "ordertrail-settlements", env: with(&[]) },
+    ];
+    for s in &services {
+        let path = bin_dir.join(s.binary);
+        if !path.exists() {
+            bail!("{} is missing: build the workspace binaries first (scripts/run.sh does)", path.display());
+        }
+    }
+
+    let mut children: Vec<(usize, Child)> = Vec::new();
+    for (i, s) in services.iter().enumerate() {
+        children.push((i, spawn(&bin_dir, s)?));
+    }
+    println!();
+    println!("Ordertrail is running.");
+    println!("  API:      http://{}/v1", config.listen_addr);
+    println!("  API docs: http://{}/v1/docs", config.listen_addr);
+    println!("  Kafka:    {brokers}{}", if config.kafka_brokers.is_none() { " (embedded broker)" } else { "" });
+    println!("  Tokens:   scripts/token.sh ops ops-1   (roles: customer restaurant rider ops admin)");
+    println!("Press Ctrl-C to stop.");
+
+    let shutdown = ordertrail_platform::shutdown::signal();
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = tick.tick() => {
+                for (i, child) in children.iter_mut() {
+                    if let Some(status) = child.try_wait().context("poll child")? {
+                        let s = &services[*i];
+                        tracing::error!(service = s.name, %status, "service exited; restarting in 1 s");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        *child = spawn(&bin_dir, s)?;
+                    }
+                }
+            }
+        }
+    }
+    for (i, child) in children.iter_mut() {
+        if let Some(pid) = child.id() {
+            // SIGTERM for a graceful stop; kill_on_drop is the backstop.
+            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        }
+        if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+            tracing::warn!(service = services[*i].name, "did not stop in 10 s; killing");
+            let _ = child.kill().await;
+        }
+    }
+    Ok(())
+}
+
+fn spawn(bin_dir: &Path, s: &Service) -> Result<Child> {
+    tracing::info!(service = s.name, "starting");
+    Command::new(bin_dir.join(s.binary))
+        .envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("start {}", s.binary))
+}
+
+/// The local token secret: read from the file, or created there (mode 0600).
+fn jwt_secret(path: &Path) -> Result<String> {
+    if let Ok(secret) = std::env::var("JWT_SECRET") {
+        if !secret.is_empty() {
+            return Ok(secret);
+        }
+    }
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let existing = existing.trim().to_owned();
+        if existing.len() >= 32 {
+            return Ok(existing);
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .context("read /dev/urandom")?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(path, &secret).with_context(|| format!("write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restrict {}", path.display()))?;
+    }
+    Ok(secret)
+}

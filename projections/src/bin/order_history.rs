@@ -1,0 +1,6 @@
+//! The order-history projector.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    ordertrail_projections::cli::main(|_| ordertrail_projections::ProjectorKind::OrderHistory).await
+}

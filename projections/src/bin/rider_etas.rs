@@ -1,0 +1,9 @@
+//! The rider-ETA projector.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    ordertrail_projections::cli::main(|args| {
+        ordertrail_projections::ProjectorKind::RiderEtas(args.eta_settings())
+    })
+    .await
+}

@@ -1,0 +1,272 @@
+//! Order list (filters, sort by placed time, keyset pagination) and order
+//! detail with the timeline.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{QueryError, Viewer};
+
+/// Largest page.
+pub const MAX_LIMIT: u32 = 200;
+/// Page size when none is asked for.
+pub const DEFAULT_LIMIT: u32 = 50;
+
+/// Sort by placed time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SortOrder {
+    /// Newest first.
+    #[default]
+    Desc,
+    /// Oldest first.
+    Asc,
+}
+
+/// Filters of the order list; all optional, combined with AND.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct OrderFilter {
+    pub status: Option<String>,
+    pub restaurant_id: Option<Uuid>,
+    pub customer_id: Option<Uuid>,
+    pub rider_id: Option<Uuid>,
+    /// Placed at or after.
+    pub placed_from: Option<DateTime<Utc>>,
+    /// Placed strictly before.
+    pub placed_to: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub sort: SortOrder,
+    /// Page size, 1..=200 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One order with its payment and delivery state. Money in minor units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+pub struct OrderSummary {
+    pub order_id: Uuid,
+    /// placed, confirmed, accepted, rejected, ready_for_pickup, picked_up, delivered, cancelled
+    pub status: String,
+    pub customer_id: Uuid,
+    pub restaurant_id: Uuid,
+    pub rider_id: Option<Uuid>,
+    pub payment_method: String,
+    pub payment_id: Option<Uuid>,
+    /// authorized, declined, captured, partially_refunded, refunded, voided, cash_collected
+    pub payment_status: Option<String>,
+    pub payment_provider: Option<String>,
+    /// requested, assigned, picked_up, completed, failed, cancelled
+    pub delivery_status: Option<String>,
+    pub item_count: i32,
+    pub currency: String,
+    pub subtotal_minor: i64,
+    pub delivery_fee_minor: i64,
+    pub service_fee_minor: i64,
+    pub tax_minor: i64,
+    pub tip_minor: i64,
+    pub total_minor: i64,
+    pub commission_minor: i64,
+    pub captured_minor: i64,
+    pub refunded_minor: i64,
+    pub cash_collected_minor: i64,
+    pub provider_fees_minor: i64,
+    pub reason: Option<String>,
+    pub ready_by: Option<DateTime<Utc>>,
+    pub placed_at: DateTime<Utc>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub rejected_at: Option<DateTime<Utc>>,
+    pub ready_at: Option<DateTime<Utc>>,
+    pub picked_up_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub rider_assigned_at: Option<DateTime<Utc>>,
+    pub payment_captured_at: Option<DateTime<Utc>>,
+    pub last_refunded_at: Option<DateTime<Utc>>,
+}
+
+/// One page of orders.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OrderPage {
+    pub orders: Vec<OrderSummary>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One event of an order, its payment or its delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+pub struct TimelineEntry {
+    pub event_id: Uuid,
+    /// Order, Payment or Delivery.
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// command_id, correlation_id, causation_id, actor, request_id
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// An order with its timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OrderDetail {
+    pub order: OrderSummary,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+const SELECT: &str = "SELECT o.order_id, o.status, o.customer_id, o.restaurant_id, d.rider_id,
+       o.payment_method, o.payment_id, p.status AS payment_status, p.provider AS payment_provider,
+       d.status AS delivery_status, o.item_count, o.currency::text AS currency,
+       o.subtotal_minor, o.delivery_fee_minor, o.service_fee_minor, o.tax_minor, o.tip_minor,
+       o.total_minor, o.commission_minor,
+       coalesce(p.captured_minor, 0) AS captured_minor, coalesce(p.refunded_minor, 0) AS refunded_minor,
+       coalesce(p.cash_collected_minor, 0) AS cash_collected_minor,
+       coalesce(p.provider_fees_minor, 0) AS provider_fees_minor,
+       o.reason, o.ready_by, o.placed_at, o.confirmed_at, o.accepted_at, o.rejected_at, o.ready_at,
+       o.picked_up_at, o.delivered_at, o.cancelled_at, d.assigned_at AS rider_assigned_at,
+       p.captured_at AS payment_captured_at, p.last_refunded_at
+FROM order_history o
+LEFT JOIN order_history_payments p ON p.order_id = o.order_id
+LEFT JOIN order_history_deliveries d ON d.order_id = o.order_id
+WHERE true";
+
+fn push_visibility(q: &mut QueryBuilder<'_, Postgres>, viewer: Viewer) {
+    match viewer {
+        Viewer::All => {}
+        Viewer::Restaurant(id) => {
+            q.push(" AND o.restaurant_id = ").push_bind(id);
+        }
+        Viewer::Customer(id) => {
+            q.push(" AND o.customer_id = ").push_bind(id);
+        }
+        Viewer::Rider(id) => {
+            q.push(" AND d.rider_id = ").push_bind(id);
+        }
+    }
+}
+
+/// Cursor: the sort direction and the last row's (placed_at, order_id).
+fn encode_cursor(sort: SortOrder, placed_at: DateTime<Utc>, order_id: Uuid) -> String {
+    let dir = match sort {
+        SortOrder::Desc => 'd',
+        SortOrder::Asc => 'a',
+    };
+    hex::encode(format!("{dir}:{}:{order_id}", placed_at.timestamp_micros()))
+}
+
+fn decode_cursor(sort: SortOrder, cursor: &str) -> Result<(DateTime<Utc>, Uuid), QueryError> {
+    let bad = || QueryError::invalid("cursor", "not a cursor of this listing");
+    let text = String::from_utf8(hex::decode(cursor).map_err(|_| bad())?).map_err(|_| bad())?;
+    let mut parts = text.splitn(3, ':');
+    let dir = parts.next().ok_or_else(bad)?;
+    let expected = match sort {
+        SortOrder::Desc => "d",
+        SortOrder::Asc => "a",
+    };
+    if dir != expected {
+        return Err(bad());
+    }
+    let micros: i64 = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+    let id = Uuid::parse_str(parts.next().ok_or_else(bad)?).map_err(|_| bad())?;
+    let at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
+    Ok((at, id))
+}
+
+/// Orders visible to `viewer` matching `filter`, one page.
+pub async fn list_orders(
+    pool: &PgPool,
+    viewer: Viewer,
+    filter: &OrderFilter,
+) -> Result<OrderPage, QueryError> {
+    let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(QueryError::invalid("limit", format!("must be 1..={MAX_LIMIT}")));
+    }
+    if let (Some(from), Some(to)) = (filter.placed_from, filter.placed_to)
+        && from > to
+    {
+        return Err(QueryError::invalid("placed_from", "after placed_to"));
+    }
+    let mut q = QueryBuilder::<Postgres>::new(SELECT);
+    push_visibility(&mut q, viewer);
+    if let Some(s) = &filter.status {
+        q.push(" AND o.status = ").push_bind(s.clone());
+    }
+    if let Some(id) = filter.restaurant_id {
+        q.push(" AND o.restaurant_id = ").push_bind(id);
+    }
+    if let Some(id) = filter.customer_id {
+        q.push(" AND o.customer_id = ").push_bind(id);
+    }
+    if let Some(id) = filter.rider_id {
+        q.push(" AND d.rider_id = ").push_bind(id);
+    }
+    if let Some(t) = filter.placed_from {
+        q.push(" AND o.placed_at >= ").push_bind(t);
+    }
+    if let Some(t) = filter.placed_to {
+        q.push(" AND o.placed_at < ").push_bind(t);
+    }
+    let (cmp, dir) = match filter.sort {
+        SortOrder::Desc => ("<", "DESC"),
+        SortOrder::Asc => (">", "ASC"),
+    };
+    if let Some(cursor) = &filter.cursor {
+        let (at, id) = decode_cursor(filter.sort, cursor)?;
+        q.push(" AND (o.placed_at, o.order_id) ")
+            .push(cmp)
+            .push(" (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    q.push(format!(" ORDER BY o.placed_at {dir}, o.order_id {dir} LIMIT "))
+        .push_bind(i64::from(limit) + 1);
+    let mut orders: Vec<OrderSummary> = q.build_query_as().fetch_all(pool).await?;
+    let next_cursor = if orders.len() > limit as usize {
+        orders.truncate(limit as usize);
+        orders
+            .last()
+            .map(|o| encode_cursor(filter.sort, o.placed_at, o.order_id))
+    } else {
+        None
+    };
+    Ok(OrderPage {
+        orders,
+        next_cursor,
+    })
+}
+
+/// One order with its timeline, if visible to `viewer`.
+pub async fn order_detail(
+    pool: &PgPool,
+    viewer: Viewer,
+    order_id: Uuid,
+) -> Result<OrderDetail, QueryError> {
+    let mut q = QueryBuilder::<Postgres>::new(SELECT);
+    push_visibility(&mut q, viewer);
+    q.push(" AND o.order_id = ").push_bind(order_id);
+    let order: OrderSummary = q
+        .build_query_as()
+        .fetch_optional(pool)
+        .await?
+        .ok_or(QueryError::NotFound)?;
+    let timeline: Vec<TimelineEntry> = sqlx::query_as(
+        "SELECT event_id, aggregate_type, aggregate_id, sequence, event_type, event_version,
+                payload, metadata, recorded_at
+         FROM order_timeline WHERE order_id = $1
+         ORDER BY recorded_at, global_position, event_id",
+    )
+    .bind(order_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(OrderDetail { order, timeline })
+}

@@ -1,0 +1,210 @@
+//! Positions (`projector_offsets`) and the sequence guard
+//! (`projector_sequences`), read and written inside the batch transaction.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use super::SourcedEvent;
+
+/// A partition's position after a batch.
+#[derive(Debug, Clone)]
+pub struct StoredPosition {
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+    pub high_watermark: i64,
+    /// Events applied from this partition by the batch.
+    pub events_applied: i64,
+    pub last_recorded_at: Option<DateTime<Utc>>,
+}
+
+/// Lock the positions of `partitions` (sorted, so instances never deadlock)
+/// for the rest of the transaction and return them.
+pub(super) async fn lock_positions(
+    tx: &mut PgConnection,
+    projector: &str,
+    partitions: &[(String, i32)],
+) -> Result<HashMap<(String, i32), i64>, sqlx::Error> {
+    let topics: Vec<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
+    let numbers: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
+    sqlx::query(
+        "INSERT INTO projector_offsets (projector, topic, partition)
+         SELECT $1, t, p FROM unnest($2::text[], $3::int[]) AS x(t, p)
+         ORDER BY t, p
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(projector)
+    .bind(&topics)
+    .bind(&numbers)
+    .execute(&mut *tx)
+    .await?;
+    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT o.topic, o.partition, o.next_offset
+         FROM projector_offsets o
+         JOIN unnest($2::text[], $3::int[]) AS x(t, p) ON o.topic = x.t AND o.partition = x.p
+         WHERE o.projector = $1
+         ORDER BY o.topic, o.partition
+         FOR UPDATE OF o",
+    )
+    .bind(projector)
+    .bind(&topics)
+    .bind(&numbers)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows.into_iter().map(|(t, p, n)| ((t, p), n)).collect())
+}
+
+/// Stored positions of the given partitions, outside any batch (for seeking).
+pub(super) async fn read_positions(
+    pool: &PgPool,
+    projector: &str,
+    partitions: &[(String, i32)],
+) -> Result<HashMap<(String, i32), i64>, sqlx::Error> {
+    let topics: Vec<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
+    let numbers: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
+    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT o.topic, o.partition, o.next_offset
+         FROM projector_offsets o
+         JOIN unnest($2::text[], $3::int[]) AS x(t, p) ON o.topic = x.t AND o.partition = x.p
+         WHERE o.projector = $1",
+    )
+    .bind(projector)
+    .bind(&topics)
+    .bind(&numbers)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(t, p, n)| ((t, p), n)).collect())
+}
+
+/// Write the positions reached by a batch.
+pub(super) async fn store_positions(
+    tx: &mut PgConnection,
+    projector: &str,
+    positions: &[StoredPosition],
+) -> Result<(), sqlx::Error> {
+    let topics: Vec<&str> = positions.iter().map(|p| p.topic.as_str()).collect();
+    let numbers: Vec<i32> = positions.iter().map(|p| p.partition).collect();
+    let next: Vec<i64> = positions.iter().map(|p| p.next_offset).collect();
+    let high: Vec<i64> = positions.iter().map(|p| p.high_watermark).collect();
+    let applied: Vec<i64> = positions.iter().map(|p| p.events_applied).collect();
+    let recorded: Vec<Option<DateTime<Utc>>> =
+        positions.iter().map(|p| p.last_recorded_at).collect();
+    sqlx::query(
+        "UPDATE projector_offsets o
+         SET next_offset = x.n,
+             high_watermark = greatest(o.high_watermark, x.h),
+             events_applied = o.events_applied + x.a,
+             last_recorded_at = coalesce(x.r, o.last_recorded_at),
+             updated_at = now()
+         FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::bigint[], $7::timestamptz[])
+              AS x(t, p, n, h, a, r)
+         WHERE o.projector = $1 AND o.topic = x.t AND o.partition = x.p",
+    )
+    .bind(projector)
+    .bind(&topics)
+    .bind(&numbers)
+    .bind(&next)
+    .bind(&high)
+    .bind(&applied)
+    .bind(&recorded)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Record high watermarks seen by the consumer while idle, so the status view
+/// shows lag even when no batch is running.
+pub(super) async fn record_watermarks(
+    pool: &PgPool,
+    projector: &str,
+    watermarks: &HashMap<(String, i32), i64>,
+) -> Result<(), sqlx::Error> {
+    if watermarks.is_empty() {
+        return Ok(());
+    }
+    let topics: Vec<&str> = watermarks.keys().map(|(t, _)| t.as_str()).collect();
+    let numbers: Vec<i32> = watermarks.keys().map(|(_, p)| *p).collect();
+    let high: Vec<i64> = watermarks.values().copied().collect();
+    sqlx::query(
+        "UPDATE projector_offsets o SET high_watermark = x.h
+         FROM unnest($2::text[], $3::int[], $4::bigint[]) AS x(t, p, h)
+         WHERE o.projector = $1 AND o.topic = x.t AND o.partition = x.p AND o.high_watermark < x.h",
+    )
+    .bind(projector)
+    .bind(&topics)
+    .bind(&numbers)
+    .bind(&high)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Last applied sequence of every aggregate in the batch.
+pub(super) async fn load_sequences(
+    tx: &mut PgConnection,
+    projector: &str,
+    events: &[SourcedEvent],
+) -> Result<HashMap<(String, String), i64>, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut keys: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.envelope.aggregate_type.as_str(),
+                e.envelope.aggregate_id.as_str(),
+            )
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let types: Vec<&str> = keys.iter().map(|(t, _)| *t).collect();
+    let ids: Vec<&str> = keys.iter().map(|(_, i)| *i).collect();
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT s.aggregate_type, s.aggregate_id, s.last_sequence
+         FROM projector_sequences s
+         JOIN unnest($2::text[], $3::text[]) AS x(t, i) ON s.aggregate_type = x.t AND s.aggregate_id = x.i
+         WHERE s.projector = $1",
+    )
+    .bind(projector)
+    .bind(&types)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows.into_iter().map(|(t, i, s)| ((t, i), s)).collect())
+}
+
+/// Store the last applied sequence of every aggregate the batch touched.
+pub(super) async fn store_sequences(
+    tx: &mut PgConnection,
+    projector: &str,
+    touched: &HashMap<(String, String), i64>,
+) -> Result<(), sqlx::Error> {
+    if touched.is_empty() {
+        return Ok(());
+    }
+    let mut rows: Vec<(&str, &str, i64)> = touched
+        .iter()
+        .map(|((t, i), s)| (t.as_str(), i.as_str(), *s))
+        .collect();
+    rows.sort_unstable();
+    let types: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let ids: Vec<&str> = rows.iter().map(|r| r.1).collect();
+    let seqs: Vec<i64> = rows.iter().map(|r| r.2).collect();
+    sqlx::query(
+        "INSERT INTO projector_sequences (projector, aggregate_type, aggregate_id, last_sequence)
+         SELECT $1, t, i, s FROM unnest($2::text[], $3::text[], $4::bigint[]) AS x(t, i, s)
+         ON CONFLICT (projector, aggregate_type, aggregate_id)
+         DO UPDATE SET last_sequence = EXCLUDED.last_sequence",
+    )
+    .bind(projector)
+    .bind(&types)
+    .bind(&ids)
+    .bind(&seqs)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,650 @@
+//! Settlement reports (from the orders and payments topics). Every figure is
+//! an integer amount of minor units of the restaurant's currency.
+//!
+//! ## Restaurant figures, per restaurant per business day
+//!
+//! The business day of a figure is the date, in the restaurant's IANA time
+//! zone (`OrderPlaced.restaurant_time_zone`), of the business timestamp carried
+//! by the event that puts it there:
+//!
+//! | event | day of | figures |
+//! |---|---|---|
+//! | `OrderDelivered` | `delivered_at` | orders +1; gross item sales += subtotal; tax += tax; delivery fees += delivery fee; service fees += service fee; tips += tip; commission += commission (all from the order's `OrderPlaced` price) |
+//! | `PaymentAuthorized` | `authorized_at` | provider fees += fee |
+//! | `PaymentCaptured` | `captured_at` | provider fees += fee |
+//! | `PaymentVoided` | `voided_at` | provider fees += fee |
+//! | `PaymentRefunded` | `refunded_at` | refunds += amount; provider fees += fee |
+//! | `CashCollected` | `collected_at` | cash collected += amount |
+//!
+//! Sales are recognised only when an order is delivered: a cancelled or
+//! rejected order adds no sales, but the provider fees its payment caused
+//! (authorization, void) stay on the days they were charged. A refund lands on
+//! the refund's day, whatever day the sale was.
+//!
+//! **Net payable to the restaurant** = gross item sales + tax − commission −
+//! provider fees − refunds. Delivery fees and service fees are the platform's,
+//! tips are the rider's; cash collected is held by the platform's riders and
+//! reported for reconciliation only, so none of them enter the net.
+//!
+//! ## Provider figures, per payment provider per UTC day
+//!
+//! Authorized (`PaymentAuthorized.amount`), captured, voided (the released
+//! authorization), refunded, and fees (every provider fee), each on the UTC
+//! date of the event's business timestamp. Cash is not a provider.
+//!
+//! ## Tables
+//!
+//! `settlement_entries` is the ledger (one row per event that moves a
+//! restaurant figure); `restaurant_settlement_days` and
+//! `provider_settlement_days` are its running sums. A payment event can be
+//! consumed before its order's `OrderPlaced` (another topic): its entry waits
+//! with no business day until the time zone is known, then joins its day.
+//! Per-order advisory locks make that hand-over safe between instances.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use ordertrail_schemas::{AggregateKind, Money, OrderEvent, PaymentEvent};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::rows::Table;
+use crate::runtime::{ProjectionError, Projector, SourcedEvent};
+
+pub const NAME: &str = "settlements";
+
+/// The settlement projector.
+#[derive(Debug, Clone, Default)]
+pub struct Settlements;
+
+const ORDERS: Table = Table {
+    name: "settlement_orders",
+    key: "order_id",
+    columns: &[
+        "order_id",
+        "restaurant_id",
+        "time_zone",
+        "currency",
+        "subtotal_minor",
+        "tax_minor",
+        "delivery_fee_minor",
+        "service_fee_minor",
+        "tip_minor",
+        "commission_minor",
+    ],
+};
+
+const PAYMENTS: Table = Table {
+    name: "settlement_payments",
+    key: "payment_id",
+    columns: &["payment_id", "order_id", "restaurant_id", "provider", "currency"],
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct OrderFacts {
+    order_id: Uuid,
+    restaurant_id: Uuid,
+    time_zone: String,
+    currency: String,
+    subtotal_minor: i64,
+    tax_minor: i64,
+    delivery_fee_minor: i64,
+    service_fee_minor: i64,
+    tip_minor: i64,
+    commission_minor: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PaymentFacts {
+    payment_id: Uuid,
+    order_id: Uuid,
+    restaurant_id: Uuid,
+    provider: Option<String>,
+    currency: String,
+}
+
+/// The restaurant figures; the same columns in the ledger and the day table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Figures {
+    pub orders: i64,
+    pub gross_sales_minor: i64,
+    pub tax_minor: i64,
+    pub delivery_fees_minor: i64,
+    pub service_fees_minor: i64,
+    pub tips_minor: i64,
+    pub commission_minor: i64,
+    pub provider_fees_minor: i64,
+    pub refunds_minor: i64,
+    pub cash_collected_minor: i64,
+}
+
+impl Figures {
+    fn checked_add(self, o: Figures) -> Option<Figures> {
+        Some(Figures {
+            orders: self.orders.checked_add(o.orders)?,
+            gross_sales_minor: self.gross_sales_minor.checked_add(o.gross_sales_minor)?,
+            tax_minor: self.tax_minor.checked_add(o.tax_minor)?,
+            delivery_fees_minor: self.delivery_fees_minor.checked_add(o.delivery_fees_minor)?,
+            service_fees_minor: self.service_fees_minor.checked_add(o.service_fees_minor)?,
+            tips_minor: self.tips_minor.checked_add(o.tips_minor)?,
+            commission_minor: self.commission_minor.checked_add(o.commission_minor)?,
+            provider_fees_minor: self.provider_fees_minor.checked_add(o.provider_fees_minor)?,
+            refunds_minor: self.refunds_minor.checked_add(o.refunds_minor)?,
+            cash_collected_minor: self.cash_collected_minor.checked_add(o.cash_collected_minor)?,
+        })
+    }
+
+    /// gross sales + tax − commission − provider fees − refunds.
+    pub(crate) fn net_payable(&self) -> Option<i64> {
+        self.gross_sales_minor
+            .checked_add(self.tax_minor)?
+            .checked_sub(self.commission_minor)?
+            .checked_sub(self.provider_fees_minor)?
+            .checked_sub(self.refunds_minor)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    event_id: Uuid,
+    event_type: String,
+    restaurant_id: Uuid,
+    order_id: Uuid,
+    occurred_at: DateTime<Utc>,
+    business_day: Option<NaiveDate>,
+    currency: String,
+    #[serde(flatten)]
+    figures: Figures,
+}
+
+#[derive(Debug, Serialize)]
+struct DayRow {
+    restaurant_id: Uuid,
+    business_day: NaiveDate,
+    currency: String,
+    #[serde(flatten)]
+    figures: Figures,
+    net_payable_minor: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ProviderFigures {
+    authorized: i64,
+    captured: i64,
+    voided: i64,
+    refunded: i64,
+    fees: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct ProviderDayRow<'a> {
+    provider: &'a str,
+    day: NaiveDate,
+    currency: &'a str,
+    authorized_minor: i64,
+    captured_minor: i64,
+    voided_minor: i64,
+    refunded_minor: i64,
+    fees_minor: i64,
+}
+
+fn uuid_of(e: &SourcedEvent) -> Result<Uuid, ProjectionError> {
+    Uuid::parse_str(&e.envelope.aggregate_id)
+        .map_err(|err| e.reject(format!("aggregate id is not a uuid: {err}")))
+}
+
+fn parse_tz(name: &str) -> Option<Tz> {
+    name.parse::<Tz>().ok()
+}
+
+/// Advisory-lock key of an order (class, hash) for the pending hand-over.
+const LOCK_CLASS: i32 = 0x5e77;
+fn lock_key(order: Uuid) -> i32 {
+    let v = order.as_u128();
+    let folded = (v as u64) ^ ((v >> 64) as u64);
+    ((folded as u32) ^ ((folded >> 32) as u32)) as i32
+}
+
+enum Decoded {
+    Order(OrderEvent),
+    Payment(PaymentEvent),
+}
+
+fn expect_currency(e: &SourcedEvent, currency: &str, m: &Money) -> Result<i64, ProjectionError> {
+    if m.currency.as_str() == currency {
+        Ok(m.amount)
+    } else {
+        Err(e.reject(format!("amount {m} is not in the order's currency {currency}")))
+    }
+}
+
+impl Projector for Settlements {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn sources(&self) -> &'static [AggregateKind] {
+        &[AggregateKind::Order, AggregateKind::Payment]
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        batch: &[SourcedEvent],
+    ) -> Result<(), ProjectionError> {
+        // Decode, and load what the batch refers to.
+        let mut decoded = Vec::with_capacity(batch.len());
+        let mut order_ids = Vec::new();
+        let mut payment_ids = Vec::new();
+        for e in batch {
+            let id = uuid_of(e)?;
+            match e.envelope.aggregate_type {
+                AggregateKind::Order => {
+                    let ev: OrderEvent = e.decode()?;
+                    if matches!(ev, OrderEvent::OrderDelivered(_)) {
+                        order_ids.push(id);
+                    }
+                    decoded.push((e, id, Decoded::Order(ev)));
+                }
+                AggregateKind::Payment => {
+                    let ev: PaymentEvent = e.decode()?;
+                    payment_ids.push(id);
+                    decoded.push((e, id, Decoded::Payment(ev)));
+                }
+                AggregateKind::Delivery => {
+                    return Err(e.reject("settlements do not consume deliveries"));
+                }
+            }
+        }
+        let mut orders: HashMap<Uuid, OrderFacts> = ORDERS
+            .load::<OrderFacts>(tx, &order_ids)
+            .await?
+            .into_iter()
+            .map(|o| (o.order_id, o))
+            .collect();
+        let mut payments: BTreeMap<Uuid, PaymentFacts> = PAYMENTS
+            .load::<PaymentFacts>(tx, &payment_ids)
+            .await?
+            .into_iter()
+            .map(|p| (p.payment_id, p))
+            .collect();
+
+        let mut new_orders: Vec<Uuid> = Vec::new();
+        let mut changed_payments: Vec<Uuid> = Vec::new();
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut provider_days: BTreeMap<(String, NaiveDate, String), ProviderFigures> = BTreeMap::new();
+
+        for (e, id, ev) in decoded {
+            let event_id = e.envelope.event_id;
+            let event_type = e.envelope.event_type.clone();
+            match ev {
+                Decoded::Order(OrderEvent::OrderPlaced(p)) => {
+                    if parse_tz(&p.restaurant_time_zone).is_none() {
+                        return Err(e.reject(format!(
+                            "unknown restaurant time zone {:?}",
+                            p.restaurant_time_zone
+                        )));
+                    }
+                    let currency = p.price.total.currency.to_string();
+                    let price = &p.price;
+                    let amount = |m: &Money| expect_currency(e, &currency, m);
+                    let facts = OrderFacts {
+                        order_id: id,
+                        restaurant_id: p.restaurant_id.as_uuid(),
+                        time_zone: p.restaurant_time_zone.clone(),
+                        subtotal_minor: amount(&price.subtotal)?,
+                        tax_minor: amount(&price.tax)?,
+                        delivery_fee_minor: amount(&price.delivery_fee)?,
+                        service_fee_minor: amount(&price.service_fee)?,
+                        tip_minor: amount(&price.tip)?,
+                        commission_minor: amount(&price.commission)?,
+                        currency,
+                    };
+                    orders.insert(id, facts);
+                    new_orders.push(id);
+                }
+                Decoded::Order(OrderEvent::OrderDelivered(d)) => {
+                    let Some(o) = orders.get(&id) else {
+                        return Err(e.reject("order delivered but never placed"));
+                    };
+                    entries.push(Entry {
+                        event_id,
+                        event_type,
+                        restaurant_id: o.restaurant_id,
+                        order_id: id,
+                        occurred_at: d.delivered_at,
+                        business_day: None,
+                        currency: o.currency.clone(),
+                        figures: Figures {
+                            orders: 1,
+                            gross_sales_minor: o.subtotal_minor,
+                            tax_minor: o.tax_minor,
+                            delivery_fees_minor: o.delivery_fee_minor,
+                            service_fees_minor: o.service_fee_minor,
+                            tips_minor: o.tip_minor,
+                            commission_minor: o.commission_minor,
+                            ..Figures::default()
+                        },
+                    });
+                }
+                Decoded::Order(_) => {}
+                Decoded::Payment(ev) => {
+                    let mut provider_figures = ProviderFigures::default();
+                    let (facts, occurred_at, figures) = match ev {
+                        PaymentEvent::PaymentAuthorized(a) => {
+                            let facts = PaymentFacts {
+                                payment_id: id,
+                                order_id: a.order_id.as_uuid(),
+                                restaurant_id: a.restaurant_id.as_uuid(),
+                                provider: Some(a.provider.clone()),
+                                currency: a.amount.currency.to_string(),
+                            };
+                            payments.insert(id, facts.clone());
+                            changed_payments.push(id);
+                            provider_figures.authorized = a.amount.amount;
+                            provider_figures.fees = expect_currency(e, &facts.currency, &a.fee)?;
+                            let figures = Figures {
+                                provider_fees_minor: provider_figures.fees,
+                                ..Figures::default()
+                            };
+                            (facts, a.authorized_at, figures)
+                        }
+                        PaymentEvent::PaymentDeclined(d) => {
+                            payments.entry(id).or_insert_with(|| PaymentFacts {
+                                payment_id: id,
+                                order_id: d.order_id.as_uuid(),
+                                restaurant_id: d.restaurant_id.as_uuid(),
+                                provider: Some(d.provider.clone()),
+                                currency: d.amount.currency.to_string(),
+                            });
+                            changed_payments.push(id);
+                            continue;
+                        }
+                        PaymentEvent::CashCollected(c) => {
+                            let facts = PaymentFacts {
+                                payment_id: id,
+                                order_id: c.order_id.as_uuid(),
+                                restaurant_id: c.restaurant_id.as_uuid(),
+                                provider: None,
+                                currency: c.amount.currency.to_string(),
+                            };
+                            payments.insert(id, facts.clone());
+                            changed_payments.push(id);
+                            let figures = Figures {
+                                cash_collected_minor: c.amount.amount,
+                                ..Figures::default()
+                            };
+                            (facts, c.collected_at, figures)
+                        }
+                        other => {
+                            let Some(facts) = payments.get(&id).cloned() else {
+                                return Err(e.reject("event for a payment that was never authorized"));
+                            };
+                            let cur = facts.currency.clone();
+                            match other {
+                                PaymentEvent::PaymentCaptured(c) => {
+                                    provider_figures.captured = expect_currency(e, &cur, &c.amount)?;
+                                    provider_figures.fees = expect_currency(e, &cur, &c.fee)?;
+                                    let f = Figures {
+                                        provider_fees_minor: provider_figures.fees,
+                                        ..Figures::default()
+                                    };
+                                    (facts, c.captured_at, f)
+                                }
+                                PaymentEvent::PaymentVoided(v) => {
+                                    provider_figures.voided = expect_currency(e, &cur, &v.amount)?;
+                                    provider_figures.fees = expect_currency(e, &cur, &v.fee)?;
+                                    let f = Figures {
+                                        provider_fees_minor: provider_figures.fees,
+                                        ..Figures::default()
+                                    };
+                                    (facts, v.voided_at, f)
+                                }
+                                PaymentEvent::PaymentRefunded(r) => {
+                                    provider_figures.refunded = expect_currency(e, &cur, &r.amount)?;
+                                    provider_figures.fees = expect_currency(e, &cur, &r.fee)?;
+                                    let f = Figures {
+                                        provider_fees_minor: provider_figures.fees,
+                                        refunds_minor: provider_figures.refunded,
+                                        ..Figures::default()
+                                    };
+                                    (facts, r.refunded_at, f)
+                                }
+                                PaymentEvent::PaymentAuthorized(_)
+                                | PaymentEvent::PaymentDeclined(_)
+                                | PaymentEvent::CashCollected(_) => continue,
+                            }
+                        }
+                    };
+                    if let Some(provider) = &facts.provider {
+                        let key = (provider.clone(), occurred_at.date_naive(), facts.currency.clone());
+                        let day = provider_days.entry(key).or_default();
+                        let sum = |a: i64, b: i64| a.checked_add(b).ok_or_else(|| e.reject("amount overflow"));
+                        day.authorized = sum(day.authorized, provider_figures.authorized)?;
+                        day.captured = sum(day.captured, provider_figures.captured)?;
+                        day.voided = sum(day.voided, provider_figures.voided)?;
+                        day.refunded = sum(day.refunded, provider_figures.refunded)?;
+                        day.fees = sum(day.fees, provider_figures.fees)?;
+                    }
+                    entries.push(Entry {
+                        event_id,
+                        event_type,
+                        restaurant_id: facts.restaurant_id,
+                        order_id: facts.order_id,
+                        occurred_at,
+                        business_day: None,
+                        currency: facts.currency,
+                        figures,
+                    });
+                }
+            }
+        }
+
+        // Time zones of the orders the payment entries belong to.
+        let unknown: Vec<Uuid> = {
+            let mut u: Vec<Uuid> = entries
+                .iter()
+                .map(|en| en.order_id)
+                .filter(|o| !orders.contains_key(o))
+                .collect();
+            u.sort_unstable();
+            u.dedup();
+            u
+        };
+        for o in ORDERS.load::<OrderFacts>(tx, &unknown).await? {
+            orders.insert(o.order_id, o);
+        }
+        // Serialise with other instances on the orders whose time zone is
+        // still unknown and on the orders placed in this batch.
+        let mut lock: Vec<i32> = unknown
+            .iter()
+            .filter(|o| !orders.contains_key(o))
+            .chain(new_orders.iter())
+            .map(|o| lock_key(*o))
+            .collect();
+        lock.sort_unstable();
+        lock.dedup();
+        if !lock.is_empty() {
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock($1, k) FROM (SELECT k FROM unnest($2::int[]) AS k ORDER BY k) AS s",
+            )
+            .bind(LOCK_CLASS)
+            .bind(&lock)
+            .execute(&mut *tx)
+            .await?;
+            let still: Vec<Uuid> = unknown.iter().copied().filter(|o| !orders.contains_key(o)).collect();
+            for o in ORDERS.load::<OrderFacts>(tx, &still).await? {
+                orders.insert(o.order_id, o);
+            }
+        }
+
+        // Business days of the new entries.
+        let mut days: BTreeMap<(Uuid, NaiveDate, String), Figures> = BTreeMap::new();
+        let mut add_to_day = |en: &Entry, day: NaiveDate, at: &SourcedEvent| -> Result<(), ProjectionError> {
+            let slot = days
+                .entry((en.restaurant_id, day, en.currency.clone()))
+                .or_default();
+            *slot = slot
+                .checked_add(en.figures)
+                .ok_or_else(|| at.reject("amount overflow"))?;
+            Ok(())
+        };
+        let first = batch.first().ok_or_else(|| {
+            ProjectionError::Database(sqlx::Error::Protocol("empty batch".into()))
+        })?;
+        for en in &mut entries {
+            if let Some(o) = orders.get(&en.order_id) {
+                if o.restaurant_id != en.restaurant_id || o.currency != en.currency {
+                    let at = batch
+                        .iter()
+                        .find(|b| b.envelope.event_id == en.event_id)
+                        .unwrap_or(first);
+                    return Err(at.reject("payment's restaurant or currency differs from its order's"));
+                }
+                let tz = parse_tz(&o.time_zone).ok_or_else(|| first.reject("stored time zone unknown"))?;
+                let day = en.occurred_at.with_timezone(&tz).date_naive();
+                en.business_day = Some(day);
+                add_to_day(en, day, first)?;
+            }
+        }
+
+        // Entries that waited for the orders placed in this batch.
+        if !new_orders.is_empty() {
+            let rows: Vec<(Json<Entry>,)> = sqlx::query_as(
+                "SELECT to_jsonb(e) FROM settlement_entries e
+                 WHERE e.business_day IS NULL AND e.order_id = ANY($1)
+                 ORDER BY e.event_id FOR UPDATE",
+            )
+            .bind(&new_orders)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut resolved_ids = Vec::with_capacity(rows.len());
+            let mut resolved_days = Vec::with_capacity(rows.len());
+            for (Json(en),) in rows {
+                let Some(o) = orders.get(&en.order_id) else {
+                    continue;
+                };
+                let tz = parse_tz(&o.time_zone).ok_or_else(|| first.reject("stored time zone unknown"))?;
+                let day = en.occurred_at.with_timezone(&tz).date_naive();
+                add_to_day(&en, day, first)?;
+                resolved_ids.push(en.event_id);
+                resolved_days.push(day);
+            }
+            sqlx::query(
+                "UPDATE settlement_entries e SET business_day = x.d
+                 FROM unnest($1::uuid[], $2::date[]) AS x(i, d) WHERE e.event_id = x.i",
+            )
+            .bind(&resolved_ids)
+            .bind(&resolved_days)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        // Store.
+        let placed: Vec<&OrderFacts> = new_orders.iter().filter_map(|o| orders.get(o)).collect();
+        ORDERS.insert_new(tx, &placed).await?;
+        changed_payments.sort_unstable();
+        changed_payments.dedup();
+        let pays: Vec<&PaymentFacts> = changed_payments.iter().filter_map(|p| payments.get(p)).collect();
+        PAYMENTS.upsert(tx, &pays).await?;
+        if !entries.is_empty() {
+            sqlx::query(
+                "INSERT INTO settlement_entries SELECT * FROM jsonb_populate_recordset(NULL::settlement_entries, $1)",
+            )
+            .bind(Json(&entries))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let day_rows = days
+            .into_iter()
+            .map(|((restaurant_id, business_day, currency), figures)| {
+                Ok(DayRow {
+                    restaurant_id,
+                    business_day,
+                    currency,
+                    net_payable_minor: figures
+                        .net_payable()
+                        .ok_or_else(|| first.reject("amount overflow"))?,
+                    figures,
+                })
+            })
+            .collect::<Result<Vec<_>, ProjectionError>>()?;
+        if !day_rows.is_empty() {
+            sqlx::query(
+                "INSERT INTO restaurant_settlement_days AS t
+                 SELECT * FROM jsonb_populate_recordset(NULL::restaurant_settlement_days, $1)
+                 ORDER BY restaurant_id, business_day, currency
+                 ON CONFLICT (restaurant_id, business_day, currency) DO UPDATE SET
+                   orders = t.orders + EXCLUDED.orders,
+                   gross_sales_minor = t.gross_sales_minor + EXCLUDED.gross_sales_minor,
+                   tax_minor = t.tax_minor + EXCLUDED.tax_minor,
+                   delivery_fees_minor = t.delivery_fees_minor + EXCLUDED.delivery_fees_minor,
+                   service_fees_minor = t.service_fees_minor + EXCLUDED.service_fees_minor,
+                   tips_minor = t.tips_minor + EXCLUDED.tips_minor,
+                   commission_minor = t.commission_minor + EXCLUDED.commission_minor,
+                   provider_fees_minor = t.provider_fees_minor + EXCLUDED.provider_fees_minor,
+                   refunds_minor = t.refunds_minor + EXCLUDED.refunds_minor,
+                   cash_collected_minor = t.cash_collected_minor + EXCLUDED.cash_collected_minor,
+                   net_payable_minor = t.net_payable_minor + EXCLUDED.net_payable_minor",
+            )
+            .bind(Json(&day_rows))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let provider_rows: Vec<ProviderDayRow<'_>> = provider_days
+            .iter()
+            .map(|((provider, day, currency), f)| ProviderDayRow {
+                provider,
+                day: *day,
+                currency,
+                authorized_minor: f.authorized,
+                captured_minor: f.captured,
+                voided_minor: f.voided,
+                refunded_minor: f.refunded,
+                fees_minor: f.fees,
+            })
+            .collect();
+        if !provider_rows.is_empty() {
+            sqlx::query(
+                "INSERT INTO provider_settlement_days AS t
+                 SELECT * FROM jsonb_populate_recordset(NULL::provider_settlement_days, $1)
+                 ORDER BY provider, day, currency
+                 ON CONFLICT (provider, day, currency) DO UPDATE SET
+                   authorized_minor = t.authorized_minor + EXCLUDED.authorized_minor,
+                   captured_minor = t.captured_minor + EXCLUDED.captured_minor,
+                   voided_minor = t.voided_minor + EXCLUDED.voided_minor,
+                   refunded_minor = t.refunded_minor + EXCLUDED.refunded_minor,
+                   fees_minor = t.fees_minor + EXCLUDED.fees_minor",
+            )
+            .bind(Json(&provider_rows))
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn net_payable_is_sales_plus_tax_minus_commission_fees_and_refunds() {
+        let f = Figures {
+            orders: 1,
+            gross_sales_minor: 2_899,
+            tax_minor: 203,
+            delivery_fees_minor: 319,
+            service_fees_minor: 145,
+            tips_minor: 150,
+            commission_minor: 435,
+            provider_fees_minor: 60,
+            refunds_minor: 500,
+            cash_collected_minor: 0,
+        };
+        assert_eq!(f.net_payable(), Some(2_899 + 203 - 435 - 60 - 500));
+    }
+}

@@ -1,0 +1,240 @@
+//! The runtime: crash-restart, redelivery, two instances, and stopping on an
+//! event it cannot apply.
+
+use std::time::Duration;
+
+use ordertrail_projections::queries::{self, Viewer};
+use ordertrail_projections::{ProjectorKind, RuntimeError};
+use ordertrail_schemas::*;
+use ordertrail_testkit::eventually;
+use ordertrail_testkit::pg::TestDatabase;
+use sqlx::PgPool;
+
+use crate::settlements::{expected_days, scripted_day};
+use crate::support::*;
+
+/// Many delivered orders of one restaurant, all on 2025-02-01 local time.
+fn many_orders(n: usize, restaurant: RestaurantId) -> Script {
+    let mut s = Script::default();
+    let rider = RiderId::new_random();
+    for i in 0..n {
+        let spec = OrderSpec::new(restaurant, CustomerId::new_random(), "Europe/Berlin");
+        let placed = at(2025, 2, 1, 10, 0) + chrono::Duration::seconds(i as i64);
+        delivered_card_order(&mut s, &spec, placed, placed + chrono::Duration::minutes(30), rider);
+    }
+    s
+}
+
+/// A read model as JSON, for comparing two databases.
+async fn dump(pool: &PgPool, table: &str, order_by: &str) -> serde_json::Value {
+    sqlx::query_scalar(&format!(
+        "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY {order_by}), '[]'::jsonb) FROM {table} t"
+    ))
+    .fetch_one(pool)
+    .await
+    .unwrap_or_else(|e| panic!("dump {table}: {e}"))
+}
+
+async fn settlement_orders_total(pool: &PgPool, restaurant: RestaurantId) -> (i64, i64, i64) {
+    sqlx::query_as(
+        "SELECT coalesce(sum(orders), 0)::bigint, coalesce(sum(gross_sales_minor), 0)::bigint,
+                coalesce(sum(provider_fees_minor), 0)::bigint
+         FROM restaurant_settlement_days WHERE restaurant_id = $1",
+    )
+    .bind(restaurant.as_uuid())
+    .fetch_one(pool)
+    .await
+    .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_mid_stream_and_restart_loses_and_doubles_nothing() {
+    let mut env = Env::start().await;
+    let restaurant = RestaurantId::new_random();
+    let n = 80;
+    let script = many_orders(n, restaurant);
+    env.produce(&script.envelopes).await;
+    let kinds = [AggregateKind::Order, AggregateKind::Payment];
+    let total = env.produced_for(&kinds);
+    let mut config = env.config("crash");
+    config.batch_size = 20;
+    let first = Running::spawn(ProjectorKind::Settlements, config.clone(), env.pool().clone());
+    let pool = env.pool().clone();
+    eventually("some progress", Duration::from_secs(60), || {
+        let pool = pool.clone();
+        async move {
+            let n: Option<i64> = sqlx::query_scalar(
+                "SELECT sum(next_offset)::bigint FROM projector_offsets WHERE projector = 'settlements'",
+            )
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            n.filter(|n| *n > 0).map(|_| ())
+        }
+    })
+    .await;
+    // Crash: the task is dropped wherever it is, mid-transaction included.
+    first.handle.abort();
+    let _ = first.handle.await;
+    let progress: i64 = sqlx::query_scalar(
+        "SELECT sum(next_offset)::bigint FROM projector_offsets WHERE projector = 'settlements'",
+    )
+    .fetch_one(env.pool())
+    .await
+    .unwrap_or_default();
+    assert!(progress < total, "the crash should happen mid-stream ({progress} of {total})");
+
+    let second = Running::spawn(ProjectorKind::Settlements, config, env.pool().clone());
+    env.caught_up("settlements", &kinds).await;
+    second.stop().await;
+    let n = n as i64;
+    assert_eq!(
+        settlement_orders_total(env.pool(), restaurant).await,
+        (n, n * 2_899, n * (25 + 35))
+    );
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM settlement_entries")
+        .fetch_one(env.pool())
+        .await
+        .unwrap_or_default();
+    assert_eq!(entries, n * 3, "one delivery, one authorization, one capture per order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_and_republished_events_have_no_effect() {
+    let mut env = Env::start().await;
+    let restaurant = RestaurantId::new_random();
+    let customer = CustomerId::new_random();
+    let (script, specs) = scripted_day(restaurant, customer, RiderId::new_random());
+    // The relay is at-least-once: everything published twice, the second time
+    // after the first copy of later events.
+    env.produce(&script.envelopes).await;
+    env.produce(&script.envelopes).await;
+    let settle = Running::spawn(ProjectorKind::Settlements, env.config("dup-s"), env.pool().clone());
+    let history = Running::spawn(ProjectorKind::OrderHistory, env.config("dup-h"), env.pool().clone());
+    env.caught_up("settlements", &[AggregateKind::Order, AggregateKind::Payment]).await;
+    env.caught_up("order_history", &AggregateKind::ALL).await;
+    settle.stop().await;
+    history.stop().await;
+    let days = queries::settlements::restaurant_days(
+        env.pool(),
+        Viewer::All,
+        restaurant.as_uuid(),
+        chrono::NaiveDate::MIN,
+        chrono::NaiveDate::MAX,
+    )
+    .await;
+    // The range check refuses an unbounded range; ask for January instead.
+    assert!(days.is_err());
+    let jan = |d| chrono::NaiveDate::from_ymd_opt(2025, 1, d).unwrap_or_default();
+    let days = queries::settlements::restaurant_days(env.pool(), Viewer::All, restaurant.as_uuid(), jan(1), jan(31))
+        .await
+        .unwrap_or_default();
+    assert_eq!(days, expected_days(restaurant));
+    let detail = queries::orders::order_detail(env.pool(), Viewer::All, specs[0].order.as_uuid())
+        .await
+        .unwrap_or_else(|e| panic!("detail: {e}"));
+    assert_eq!(detail.timeline.len(), 12);
+    assert_eq!(detail.order.provider_fees_minor, 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_split_partitions_and_build_the_same_model_as_one() {
+    let mut env = Env::start().await;
+    let restaurant = RestaurantId::new_random();
+    let script = many_orders(40, restaurant);
+    env.produce(&script.envelopes).await;
+    let kinds = AggregateKind::ALL;
+    let mut config = env.config("pair");
+    config.batch_size = 25;
+    let a = Running::spawn(ProjectorKind::OrderHistory, config.clone(), env.pool().clone());
+    let b = Running::spawn(ProjectorKind::OrderHistory, config, env.pool().clone());
+    env.caught_up("order_history", &kinds).await;
+
+    // One instance, same topics, its own database.
+    let single = TestDatabase::new().await;
+    let one = Running::spawn(ProjectorKind::OrderHistory, env.config("single"), single.pool.clone());
+    let expected = env.produced_for(&kinds);
+    let pool = single.pool.clone();
+    eventually("single instance caught up", Duration::from_secs(60), || {
+        let pool = pool.clone();
+        async move {
+            let n: Option<i64> = sqlx::query_scalar("SELECT sum(next_offset)::bigint FROM projector_offsets")
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+            (n == Some(expected)).then_some(())
+        }
+    })
+    .await;
+    one.stop().await;
+    a.stop().await;
+    b.stop().await;
+
+    for (table, key) in [
+        ("order_history", "order_id"),
+        ("order_history_payments", "payment_id"),
+        ("order_history_deliveries", "delivery_id"),
+        ("order_timeline", "event_id"),
+    ] {
+        let pair = dump(env.pool(), table, key).await;
+        let alone = dump(&single.pool, table, key).await;
+        assert_eq!(pair, alone, "{table} differs");
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM order_history")
+        .fetch_one(env.pool())
+        .await
+        .unwrap_or_default();
+    assert_eq!(rows, 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_it_cannot_apply_stops_the_projector_naming_it() {
+    let mut env = Env::start().await;
+    let restaurant = RestaurantId::new_random();
+    let (script, specs) = scripted_day(restaurant, CustomerId::new_random(), RiderId::new_random());
+    let key = specs[0].order.to_string();
+    // An unknown event type on the orders topic, first on its partition.
+    let mut bad = script.envelopes[0].clone();
+    bad.event_type = "OrderTeleported".into();
+    bad.payload = serde_json::json!({"type": "OrderTeleported"});
+    env.produce(&[bad.clone()]).await;
+    let run = tokio::spawn(ordertrail_projections::run(
+        ProjectorKind::OrderHistory,
+        env.config("poison"),
+        env.pool().clone(),
+        std::future::pending(),
+    ));
+    let result = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .unwrap_or_else(|_| panic!("projector did not stop"))
+        .unwrap_or_else(|e| panic!("task: {e}"));
+    let err = match result {
+        Err(e @ RuntimeError::Projection { .. }) => e.to_string(),
+        other => panic!("expected a projection error, got {other:?}"),
+    };
+    assert!(err.contains(&format!("{}.orders", env.kafka.prefix)), "{err}");
+    assert!(err.contains("offset 0"), "{err}");
+    assert!(err.contains(&bad.event_id.to_string()), "{err}");
+    let _ = key;
+    // Nothing applied, position not advanced past it.
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM order_history")
+        .fetch_one(env.pool())
+        .await
+        .unwrap_or_default();
+    assert_eq!(applied, 0);
+
+    // An undecodable message stops it too.
+    let mut env2 = Env::start().await;
+    env2.produce_raw(AggregateKind::Payment, "k", b"not json").await;
+    let result = ordertrail_projections::run(
+        ProjectorKind::Settlements,
+        env2.config("poison2"),
+        env2.pool().clone(),
+        std::future::pending(),
+    );
+    let result = tokio::time::timeout(Duration::from_secs(60), result)
+        .await
+        .unwrap_or_else(|_| panic!("projector did not stop"));
+    let err = result.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("cannot decode envelope") && err.contains("payments"), "{err}");
+}

@@ -1,0 +1,454 @@
+//! Scripted events, a Kafka producer and in-process projectors for the tests.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use ordertrail_projections::{ProjectorKind, RuntimeConfig, RuntimeError};
+use ordertrail_schemas::events::*;
+use ordertrail_schemas::*;
+use ordertrail_testkit::eventually;
+use ordertrail_testkit::kafka::TestKafka;
+use ordertrail_testkit::pg::TestDatabase;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub const PARTITIONS: i32 = 3;
+
+pub struct Env {
+    pub db: TestDatabase,
+    pub kafka: TestKafka,
+    pub producer: FutureProducer,
+    /// Messages produced per topic.
+    pub produced: HashMap<String, i64>,
+}
+
+impl Env {
+    pub async fn start() -> Self {
+        ordertrail_testkit::init_test_logging();
+        let db = TestDatabase::new().await;
+        let kafka = TestKafka::start();
+        let topics = topics::all_topics(&kafka.prefix);
+        if let Some(mock) = kafka.mock() {
+            for t in &topics {
+                mock.create_topic(t, PARTITIONS, 1).expect("create topic");
+            }
+        } else {
+            let admin: AdminClient<_> = ClientConfig::new()
+                .set("bootstrap.servers", &kafka.bootstrap)
+                .create()
+                .expect("admin client");
+            let new: Vec<NewTopic<'_>> = topics
+                .iter()
+                .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
+                .collect();
+            admin
+                .create_topics(&new, &AdminOptions::new())
+                .await
+                .expect("create topics");
+        }
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &kafka.bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        Self {
+            db,
+            kafka,
+            producer,
+            produced: HashMap::new(),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.db.pool
+    }
+
+    pub fn config(&self, group: &str) -> RuntimeConfig {
+        let mut c = RuntimeConfig::new(&self.kafka.bootstrap, &self.kafka.prefix, group);
+        c.batch_size = 50;
+        c
+    }
+
+    /// Produce envelopes in order (each to its aggregate's topic, keyed by id).
+    pub async fn produce(&mut self, envelopes: &[EventEnvelope]) {
+        for e in envelopes {
+            let topic = topics::topic_for(&self.kafka.prefix, e.aggregate_type);
+            let value = serde_json::to_vec(e).expect("serialize envelope");
+            self.producer
+                .send(
+                    FutureRecord::to(&topic).key(&e.aggregate_id).payload(&value),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(err, _)| err)
+                .expect("produce");
+            *self.produced.entry(topic).or_default() += 1;
+        }
+    }
+
+    /// Produce a raw value (for poison-message tests).
+    pub async fn produce_raw(&mut self, kind: AggregateKind, key: &str, value: &[u8]) {
+        let topic = topics::topic_for(&self.kafka.prefix, kind);
+        self.producer
+            .send(
+                FutureRecord::to(&topic).key(key).payload(value),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(err, _)| err)
+            .expect("produce");
+        *self.produced.entry(topic).or_default() += 1;
+    }
+
+    /// Messages produced on the topics a projector reads.
+    pub fn produced_for(&self, kinds: &[AggregateKind]) -> i64 {
+        kinds
+            .iter()
+            .map(|k| {
+                self.produced
+                    .get(&topics::topic_for(&self.kafka.prefix, *k))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
+    /// Wait until `projector` has consumed everything produced on its topics.
+    pub async fn caught_up(&self, projector: &str, kinds: &[AggregateKind]) {
+        let expected = self.produced_for(kinds);
+        let pool = self.pool().clone();
+        eventually(
+            &format!("{projector} to consume {expected} messages"),
+            Duration::from_secs(60),
+            || {
+                let pool = pool.clone();
+                async move {
+                    let n: Option<i64> = sqlx::query_scalar(
+                        "SELECT sum(next_offset)::bigint FROM projector_offsets WHERE projector = $1",
+                    )
+                    .bind(projector)
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
+                    (n == Some(expected)).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// A projector running in-process until stopped.
+pub struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    pub handle: JoinHandle<Result<(), RuntimeError>>,
+}
+
+impl Running {
+    pub fn spawn(kind: ProjectorKind, config: RuntimeConfig, pool: PgPool) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(ordertrail_projections::run(kind, config, pool, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            stop: Some(stop),
+            handle,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.handle
+            .await
+            .expect("projector task")
+            .expect("projector ran cleanly");
+    }
+}
+
+pub const EUR: Currency = Currency::EUR;
+
+pub fn eur(amount: i64) -> Money {
+    Money::new(amount, EUR)
+}
+
+pub fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).single().expect("valid time")
+}
+
+/// Builds envelopes with per-aggregate sequences and a global position.
+#[derive(Default)]
+pub struct Script {
+    sequences: HashMap<String, i64>,
+    position: i64,
+    pub envelopes: Vec<EventEnvelope>,
+}
+
+pub fn metadata(role: ActorRole) -> EventMetadata {
+    EventMetadata {
+        command_id: Uuid::new_v4(),
+        correlation_id: Uuid::new_v4(),
+        causation_id: Uuid::new_v4(),
+        actor: Actor {
+            subject: "tester".into(),
+            role,
+        },
+        request_id: "req-test".into(),
+    }
+}
+
+impl Script {
+    fn push(
+        &mut self,
+        kind: AggregateKind,
+        id: Uuid,
+        event_type: &str,
+        event_version: &str,
+        payload: serde_json::Value,
+        recorded_at: DateTime<Utc>,
+    ) -> EventEnvelope {
+        let key = format!("{kind}:{id}");
+        let seq = self.sequences.entry(key).or_default();
+        *seq += 1;
+        self.position += 1;
+        let env = EventEnvelope {
+            event_id: Uuid::new_v4(),
+            aggregate_type: kind,
+            aggregate_id: id.to_string(),
+            sequence: *seq,
+            global_position: self.position,
+            event_type: event_type.into(),
+            event_version: event_version.into(),
+            payload,
+            metadata: metadata(ActorRole::Ops),
+            recorded_at,
+        };
+        self.envelopes.push(env.clone());
+        env
+    }
+
+    pub fn order(&mut self, id: OrderId, ev: impl Into<OrderEvent>, at: DateTime<Utc>) -> EventEnvelope {
+        let ev: OrderEvent = ev.into();
+        let payload = serde_json::to_value(&ev).expect("payload");
+        self.push(AggregateKind::Order, id.0, ev.type_name(), ev.version(), payload, at)
+    }
+
+    pub fn payment(&mut self, id: PaymentId, ev: impl Into<PaymentEvent>, at: DateTime<Utc>) -> EventEnvelope {
+        let ev: PaymentEvent = ev.into();
+        let payload = serde_json::to_value(&ev).expect("payload");
+        self.push(AggregateKind::Payment, id.0, ev.type_name(), ev.version(), payload, at)
+    }
+
+    pub fn delivery(&mut self, id: DeliveryId, ev: impl Into<DeliveryEvent>, at: DateTime<Utc>) -> EventEnvelope {
+        let ev: DeliveryEvent = ev.into();
+        let payload = serde_json::to_value(&ev).expect("payload");
+        self.push(AggregateKind::Delivery, id.0, ev.type_name(), ev.version(), payload, at)
+    }
+}
+
+pub const BERLIN_RESTAURANT: GeoPoint = GeoPoint {
+    lat: 52.5200,
+    lon: 13.4050,
+};
+
+/// An order as the command side prices it: 2 × 12.50 + 1 × 3.99, delivery
+/// fee 3.19, service fee 1.45, tax 2.03 (7 %), commission 4.35 (15 %).
+pub struct OrderSpec {
+    pub order: OrderId,
+    pub customer: CustomerId,
+    pub restaurant: RestaurantId,
+    pub time_zone: &'static str,
+    pub tip: i64,
+    pub cash: bool,
+}
+
+impl OrderSpec {
+    pub fn new(restaurant: RestaurantId, customer: CustomerId, time_zone: &'static str) -> Self {
+        Self {
+            order: OrderId::new_random(),
+            customer,
+            restaurant,
+            time_zone,
+            tip: 150,
+            cash: false,
+        }
+    }
+
+    pub fn price(&self) -> PriceBreakdown {
+        let subtotal = 2_899;
+        let (delivery_fee, service_fee, tax, commission) = (319, 145, 203, 435);
+        PriceBreakdown {
+            subtotal: eur(subtotal),
+            delivery_fee: eur(delivery_fee),
+            service_fee: eur(service_fee),
+            tax: eur(tax),
+            tip: eur(self.tip),
+            total: eur(subtotal + delivery_fee + service_fee + tax + self.tip),
+            commission: eur(commission),
+        }
+    }
+
+    pub fn total(&self) -> i64 {
+        self.price().total.amount
+    }
+
+    pub fn placed(&self, placed_at: DateTime<Utc>) -> OrderPlaced {
+        OrderPlaced {
+            order_id: self.order,
+            customer_id: self.customer,
+            restaurant_id: self.restaurant,
+            restaurant_location: BERLIN_RESTAURANT,
+            restaurant_time_zone: self.time_zone.into(),
+            lines: vec![
+                OrderLine {
+                    menu_item_id: MenuItemId(Uuid::from_u128(1)),
+                    name: "Pizza".into(),
+                    unit_price: eur(1_250),
+                    quantity: 2,
+                    line_total: eur(2_500),
+                },
+                OrderLine {
+                    menu_item_id: MenuItemId(Uuid::from_u128(2)),
+                    name: "Lemonade".into(),
+                    unit_price: eur(399),
+                    quantity: 1,
+                    line_total: eur(399),
+                },
+            ],
+            delivery_address: DeliveryAddress {
+                street: "Karl-Marx-Allee 1".into(),
+                city: "Berlin".into(),
+                postal_code: "10178".into(),
+                location: GeoPoint {
+                    lat: 52.5300,
+                    lon: 13.4300,
+                },
+            },
+            payment_method: if self.cash {
+                PaymentMethod::Cash
+            } else {
+                PaymentMethod::Card {
+                    card_token: "tok_visa".into(),
+                }
+            },
+            price: self.price(),
+            placed_at,
+        }
+    }
+
+    pub fn payment_id(&self) -> PaymentId {
+        PaymentId::for_order(self.order)
+    }
+
+    pub fn delivery_id(&self) -> DeliveryId {
+        DeliveryId::for_order(self.order)
+    }
+}
+
+/// The full happy path of a card order, delivered at `delivered`.
+pub fn delivered_card_order(s: &mut Script, spec: &OrderSpec, placed: DateTime<Utc>, delivered: DateTime<Utc>, rider: RiderId) {
+    let m = chrono::Duration::minutes;
+    let pay = spec.payment_id();
+    let del = spec.delivery_id();
+    s.order(spec.order, spec.placed(placed), placed);
+    s.payment(
+        pay,
+        PaymentAuthorized {
+            payment_id: pay,
+            order_id: spec.order,
+            restaurant_id: spec.restaurant,
+            amount: eur(spec.total()),
+            provider: "simulated".into(),
+            provider_reference: "auth-1".into(),
+            fee: eur(25),
+            authorized_at: placed + m(1),
+        },
+        placed + m(1),
+    );
+    s.order(
+        spec.order,
+        OrderConfirmed {
+            payment_id: Some(pay),
+            confirmed_at: placed + m(1),
+        },
+        placed + m(1),
+    );
+    s.order(
+        spec.order,
+        OrderAccepted {
+            preparation_minutes: 15,
+            ready_by: placed + m(17),
+            accepted_at: placed + m(2),
+        },
+        placed + m(2),
+    );
+    s.delivery(
+        del,
+        DeliveryRequested {
+            delivery_id: del,
+            order_id: spec.order,
+            restaurant_id: spec.restaurant,
+            pickup: BERLIN_RESTAURANT,
+            dropoff: GeoPoint {
+                lat: 52.5300,
+                lon: 13.4300,
+            },
+            dropoff_code: "1234".into(),
+            ready_by: Some(placed + m(17)),
+            requested_at: placed + m(2),
+        },
+        placed + m(2),
+    );
+    s.delivery(
+        del,
+        RiderAssigned {
+            rider_id: rider,
+            assigned_at: placed + m(3),
+        },
+        placed + m(3),
+    );
+    s.order(spec.order, OrderReadyForPickup { ready_at: placed + m(17) }, placed + m(17));
+    s.delivery(
+        del,
+        PickupConfirmed {
+            rider_id: rider,
+            picked_up_at: placed + m(18),
+        },
+        placed + m(18),
+    );
+    s.order(
+        spec.order,
+        OrderPickedUp {
+            rider_id: rider,
+            picked_up_at: placed + m(18),
+        },
+        placed + m(18),
+    );
+    s.delivery(
+        del,
+        DeliveryCompleted {
+            rider_id: rider,
+            completed_at: delivered,
+        },
+        delivered,
+    );
+    s.order(spec.order, OrderDelivered { delivered_at: delivered }, delivered);
+    s.payment(
+        pay,
+        PaymentCaptured {
+            amount: eur(spec.total()),
+            fee: eur(35),
+            captured_at: delivered,
+        },
+        delivered,
+    );
+}
