@@ -61,7 +61,10 @@ pub struct AuthConfig {
 
 impl std::fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthConfig").field("secret", &"<redacted>").field("issuer", &self.issuer).finish()
+        f.debug_struct("AuthConfig")
+            .field("secret", &"<redacted>")
+            .field("issuer", &self.issuer)
+            .finish()
     }
 }
 
@@ -99,25 +102,42 @@ impl AuthConfig {
             iat: now,
             iss: self.issuer.clone(),
         };
-        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
     }
 
     /// Check a token: signature, expiry, issuer, role and subject shape.
     pub fn verify(&self, token: &str) -> Result<AuthUser, ApiError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
-            JwtErrorKind::ExpiredSignature => ApiError::new("token_expired", "the bearer token has expired"),
-            _ => ApiError::new("invalid_token", "the bearer token is not valid"),
-        })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                JwtErrorKind::ExpiredSignature => {
+                    ApiError::new("token_expired", "the bearer token has expired")
+                }
+                _ => ApiError::new("invalid_token", "the bearer token is not valid"),
+            })?;
         let claims = data.claims;
-        let role = parse_role(&claims.role)
-            .ok_or_else(|| ApiError::new("invalid_token", "the bearer token names an unknown role"))?;
+        let role = parse_role(&claims.role).ok_or_else(|| {
+            ApiError::new("invalid_token", "the bearer token names an unknown role")
+        })?;
         if needs_uuid_subject(role) && Uuid::parse_str(&claims.sub).is_err() {
-            return Err(ApiError::new("invalid_token", "the bearer token's subject must be a UUID for this role"));
+            return Err(ApiError::new(
+                "invalid_token",
+                "the bearer token's subject must be a UUID for this role",
+            ));
         }
         if claims.sub.is_empty() || claims.sub.len() > 255 {
-            return Err(ApiError::new("invalid_token", "the bearer token's subject is empty or too long"));
+            return Err(ApiError::new(
+                "invalid_token",
+                "the bearer token's subject is empty or too long",
+            ));
         }
-        Ok(AuthUser { subject: claims.sub, role })
+        Ok(AuthUser {
+            subject: claims.sub,
+            role,
+        })
     }
 }
 
@@ -127,7 +147,10 @@ fn parse_role(role: &str) -> Option<ActorRole> {
 }
 
 fn needs_uuid_subject(role: ActorRole) -> bool {
-    matches!(role, ActorRole::Customer | ActorRole::Restaurant | ActorRole::Rider)
+    matches!(
+        role,
+        ActorRole::Customer | ActorRole::Restaurant | ActorRole::Rider
+    )
 }
 
 /// The authenticated caller.
@@ -140,7 +163,10 @@ pub struct AuthUser {
 impl AuthUser {
     /// The actor recorded in event metadata.
     pub fn actor(&self) -> Actor {
-        Actor { subject: self.subject.clone(), role: self.role }
+        Actor {
+            subject: self.subject.clone(),
+            role: self.role,
+        }
     }
 
     /// Ops or admin: the back office.
@@ -149,7 +175,9 @@ impl AuthUser {
     }
 
     fn subject_uuid(&self, role: ActorRole) -> Option<Uuid> {
-        (self.role == role).then(|| Uuid::parse_str(&self.subject).ok()).flatten()
+        (self.role == role)
+            .then(|| Uuid::parse_str(&self.subject).ok())
+            .flatten()
     }
 
     /// The customer this token speaks for, if it is a customer token.
@@ -172,7 +200,10 @@ impl AuthUser {
         if roles.contains(&self.role) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!("the {} role may not do this", self.role)))
+            Err(ApiError::forbidden(format!(
+                "the {} role may not do this",
+                self.role
+            )))
         }
     }
 }
@@ -188,19 +219,26 @@ where
         if let Some(user) = parts.extensions.get::<AuthUser>() {
             return Ok(user.clone());
         }
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::new("missing_token", "send `Authorization: Bearer <token>`"))?;
-        let value = header
-            .to_str()
-            .map_err(|_| ApiError::new("invalid_token", "the Authorization header is not a bearer token"))?;
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::new("missing_token", "send `Authorization: Bearer <token>`")
+        })?;
+        let value = header.to_str().map_err(|_| {
+            ApiError::new(
+                "invalid_token",
+                "the Authorization header is not a bearer token",
+            )
+        })?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::new("invalid_token", "the Authorization header is not a bearer token"))?;
+            .ok_or_else(|| {
+                ApiError::new(
+                    "invalid_token",
+                    "the Authorization header is not a bearer token",
+                )
+            })?;
         let user = AuthConfig::from_ref(state).verify(token)?;
         parts.extensions.insert(user.clone());
         Ok(user)
@@ -269,11 +307,15 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let user = AuthUser::from_request_parts(parts, state).await?;
         user.require(R::ALLOWED)?;
-        Ok(Self { user, _roles: PhantomData })
+        Ok(Self {
+            user,
+            _roles: PhantomData,
+        })
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -284,16 +326,30 @@ mod tests {
         let token = auth.mint("customer", &sub, 60).unwrap();
         let user = auth.verify(&token).unwrap();
         assert_eq!(user.role, ActorRole::Customer);
-        assert_eq!(user.customer_id().map(|c| c.0.to_string()), Some(sub.clone()));
+        assert_eq!(
+            user.customer_id().map(|c| c.0.to_string()),
+            Some(sub.clone())
+        );
         assert_eq!(user.rider_id(), None);
 
         let expired = auth.mint("customer", &sub, -3600).unwrap();
         assert_eq!(auth.verify(&expired).unwrap_err().code(), "token_expired");
-        let forged = AuthConfig::new(b"other", None).mint("admin", "root", 60).unwrap();
+        let forged = AuthConfig::new(b"other", None)
+            .mint("admin", "root", 60)
+            .unwrap();
         assert_eq!(auth.verify(&forged).unwrap_err().code(), "invalid_token");
-        assert_eq!(auth.verify("not.a.jwt").unwrap_err().code(), "invalid_token");
-        assert!(matches!(auth.mint("system", "x", 60), Err(MintError::UnknownRole(_))));
-        assert!(matches!(auth.mint("rider", "bob", 60), Err(MintError::SubjectNotUuid(_))));
+        assert_eq!(
+            auth.verify("not.a.jwt").unwrap_err().code(),
+            "invalid_token"
+        );
+        assert!(matches!(
+            auth.mint("system", "x", 60),
+            Err(MintError::UnknownRole(_))
+        ));
+        assert!(matches!(
+            auth.mint("rider", "bob", 60),
+            Err(MintError::SubjectNotUuid(_))
+        ));
 
         let with_iss = AuthConfig::new(b"secret", Some("ordertrail".into()));
         assert_eq!(with_iss.verify(&token).unwrap_err().code(), "invalid_token");

@@ -88,8 +88,12 @@ impl Modify for BearerAuth {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.bearer_format = Some("JWT".into());
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
-        let table: Vec<String> =
-            ERROR_CODES.iter().map(|(code, status, meaning)| format!("| `{code}` | {} | {meaning} |", status.as_u16())).collect();
+        let table: Vec<String> = ERROR_CODES
+            .iter()
+            .map(|(code, status, meaning)| {
+                format!("| `{code}` | {} | {meaning} |", status.as_u16())
+            })
+            .collect();
         let description = openapi.info.description.get_or_insert_with(String::new);
         description.push_str("\n\n| code | status | meaning |\n|---|---|---|\n");
         description.push_str(&table.join("\n"));
@@ -100,7 +104,8 @@ not found 404, state conflict 409, forbidden 403, unavailable 503.",
     }
 }
 
-/// The document, built once.
+/// The document, built once. Another route module documents itself with its own
+/// `#[derive(OpenApi)]` and joins here: `let mut doc = ApiDoc::openapi(); doc.merge(QueryDoc::openapi());`.
 static OPENAPI: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::openapi);
 
 pub fn router() -> Router<AppState> {

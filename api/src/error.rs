@@ -34,9 +34,9 @@ pub struct ErrorBody {
 
 /// The API's own error codes: code, status, meaning. Domain error codes are
 /// not listed: their status follows their [`ErrorKind`] (see [`status_for_kind`]).
+#[rustfmt::skip]
 pub const ERROR_CODES: &[(&str, StatusCode, &str)] = &[
     ("malformed_json", StatusCode::BAD_REQUEST, "the body is not well-formed JSON"),
-    ("invalid_header", StatusCode::BAD_REQUEST, "a request header is malformed"),
     ("invalid_idempotency_key", StatusCode::BAD_REQUEST, "Idempotency-Key must be 1..=255 visible ASCII characters"),
     ("invalid_id", StatusCode::BAD_REQUEST, "an id in the path is not a UUID"),
     ("missing_token", StatusCode::UNAUTHORIZED, "no bearer token was sent"),
@@ -62,7 +62,7 @@ pub const ERROR_CODES: &[(&str, StatusCode, &str)] = &[
     ("dropoff_code_invalid", StatusCode::UNPROCESSABLE_ENTITY, "wrong drop-off code; the attempt is recorded (`details.attempts_left`)"),
     ("invalid_reference_data", StatusCode::UNPROCESSABLE_ENTITY, "reference data failed validation"),
     ("rider_not_found", StatusCode::UNPROCESSABLE_ENTITY, "the body names a rider that does not exist"),
-    ("rate_limited", StatusCode::TOO_MANY_REQUESTS, "too many requests; retry later"),
+    ("rate_limited", StatusCode::TOO_MANY_REQUESTS, "reserved: too many requests; retry later (not produced yet)"),
     ("internal_error", StatusCode::INTERNAL_SERVER_ERROR, "a fault of ours; quote the x-request-id"),
     ("service_unavailable", StatusCode::SERVICE_UNAVAILABLE, "a dependency (database, payment provider) is down; retry later"),
 ];
@@ -89,7 +89,8 @@ pub fn status_for(code: &str, kind: Option<ErrorKind>) -> StatusCode {
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-const INTERNAL_MESSAGE: &str = "an internal error occurred; quote the x-request-id response header when reporting it";
+const INTERNAL_MESSAGE: &str =
+    "an internal error occurred; quote the x-request-id response header when reporting it";
 const UNAVAILABLE_MESSAGE: &str = "a dependency is temporarily unavailable; retry later";
 
 /// An error answered to a client.
@@ -123,7 +124,13 @@ impl ApiError {
             tracing::warn!(code, message = %message, "dependency unavailable");
             message = UNAVAILABLE_MESSAGE.into();
         }
-        Self { status, code: Cow::Owned(code.to_owned()), message, details: None, headers: Vec::new() }
+        Self {
+            status,
+            code: Cow::Owned(code.to_owned()),
+            message,
+            details: None,
+            headers: Vec::new(),
+        }
     }
 
     /// A fault of ours: logged with the request's span, answered generically.
@@ -165,7 +172,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { code: self.code.into_owned(), message: self.message, details: self.details };
+        let body = ErrorBody {
+            code: self.code.into_owned(),
+            message: self.message,
+            details: self.details,
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);
@@ -177,9 +188,17 @@ impl IntoResponse for ApiError {
 impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
         match e {
-            CommandError::Rejected { code, kind, message } => ApiError::domain(code, kind, message),
-            e @ CommandError::Conflict { .. } => ApiError::new("concurrency_conflict", e.to_string()),
-            e @ CommandError::IdempotencyKeyReused => ApiError::new("idempotency_key_reused", e.to_string()),
+            CommandError::Rejected {
+                code,
+                kind,
+                message,
+            } => ApiError::domain(code, kind, message),
+            e @ CommandError::Conflict { .. } => {
+                ApiError::new("concurrency_conflict", e.to_string())
+            }
+            e @ CommandError::IdempotencyKeyReused => {
+                ApiError::new("idempotency_key_reused", e.to_string())
+            }
             CommandError::Unavailable(source) => ApiError::unavailable(source),
             CommandError::Internal(message) => ApiError::internal(message),
         }
@@ -190,7 +209,9 @@ impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> Self {
         match e {
             CatalogError::Invalid(message) => ApiError::new("invalid_reference_data", message),
-            e @ CatalogError::UnknownRestaurant(_) => ApiError::new("restaurant_not_found", e.to_string()),
+            e @ CatalogError::UnknownRestaurant(_) => {
+                ApiError::new("restaurant_not_found", e.to_string())
+            }
             CatalogError::Database(e) => e.into(),
         }
     }
@@ -199,9 +220,10 @@ impl From<CatalogError> for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-                ApiError::unavailable(e)
-            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => ApiError::unavailable(e),
             other => ApiError::internal(other),
         }
     }
@@ -230,8 +252,14 @@ fn json_error(e: serde_json::Error, path: Option<String>) -> ApiError {
 
 /// Whether a `Content-Type` value says JSON (`application/json` or `application/*+json`).
 pub fn is_json_content_type(value: &str) -> bool {
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 impl From<BytesRejection> for ApiError {
@@ -249,14 +277,18 @@ impl From<BytesRejection> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
-            JsonRejection::JsonDataError(e) => ApiError::new("invalid_body", "the body does not fit the request")
-                .with_details(serde_json::json!({ "reason": e.body_text() })),
+            JsonRejection::JsonDataError(e) => {
+                ApiError::new("invalid_body", "the body does not fit the request")
+                    .with_details(serde_json::json!({ "reason": e.body_text() }))
+            }
             JsonRejection::JsonSyntaxError(e) => {
-                ApiError::new("malformed_json", "the body is not valid JSON").with_details(serde_json::json!({ "reason": e.body_text() }))
+                ApiError::new("malformed_json", "the body is not valid JSON")
+                    .with_details(serde_json::json!({ "reason": e.body_text() }))
             }
-            JsonRejection::MissingJsonContentType(_) => {
-                ApiError::new("unsupported_media_type", "expected `Content-Type: application/json`")
-            }
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                "unsupported_media_type",
+                "expected `Content-Type: application/json`",
+            ),
             JsonRejection::BytesRejection(e) => e.into(),
             other => ApiError::new("malformed_json", other.body_text()),
         }
@@ -277,12 +309,17 @@ pub async fn route_not_found() -> ApiError {
 
 /// Fallback for a known route with another method: 405 `method_not_allowed`.
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new("method_not_allowed", "this route does not support the method")
+    ApiError::new(
+        "method_not_allowed",
+        "this route does not support the method",
+    )
 }
 
 /// OpenAPI responses for a set of statuses, each described by the codes
 /// that produce it (from the one table), all with the [`ErrorBody`] schema.
-pub fn documented_errors(statuses: &[u16]) -> BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+pub fn documented_errors(
+    statuses: &[u16],
+) -> BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     statuses
         .iter()
@@ -294,7 +331,8 @@ pub fn documented_errors(statuses: &[u16]) -> BTreeMap<String, utoipa::openapi::
                 .collect();
             match *status {
                 404 => codes.push("a domain `*_not_found` code".into()),
-                409 => codes.push("a domain code for a transition the current state does not allow".into()),
+                409 => codes
+                    .push("a domain code for a transition the current state does not allow".into()),
                 422 => codes.push("a domain validation code".into()),
                 403 => codes.push("a domain code for a role the rule excludes".into()),
                 503 => codes.push("`payment_provider_unavailable`".into()),
@@ -303,7 +341,12 @@ pub fn documented_errors(statuses: &[u16]) -> BTreeMap<String, utoipa::openapi::
             let description = format!("Error. Codes: {}.", codes.join("; "));
             let response = ResponseBuilder::new()
                 .description(description)
-                .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
                 .build();
             (status.to_string(), response.into())
         })
@@ -329,17 +372,30 @@ impl utoipa::IntoResponses for ReadErrors {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_code_has_one_status_and_kinds_fall_back() {
         for (i, (code, _, _)) in ERROR_CODES.iter().enumerate() {
-            assert!(ERROR_CODES[i + 1..].iter().all(|(c, _, _)| c != code), "duplicate {code}");
+            assert!(
+                ERROR_CODES[i + 1..].iter().all(|(c, _, _)| c != code),
+                "duplicate {code}"
+            );
         }
-        assert_eq!(status_for("order_not_acceptable", Some(ErrorKind::Conflict)), StatusCode::CONFLICT);
-        assert_eq!(status_for("idempotency_key_reused", Some(ErrorKind::Invalid)), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(status_for("whatever", None), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            status_for("order_not_acceptable", Some(ErrorKind::Conflict)),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            status_for("idempotency_key_reused", Some(ErrorKind::Invalid)),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            status_for("whatever", None),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 
     #[test]
@@ -350,13 +406,30 @@ mod tests {
         struct Body {
             n: u32,
         }
-        assert_eq!(parse_json::<Body>(b"{\"n\": ").unwrap_err().code(), "malformed_json");
-        assert_eq!(parse_json::<Body>(b"{\"n\": 1} x").unwrap_err().code(), "malformed_json");
+        assert_eq!(
+            parse_json::<Body>(b"{\"n\": ").unwrap_err().code(),
+            "malformed_json"
+        );
+        assert_eq!(
+            parse_json::<Body>(b"{\"n\": 1} x").unwrap_err().code(),
+            "malformed_json"
+        );
         let e = parse_json::<Body>(b"{\"n\": -1}").unwrap_err();
         assert_eq!(e.code(), "invalid_body");
-        assert_eq!(e.details.as_ref().and_then(|d| d["path"].as_str()), Some("n"));
-        assert_eq!(parse_json::<Body>(b"{\"n\": 1, \"m\": 2}").unwrap_err().code(), "invalid_body");
-        assert_eq!(parse_json::<Body>(b"{}").unwrap_err().code(), "invalid_body");
+        assert_eq!(
+            e.details.as_ref().and_then(|d| d["path"].as_str()),
+            Some("n")
+        );
+        assert_eq!(
+            parse_json::<Body>(b"{\"n\": 1, \"m\": 2}")
+                .unwrap_err()
+                .code(),
+            "invalid_body"
+        );
+        assert_eq!(
+            parse_json::<Body>(b"{}").unwrap_err().code(),
+            "invalid_body"
+        );
         assert!(is_json_content_type("application/json; charset=utf-8"));
         assert!(is_json_content_type("application/problem+json"));
         assert!(!is_json_content_type("text/plain"));

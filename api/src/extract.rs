@@ -50,17 +50,39 @@ impl<T> CommandRequest<T> {
 
 /// The request id the request-id layer set (or the client sent).
 pub fn request_id(headers: &HeaderMap) -> String {
-    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// What makes two requests the same request: hex SHA-256 of method, path and raw body.
+pub fn request_fingerprint(method: &str, path: &str, body: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(method.as_bytes());
+    hash.update(b"\n");
+    hash.update(path.as_bytes());
+    hash.update(b"\n");
+    hash.update(body);
+    hex::encode(hash.finalize())
 }
 
 /// The `Idempotency-Key` header, if any: 1..=255 visible ASCII characters.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
     let bytes = value.as_bytes();
-    if bytes.is_empty() || bytes.len() > MAX_IDEMPOTENCY_KEY_LEN || !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+    if bytes.is_empty()
+        || bytes.len() > MAX_IDEMPOTENCY_KEY_LEN
+        || !bytes.iter().all(|b| (0x21..=0x7e).contains(b))
+    {
         return Err(ApiError::new(
             "invalid_idempotency_key",
-            format!("Idempotency-Key must be 1..={MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
+            format!(
+                "Idempotency-Key must be 1..={MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+            ),
         ));
     }
     Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
@@ -69,15 +91,24 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// Read and parse a JSON body. An empty body is read as `{}`, so commands
 /// without required fields may be sent bare; a non-empty body must say it
 /// is JSON.
-async fn json_body<T: DeserializeOwned, S: Send + Sync>(req: Request, state: &S) -> Result<(T, Bytes), ApiError> {
+async fn json_body<T: DeserializeOwned, S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<(T, Bytes), ApiError> {
     let content_type = req.headers().get(CONTENT_TYPE).cloned();
     let bytes = Bytes::from_request(req, state).await?;
     if bytes.is_empty() && content_type.is_none() {
         return Ok((parse_json(b"{}")?, bytes));
     }
-    let is_json = content_type.as_ref().and_then(|v| v.to_str().ok()).is_some_and(is_json_content_type);
+    let is_json = content_type
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json_content_type);
     if !is_json {
-        return Err(ApiError::new("unsupported_media_type", "expected `Content-Type: application/json`"));
+        return Err(ApiError::new(
+            "unsupported_media_type",
+            "expected `Content-Type: application/json`",
+        ));
     }
     Ok((parse_json(&bytes)?, bytes))
 }
@@ -95,16 +126,15 @@ where
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let (body, bytes) = json_body::<T, S>(req, state).await?;
-        let idempotency = key.map(|key| {
-            let mut hash = Sha256::new();
-            hash.update(method.as_str().as_bytes());
-            hash.update(b"\n");
-            hash.update(path.as_bytes());
-            hash.update(b"\n");
-            hash.update(&bytes);
-            IdempotencyKey { key, request_hash: hex::encode(hash.finalize()) }
+        let idempotency = key.map(|key| IdempotencyKey {
+            key,
+            request_hash: request_fingerprint(method.as_str(), &path, &bytes),
         });
-        Ok(Self { body, request_id, idempotency })
+        Ok(Self {
+            body,
+            request_id,
+            idempotency,
+        })
     }
 }
 

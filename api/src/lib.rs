@@ -56,7 +56,12 @@ pub struct AppState {
 impl AppState {
     pub fn new(commands: CommandService, auth: AuthConfig) -> Self {
         let pool = commands.pool().clone();
-        Self { commands, pool, auth, max_body_bytes: DEFAULT_MAX_BODY_BYTES }
+        Self {
+            commands,
+            pool,
+            auth,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
     }
 
     pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
@@ -113,9 +118,15 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 async fn drop_unusable_request_id(mut req: Request, next: Next) -> Response {
     let usable = |v: &HeaderValue| {
         let b = v.as_bytes();
-        !b.is_empty() && b.len() <= MAX_REQUEST_ID_LEN && b.iter().all(|c| (0x21..=0x7e).contains(c))
+        !b.is_empty()
+            && b.len() <= MAX_REQUEST_ID_LEN
+            && b.iter().all(|c| (0x21..=0x7e).contains(c))
     };
-    if req.headers().get(extract::REQUEST_ID).is_some_and(|v| !usable(v)) {
+    if req
+        .headers()
+        .get(extract::REQUEST_ID)
+        .is_some_and(|v| !usable(v))
+    {
         req.headers_mut().remove(extract::REQUEST_ID);
     }
     next.run(req).await

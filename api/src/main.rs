@@ -53,16 +53,21 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("JWT_SECRET must be at least 16 bytes");
     }
     if let Some(addr) = config.metrics_addr {
-        ordertrail_platform::telemetry::serve_metrics(addr).context("starting the metrics endpoint")?;
+        ordertrail_platform::telemetry::serve_metrics(addr)
+            .context("starting the metrics endpoint")?;
     }
     let pool = ordertrail_platform::db::connect(&config.database_url, config.db_pool_size)
         .await
         .context("connecting to the database")?;
     if config.migrate {
-        ordertrail_platform::db::migrate(&pool).await.context("applying migrations")?;
+        ordertrail_platform::db::migrate(&pool)
+            .await
+            .context("applying migrations")?;
     }
     if config.seed {
-        catalog::seed(&pool).await.context("loading seed reference data")?;
+        catalog::seed(&pool)
+            .await
+            .context("loading seed reference data")?;
     }
     let commands = CommandService::new(pool, Arc::new(SimulatedProvider::new()));
     let auth = AuthConfig::new(config.jwt_secret.as_bytes(), config.jwt_issuer.clone());

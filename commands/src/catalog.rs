@@ -86,15 +86,28 @@ impl Restaurant {
     /// Validate before writing: coordinates, time zone, basis points.
     pub fn validate(&self) -> Result<(), CatalogError> {
         if self.name.trim().is_empty() || self.name.len() > 200 {
-            return Err(CatalogError::Invalid("name must be 1..=200 characters".into()));
+            return Err(CatalogError::Invalid(
+                "name must be 1..=200 characters".into(),
+            ));
         }
-        if !(GeoPoint { lat: self.lat, lon: self.lon }).is_valid() {
+        if !(GeoPoint {
+            lat: self.lat,
+            lon: self.lon,
+        })
+        .is_valid()
+        {
             return Err(CatalogError::Invalid("lat/lon out of range".into()));
         }
         if self.time_zone.parse::<chrono_tz_check::Tz>().is_err() {
-            return Err(CatalogError::Invalid(format!("unknown time zone {:?}", self.time_zone)));
+            return Err(CatalogError::Invalid(format!(
+                "unknown time zone {:?}",
+                self.time_zone
+            )));
         }
-        for (name, v) in [("commission_bps", self.commission_bps), ("tax_bps", self.tax_bps)] {
+        for (name, v) in [
+            ("commission_bps", self.commission_bps),
+            ("tax_bps", self.tax_bps),
+        ] {
             if !(0..=10_000).contains(&v) {
                 return Err(CatalogError::Invalid(format!("{name} must be 0..=10000")));
             }
@@ -107,7 +120,10 @@ impl Restaurant {
         RestaurantSnapshot {
             id: self.id,
             name: self.name.clone(),
-            location: GeoPoint { lat: self.lat, lon: self.lon },
+            location: GeoPoint {
+                lat: self.lat,
+                lon: self.lon,
+            },
             time_zone: self.time_zone.clone(),
             currency: self.currency,
             commission_bps: i64::from(self.commission_bps),
@@ -150,25 +166,34 @@ pub async fn upsert_restaurant(pool: &PgPool, r: &Restaurant) -> Result<(), Cata
     Ok(())
 }
 
-pub async fn get_restaurant(pool: &PgPool, id: RestaurantId) -> Result<Option<Restaurant>, CatalogError> {
-    let row: Option<RestaurantRow> =
-        sqlx::query_as(&format!("SELECT {RESTAURANT_COLUMNS} FROM restaurants WHERE id = $1"))
-            .bind(id.0)
-            .fetch_optional(pool)
-            .await?;
+pub async fn get_restaurant(
+    pool: &PgPool,
+    id: RestaurantId,
+) -> Result<Option<Restaurant>, CatalogError> {
+    let row: Option<RestaurantRow> = sqlx::query_as(&format!(
+        "SELECT {RESTAURANT_COLUMNS} FROM restaurants WHERE id = $1"
+    ))
+    .bind(id.0)
+    .fetch_optional(pool)
+    .await?;
     row.map(restaurant_from_row).transpose()
 }
 
 pub async fn list_restaurants(pool: &PgPool) -> Result<Vec<Restaurant>, CatalogError> {
-    let rows: Vec<RestaurantRow> =
-        sqlx::query_as(&format!("SELECT {RESTAURANT_COLUMNS} FROM restaurants ORDER BY name, id"))
-            .fetch_all(pool)
-            .await?;
+    let rows: Vec<RestaurantRow> = sqlx::query_as(&format!(
+        "SELECT {RESTAURANT_COLUMNS} FROM restaurants ORDER BY name, id"
+    ))
+    .fetch_all(pool)
+    .await?;
     rows.into_iter().map(restaurant_from_row).collect()
 }
 
 /// Open or close a restaurant; `false` when it does not exist.
-pub async fn set_restaurant_open(pool: &PgPool, id: RestaurantId, is_open: bool) -> Result<bool, CatalogError> {
+pub async fn set_restaurant_open(
+    pool: &PgPool,
+    id: RestaurantId,
+    is_open: bool,
+) -> Result<bool, CatalogError> {
     let done = sqlx::query("UPDATE restaurants SET is_open = $2, updated_at = now() WHERE id = $1")
         .bind(id.0)
         .bind(is_open)
@@ -179,10 +204,14 @@ pub async fn set_restaurant_open(pool: &PgPool, id: RestaurantId, is_open: bool)
 
 pub async fn upsert_menu_item(pool: &PgPool, item: &MenuItem) -> Result<(), CatalogError> {
     if item.name.trim().is_empty() || item.name.len() > 200 {
-        return Err(CatalogError::Invalid("name must be 1..=200 characters".into()));
+        return Err(CatalogError::Invalid(
+            "name must be 1..=200 characters".into(),
+        ));
     }
     if item.price_minor < 0 {
-        return Err(CatalogError::Invalid("price_minor must not be negative".into()));
+        return Err(CatalogError::Invalid(
+            "price_minor must not be negative".into(),
+        ));
     }
     let done = sqlx::query(
         "INSERT INTO menu_items (id, restaurant_id, name, price_minor, available)
@@ -206,10 +235,19 @@ pub async fn upsert_menu_item(pool: &PgPool, item: &MenuItem) -> Result<(), Cata
 type MenuRow = (Uuid, Uuid, String, i64, bool);
 
 fn menu_from_row(r: MenuRow) -> MenuItem {
-    MenuItem { id: MenuItemId(r.0), restaurant_id: RestaurantId(r.1), name: r.2, price_minor: r.3, available: r.4 }
+    MenuItem {
+        id: MenuItemId(r.0),
+        restaurant_id: RestaurantId(r.1),
+        name: r.2,
+        price_minor: r.3,
+        available: r.4,
+    }
 }
 
-pub async fn list_menu(pool: &PgPool, restaurant: RestaurantId) -> Result<Vec<MenuItem>, CatalogError> {
+pub async fn list_menu(
+    pool: &PgPool,
+    restaurant: RestaurantId,
+) -> Result<Vec<MenuItem>, CatalogError> {
     let rows: Vec<MenuRow> = sqlx::query_as(
         "SELECT id, restaurant_id, name, price_minor, available FROM menu_items
          WHERE restaurant_id = $1 ORDER BY name, id",
@@ -247,7 +285,9 @@ impl MenuItem {
 
 pub async fn upsert_rider(pool: &PgPool, rider: &Rider) -> Result<(), CatalogError> {
     if rider.name.trim().is_empty() || rider.name.len() > 200 {
-        return Err(CatalogError::Invalid("name must be 1..=200 characters".into()));
+        return Err(CatalogError::Invalid(
+            "name must be 1..=200 characters".into(),
+        ));
     }
     sqlx::query(
         "INSERT INTO riders (id, name, active) VALUES ($1, $2, $3)
@@ -263,14 +303,30 @@ pub async fn upsert_rider(pool: &PgPool, rider: &Rider) -> Result<(), CatalogErr
 
 pub async fn get_rider(pool: &PgPool, id: RiderId) -> Result<Option<Rider>, CatalogError> {
     let row: Option<(Uuid, String, bool)> =
-        sqlx::query_as("SELECT id, name, active FROM riders WHERE id = $1").bind(id.0).fetch_optional(pool).await?;
-    Ok(row.map(|r| Rider { id: RiderId(r.0), name: r.1, active: r.2 }))
+        sqlx::query_as("SELECT id, name, active FROM riders WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(|r| Rider {
+        id: RiderId(r.0),
+        name: r.1,
+        active: r.2,
+    }))
 }
 
 pub async fn list_riders(pool: &PgPool) -> Result<Vec<Rider>, CatalogError> {
     let rows: Vec<(Uuid, String, bool)> =
-        sqlx::query_as("SELECT id, name, active FROM riders ORDER BY name, id").fetch_all(pool).await?;
-    Ok(rows.into_iter().map(|r| Rider { id: RiderId(r.0), name: r.1, active: r.2 }).collect())
+        sqlx::query_as("SELECT id, name, active FROM riders ORDER BY name, id")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Rider {
+            id: RiderId(r.0),
+            name: r.1,
+            active: r.2,
+        })
+        .collect())
 }
 
 /// When the row was last changed (for admin listings).
@@ -299,10 +355,46 @@ pub mod seed_ids {
 pub async fn seed(pool: &PgPool) -> Result<(), CatalogError> {
     use seed_ids::*;
     let restaurants = [
-        (BERLIN_BURGERS, "Kreuzberg Burger Co.", 52.4990, 13.4180, "Europe/Berlin", Currency::EUR, 1_500, 700),
-        (LONDON_CURRY, "Brick Lane Curry House", 51.5215, -0.0717, "Europe/London", Currency::GBP, 1_800, 2_000),
-        (BROOKLYN_PIZZA, "Williamsburg Slice", 40.7142, -73.9614, "America/New_York", Currency::USD, 2_000, 888),
-        (BERLIN_MART, "Mitte Quick Mart", 52.5290, 13.4010, "Europe/Berlin", Currency::EUR, 1_200, 700),
+        (
+            BERLIN_BURGERS,
+            "Kreuzberg Burger Co.",
+            52.4990,
+            13.4180,
+            "Europe/Berlin",
+            Currency::EUR,
+            1_500,
+            700,
+        ),
+        (
+            LONDON_CURRY,
+            "Brick Lane Curry House",
+            51.5215,
+            -0.0717,
+            "Europe/London",
+            Currency::GBP,
+            1_800,
+            2_000,
+        ),
+        (
+            BROOKLYN_PIZZA,
+            "Williamsburg Slice",
+            40.7142,
+            -73.9614,
+            "America/New_York",
+            Currency::USD,
+            2_000,
+            888,
+        ),
+        (
+            BERLIN_MART,
+            "Mitte Quick Mart",
+            52.5290,
+            13.4010,
+            "Europe/Berlin",
+            Currency::EUR,
+            1_200,
+            700,
+        ),
     ];
     for (id, name, lat, lon, tz, currency, commission_bps, tax_bps) in restaurants {
         upsert_restaurant(
@@ -322,10 +414,46 @@ pub async fn seed(pool: &PgPool) -> Result<(), CatalogError> {
         .await?;
     }
     let menus: [(u128, Uuid, &[(&str, i64)]); 4] = [
-        (1, BERLIN_BURGERS, &[("Classic Cheeseburger", 990), ("Veggie Burger", 1_050), ("Sweet Potato Fries", 450), ("Club Mate", 350)]),
-        (2, LONDON_CURRY, &[("Chicken Tikka Masala", 1_295), ("Lamb Rogan Josh", 1_450), ("Garlic Naan", 350), ("Mango Lassi", 395)]),
-        (3, BROOKLYN_PIZZA, &[("Margherita Pie", 1_800), ("Pepperoni Slice", 450), ("Garlic Knots", 600), ("Seltzer", 250)]),
-        (4, BERLIN_MART, &[("Oat Milk 1l", 229), ("Sourdough Loaf", 389), ("Bananas 1kg", 179), ("Espresso Beans 250g", 799)]),
+        (
+            1,
+            BERLIN_BURGERS,
+            &[
+                ("Classic Cheeseburger", 990),
+                ("Veggie Burger", 1_050),
+                ("Sweet Potato Fries", 450),
+                ("Club Mate", 350),
+            ],
+        ),
+        (
+            2,
+            LONDON_CURRY,
+            &[
+                ("Chicken Tikka Masala", 1_295),
+                ("Lamb Rogan Josh", 1_450),
+                ("Garlic Naan", 350),
+                ("Mango Lassi", 395),
+            ],
+        ),
+        (
+            3,
+            BROOKLYN_PIZZA,
+            &[
+                ("Margherita Pie", 1_800),
+                ("Pepperoni Slice", 450),
+                ("Garlic Knots", 600),
+                ("Seltzer", 250),
+            ],
+        ),
+        (
+            4,
+            BERLIN_MART,
+            &[
+                ("Oat Milk 1l", 229),
+                ("Sourdough Loaf", 389),
+                ("Bananas 1kg", 179),
+                ("Espresso Beans 250g", 799),
+            ],
+        ),
     ];
     for (r, restaurant, items) in menus {
         for (n, (name, price)) in items.iter().enumerate() {
@@ -342,9 +470,26 @@ pub async fn seed(pool: &PgPool) -> Result<(), CatalogError> {
             .await?;
         }
     }
-    let riders = ["Ada K.", "Bilal M.", "Chen L.", "Dana R.", "Emeka O.", "Fatima S.", "Gustav P.", "Hana T."];
+    let riders = [
+        "Ada K.",
+        "Bilal M.",
+        "Chen L.",
+        "Dana R.",
+        "Emeka O.",
+        "Fatima S.",
+        "Gustav P.",
+        "Hana T.",
+    ];
     for (n, name) in riders.iter().enumerate() {
-        upsert_rider(pool, &Rider { id: RiderId(rider(n as u128 + 1)), name: (*name).into(), active: true }).await?;
+        upsert_rider(
+            pool,
+            &Rider {
+                id: RiderId(rider(n as u128 + 1)),
+                name: (*name).into(),
+                active: true,
+            },
+        )
+        .await?;
     }
     Ok(())
 }

@@ -14,4 +14,5 @@
 
 pub mod catalog;
 pub mod relay;
+pub mod saga;
 pub mod service;

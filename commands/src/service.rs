@@ -23,19 +23,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
-use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, DomainEvent, EventStore};
-use ordertrail_domain::delivery::{RequestDelivery};
+use ordertrail_domain::delivery::RequestDelivery;
 use ordertrail_domain::order::PlaceOrder;
 use ordertrail_domain::{
-    Delivery, DeliveryCommand, DomainError, ErrorKind, Order, OrderCommand, Payment, PaymentCommand,
-    PaymentProvider, PaymentServices,
+    Delivery, DeliveryCommand, DomainError, ErrorKind, Order, OrderCommand, OrderStatus, Payment,
+    PaymentCommand, PaymentProvider, PaymentServices,
 };
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
 use ordertrail_schemas::{
-    Actor, AggregateKind, CustomerId, DeliveryId, EventMetadata, MenuItemId, Money, OrderId, PaymentId,
-    RestaurantId,
+    Actor, AggregateKind, CustomerId, DeliveryId, EventMetadata, MenuItemId, Money, OrderId,
+    PaymentId, RestaurantId,
 };
 use postgres_es::PostgresEventRepository;
 use serde::{Deserialize, Serialize};
@@ -83,7 +83,10 @@ impl CommandContext {
     /// A request carrying an `Idempotency-Key`: the command id is derived from
     /// the actor and the key, so every retry is the same command.
     pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
-        let name = format!("{}\u{0}{}\u{0}{}", self.actor.role, self.actor.subject, key.key);
+        let name = format!(
+            "{}\u{0}{}\u{0}{}",
+            self.actor.role, self.actor.subject, key.key
+        );
         self.command_id = Uuid::new_v5(&COMMAND_ID_NAMESPACE, name.as_bytes());
         self.idempotency = Some(key);
         self
@@ -160,7 +163,11 @@ impl CommandOutcome {
 pub enum CommandError {
     /// A business rule said no (the domain error's code and kind).
     #[error("{message}")]
-    Rejected { code: &'static str, kind: ErrorKind, message: String },
+    Rejected {
+        code: &'static str,
+        kind: ErrorKind,
+        message: String,
+    },
     /// Another command changed the aggregate first; reload and decide again.
     #[error("the {aggregate_type} was changed concurrently; retry with its new state")]
     Conflict { aggregate_type: AggregateKind },
@@ -199,20 +206,29 @@ impl CommandError {
     }
 
     fn rejected(code: &'static str, kind: ErrorKind, message: impl Into<String>) -> Self {
-        CommandError::Rejected { code, kind, message: message.into() }
+        CommandError::Rejected {
+            code,
+            kind,
+            message: message.into(),
+        }
     }
 
     fn from_domain<E: DomainError>(e: &E) -> Self {
-        CommandError::Rejected { code: e.code(), kind: e.kind(), message: e.to_string() }
+        CommandError::Rejected {
+            code: e.code(),
+            kind: e.kind(),
+            message: e.to_string(),
+        }
     }
 }
 
 impl From<sqlx::Error> for CommandError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-                CommandError::Unavailable(Box::new(e))
-            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => CommandError::Unavailable(Box::new(e)),
             other => CommandError::Internal(other.to_string()),
         }
     }
@@ -222,10 +238,14 @@ impl From<CatalogError> for CommandError {
     fn from(e: CatalogError) -> Self {
         match e {
             CatalogError::Database(e) => e.into(),
-            CatalogError::UnknownRestaurant(id) => {
-                CommandError::rejected("restaurant_not_found", ErrorKind::NotFound, format!("restaurant {id} does not exist"))
+            CatalogError::UnknownRestaurant(id) => CommandError::rejected(
+                "restaurant_not_found",
+                ErrorKind::NotFound,
+                format!("restaurant {id} does not exist"),
+            ),
+            CatalogError::Invalid(m) => {
+                CommandError::rejected("invalid_reference_data", ErrorKind::Invalid, m)
             }
-            CatalogError::Invalid(m) => CommandError::rejected("invalid_reference_data", ErrorKind::Invalid, m),
         }
     }
 }
@@ -239,8 +259,11 @@ struct StoredRejection {
 }
 
 enum Claim {
-    /// First use of the key (or an earlier use that never finished).
-    Proceed,
+    /// First use of the key: nothing can have been appended for it yet.
+    Fresh,
+    /// An earlier use that never recorded its answer (still running, or its
+    /// process died): the command log decides.
+    Unfinished,
     /// The key's earlier request finished with this rejection.
     Rejected(StoredRejection),
     /// The key's earlier request finished with this outcome.
@@ -280,9 +303,12 @@ impl CommandService {
         let repo = || PostgresEventRepository::new(pool.clone());
         Self {
             inner: Arc::new(Inner {
-                orders: PersistedEventStore::new_event_store(repo()).with_upcasters(upcasters()),
-                payments: PersistedEventStore::new_event_store(repo()).with_upcasters(upcasters()),
-                deliveries: PersistedEventStore::new_event_store(repo()).with_upcasters(upcasters()),
+                orders: PersistedEventStore::new_event_store(repo())
+                    .with_upcasters(ordertrail_schemas::upcasters::all()),
+                payments: PersistedEventStore::new_event_store(repo())
+                    .with_upcasters(ordertrail_schemas::upcasters::all()),
+                deliveries: PersistedEventStore::new_event_store(repo())
+                    .with_upcasters(ordertrail_schemas::upcasters::all()),
                 payment_services: PaymentServices::new(provider),
                 pool,
             }),
@@ -341,37 +367,73 @@ impl CommandService {
         load(&self.inner.orders, &id.to_string()).await
     }
 
-    pub async fn load_payment(&self, id: PaymentId) -> Result<Option<(Payment, i64)>, CommandError> {
+    pub async fn load_payment(
+        &self,
+        id: PaymentId,
+    ) -> Result<Option<(Payment, i64)>, CommandError> {
         load(&self.inner.payments, &id.to_string()).await
     }
 
-    pub async fn load_delivery(&self, id: DeliveryId) -> Result<Option<(Delivery, i64)>, CommandError> {
+    pub async fn load_delivery(
+        &self,
+        id: DeliveryId,
+    ) -> Result<Option<(Delivery, i64)>, CommandError> {
         load(&self.inner.deliveries, &id.to_string()).await
     }
 
     /// Place an order: look up the restaurant and menu items, then decide. The
     /// order id is derived from the command id, so a retried request addresses
     /// the same order.
-    pub async fn place_order(&self, ctx: &CommandContext, input: PlaceOrderInput) -> Result<CommandOutcome, CommandError> {
+    pub async fn place_order(
+        &self,
+        ctx: &CommandContext,
+        input: PlaceOrderInput,
+    ) -> Result<CommandOutcome, CommandError> {
         let order_id = OrderId(ctx.derived_id("order"));
+        // Claim first: a repeat is answered from the first append, whatever
+        // the catalog says now.
+        if let Some(answer) = self.preflight(ctx).await? {
+            return answer;
+        }
+        let command = match self.price_from_catalog(order_id, input).await {
+            Ok(command) => command,
+            Err(e) => return Err(self.reject(ctx, e).await),
+        };
+        self.decide(&self.inner.orders, &(), ctx, AggregateKind::Order, &order_id.to_string(), OrderCommand::PlaceOrder(command))
+            .instrument(tracing::info_span!("command", command = "PlaceOrder", aggregate_id = %order_id, command_id = %ctx.command_id))
+            .await
+    }
+
+    /// Look up the restaurant and menu items a `PlaceOrder` decision needs.
+    async fn price_from_catalog(
+        &self,
+        order_id: OrderId,
+        input: PlaceOrderInput,
+    ) -> Result<PlaceOrder, CommandError> {
         let pool = &self.inner.pool;
-        let restaurant = catalog::get_restaurant(pool, input.restaurant_id).await?.ok_or_else(|| {
-            CommandError::rejected(
-                "restaurant_not_found",
-                ErrorKind::NotFound,
-                format!("restaurant {} does not exist", input.restaurant_id),
-            )
-        })?;
+        let restaurant = catalog::get_restaurant(pool, input.restaurant_id)
+            .await?
+            .ok_or_else(|| {
+                CommandError::rejected(
+                    "restaurant_not_found",
+                    ErrorKind::NotFound,
+                    format!("restaurant {} does not exist", input.restaurant_id),
+                )
+            })?;
         let ids: Vec<MenuItemId> = input.items.iter().map(|(id, _)| *id).collect();
         let found = catalog::menu_items(pool, &ids).await?;
         let mut items = Vec::with_capacity(input.items.len());
         for (id, quantity) in &input.items {
             let item = found.iter().find(|m| m.id == *id).ok_or_else(|| {
-                CommandError::rejected("menu_item_not_found", ErrorKind::Invalid, format!("menu item {id} does not exist"))
+                CommandError::rejected(
+                    "menu_item_not_found",
+                    ErrorKind::Invalid,
+                    format!("menu item {id} does not exist"),
+                )
             })?;
             items.push((item.snapshot(restaurant.currency), *quantity));
         }
-        let command = PlaceOrder {
+        Ok(PlaceOrder {
             order_id,
             customer_id: input.customer_id,
             restaurant: restaurant.snapshot(),
@@ -380,25 +442,68 @@ impl CommandService {
             payment_method: input.payment_method,
             tip: input.tip_minor.map(|t| Money::new(t, restaurant.currency)),
             now: Utc::now(),
-        };
-        self.execute_order(ctx, order_id, OrderCommand::PlaceOrder(command)).await
+        })
     }
 
     /// Request the delivery of an accepted order: pickup at the restaurant,
-    /// drop-off at the customer's address, a fresh 4-digit drop-off code.
+    /// drop-off at the customer's address, a 4-digit drop-off code derived
+    /// from the command id (so a retried request keeps its code).
     pub async fn request_delivery_for_order(
         &self,
         ctx: &CommandContext,
         order_id: OrderId,
     ) -> Result<CommandOutcome, CommandError> {
-        let (order, _) = self.load_order(order_id).await?.ok_or_else(|| {
-            CommandError::rejected("order_not_found", ErrorKind::NotFound, format!("order {order_id} does not exist"))
-        })?;
-        let placed = order.placed().ok_or_else(|| CommandError::Internal(format!("order {order_id} has no placement")))?;
-        // Derived from the command id so a retried request keeps its code.
-        let code = u16::from_be_bytes([ctx.derived_id("dropoff_code").as_bytes()[0], ctx.derived_id("dropoff_code").as_bytes()[1]]) % 10_000;
+        if let Some(answer) = self.preflight(ctx).await? {
+            return answer;
+        }
         let delivery_id = DeliveryId::for_order(order_id);
-        let command = RequestDelivery {
+        let command = match self.delivery_request_for(ctx, order_id, delivery_id).await {
+            Ok(command) => command,
+            Err(e) => return Err(self.reject(ctx, e).await),
+        };
+        self.decide(
+            &self.inner.deliveries,
+            &(),
+            ctx,
+            AggregateKind::Delivery,
+            &delivery_id.to_string(),
+            DeliveryCommand::RequestDelivery(command),
+        )
+        .instrument(tracing::info_span!("command", command = "RequestDelivery", aggregate_id = %delivery_id, command_id = %ctx.command_id))
+        .await
+    }
+
+    async fn delivery_request_for(
+        &self,
+        ctx: &CommandContext,
+        order_id: OrderId,
+        delivery_id: DeliveryId,
+    ) -> Result<RequestDelivery, CommandError> {
+        let (order, _) = self.load_order(order_id).await?.ok_or_else(|| {
+            CommandError::rejected(
+                "order_not_found",
+                ErrorKind::NotFound,
+                format!("order {order_id} does not exist"),
+            )
+        })?;
+        if !matches!(
+            order.status(),
+            Some(OrderStatus::Accepted | OrderStatus::ReadyForPickup)
+        ) {
+            return Err(CommandError::rejected(
+                "order_not_accepted",
+                ErrorKind::Conflict,
+                format!(
+                    "order {order_id} must be accepted by the restaurant before a delivery is requested"
+                ),
+            ));
+        }
+        let placed = order
+            .placed()
+            .ok_or_else(|| CommandError::Internal(format!("order {order_id} has no placement")))?;
+        let seed = ctx.derived_id("dropoff_code");
+        let code = u16::from_be_bytes([seed.as_bytes()[0], seed.as_bytes()[1]]) % 10_000;
+        Ok(RequestDelivery {
             delivery_id,
             order_id,
             restaurant_id: placed.restaurant_id,
@@ -407,8 +512,7 @@ impl CommandService {
             dropoff_code: format!("{code:04}"),
             ready_by: order.ready_by(),
             now: Utc::now(),
-        };
-        self.execute_delivery(ctx, delivery_id, DeliveryCommand::RequestDelivery(command)).await
+        })
     }
 
     async fn execute<A>(
@@ -424,30 +528,76 @@ impl CommandService {
         A: Aggregate,
         A::Error: DomainError,
     {
-        let started = std::time::Instant::now();
+        if let Some(answer) = self.preflight(ctx).await? {
+            return answer;
+        }
+        self.decide(store, services, ctx, kind, aggregate_id, command)
+            .await
+    }
+
+    /// Before deciding: claim the idempotency key and find out whether this
+    /// command was already answered or applied. `Some` is the answer to give.
+    async fn preflight(
+        &self,
+        ctx: &CommandContext,
+    ) -> Result<Option<Result<CommandOutcome, CommandError>>, CommandError> {
+        let mut maybe_applied = ctx.is_repeatable();
         if let Some(key) = &ctx.idempotency {
             match self.claim(ctx, key).await? {
-                Claim::Proceed => {}
+                Claim::Fresh => maybe_applied = ctx.causation_id.is_some(),
+                Claim::Unfinished => {}
                 Claim::Succeeded(mut outcome) => {
                     outcome.replayed = true;
-                    return Ok(outcome);
+                    return Ok(Some(Ok(outcome)));
                 }
                 Claim::Rejected(r) => {
                     let code = DomainCodes::intern(&r.code);
-                    return Err(CommandError::Rejected { code, kind: r.kind, message: r.message });
+                    return Ok(Some(Err(CommandError::Rejected {
+                        code,
+                        kind: r.kind,
+                        message: r.message,
+                    })));
                 }
             }
         }
-        if ctx.is_repeatable() {
-            if let Some(outcome) = self.applied(ctx.command_id).await? {
-                self.remember_success(ctx, &outcome).await;
-                return Ok(outcome);
-            }
+        if maybe_applied && let Some(outcome) = self.applied(ctx.command_id).await? {
+            self.remember_success(ctx, &outcome).await;
+            return Ok(Some(Ok(outcome)));
         }
-        let mut context = store.load_aggregate(aggregate_id).await.map_err(|e| store_error(kind, e))?;
+        Ok(None)
+    }
+
+    /// Load, decide and commit (after [`Self::preflight`]).
+    async fn decide<A>(
+        &self,
+        store: &Store<A>,
+        services: &A::Services,
+        ctx: &CommandContext,
+        kind: AggregateKind,
+        aggregate_id: &str,
+        command: A::Command,
+    ) -> Result<CommandOutcome, CommandError>
+    where
+        A: Aggregate,
+        A::Error: DomainError,
+    {
+        let started = std::time::Instant::now();
+        let mut context = store
+            .load_aggregate(aggregate_id)
+            .await
+            .map_err(|e| store_error(kind, e))?;
         let version_before = i64::try_from(context.current_sequence).unwrap_or(i64::MAX);
         let sink = EventSink::<A>::default();
         if let Err(e) = context.aggregate().handle(command, services, &sink).await {
+            // A racing twin of this very command may have committed between the
+            // check above and the load: the state it left rejects the repeat,
+            // but the answer is the twin's outcome.
+            if ctx.is_repeatable()
+                && let Some(outcome) = self.applied(ctx.command_id).await?
+            {
+                self.remember_success(ctx, &outcome).await;
+                return Ok(outcome);
+            }
             let error = CommandError::from_domain(&e);
             tracing::info!(code = e.code(), "command rejected");
             self.remember_rejection(ctx, &error).await;
@@ -473,7 +623,8 @@ impl CommandService {
                     sequence: version_before + 1 + i as i64,
                     event_type: event.event_type(),
                     event_version: event.event_version(),
-                    payload: serde_json::to_value(event).map_err(|e| CommandError::Internal(e.to_string()))?,
+                    payload: serde_json::to_value(event)
+                        .map_err(|e| CommandError::Internal(e.to_string()))?,
                 })
             })
             .collect::<Result<_, CommandError>>()?;
@@ -499,14 +650,27 @@ impl CommandService {
                     return Ok(outcome);
                 }
                 metrics::counter!("ordertrail_command_conflicts_total", "aggregate" => kind.as_str()).increment(1);
-                Err(CommandError::Conflict { aggregate_type: kind })
+                Err(CommandError::Conflict {
+                    aggregate_type: kind,
+                })
             }
             Err(e) => Err(store_error(kind, e)),
         }
     }
 
+    /// A precondition checked outside the aggregate failed: remember it for
+    /// retries like any rejection.
+    async fn reject(&self, ctx: &CommandContext, error: CommandError) -> CommandError {
+        self.remember_rejection(ctx, &error).await;
+        error
+    }
+
     /// Claim an idempotency key, or find what its first use did.
-    async fn claim(&self, ctx: &CommandContext, key: &IdempotencyKey) -> Result<Claim, CommandError> {
+    async fn claim(
+        &self,
+        ctx: &CommandContext,
+        key: &IdempotencyKey,
+    ) -> Result<Claim, CommandError> {
         let scope = scope(&ctx.actor);
         let inserted = sqlx::query(
             "INSERT INTO idempotency_keys (scope, idempotency_key, request_hash, command_id)
@@ -519,7 +683,7 @@ impl CommandService {
         .execute(&self.inner.pool)
         .await?;
         if inserted.rows_affected() == 1 {
-            return Ok(Claim::Proceed);
+            return Ok(Claim::Fresh);
         }
         let (hash, status, response): (String, Option<i32>, Option<serde_json::Value>) = sqlx::query_as(
             "SELECT request_hash, status_code, response FROM idempotency_keys WHERE scope = $1 AND idempotency_key = $2",
@@ -539,7 +703,7 @@ impl CommandService {
                 .map(Claim::Rejected)
                 .map_err(|e| CommandError::Internal(format!("stored idempotent rejection: {e}"))),
             // In progress elsewhere, or its process died: the command log decides.
-            _ => Ok(Claim::Proceed),
+            _ => Ok(Claim::Unfinished),
         }
     }
 
@@ -556,21 +720,31 @@ impl CommandService {
         .bind(command_id)
         .fetch_all(&self.inner.pool)
         .await?;
-        let Some(first) = rows.first() else { return Ok(None) };
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
         let aggregate_type = AggregateKind::parse(&first.0)
             .ok_or_else(|| CommandError::Internal(format!("unknown aggregate type {}", first.0)))?;
         let aggregate_id = first.1.clone();
         let version = rows.last().map(|r| r.2).unwrap_or_default();
         let events = rows
             .into_iter()
-            .map(|(_, _, sequence, event_type, event_version, payload)| AppendedEvent {
-                sequence,
-                event_type,
-                event_version,
-                payload,
-            })
+            .map(
+                |(_, _, sequence, event_type, event_version, payload)| AppendedEvent {
+                    sequence,
+                    event_type,
+                    event_version,
+                    payload,
+                },
+            )
             .collect();
-        Ok(Some(CommandOutcome { aggregate_type, aggregate_id, version, events, replayed: true }))
+        Ok(Some(CommandOutcome {
+            aggregate_type,
+            aggregate_id,
+            version,
+            events,
+            replayed: true,
+        }))
     }
 
     async fn remember_success(&self, ctx: &CommandContext, outcome: &CommandOutcome) {
@@ -582,12 +756,26 @@ impl CommandService {
     }
 
     async fn remember_rejection(&self, ctx: &CommandContext, error: &CommandError) {
-        let (Some(key), CommandError::Rejected { code, kind, message }) = (&ctx.idempotency, error) else { return };
+        let (
+            Some(key),
+            CommandError::Rejected {
+                code,
+                kind,
+                message,
+            },
+        ) = (&ctx.idempotency, error)
+        else {
+            return;
+        };
         // Unavailable dependencies are worth retrying: do not pin them.
         if *kind == ErrorKind::Unavailable {
             return;
         }
-        let stored = StoredRejection { code: (*code).to_owned(), kind: *kind, message: message.clone() };
+        let stored = StoredRejection {
+            code: (*code).to_owned(),
+            kind: *kind,
+            message: message.clone(),
+        };
         match serde_json::to_value(&stored) {
             Ok(body) => self.remember(ctx, key, 400, body).await,
             Err(e) => tracing::error!(error = %e, "cannot serialise idempotent rejection"),
@@ -595,7 +783,13 @@ impl CommandService {
     }
 
     /// Best effort: if this fails, the command log still answers retries.
-    async fn remember(&self, ctx: &CommandContext, key: &IdempotencyKey, status: i32, body: serde_json::Value) {
+    async fn remember(
+        &self,
+        ctx: &CommandContext,
+        key: &IdempotencyKey,
+        status: i32,
+        body: serde_json::Value,
+    ) {
         let result = sqlx::query(
             "UPDATE idempotency_keys SET status_code = $3, response = $4, completed_at = now()
              WHERE scope = $1 AND idempotency_key = $2 AND status_code IS NULL",
@@ -621,7 +815,10 @@ where
     A::Error: DomainError,
 {
     let kind = AggregateKind::parse(A::TYPE).unwrap_or(AggregateKind::Order);
-    let context = store.load_aggregate(id).await.map_err(|e| store_error(kind, e))?;
+    let context = store
+        .load_aggregate(id)
+        .await
+        .map_err(|e| store_error(kind, e))?;
     if context.current_sequence == 0 {
         return Ok(None);
     }
@@ -632,7 +829,9 @@ where
 fn store_error<E: DomainError>(kind: AggregateKind, e: AggregateError<E>) -> CommandError {
     match e {
         AggregateError::UserError(e) => CommandError::from_domain(&e),
-        AggregateError::AggregateConflict => CommandError::Conflict { aggregate_type: kind },
+        AggregateError::AggregateConflict => CommandError::Conflict {
+            aggregate_type: kind,
+        },
         AggregateError::DatabaseConnectionError(e) => {
             tracing::error!(error = %e, aggregate = %kind, "event store unreachable");
             CommandError::Unavailable(e)
@@ -669,9 +868,4 @@ impl DomainCodes {
         guard.insert(code.to_owned(), leaked);
         leaked
     }
-}
-
-/// Upcasters for stored events of older versions.
-fn upcasters() -> Vec<Box<dyn cqrs_es::persist::EventUpcaster>> {
-    Vec::new()
 }

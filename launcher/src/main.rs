@@ -64,9 +64,13 @@ async fn main() -> Result<()> {
     let pool = ordertrail_platform::db::connect(&config.database_url, 4)
         .await
         .context("connect to PostgreSQL")?;
-    ordertrail_platform::db::migrate(&pool).await.context("run migrations")?;
+    ordertrail_platform::db::migrate(&pool)
+        .await
+        .context("run migrations")?;
     if !config.no_seed {
-        ordertrail_commands::catalog::seed(&pool).await.context("load seed data")?;
+        ordertrail_commands::catalog::seed(&pool)
+            .await
+            .context("load seed data")?;
     }
     pool.close().await;
 
@@ -76,8 +80,12 @@ async fn main() -> Result<()> {
         Some(b) if !b.trim().is_empty() => (b.clone(), None),
         _ => {
             let mock = MockCluster::new(3).context("start the embedded Kafka-protocol broker")?;
-            ordertrail_commands::relay::topics::create_on_mock_cluster(&mock, &topics, config.topic_partitions)
-                .context("create topics on the embedded broker")?;
+            ordertrail_commands::relay::topics::create_on_mock_cluster(
+                &mock,
+                &topics,
+                config.topic_partitions,
+            )
+            .context("create topics on the embedded broker")?;
             (mock.bootstrap_servers(), Some(mock))
         }
     };
@@ -87,7 +95,10 @@ async fn main() -> Result<()> {
         ("DATABASE_URL".to_owned(), config.database_url.clone()),
         ("KAFKA_BROKERS".to_owned(), brokers.clone()),
         ("TOPIC_PREFIX".to_owned(), config.topic_prefix.clone()),
-        ("TOPIC_PARTITIONS".to_owned(), config.topic_partitions.to_string()),
+        (
+            "TOPIC_PARTITIONS".to_owned(),
+            config.topic_partitions.to_string(),
+        ),
     ];
     let with = |extra: &[(&str, String)]| {
         let mut env = common.clone();
@@ -98,17 +109,44 @@ async fn main() -> Result<()> {
         Service {
             name: "api",
             binary: "ordertrail-api",
-            env: with(&[("LISTEN_ADDR", config.listen_addr.clone()), ("JWT_SECRET", secret.clone())]),
+            env: with(&[
+                ("LISTEN_ADDR", config.listen_addr.clone()),
+                ("JWT_SECRET", secret.clone()),
+            ]),
         },
-        Service { name: "relay", binary: "ordertrail-relay", env: with(&[]) },
-        Service { name: "order-history", binary: "ordertrail-order-history", env: with(&[]) },
-        Service { name: "rider-etas", binary: "ordertrail-rider-etas", env: with(&[]) },
-        Service { name: "settlements", binary: "ordertrail-settlements", env: with(&[]) },
+        Service {
+            name: "relay",
+            binary: "ordertrail-relay",
+            env: with(&[]),
+        },
+        Service {
+            name: "saga",
+            binary: "ordertrail-saga",
+            env: with(&[]),
+        },
+        Service {
+            name: "order-history",
+            binary: "ordertrail-order-history",
+            env: with(&[]),
+        },
+        Service {
+            name: "rider-etas",
+            binary: "ordertrail-rider-etas",
+            env: with(&[]),
+        },
+        Service {
+            name: "settlements",
+            binary: "ordertrail-settlements",
+            env: with(&[]),
+        },
     ];
     for s in &services {
         let path = bin_dir.join(s.binary);
         if !path.exists() {
-            bail!("{} is missing: build the workspace binaries first (scripts/run.sh does)", path.display());
+            bail!(
+                "{} is missing: build the workspace binaries first (scripts/run.sh does)",
+                path.display()
+            );
         }
     }
 
@@ -120,8 +158,17 @@ async fn main() -> Result<()> {
     println!("Ordertrail is running.");
     println!("  API:      http://{}/v1", config.listen_addr);
     println!("  API docs: http://{}/v1/docs", config.listen_addr);
-    println!("  Kafka:    {brokers}{}", if config.kafka_brokers.is_none() { " (embedded broker)" } else { "" });
-    println!("  Tokens:   scripts/token.sh ops ops-1   (roles: customer restaurant rider ops admin)");
+    println!(
+        "  Kafka:    {brokers}{}",
+        if config.kafka_brokers.is_none() {
+            " (embedded broker)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "  Tokens:   scripts/token.sh ops ops-1   (roles: customer restaurant rider ops admin)"
+    );
     println!("Press Ctrl-C to stop.");
 
     let shutdown = ordertrail_platform::shutdown::signal();
@@ -145,9 +192,15 @@ async fn main() -> Result<()> {
     for (i, child) in children.iter_mut() {
         if let Some(pid) = child.id() {
             // SIGTERM for a graceful stop; kill_on_drop is the backstop.
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
         }
-        if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(service = services[*i].name, "did not stop in 10 s; killing");
             let _ = child.kill().await;
         }

@@ -30,7 +30,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
 
 fn is_transient(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
-        || e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "57P03")
+        || e.as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c == "57P03")
 }
 
 /// Apply pending migrations (idempotent; safe for concurrent starters since

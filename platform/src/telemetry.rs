@@ -7,10 +7,20 @@ use tracing_subscriber::EnvFilter;
 /// Log format chosen by `LOG_FORMAT` (`json` or `pretty`, default pretty).
 /// Level from `RUST_LOG` (default `info`). Logs go to stderr.
 pub fn init(service: &'static str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn"));
-    let json = std::env::var("LOG_FORMAT").map(|f| f == "json").unwrap_or(false);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(true);
-    let result = if json { builder.json().try_init() } else { builder.try_init() };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn"));
+    let json = std::env::var("LOG_FORMAT")
+        .map(|f| f == "json")
+        .unwrap_or(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true);
+    let result = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
     if result.is_ok() {
         tracing::debug!(service, "telemetry initialised");
     }

@@ -316,11 +316,18 @@ impl Projector for OrderHistory {
         }
 
         let pick = |set: &BTreeSet<Uuid>| set.iter().copied().collect::<Vec<_>>();
-        let order_rows: Vec<&OrderRow> = pick(&changed[0]).iter().filter_map(|k| orders.get(k)).collect();
-        let payment_rows: Vec<&PaymentRow> =
-            pick(&changed[1]).iter().filter_map(|k| payments.get(k)).collect();
-        let delivery_rows: Vec<&DeliveryRow> =
-            pick(&changed[2]).iter().filter_map(|k| deliveries.get(k)).collect();
+        let order_rows: Vec<&OrderRow> = pick(&changed[0])
+            .iter()
+            .filter_map(|k| orders.get(k))
+            .collect();
+        let payment_rows: Vec<&PaymentRow> = pick(&changed[1])
+            .iter()
+            .filter_map(|k| payments.get(k))
+            .collect();
+        let delivery_rows: Vec<&DeliveryRow> = pick(&changed[2])
+            .iter()
+            .filter_map(|k| deliveries.get(k))
+            .collect();
         ORDERS.upsert(tx, &order_rows).await?;
         PAYMENTS.upsert(tx, &payment_rows).await?;
         DELIVERIES.upsert(tx, &delivery_rows).await?;
@@ -357,7 +364,8 @@ fn apply_order(
                     PaymentMethod::Card { .. } => "card".into(),
                     PaymentMethod::Cash => "cash".into(),
                 },
-                item_count: i32::try_from(item_count).map_err(|_| e.reject("item count overflow"))?,
+                item_count: i32::try_from(item_count)
+                    .map_err(|_| e.reject("item count overflow"))?,
                 currency: p.price.total.currency.to_string(),
                 subtotal_minor: p.price.subtotal.amount,
                 delivery_fee_minor: p.price.delivery_fee.amount,
@@ -436,25 +444,26 @@ fn apply_payment(
 ) -> Result<Uuid, ProjectionError> {
     let event: PaymentEvent = e.decode()?;
     let now = e.envelope.recorded_at;
-    let new_row = |order_id: Uuid, status: &str, provider: Option<String>, currency: String| PaymentRow {
-        payment_id: id,
-        order_id,
-        status: status.into(),
-        provider,
-        currency,
-        authorized_minor: 0,
-        captured_minor: 0,
-        refunded_minor: 0,
-        cash_collected_minor: 0,
-        provider_fees_minor: 0,
-        authorized_at: None,
-        declined_at: None,
-        captured_at: None,
-        voided_at: None,
-        last_refunded_at: None,
-        cash_collected_at: None,
-        updated_at: now,
-    };
+    let new_row =
+        |order_id: Uuid, status: &str, provider: Option<String>, currency: String| PaymentRow {
+            payment_id: id,
+            order_id,
+            status: status.into(),
+            provider,
+            currency,
+            authorized_minor: 0,
+            captured_minor: 0,
+            refunded_minor: 0,
+            cash_collected_minor: 0,
+            provider_fees_minor: 0,
+            authorized_at: None,
+            declined_at: None,
+            captured_at: None,
+            voided_at: None,
+            last_refunded_at: None,
+            cash_collected_at: None,
+            updated_at: now,
+        };
     match event {
         PaymentEvent::PaymentAuthorized(a) => {
             let row = payments.entry(id).or_insert_with(|| {
@@ -516,12 +525,14 @@ fn apply_payment(
                 PaymentEvent::PaymentCaptured(c) => {
                     row.status = "captured".into();
                     row.captured_minor = add(e, row.captured_minor, &row.currency, c.amount)?;
-                    row.provider_fees_minor = add(e, row.provider_fees_minor, &row.currency, c.fee)?;
+                    row.provider_fees_minor =
+                        add(e, row.provider_fees_minor, &row.currency, c.fee)?;
                     row.captured_at = Some(c.captured_at);
                 }
                 PaymentEvent::PaymentVoided(v) => {
                     row.status = "voided".into();
-                    row.provider_fees_minor = add(e, row.provider_fees_minor, &row.currency, v.fee)?;
+                    row.provider_fees_minor =
+                        add(e, row.provider_fees_minor, &row.currency, v.fee)?;
                     row.voided_at = Some(v.voided_at);
                 }
                 PaymentEvent::PaymentRefunded(r) => {
@@ -529,7 +540,8 @@ fn apply_payment(
                     if row.refunded_minor > row.captured_minor {
                         return Err(e.reject("refunds exceed the captured amount"));
                     }
-                    row.provider_fees_minor = add(e, row.provider_fees_minor, &row.currency, r.fee)?;
+                    row.provider_fees_minor =
+                        add(e, row.provider_fees_minor, &row.currency, r.fee)?;
                     row.status = if row.refunded_minor == row.captured_minor {
                         "refunded".into()
                     } else {
@@ -598,7 +610,7 @@ fn apply_delivery(
             row.status = "picked_up".into();
             row.picked_up_at = Some(p.picked_up_at);
         }
-        DeliveryEvent::DropoffCodeRejected(_) => {}
+        DeliveryEvent::DropoffCodeRejected(_) | DeliveryEvent::DeliveryFlagged(_) => {}
         DeliveryEvent::DeliveryCompleted(c) => {
             row.status = "completed".into();
             row.completed_at = Some(c.completed_at);

@@ -229,7 +229,7 @@ impl EtaRow {
 /// Time to cover `metres` at `speed` m/s, to the millisecond.
 fn travel(metres: f64, speed: f64) -> Duration {
     let ms = (metres / speed * 1_000.0).round();
-    if ms.is_finite() && ms >= 0.0 && ms < 1.0e12 {
+    if (0.0..1.0e12).contains(&ms) {
         Duration::milliseconds(ms as i64)
     } else {
         Duration::zero()
@@ -252,7 +252,10 @@ fn estimate_speed(fixes: &[Fix], s: &EtaSettings) -> (f64, bool) {
         .windows(2)
         .map(|w| w[0].point().distance_m(&w[1].point()))
         .sum();
-    ((metres / seconds).clamp(s.min_speed_mps, s.max_speed_mps), true)
+    (
+        (metres / seconds).clamp(s.min_speed_mps, s.max_speed_mps),
+        true,
+    )
 }
 
 impl Projector for RiderEtas {
@@ -367,7 +370,9 @@ impl RiderEtas {
             }
             DeliveryEvent::RiderLocationReported(r) => {
                 if row.rider_id != Some(r.rider_id.as_uuid()) {
-                    return Err(e.reject("location reported by a rider not assigned to the delivery"));
+                    return Err(
+                        e.reject("location reported by a rider not assigned to the delivery")
+                    );
                 }
                 if !row.active {
                     return Err(e.reject("location reported for a finished delivery"));
@@ -395,7 +400,7 @@ impl RiderEtas {
                     }));
                 }
             }
-            DeliveryEvent::DropoffCodeRejected(_) => {}
+            DeliveryEvent::DropoffCodeRejected(_) | DeliveryEvent::DeliveryFlagged(_) => {}
             DeliveryEvent::DeliveryCompleted(c) => {
                 row.status = "completed".into();
                 row.active = false;
@@ -423,7 +428,8 @@ impl RiderEtas {
         let was_picked_up_prediction = row.predicted_dropoff_at;
         row.recompute(s);
         // Predictions kept for the accuracy report.
-        if row.status == "assigned" && row.predicted_pickup_at.is_none() && row.pickup_eta.is_some() {
+        if row.status == "assigned" && row.predicted_pickup_at.is_none() && row.pickup_eta.is_some()
+        {
             row.predicted_pickup_at = row.pickup_eta;
         }
         if row.status == "picked_up" && was_picked_up_prediction.is_none() {
@@ -456,7 +462,11 @@ mod tests {
         );
         // 0.001° latitude ≈ 111.2 m per 10 s, twice: ≈ 11.1 m/s.
         let (v, own) = estimate_speed(
-            &[fix(52.0, 13.0, 0), fix(52.001, 13.0, 10), fix(52.002, 13.0, 20)],
+            &[
+                fix(52.0, 13.0, 0),
+                fix(52.001, 13.0, 10),
+                fix(52.002, 13.0, 20),
+            ],
             &s,
         );
         assert!(own);

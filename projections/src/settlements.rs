@@ -80,7 +80,13 @@ const ORDERS: Table = Table {
 const PAYMENTS: Table = Table {
     name: "settlement_payments",
     key: "payment_id",
-    columns: &["payment_id", "order_id", "restaurant_id", "provider", "currency"],
+    columns: &[
+        "payment_id",
+        "order_id",
+        "restaurant_id",
+        "provider",
+        "currency",
+    ],
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,13 +133,19 @@ impl Figures {
             orders: self.orders.checked_add(o.orders)?,
             gross_sales_minor: self.gross_sales_minor.checked_add(o.gross_sales_minor)?,
             tax_minor: self.tax_minor.checked_add(o.tax_minor)?,
-            delivery_fees_minor: self.delivery_fees_minor.checked_add(o.delivery_fees_minor)?,
+            delivery_fees_minor: self
+                .delivery_fees_minor
+                .checked_add(o.delivery_fees_minor)?,
             service_fees_minor: self.service_fees_minor.checked_add(o.service_fees_minor)?,
             tips_minor: self.tips_minor.checked_add(o.tips_minor)?,
             commission_minor: self.commission_minor.checked_add(o.commission_minor)?,
-            provider_fees_minor: self.provider_fees_minor.checked_add(o.provider_fees_minor)?,
+            provider_fees_minor: self
+                .provider_fees_minor
+                .checked_add(o.provider_fees_minor)?,
             refunds_minor: self.refunds_minor.checked_add(o.refunds_minor)?,
-            cash_collected_minor: self.cash_collected_minor.checked_add(o.cash_collected_minor)?,
+            cash_collected_minor: self
+                .cash_collected_minor
+                .checked_add(o.cash_collected_minor)?,
         })
     }
 
@@ -209,7 +221,7 @@ fn lock_key(order: Uuid) -> i32 {
 }
 
 enum Decoded {
-    Order(OrderEvent),
+    Order(Box<OrderEvent>),
     Payment(PaymentEvent),
 }
 
@@ -217,7 +229,9 @@ fn expect_currency(e: &SourcedEvent, currency: &str, m: &Money) -> Result<i64, P
     if m.currency.as_str() == currency {
         Ok(m.amount)
     } else {
-        Err(e.reject(format!("amount {m} is not in the order's currency {currency}")))
+        Err(e.reject(format!(
+            "amount {m} is not in the order's currency {currency}"
+        )))
     }
 }
 
@@ -247,7 +261,7 @@ impl Projector for Settlements {
                     if matches!(ev, OrderEvent::OrderDelivered(_)) {
                         order_ids.push(id);
                     }
-                    decoded.push((e, id, Decoded::Order(ev)));
+                    decoded.push((e, id, Decoded::Order(Box::new(ev))));
                 }
                 AggregateKind::Payment => {
                     let ev: PaymentEvent = e.decode()?;
@@ -275,13 +289,18 @@ impl Projector for Settlements {
         let mut new_orders: Vec<Uuid> = Vec::new();
         let mut changed_payments: Vec<Uuid> = Vec::new();
         let mut entries: Vec<Entry> = Vec::new();
-        let mut provider_days: BTreeMap<(String, NaiveDate, String), ProviderFigures> = BTreeMap::new();
+        let mut provider_days: BTreeMap<(String, NaiveDate, String), ProviderFigures> =
+            BTreeMap::new();
 
         for (e, id, ev) in decoded {
             let event_id = e.envelope.event_id;
             let event_type = e.envelope.event_type.clone();
+            let ev = match ev {
+                Decoded::Order(order) => Ok(*order),
+                Decoded::Payment(payment) => Err(payment),
+            };
             match ev {
-                Decoded::Order(OrderEvent::OrderPlaced(p)) => {
+                Ok(OrderEvent::OrderPlaced(p)) => {
                     if parse_tz(&p.restaurant_time_zone).is_none() {
                         return Err(e.reject(format!(
                             "unknown restaurant time zone {:?}",
@@ -306,7 +325,7 @@ impl Projector for Settlements {
                     orders.insert(id, facts);
                     new_orders.push(id);
                 }
-                Decoded::Order(OrderEvent::OrderDelivered(d)) => {
+                Ok(OrderEvent::OrderDelivered(d)) => {
                     let Some(o) = orders.get(&id) else {
                         return Err(e.reject("order delivered but never placed"));
                     };
@@ -330,8 +349,8 @@ impl Projector for Settlements {
                         },
                     });
                 }
-                Decoded::Order(_) => {}
-                Decoded::Payment(ev) => {
+                Ok(_) => {}
+                Err(ev) => {
                     let mut provider_figures = ProviderFigures::default();
                     let (facts, occurred_at, figures) = match ev {
                         PaymentEvent::PaymentAuthorized(a) => {
@@ -381,12 +400,15 @@ impl Projector for Settlements {
                         }
                         other => {
                             let Some(facts) = payments.get(&id).cloned() else {
-                                return Err(e.reject("event for a payment that was never authorized"));
+                                return Err(
+                                    e.reject("event for a payment that was never authorized")
+                                );
                             };
                             let cur = facts.currency.clone();
                             match other {
                                 PaymentEvent::PaymentCaptured(c) => {
-                                    provider_figures.captured = expect_currency(e, &cur, &c.amount)?;
+                                    provider_figures.captured =
+                                        expect_currency(e, &cur, &c.amount)?;
                                     provider_figures.fees = expect_currency(e, &cur, &c.fee)?;
                                     let f = Figures {
                                         provider_fees_minor: provider_figures.fees,
@@ -404,7 +426,8 @@ impl Projector for Settlements {
                                     (facts, v.voided_at, f)
                                 }
                                 PaymentEvent::PaymentRefunded(r) => {
-                                    provider_figures.refunded = expect_currency(e, &cur, &r.amount)?;
+                                    provider_figures.refunded =
+                                        expect_currency(e, &cur, &r.amount)?;
                                     provider_figures.fees = expect_currency(e, &cur, &r.fee)?;
                                     let f = Figures {
                                         provider_fees_minor: provider_figures.fees,
@@ -420,9 +443,15 @@ impl Projector for Settlements {
                         }
                     };
                     if let Some(provider) = &facts.provider {
-                        let key = (provider.clone(), occurred_at.date_naive(), facts.currency.clone());
+                        let key = (
+                            provider.clone(),
+                            occurred_at.date_naive(),
+                            facts.currency.clone(),
+                        );
                         let day = provider_days.entry(key).or_default();
-                        let sum = |a: i64, b: i64| a.checked_add(b).ok_or_else(|| e.reject("amount overflow"));
+                        let sum = |a: i64, b: i64| {
+                            a.checked_add(b).ok_or_else(|| e.reject("amount overflow"))
+                        };
                         day.authorized = sum(day.authorized, provider_figures.authorized)?;
                         day.captured = sum(day.captured, provider_figures.captured)?;
                         day.voided = sum(day.voided, provider_figures.voided)?;
@@ -475,7 +504,11 @@ impl Projector for Settlements {
             .bind(&lock)
             .execute(&mut *tx)
             .await?;
-            let still: Vec<Uuid> = unknown.iter().copied().filter(|o| !orders.contains_key(o)).collect();
+            let still: Vec<Uuid> = unknown
+                .iter()
+                .copied()
+                .filter(|o| !orders.contains_key(o))
+                .collect();
             for o in ORDERS.load::<OrderFacts>(tx, &still).await? {
                 orders.insert(o.order_id, o);
             }
@@ -483,15 +516,16 @@ impl Projector for Settlements {
 
         // Business days of the new entries.
         let mut days: BTreeMap<(Uuid, NaiveDate, String), Figures> = BTreeMap::new();
-        let mut add_to_day = |en: &Entry, day: NaiveDate, at: &SourcedEvent| -> Result<(), ProjectionError> {
-            let slot = days
-                .entry((en.restaurant_id, day, en.currency.clone()))
-                .or_default();
-            *slot = slot
-                .checked_add(en.figures)
-                .ok_or_else(|| at.reject("amount overflow"))?;
-            Ok(())
-        };
+        let mut add_to_day =
+            |en: &Entry, day: NaiveDate, at: &SourcedEvent| -> Result<(), ProjectionError> {
+                let slot = days
+                    .entry((en.restaurant_id, day, en.currency.clone()))
+                    .or_default();
+                *slot = slot
+                    .checked_add(en.figures)
+                    .ok_or_else(|| at.reject("amount overflow"))?;
+                Ok(())
+            };
         let first = batch.first().ok_or_else(|| {
             ProjectionError::Database(sqlx::Error::Protocol("empty batch".into()))
         })?;
@@ -502,9 +536,12 @@ impl Projector for Settlements {
                         .iter()
                         .find(|b| b.envelope.event_id == en.event_id)
                         .unwrap_or(first);
-                    return Err(at.reject("payment's restaurant or currency differs from its order's"));
+                    return Err(
+                        at.reject("payment's restaurant or currency differs from its order's")
+                    );
                 }
-                let tz = parse_tz(&o.time_zone).ok_or_else(|| first.reject("stored time zone unknown"))?;
+                let tz = parse_tz(&o.time_zone)
+                    .ok_or_else(|| first.reject("stored time zone unknown"))?;
                 let day = en.occurred_at.with_timezone(&tz).date_naive();
                 en.business_day = Some(day);
                 add_to_day(en, day, first)?;
@@ -527,7 +564,8 @@ impl Projector for Settlements {
                 let Some(o) = orders.get(&en.order_id) else {
                     continue;
                 };
-                let tz = parse_tz(&o.time_zone).ok_or_else(|| first.reject("stored time zone unknown"))?;
+                let tz = parse_tz(&o.time_zone)
+                    .ok_or_else(|| first.reject("stored time zone unknown"))?;
                 let day = en.occurred_at.with_timezone(&tz).date_naive();
                 add_to_day(&en, day, first)?;
                 resolved_ids.push(en.event_id);
@@ -548,7 +586,10 @@ impl Projector for Settlements {
         ORDERS.insert_new(tx, &placed).await?;
         changed_payments.sort_unstable();
         changed_payments.dedup();
-        let pays: Vec<&PaymentFacts> = changed_payments.iter().filter_map(|p| payments.get(p)).collect();
+        let pays: Vec<&PaymentFacts> = changed_payments
+            .iter()
+            .filter_map(|p| payments.get(p))
+            .collect();
         PAYMENTS.upsert(tx, &pays).await?;
         if !entries.is_empty() {
             sqlx::query(

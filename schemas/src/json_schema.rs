@@ -168,7 +168,11 @@ mod tests {
     #[test]
     fn every_event_type_and_version_has_a_schema() {
         let schemas = event_schemas();
-        let has = |t: &str, v: &str| schemas.iter().any(|(_, s)| s.event_type == t && s.version == v);
+        let has = |t: &str, v: &str| {
+            schemas
+                .iter()
+                .any(|(_, s)| s.event_type == t && s.version == v)
+        };
         for (t, v) in OrderEvent::TYPES
             .iter()
             .chain(PaymentEvent::TYPES)

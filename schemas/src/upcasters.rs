@@ -83,7 +83,10 @@ mod tests {
         assert_eq!(payload["accuracy_m"], Value::Null);
         match serde_json::from_value::<DeliveryEvent>(payload).expect("v2 payload") {
             DeliveryEvent::RiderLocationReported(e) => {
-                assert_eq!((e.rider_id, e.location, e.reported_at), (v1.rider_id, v1.location, v1.reported_at));
+                assert_eq!(
+                    (e.rider_id, e.location, e.reported_at),
+                    (v1.rider_id, v1.location, v1.reported_at)
+                );
                 assert_eq!(e.accuracy_m, None);
             }
             other => panic!("unexpected {other:?}"),
@@ -93,7 +96,8 @@ mod tests {
     #[test]
     fn current_events_pass_unchanged() {
         let payload = serde_json::json!({"type": "RiderLocationReported", "accuracy_m": 7});
-        let (version, out) = upcast_payload("RiderLocationReported", "2".to_owned(), payload.clone());
+        let (version, out) =
+            upcast_payload("RiderLocationReported", "2".to_owned(), payload.clone());
         assert_eq!((version.as_str(), out), ("2", payload));
         assert!(!RiderLocationReportedV1ToV2.can_upcast("OrderPlaced", "1"));
     }

@@ -35,7 +35,9 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let auth = AuthConfig::new(args.jwt_secret.as_bytes(), args.jwt_issuer);
-    let token = auth.mint(&args.role, &args.sub, args.ttl).context("minting the token")?;
+    let token = auth
+        .mint(&args.role, &args.sub, args.ttl)
+        .context("minting the token")?;
     println!("{token}");
     Ok(())
 }

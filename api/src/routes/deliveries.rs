@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use ordertrail_commands::catalog;
 use ordertrail_commands::service::CommandOutcome;
 use ordertrail_domain::delivery::{
-    AssignRider, CancelDelivery, CompleteDelivery, ConfirmPickup, FailDelivery, MAX_DROPOFF_ATTEMPTS,
-    ReportLocation, UnassignRider,
+    AssignRider, CancelDelivery, CompleteDelivery, ConfirmPickup, FailDelivery,
+    MAX_DROPOFF_ATTEMPTS, ReportLocation, UnassignRider,
 };
 use ordertrail_domain::{Delivery, DeliveryCommand};
 use ordertrail_schemas::{ActorRole, DeliveryId, GeoPoint, OrderId, RiderId};
@@ -78,7 +78,11 @@ pub struct CompleteDeliveryRequest {
 }
 
 /// The delivery, with a 403 unless the caller is its assigned rider (staff pass).
-async fn delivery_for(state: &AppState, user: &AuthUser, id: DeliveryId) -> Result<(Delivery, Option<RiderId>), ApiError> {
+async fn delivery_for(
+    state: &AppState,
+    user: &AuthUser,
+    id: DeliveryId,
+) -> Result<(Delivery, Option<RiderId>), ApiError> {
     let delivery = load_delivery(&state.commands, id).await?;
     if user.is_staff() {
         return Ok((delivery, None));
@@ -96,7 +100,10 @@ async fn delivery_command(
     id: DeliveryId,
     command: impl Into<DeliveryCommand>,
 ) -> Result<CommandOutcome, ApiError> {
-    Ok(state.commands.execute_delivery(&req.context(user), id, command.into()).await?)
+    Ok(state
+        .commands
+        .execute_delivery(&req.context(user), id, command.into())
+        .await?)
 }
 
 /// Request the delivery of an accepted order (ops, admin, the order's
@@ -115,10 +122,17 @@ pub async fn request_delivery(
 ) -> Result<CommandResponse, ApiError> {
     let order_id = OrderId(req.body.order_id);
     let order = load_order(&state.commands, order_id).await?;
-    if user.role == ActorRole::Restaurant && (user.restaurant_id().is_none() || user.restaurant_id() != order.restaurant_id()) {
-        return Err(ApiError::forbidden("this order belongs to another restaurant"));
+    if user.role == ActorRole::Restaurant
+        && (user.restaurant_id().is_none() || user.restaurant_id() != order.restaurant_id())
+    {
+        return Err(ApiError::forbidden(
+            "this order belongs to another restaurant",
+        ));
     }
-    let outcome = state.commands.request_delivery_for_order(&req.context(&user), order_id).await?;
+    let outcome = state
+        .commands
+        .request_delivery_for_order(&req.context(&user), order_id)
+        .await?;
     Ok(CommandResponse::created(outcome))
 }
 
@@ -145,12 +159,25 @@ pub async fn assign_rider(
     load_delivery(&state.commands, id).await?;
     let rider = catalog::get_rider(&state.pool, rider_id)
         .await?
-        .ok_or_else(|| ApiError::new("rider_not_found", format!("rider {rider_id} does not exist")))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                "rider_not_found",
+                format!("rider {rider_id} does not exist"),
+            )
+        })?;
     if !rider.active {
-        return Err(ApiError::new("rider_inactive", format!("rider {rider_id} is not active")));
+        return Err(ApiError::new(
+            "rider_inactive",
+            format!("rider {rider_id} is not active"),
+        ));
     }
-    let command = AssignRider { rider_id, now: Utc::now() };
-    Ok(CommandResponse::ok(delivery_command(&state, &user, &req, id, command).await?))
+    let command = AssignRider {
+        rider_id,
+        now: Utc::now(),
+    };
+    Ok(CommandResponse::ok(
+        delivery_command(&state, &user, &req, id, command).await?,
+    ))
 }
 
 /// Take the delivery away from its rider, before pickup (ops, admin).
@@ -167,8 +194,13 @@ pub async fn unassign_rider(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<ReasonBody>,
 ) -> Result<CommandResponse, ApiError> {
-    let command = UnassignRider { reason: req.body.reason.clone(), now: Utc::now() };
-    Ok(CommandResponse::ok(delivery_command(&state, &user, &req, DeliveryId(id), command).await?))
+    let command = UnassignRider {
+        reason: req.body.reason.clone(),
+        now: Utc::now(),
+    };
+    Ok(CommandResponse::ok(
+        delivery_command(&state, &user, &req, DeliveryId(id), command).await?,
+    ))
 }
 
 /// A location fix from the assigned rider's device (the assigned rider only).
@@ -187,15 +219,21 @@ pub async fn report_location(
 ) -> Result<CommandResponse, ApiError> {
     let id = DeliveryId(id);
     let (_, rider) = delivery_for(&state, &user, id).await?;
-    let rider_id = rider.ok_or_else(|| ApiError::forbidden("only the assigned rider reports locations"))?;
+    let rider_id =
+        rider.ok_or_else(|| ApiError::forbidden("only the assigned rider reports locations"))?;
     let command = ReportLocation {
         rider_id,
-        location: GeoPoint { lat: req.body.lat, lon: req.body.lon },
+        location: GeoPoint {
+            lat: req.body.lat,
+            lon: req.body.lon,
+        },
         reported_at: req.body.reported_at,
         accuracy_m: req.body.accuracy_m,
         now: Utc::now(),
     };
-    Ok(CommandResponse::ok(delivery_command(&state, &user, &req, id, command).await?))
+    Ok(CommandResponse::ok(
+        delivery_command(&state, &user, &req, id, command).await?,
+    ))
 }
 
 /// The assigned rider has the food (the assigned rider only).
@@ -214,9 +252,15 @@ pub async fn confirm_pickup(
 ) -> Result<CommandResponse, ApiError> {
     let id = DeliveryId(id);
     let (_, rider) = delivery_for(&state, &user, id).await?;
-    let rider_id = rider.ok_or_else(|| ApiError::forbidden("only the assigned rider confirms pickup"))?;
-    let command = ConfirmPickup { rider_id, now: Utc::now() };
-    Ok(CommandResponse::ok(delivery_command(&state, &user, &req, id, command).await?))
+    let rider_id =
+        rider.ok_or_else(|| ApiError::forbidden("only the assigned rider confirms pickup"))?;
+    let command = ConfirmPickup {
+        rider_id,
+        now: Utc::now(),
+    };
+    Ok(CommandResponse::ok(
+        delivery_command(&state, &user, &req, id, command).await?,
+    ))
 }
 
 /// Hand over the food with the customer's drop-off code (the assigned rider only).
@@ -239,16 +283,30 @@ pub async fn complete_delivery(
 ) -> Result<CommandResponse, ApiError> {
     let id = DeliveryId(id);
     let (_, rider) = delivery_for(&state, &user, id).await?;
-    let rider_id = rider.ok_or_else(|| ApiError::forbidden("only the assigned rider completes a delivery"))?;
-    let command = CompleteDelivery { rider_id, dropoff_code: req.body.dropoff_code.clone(), now: Utc::now() };
+    let rider_id =
+        rider.ok_or_else(|| ApiError::forbidden("only the assigned rider completes a delivery"))?;
+    let command = CompleteDelivery {
+        rider_id,
+        dropoff_code: req.body.dropoff_code.clone(),
+        now: Utc::now(),
+    };
     let outcome = delivery_command(&state, &user, &req, id, command).await?;
-    if let Some(rejected) = outcome.events.iter().find(|e| e.event_type == "DropoffCodeRejected") {
-        let attempts = rejected.payload.get("attempts").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        let error = ApiError::new("dropoff_code_invalid", "the drop-off code is wrong").with_details(serde_json::json!({
-            "attempts": attempts,
-            "attempts_left": u64::from(MAX_DROPOFF_ATTEMPTS).saturating_sub(attempts),
-            "outcome": outcome,
-        }));
+    if let Some(rejected) = outcome
+        .events
+        .iter()
+        .find(|e| e.event_type == "DropoffCodeRejected")
+    {
+        let attempts = rejected
+            .payload
+            .get("attempts")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        let error = ApiError::new("dropoff_code_invalid", "the drop-off code is wrong")
+            .with_details(serde_json::json!({
+                "attempts": attempts,
+                "attempts_left": u64::from(MAX_DROPOFF_ATTEMPTS).saturating_sub(attempts),
+                "outcome": outcome,
+            }));
         return Err(replayed_error(error, &outcome));
     }
     Ok(CommandResponse::ok(outcome))
@@ -270,8 +328,13 @@ pub async fn fail_delivery(
 ) -> Result<CommandResponse, ApiError> {
     let id = DeliveryId(id);
     delivery_for(&state, &user, id).await?;
-    let command = FailDelivery { reason: req.body.reason.clone(), now: Utc::now() };
-    Ok(CommandResponse::ok(delivery_command(&state, &user, &req, id, command).await?))
+    let command = FailDelivery {
+        reason: req.body.reason.clone(),
+        now: Utc::now(),
+    };
+    Ok(CommandResponse::ok(
+        delivery_command(&state, &user, &req, id, command).await?,
+    ))
 }
 
 /// The delivery is no longer needed, before pickup (ops, admin).
@@ -288,6 +351,11 @@ pub async fn cancel_delivery(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<ReasonBody>,
 ) -> Result<CommandResponse, ApiError> {
-    let command = CancelDelivery { reason: req.body.reason.clone(), now: Utc::now() };
-    Ok(CommandResponse::ok(delivery_command(&state, &user, &req, DeliveryId(id), command).await?))
+    let command = CancelDelivery {
+        reason: req.body.reason.clone(),
+        now: Utc::now(),
+    };
+    Ok(CommandResponse::ok(
+        delivery_command(&state, &user, &req, DeliveryId(id), command).await?,
+    ))
 }

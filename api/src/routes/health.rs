@@ -15,7 +15,9 @@ use crate::error::{ApiError, ErrorBody};
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/health/live", get(live)).route("/health/ready", get(ready))
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
 }
 
 /// A health answer.
@@ -40,6 +42,8 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiErr
     match tokio::time::timeout(READY_TIMEOUT, sqlx::query("SELECT 1").execute(&state.pool)).await {
         Ok(Ok(_)) => Ok(Json(Health { status: "ready" })),
         Ok(Err(e)) => Err(ApiError::unavailable(format!("readiness check: {e}"))),
-        Err(_) => Err(ApiError::unavailable("readiness check: database did not answer in time")),
+        Err(_) => Err(ApiError::unavailable(
+            "readiness check: database did not answer in time",
+        )),
     }
 }

@@ -29,11 +29,17 @@ pub struct CommandResponse {
 
 impl CommandResponse {
     pub fn created(outcome: CommandOutcome) -> Self {
-        Self { status: StatusCode::CREATED, outcome }
+        Self {
+            status: StatusCode::CREATED,
+            outcome,
+        }
     }
 
     pub fn ok(outcome: CommandOutcome) -> Self {
-        Self { status: StatusCode::OK, outcome }
+        Self {
+            status: StatusCode::OK,
+            outcome,
+        }
     }
 }
 
@@ -42,7 +48,9 @@ impl IntoResponse for CommandResponse {
         let replayed = self.outcome.replayed;
         let mut response = (self.status, axum::Json(self.outcome)).into_response();
         if replayed {
-            response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+            response
+                .headers_mut()
+                .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
         }
         response
     }
@@ -50,7 +58,11 @@ impl IntoResponse for CommandResponse {
 
 /// Mark an error that answers a replayed command like a replayed success.
 pub(crate) fn replayed_error(error: ApiError, outcome: &CommandOutcome) -> ApiError {
-    if outcome.replayed { error.with_header(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true")) } else { error }
+    if outcome.replayed {
+        error.with_header(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"))
+    } else {
+        error
+    }
 }
 
 /// A body for commands that take no input: `{}` or nothing at all.
@@ -75,7 +87,10 @@ pub(crate) async fn load_order(commands: &CommandService, id: OrderId) -> Result
         .ok_or_else(|| ApiError::new("order_not_found", format!("order {id} does not exist")))
 }
 
-pub(crate) async fn load_payment(commands: &CommandService, id: PaymentId) -> Result<Payment, ApiError> {
+pub(crate) async fn load_payment(
+    commands: &CommandService,
+    id: PaymentId,
+) -> Result<Payment, ApiError> {
     commands
         .load_payment(id)
         .await?
@@ -83,10 +98,18 @@ pub(crate) async fn load_payment(commands: &CommandService, id: PaymentId) -> Re
         .ok_or_else(|| ApiError::new("payment_not_found", format!("payment {id} does not exist")))
 }
 
-pub(crate) async fn load_delivery(commands: &CommandService, id: DeliveryId) -> Result<Delivery, ApiError> {
+pub(crate) async fn load_delivery(
+    commands: &CommandService,
+    id: DeliveryId,
+) -> Result<Delivery, ApiError> {
     commands
         .load_delivery(id)
         .await?
         .map(|(delivery, _)| delivery)
-        .ok_or_else(|| ApiError::new("delivery_not_found", format!("delivery {id} does not exist")))
+        .ok_or_else(|| {
+            ApiError::new(
+                "delivery_not_found",
+                format!("delivery {id} does not exist"),
+            )
+        })
 }

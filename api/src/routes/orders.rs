@@ -7,19 +7,24 @@ use axum::routing::post;
 use chrono::Utc;
 use ordertrail_commands::service::{CommandOutcome, PlaceOrderInput};
 use ordertrail_domain::order::{
-    AcceptOrder, CancelOrder, ConfirmOrder, MarkDelivered, MarkPickedUp, MarkReadyForPickup, RejectOrder,
+    AcceptOrder, CancelOrder, ConfirmOrder, MarkDelivered, MarkPickedUp, MarkReadyForPickup,
+    RejectOrder,
 };
 use ordertrail_domain::payment::RecordCashCollected;
 use ordertrail_domain::{Order, OrderCommand, PaymentStatus};
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
-use ordertrail_schemas::{ActorRole, DeliveryId, GeoPoint, MenuItemId, OrderId, PaymentId, RestaurantId, RiderId};
+use ordertrail_schemas::{
+    ActorRole, DeliveryId, GeoPoint, MenuItemId, OrderId, PaymentId, RestaurantId, RiderId,
+};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{CommandResponse, NoBody, ReasonBody, load_order};
 use crate::AppState;
-use crate::auth::{AuthUser, Authorized, CustomerOrStaff, CustomerRole, RestaurantRole, RiderOrStaff, Staff};
+use crate::auth::{
+    AuthUser, Authorized, CustomerOrStaff, CustomerRole, RestaurantRole, RiderOrStaff, Staff,
+};
 use crate::error::{ApiError, CommandErrors};
 use crate::extract::{ApiPath, CommandRequest};
 
@@ -33,7 +38,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/orders/{id}/picked-up", post(mark_picked_up))
         .route("/v1/orders/{id}/delivered", post(mark_delivered))
         .route("/v1/orders/{id}/cancel", post(cancel_order))
-        .route("/v1/orders/{id}/cash-collected", post(record_cash_collected))
+        .route(
+            "/v1/orders/{id}/cash-collected",
+            post(record_cash_collected),
+        )
 }
 
 /// A point in WGS84 degrees.
@@ -48,7 +56,10 @@ pub struct Location {
 
 impl From<Location> for GeoPoint {
     fn from(l: Location) -> Self {
-        GeoPoint { lat: l.lat, lon: l.lon }
+        GeoPoint {
+            lat: l.lat,
+            lon: l.lon,
+        }
     }
 }
 
@@ -115,8 +126,12 @@ pub struct MarkPickedUpRequest {
 
 /// 403 unless a customer caller placed this order.
 fn ensure_customer_owns(user: &AuthUser, order: &Order) -> Result<(), ApiError> {
-    if user.role == ActorRole::Customer && (user.customer_id().is_none() || user.customer_id() != order.customer_id()) {
-        return Err(ApiError::forbidden("this order belongs to another customer"));
+    if user.role == ActorRole::Customer
+        && (user.customer_id().is_none() || user.customer_id() != order.customer_id())
+    {
+        return Err(ApiError::forbidden(
+            "this order belongs to another customer",
+        ));
     }
     Ok(())
 }
@@ -124,7 +139,9 @@ fn ensure_customer_owns(user: &AuthUser, order: &Order) -> Result<(), ApiError> 
 /// 403 unless the caller is the order's restaurant.
 fn ensure_restaurant_owns(user: &AuthUser, order: &Order) -> Result<(), ApiError> {
     if user.restaurant_id().is_none() || user.restaurant_id() != order.restaurant_id() {
-        return Err(ApiError::forbidden("this order belongs to another restaurant"));
+        return Err(ApiError::forbidden(
+            "this order belongs to another restaurant",
+        ));
     }
     Ok(())
 }
@@ -136,7 +153,10 @@ async fn order_command(
     id: OrderId,
     command: impl Into<OrderCommand>,
 ) -> Result<CommandResponse, ApiError> {
-    let outcome = state.commands.execute_order(&req.context(user), id, command.into()).await?;
+    let outcome = state
+        .commands
+        .execute_order(&req.context(user), id, command.into())
+        .await?;
     Ok(CommandResponse::ok(outcome))
 }
 
@@ -156,12 +176,18 @@ pub async fn place_order(
     user: Authorized<CustomerRole>,
     req: CommandRequest<PlaceOrderRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    let customer_id = user.customer_id().ok_or_else(|| ApiError::forbidden("only customers place orders"))?;
+    let customer_id = user
+        .customer_id()
+        .ok_or_else(|| ApiError::forbidden("only customers place orders"))?;
     let body = &req.body;
     let input = PlaceOrderInput {
         customer_id,
         restaurant_id: RestaurantId(body.restaurant_id),
-        items: body.items.iter().map(|i| (MenuItemId(i.menu_item_id), i.quantity)).collect(),
+        items: body
+            .items
+            .iter()
+            .map(|i| (MenuItemId(i.menu_item_id), i.quantity))
+            .collect(),
         delivery_address: DeliveryAddress {
             street: body.delivery_address.street.clone(),
             city: body.delivery_address.city.clone(),
@@ -169,12 +195,17 @@ pub async fn place_order(
             location: body.delivery_address.location.into(),
         },
         payment_method: match &body.payment_method {
-            PaymentMethodRequest::Card { card_token } => PaymentMethod::Card { card_token: card_token.clone() },
+            PaymentMethodRequest::Card { card_token } => PaymentMethod::Card {
+                card_token: card_token.clone(),
+            },
             PaymentMethodRequest::Cash => PaymentMethod::Cash,
         },
         tip_minor: body.tip_minor,
     };
-    let outcome = state.commands.place_order(&req.context(&user), input).await?;
+    let outcome = state
+        .commands
+        .place_order(&req.context(&user), input)
+        .await?;
     Ok(CommandResponse::created(outcome))
 }
 
@@ -202,13 +233,26 @@ pub async fn confirm_order(
             None => false,
         };
         if !authorized {
-            return Err(ApiError::new("payment_not_authorized", "the order's card payment is not authorized"));
+            return Err(ApiError::new(
+                "payment_not_authorized",
+                "the order's card payment is not authorized",
+            ));
         }
         Some(payment_id)
     } else {
         None
     };
-    order_command(&state, &user, &req, id, ConfirmOrder { payment_id, now: Utc::now() }).await
+    order_command(
+        &state,
+        &user,
+        &req,
+        id,
+        ConfirmOrder {
+            payment_id,
+            now: Utc::now(),
+        },
+    )
+    .await
 }
 
 /// Accept a confirmed order with a preparation estimate (the order's restaurant).
@@ -227,7 +271,10 @@ pub async fn accept_order(
 ) -> Result<CommandResponse, ApiError> {
     let id = OrderId(id);
     ensure_restaurant_owns(&user, &load_order(&state.commands, id).await?)?;
-    let command = AcceptOrder { preparation_minutes: req.body.preparation_minutes, now: Utc::now() };
+    let command = AcceptOrder {
+        preparation_minutes: req.body.preparation_minutes,
+        now: Utc::now(),
+    };
     order_command(&state, &user, &req, id, command).await
 }
 
@@ -247,7 +294,10 @@ pub async fn reject_order(
 ) -> Result<CommandResponse, ApiError> {
     let id = OrderId(id);
     ensure_restaurant_owns(&user, &load_order(&state.commands, id).await?)?;
-    let command = RejectOrder { reason: req.body.reason.clone(), now: Utc::now() };
+    let command = RejectOrder {
+        reason: req.body.reason.clone(),
+        now: Utc::now(),
+    };
     order_command(&state, &user, &req, id, command).await
 }
 
@@ -267,7 +317,14 @@ pub async fn mark_ready(
 ) -> Result<CommandResponse, ApiError> {
     let id = OrderId(id);
     ensure_restaurant_owns(&user, &load_order(&state.commands, id).await?)?;
-    order_command(&state, &user, &req, id, MarkReadyForPickup { now: Utc::now() }).await
+    order_command(
+        &state,
+        &user,
+        &req,
+        id,
+        MarkReadyForPickup { now: Utc::now() },
+    )
+    .await
 }
 
 /// A rider took the food (ops, admin).
@@ -284,7 +341,10 @@ pub async fn mark_picked_up(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<MarkPickedUpRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    let command = MarkPickedUp { rider_id: RiderId(req.body.rider_id), now: Utc::now() };
+    let command = MarkPickedUp {
+        rider_id: RiderId(req.body.rider_id),
+        now: Utc::now(),
+    };
     order_command(&state, &user, &req, OrderId(id), command).await
 }
 
@@ -302,7 +362,14 @@ pub async fn mark_delivered(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<NoBody>,
 ) -> Result<CommandResponse, ApiError> {
-    order_command(&state, &user, &req, OrderId(id), MarkDelivered { now: Utc::now() }).await
+    order_command(
+        &state,
+        &user,
+        &req,
+        OrderId(id),
+        MarkDelivered { now: Utc::now() },
+    )
+    .await
 }
 
 /// Cancel an order: its customer (until the restaurant accepts), ops or admin
@@ -322,7 +389,11 @@ pub async fn cancel_order(
 ) -> Result<CommandResponse, ApiError> {
     let id = OrderId(id);
     ensure_customer_owns(&user, &load_order(&state.commands, id).await?)?;
-    let command = CancelOrder { reason: req.body.reason.clone(), by: user.role, now: Utc::now() };
+    let command = CancelOrder {
+        reason: req.body.reason.clone(),
+        by: user.role,
+        now: Utc::now(),
+    };
     order_command(&state, &user, &req, id, command).await
 }
 
@@ -345,30 +416,57 @@ pub async fn record_cash_collected(
     let order_id = OrderId(id);
     let order = load_order(&state.commands, order_id).await?;
     if order.payment_method() != Some(&PaymentMethod::Cash) {
-        return Err(ApiError::new("payment_method_mismatch", "the order is not paid in cash"));
+        return Err(ApiError::new(
+            "payment_method_mismatch",
+            "the order is not paid in cash",
+        ));
     }
-    let assigned = match state.commands.load_delivery(DeliveryId::for_order(order_id)).await? {
+    let assigned = match state
+        .commands
+        .load_delivery(DeliveryId::for_order(order_id))
+        .await?
+    {
         Some((delivery, _)) => delivery.assigned_rider(),
         None => None,
     };
     let rider_id = if user.is_staff() {
         assigned.or(order.rider_id()).ok_or_else(|| {
-            ApiError::new("rider_not_assigned", "no rider is assigned to this order's delivery")
+            ApiError::new(
+                "rider_not_assigned",
+                "no rider is assigned to this order's delivery",
+            )
         })?
     } else {
         match (user.rider_id(), assigned) {
             (Some(me), Some(assigned)) if me == assigned => me,
-            _ => return Err(ApiError::forbidden("this order's delivery is not assigned to you")),
+            _ => {
+                return Err(ApiError::forbidden(
+                    "this order's delivery is not assigned to you",
+                ));
+            }
         }
     };
     let (restaurant_id, amount) = match (order.restaurant_id(), order.price()) {
         (Some(r), Some(price)) => (r, price.total),
-        _ => return Err(ApiError::internal(format!("placed order {order_id} has no restaurant or price"))),
+        _ => {
+            return Err(ApiError::internal(format!(
+                "placed order {order_id} has no restaurant or price"
+            )));
+        }
     };
     let payment_id = PaymentId::for_order(order_id);
-    let command =
-        RecordCashCollected { payment_id, order_id, restaurant_id, amount, rider_id, now: Utc::now() };
-    let outcome = state.commands.execute_payment(&req.context(&user), payment_id, command.into()).await?;
+    let command = RecordCashCollected {
+        payment_id,
+        order_id,
+        restaurant_id,
+        amount,
+        rider_id,
+        now: Utc::now(),
+    };
+    let outcome = state
+        .commands
+        .execute_payment(&req.context(&user), payment_id, command.into())
+        .await?;
     Ok(CommandResponse::created(outcome))
 }
 

@@ -83,11 +83,18 @@ pub async fn authorize_payment(
     let order_id = OrderId(req.body.order_id);
     let order = order_for_payment(&state, &user, order_id).await?;
     let Some(PaymentMethod::Card { card_token }) = order.payment_method() else {
-        return Err(ApiError::new("payment_method_mismatch", "the order is not paid by card"));
+        return Err(ApiError::new(
+            "payment_method_mismatch",
+            "the order is not paid by card",
+        ));
     };
     let (restaurant_id, amount) = match (order.restaurant_id(), order.price()) {
         (Some(r), Some(price)) => (r, price.total),
-        _ => return Err(ApiError::internal(format!("placed order {order_id} has no restaurant or price"))),
+        _ => {
+            return Err(ApiError::internal(format!(
+                "placed order {order_id} has no restaurant or price"
+            )));
+        }
     };
     let payment_id = PaymentId::for_order(order_id);
     let command = AuthorizePayment {
@@ -95,12 +102,27 @@ pub async fn authorize_payment(
         order_id,
         restaurant_id,
         amount,
-        card_token: req.body.card_token.clone().unwrap_or_else(|| card_token.clone()),
+        card_token: req
+            .body
+            .card_token
+            .clone()
+            .unwrap_or_else(|| card_token.clone()),
         now: Utc::now(),
     };
-    let outcome = state.commands.execute_payment(&req.context(&user), payment_id, command.into()).await?;
-    if let Some(declined) = outcome.events.iter().find(|e| e.event_type == "PaymentDeclined") {
-        let decline_code = declined.payload.get("decline_code").cloned().unwrap_or_default();
+    let outcome = state
+        .commands
+        .execute_payment(&req.context(&user), payment_id, command.into())
+        .await?;
+    if let Some(declined) = outcome
+        .events
+        .iter()
+        .find(|e| e.event_type == "PaymentDeclined")
+    {
+        let decline_code = declined
+            .payload
+            .get("decline_code")
+            .cloned()
+            .unwrap_or_default();
         let error = ApiError::new("payment_declined", "the card was declined")
             .with_details(serde_json::json!({ "decline_code": decline_code, "outcome": outcome }));
         return Err(replayed_error(error, &outcome));
@@ -115,12 +137,18 @@ async fn payment_command(
     id: PaymentId,
     command: impl Into<PaymentCommand>,
 ) -> Result<CommandResponse, ApiError> {
-    let outcome = state.commands.execute_payment(&req.context(user), id, command.into()).await?;
+    let outcome = state
+        .commands
+        .execute_payment(&req.context(user), id, command.into())
+        .await?;
     Ok(CommandResponse::ok(outcome))
 }
 
 /// The payment's currency (authorized or collected amount).
-async fn currency_of(state: &AppState, id: PaymentId) -> Result<ordertrail_schemas::Currency, ApiError> {
+async fn currency_of(
+    state: &AppState,
+    id: PaymentId,
+) -> Result<ordertrail_schemas::Currency, ApiError> {
     let payment = load_payment(&state.commands, id).await?;
     payment
         .authorized_amount()
@@ -145,7 +173,10 @@ pub async fn capture_payment(
 ) -> Result<CommandResponse, ApiError> {
     let id = PaymentId(id);
     let currency = currency_of(&state, id).await?;
-    let command = CapturePayment { amount: req.body.amount_minor.map(|a| Money::new(a, currency)), now: Utc::now() };
+    let command = CapturePayment {
+        amount: req.body.amount_minor.map(|a| Money::new(a, currency)),
+        now: Utc::now(),
+    };
     payment_command(&state, &user, &req, id, command).await
 }
 

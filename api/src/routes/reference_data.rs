@@ -140,11 +140,20 @@ pub async fn set_restaurant_open(
     ApiJson(body): ApiJson<RestaurantOpenRequest>,
 ) -> Result<Json<Restaurant>, ApiError> {
     let id = RestaurantId(id);
-    let not_found = || ApiError::new("restaurant_not_found", format!("restaurant {id} does not exist"));
+    let not_found = || {
+        ApiError::new(
+            "restaurant_not_found",
+            format!("restaurant {id} does not exist"),
+        )
+    };
     if !catalog::set_restaurant_open(&state.pool, id, body.is_open).await? {
         return Err(not_found());
     }
-    Ok(Json(catalog::get_restaurant(&state.pool, id).await?.ok_or_else(not_found)?))
+    Ok(Json(
+        catalog::get_restaurant(&state.pool, id)
+            .await?
+            .ok_or_else(not_found)?,
+    ))
 }
 
 /// Create or replace a menu item (admin).
@@ -186,7 +195,10 @@ pub async fn restaurant_menu(
 ) -> Result<Json<Vec<MenuItem>>, ApiError> {
     let id = RestaurantId(id);
     if catalog::get_restaurant(&state.pool, id).await?.is_none() {
-        return Err(ApiError::new("restaurant_not_found", format!("restaurant {id} does not exist")));
+        return Err(ApiError::new(
+            "restaurant_not_found",
+            format!("restaurant {id} does not exist"),
+        ));
     }
     Ok(Json(catalog::list_menu(&state.pool, id).await?))
 }
@@ -205,7 +217,11 @@ pub async fn put_rider(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<RiderRequest>,
 ) -> Result<Json<Rider>, ApiError> {
-    let rider = Rider { id: RiderId(id), name: body.name, active: body.active };
+    let rider = Rider {
+        id: RiderId(id),
+        name: body.name,
+        active: body.active,
+    };
     catalog::upsert_rider(&state.pool, &rider).await?;
     Ok(Json(rider))
 }
@@ -216,6 +232,9 @@ pub async fn put_rider(
     responses((status = 200, description = "Every rider, by name", body = Vec<Rider>), ReadErrors),
     security(("bearer" = []))
 )]
-pub async fn list_riders(State(state): State<AppState>, _user: Authorized<Staff>) -> Result<Json<Vec<Rider>>, ApiError> {
+pub async fn list_riders(
+    State(state): State<AppState>,
+    _user: Authorized<Staff>,
+) -> Result<Json<Vec<Rider>>, ApiError> {
     Ok(Json(catalog::list_riders(&state.pool).await?))
 }

@@ -206,7 +206,10 @@ impl Relay {
                 Err(RelayError::Database(e)) => {
                     db_failures += 1;
                     tracing::warn!(error = %e, "lost the event store connection; standing by again");
-                    if let Wait::Stop = self.sleep(backoff(db_failures, self.config.max_backoff)).await {
+                    if let Wait::Stop = self
+                        .sleep(backoff(db_failures, self.config.max_backoff))
+                        .await
+                    {
                         return Ok(());
                     }
                 }
@@ -245,7 +248,10 @@ impl Relay {
                     if *db_failures == 1 {
                         tracing::warn!(error = %e, "event store unreachable; retrying");
                     }
-                    if let Wait::Stop = self.sleep(backoff(*db_failures, self.config.max_backoff)).await {
+                    if let Wait::Stop = self
+                        .sleep(backoff(*db_failures, self.config.max_backoff))
+                        .await
+                    {
                         return None;
                     }
                 }
@@ -279,12 +285,13 @@ impl Relay {
             {
                 Ok(_) => return Ok(true),
                 Err(topics::TopicsFailure::Fatal(e)) => return Err(e),
-                Err(topics::TopicsFailure::Unreachable(e)) => {
+                Err(topics::TopicsFailure::Retry(e)) => {
                     attempt += 1;
                     if attempt == 1 {
-                        tracing::warn!(error = %e, "cannot reach Kafka to create topics; retrying");
+                        tracing::warn!(error = %e, "cannot make sure the topics exist; retrying");
                     }
-                    if let Wait::Stop = self.sleep(backoff(attempt, self.config.max_backoff)).await {
+                    if let Wait::Stop = self.sleep(backoff(attempt, self.config.max_backoff)).await
+                    {
                         return Ok(false);
                     }
                 }
@@ -363,16 +370,14 @@ impl Relay {
                 .collect::<Result<Vec<_>, _>>()?;
             // While the broker acknowledges this batch, read the next one.
             let full = batch.len() as i64 >= limit;
-            let (published, next) = tokio::join!(
-                publisher::publish(&self.producer, &messages),
-                async {
+            let (published, next) =
+                tokio::join!(publisher::publish(&self.producer, &messages), async {
                     if full {
                         Some(event_log::read_after(&mut *lock, last, limit).await)
                     } else {
                         None
                     }
-                }
-            );
+                });
             match published {
                 Ok(report) => {
                     checkpoint::save(lock, &name, last).await?;
@@ -423,7 +428,9 @@ impl Progress {
         Self::set_position(position);
         Self {
             // Report (and measure lag) on the first iteration.
-            last_report: Instant::now().checked_sub(Duration::from_secs(3600)).unwrap_or_else(Instant::now),
+            last_report: Instant::now()
+                .checked_sub(Duration::from_secs(3600))
+                .unwrap_or_else(Instant::now),
             published_since_report: 0,
             position,
         }
@@ -431,7 +438,8 @@ impl Progress {
 
     fn set_position(position: Position) {
         metrics::gauge!("ordertrail_relay_position_global").set(position.global_position as f64);
-        metrics::gauge!("ordertrail_relay_position_transaction").set(position.transaction_id as f64);
+        metrics::gauge!("ordertrail_relay_position_transaction")
+            .set(position.transaction_id as f64);
     }
 
     fn due(&self, every: Duration) -> bool {
@@ -460,7 +468,11 @@ impl Progress {
         metrics::gauge!("ordertrail_relay_lag_seconds").set(lag.seconds);
         let secs = self.last_report.elapsed().as_secs_f64();
         if self.published_since_report > 0 || lag.events > 0 {
-            let rate = if secs < 3600.0 { self.published_since_report as f64 / secs } else { 0.0 };
+            let rate = if secs < 3600.0 {
+                self.published_since_report as f64 / secs
+            } else {
+                0.0
+            };
             tracing::info!(
                 %position,
                 published = self.published_since_report,

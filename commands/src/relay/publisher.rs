@@ -35,8 +35,9 @@ pub fn envelope(event: &StoredEvent) -> Result<EventEnvelope, RelayError> {
         position: event.position(),
         reason,
     };
-    let kind = AggregateKind::parse(&event.aggregate_type)
-        .ok_or_else(|| unpublishable(format!("unknown aggregate type {:?}", event.aggregate_type)))?;
+    let kind = AggregateKind::parse(&event.aggregate_type).ok_or_else(|| {
+        unpublishable(format!("unknown aggregate type {:?}", event.aggregate_type))
+    })?;
     let map: HashMap<String, String> = serde_json::from_value(event.metadata.clone())
         .map_err(|e| unpublishable(format!("metadata is not a string map: {e}")))?;
     let metadata = EventMetadata::from_map(&map).map_err(|e| unpublishable(e.to_string()))?;
@@ -72,12 +73,24 @@ pub fn message(prefix: &str, event: &StoredEvent) -> Result<OutgoingMessage, Rel
         (headers::AGGREGATE_TYPE, envelope.aggregate_type.to_string()),
         (headers::AGGREGATE_ID, envelope.aggregate_id.clone()),
         (headers::SEQUENCE, envelope.sequence.to_string()),
-        (headers::GLOBAL_POSITION, envelope.global_position.to_string()),
+        (
+            headers::GLOBAL_POSITION,
+            envelope.global_position.to_string(),
+        ),
         (headers::EVENT_TYPE, envelope.event_type.clone()),
         (headers::EVENT_VERSION, envelope.event_version.clone()),
-        (headers::COMMAND_ID, envelope.metadata.command_id.to_string()),
-        (headers::CORRELATION_ID, envelope.metadata.correlation_id.to_string()),
-        (headers::CAUSATION_ID, envelope.metadata.causation_id.to_string()),
+        (
+            headers::COMMAND_ID,
+            envelope.metadata.command_id.to_string(),
+        ),
+        (
+            headers::CORRELATION_ID,
+            envelope.metadata.correlation_id.to_string(),
+        ),
+        (
+            headers::CAUSATION_ID,
+            envelope.metadata.causation_id.to_string(),
+        ),
         (headers::RECORDED_AT, envelope.recorded_at.to_rfc3339()),
     ];
     Ok(OutgoingMessage {
@@ -147,7 +160,10 @@ pub fn producer(
         .set("linger.ms", linger.as_millis().to_string())
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "500000")
-        .set("message.timeout.ms", delivery_timeout.as_millis().to_string())
+        .set(
+            "message.timeout.ms",
+            delivery_timeout.as_millis().to_string(),
+        )
         .create_with_context(context)
 }
 
@@ -178,7 +194,10 @@ pub async fn publish(
                     pending.push(delivery);
                     break;
                 }
-                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                Err((
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
                     // The local queue is full: let librdkafka drain it.
                     record = r;
                     tokio::time::sleep(Duration::from_millis(5)).await;

@@ -14,32 +14,35 @@ use super::RelayError;
 /// What happened to the topics at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TopicsOutcome {
-    /// Created now or already there.
-    Ready,
-    /// The broker does not implement CreateTopics (librdkafka's mock cluster
-    /// does not), but every topic already exists.
-    AlreadyPresentWithoutAdminApi,
+    /// Every topic already existed.
+    Existing,
+    /// The missing ones were created through the admin API.
+    Created(Vec<String>),
 }
 
-/// A start-up failure worth retrying (broker unreachable) or not.
+/// A start-up failure worth retrying (broker unreachable or not answering) or not.
 #[derive(Debug)]
 pub(crate) enum TopicsFailure {
-    Unreachable(KafkaError),
+    Retry(KafkaError),
     Fatal(RelayError),
 }
 
 fn admin_client(brokers: &str) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        // Checking for a topic must never create it.
+        // Looking a topic up must never create it.
         .set("allow.auto.create.topics", "false")
         .create()
 }
 
-/// Create `topics` with `partitions` partitions each; an existing topic is fine.
-/// A broker without the CreateTopics API (the librdkafka mock cluster) is
-/// accepted only when every topic already exists, created by whoever hosts it
-/// (see [`create_on_mock_cluster`]); otherwise start-up fails with a clear error.
+/// Make sure `topics` exist: look them up, and create the missing ones with
+/// `partitions` partitions through the admin API (an existing topic, also one
+/// created concurrently by another relay, is fine).
+///
+/// librdkafka's mock cluster does not implement CreateTopics: the request is
+/// never answered and times out. Whoever hosts the mock therefore creates the
+/// topics first (see [`create_on_mock_cluster`]); the lookup then finds them
+/// and no admin request is made.
 pub(crate) async fn ensure(
     brokers: &str,
     topics: &[String],
@@ -48,47 +51,11 @@ pub(crate) async fn ensure(
     timeout: Duration,
 ) -> Result<TopicsOutcome, TopicsFailure> {
     let admin = admin_client(brokers).map_err(|e| TopicsFailure::Fatal(RelayError::Kafka(e)))?;
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication_factor)))
-        .collect();
-    let options = AdminOptions::new()
-        .request_timeout(Some(timeout))
-        .operation_timeout(Some(timeout));
-    let unsupported = match admin.create_topics(new.iter(), &options).await {
-        Ok(results) => {
-            let mut unsupported = false;
-            for result in results {
-                match result {
-                    Ok(topic) => tracing::info!(%topic, partitions, "topic created"),
-                    Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                        tracing::debug!(%topic, "topic already exists");
-                    }
-                    Err((_, RDKafkaErrorCode::UnsupportedFeature))
-                    | Err((_, RDKafkaErrorCode::UnsupportedVersion)) => unsupported = true,
-                    Err((topic, code)) => {
-                        return Err(TopicsFailure::Fatal(RelayError::Topics {
-                            topics: vec![topic],
-                            reason: code.to_string(),
-                        }));
-                    }
-                }
-            }
-            unsupported
-        }
-        Err(KafkaError::AdminOp(
-            RDKafkaErrorCode::UnsupportedFeature | RDKafkaErrorCode::UnsupportedVersion,
-        )) => true,
-        Err(e) => return Err(TopicsFailure::Unreachable(e)),
-    };
-    if !unsupported {
-        return Ok(TopicsOutcome::Ready);
-    }
     let metadata = admin
         .inner()
         .fetch_metadata(None, timeout)
-        .map_err(TopicsFailure::Unreachable)?;
-    let missing: Vec<String> = topics
+        .map_err(TopicsFailure::Retry)?;
+    let missing: Vec<&String> = topics
         .iter()
         .filter(|t| {
             !metadata
@@ -96,24 +63,49 @@ pub(crate) async fn ensure(
                 .iter()
                 .any(|m| m.name() == t.as_str() && m.error().is_none())
         })
-        .cloned()
         .collect();
     if missing.is_empty() {
-        tracing::warn!(
-            ?topics,
-            "the broker does not support CreateTopics (librdkafka mock cluster?); using the topics \
-             that already exist"
-        );
-        Ok(TopicsOutcome::AlreadyPresentWithoutAdminApi)
-    } else {
-        Err(TopicsFailure::Fatal(RelayError::Topics {
-            topics: missing,
-            reason: "the broker does not support the CreateTopics admin API (librdkafka's mock \
-                     cluster does not implement it) and the topics do not exist; whoever hosts \
-                     the mock cluster must create them first"
-                .to_owned(),
-        }))
+        tracing::debug!(?topics, "topics exist");
+        return Ok(TopicsOutcome::Existing);
     }
+    let new: Vec<NewTopic<'_>> = missing
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication_factor)))
+        .collect();
+    let options = AdminOptions::new()
+        .request_timeout(Some(timeout))
+        .operation_timeout(Some(timeout));
+    let results = match admin.create_topics(new.iter(), &options).await {
+        Ok(results) => results,
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                ?missing,
+                "the broker is reachable but did not create the missing topics (librdkafka's mock \
+                 cluster does not implement CreateTopics: its host must create them); retrying"
+            );
+            return Err(TopicsFailure::Retry(e));
+        }
+    };
+    let mut created = Vec::new();
+    for result in results {
+        match result {
+            Ok(topic) => {
+                tracing::info!(%topic, partitions, "topic created");
+                created.push(topic);
+            }
+            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::debug!(%topic, "topic already exists");
+            }
+            Err((topic, code)) => {
+                return Err(TopicsFailure::Fatal(RelayError::Topics {
+                    topics: vec![topic],
+                    reason: code.to_string(),
+                }));
+            }
+        }
+    }
+    Ok(TopicsOutcome::Created(created))
 }
 
 /// For the processes that host librdkafka's mock cluster (the local launcher

@@ -5,12 +5,15 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use ordertrail_commands::catalog::{self, seed_ids};
-use ordertrail_commands::service::{CommandContext, CommandError, CommandService, IdempotencyKey, PlaceOrderInput};
+use ordertrail_commands::service::{
+    CommandContext, CommandError, CommandService, IdempotencyKey, PlaceOrderInput,
+};
 use ordertrail_domain::delivery::{AssignRider, ReportLocation, RequestDelivery};
 use ordertrail_domain::{DeliveryCommand, ErrorKind, SimulatedProvider};
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
 use ordertrail_schemas::{
-    Actor, ActorRole, CustomerId, DeliveryId, EventMetadata, GeoPoint, MenuItemId, OrderId, RestaurantId, RiderId,
+    Actor, ActorRole, CustomerId, DeliveryId, EventMetadata, GeoPoint, MenuItemId, OrderId,
+    RestaurantId, RiderId,
 };
 use ordertrail_testkit::pg::TestDatabase;
 
@@ -22,31 +25,48 @@ async fn service() -> (TestDatabase, CommandService) {
 }
 
 fn ops() -> Actor {
-    Actor { subject: "ops-1".into(), role: ActorRole::Ops }
+    Actor {
+        subject: "ops-1".into(),
+        role: ActorRole::Ops,
+    }
 }
 
 fn customer(id: CustomerId) -> Actor {
-    Actor { subject: id.to_string(), role: ActorRole::Customer }
+    Actor {
+        subject: id.to_string(),
+        role: ActorRole::Customer,
+    }
 }
 
 fn berlin_order(customer_id: CustomerId) -> PlaceOrderInput {
     PlaceOrderInput {
         customer_id,
         restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
-        items: vec![(MenuItemId(seed_ids::menu_item(1, 1)), 2), (MenuItemId(seed_ids::menu_item(1, 3)), 1)],
+        items: vec![
+            (MenuItemId(seed_ids::menu_item(1, 1)), 2),
+            (MenuItemId(seed_ids::menu_item(1, 3)), 1),
+        ],
         delivery_address: DeliveryAddress {
             street: "Oranienstraße 1".into(),
             city: "Berlin".into(),
             postal_code: "10999".into(),
-            location: GeoPoint { lat: 52.5010, lon: 13.4190 },
+            location: GeoPoint {
+                lat: 52.5010,
+                lon: 13.4190,
+            },
         },
-        payment_method: PaymentMethod::Card { card_token: "tok_visa".into() },
+        payment_method: PaymentMethod::Card {
+            card_token: "tok_visa".into(),
+        },
         tip_minor: Some(100),
     }
 }
 
 async fn count_events(db: &TestDatabase) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&db.pool).await.expect("count")
+    sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count")
 }
 
 /// A delivery with no rider yet, requested directly.
@@ -56,14 +76,24 @@ async fn requested_delivery(service: &CommandService) -> DeliveryId {
         delivery_id: id,
         order_id: OrderId::new_random(),
         restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
-        pickup: GeoPoint { lat: 52.4990, lon: 13.4180 },
-        dropoff: GeoPoint { lat: 52.5010, lon: 13.4190 },
+        pickup: GeoPoint {
+            lat: 52.4990,
+            lon: 13.4180,
+        },
+        dropoff: GeoPoint {
+            lat: 52.5010,
+            lon: 13.4190,
+        },
         dropoff_code: "4711".into(),
         ready_by: None,
         now: Utc::now(),
     };
     service
-        .execute_delivery(&CommandContext::new(ops(), "req"), id, DeliveryCommand::RequestDelivery(command))
+        .execute_delivery(
+            &CommandContext::new(ops(), "req"),
+            id,
+            DeliveryCommand::RequestDelivery(command),
+        )
         .await
         .expect("request delivery");
     id
@@ -74,12 +104,18 @@ async fn every_event_carries_the_command_metadata_and_store_columns() {
     let (db, service) = service().await;
     let customer_id = CustomerId::new_random();
     let ctx = CommandContext::new(customer(customer_id), "req-meta");
-    let outcome = service.place_order(&ctx, berlin_order(customer_id)).await.expect("place");
+    let outcome = service
+        .place_order(&ctx, berlin_order(customer_id))
+        .await
+        .expect("place");
     assert_eq!(outcome.version, 1);
     assert_eq!(outcome.events.len(), 1);
     assert_eq!(outcome.events[0].event_type, "OrderPlaced");
     // Server-side pricing: 2 × 990 + 450 = 2430 subtotal.
-    assert_eq!(outcome.events[0].payload["price"]["subtotal"]["amount"], 2_430);
+    assert_eq!(
+        outcome.events[0].payload["price"]["subtotal"]["amount"],
+        2_430
+    );
 
     let (metadata, gp, tx_set, event_id_set): (serde_json::Value, i64, bool, bool) = sqlx::query_as(
         "SELECT metadata::jsonb, global_position, transaction_id IS NOT NULL, event_id IS NOT NULL
@@ -107,9 +143,22 @@ async fn racing_riders_one_wins_the_others_conflict_and_nothing_is_overwritten()
         let service = service.clone();
         tasks.push(tokio::spawn(async move {
             let rider = RiderId(seed_ids::rider(n));
-            let ctx = CommandContext::new(Actor { subject: rider.to_string(), role: ActorRole::Rider }, "race");
+            let ctx = CommandContext::new(
+                Actor {
+                    subject: rider.to_string(),
+                    role: ActorRole::Rider,
+                },
+                "race",
+            );
             service
-                .execute_delivery(&ctx, delivery, DeliveryCommand::AssignRider(AssignRider { rider_id: rider, now: Utc::now() }))
+                .execute_delivery(
+                    &ctx,
+                    delivery,
+                    DeliveryCommand::AssignRider(AssignRider {
+                        rider_id: rider,
+                        now: Utc::now(),
+                    }),
+                )
                 .await
         }));
     }
@@ -122,7 +171,12 @@ async fn racing_riders_one_wins_the_others_conflict_and_nothing_is_overwritten()
             }
             // Lost the race at the store (concurrency_conflict) or loaded after
             // the winner and was told the delivery is taken: both are 409s.
-            Err(e) => assert_eq!(e.kind(), Some(ErrorKind::Conflict), "unexpected {e:?} ({})", e.code()),
+            Err(e) => assert_eq!(
+                e.kind(),
+                Some(ErrorKind::Conflict),
+                "unexpected {e:?} ({})",
+                e.code()
+            ),
         }
     }
     assert_eq!(won, 1);
@@ -141,12 +195,18 @@ async fn concurrent_commands_on_one_aggregate_never_lose_or_overwrite_events() {
     let (db, service) = service().await;
     let delivery = requested_delivery(&service).await;
     let rider = RiderId(seed_ids::rider(1));
-    let rider_actor = Actor { subject: rider.to_string(), role: ActorRole::Rider };
+    let rider_actor = Actor {
+        subject: rider.to_string(),
+        role: ActorRole::Rider,
+    };
     service
         .execute_delivery(
             &CommandContext::new(rider_actor.clone(), "assign"),
             delivery,
-            DeliveryCommand::AssignRider(AssignRider { rider_id: rider, now: Utc::now() }),
+            DeliveryCommand::AssignRider(AssignRider {
+                rider_id: rider,
+                now: Utc::now(),
+            }),
         )
         .await
         .expect("assign");
@@ -158,14 +218,21 @@ async fn concurrent_commands_on_one_aggregate_never_lose_or_overwrite_events() {
         tasks.push(tokio::spawn(async move {
             let command = ReportLocation {
                 rider_id: rider,
-                location: GeoPoint { lat: 52.4990 + i as f64 * 1e-5, lon: 13.4180 },
+                location: GeoPoint {
+                    lat: 52.4990 + i as f64 * 1e-5,
+                    lon: 13.4180,
+                },
                 // Far enough apart that any arrival order is a plausible track.
                 reported_at: base + Duration::seconds(i),
                 accuracy_m: None,
                 now: Utc::now(),
             };
             service
-                .execute_delivery(&CommandContext::new(actor, "loc"), delivery, DeliveryCommand::ReportLocation(command))
+                .execute_delivery(
+                    &CommandContext::new(actor, "loc"),
+                    delivery,
+                    DeliveryCommand::ReportLocation(command),
+                )
                 .await
         }));
     }
@@ -175,16 +242,20 @@ async fn concurrent_commands_on_one_aggregate_never_lose_or_overwrite_events() {
             Ok(_) => succeeded += 1,
             Err(CommandError::Conflict { .. }) => {}
             // A report older than one that won is correctly refused.
-            Err(CommandError::Rejected { code: "location_timestamp_regressed", .. }) => {}
+            Err(CommandError::Rejected {
+                code: "location_timestamp_regressed",
+                ..
+            }) => {}
             Err(e) => panic!("unexpected error {e:?}"),
         }
     }
     assert!(succeeded >= 1);
-    let sequences: Vec<i64> = sqlx::query_scalar("SELECT sequence FROM events WHERE aggregate_id = $1 ORDER BY sequence")
-        .bind(delivery.to_string())
-        .fetch_all(&db.pool)
-        .await
-        .expect("sequences");
+    let sequences: Vec<i64> =
+        sqlx::query_scalar("SELECT sequence FROM events WHERE aggregate_id = $1 ORDER BY sequence")
+            .bind(delivery.to_string())
+            .fetch_all(&db.pool)
+            .await
+            .expect("sequences");
     // Requested + assigned + exactly one event per successful report, no gaps.
     assert_eq!(sequences.len() as i64, 2 + succeeded);
     assert_eq!(sequences, (1..=sequences.len() as i64).collect::<Vec<_>>());
@@ -192,7 +263,10 @@ async fn concurrent_commands_on_one_aggregate_never_lose_or_overwrite_events() {
 }
 
 fn keyed(actor: Actor, key: &str, hash: &str) -> CommandContext {
-    CommandContext::new(actor, "req").with_idempotency_key(IdempotencyKey { key: key.into(), request_hash: hash.into() })
+    CommandContext::new(actor, "req").with_idempotency_key(IdempotencyKey {
+        key: key.into(),
+        request_hash: hash.into(),
+    })
 }
 
 #[tokio::test]
@@ -200,11 +274,17 @@ async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
     let (db, service) = service().await;
     let customer_id = CustomerId::new_random();
     let first = service
-        .place_order(&keyed(customer(customer_id), "k1", "h1"), berlin_order(customer_id))
+        .place_order(
+            &keyed(customer(customer_id), "k1", "h1"),
+            berlin_order(customer_id),
+        )
         .await
         .expect("first");
     let again = service
-        .place_order(&keyed(customer(customer_id), "k1", "h1"), berlin_order(customer_id))
+        .place_order(
+            &keyed(customer(customer_id), "k1", "h1"),
+            berlin_order(customer_id),
+        )
         .await
         .expect("retry");
     assert!(!first.replayed);
@@ -213,11 +293,19 @@ async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
     assert_eq!(first.events, again.events);
     assert_eq!(count_events(&db).await, 1);
 
-    let reused = service.place_order(&keyed(customer(customer_id), "k1", "other-body"), berlin_order(customer_id)).await;
+    let reused = service
+        .place_order(
+            &keyed(customer(customer_id), "k1", "other-body"),
+            berlin_order(customer_id),
+        )
+        .await;
     assert!(matches!(reused, Err(CommandError::IdempotencyKeyReused)));
     // The same key from another customer is another command.
     let other = CustomerId::new_random();
-    let theirs = service.place_order(&keyed(customer(other), "k1", "h1"), berlin_order(other)).await.expect("other");
+    let theirs = service
+        .place_order(&keyed(customer(other), "k1", "h1"), berlin_order(other))
+        .await
+        .expect("other");
     assert_ne!(theirs.aggregate_id, first.aggregate_id);
     assert_eq!(count_events(&db).await, 2);
 }
@@ -230,12 +318,20 @@ async fn identical_requests_racing_append_once() {
     for _ in 0..10 {
         let service = service.clone();
         tasks.push(tokio::spawn(async move {
-            service.place_order(&keyed(customer(customer_id), "race-key", "h"), berlin_order(customer_id)).await
+            service
+                .place_order(
+                    &keyed(customer(customer_id), "race-key", "h"),
+                    berlin_order(customer_id),
+                )
+                .await
         }));
     }
     let mut ids = std::collections::HashSet::new();
     for task in tasks {
-        let outcome = task.await.expect("join").expect("every twin gets the first result");
+        let outcome = task
+            .await
+            .expect("join")
+            .expect("every twin gets the first result");
         ids.insert(outcome.aggregate_id);
     }
     assert_eq!(ids.len(), 1);
@@ -247,14 +343,22 @@ async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
     let (db, service) = service().await;
     let customer_id = CustomerId::new_random();
     let ctx = keyed(customer(customer_id), "crash-key", "h");
-    let first = service.place_order(&ctx, berlin_order(customer_id)).await.expect("first");
+    let first = service
+        .place_order(&ctx, berlin_order(customer_id))
+        .await
+        .expect("first");
     // The process died after the commit and before it recorded the response:
     // the key row is still "in progress".
-    sqlx::query("UPDATE idempotency_keys SET status_code = NULL, response = NULL, completed_at = NULL")
-        .execute(&db.pool)
+    sqlx::query(
+        "UPDATE idempotency_keys SET status_code = NULL, response = NULL, completed_at = NULL",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("forget response");
+    let retry = service
+        .place_order(&ctx, berlin_order(customer_id))
         .await
-        .expect("forget response");
-    let retry = service.place_order(&ctx, berlin_order(customer_id)).await.expect("retry");
+        .expect("retry");
     assert!(retry.replayed);
     assert_eq!(retry.aggregate_id, first.aggregate_id);
     assert_eq!(retry.version, first.version);
@@ -268,8 +372,14 @@ async fn a_retried_rejection_gets_the_same_rejection() {
     let mut input = berlin_order(customer_id);
     input.items = vec![];
     let ctx = keyed(customer(customer_id), "empty", "h");
-    let first = service.place_order(&ctx, input.clone()).await.expect_err("empty order");
-    let again = service.place_order(&ctx, input).await.expect_err("still empty");
+    let first = service
+        .place_order(&ctx, input.clone())
+        .await
+        .expect_err("empty order");
+    let again = service
+        .place_order(&ctx, input)
+        .await
+        .expect_err("still empty");
     assert_eq!(first.code(), again.code());
     assert_eq!(first.kind(), Some(ErrorKind::Invalid));
     assert_eq!(count_events(&db).await, 0);
@@ -281,11 +391,17 @@ async fn unknown_references_are_rejected_before_anything_is_appended() {
     let customer_id = CustomerId::new_random();
     let mut input = berlin_order(customer_id);
     input.restaurant_id = RestaurantId::new_random();
-    let e = service.place_order(&CommandContext::new(customer(customer_id), "r"), input).await.expect_err("unknown");
+    let e = service
+        .place_order(&CommandContext::new(customer(customer_id), "r"), input)
+        .await
+        .expect_err("unknown");
     assert_eq!(e.code(), "restaurant_not_found");
     let mut input = berlin_order(customer_id);
     input.items.push((MenuItemId::new_random(), 1));
-    let e = service.place_order(&CommandContext::new(customer(customer_id), "r"), input).await.expect_err("unknown");
+    let e = service
+        .place_order(&CommandContext::new(customer(customer_id), "r"), input)
+        .await
+        .expect_err("unknown");
     assert_eq!(e.code(), "menu_item_not_found");
     assert_eq!(count_events(&db).await, 0);
 }

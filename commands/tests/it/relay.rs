@@ -154,15 +154,17 @@ async fn append<'e>(
 }
 
 fn location_ping(rider: RiderId, n: i64) -> Value {
-    serde_json::to_value(DeliveryEvent::RiderLocationReported(RiderLocationReported {
-        rider_id: rider,
-        location: GeoPoint {
-            lat: 52.5 + n as f64 * 1e-4,
-            lon: 13.4,
+    serde_json::to_value(DeliveryEvent::RiderLocationReported(
+        RiderLocationReported {
+            rider_id: rider,
+            location: GeoPoint {
+                lat: 52.5 + n as f64 * 1e-4,
+                lon: 13.4,
+            },
+            reported_at: Utc::now(),
+            accuracy_m: Some(5),
         },
-        reported_at: Utc::now(),
-        accuracy_m: Some(5),
-    }))
+    ))
     .expect("payload")
 }
 
@@ -173,7 +175,15 @@ async fn append_pings(pool: &PgPool, deliveries: &[String], from: i64, per_aggre
     let rider = RiderId::new_random();
     for seq in from..from + per_aggregate {
         for id in deliveries {
-            append(pool, AggregateKind::Delivery, id, seq, &location_ping(rider, seq), "2").await;
+            append(
+                pool,
+                AggregateKind::Delivery,
+                id,
+                seq,
+                &location_ping(rider, seq),
+                "2",
+            )
+            .await;
         }
     }
 }
@@ -234,11 +244,14 @@ impl TopicReader {
 
     fn drain(&mut self) {
         while let Some(message) = self.consumer.poll(Duration::from_millis(10)) {
-            let m = message.expect("consume");
+            // Broker errors (an outage) reach a consumer as messages: keep polling.
+            let Ok(m) = message else { break };
             let mut headers = HashMap::new();
             if let Some(h) = m.headers() {
                 for header in h.iter() {
-                    let value = header.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                    let value = header
+                        .value
+                        .map(|v| String::from_utf8_lossy(v).into_owned());
                     headers.insert(header.key.to_owned(), value.unwrap_or_default());
                 }
             }
@@ -254,7 +267,10 @@ impl TopicReader {
     }
 
     fn distinct_event_ids(&self) -> HashSet<Uuid> {
-        self.received.iter().map(|r| r.envelope().event_id).collect()
+        self.received
+            .iter()
+            .map(|r| r.envelope().event_id)
+            .collect()
     }
 
     /// Read until every event id in `expected` has arrived and every partition
@@ -291,13 +307,33 @@ impl TopicReader {
     }
 }
 
-/// All stored events: id → (aggregate id, sequence, commit-order position).
+/// All committed events: id → (aggregate id, sequence, commit-order position).
+/// Waits until the commit-order reader sees every committed row: the snapshot
+/// xmin is cluster-wide, so a transaction in flight in any other database of
+/// the test cluster (other tests) briefly holds the reader back.
 async fn stored(pool: &PgPool) -> HashMap<Uuid, (String, i64, Position)> {
-    let all = event_log::read_after(pool, Position::START, i64::MAX)
+    let committed: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
         .await
-        .expect("read store");
+        .expect("count");
+    let all = eventually(
+        "every committed event readable in commit order",
+        WAIT,
+        || async {
+            let all = event_log::read_after(pool, Position::START, i64::MAX)
+                .await
+                .expect("read store");
+            (all.len() as i64 == committed).then_some(all)
+        },
+    )
+    .await;
     all.into_iter()
-        .map(|e| (e.event_id, (e.aggregate_id.clone(), e.sequence, e.position())))
+        .map(|e| {
+            (
+                e.event_id,
+                (e.aggregate_id.clone(), e.sequence, e.position()),
+            )
+        })
         .collect()
 }
 
@@ -327,10 +363,14 @@ fn assert_published_in_order(
         for r in messages.iter() {
             let envelope = r.envelope();
             assert_eq!(r.key, envelope.aggregate_id, "key is the aggregate id");
-            let (aggregate_id, sequence, position) = stored
-                .get(&envelope.event_id)
-                .unwrap_or_else(|| panic!("published event {} is not in the store", envelope.event_id));
-            assert_eq!((aggregate_id, *sequence), (&envelope.aggregate_id, envelope.sequence));
+            let (aggregate_id, sequence, position) =
+                stored.get(&envelope.event_id).unwrap_or_else(|| {
+                    panic!("published event {} is not in the store", envelope.event_id)
+                });
+            assert_eq!(
+                (aggregate_id, *sequence),
+                (&envelope.aggregate_id, envelope.sequence)
+            );
             if !seen.insert(envelope.event_id) {
                 assert!(
                     *position > acknowledged,
@@ -339,7 +379,9 @@ fn assert_published_in_order(
                 duplicates.push(envelope.event_id);
                 continue;
             }
-            let last = last_sequence.entry(envelope.aggregate_id.clone()).or_insert(0);
+            let last = last_sequence
+                .entry(envelope.aggregate_id.clone())
+                .or_insert(0);
             assert_eq!(
                 envelope.sequence,
                 *last + 1,
@@ -360,11 +402,13 @@ fn assert_published_in_order(
 
 /// A reader that follows `global_position` alone, as a counter-example.
 async fn naive_read_after(pool: &PgPool, after: i64) -> Vec<i64> {
-    sqlx::query_scalar("SELECT global_position FROM events WHERE global_position > $1 ORDER BY global_position")
-        .bind(after)
-        .fetch_all(pool)
-        .await
-        .expect("naive read")
+    sqlx::query_scalar(
+        "SELECT global_position FROM events WHERE global_position > $1 ORDER BY global_position",
+    )
+    .bind(after)
+    .fetch_all(pool)
+    .await
+    .expect("naive read")
 }
 
 #[tokio::test]
@@ -376,9 +420,25 @@ async fn overlapping_transactions_committing_out_of_position_order_are_all_publi
     // Transaction A inserts first (lower global_position, lower xid) but
     // commits last; transaction B inserts after it and commits first.
     let mut a = s.db.pool.begin().await.expect("begin A");
-    append(&mut *a, AggregateKind::Delivery, &early, 1, &location_ping(rider, 1), "2").await;
+    append(
+        &mut *a,
+        AggregateKind::Delivery,
+        &early,
+        1,
+        &location_ping(rider, 1),
+        "2",
+    )
+    .await;
     let mut b = s.db.pool.begin().await.expect("begin B");
-    append(&mut *b, AggregateKind::Delivery, &late, 1, &location_ping(rider, 2), "2").await;
+    append(
+        &mut *b,
+        AggregateKind::Delivery,
+        &late,
+        1,
+        &location_ping(rider, 2),
+        "2",
+    )
+    .await;
     b.commit().await.expect("commit B");
 
     // A reader following global_position alone sees B's row now, advances its
@@ -393,7 +453,10 @@ async fn overlapping_transactions_committing_out_of_position_order_are_all_publi
     let readable = event_log::read_after(&s.db.pool, Position::START, 100)
         .await
         .expect("read");
-    assert!(readable.is_empty(), "nothing readable while A is in flight: {readable:?}");
+    assert!(
+        readable.is_empty(),
+        "nothing readable while A is in flight: {readable:?}"
+    );
 
     let relay = spawn_relay(s.config(), s.db.pool.clone());
     a.commit().await.expect("commit A");
@@ -402,17 +465,28 @@ async fn overlapping_transactions_committing_out_of_position_order_are_all_publi
     assert_eq!(expected.len(), 2);
     let mut reader = TopicReader::new(&s.kafka);
     reader.read_until_all(&expected, WAIT).await;
-    assert_published_in_order(&stored(&s.db.pool).await, &reader.received, Position::START, 0);
+    assert_published_in_order(
+        &stored(&s.db.pool).await,
+        &reader.received,
+        Position::START,
+        0,
+    );
 
     // The naive reader would have lost A's event for good.
     assert!(
-        naive_read_after(&s.db.pool, naive_checkpoint).await.is_empty(),
+        naive_read_after(&s.db.pool, naive_checkpoint)
+            .await
+            .is_empty(),
         "a global_position reader skips the late-committing row"
     );
     relay.stop().await;
     let checkpoint = s.checkpoint().await;
     let head = event_log::head(&s.db.pool).await.expect("head");
-    assert_eq!(Some(checkpoint), head, "checkpoint at the head after the relay stopped");
+    assert_eq!(
+        Some(checkpoint),
+        head,
+        "checkpoint at the head after the relay stopped"
+    );
 }
 
 #[tokio::test]
@@ -470,10 +544,16 @@ async fn a_broker_outage_during_a_stream_of_commands_is_caught_up_in_order() {
     // The store is the outbox: appends keep succeeding while Kafka is down.
     append_pings(&s.db.pool, &aggregates, 6, 10).await;
     // Let the relay hit the outage: its delivery timeout expires and it backs off.
-    eventually("the relay to be publishing into the outage", WAIT, || async {
-        let lag = event_log::lag(&s.db.pool, s.checkpoint().await).await.expect("lag");
-        (lag.events == 100 && lag.seconds > 3.5).then_some(())
-    })
+    eventually(
+        "the relay to be publishing into the outage",
+        WAIT,
+        || async {
+            let lag = event_log::lag(&s.db.pool, s.checkpoint().await)
+                .await
+                .expect("lag");
+            (lag.events == 100 && lag.seconds > 3.5).then_some(())
+        },
+    )
     .await;
     append_pings(&s.db.pool, &aggregates, 16, 5).await;
     s.kafka.start_brokers();
@@ -526,7 +606,10 @@ async fn a_standby_relay_takes_over_within_seconds_when_the_active_one_dies() {
         .read_until_all(&store.keys().copied().collect(), Duration::from_secs(10))
         .await;
     let took_over = died.elapsed();
-    assert!(took_over < Duration::from_secs(5), "standby took {took_over:?}");
+    assert!(
+        took_over < Duration::from_secs(5),
+        "standby took {took_over:?}"
+    );
     standby.stop().await;
     assert_published_in_order(&store, &reader.received, acknowledged, 50);
 }
@@ -539,8 +622,14 @@ fn validator(path: &Path) -> jsonschema::Validator {
 }
 
 fn assert_valid(validator: &jsonschema::Validator, instance: &Value, what: &str) {
-    let errors: Vec<String> = validator.iter_errors(instance).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "{what} does not match its schema: {errors:?}\n{instance:#}");
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} does not match its schema: {errors:?}\n{instance:#}"
+    );
 }
 
 fn v1_fixture() -> Value {
@@ -566,8 +655,14 @@ async fn store_delivery_with_v1_location(pool: &PgPool) -> (String, DateTime<Utc
         delivery_id: id.parse::<DeliveryId>().expect("delivery id"),
         order_id: OrderId::new_random(),
         restaurant_id: RestaurantId::new_random(),
-        pickup: GeoPoint { lat: 52.52, lon: 13.40 },
-        dropoff: GeoPoint { lat: 52.53, lon: 13.41 },
+        pickup: GeoPoint {
+            lat: 52.52,
+            lon: 13.40,
+        },
+        dropoff: GeoPoint {
+            lat: 52.53,
+            lon: 13.41,
+        },
         dropoff_code: "4711".into(),
         ready_by: None,
         requested_at: reported_at - chrono::Duration::minutes(10),
@@ -577,8 +672,24 @@ async fn store_delivery_with_v1_location(pool: &PgPool) -> (String, DateTime<Utc
         assigned_at: reported_at - chrono::Duration::minutes(5),
     });
     let kind = AggregateKind::Delivery;
-    append(pool, kind, &id, 1, &serde_json::to_value(requested).expect("json"), "1").await;
-    append(pool, kind, &id, 2, &serde_json::to_value(assigned).expect("json"), "1").await;
+    append(
+        pool,
+        kind,
+        &id,
+        1,
+        &serde_json::to_value(requested).expect("json"),
+        "1",
+    )
+    .await;
+    append(
+        pool,
+        kind,
+        &id,
+        2,
+        &serde_json::to_value(assigned).expect("json"),
+        "1",
+    )
+    .await;
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -613,16 +724,38 @@ async fn consumers_get_envelopes_and_headers_matching_the_checked_in_schemas() {
     ];
     for (i, e) in order_events.iter().enumerate() {
         let seq = i64::try_from(i).expect("small") + 1;
-        append(&s.db.pool, AggregateKind::Order, &order, seq, &serde_json::to_value(e).expect("json"), e.version()).await;
+        append(
+            &s.db.pool,
+            AggregateKind::Order,
+            &order,
+            seq,
+            &serde_json::to_value(e).expect("json"),
+            e.version(),
+        )
+        .await;
     }
     let delivery = DeliveryId::new_random().to_string();
     let delivery_events = [
-        DeliveryEvent::PickupConfirmed(PickupConfirmed { rider_id: rider, picked_up_at: now }),
-        DeliveryEvent::DeliveryCompleted(DeliveryCompleted { rider_id: rider, completed_at: now }),
+        DeliveryEvent::PickupConfirmed(PickupConfirmed {
+            rider_id: rider,
+            picked_up_at: now,
+        }),
+        DeliveryEvent::DeliveryCompleted(DeliveryCompleted {
+            rider_id: rider,
+            completed_at: now,
+        }),
     ];
     for (i, e) in delivery_events.iter().enumerate() {
         let seq = i64::try_from(i).expect("small") + 1;
-        append(&s.db.pool, AggregateKind::Delivery, &delivery, seq, &serde_json::to_value(e).expect("json"), e.version()).await;
+        append(
+            &s.db.pool,
+            AggregateKind::Delivery,
+            &delivery,
+            seq,
+            &serde_json::to_value(e).expect("json"),
+            e.version(),
+        )
+        .await;
     }
 
     let relay = spawn_relay(s.config(), s.db.pool.clone());
@@ -639,7 +772,10 @@ async fn consumers_get_envelopes_and_headers_matching_the_checked_in_schemas() {
     for r in &reader.received {
         assert_valid(&envelope_schema, &r.value, "envelope");
         let envelope = r.envelope();
-        assert_eq!(r.topic, ordertrail_schemas::topics::topic_for(&s.kafka.prefix, envelope.aggregate_type));
+        assert_eq!(
+            r.topic,
+            ordertrail_schemas::topics::topic_for(&s.kafka.prefix, envelope.aggregate_type)
+        );
         let payload_schema = validator(&dir.join(json_schema::event_schema_path(
             envelope.aggregate_type,
             &envelope.event_type,
@@ -651,17 +787,31 @@ async fn consumers_get_envelopes_and_headers_matching_the_checked_in_schemas() {
             (headers::AGGREGATE_TYPE, envelope.aggregate_type.to_string()),
             (headers::AGGREGATE_ID, envelope.aggregate_id.clone()),
             (headers::SEQUENCE, envelope.sequence.to_string()),
-            (headers::GLOBAL_POSITION, envelope.global_position.to_string()),
+            (
+                headers::GLOBAL_POSITION,
+                envelope.global_position.to_string(),
+            ),
             (headers::EVENT_TYPE, envelope.event_type.clone()),
             (headers::EVENT_VERSION, envelope.event_version.clone()),
-            (headers::COMMAND_ID, envelope.metadata.command_id.to_string()),
-            (headers::CORRELATION_ID, envelope.metadata.correlation_id.to_string()),
-            (headers::CAUSATION_ID, envelope.metadata.causation_id.to_string()),
+            (
+                headers::COMMAND_ID,
+                envelope.metadata.command_id.to_string(),
+            ),
+            (
+                headers::CORRELATION_ID,
+                envelope.metadata.correlation_id.to_string(),
+            ),
+            (
+                headers::CAUSATION_ID,
+                envelope.metadata.causation_id.to_string(),
+            ),
         ];
         for (name, value) in expected_headers {
             assert_eq!(r.headers.get(name), Some(&value), "header {name}");
         }
-        let recorded: DateTime<Utc> = r.headers[headers::RECORDED_AT].parse().expect("recorded_at header");
+        let recorded: DateTime<Utc> = r.headers[headers::RECORDED_AT]
+            .parse()
+            .expect("recorded_at header");
         assert_eq!(recorded, envelope.recorded_at);
     }
 
@@ -674,9 +824,20 @@ async fn consumers_get_envelopes_and_headers_matching_the_checked_in_schemas() {
         .expect("the v1 event is published");
     assert_eq!(upcast.event_version, "2");
     assert_eq!(upcast.payload["accuracy_m"], Value::Null);
-    assert_eq!(upcast.payload["rider_id"], v1_fixture()["payload"]["rider_id"]);
-    let decoded: DeliveryEvent = upcast.decode().expect("decodes as the current DeliveryEvent");
-    assert!(matches!(decoded, DeliveryEvent::RiderLocationReported(RiderLocationReported { accuracy_m: None, .. })));
+    assert_eq!(
+        upcast.payload["rider_id"],
+        v1_fixture()["payload"]["rider_id"]
+    );
+    let decoded: DeliveryEvent = upcast
+        .decode()
+        .expect("decodes as the current DeliveryEvent");
+    assert!(matches!(
+        decoded,
+        DeliveryEvent::RiderLocationReported(RiderLocationReported {
+            accuracy_m: None,
+            ..
+        })
+    ));
     // The v1 document stays checked in and still describes the stored row.
     assert_valid(
         &validator(&dir.join("delivery/RiderLocationReported.v1.json")),
@@ -688,8 +849,8 @@ async fn consumers_get_envelopes_and_headers_matching_the_checked_in_schemas() {
 
 #[tokio::test]
 async fn a_stored_v1_rider_location_loads_and_replays_as_v2() {
-    use cqrs_es::{Aggregate, EventStore};
     use cqrs_es::persist::PersistedEventStore;
+    use cqrs_es::{Aggregate, EventStore};
     use ordertrail_domain::delivery::{DeliveryCommand, ReportLocation};
     use ordertrail_domain::{Delivery, DeliveryError, DeliveryStatus};
     use postgres_es::PostgresEventRepository;
@@ -715,7 +876,10 @@ async fn a_stored_v1_rider_location_loads_and_replays_as_v2() {
         .expect("rider");
     let older = ReportLocation {
         rider_id: rider,
-        location: GeoPoint { lat: 52.5208, lon: 13.4094 },
+        location: GeoPoint {
+            lat: 52.5208,
+            lon: 13.4094,
+        },
         reported_at: v1_reported_at - chrono::Duration::seconds(30),
         accuracy_m: Some(4),
         now: v1_reported_at,
@@ -726,7 +890,10 @@ async fn a_stored_v1_rider_location_loads_and_replays_as_v2() {
         .handle(DeliveryCommand::ReportLocation(older), &(), &sink)
         .await;
     assert!(
-        matches!(refused, Err(DeliveryError::LocationTimestampRegressed { .. })),
+        matches!(
+            refused,
+            Err(DeliveryError::LocationTimestampRegressed { .. })
+        ),
         "{refused:?}"
     );
 }

@@ -4,15 +4,16 @@ use chrono::{DateTime, TimeDelta, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 use ordertrail_schemas::events::{
-    DeliveryCancelled, DeliveryCompleted, DeliveryEvent, DeliveryFailed, DeliveryRequested,
-    DropoffCodeRejected, PickupConfirmed, RiderAssigned, RiderLocationReported, RiderUnassigned,
+    DeliveryCancelled, DeliveryCompleted, DeliveryEvent, DeliveryFailed, DeliveryFlagged,
+    DeliveryRequested, DropoffCodeRejected, PickupConfirmed, RiderAssigned, RiderLocationReported,
+    RiderUnassigned,
 };
 use ordertrail_schemas::{DeliveryId, GeoPoint, OrderId, RestaurantId, RiderId};
 use serde::{Deserialize, Serialize};
 
 use super::commands::{
     AssignRider, CancelDelivery, CompleteDelivery, ConfirmPickup, DeliveryCommand, FailDelivery,
-    ReportLocation, RequestDelivery, UnassignRider,
+    FlagDelivery, ReportLocation, RequestDelivery, UnassignRider,
 };
 use super::errors::DeliveryError;
 
@@ -89,6 +90,9 @@ struct DeliveryState {
     /// The assigned rider's last fix: location and device time.
     last_location: Option<(GeoPoint, DateTime<Utc>)>,
     failed_dropoff_attempts: u32,
+    /// Flagged for operations (nobody took it in time).
+    #[serde(default)]
+    flagged: bool,
 }
 
 impl Delivery {
@@ -135,6 +139,11 @@ impl Delivery {
         self.state.as_ref().map_or(0, |s| s.failed_dropoff_attempts)
     }
 
+    /// Whether the delivery was flagged for operations.
+    pub fn is_flagged(&self) -> bool {
+        self.state.as_ref().is_some_and(|s| s.flagged)
+    }
+
     /// The pure decision: the event a command produces on this state, or why not.
     pub fn decide(&self, command: DeliveryCommand) -> Result<DeliveryEvent, DeliveryError> {
         let name = command.name();
@@ -161,6 +170,7 @@ impl Delivery {
             DeliveryCommand::CompleteDelivery(cmd) => state.complete(cmd),
             DeliveryCommand::FailDelivery(cmd) => state.fail(cmd),
             DeliveryCommand::CancelDelivery(cmd) => state.cancel(cmd),
+            DeliveryCommand::FlagDelivery(cmd) => state.flag(cmd),
         }
     }
 }
@@ -379,6 +389,23 @@ impl DeliveryState {
         }
         .into())
     }
+
+    fn flag(&self, cmd: FlagDelivery) -> Result<DeliveryEvent, DeliveryError> {
+        if self.status != DeliveryStatus::Requested {
+            return Err(DeliveryError::NotFlaggable {
+                status: self.status,
+            });
+        }
+        if self.flagged {
+            return Err(DeliveryError::AlreadyFlagged);
+        }
+        require_reason(&cmd.reason, "flag a delivery")?;
+        Ok(DeliveryFlagged {
+            reason: cmd.reason,
+            flagged_at: cmd.now,
+        }
+        .into())
+    }
 }
 
 impl Aggregate for Delivery {
@@ -407,6 +434,7 @@ impl Aggregate for Delivery {
                 rider_id: None,
                 last_location: None,
                 failed_dropoff_attempts: 0,
+                flagged: false,
             });
             return;
         }
@@ -433,6 +461,7 @@ impl Aggregate for Delivery {
             DeliveryEvent::DeliveryCompleted(_) => state.status = DeliveryStatus::Completed,
             DeliveryEvent::DeliveryFailed(_) => state.status = DeliveryStatus::Failed,
             DeliveryEvent::DeliveryCancelled(_) => state.status = DeliveryStatus::Cancelled,
+            DeliveryEvent::DeliveryFlagged(_) => state.flagged = true,
         }
     }
 }

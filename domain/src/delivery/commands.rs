@@ -77,6 +77,14 @@ pub struct CancelDelivery {
     pub now: DateTime<Utc>,
 }
 
+/// Nobody took the delivery in time: flag it for operations (issued by the
+/// saga's assignment timeout). Only while it waits for a rider, once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagDelivery {
+    pub reason: String,
+    pub now: DateTime<Utc>,
+}
+
 /// Everything that can be asked of a delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -89,6 +97,7 @@ pub enum DeliveryCommand {
     CompleteDelivery(CompleteDelivery),
     FailDelivery(FailDelivery),
     CancelDelivery(CancelDelivery),
+    FlagDelivery(FlagDelivery),
 }
 
 impl DeliveryCommand {
@@ -103,6 +112,7 @@ impl DeliveryCommand {
             DeliveryCommand::CompleteDelivery(_) => "CompleteDelivery",
             DeliveryCommand::FailDelivery(_) => "FailDelivery",
             DeliveryCommand::CancelDelivery(_) => "CancelDelivery",
+            DeliveryCommand::FlagDelivery(_) => "FlagDelivery",
         }
     }
 }
@@ -124,5 +134,6 @@ from_commands!(
     ConfirmPickup,
     CompleteDelivery,
     FailDelivery,
-    CancelDelivery
+    CancelDelivery,
+    FlagDelivery
 );

@@ -61,6 +61,10 @@ pub enum DeliveryError {
     NotFailable { status: DeliveryStatus },
     #[error("delivery in status {status} cannot be cancelled")]
     NotCancellable { status: DeliveryStatus },
+    #[error("delivery in status {status} cannot be flagged")]
+    NotFlaggable { status: DeliveryStatus },
+    #[error("delivery is already flagged for operations")]
+    AlreadyFlagged,
     #[error("a reason is required to {action}")]
     ReasonRequired { action: &'static str },
 }
@@ -87,6 +91,8 @@ impl DeliveryError {
             DeliveryError::DropoffAttemptsExhausted { .. } => "dropoff_attempts_exhausted",
             DeliveryError::NotFailable { .. } => "delivery_not_failable",
             DeliveryError::NotCancellable { .. } => "delivery_not_cancellable",
+            DeliveryError::NotFlaggable { .. } => "delivery_not_flaggable",
+            DeliveryError::AlreadyFlagged => "delivery_already_flagged",
             DeliveryError::ReasonRequired { .. } => "reason_required",
         }
     }
@@ -112,7 +118,9 @@ impl DeliveryError {
             | DeliveryError::NotCompletable { .. }
             | DeliveryError::DropoffAttemptsExhausted { .. }
             | DeliveryError::NotFailable { .. }
-            | DeliveryError::NotCancellable { .. } => ErrorKind::Conflict,
+            | DeliveryError::NotCancellable { .. }
+            | DeliveryError::NotFlaggable { .. }
+            | DeliveryError::AlreadyFlagged => ErrorKind::Conflict,
         }
     }
 }

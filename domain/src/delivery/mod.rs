@@ -17,7 +17,7 @@ pub use aggregate::{
 };
 pub use commands::{
     AssignRider, CancelDelivery, CompleteDelivery, ConfirmPickup, DeliveryCommand, FailDelivery,
-    ReportLocation, RequestDelivery, UnassignRider,
+    FlagDelivery, ReportLocation, RequestDelivery, UnassignRider,
 };
 pub use errors::DeliveryError;
 

@@ -904,3 +904,79 @@ fn state_follows_the_events() {
     assert_eq!(unassigned.status(), Some(DeliveryStatus::Requested));
     assert_eq!(unassigned.assigned_rider(), None);
 }
+
+// ---------------------------------------------------------------- FlagDelivery
+
+fn flag() -> FlagDelivery {
+    FlagDelivery {
+        reason: "no rider assigned within 600 s".into(),
+        now: at(10),
+    }
+}
+
+fn flagged() -> DeliveryFlagged {
+    DeliveryFlagged {
+        reason: "no rider assigned within 600 s".into(),
+        flagged_at: at(10),
+    }
+}
+
+#[test]
+fn a_delivery_waiting_for_a_rider_is_flagged_once() {
+    given(history(DeliveryStatus::Requested), flag()).then_expect_events(vec![flagged().into()]);
+    let mut events = history(DeliveryStatus::Requested);
+    events.push(flagged().into());
+    let error = expect_error(
+        given(events.clone(), flag()),
+        "delivery_already_flagged",
+        ErrorKind::Conflict,
+    );
+    assert_eq!(error, DeliveryError::AlreadyFlagged);
+    let delivery = apply_all(events);
+    assert!(delivery.is_flagged());
+    assert_eq!(delivery.status(), Some(DeliveryStatus::Requested));
+    assert!(!apply_all(history(DeliveryStatus::Requested)).is_flagged());
+}
+
+#[test]
+fn a_flagged_delivery_can_still_be_assigned() {
+    let mut events = history(DeliveryStatus::Requested);
+    events.push(flagged().into());
+    given(events, assign(rider())).then_expect_events(vec![assigned(rider()).into()]);
+}
+
+#[test]
+fn only_a_delivery_without_rider_is_flagged() {
+    for status in [
+        DeliveryStatus::Assigned,
+        DeliveryStatus::PickedUp,
+        DeliveryStatus::Completed,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Cancelled,
+    ] {
+        let error = expect_error(
+            given(history(status), flag()),
+            "delivery_not_flaggable",
+            ErrorKind::Conflict,
+        );
+        assert_eq!(error, DeliveryError::NotFlaggable { status });
+    }
+    expect_error(
+        given(vec![], flag()),
+        "delivery_not_found",
+        ErrorKind::NotFound,
+    );
+}
+
+#[test]
+fn flagging_needs_a_reason() {
+    let command = FlagDelivery {
+        reason: " ".into(),
+        ..flag()
+    };
+    expect_error(
+        given(history(DeliveryStatus::Requested), command),
+        "reason_required",
+        ErrorKind::Invalid,
+    );
+}

@@ -13,8 +13,8 @@ use ordertrail_schemas::{
 use serde::{Deserialize, Serialize};
 
 use super::commands::{
-    AcceptOrder, CancelOrder, ConfirmOrder, MarkDelivered, MarkPickedUp, MarkReadyForPickup,
-    OrderCommand, OrderItem, PlaceOrder, RejectOrder,
+    AcceptOrder, CancelOrder, CancelUndeliverableOrder, ConfirmOrder, MarkDelivered, MarkPickedUp,
+    MarkReadyForPickup, OrderCommand, OrderItem, PlaceOrder, RejectOrder,
 };
 use super::errors::OrderError;
 use crate::catalog::{MenuItemSnapshot, RestaurantSnapshot};
@@ -188,6 +188,7 @@ impl Order {
             OrderCommand::MarkPickedUp(cmd) => state.mark_picked_up(cmd),
             OrderCommand::MarkDelivered(cmd) => state.mark_delivered(cmd),
             OrderCommand::CancelOrder(cmd) => state.cancel(cmd),
+            OrderCommand::CancelUndeliverableOrder(cmd) => state.cancel_undeliverable(cmd),
         }
     }
 }
@@ -569,6 +570,27 @@ impl OrderState {
         Ok(OrderCancelled {
             reason: cmd.reason,
             cancelled_by: cmd.by,
+            cancelled_at: cmd.now,
+        }
+        .into())
+    }
+
+    fn cancel_undeliverable(
+        &self,
+        cmd: CancelUndeliverableOrder,
+    ) -> Result<OrderEvent, OrderError> {
+        if !matches!(
+            self.status,
+            OrderStatus::Accepted | OrderStatus::ReadyForPickup | OrderStatus::PickedUp
+        ) {
+            return Err(OrderError::NotCancellable {
+                status: self.status,
+            });
+        }
+        require_reason(&cmd.reason, "cancel an order")?;
+        Ok(OrderCancelled {
+            reason: cmd.reason,
+            cancelled_by: ActorRole::System,
             cancelled_at: cmd.now,
         }
         .into())

@@ -77,6 +77,16 @@ pub struct CancelOrder {
     pub now: DateTime<Utc>,
 }
 
+/// The order's delivery failed (issued by the saga on `DeliveryFailed`): the
+/// order is cancelled by the system, also after pickup, when nobody else may
+/// cancel it any more. Allowed from acceptance (when a delivery can exist)
+/// until the order is final.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelUndeliverableOrder {
+    pub reason: String,
+    pub now: DateTime<Utc>,
+}
+
 /// Everything that can be asked of an order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -91,6 +101,7 @@ pub enum OrderCommand {
     MarkPickedUp(MarkPickedUp),
     MarkDelivered(MarkDelivered),
     CancelOrder(CancelOrder),
+    CancelUndeliverableOrder(CancelUndeliverableOrder),
 }
 
 impl OrderCommand {
@@ -105,6 +116,7 @@ impl OrderCommand {
             OrderCommand::MarkPickedUp(_) => "MarkPickedUp",
             OrderCommand::MarkDelivered(_) => "MarkDelivered",
             OrderCommand::CancelOrder(_) => "CancelOrder",
+            OrderCommand::CancelUndeliverableOrder(_) => "CancelUndeliverableOrder",
         }
     }
 }
@@ -126,5 +138,6 @@ from_commands!(
     MarkReadyForPickup,
     MarkPickedUp,
     MarkDelivered,
-    CancelOrder
+    CancelOrder,
+    CancelUndeliverableOrder
 );

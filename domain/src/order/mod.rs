@@ -16,8 +16,8 @@ pub use aggregate::{
     MAX_PREPARATION_MINUTES, MAX_QUANTITY_PER_LINE, MIN_PREPARATION_MINUTES, Order, OrderStatus,
 };
 pub use commands::{
-    AcceptOrder, CancelOrder, ConfirmOrder, MarkDelivered, MarkPickedUp, MarkReadyForPickup,
-    OrderCommand, OrderItem, PlaceOrder, RejectOrder,
+    AcceptOrder, CancelOrder, CancelUndeliverableOrder, ConfirmOrder, MarkDelivered, MarkPickedUp,
+    MarkReadyForPickup, OrderCommand, OrderItem, PlaceOrder, RejectOrder,
 };
 pub use errors::OrderError;
 

@@ -1195,6 +1195,60 @@ fn cancel_needs_a_reason() {
     );
 }
 
+// ---------------------------------------------------------------- CancelUndeliverableOrder
+
+fn undeliverable() -> CancelUndeliverableOrder {
+    CancelUndeliverableOrder {
+        reason: "delivery failed: customer not at the address".into(),
+        now: at(5),
+    }
+}
+
+#[test]
+fn the_system_cancels_an_order_whose_delivery_failed_also_after_pickup() {
+    for status in [
+        OrderStatus::Accepted,
+        OrderStatus::ReadyForPickup,
+        OrderStatus::PickedUp,
+    ] {
+        given(history(status), undeliverable()).then_expect_events(vec![
+            OrderCancelled {
+                reason: "delivery failed: customer not at the address".into(),
+                cancelled_by: ActorRole::System,
+                cancelled_at: at(5),
+            }
+            .into(),
+        ]);
+    }
+}
+
+#[test]
+fn an_order_without_delivery_or_at_the_end_is_not_cancelled_as_undeliverable() {
+    for status in [
+        OrderStatus::Placed,
+        OrderStatus::Confirmed,
+        OrderStatus::Delivered,
+        OrderStatus::Rejected,
+        OrderStatus::Cancelled,
+    ] {
+        let error = expect_error(
+            given(history(status), undeliverable()),
+            "order_not_cancellable",
+            ErrorKind::Conflict,
+        );
+        assert_eq!(error, OrderError::NotCancellable { status });
+    }
+    let command = CancelUndeliverableOrder {
+        reason: String::new(),
+        ..undeliverable()
+    };
+    expect_error(
+        given(history(OrderStatus::PickedUp), command),
+        "reason_required",
+        ErrorKind::Invalid,
+    );
+}
+
 // ---------------------------------------------------------------- state
 
 #[test]

@@ -61,7 +61,8 @@ pub struct EtaAccuracyDay {
     pub pickup_p90_abs_error_s: Option<f64>,
 }
 
-const SELECT: &str = "SELECT e.delivery_id, e.order_id, e.restaurant_id, e.status, e.active, e.rider_id,
+const SELECT: &str =
+    "SELECT e.delivery_id, e.order_id, e.restaurant_id, e.status, e.active, e.rider_id,
        e.rider_lat, e.rider_lon, e.rider_reported_at, e.speed_mps, e.speed_from_reports,
        e.distance_to_pickup_m, e.distance_to_dropoff_m, e.ready_by, e.pickup_eta, e.dropoff_eta,
        e.predicted_pickup_at, e.predicted_dropoff_at, e.picked_up_at, e.completed_at, e.updated_at
@@ -111,7 +112,8 @@ pub async fn etas_by_rider(
     }
     let mut q = QueryBuilder::<Postgres>::new(SELECT);
     push_visibility(&mut q, viewer);
-    q.push(" AND e.active AND e.rider_id = ").push_bind(rider_id);
+    q.push(" AND e.active AND e.rider_id = ")
+        .push_bind(rider_id);
     q.push(" ORDER BY e.requested_at, e.delivery_id");
     Ok(q.build_query_as().fetch_all(pool).await?)
 }

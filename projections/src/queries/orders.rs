@@ -187,7 +187,10 @@ pub async fn list_orders(
 ) -> Result<OrderPage, QueryError> {
     let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(QueryError::invalid("limit", format!("must be 1..={MAX_LIMIT}")));
+        return Err(QueryError::invalid(
+            "limit",
+            format!("must be 1..={MAX_LIMIT}"),
+        ));
     }
     if let (Some(from), Some(to)) = (filter.placed_from, filter.placed_to)
         && from > to
@@ -228,8 +231,10 @@ pub async fn list_orders(
             .push_bind(id)
             .push(")");
     }
-    q.push(format!(" ORDER BY o.placed_at {dir}, o.order_id {dir} LIMIT "))
-        .push_bind(i64::from(limit) + 1);
+    q.push(format!(
+        " ORDER BY o.placed_at {dir}, o.order_id {dir} LIMIT "
+    ))
+    .push_bind(i64::from(limit) + 1);
     let mut orders: Vec<OrderSummary> = q.build_query_as().fetch_all(pool).await?;
     let next_cursor = if orders.len() > limit as usize {
         orders.truncate(limit as usize);

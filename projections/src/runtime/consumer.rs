@@ -179,7 +179,12 @@ impl PendingSeeks {
                 self.pending.remove(&p);
                 continue;
             }
-            match consumer.seek(&p.0, p.1, Offset::Offset(target), Duration::from_millis(500)) {
+            match consumer.seek(
+                &p.0,
+                p.1,
+                Offset::Offset(target),
+                Duration::from_millis(500),
+            ) {
                 Ok(()) => {
                     tracing::info!(projector, topic = %p.0, partition = p.1, offset = target, "seeked to stored position");
                     self.pending.remove(&p);

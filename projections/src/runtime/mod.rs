@@ -131,7 +131,10 @@ pub enum ProjectionError {
     /// The event cannot be applied: unknown type, undecodable, or a read-model
     /// invariant does not hold. The projector stops.
     #[error("cannot apply event at {event}: {reason}")]
-    Rejected { event: Box<EventRef>, reason: String },
+    Rejected {
+        event: Box<EventRef>,
+        reason: String,
+    },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -181,7 +184,11 @@ pub struct RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    pub fn new(brokers: impl Into<String>, topic_prefix: impl Into<String>, group_id: impl Into<String>) -> Self {
+    pub fn new(
+        brokers: impl Into<String>,
+        topic_prefix: impl Into<String>,
+        group_id: impl Into<String>,
+    ) -> Self {
         Self {
             brokers: brokers.into(),
             topic_prefix: topic_prefix.into(),
@@ -191,6 +198,9 @@ impl RuntimeConfig {
         }
     }
 }
+
+/// Events applied from one partition and the newest recorded_at among them.
+type PartitionTally = (i64, Option<chrono::DateTime<Utc>>);
 
 /// A message copied out of librdkafka's buffer.
 struct RawMessage {
@@ -217,13 +227,18 @@ pub async fn run<P: Projector>(
     let topic_kinds: HashMap<String, AggregateKind> = projector
         .sources()
         .iter()
-        .map(|k| (ordertrail_schemas::topics::topic_for(&config.topic_prefix, *k), *k))
+        .map(|k| {
+            (
+                ordertrail_schemas::topics::topic_for(&config.topic_prefix, *k),
+                *k,
+            )
+        })
         .collect();
     let (assign_tx, mut assign_rx) = mpsc::unbounded_channel();
     let context = ProjectorContext::new(name, assign_tx);
     let watermarks = context.watermarks();
-    let consumer: StreamConsumer<ProjectorContext> = consumer::create(&config, context)
-        .map_err(|source| RuntimeError::Kafka {
+    let consumer: StreamConsumer<ProjectorContext> =
+        consumer::create(&config, context).map_err(|source| RuntimeError::Kafka {
             context: "create consumer",
             source,
         })?;
@@ -331,7 +346,8 @@ struct Applied {
 
 impl Applied {
     fn publish_metrics(&self, name: &'static str, watermarks: &consumer::Watermarks, rate: f64) {
-        metrics::counter!("projector_events_applied_total", "projector" => name).increment(self.events);
+        metrics::counter!("projector_events_applied_total", "projector" => name)
+            .increment(self.events);
         metrics::gauge!("projector_apply_rate", "projector" => name).set(rate);
         let hw = watermarks.snapshot();
         let mut behind_total = 0i64;
@@ -483,29 +499,31 @@ async fn apply_batch<P: Projector>(
     }
 
     if !accepted.is_empty() {
-        projector
-            .apply(&mut tx, &accepted)
-            .await
-            .map_err(stop)?;
+        projector.apply(&mut tx, &accepted).await.map_err(stop)?;
     }
     checkpoint::store_sequences(&mut tx, name, &touched)
         .await
         .map_err(RuntimeError::db("store sequences"))?;
 
-    let mut applied_per_partition: HashMap<(String, i32), (i64, Option<chrono::DateTime<Utc>>)> =
-        HashMap::new();
+    let mut applied_per_partition: HashMap<(String, i32), PartitionTally> = HashMap::new();
     let mut last_recorded_at = None;
     for e in &accepted {
         let entry = applied_per_partition
             .entry((e.topic.to_string(), e.partition))
             .or_insert((0, None));
         entry.0 += 1;
-        entry.1 = Some(entry.1.map_or(e.envelope.recorded_at, |t: chrono::DateTime<Utc>| {
-            t.max(e.envelope.recorded_at)
-        }));
-        last_recorded_at = Some(last_recorded_at.map_or(e.envelope.recorded_at, |t: chrono::DateTime<Utc>| {
-            t.max(e.envelope.recorded_at)
-        }));
+        entry.1 = Some(
+            entry
+                .1
+                .map_or(e.envelope.recorded_at, |t: chrono::DateTime<Utc>| {
+                    t.max(e.envelope.recorded_at)
+                }),
+        );
+        last_recorded_at = Some(
+            last_recorded_at.map_or(e.envelope.recorded_at, |t: chrono::DateTime<Utc>| {
+                t.max(e.envelope.recorded_at)
+            }),
+        );
     }
     let hw = watermarks.snapshot();
     let positions: Vec<StoredPosition> = next

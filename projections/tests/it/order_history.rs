@@ -15,7 +15,11 @@ async fn rows_and_timelines_follow_orders_payments_and_deliveries() {
     let rider = RiderId::new_random();
     let (script, specs) = scripted_day(restaurant, customer, rider);
     env.produce(&script.envelopes).await;
-    let running = Running::spawn(ProjectorKind::OrderHistory, env.config("history"), env.pool().clone());
+    let running = Running::spawn(
+        ProjectorKind::OrderHistory,
+        env.config("history"),
+        env.pool().clone(),
+    );
     env.caught_up("order_history", &AggregateKind::ALL).await;
     running.stop().await;
 
@@ -41,17 +45,27 @@ async fn rows_and_timelines_follow_orders_payments_and_deliveries() {
     // 6 order + 2 payment + 4 delivery events, in time order, with metadata.
     assert_eq!(a.timeline.len(), 12);
     assert_eq!(a.timeline[0].event_type, "OrderPlaced");
-    assert!(a.timeline.windows(2).all(|w| w[0].recorded_at <= w[1].recorded_at));
+    assert!(
+        a.timeline
+            .windows(2)
+            .all(|w| w[0].recorded_at <= w[1].recorded_at)
+    );
     assert_eq!(a.timeline[0].metadata["request_id"], "req-test");
 
     let b = detail(specs[1].order).await;
-    assert_eq!(b.order.payment_status.as_deref(), Some("partially_refunded"));
+    assert_eq!(
+        b.order.payment_status.as_deref(),
+        Some("partially_refunded")
+    );
     assert_eq!(b.order.refunded_minor, 500);
     assert_eq!(b.order.last_refunded_at, Some(at(2025, 1, 12, 9, 0)));
 
     let c = detail(specs[2].order).await;
     assert_eq!(c.order.status, "cancelled");
-    assert_eq!(c.order.reason.as_deref(), Some("customer changed their mind"));
+    assert_eq!(
+        c.order.reason.as_deref(),
+        Some("customer changed their mind")
+    );
     assert_eq!(c.order.payment_status.as_deref(), Some("voided"));
     assert_eq!(c.order.delivery_status, None);
 

@@ -28,7 +28,11 @@ async fn filters_pagination_and_visibility() {
     }
     for i in 3..5 {
         let spec = OrderSpec::new(r1, bob, "Europe/Berlin");
-        s.order(spec.order, spec.placed(base + Duration::minutes(i)), base + Duration::minutes(i));
+        s.order(
+            spec.order,
+            spec.placed(base + Duration::minutes(i)),
+            base + Duration::minutes(i),
+        );
     }
     for i in 5..7 {
         let spec = OrderSpec::new(r2, alice, "Europe/Berlin");
@@ -45,7 +49,11 @@ async fn filters_pagination_and_visibility() {
         );
     }
     env.produce(&s.envelopes).await;
-    let running = Running::spawn(ProjectorKind::OrderHistory, env.config("q"), env.pool().clone());
+    let running = Running::spawn(
+        ProjectorKind::OrderHistory,
+        env.config("q"),
+        env.pool().clone(),
+    );
     env.caught_up("order_history", &AggregateKind::ALL).await;
     running.stop().await;
     let pool = env.pool();
@@ -55,12 +63,36 @@ async fn filters_pagination_and_visibility() {
             .await
             .unwrap_or_else(|e| panic!("list: {e}"))
     };
-    assert_eq!(list(Viewer::All, OrderFilter::default()).await.orders.len(), 7);
-    let delivered = list(Viewer::All, OrderFilter { status: Some("delivered".into()), ..Default::default() }).await;
+    assert_eq!(
+        list(Viewer::All, OrderFilter::default()).await.orders.len(),
+        7
+    );
+    let delivered = list(
+        Viewer::All,
+        OrderFilter {
+            status: Some("delivered".into()),
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(delivered.orders.len(), 3);
-    let by_r2 = list(Viewer::All, OrderFilter { restaurant_id: Some(r2.as_uuid()), ..Default::default() }).await;
+    let by_r2 = list(
+        Viewer::All,
+        OrderFilter {
+            restaurant_id: Some(r2.as_uuid()),
+            ..Default::default()
+        },
+    )
+    .await;
     assert!(by_r2.orders.iter().all(|o| o.status == "cancelled") && by_r2.orders.len() == 2);
-    let by_rider = list(Viewer::All, OrderFilter { rider_id: Some(rider.as_uuid()), ..Default::default() }).await;
+    let by_rider = list(
+        Viewer::All,
+        OrderFilter {
+            rider_id: Some(rider.as_uuid()),
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(by_rider.orders.len(), 3);
     let window = list(
         Viewer::All,
@@ -72,7 +104,14 @@ async fn filters_pagination_and_visibility() {
     )
     .await;
     assert_eq!(window.orders.len(), 3);
-    let by_customer = list(Viewer::All, OrderFilter { customer_id: Some(bob.as_uuid()), ..Default::default() }).await;
+    let by_customer = list(
+        Viewer::All,
+        OrderFilter {
+            customer_id: Some(bob.as_uuid()),
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(by_customer.orders.len(), 2);
 
     // Keyset pagination, newest first, pages of 3: 3 + 3 + 1, no overlap.
@@ -80,7 +119,15 @@ async fn filters_pagination_and_visibility() {
     let mut cursor = None;
     let mut pages = 0;
     loop {
-        let page = list(Viewer::All, OrderFilter { limit: Some(3), cursor: cursor.clone(), ..Default::default() }).await;
+        let page = list(
+            Viewer::All,
+            OrderFilter {
+                limit: Some(3),
+                cursor: cursor.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
         pages += 1;
         seen.extend(page.orders.iter().map(|o| (o.placed_at, o.order_id)));
         match page.next_cursor {
@@ -90,32 +137,89 @@ async fn filters_pagination_and_visibility() {
     }
     assert_eq!(pages, 3);
     assert_eq!(seen.len(), 7);
-    assert!(seen.windows(2).all(|w| w[0] > w[1]), "strictly newest first");
-    let asc = list(Viewer::All, OrderFilter { sort: SortOrder::Asc, limit: Some(7), ..Default::default() }).await;
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "strictly newest first"
+    );
+    let asc = list(
+        Viewer::All,
+        OrderFilter {
+            sort: SortOrder::Asc,
+            limit: Some(7),
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(asc.orders.first().map(|o| o.placed_at), Some(base));
     assert!(matches!(
-        queries::orders::list_orders(pool, Viewer::All, &OrderFilter { cursor: Some("zz".into()), ..Default::default() }).await,
+        queries::orders::list_orders(
+            pool,
+            Viewer::All,
+            &OrderFilter {
+                cursor: Some("zz".into()),
+                ..Default::default()
+            }
+        )
+        .await,
         Err(QueryError::InvalidArgument { .. })
     ));
 
     // Visibility: a customer sees only their own, a restaurant only its own.
     let mine = list(Viewer::Customer(bob.as_uuid()), OrderFilter::default()).await;
     assert_eq!(mine.orders.len(), 2);
-    let sneaky = list(Viewer::Customer(bob.as_uuid()), OrderFilter { customer_id: Some(alice.as_uuid()), ..Default::default() }).await;
+    let sneaky = list(
+        Viewer::Customer(bob.as_uuid()),
+        OrderFilter {
+            customer_id: Some(alice.as_uuid()),
+            ..Default::default()
+        },
+    )
+    .await;
     assert!(sneaky.orders.is_empty());
-    assert_eq!(list(Viewer::Restaurant(r2.as_uuid()), OrderFilter::default()).await.orders.len(), 2);
+    assert_eq!(
+        list(Viewer::Restaurant(r2.as_uuid()), OrderFilter::default())
+            .await
+            .orders
+            .len(),
+        2
+    );
     assert!(matches!(
-        queries::orders::order_detail(pool, Viewer::Customer(bob.as_uuid()), r1_alice[0].as_uuid()).await,
+        queries::orders::order_detail(pool, Viewer::Customer(bob.as_uuid()), r1_alice[0].as_uuid())
+            .await,
         Err(QueryError::NotFound)
     ));
-    assert!(queries::orders::order_detail(pool, Viewer::Customer(alice.as_uuid()), r1_alice[0].as_uuid()).await.is_ok());
-    assert!(queries::orders::order_detail(pool, Viewer::Rider(rider.as_uuid()), r1_alice[0].as_uuid()).await.is_ok());
+    assert!(
+        queries::orders::order_detail(
+            pool,
+            Viewer::Customer(alice.as_uuid()),
+            r1_alice[0].as_uuid()
+        )
+        .await
+        .is_ok()
+    );
+    assert!(
+        queries::orders::order_detail(pool, Viewer::Rider(rider.as_uuid()), r1_alice[0].as_uuid())
+            .await
+            .is_ok()
+    );
     assert!(matches!(
-        queries::settlements::day_summary(pool, Viewer::Customer(alice.as_uuid()), base.date_naive()).await,
+        queries::settlements::day_summary(
+            pool,
+            Viewer::Customer(alice.as_uuid()),
+            base.date_naive()
+        )
+        .await,
         Err(QueryError::Forbidden)
     ));
     assert!(matches!(
-        queries::settlements::restaurant_days(pool, Viewer::Restaurant(r2.as_uuid()), r1.as_uuid(), base.date_naive(), base.date_naive()).await,
+        queries::settlements::restaurant_days(
+            pool,
+            Viewer::Restaurant(r2.as_uuid()),
+            r1.as_uuid(),
+            base.date_naive(),
+            base.date_naive()
+        )
+        .await,
         Err(QueryError::Forbidden)
     ));
 

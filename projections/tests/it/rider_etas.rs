@@ -24,7 +24,10 @@ async fn etas_follow_reports_and_keep_predicted_versus_actual() {
     let t0 = at(2025, 3, 3, 12, 0);
     let ready_by = t0 + Duration::minutes(20);
     let pickup = BERLIN_RESTAURANT;
-    let dropoff = GeoPoint { lat: 52.5300, lon: 13.4300 };
+    let dropoff = GeoPoint {
+        lat: 52.5300,
+        lon: 13.4300,
+    };
     let mut s = Script::default();
     s.delivery(
         delivery,
@@ -40,7 +43,14 @@ async fn etas_follow_reports_and_keep_predicted_versus_actual() {
         },
         t0,
     );
-    s.delivery(delivery, RiderAssigned { rider_id: rider, assigned_at: t0 }, t0);
+    s.delivery(
+        delivery,
+        RiderAssigned {
+            rider_id: rider,
+            assigned_at: t0,
+        },
+        t0,
+    );
     // Three fixes 30 s apart moving north towards the restaurant.
     let fixes = [52.5000, 52.5020, 52.5040];
     for (i, lat) in fixes.iter().enumerate() {
@@ -49,7 +59,10 @@ async fn etas_follow_reports_and_keep_predicted_versus_actual() {
             delivery,
             RiderLocationReported {
                 rider_id: rider,
-                location: GeoPoint { lat: *lat, lon: 13.4050 },
+                location: GeoPoint {
+                    lat: *lat,
+                    lon: 13.4050,
+                },
                 reported_at: when,
                 accuracy_m: None,
             },
@@ -68,10 +81,22 @@ async fn etas_follow_reports_and_keep_predicted_versus_actual() {
     let eta = queries::etas::eta_by_order(env.pool(), Viewer::All, order.as_uuid())
         .await
         .unwrap_or_else(|e| panic!("eta: {e}"));
-    let last = GeoPoint { lat: 52.5040, lon: 13.4050 };
-    let speed = (GeoPoint { lat: 52.5000, lon: 13.4050 }.distance_m(&last)) / 60.0;
+    let last = GeoPoint {
+        lat: 52.5040,
+        lon: 13.4050,
+    };
+    let speed = (GeoPoint {
+        lat: 52.5000,
+        lon: 13.4050,
+    }
+    .distance_m(&last))
+        / 60.0;
     assert!(eta.speed_from_reports);
-    assert!((eta.speed_mps - speed).abs() < 1e-6, "{} vs {speed}", eta.speed_mps);
+    assert!(
+        (eta.speed_mps - speed).abs() < 1e-6,
+        "{} vs {speed}",
+        eta.speed_mps
+    );
     let to_pickup = last.distance_m(&pickup);
     assert!((eta.distance_to_pickup_m.unwrap_or_default() - to_pickup).abs() < 1e-6);
     // The rider would arrive in about 5 minutes, but the food is ready later.
@@ -82,22 +107,74 @@ async fn etas_follow_reports_and_keep_predicted_versus_actual() {
     assert_eq!(eta.predicted_pickup_at, Some(ready_by));
 
     // Visible in the active set, by rider, inside a box around Berlin only.
-    let active = queries::etas::active_deliveries(env.pool(), Viewer::All, None).await.unwrap_or_default();
+    let active = queries::etas::active_deliveries(env.pool(), Viewer::All, None)
+        .await
+        .unwrap_or_default();
     assert_eq!(active.len(), 1);
-    let berlin = EtaBounds { min_lat: 52.0, min_lon: 13.0, max_lat: 53.0, max_lon: 14.0 };
-    let paris = EtaBounds { min_lat: 48.0, min_lon: 2.0, max_lat: 49.0, max_lon: 3.0 };
-    assert_eq!(queries::etas::active_deliveries(env.pool(), Viewer::All, Some(berlin)).await.unwrap_or_default().len(), 1);
-    assert!(queries::etas::active_deliveries(env.pool(), Viewer::All, Some(paris)).await.unwrap_or_default().is_empty());
-    assert_eq!(queries::etas::etas_by_rider(env.pool(), Viewer::Rider(rider.as_uuid()), rider.as_uuid()).await.unwrap_or_default().len(), 1);
-    assert!(queries::etas::etas_by_rider(env.pool(), Viewer::Rider(RiderId::new_random().as_uuid()), rider.as_uuid()).await.unwrap_or_default().is_empty());
+    let berlin = EtaBounds {
+        min_lat: 52.0,
+        min_lon: 13.0,
+        max_lat: 53.0,
+        max_lon: 14.0,
+    };
+    let paris = EtaBounds {
+        min_lat: 48.0,
+        min_lon: 2.0,
+        max_lat: 49.0,
+        max_lon: 3.0,
+    };
+    assert_eq!(
+        queries::etas::active_deliveries(env.pool(), Viewer::All, Some(berlin))
+            .await
+            .unwrap_or_default()
+            .len(),
+        1
+    );
+    assert!(
+        queries::etas::active_deliveries(env.pool(), Viewer::All, Some(paris))
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert_eq!(
+        queries::etas::etas_by_rider(env.pool(), Viewer::Rider(rider.as_uuid()), rider.as_uuid())
+            .await
+            .unwrap_or_default()
+            .len(),
+        1
+    );
+    assert!(
+        queries::etas::etas_by_rider(
+            env.pool(),
+            Viewer::Rider(RiderId::new_random().as_uuid()),
+            rider.as_uuid()
+        )
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    );
 
     // Pickup at ready_by + 1 min, completion 2 minutes later than predicted.
     let picked = ready_by + Duration::minutes(1);
     let predicted = picked + Duration::milliseconds((leg / speed * 1000.0).round() as i64);
     let completed = predicted + Duration::minutes(2);
     let more = vec![
-        s.delivery(delivery, PickupConfirmed { rider_id: rider, picked_up_at: picked }, picked),
-        s.delivery(delivery, DeliveryCompleted { rider_id: rider, completed_at: completed }, completed),
+        s.delivery(
+            delivery,
+            PickupConfirmed {
+                rider_id: rider,
+                picked_up_at: picked,
+            },
+            picked,
+        ),
+        s.delivery(
+            delivery,
+            DeliveryCompleted {
+                rider_id: rider,
+                completed_at: completed,
+            },
+            completed,
+        ),
     ];
     env.produce(&more).await;
     env.caught_up("rider_etas", &kinds).await;
@@ -109,10 +186,17 @@ async fn etas_follow_reports_and_keep_predicted_versus_actual() {
     assert!(!done.active);
     assert_eq!(done.predicted_dropoff_at, Some(predicted));
     assert_eq!(done.completed_at, Some(completed));
-    assert!(queries::etas::active_deliveries(env.pool(), Viewer::All, None).await.unwrap_or_default().is_empty());
+    assert!(
+        queries::etas::active_deliveries(env.pool(), Viewer::All, None)
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
 
     let day = NaiveDate::from_ymd_opt(2025, 3, 3).unwrap_or_default();
-    let accuracy = queries::etas::eta_accuracy(env.pool(), Viewer::All, day, day).await.unwrap_or_default();
+    let accuracy = queries::etas::eta_accuracy(env.pool(), Viewer::All, day, day)
+        .await
+        .unwrap_or_default();
     assert_eq!(accuracy.len(), 1);
     assert_eq!(accuracy[0].deliveries, 1);
     assert_eq!(accuracy[0].dropoff_mean_abs_error_s, Some(120.0));
@@ -135,24 +219,50 @@ async fn default_speed_until_enough_reports() {
             order_id: order,
             restaurant_id: RestaurantId::new_random(),
             pickup: BERLIN_RESTAURANT,
-            dropoff: GeoPoint { lat: 52.5300, lon: 13.4300 },
+            dropoff: GeoPoint {
+                lat: 52.5300,
+                lon: 13.4300,
+            },
             dropoff_code: "1234".into(),
             ready_by: None,
             requested_at: t0,
         },
         t0,
     );
-    s.delivery(delivery, RiderAssigned { rider_id: rider, assigned_at: t0 }, t0);
-    let here = GeoPoint { lat: 52.5000, lon: 13.4050 };
     s.delivery(
         delivery,
-        RiderLocationReported { rider_id: rider, location: here, reported_at: t0 + Duration::seconds(10), accuracy_m: Some(5) },
+        RiderAssigned {
+            rider_id: rider,
+            assigned_at: t0,
+        },
+        t0,
+    );
+    let here = GeoPoint {
+        lat: 52.5000,
+        lon: 13.4050,
+    };
+    s.delivery(
+        delivery,
+        RiderLocationReported {
+            rider_id: rider,
+            location: here,
+            reported_at: t0 + Duration::seconds(10),
+            accuracy_m: Some(5),
+        },
         t0 + Duration::seconds(10),
     );
     env.produce(&s.envelopes).await;
-    let settings = EtaSettings { default_speed_mps: 5.0, ..EtaSettings::default() };
-    let running = Running::spawn(ProjectorKind::RiderEtas(settings), env.config("etas"), env.pool().clone());
-    env.caught_up("rider_etas", &[AggregateKind::Delivery]).await;
+    let settings = EtaSettings {
+        default_speed_mps: 5.0,
+        ..EtaSettings::default()
+    };
+    let running = Running::spawn(
+        ProjectorKind::RiderEtas(settings),
+        env.config("etas"),
+        env.pool().clone(),
+    );
+    env.caught_up("rider_etas", &[AggregateKind::Delivery])
+        .await;
     running.stop().await;
     let eta = queries::etas::eta_by_order(env.pool(), Viewer::All, order.as_uuid())
         .await
@@ -160,6 +270,7 @@ async fn default_speed_until_enough_reports() {
     assert!(!eta.speed_from_reports);
     assert_eq!(eta.speed_mps, 5.0);
     let d = here.distance_m(&BERLIN_RESTAURANT);
-    let expected = t0 + Duration::seconds(10) + Duration::milliseconds((d / 5.0 * 1000.0).round() as i64);
+    let expected =
+        t0 + Duration::seconds(10) + Duration::milliseconds((d / 5.0 * 1000.0).round() as i64);
     assert_eq!(eta.pickup_eta, Some(expected));
 }

@@ -20,7 +20,13 @@ fn many_orders(n: usize, restaurant: RestaurantId) -> Script {
     for i in 0..n {
         let spec = OrderSpec::new(restaurant, CustomerId::new_random(), "Europe/Berlin");
         let placed = at(2025, 2, 1, 10, 0) + chrono::Duration::seconds(i as i64);
-        delivered_card_order(&mut s, &spec, placed, placed + chrono::Duration::minutes(30), rider);
+        delivered_card_order(
+            &mut s,
+            &spec,
+            placed,
+            placed + chrono::Duration::minutes(30),
+            rider,
+        );
     }
     s
 }
@@ -58,7 +64,11 @@ async fn crash_mid_stream_and_restart_loses_and_doubles_nothing() {
     let total = env.produced_for(&kinds);
     let mut config = env.config("crash");
     config.batch_size = 20;
-    let first = Running::spawn(ProjectorKind::Settlements, config.clone(), env.pool().clone());
+    let first = Running::spawn(
+        ProjectorKind::Settlements,
+        config.clone(),
+        env.pool().clone(),
+    );
     let pool = env.pool().clone();
     eventually("some progress", Duration::from_secs(60), || {
         let pool = pool.clone();
@@ -82,7 +92,10 @@ async fn crash_mid_stream_and_restart_loses_and_doubles_nothing() {
     .fetch_one(env.pool())
     .await
     .unwrap_or_default();
-    assert!(progress < total, "the crash should happen mid-stream ({progress} of {total})");
+    assert!(
+        progress < total,
+        "the crash should happen mid-stream ({progress} of {total})"
+    );
 
     let second = Running::spawn(ProjectorKind::Settlements, config, env.pool().clone());
     env.caught_up("settlements", &kinds).await;
@@ -96,7 +109,11 @@ async fn crash_mid_stream_and_restart_loses_and_doubles_nothing() {
         .fetch_one(env.pool())
         .await
         .unwrap_or_default();
-    assert_eq!(entries, n * 3, "one delivery, one authorization, one capture per order");
+    assert_eq!(
+        entries,
+        n * 3,
+        "one delivery, one authorization, one capture per order"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,9 +126,21 @@ async fn redelivered_and_republished_events_have_no_effect() {
     // after the first copy of later events.
     env.produce(&script.envelopes).await;
     env.produce(&script.envelopes).await;
-    let settle = Running::spawn(ProjectorKind::Settlements, env.config("dup-s"), env.pool().clone());
-    let history = Running::spawn(ProjectorKind::OrderHistory, env.config("dup-h"), env.pool().clone());
-    env.caught_up("settlements", &[AggregateKind::Order, AggregateKind::Payment]).await;
+    let settle = Running::spawn(
+        ProjectorKind::Settlements,
+        env.config("dup-s"),
+        env.pool().clone(),
+    );
+    let history = Running::spawn(
+        ProjectorKind::OrderHistory,
+        env.config("dup-h"),
+        env.pool().clone(),
+    );
+    env.caught_up(
+        "settlements",
+        &[AggregateKind::Order, AggregateKind::Payment],
+    )
+    .await;
     env.caught_up("order_history", &AggregateKind::ALL).await;
     settle.stop().await;
     history.stop().await;
@@ -126,9 +155,15 @@ async fn redelivered_and_republished_events_have_no_effect() {
     // The range check refuses an unbounded range; ask for January instead.
     assert!(days.is_err());
     let jan = |d| chrono::NaiveDate::from_ymd_opt(2025, 1, d).unwrap_or_default();
-    let days = queries::settlements::restaurant_days(env.pool(), Viewer::All, restaurant.as_uuid(), jan(1), jan(31))
-        .await
-        .unwrap_or_default();
+    let days = queries::settlements::restaurant_days(
+        env.pool(),
+        Viewer::All,
+        restaurant.as_uuid(),
+        jan(1),
+        jan(31),
+    )
+    .await
+    .unwrap_or_default();
     assert_eq!(days, expected_days(restaurant));
     let detail = queries::orders::order_detail(env.pool(), Viewer::All, specs[0].order.as_uuid())
         .await
@@ -146,22 +181,31 @@ async fn two_instances_split_partitions_and_build_the_same_model_as_one() {
     let kinds = AggregateKind::ALL;
     let mut config = env.config("pair");
     config.batch_size = 25;
-    let a = Running::spawn(ProjectorKind::OrderHistory, config.clone(), env.pool().clone());
+    let a = Running::spawn(
+        ProjectorKind::OrderHistory,
+        config.clone(),
+        env.pool().clone(),
+    );
     let b = Running::spawn(ProjectorKind::OrderHistory, config, env.pool().clone());
     env.caught_up("order_history", &kinds).await;
 
     // One instance, same topics, its own database.
     let single = TestDatabase::new().await;
-    let one = Running::spawn(ProjectorKind::OrderHistory, env.config("single"), single.pool.clone());
+    let one = Running::spawn(
+        ProjectorKind::OrderHistory,
+        env.config("single"),
+        single.pool.clone(),
+    );
     let expected = env.produced_for(&kinds);
     let pool = single.pool.clone();
     eventually("single instance caught up", Duration::from_secs(60), || {
         let pool = pool.clone();
         async move {
-            let n: Option<i64> = sqlx::query_scalar("SELECT sum(next_offset)::bigint FROM projector_offsets")
-                .fetch_one(&pool)
-                .await
-                .ok()?;
+            let n: Option<i64> =
+                sqlx::query_scalar("SELECT sum(next_offset)::bigint FROM projector_offsets")
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
             (n == Some(expected)).then_some(())
         }
     })
@@ -212,7 +256,10 @@ async fn an_event_it_cannot_apply_stops_the_projector_naming_it() {
         Err(e @ RuntimeError::Projection { .. }) => e.to_string(),
         other => panic!("expected a projection error, got {other:?}"),
     };
-    assert!(err.contains(&format!("{}.orders", env.kafka.prefix)), "{err}");
+    assert!(
+        err.contains(&format!("{}.orders", env.kafka.prefix)),
+        "{err}"
+    );
     assert!(err.contains("offset 0"), "{err}");
     assert!(err.contains(&bad.event_id.to_string()), "{err}");
     let _ = key;
@@ -225,7 +272,8 @@ async fn an_event_it_cannot_apply_stops_the_projector_naming_it() {
 
     // An undecodable message stops it too.
     let mut env2 = Env::start().await;
-    env2.produce_raw(AggregateKind::Payment, "k", b"not json").await;
+    env2.produce_raw(AggregateKind::Payment, "k", b"not json")
+        .await;
     let result = ordertrail_projections::run(
         ProjectorKind::Settlements,
         env2.config("poison2"),
@@ -236,5 +284,8 @@ async fn an_event_it_cannot_apply_stops_the_projector_naming_it() {
         .await
         .unwrap_or_else(|_| panic!("projector did not stop"));
     let err = result.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(err.contains("cannot decode envelope") && err.contains("payments"), "{err}");
+    assert!(
+        err.contains("cannot decode envelope") && err.contains("payments"),
+        "{err}"
+    );
 }

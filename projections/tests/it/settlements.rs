@@ -14,12 +14,28 @@ pub const BERLIN: &str = "Europe/Berlin";
 /// A delivered 23:50 local on Jan 10; B delivered 00:20 local on Jan 11 and
 /// partly refunded on Jan 12; C cancelled and voided on Jan 11; D cash,
 /// delivered on Jan 11.
-pub fn scripted_day(restaurant: RestaurantId, customer: CustomerId, rider: RiderId) -> (Script, Vec<OrderSpec>) {
+pub fn scripted_day(
+    restaurant: RestaurantId,
+    customer: CustomerId,
+    rider: RiderId,
+) -> (Script, Vec<OrderSpec>) {
     let mut s = Script::default();
     let a = OrderSpec::new(restaurant, customer, BERLIN);
-    delivered_card_order(&mut s, &a, at(2025, 1, 10, 22, 30), at(2025, 1, 10, 22, 50), rider);
+    delivered_card_order(
+        &mut s,
+        &a,
+        at(2025, 1, 10, 22, 30),
+        at(2025, 1, 10, 22, 50),
+        rider,
+    );
     let b = OrderSpec::new(restaurant, customer, BERLIN);
-    delivered_card_order(&mut s, &b, at(2025, 1, 10, 22, 55), at(2025, 1, 10, 23, 20), rider);
+    delivered_card_order(
+        &mut s,
+        &b,
+        at(2025, 1, 10, 22, 55),
+        at(2025, 1, 10, 23, 20),
+        rider,
+    );
     s.payment(
         b.payment_id(),
         PaymentRefunded {
@@ -184,20 +200,31 @@ async fn restaurant_and_provider_days_match_hand_computed_figures() {
         .cloned()
         .collect();
     env.produce(&payments).await;
-    let running = Running::spawn(ProjectorKind::Settlements, env.config("settle"), env.pool().clone());
+    let running = Running::spawn(
+        ProjectorKind::Settlements,
+        env.config("settle"),
+        env.pool().clone(),
+    );
     env.caught_up("settlements", &kinds).await;
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM settlement_entries WHERE business_day IS NULL")
-        .fetch_one(env.pool())
-        .await
-        .unwrap_or_default();
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM settlement_entries WHERE business_day IS NULL")
+            .fetch_one(env.pool())
+            .await
+            .unwrap_or_default();
     assert_eq!(pending, 8, "payment entries wait for their orders");
     env.produce(&orders).await;
     env.caught_up("settlements", &kinds).await;
     running.stop().await;
 
-    let days = queries::settlements::restaurant_days(env.pool(), Viewer::All, restaurant.as_uuid(), day(1), day(31))
-        .await
-        .unwrap_or_default();
+    let days = queries::settlements::restaurant_days(
+        env.pool(),
+        Viewer::All,
+        restaurant.as_uuid(),
+        day(1),
+        day(31),
+    )
+    .await
+    .unwrap_or_default();
     assert_eq!(days, expected_days(restaurant));
 
     let summary = queries::settlements::day_summary(env.pool(), Viewer::All, day(10)).await;
@@ -206,33 +233,58 @@ async fn restaurant_and_provider_days_match_hand_computed_figures() {
     assert_eq!(p.len(), 1);
     // A and B authorized and captured on Jan 10 UTC (B at 23:20 UTC).
     assert_eq!(
-        (p[0].authorized_minor, p[0].captured_minor, p[0].voided_minor, p[0].refunded_minor, p[0].fees_minor),
+        (
+            p[0].authorized_minor,
+            p[0].captured_minor,
+            p[0].voided_minor,
+            p[0].refunded_minor,
+            p[0].fees_minor
+        ),
         (2 * 3_716, 2 * 3_716, 0, 0, 25 + 35 + 25 + 35)
     );
     let jan11 = queries::settlements::day_summary(env.pool(), Viewer::All, day(11)).await;
     let jan11 = jan11.unwrap_or_else(|e| panic!("day summary: {e}"));
     assert_eq!(
-        (jan11.providers[0].authorized_minor, jan11.providers[0].voided_minor, jan11.providers[0].fees_minor),
+        (
+            jan11.providers[0].authorized_minor,
+            jan11.providers[0].voided_minor,
+            jan11.providers[0].fees_minor
+        ),
         (3_716, 3_716, 30)
     );
     assert_eq!(jan11.totals[0].orders, 2);
     let jan12 = queries::settlements::day_summary(env.pool(), Viewer::All, day(12)).await;
     let jan12 = jan12.unwrap_or_else(|e| panic!("day summary: {e}"));
-    assert_eq!((jan12.providers[0].refunded_minor, jan12.providers[0].fees_minor), (500, 10));
+    assert_eq!(
+        (
+            jan12.providers[0].refunded_minor,
+            jan12.providers[0].fees_minor
+        ),
+        (500, 10)
+    );
 
     // Consistent with the money events to the cent: every fee and refund
     // recorded on a payment event is in exactly one restaurant day.
     let fees: i64 = days.iter().map(|d| d.provider_fees_minor).sum();
     assert_eq!(fees, 25 + 35 + 25 + 35 + 10 + 25 + 5);
 
-    let csv = queries::settlements::export_csv(env.pool(), Viewer::Restaurant(restaurant.as_uuid()), None, day(1), day(31))
-        .await
-        .unwrap_or_default();
+    let csv = queries::settlements::export_csv(
+        env.pool(),
+        Viewer::Restaurant(restaurant.as_uuid()),
+        None,
+        day(1),
+        day(31),
+    )
+    .await
+    .unwrap_or_default();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 4, "{csv}");
     assert_eq!(lines[0], queries::settlements::CSV_HEADER);
     assert_eq!(
         lines[1],
-        format!("{},2025-01-10,EUR,1,2899,203,319,145,150,435,85,0,0,2582", restaurant.as_uuid())
+        format!(
+            "{},2025-01-10,EUR,1,2899,203,319,145,150,435,85,0,0,2582",
+            restaurant.as_uuid()
+        )
     );
 }

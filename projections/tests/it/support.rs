@@ -84,7 +84,9 @@ impl Env {
             let value = serde_json::to_vec(e).expect("serialize envelope");
             self.producer
                 .send(
-                    FutureRecord::to(&topic).key(&e.aggregate_id).payload(&value),
+                    FutureRecord::to(&topic)
+                        .key(&e.aggregate_id)
+                        .payload(&value),
                     Duration::from_secs(10),
                 )
                 .await
@@ -155,9 +157,14 @@ pub struct Running {
 impl Running {
     pub fn spawn(kind: ProjectorKind, config: RuntimeConfig, pool: PgPool) -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(ordertrail_projections::run(kind, config, pool, async move {
-            let _ = stopped.await;
-        }));
+        let handle = tokio::spawn(ordertrail_projections::run(
+            kind,
+            config,
+            pool,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             stop: Some(stop),
             handle,
@@ -182,7 +189,9 @@ pub fn eur(amount: i64) -> Money {
 }
 
 pub fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).single().expect("valid time")
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
+        .single()
+        .expect("valid time")
 }
 
 /// Builds envelopes with per-aggregate sequences and a global position.
@@ -236,22 +245,58 @@ impl Script {
         env
     }
 
-    pub fn order(&mut self, id: OrderId, ev: impl Into<OrderEvent>, at: DateTime<Utc>) -> EventEnvelope {
+    pub fn order(
+        &mut self,
+        id: OrderId,
+        ev: impl Into<OrderEvent>,
+        at: DateTime<Utc>,
+    ) -> EventEnvelope {
         let ev: OrderEvent = ev.into();
         let payload = serde_json::to_value(&ev).expect("payload");
-        self.push(AggregateKind::Order, id.0, ev.type_name(), ev.version(), payload, at)
+        self.push(
+            AggregateKind::Order,
+            id.0,
+            ev.type_name(),
+            ev.version(),
+            payload,
+            at,
+        )
     }
 
-    pub fn payment(&mut self, id: PaymentId, ev: impl Into<PaymentEvent>, at: DateTime<Utc>) -> EventEnvelope {
+    pub fn payment(
+        &mut self,
+        id: PaymentId,
+        ev: impl Into<PaymentEvent>,
+        at: DateTime<Utc>,
+    ) -> EventEnvelope {
         let ev: PaymentEvent = ev.into();
         let payload = serde_json::to_value(&ev).expect("payload");
-        self.push(AggregateKind::Payment, id.0, ev.type_name(), ev.version(), payload, at)
+        self.push(
+            AggregateKind::Payment,
+            id.0,
+            ev.type_name(),
+            ev.version(),
+            payload,
+            at,
+        )
     }
 
-    pub fn delivery(&mut self, id: DeliveryId, ev: impl Into<DeliveryEvent>, at: DateTime<Utc>) -> EventEnvelope {
+    pub fn delivery(
+        &mut self,
+        id: DeliveryId,
+        ev: impl Into<DeliveryEvent>,
+        at: DateTime<Utc>,
+    ) -> EventEnvelope {
         let ev: DeliveryEvent = ev.into();
         let payload = serde_json::to_value(&ev).expect("payload");
-        self.push(AggregateKind::Delivery, id.0, ev.type_name(), ev.version(), payload, at)
+        self.push(
+            AggregateKind::Delivery,
+            id.0,
+            ev.type_name(),
+            ev.version(),
+            payload,
+            at,
+        )
     }
 }
 
@@ -355,7 +400,13 @@ impl OrderSpec {
 }
 
 /// The full happy path of a card order, delivered at `delivered`.
-pub fn delivered_card_order(s: &mut Script, spec: &OrderSpec, placed: DateTime<Utc>, delivered: DateTime<Utc>, rider: RiderId) {
+pub fn delivered_card_order(
+    s: &mut Script,
+    spec: &OrderSpec,
+    placed: DateTime<Utc>,
+    delivered: DateTime<Utc>,
+    rider: RiderId,
+) {
     let m = chrono::Duration::minutes;
     let pay = spec.payment_id();
     let del = spec.delivery_id();
@@ -416,7 +467,13 @@ pub fn delivered_card_order(s: &mut Script, spec: &OrderSpec, placed: DateTime<U
         },
         placed + m(3),
     );
-    s.order(spec.order, OrderReadyForPickup { ready_at: placed + m(17) }, placed + m(17));
+    s.order(
+        spec.order,
+        OrderReadyForPickup {
+            ready_at: placed + m(17),
+        },
+        placed + m(17),
+    );
     s.delivery(
         del,
         PickupConfirmed {
@@ -441,7 +498,13 @@ pub fn delivered_card_order(s: &mut Script, spec: &OrderSpec, placed: DateTime<U
         },
         delivered,
     );
-    s.order(spec.order, OrderDelivered { delivered_at: delivered }, delivered);
+    s.order(
+        spec.order,
+        OrderDelivered {
+            delivered_at: delivered,
+        },
+        delivered,
+    );
     s.payment(
         pay,
         PaymentCaptured {

@@ -99,6 +99,16 @@ pub struct DeliveryCancelled {
     pub cancelled_at: DateTime<Utc>,
 }
 
+/// Nobody took the delivery in time: operations should look at it (the saga's
+/// assignment timeout). Only a flag for the backoffice; the delivery stays
+/// requested and can still be assigned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryFlagged {
+    /// Why it needs attention, e.g. `no rider assigned within 600 s`.
+    pub reason: String,
+    pub flagged_at: DateTime<Utc>,
+}
+
 event_enum!(
     /// Everything that can happen to a delivery.
     DeliveryEvent {
@@ -111,5 +121,6 @@ event_enum!(
         DeliveryCompleted => "1",
         DeliveryFailed => "1",
         DeliveryCancelled => "1",
+        DeliveryFlagged => "1",
     }
 );

@@ -1,0 +1,302 @@
+//! Tokens and ownership: who may do what, and that refusals append nothing.
+
+use axum::http::StatusCode;
+use chrono::Utc;
+use ordertrail_api::AuthConfig;
+use ordertrail_commands::catalog::seed_ids;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::support::{SECRET, TestApp, berlin, card, place_order_body, rider};
+
+#[tokio::test]
+async fn missing_malformed_forged_and_expired_tokens_are_401() {
+    let app = TestApp::new().await;
+    let customer_id = Uuid::new_v4().to_string();
+    let before = app.event_count().await;
+
+    app.post("/v1/orders")
+        .json(place_order_body(card()))
+        .send()
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "missing_token");
+    app.post("/v1/orders")
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .json(place_order_body(card()))
+        .send()
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
+    app.post("/v1/orders")
+        .token("not-a-jwt")
+        .json(place_order_body(card()))
+        .send()
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
+
+    let forged = AuthConfig::new(b"someone-elses-secret", None)
+        .mint("customer", &customer_id, 3600)
+        .unwrap();
+    app.post("/v1/orders")
+        .token(&forged)
+        .json(place_order_body(card()))
+        .send()
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
+
+    let expired = app.auth.mint("customer", &customer_id, -3600).unwrap();
+    app.post("/v1/orders")
+        .token(&expired)
+        .json(place_order_body(card()))
+        .send()
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "token_expired");
+
+    // Well signed but not acceptable: unknown role, non-UUID subject for a customer, no exp.
+    let raw = |claims: serde_json::Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    };
+    let exp = Utc::now().timestamp() + 600;
+    for claims in [
+        json!({"sub": customer_id, "role": "system", "exp": exp, "iat": 0}),
+        json!({"sub": customer_id, "role": "superuser", "exp": exp, "iat": 0}),
+        json!({"sub": "bob", "role": "customer", "exp": exp, "iat": 0}),
+        json!({"sub": customer_id, "role": "customer", "iat": 0}),
+    ] {
+        let r = app
+            .post("/v1/orders")
+            .token(&raw(claims.clone()))
+            .json(place_order_body(card()))
+            .send()
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNAUTHORIZED, "invalid_token"),
+            "{claims}: {}",
+            r.text
+        );
+    }
+
+    // Tokens are checked before bodies: a bad body without a token is 401.
+    app.post("/v1/orders")
+        .raw("application/json", "{")
+        .send()
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "missing_token");
+    // Reads need a token too.
+    app.get(&format!("/v1/restaurants/{}/menu", berlin()))
+        .send()
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "missing_token");
+
+    assert_eq!(app.event_count().await, before);
+}
+
+#[tokio::test]
+async fn roles_are_checked_before_the_body_is_read() {
+    let app = TestApp::new().await;
+    let (_, customer) = app.customer();
+    let order = app.place_order(&customer, card()).await;
+    let before = app.event_count().await;
+
+    // Restaurants, riders and staff do not place orders.
+    for token in [app.restaurant(berlin()), app.rider(rider(1)), app.ops()] {
+        app.post("/v1/orders")
+            .token(&token)
+            .json(place_order_body(card()))
+            .send()
+            .await
+            .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    }
+    // Customers do not confirm, accept or assign; riders do not cancel orders.
+    app.post(&format!("/v1/orders/{order}/confirm"))
+        .token(&customer)
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.post(&format!("/v1/orders/{order}/accept"))
+        .token(&customer)
+        .raw("application/json", "{not json")
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.post(&format!("/v1/orders/{order}/accept"))
+        .token(&app.ops())
+        .json(json!({"preparation_minutes": 10}))
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.post(&format!("/v1/orders/{order}/cancel"))
+        .token(&app.rider(rider(1)))
+        .json(json!({"reason": "x"}))
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.post("/v1/payments/00000000-0000-0000-0000-000000000000/refund")
+        .token(&customer)
+        .json(json!({"amount_minor": 1, "reason": "x"}))
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.put(&format!("/v1/admin/riders/{}", Uuid::new_v4()))
+        .token(&app.ops())
+        .json(json!({"name": "x", "active": true}))
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+
+    assert_eq!(app.event_count().await, before);
+}
+
+#[tokio::test]
+async fn customers_act_only_on_their_own_orders() {
+    let app = TestApp::new().await;
+    let (_, alice) = app.customer();
+    let (_, mallory) = app.customer();
+    let order = app.place_order(&alice, card()).await;
+    let before = app.event_count().await;
+
+    app.post(&format!("/v1/orders/{order}/cancel"))
+        .token(&mallory)
+        .json(json!({"reason": "mine now"}))
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.post("/v1/payments")
+        .token(&mallory)
+        .json(json!({"order_id": order}))
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(app.event_count().await, before);
+
+    // The order's own customer may.
+    app.post(&format!("/v1/orders/{order}/cancel"))
+        .token(&alice)
+        .json(json!({"reason": "oops"}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+}
+
+#[tokio::test]
+async fn restaurants_act_only_on_their_own_orders() {
+    let app = TestApp::new().await;
+    let (_, customer) = app.customer();
+    let order = app.place_order(&customer, json!({"kind": "cash"})).await;
+    app.post(&format!("/v1/orders/{order}/confirm"))
+        .token(&app.ops())
+        .send()
+        .await
+        .assert(StatusCode::OK);
+    let before = app.event_count().await;
+
+    let other = app.restaurant(seed_ids::LONDON_CURRY);
+    app.post(&format!("/v1/orders/{order}/accept"))
+        .token(&other)
+        .json(json!({"preparation_minutes": 10}))
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.post(&format!("/v1/orders/{order}/reject"))
+        .token(&other)
+        .json(json!({"reason": "not ours"}))
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.post("/v1/deliveries")
+        .token(&other)
+        .json(json!({"order_id": order}))
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(app.event_count().await, before);
+
+    app.post(&format!("/v1/orders/{order}/reject"))
+        .token(&app.restaurant(berlin()))
+        .json(json!({"reason": "out of buns"}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+}
+
+#[tokio::test]
+async fn riders_act_only_on_deliveries_assigned_to_them() {
+    let app = TestApp::new().await;
+    let (_, delivery, code) = app.requested_delivery().await;
+    let (ada, bilal) = (rider(1), rider(2));
+    let before = app.event_count().await;
+
+    // A rider may not assign someone else, nor act before being assigned.
+    app.post(&format!("/v1/deliveries/{delivery}/assign"))
+        .token(&app.rider(bilal))
+        .json(json!({"rider_id": ada}))
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.post(&format!("/v1/deliveries/{delivery}/pickup"))
+        .token(&app.rider(ada))
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(app.event_count().await, before);
+
+    app.post(&format!("/v1/deliveries/{delivery}/assign"))
+        .token(&app.rider(ada))
+        .json(json!({"rider_id": ada}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+    let assigned = app.event_count().await;
+
+    let bilal_token = app.rider(bilal);
+    let fix = json!({"lat": 52.4995, "lon": 13.4185, "reported_at": Utc::now()});
+    app.post(&format!("/v1/deliveries/{delivery}/locations"))
+        .token(&bilal_token)
+        .json(fix)
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.post(&format!("/v1/deliveries/{delivery}/pickup"))
+        .token(&bilal_token)
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.post(&format!("/v1/deliveries/{delivery}/complete"))
+        .token(&bilal_token)
+        .json(json!({"dropoff_code": code}))
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.post(&format!("/v1/deliveries/{delivery}/fail"))
+        .token(&bilal_token)
+        .json(json!({"reason": "flat tyre"}))
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    // Unassigning and cancelling are for ops.
+    app.post(&format!("/v1/deliveries/{delivery}/unassign"))
+        .token(&app.rider(ada))
+        .json(json!({"reason": "x"}))
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(app.event_count().await, assigned);
+
+    app.post(&format!("/v1/deliveries/{delivery}/unassign"))
+        .token(&app.ops())
+        .json(json!({"reason": "rider went home"}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+    app.post(&format!("/v1/deliveries/{delivery}/cancel"))
+        .token(&app.ops())
+        .json(json!({"reason": "order cancelled"}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+}

@@ -1,0 +1,301 @@
+//! Every class of bad input gets its own 4xx, and nothing is appended.
+
+use axum::http::StatusCode;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::support::{MAX_BODY, TestApp, berlin, card, place_order_body};
+
+#[tokio::test]
+async fn bad_bodies_are_told_apart_and_append_nothing() {
+    let app = TestApp::new().await;
+    let (_, customer) = app.customer();
+    let before = app.event_count().await;
+
+    let malformed = app
+        .post("/v1/orders")
+        .token(&customer)
+        .raw("application/json", "{\"restaurant_id\": ")
+        .send()
+        .await;
+    malformed.assert_error(StatusCode::BAD_REQUEST, "malformed_json");
+
+    let mut wrong_type = place_order_body(card());
+    wrong_type["items"][0]["quantity"] = json!("two");
+    let wrong = app
+        .post("/v1/orders")
+        .token(&customer)
+        .json(wrong_type)
+        .send()
+        .await;
+    wrong.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    assert_eq!(
+        wrong.body["details"]["path"], "items[0].quantity",
+        "{}",
+        wrong.text
+    );
+
+    let mut negative = place_order_body(card());
+    negative["items"][0]["quantity"] = json!(-1);
+    app.post("/v1/orders")
+        .token(&customer)
+        .json(negative)
+        .send()
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+
+    let mut missing = place_order_body(card());
+    missing.as_object_mut().unwrap().remove("delivery_address");
+    let missing = app
+        .post("/v1/orders")
+        .token(&customer)
+        .json(missing)
+        .send()
+        .await;
+    missing.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    assert!(
+        missing.body["details"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("delivery_address"),
+        "{}",
+        missing.text
+    );
+
+    let mut unknown = place_order_body(card());
+    unknown["discount_minor"] = json!(500);
+    let unknown = app
+        .post("/v1/orders")
+        .token(&customer)
+        .json(unknown)
+        .send()
+        .await;
+    unknown.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    assert!(
+        unknown.body["details"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("discount_minor"),
+        "{}",
+        unknown.text
+    );
+
+    let mut unknown_nested =
+        place_order_body(json!({"kind": "card", "card_token": "tok_visa", "cvv": "123"}));
+    unknown_nested["tip_minor"] = json!(0);
+    app.post("/v1/orders")
+        .token(&customer)
+        .json(unknown_nested)
+        .send()
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+
+    let mut bad_kind = place_order_body(json!({"kind": "crypto"}));
+    bad_kind["tip_minor"] = json!(0);
+    app.post("/v1/orders")
+        .token(&customer)
+        .json(bad_kind)
+        .send()
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+
+    app.post("/v1/orders")
+        .token(&customer)
+        .raw("text/plain", place_order_body(card()).to_string())
+        .send()
+        .await
+        .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    app.post("/v1/orders")
+        .token(&customer)
+        .raw("application/x-www-form-urlencoded", "restaurant_id=1")
+        .send()
+        .await
+        .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+
+    let mut huge = place_order_body(card());
+    huge["delivery_address"]["street"] = json!("x".repeat(MAX_BODY + 1));
+    app.post("/v1/orders")
+        .token(&customer)
+        .json(huge)
+        .send()
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+
+    // An empty body where fields are required is a missing-field error.
+    app.post("/v1/orders")
+        .token(&customer)
+        .send()
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+
+    // Domain validation: unknown restaurant, unknown menu item, bad quantity.
+    let mut ghost = place_order_body(card());
+    ghost["restaurant_id"] = json!(Uuid::new_v4());
+    app.post("/v1/orders")
+        .token(&customer)
+        .json(ghost)
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "restaurant_not_found");
+    let mut zero = place_order_body(card());
+    zero["items"][0]["quantity"] = json!(0);
+    app.post("/v1/orders")
+        .token(&customer)
+        .json(zero)
+        .send()
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_quantity");
+
+    app.post("/v1/orders")
+        .token(&customer)
+        .key("")
+        .json(place_order_body(card()))
+        .send()
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_idempotency_key");
+    app.post("/v1/orders")
+        .token(&customer)
+        .key(&"k".repeat(256))
+        .json(place_order_body(card()))
+        .send()
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_idempotency_key");
+
+    assert_eq!(app.event_count().await, before, "bad input appended events");
+}
+
+#[tokio::test]
+async fn unknown_ids_routes_and_methods() {
+    let app = TestApp::new().await;
+    let ops = app.ops();
+    let before = app.event_count().await;
+    let nobody = Uuid::new_v4();
+
+    app.post(&format!("/v1/orders/{nobody}/confirm"))
+        .token(&ops)
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "order_not_found");
+    app.post(&format!("/v1/orders/{nobody}/delivered"))
+        .token(&ops)
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "order_not_found");
+    app.post(&format!("/v1/payments/{nobody}/void"))
+        .token(&ops)
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "payment_not_found");
+    app.post(&format!("/v1/deliveries/{nobody}/assign"))
+        .token(&ops)
+        .json(json!({"rider_id": crate::support::rider(1)}))
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
+    app.post(&format!("/v1/deliveries/{nobody}/cancel"))
+        .token(&ops)
+        .json(json!({"reason": "x"}))
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
+    app.post("/v1/payments")
+        .token(&ops)
+        .json(json!({"order_id": nobody}))
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "order_not_found");
+
+    app.post("/v1/orders/not-a-uuid/confirm")
+        .token(&ops)
+        .send()
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_id");
+    app.get("/v1/no-such-thing")
+        .token(&ops)
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "route_not_found");
+    app.get("/v1/orders")
+        .token(&ops)
+        .send()
+        .await
+        .assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    app.get("/v1/docs/assets/")
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "route_not_found");
+
+    assert_eq!(app.event_count().await, before);
+}
+
+#[tokio::test]
+async fn invalid_transitions_are_409_with_their_own_code_and_append_nothing() {
+    let app = TestApp::new().await;
+    let (_, customer) = app.customer();
+    let order = app.place_order(&customer, json!({"kind": "cash"})).await;
+    let restaurant = app.restaurant(berlin());
+    let before = app.event_count().await;
+
+    // Not confirmed yet: the restaurant cannot accept or mark it ready.
+    app.post(&format!("/v1/orders/{order}/accept"))
+        .token(&restaurant)
+        .json(json!({"preparation_minutes": 10}))
+        .send()
+        .await
+        .assert_error(StatusCode::CONFLICT, "order_not_acceptable");
+    app.post(&format!("/v1/orders/{order}/ready"))
+        .token(&restaurant)
+        .send()
+        .await
+        .assert_error(StatusCode::CONFLICT, "order_not_in_preparation");
+    app.post(&format!("/v1/orders/{order}/delivered"))
+        .token(&app.ops())
+        .send()
+        .await
+        .assert_error(StatusCode::CONFLICT, "order_not_deliverable");
+
+    // A wrong preparation estimate is a validation error.
+    app.post(&format!("/v1/orders/{order}/confirm"))
+        .token(&app.ops())
+        .send()
+        .await
+        .assert(StatusCode::OK);
+    let confirmed_at = app.event_count().await;
+    app.post(&format!("/v1/orders/{order}/accept"))
+        .token(&restaurant)
+        .json(json!({"preparation_minutes": 0}))
+        .send()
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_preparation_time");
+    app.post(&format!("/v1/orders/{order}/confirm"))
+        .token(&app.ops())
+        .send()
+        .await
+        .assert_error(StatusCode::CONFLICT, "order_not_confirmable");
+    assert_eq!(app.event_count().await, confirmed_at);
+    assert_eq!(confirmed_at, before + 1);
+}
+
+#[tokio::test]
+async fn internal_errors_are_logged_not_returned() {
+    let app = TestApp::new().await;
+    let (_, customer) = app.customer();
+    let order = app.place_order(&customer, json!({"kind": "cash"})).await;
+    sqlx::query("UPDATE events SET payload = '{\"type\": \"SecretInternalShape\"}'::jsonb WHERE aggregate_id = $1")
+        .bind(order.to_string())
+        .execute(&app.db.pool)
+        .await
+        .expect("corrupt the stored event");
+    let broken = app
+        .post(&format!("/v1/orders/{order}/confirm"))
+        .token(&app.ops())
+        .send()
+        .await;
+    broken.assert_error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error");
+    assert!(
+        !broken.text.contains("SecretInternalShape") && !broken.text.contains("variant"),
+        "{}",
+        broken.text
+    );
+    assert!(broken.headers.get("x-request-id").is_some());
+}

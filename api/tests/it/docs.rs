@@ -1,0 +1,129 @@
+//! The OpenAPI document and the self-hosted docs page.
+
+use axum::http::StatusCode;
+
+use crate::support::TestApp;
+
+/// Every route the router serves (method, OpenAPI path).
+const ROUTES: &[(&str, &str)] = &[
+    ("post", "/v1/orders"),
+    ("post", "/v1/orders/{id}/confirm"),
+    ("post", "/v1/orders/{id}/accept"),
+    ("post", "/v1/orders/{id}/reject"),
+    ("post", "/v1/orders/{id}/ready"),
+    ("post", "/v1/orders/{id}/picked-up"),
+    ("post", "/v1/orders/{id}/delivered"),
+    ("post", "/v1/orders/{id}/cancel"),
+    ("post", "/v1/orders/{id}/cash-collected"),
+    ("post", "/v1/payments"),
+    ("post", "/v1/payments/{id}/capture"),
+    ("post", "/v1/payments/{id}/void"),
+    ("post", "/v1/payments/{id}/refund"),
+    ("post", "/v1/deliveries"),
+    ("post", "/v1/deliveries/{id}/assign"),
+    ("post", "/v1/deliveries/{id}/unassign"),
+    ("post", "/v1/deliveries/{id}/locations"),
+    ("post", "/v1/deliveries/{id}/pickup"),
+    ("post", "/v1/deliveries/{id}/complete"),
+    ("post", "/v1/deliveries/{id}/fail"),
+    ("post", "/v1/deliveries/{id}/cancel"),
+    ("put", "/v1/admin/restaurants/{id}"),
+    ("get", "/v1/admin/restaurants"),
+    ("put", "/v1/admin/restaurants/{id}/open"),
+    ("put", "/v1/admin/menu-items/{id}"),
+    ("get", "/v1/restaurants/{id}/menu"),
+    ("put", "/v1/admin/riders/{id}"),
+    ("get", "/v1/admin/riders"),
+    ("get", "/health/live"),
+    ("get", "/health/ready"),
+    ("get", "/v1/openapi.json"),
+    ("get", "/v1/docs"),
+];
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_with_its_errors() {
+    let app = TestApp::new().await;
+    let doc = app.get("/v1/openapi.json").send().await;
+    doc.assert(StatusCode::OK);
+    assert!(
+        doc.body["openapi"].as_str().unwrap_or("").starts_with("3."),
+        "{}",
+        doc.text
+    );
+    let paths = doc.body["paths"].as_object().expect("paths");
+    let mut documented = 0;
+    for (path, item) in paths {
+        for method in ["get", "put", "post", "delete", "patch"] {
+            if item.get(method).is_some() {
+                documented += 1;
+                assert!(
+                    ROUTES.contains(&(method, path.as_str())),
+                    "documented but not routed: {method} {path}"
+                );
+            }
+        }
+    }
+    assert_eq!(documented, ROUTES.len());
+    for (method, path) in ROUTES {
+        let op = &doc.body["paths"][path][method];
+        assert!(op.is_object(), "undocumented: {method} {path}");
+        if path.starts_with("/v1/")
+            && !path.starts_with("/v1/docs")
+            && !path.starts_with("/v1/openapi")
+        {
+            assert!(
+                op["responses"]["401"].is_object(),
+                "{method} {path} does not document 401"
+            );
+            assert!(
+                op["responses"]["403"].is_object(),
+                "{method} {path} does not document 403"
+            );
+            assert!(op["security"].is_array(), "{method} {path} has no security");
+        }
+        if *method == "post" {
+            for status in ["400", "409", "413", "415", "422"] {
+                assert!(
+                    op["responses"][status].is_object(),
+                    "{method} {path} does not document {status}"
+                );
+            }
+            assert!(
+                op["requestBody"].is_object(),
+                "{method} {path} has no request body"
+            );
+        }
+    }
+    assert_eq!(
+        doc.body["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert!(doc.body["components"]["schemas"]["ErrorBody"].is_object());
+    assert!(doc.body["components"]["schemas"]["PlaceOrderRequest"].is_object());
+}
+
+#[tokio::test]
+async fn the_docs_page_is_served_from_local_assets_only() {
+    let app = TestApp::new().await;
+    let page = app.get("/v1/docs").send().await;
+    page.assert(StatusCode::OK);
+    assert!(page.text.contains("swagger-ui"));
+    let mut urls = Vec::new();
+    for attr in ["src=\"", "href=\""] {
+        for part in page.text.split(attr).skip(1) {
+            urls.push(part.split('"').next().unwrap_or("").to_owned());
+        }
+    }
+    assert!(!urls.is_empty());
+    for url in &urls {
+        assert!(
+            url.starts_with('/') && !url.starts_with("//"),
+            "non-local asset {url}"
+        );
+        let asset = app.get(url).send().await;
+        assert_eq!(asset.status, StatusCode::OK, "{url}");
+        assert!(!asset.text.is_empty());
+    }
+    let init = app.get("/v1/docs/init.js").send().await;
+    assert!(init.text.contains("/v1/openapi.json") && init.text.contains("validatorUrl: null"));
+}

@@ -1,0 +1,436 @@
+//! Happy paths through the command endpoints.
+
+use axum::http::StatusCode;
+use chrono::{Duration, Utc};
+use ordertrail_commands::catalog::seed_ids;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::support::{TestApp, berlin, card, rider};
+
+#[tokio::test]
+async fn an_order_goes_from_placement_to_delivery() {
+    let app = TestApp::new().await;
+    let (customer_id, customer) = app.customer();
+
+    let placed = app
+        .post("/v1/orders")
+        .token(&customer)
+        .json(crate::support::place_order_body(card()))
+        .send()
+        .await;
+    placed.assert(StatusCode::CREATED);
+    assert_eq!(placed.event_types(), ["OrderPlaced"]);
+    assert_eq!(placed.body["aggregate_type"], "Order");
+    assert_eq!(placed.body["version"], 1);
+    assert_eq!(
+        placed.body["events"][0]["payload"]["customer_id"],
+        customer_id.to_string()
+    );
+    assert!(placed.headers.get("x-request-id").is_some());
+    let order = crate::support::order_id(&placed);
+    let total = placed.body["events"][0]["payload"]["price"]["total"].clone();
+
+    let paid = app
+        .post("/v1/payments")
+        .token(&customer)
+        .json(json!({"order_id": order}))
+        .send()
+        .await;
+    paid.assert(StatusCode::CREATED);
+    assert_eq!(paid.event_types(), ["PaymentAuthorized"]);
+    assert_eq!(
+        paid.body["events"][0]["payload"]["amount"], total,
+        "the order's total, not the client's"
+    );
+    let payment = paid.body["aggregate_id"].as_str().unwrap().to_owned();
+
+    let ops = app.ops();
+    let restaurant = app.restaurant(berlin());
+    app.post(&format!("/v1/orders/{order}/confirm"))
+        .token(&ops)
+        .send()
+        .await
+        .assert(StatusCode::OK);
+    let accepted = app
+        .post(&format!("/v1/orders/{order}/accept"))
+        .token(&restaurant)
+        .json(json!({"preparation_minutes": 15}))
+        .send()
+        .await;
+    accepted.assert(StatusCode::OK);
+    assert_eq!(accepted.event_types(), ["OrderAccepted"]);
+
+    let requested = app
+        .post("/v1/deliveries")
+        .token(&restaurant)
+        .json(json!({"order_id": order}))
+        .send()
+        .await;
+    requested.assert(StatusCode::CREATED);
+    let delivery = requested.body["aggregate_id"].as_str().unwrap().to_owned();
+    let code = requested.body["events"][0]["payload"]["dropoff_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let me = rider(1);
+    let rider_token = app.rider(me);
+    let assigned = app
+        .post(&format!("/v1/deliveries/{delivery}/assign"))
+        .token(&rider_token)
+        .json(json!({"rider_id": me}))
+        .send()
+        .await;
+    assigned.assert(StatusCode::OK);
+    assert_eq!(assigned.event_types(), ["RiderAssigned"]);
+
+    let fix = json!({"lat": 52.4995, "lon": 13.4185, "reported_at": Utc::now() - Duration::seconds(5), "accuracy_m": 6});
+    let located = app
+        .post(&format!("/v1/deliveries/{delivery}/locations"))
+        .token(&rider_token)
+        .json(fix)
+        .send()
+        .await;
+    located.assert(StatusCode::OK);
+    assert_eq!(located.event_types(), ["RiderLocationReported"]);
+
+    app.post(&format!("/v1/orders/{order}/ready"))
+        .token(&restaurant)
+        .send()
+        .await
+        .assert(StatusCode::OK);
+    app.post(&format!("/v1/deliveries/{delivery}/pickup"))
+        .token(&rider_token)
+        .send()
+        .await
+        .assert(StatusCode::OK);
+    app.post(&format!("/v1/orders/{order}/picked-up"))
+        .token(&ops)
+        .json(json!({"rider_id": me}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+
+    let wrong = if code == "0000" { "1111" } else { "0000" };
+    let rejected = app
+        .post(&format!("/v1/deliveries/{delivery}/complete"))
+        .token(&rider_token)
+        .json(json!({"dropoff_code": wrong}))
+        .send()
+        .await;
+    rejected.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "dropoff_code_invalid");
+    assert_eq!(rejected.body["details"]["attempts_left"], 2);
+    assert_eq!(
+        rejected.body["details"]["outcome"]["events"][0]["event_type"],
+        "DropoffCodeRejected"
+    );
+
+    let completed = app
+        .post(&format!("/v1/deliveries/{delivery}/complete"))
+        .token(&rider_token)
+        .json(json!({"dropoff_code": code}))
+        .send()
+        .await;
+    completed.assert(StatusCode::OK);
+    assert_eq!(completed.event_types(), ["DeliveryCompleted"]);
+    app.post(&format!("/v1/orders/{order}/delivered"))
+        .token(&ops)
+        .json(json!({}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+
+    let captured = app
+        .post(&format!("/v1/payments/{payment}/capture"))
+        .token(&ops)
+        .json(json!({}))
+        .send()
+        .await;
+    captured.assert(StatusCode::OK);
+    assert_eq!(captured.event_types(), ["PaymentCaptured"]);
+    let refunded = app
+        .post(&format!("/v1/payments/{payment}/refund"))
+        .token(&ops)
+        .json(json!({"amount_minor": 100, "reason": "fries were cold"}))
+        .send()
+        .await;
+    refunded.assert(StatusCode::OK);
+    assert_eq!(refunded.event_types(), ["PaymentRefunded"]);
+
+    // Event metadata carries the actor and the request id.
+    let (actor_role, actor_subject, request_id): (String, String, String) = sqlx::query_as(
+        "SELECT metadata->>'actor_role', metadata->>'actor_subject', metadata->>'request_id'
+         FROM events WHERE event_type = 'RiderAssigned'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .expect("metadata");
+    assert_eq!(
+        (actor_role.as_str(), actor_subject),
+        ("rider", me.to_string())
+    );
+    assert_eq!(
+        Some(request_id.as_str()),
+        assigned
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+    );
+}
+
+#[tokio::test]
+async fn a_cash_order_is_paid_when_the_assigned_rider_collects() {
+    let app = TestApp::new().await;
+    let (_, customer) = app.customer();
+    let order = app.place_order(&customer, json!({"kind": "cash"})).await;
+    let ops = app.ops();
+    app.post(&format!("/v1/orders/{order}/confirm"))
+        .token(&ops)
+        .send()
+        .await
+        .assert(StatusCode::OK);
+    // A cash order cannot be authorized on a card.
+    app.post("/v1/payments")
+        .token(&customer)
+        .json(json!({"order_id": order, "card_token": "tok_visa"}))
+        .send()
+        .await
+        .assert_error(StatusCode::CONFLICT, "payment_method_mismatch");
+    app.post(&format!("/v1/orders/{order}/accept"))
+        .token(&app.restaurant(berlin()))
+        .json(json!({"preparation_minutes": 5}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+    let requested = app
+        .post("/v1/deliveries")
+        .token(&ops)
+        .json(json!({"order_id": order}))
+        .send()
+        .await;
+    requested.assert(StatusCode::CREATED);
+    let delivery = requested.body["aggregate_id"].as_str().unwrap().to_owned();
+    app.post(&format!("/v1/deliveries/{delivery}/assign"))
+        .token(&ops)
+        .json(json!({"rider_id": rider(2)}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+
+    // Another rider may not record it; the assigned one may.
+    app.post(&format!("/v1/orders/{order}/cash-collected"))
+        .token(&app.rider(rider(3)))
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    let collected = app
+        .post(&format!("/v1/orders/{order}/cash-collected"))
+        .token(&app.rider(rider(2)))
+        .send()
+        .await;
+    collected.assert(StatusCode::CREATED);
+    assert_eq!(collected.event_types(), ["CashCollected"]);
+    assert_eq!(collected.body["aggregate_type"], "Payment");
+}
+
+#[tokio::test]
+async fn a_declined_card_is_recorded_and_answered_with_402() {
+    let app = TestApp::new().await;
+    let (_, customer) = app.customer();
+    let order = app
+        .place_order(
+            &customer,
+            json!({"kind": "card", "card_token": "tok_declined"}),
+        )
+        .await;
+    let before = app.event_count().await;
+    let declined = app
+        .post("/v1/payments")
+        .token(&customer)
+        .json(json!({"order_id": order}))
+        .send()
+        .await;
+    declined.assert_error(StatusCode::PAYMENT_REQUIRED, "payment_declined");
+    assert!(
+        declined.body["details"]["decline_code"].is_string(),
+        "{}",
+        declined.text
+    );
+    assert_eq!(
+        declined.body["details"]["outcome"]["events"][0]["event_type"],
+        "PaymentDeclined"
+    );
+    assert_eq!(
+        app.event_count().await,
+        before + 1,
+        "the decline is recorded"
+    );
+    // The order cannot be confirmed on a declined payment.
+    app.post(&format!("/v1/orders/{order}/confirm"))
+        .token(&app.ops())
+        .send()
+        .await
+        .assert_error(StatusCode::CONFLICT, "payment_not_authorized");
+    // Another card works.
+    let retried = app
+        .post("/v1/payments")
+        .token(&customer)
+        .json(json!({"order_id": order, "card_token": "tok_mastercard"}))
+        .send()
+        .await;
+    retried.assert(StatusCode::CREATED);
+    assert_eq!(retried.event_types(), ["PaymentAuthorized"]);
+}
+
+#[tokio::test]
+async fn customers_cancel_before_acceptance_and_ops_after() {
+    let app = TestApp::new().await;
+    let (_, customer) = app.customer();
+    let order = app.place_order(&customer, card()).await;
+    let cancelled = app
+        .post(&format!("/v1/orders/{order}/cancel"))
+        .token(&customer)
+        .json(json!({"reason": "changed my mind"}))
+        .send()
+        .await;
+    cancelled.assert(StatusCode::OK);
+    assert_eq!(cancelled.event_types(), ["OrderCancelled"]);
+
+    let (order, customer) = app.accepted_order().await;
+    let before = app.event_count().await;
+    app.post(&format!("/v1/orders/{order}/cancel"))
+        .token(&customer)
+        .json(json!({"reason": "too slow"}))
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "cancellation_not_allowed_for_role");
+    assert_eq!(app.event_count().await, before);
+    app.post(&format!("/v1/orders/{order}/cancel"))
+        .token(&app.ops())
+        .json(json!({"reason": "kitchen fire"}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+}
+
+#[tokio::test]
+async fn reference_data_is_managed_by_admins_and_read_by_everyone_signed_in() {
+    let app = TestApp::new().await;
+    let admin = app.admin();
+    let id = Uuid::new_v4();
+    let restaurant = json!({
+        "name": "Neukölln Noodles", "lat": 52.48, "lon": 13.43, "time_zone": "Europe/Berlin",
+        "currency": "EUR", "commission_bps": 1400, "tax_bps": 700, "is_open": true
+    });
+    let put = app
+        .put(&format!("/v1/admin/restaurants/{id}"))
+        .token(&admin)
+        .json(restaurant.clone())
+        .send()
+        .await;
+    put.assert(StatusCode::OK);
+    assert_eq!(put.body["name"], "Neukölln Noodles");
+    app.put(&format!("/v1/admin/restaurants/{id}"))
+        .token(&app.ops())
+        .json(restaurant)
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.put(&format!("/v1/admin/restaurants/{id}"))
+        .token(&admin)
+        .json(json!({"name": "X", "lat": 95.0, "lon": 13.43, "time_zone": "Europe/Berlin", "currency": "EUR", "commission_bps": 1, "tax_bps": 1, "is_open": true}))
+        .send()
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_reference_data");
+
+    let item = Uuid::new_v4();
+    app.put(&format!("/v1/admin/menu-items/{item}"))
+        .token(&admin)
+        .json(json!({"restaurant_id": id, "name": "Dan Dan Noodles", "price_minor": 1150, "available": true}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+    app.put(&format!("/v1/admin/menu-items/{item}"))
+        .token(&admin)
+        .json(json!({"restaurant_id": Uuid::new_v4(), "name": "Ghost", "price_minor": 1, "available": true}))
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "restaurant_not_found");
+    let (_, customer) = app.customer();
+    let menu = app
+        .get(&format!("/v1/restaurants/{id}/menu"))
+        .token(&customer)
+        .send()
+        .await;
+    menu.assert(StatusCode::OK);
+    assert_eq!(menu.body.as_array().map(Vec::len), Some(1));
+    app.get(&format!("/v1/restaurants/{}/menu", Uuid::new_v4()))
+        .token(&customer)
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "restaurant_not_found");
+
+    let closed = app
+        .put(&format!("/v1/admin/restaurants/{id}/open"))
+        .token(&admin)
+        .json(json!({"is_open": false}))
+        .send()
+        .await;
+    closed.assert(StatusCode::OK);
+    assert_eq!(closed.body["is_open"], false);
+    let listed = app
+        .get("/v1/admin/restaurants")
+        .token(&app.ops())
+        .send()
+        .await;
+    listed.assert(StatusCode::OK);
+    assert_eq!(listed.body.as_array().map(Vec::len), Some(5));
+    app.get("/v1/admin/restaurants")
+        .token(&customer)
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+
+    let rider_id = Uuid::new_v4();
+    app.put(&format!("/v1/admin/riders/{rider_id}"))
+        .token(&admin)
+        .json(json!({"name": "Ines V.", "active": false}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+    let riders = app.get("/v1/admin/riders").token(&app.ops()).send().await;
+    riders.assert(StatusCode::OK);
+    assert_eq!(riders.body.as_array().map(Vec::len), Some(9));
+
+    // An inactive rider cannot be assigned; an unknown one is rejected.
+    let (_, delivery, _) = app.requested_delivery().await;
+    app.post(&format!("/v1/deliveries/{delivery}/assign"))
+        .token(&app.ops())
+        .json(json!({"rider_id": rider_id}))
+        .send()
+        .await
+        .assert_error(StatusCode::CONFLICT, "rider_inactive");
+    app.post(&format!("/v1/deliveries/{delivery}/assign"))
+        .token(&app.ops())
+        .json(json!({"rider_id": Uuid::new_v4()}))
+        .send()
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "rider_not_found");
+    let _ = seed_ids::BERLIN_MART;
+}
+
+#[tokio::test]
+async fn health_endpoints_answer_without_a_token() {
+    let app = TestApp::new().await;
+    let live = app.get("/health/live").send().await;
+    live.assert(StatusCode::OK);
+    let ready = app.get("/health/ready").send().await;
+    ready.assert(StatusCode::OK);
+    assert_eq!(ready.body["status"], "ready");
+    app.db.pool.close().await;
+    app.get("/health/ready")
+        .send()
+        .await
+        .assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+}

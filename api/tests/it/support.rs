@@ -1,0 +1,323 @@
+//! The test application, a request builder, and ready-made orders.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use ordertrail_api::{AppState, AuthConfig, app};
+use ordertrail_commands::catalog::{self, seed_ids};
+use ordertrail_commands::service::CommandService;
+use ordertrail_domain::SimulatedProvider;
+use ordertrail_testkit::pg::TestDatabase;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+pub const SECRET: &[u8] = b"test-secret-of-the-api-suite";
+/// A small body limit, so the oversized-body test stays small.
+pub const MAX_BODY: usize = 16 * 1024;
+
+pub struct TestApp {
+    pub router: Router,
+    pub db: TestDatabase,
+    pub auth: AuthConfig,
+    pub commands: CommandService,
+}
+
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl TestResponse {
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+
+    #[track_caller]
+    pub fn assert(&self, status: StatusCode) -> &Self {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_error(&self, status: StatusCode, code: &str) -> &Self {
+        assert_eq!(
+            (self.status, self.code()),
+            (status, code),
+            "body: {}",
+            self.text
+        );
+        assert!(
+            self.body["message"].is_string(),
+            "error without message: {}",
+            self.text
+        );
+        assert!(
+            self.body.get("details").is_some(),
+            "error without details: {}",
+            self.text
+        );
+        self
+    }
+
+    pub fn replayed(&self) -> bool {
+        self.headers
+            .get("idempotent-replayed")
+            .is_some_and(|v| v == "true")
+    }
+
+    pub fn event_types(&self) -> Vec<String> {
+        self.body["events"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["event_type"].as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+pub struct Req<'a> {
+    app: &'a TestApp,
+    builder: axum::http::request::Builder,
+    body: Body,
+}
+
+impl Req<'_> {
+    pub fn token(mut self, token: &str) -> Self {
+        self.builder = self
+            .builder
+            .header("authorization", format!("Bearer {token}"));
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.builder = self.builder.header(name, value);
+        self
+    }
+
+    pub fn key(self, key: &str) -> Self {
+        self.header("idempotency-key", key)
+    }
+
+    pub fn json(mut self, value: Value) -> Self {
+        self.builder = self.builder.header("content-type", "application/json");
+        self.body = Body::from(value.to_string());
+        self
+    }
+
+    pub fn raw(mut self, content_type: &str, body: impl Into<Body>) -> Self {
+        self.builder = self.builder.header("content-type", content_type);
+        self.body = body.into();
+        self
+    }
+
+    pub async fn send(self) -> TestResponse {
+        let request = self.builder.body(self.body).expect("request");
+        let response = self
+            .app
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        TestResponse {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+}
+
+pub fn berlin() -> Uuid {
+    seed_ids::BERLIN_BURGERS
+}
+
+pub fn rider(n: u128) -> Uuid {
+    seed_ids::rider(n)
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        ordertrail_testkit::init_test_logging();
+        let db = TestDatabase::new().await;
+        catalog::seed(&db.pool).await.expect("seed");
+        let commands = CommandService::new(db.pool.clone(), Arc::new(SimulatedProvider::new()));
+        let auth = AuthConfig::new(SECRET, None);
+        let state = AppState::new(commands.clone(), auth.clone()).with_max_body_bytes(MAX_BODY);
+        Self {
+            router: app(state),
+            db,
+            auth,
+            commands,
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> Req<'_> {
+        Req {
+            app: self,
+            builder: Request::builder().method(method).uri(path),
+            body: Body::empty(),
+        }
+    }
+
+    pub fn post(&self, path: &str) -> Req<'_> {
+        self.request(Method::POST, path)
+    }
+
+    pub fn get(&self, path: &str) -> Req<'_> {
+        self.request(Method::GET, path)
+    }
+
+    pub fn put(&self, path: &str) -> Req<'_> {
+        self.request(Method::PUT, path)
+    }
+
+    pub fn token(&self, role: &str, sub: &str) -> String {
+        self.auth.mint(role, sub, 3600).expect("mint")
+    }
+
+    pub fn ops(&self) -> String {
+        self.token("ops", "ops-alice")
+    }
+
+    pub fn admin(&self) -> String {
+        self.token("admin", "admin-root")
+    }
+
+    pub fn restaurant(&self, id: Uuid) -> String {
+        self.token("restaurant", &id.to_string())
+    }
+
+    pub fn rider(&self, id: Uuid) -> String {
+        self.token("rider", &id.to_string())
+    }
+
+    /// A new customer: their id and token.
+    pub fn customer(&self) -> (Uuid, String) {
+        let id = Uuid::new_v4();
+        (id, self.token("customer", &id.to_string()))
+    }
+
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("count events")
+    }
+
+    pub async fn events_of_type(&self, event_type: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
+            .bind(event_type)
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("count events")
+    }
+
+    /// Place a card order at the Berlin burger place; returns its id.
+    pub async fn place_order(&self, customer_token: &str, payment: Value) -> Uuid {
+        let response = self
+            .post("/v1/orders")
+            .token(customer_token)
+            .json(place_order_body(payment))
+            .send()
+            .await;
+        response.assert(StatusCode::CREATED);
+        order_id(&response)
+    }
+
+    /// A card order, authorized, confirmed and accepted; returns (order id, customer token).
+    pub async fn accepted_order(&self) -> (Uuid, String) {
+        let (_, customer) = self.customer();
+        let order = self.place_order(&customer, card()).await;
+        self.post("/v1/payments")
+            .token(&customer)
+            .json(json!({"order_id": order}))
+            .send()
+            .await
+            .assert(StatusCode::CREATED);
+        self.post(&format!("/v1/orders/{order}/confirm"))
+            .token(&self.ops())
+            .send()
+            .await
+            .assert(StatusCode::OK);
+        self.post(&format!("/v1/orders/{order}/accept"))
+            .token(&self.restaurant(berlin()))
+            .json(json!({"preparation_minutes": 12}))
+            .send()
+            .await
+            .assert(StatusCode::OK);
+        (order, customer)
+    }
+
+    /// An accepted order with its delivery requested; returns (order id, delivery id, drop-off code).
+    pub async fn requested_delivery(&self) -> (Uuid, Uuid, String) {
+        let (order, _) = self.accepted_order().await;
+        let response = self
+            .post("/v1/deliveries")
+            .token(&self.restaurant(berlin()))
+            .json(json!({"order_id": order}))
+            .send()
+            .await;
+        response.assert(StatusCode::CREATED);
+        let delivery = response.body["aggregate_id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("delivery id");
+        let code = response.body["events"][0]["payload"]["dropoff_code"]
+            .as_str()
+            .expect("code")
+            .to_owned();
+        (order, delivery, code)
+    }
+}
+
+pub fn card() -> Value {
+    json!({"kind": "card", "card_token": "tok_visa"})
+}
+
+pub fn place_order_body(payment: Value) -> Value {
+    json!({
+        "restaurant_id": berlin(),
+        "items": [
+            {"menu_item_id": seed_ids::menu_item(1, 1), "quantity": 2},
+            {"menu_item_id": seed_ids::menu_item(1, 3), "quantity": 1}
+        ],
+        "delivery_address": {
+            "street": "Oranienstraße 25",
+            "city": "Berlin",
+            "postal_code": "10999",
+            "location": {"lat": 52.5003, "lon": 13.4215}
+        },
+        "payment_method": payment,
+        "tip_minor": 150
+    })
+}
+
+pub fn order_id(response: &TestResponse) -> Uuid {
+    response.body["aggregate_id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("aggregate id")
+}

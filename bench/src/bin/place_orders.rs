@@ -1,0 +1,353 @@
+//! Write-side benchmark: orders placed per second through the HTTP API, and
+//! the raw PostgreSQL ceiling for the same work.
+//!
+//! 1. Migrates and seeds the database named by `DATABASE_URL` (scripts/bench.sh
+//!    starts a private server with fsync on), starts the real `ordertrail-api`
+//!    binary as its own process, and drives `POST /v1/orders` (each with its own
+//!    `Idempotency-Key` and customer token) from this separate process at a fixed
+//!    concurrency for a fixed time, after a warm-up.
+//! 2. Runs pgbench at the same concurrency with a script executing exactly the
+//!    SQL one PlaceOrder executes in the command service (idempotency claim,
+//!    restaurant and menu look-ups, aggregate load, the event append transaction
+//!    with its command-log trigger, the idempotency answer), with the payload and
+//!    metadata of a real OrderPlaced event.
+//! 3. Prints throughput, p50/p95/p99 latency, the ceiling and the ratio.
+//!
+//! Absolute numbers swing by 2x on shared machines; compare the ratio.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use ordertrail_commands::catalog::{self, seed_ids};
+use serde_json::json;
+
+/// Benchmark PlaceOrder through the API against the PostgreSQL ceiling.
+#[derive(Debug, Parser)]
+struct Config {
+    /// PostgreSQL URL (its role must be able to create tables: migrations run).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Concurrent in-flight requests (and pgbench clients).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Measured seconds per phase.
+    #[arg(long, default_value_t = 20)]
+    duration_secs: u64,
+    /// Warm-up seconds before measuring the API.
+    #[arg(long, default_value_t = 3)]
+    warmup_secs: u64,
+    /// The API binary (default: next to this one).
+    #[arg(long)]
+    api_bin: Option<PathBuf>,
+    /// The pgbench binary.
+    #[arg(long, default_value = "pgbench")]
+    pgbench: String,
+    /// API database pool size.
+    #[arg(long, default_value_t = 16)]
+    db_pool_size: u32,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let config = Config::parse();
+    let pool = ordertrail_platform::db::connect(&config.database_url, 4)
+        .await
+        .context("connect")?;
+    ordertrail_platform::db::migrate(&pool)
+        .await
+        .context("migrate")?;
+    catalog::seed(&pool).await.context("seed")?;
+    let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&pool).await?;
+    let sync_commit: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&pool)
+        .await?;
+
+    let secret = format!("bench-secret-{}", uuid::Uuid::new_v4().simple());
+    let port = free_port()?;
+    let api_bin = match &config.api_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("exe dir")?
+            .join("ordertrail-api"),
+    };
+    let mut api = tokio::process::Command::new(&api_bin)
+        .env("DATABASE_URL", &config.database_url)
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("JWT_SECRET", &secret)
+        .env("DB_POOL_SIZE", config.db_pool_size.to_string())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("start {}", api_bin.display()))?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(config.concurrency * 2)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    wait_ready(&client, &base).await?;
+
+    println!("== PlaceOrder through the HTTP API ==");
+    println!(
+        "machine: {} cores; PostgreSQL fsync={fsync} synchronous_commit={sync_commit}; concurrency {}; {} s measured after {} s warm-up",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        config.concurrency,
+        config.duration_secs,
+        config.warmup_secs
+    );
+    let _ = run_load(
+        &client,
+        &base,
+        &secret,
+        config.concurrency,
+        Duration::from_secs(config.warmup_secs),
+    )
+    .await?;
+    let result = run_load(
+        &client,
+        &base,
+        &secret,
+        config.concurrency,
+        Duration::from_secs(config.duration_secs),
+    )
+    .await?;
+    let api_rate = result.ok as f64 / result.elapsed.as_secs_f64();
+    println!(
+        "api: {} orders in {:.1} s = {:.0} orders/s; errors {}; latency p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        result.ok,
+        result.elapsed.as_secs_f64(),
+        api_rate,
+        result.errors,
+        ms(result.hist.value_at_quantile(0.50)),
+        ms(result.hist.value_at_quantile(0.95)),
+        ms(result.hist.value_at_quantile(0.99)),
+        ms(result.hist.max()),
+    );
+    let _ = api.kill().await;
+
+    // A real event and answer to put in the pgbench script.
+    let (payload, metadata): (String, String) = sqlx::query_as(
+        "SELECT payload::text, metadata::text FROM events WHERE event_type = 'OrderPlaced' ORDER BY global_position DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .context("sample event")?;
+    let response: String = sqlx::query_scalar(
+        "SELECT response::text FROM idempotency_keys WHERE status_code = 200 ORDER BY created_at DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .context("sample response")?;
+    let script = pgbench_script(&payload, &metadata, &response)?;
+    let script_path =
+        std::env::temp_dir().join(format!("ordertrail-place-order-{}.sql", std::process::id()));
+    std::fs::write(&script_path, script)?;
+    println!(
+        "== PostgreSQL ceiling: the same SQL through pgbench ({}) ==",
+        script_path.display()
+    );
+    let out = tokio::process::Command::new(&config.pgbench)
+        .args(["-n", "-M", "prepared", "-j", "2", "-c"])
+        .arg(config.concurrency.to_string())
+        .arg("-T")
+        .arg(config.duration_secs.to_string())
+        .arg("-f")
+        .arg(&script_path)
+        .arg("-d")
+        .arg(&config.database_url)
+        .output()
+        .await
+        .context("run pgbench")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "pgbench failed: {}\n{}",
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tps = stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("tps = ")
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .context("pgbench printed no tps")?;
+    let latency = stdout
+        .lines()
+        .find(|l| l.starts_with("latency average"))
+        .unwrap_or("latency average = ?");
+    println!("pgbench: {tps:.0} PlaceOrder transactions/s; {latency}");
+    println!("== Result ==");
+    println!(
+        "ratio api/ceiling = {:.2} (target >= 0.60); api p99 = {:.1} ms (target <= 25 ms)",
+        api_rate / tps,
+        ms(result.hist.value_at_quantile(0.99))
+    );
+    let _ = std::fs::remove_file(&script_path);
+    Ok(())
+}
+
+struct LoadResult {
+    ok: u64,
+    errors: u64,
+    elapsed: Duration,
+    hist: Histogram<u64>,
+}
+
+async fn run_load(
+    client: &reqwest::Client,
+    base: &str,
+    secret: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<LoadResult> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let client = client.clone();
+        let url = format!("{base}/v1/orders");
+        // Each worker is its own customer.
+        let token = customer_token(secret)?;
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let (mut ok, mut errors) = (0u64, 0u64);
+            let body = order_body();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+                    .json(&body)
+                    .send()
+                    .await;
+                let micros = t.elapsed().as_micros() as u64;
+                match response {
+                    Ok(r) if r.status().as_u16() == 201 => {
+                        let _ = r.bytes().await;
+                        ok += 1;
+                        hist.record(micros.max(1))?;
+                    }
+                    Ok(r) => {
+                        errors += 1;
+                        if errors <= 3 {
+                            eprintln!(
+                                "unexpected {}: {}",
+                                r.status(),
+                                r.text().await.unwrap_or_default()
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        if errors <= 3 {
+                            eprintln!("request failed: {e}");
+                        }
+                    }
+                }
+            }
+            anyhow::Ok((ok, errors, hist))
+        }));
+    }
+    let mut total = LoadResult {
+        ok: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        hist: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+    };
+    for task in tasks {
+        let (ok, errors, hist) = task.await??;
+        total.ok += ok;
+        total.errors += errors;
+        total.hist.add(hist)?;
+    }
+    total.elapsed = started.elapsed();
+    Ok(total)
+}
+
+fn order_body() -> serde_json::Value {
+    json!({
+        "restaurant_id": seed_ids::BERLIN_BURGERS,
+        "items": [
+            { "menu_item_id": seed_ids::menu_item(1, 1), "quantity": 2 },
+            { "menu_item_id": seed_ids::menu_item(1, 3), "quantity": 1 }
+        ],
+        "delivery_address": {
+            "street": "Oranienstraße 1", "city": "Berlin", "postal_code": "10999",
+            "location": { "lat": 52.5010, "lon": 13.4190 }
+        },
+        "payment_method": { "kind": "card", "card_token": "tok_visa" },
+        "tip_minor": 100
+    })
+}
+
+fn customer_token(secret: &str) -> Result<String> {
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({ "sub": uuid::Uuid::new_v4().to_string(), "role": "customer", "iat": now, "exp": now + 3600 });
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )?)
+}
+
+/// The SQL the command service runs for one keyed PlaceOrder, in order.
+fn pgbench_script(payload: &str, metadata: &str, response: &str) -> Result<String> {
+    let quote = |s: &str| s.replace('\'', "''");
+    // Metadata with this transaction's command id spliced in (the trigger keys on it).
+    let meta: serde_json::Value = serde_json::from_str(metadata)?;
+    let mut meta = meta.as_object().context("metadata object")?.clone();
+    meta.remove("command_id");
+    let rest = serde_json::Value::Object(meta).to_string();
+    let rest = rest.trim_start_matches('{');
+    let restaurant = seed_ids::BERLIN_BURGERS;
+    let (item1, item2) = (seed_ids::menu_item(1, 1), seed_ids::menu_item(1, 3));
+    Ok(format!(
+        "INSERT INTO idempotency_keys (scope, idempotency_key, request_hash, command_id) VALUES ('customer:bench', gen_random_uuid()::text, 'request-hash', gen_random_uuid()) ON CONFLICT (scope, idempotency_key) DO NOTHING RETURNING idempotency_key AS ikey, command_id::text AS cid, gen_random_uuid()::text AS oid \\gset\n\
+SELECT id, name, lat, lon, time_zone, currency, commission_bps, tax_bps, is_open FROM restaurants WHERE id = '{restaurant}';\n\
+SELECT id, restaurant_id, name, price_minor, available FROM menu_items WHERE id = ANY('{{{item1},{item2}}}'::uuid[]);\n\
+SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata FROM events WHERE aggregate_type = 'Order' AND aggregate_id = :oid ORDER BY sequence;\n\
+BEGIN;\n\
+INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) VALUES ('Order', :oid, 1, 'OrderPlaced', '1', '{payload}'::json, ('{{\"command_id\":\"' || :cid::text || '\",{rest}')::json);\n\
+COMMIT;\n\
+UPDATE idempotency_keys SET status_code = 200, response = '{response}'::jsonb, completed_at = now() WHERE scope = 'customer:bench' AND idempotency_key = :ikey AND status_code IS NULL;\n",
+        payload = quote(payload),
+        rest = quote(rest),
+        response = quote(response),
+    ))
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/health/ready")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the API did not become ready within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}

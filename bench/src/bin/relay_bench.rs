@@ -1,0 +1,333 @@
+//! Relay benchmark (see `bench/RELAY.md`):
+//!
+//! 1. catch-up: a backlog of stored events (default 200,000, realistic
+//!    delivery and location payloads inserted with one `generate_series`
+//!    statement) published by a relay started from scratch; events per second
+//!    from relay start until its checkpoint reaches the store head;
+//! 2. publish lag at a steady command rate (default 1,000 commands/s, one
+//!    event per command, each its own transaction like the command service's
+//!    appends): commit → message read back by a consumer, p50/p99/max. That is
+//!    an upper bound of commit → broker acknowledgement.
+//!
+//! Runs against `DATABASE_URL` (a fresh database is created and dropped) and
+//! `KAFKA_BROKERS`, or an in-process librdkafka mock cluster when unset.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use ordertrail_commands::relay::{self, RelayConfig, checkpoint, topics};
+use ordertrail_platform::{db, event_log};
+use ordertrail_schemas::topics::all_topics;
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+/// Measures relay catch-up throughput and publish lag.
+#[derive(Debug, Parser)]
+struct Args {
+    /// PostgreSQL server; the benchmark creates and drops its own database.
+    #[arg(long, env)]
+    database_url: String,
+    /// Kafka bootstrap servers; an in-process mock cluster when unset.
+    #[arg(long, env)]
+    kafka_brokers: Option<String>,
+    /// Stored events to catch up on.
+    #[arg(long, default_value_t = 200_000)]
+    backlog: i64,
+    /// Commands per second during the lag measurement.
+    #[arg(long, default_value_t = 1_000)]
+    rate: u64,
+    /// Seconds of steady load during the lag measurement.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Relay batch size.
+    #[arg(long, default_value_t = 2_000)]
+    batch_size: usize,
+    /// Partitions per topic.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+}
+
+const PARTITIONS_MOCK_BROKERS: i32 = 3;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    ordertrail_platform::telemetry::init("relay-bench");
+    let (pool, admin_url, db_name) = fresh_database(&args.database_url).await?;
+    let result = bench(&args, &pool).await;
+    pool.close().await;
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .context("connect admin")?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name}"))
+        .execute(&mut admin)
+        .await
+        .context("drop bench database")?;
+    result
+}
+
+async fn fresh_database(url: &str) -> anyhow::Result<(PgPool, String, String)> {
+    let name = format!("relay_bench_{}", Uuid::new_v4().simple());
+    let cut = url
+        .rfind('/')
+        .context("DATABASE_URL has no database part")?;
+    let (base, rest) = url.split_at(cut);
+    let query = rest.find('?').map(|i| &rest[i..]).unwrap_or("");
+    let admin_url = format!("{base}/postgres{query}");
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .context("connect admin")?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .context("create bench database")?;
+    let pool = db::connect(&format!("{base}/{name}{query}"), 24).await?;
+    db::migrate(&pool).await?;
+    Ok((pool, admin_url, name))
+}
+
+async fn bench(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
+    let prefix = format!("bench{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let mock: Option<MockCluster<'static, DefaultProducerContext>>;
+    let brokers = match &args.kafka_brokers {
+        Some(b) if !b.trim().is_empty() => {
+            mock = None;
+            b.clone()
+        }
+        _ => {
+            let m = MockCluster::new(PARTITIONS_MOCK_BROKERS).context("start mock cluster")?;
+            topics::create_on_mock_cluster(&m, &all_topics(&prefix), args.partitions)?;
+            let b = m.bootstrap_servers();
+            mock = Some(m);
+            b
+        }
+    };
+    println!(
+        "relay bench: broker {} ({}), backlog {}, batch {}, {} partitions/topic",
+        brokers,
+        if mock.is_some() {
+            "in-process librdkafka mock cluster"
+        } else {
+            "KAFKA_BROKERS"
+        },
+        args.backlog,
+        args.batch_size,
+        args.partitions
+    );
+
+    // 1. Catch-up.
+    let started = Instant::now();
+    insert_backlog(pool, args.backlog).await?;
+    let head = event_log::head(pool)
+        .await?
+        .context("backlog is readable")?;
+    println!(
+        "backlog: {} events inserted in {:.1}s",
+        args.backlog,
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut config = RelayConfig::new(brokers.clone(), prefix.clone());
+    config.topic_partitions = args.partitions;
+    config.topic_replication_factor = 1;
+    config.batch_size = args.batch_size;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let relay_task = tokio::spawn(relay::run(config, pool.clone(), async move {
+        let _ = stop_rx.await;
+    }));
+    let started = Instant::now();
+    loop {
+        let mut conn = pool.acquire().await?;
+        if checkpoint::load(&mut conn, &prefix).await? >= head {
+            break;
+        }
+        if relay_task.is_finished() {
+            bail!("relay stopped during catch-up: {:?}", relay_task.await);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed().as_secs_f64();
+    let catch_up = args.backlog as f64 / took;
+    println!(
+        "catch-up: {} events in {took:.2}s = {catch_up:.0} events/s (target >= 50000)",
+        args.backlog
+    );
+
+    // 2. Lag at a steady rate.
+    let (p50, p99, max, n) = steady_lag(args, pool, &brokers, &prefix).await?;
+    println!(
+        "publish lag at {}/s for {}s ({n} commands): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms \
+         (commit -> consumed; target p99 <= 50 ms)",
+        args.rate, args.seconds
+    );
+    let _ = stop_tx.send(());
+    relay_task.await.context("relay task")??;
+    drop(mock);
+    Ok(())
+}
+
+/// Realistic rows: each delivery is requested, then reports its rider's
+/// location nine times; metadata as `EventMetadata::to_map` writes it.
+async fn insert_backlog(pool: &PgPool, n: i64) -> anyhow::Result<()> {
+    sqlx::query(
+        r#"
+WITH g AS (
+    SELECT i, (i / 10) AS d, (i % 10) + 1 AS seq,
+           md5('delivery' || (i / 10))::uuid AS delivery_id,
+           md5('rider' || (i / 10 % 500))::uuid AS rider_id,
+           gen_random_uuid() AS command_id
+    FROM generate_series(0, $1 - 1) AS i
+)
+INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+SELECT 'Delivery', delivery_id::text, seq,
+       CASE WHEN seq = 1 THEN 'DeliveryRequested' ELSE 'RiderLocationReported' END,
+       CASE WHEN seq = 1 THEN '1' ELSE '2' END,
+       CASE WHEN seq = 1 THEN json_build_object(
+                'type', 'DeliveryRequested', 'delivery_id', delivery_id,
+                'order_id', md5('order' || d)::uuid, 'restaurant_id', md5('restaurant' || (d % 50))::uuid,
+                'pickup', json_build_object('lat', 52.49 + (d % 100) * 0.0001, 'lon', 13.41),
+                'dropoff', json_build_object('lat', 52.51, 'lon', 13.39 + (d % 100) * 0.0001),
+                'dropoff_code', lpad((d % 10000)::text, 4, '0'), 'ready_by', null,
+                'requested_at', now())
+            ELSE json_build_object(
+                'type', 'RiderLocationReported', 'rider_id', rider_id,
+                'location', json_build_object('lat', 52.49 + seq * 0.0003, 'lon', 13.41 - seq * 0.0002),
+                'reported_at', now() + seq * interval '5 seconds', 'accuracy_m', 3 + seq)
+       END,
+       json_build_object('command_id', command_id, 'correlation_id', md5('order' || d)::uuid,
+                         'causation_id', command_id, 'actor_subject', rider_id::text,
+                         'actor_role', 'rider', 'request_id', 'req-' || i)
+FROM g
+"#,
+    )
+    .bind(n)
+    .execute(pool)
+    .await
+    .context("insert backlog")?;
+    Ok(())
+}
+
+/// Steady commands while the relay runs; returns p50, p99, max in ms and count.
+async fn steady_lag(
+    args: &Args,
+    pool: &PgPool,
+    brokers: &str,
+    prefix: &str,
+) -> anyhow::Result<(f64, f64, f64, u64)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{prefix}-lag"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "5")
+        .set("fetch.error.backoff.ms", "5")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for topic in all_topics(prefix) {
+        for p in 0..args.partitions {
+            assignment.add_partition_offset(&topic, p, Offset::End)?;
+        }
+    }
+    consumer.assign(&assignment)?;
+    let commits: Arc<Mutex<HashMap<Uuid, SystemTime>>> = Arc::default();
+    let expected = args.rate * args.seconds;
+    let reader = {
+        let commits = commits.clone();
+        std::thread::spawn(move || -> anyhow::Result<Vec<(Uuid, SystemTime)>> {
+            let mut seen = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while (seen.len() as u64) < expected && Instant::now() < deadline {
+                if let Some(m) = consumer.poll(Duration::from_millis(50)) {
+                    let m = m?;
+                    let now = SystemTime::now();
+                    let v: serde_json::Value =
+                        serde_json::from_slice(m.payload().unwrap_or_default())?;
+                    if let Some(id) = v["event_id"].as_str().and_then(|s| s.parse().ok()) {
+                        seen.push((id, now));
+                    }
+                }
+            }
+            drop(commits);
+            Ok(seen)
+        })
+    };
+    // Let the consumer settle on its end offsets before the clock starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let writers = 8u64;
+    let per_writer = args.rate / writers;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let pool = pool.clone();
+        let commits = commits.clone();
+        let seconds = args.seconds;
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_writer as f64));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let rider = Uuid::new_v4();
+            let delivery = Uuid::new_v4().to_string();
+            for seq in 1..=(per_writer * seconds) as i64 {
+                tick.tick().await;
+                let command_id = Uuid::new_v4();
+                let mut tx = pool.begin().await?;
+                let event_id: Uuid = sqlx::query_scalar(
+                    "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+                     VALUES ('Delivery', $1, $2, 'RiderLocationReported', '2', $3, $4) RETURNING event_id",
+                )
+                .bind(&delivery)
+                .bind(seq)
+                .bind(serde_json::json!({
+                    "type": "RiderLocationReported", "rider_id": rider,
+                    "location": {"lat": 52.5 + seq as f64 * 1e-5, "lon": 13.4},
+                    "reported_at": chrono::Utc::now(), "accuracy_m": 5, "w": w
+                }))
+                .bind(serde_json::json!({
+                    "command_id": command_id, "correlation_id": command_id, "causation_id": command_id,
+                    "actor_subject": rider, "actor_role": "rider", "request_id": format!("req-{command_id}")
+                }))
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                let at = SystemTime::now();
+                if let Ok(mut c) = commits.lock() {
+                    c.insert(event_id, at);
+                }
+            }
+            Ok::<_, sqlx::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let seen = tokio::task::spawn_blocking(move || reader.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
+    let commits = commits
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for (id, received) in &seen {
+        if let Some(committed) = commits.get(id) {
+            let us = received
+                .duration_since(*committed)
+                .unwrap_or_default()
+                .as_micros() as u64;
+            hist.record(us.max(1))?;
+        }
+    }
+    if hist.len() < expected {
+        bail!("only {} of {expected} commands were read back", hist.len());
+    }
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    Ok((ms(0.5), ms(0.99), hist.max() as f64 / 1000.0, hist.len()))
+}

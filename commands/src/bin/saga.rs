@@ -1,0 +1,84 @@
+//! The saga binary: drives orders, payments and deliveries from events.
+//! Thin: parses the configuration and runs [`ordertrail_commands::saga::run`]
+//! until SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use ordertrail_commands::saga::{self, SagaConfig};
+use ordertrail_commands::service::CommandService;
+use ordertrail_domain::SimulatedProvider;
+use ordertrail_platform::{db, shutdown, telemetry};
+
+/// Consumes the order, payment and delivery topics and sends the follow-up
+/// commands that take an order from placement to delivered and paid; fires
+/// the stored timeouts. Run several with the same group id to share the work.
+#[derive(Debug, Parser)]
+#[command(name = "saga", version)]
+struct Config {
+    /// PostgreSQL URL of the event store.
+    #[arg(long, env, hide_env_values = true)]
+    database_url: String,
+    /// Kafka bootstrap servers, `host:port[,host:port...]`.
+    #[arg(long, env)]
+    kafka_brokers: String,
+    /// Topic prefix: events come from `<prefix>.orders`, `.payments`, `.deliveries`.
+    #[arg(long, env, default_value = ordertrail_schemas::topics::DEFAULT_PREFIX)]
+    topic_prefix: String,
+    /// Kafka consumer group; also the key of the positions stored in PostgreSQL.
+    #[arg(long, env, default_value = saga::DEFAULT_GROUP_ID)]
+    group_id: String,
+    /// Seconds a confirmed order may wait for the restaurant before it is cancelled.
+    #[arg(long, env, default_value_t = 600)]
+    accept_timeout_secs: u64,
+    /// Seconds a requested delivery may wait for a rider before it is flagged for ops.
+    #[arg(long, env, default_value_t = 300)]
+    assign_timeout_secs: u64,
+    /// Retries of a card authorization while the payment provider is
+    /// unavailable; after the last one the order is cancelled.
+    #[arg(long, env, default_value_t = 3)]
+    payment_retry_limit: u32,
+    /// Milliseconds before the first authorization retry; doubles per retry.
+    #[arg(long, env, default_value_t = 5_000)]
+    payment_retry_backoff_ms: u64,
+    /// Milliseconds between two looks for due timers.
+    #[arg(long, env, default_value_t = 1_000)]
+    timer_poll_interval_ms: u64,
+    /// Where to serve Prometheus metrics (`/metrics`); none when unset.
+    #[arg(long, env)]
+    metrics_addr: Option<SocketAddr>,
+    /// Apply pending database migrations at start-up.
+    #[arg(long, env, default_value_t = true, action = clap::ArgAction::Set)]
+    run_migrations: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    telemetry::init("saga");
+    if let Some(addr) = config.metrics_addr {
+        telemetry::serve_metrics(addr).context("serve metrics")?;
+    }
+    // Commands, positions and the timer transaction each take a connection.
+    let pool = db::connect(&config.database_url, 8)
+        .await
+        .context("connect to the event store")?;
+    if config.run_migrations {
+        db::migrate(&pool).await.context("apply migrations")?;
+    }
+    let service = CommandService::new(pool, Arc::new(SimulatedProvider::new()));
+    let mut saga_config =
+        SagaConfig::new(config.kafka_brokers, config.topic_prefix, config.group_id);
+    saga_config.accept_timeout = Duration::from_secs(config.accept_timeout_secs);
+    saga_config.assign_timeout = Duration::from_secs(config.assign_timeout_secs);
+    saga_config.payment_retry_limit = config.payment_retry_limit;
+    saga_config.payment_retry_backoff = Duration::from_millis(config.payment_retry_backoff_ms);
+    saga_config.timer_poll_interval = Duration::from_millis(config.timer_poll_interval_ms.max(10));
+    saga::run(saga_config, service, shutdown::signal())
+        .await
+        .context("saga")?;
+    Ok(())
+}

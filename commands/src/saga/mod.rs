@@ -1,0 +1,261 @@
+//! The saga: the process manager that drives an order from placement to
+//! delivery and payment by reacting to events with commands (issue 4).
+//!
+//! It consumes the three topics the relay publishes and sends follow-up
+//! commands through the same [`CommandService`] the API uses, as actor
+//! `{subject: "saga", role: system}`.
+//!
+//! # Flow
+//!
+//! | event | commands |
+//! |---|---|
+//! | `OrderPlaced`, card | `AuthorizePayment` (payment id `PaymentId::for_order`, amount = order total, the order's card token). Provider unavailable → stored retry (`authorize_retry` timer, exponential backoff) up to `payment_retry_limit` retries, then `CancelOrder` |
+//! | `OrderPlaced`, cash | `ConfirmOrder(None)` |
+//! | `PaymentAuthorized` | `ConfirmOrder(payment id)`; if the order is already cancelled/rejected: `VoidPayment` |
+//! | `PaymentDeclined` | `CancelOrder` with reason `payment declined: <code>` |
+//! | `OrderConfirmed` | schedules the `accept_timeout` timer |
+//! | `OrderAccepted` | `RequestDelivery` (`request_delivery_for_order`: restaurant → customer address) |
+//! | `OrderRejected`, `OrderCancelled` | money released: `VoidPayment` if authorized and uncaptured, `RefundPayment` of what is left if captured; `CancelDelivery` if the delivery exists and is requested/assigned |
+//! | `DeliveryRequested` | schedules the `assign_timeout` timer |
+//! | `PickupConfirmed` | `MarkPickedUp` (the delivery's rider) |
+//! | `DeliveryCompleted` | `MarkDelivered` |
+//! | `OrderDelivered` | card: `CapturePayment` of the order total; cash: `RecordCashCollected` of the order total by the delivery's rider |
+//! | `DeliveryFailed` | `CancelUndeliverableOrder` (see the policy below) |
+//! | timer `accept_timeout` | order still confirmed: `CancelOrder` (by system); the `OrderCancelled` releases the money |
+//! | timer `assign_timeout` | delivery still without rider: `FlagDelivery` (`DeliveryFlagged`, listed by the backoffice) |
+//!
+//! Every reaction looks at the current state of the aggregates before it
+//! acts, so it is correct whichever order events of different aggregates
+//! arrive in (for example an authorization that lands after the customer
+//! cancelled is voided).
+//!
+//! # Failed delivery policy
+//!
+//! A failed delivery (before or after pickup) cancels the order as the
+//! system, with reason `delivery failed: <reason>`. The customer is not
+//! charged: the card authorization is voided (a captured payment — which the
+//! flow never has before delivery — would be refunded in full); a cash order
+//! has collected nothing. What the restaurant is owed for food already
+//! prepared is for settlement, not for the saga.
+//!
+//! # Guarantees
+//!
+//! - **Effectively once.** Every command carries a command id derived from
+//!   what caused it (`Uuid::new_v5(event_id, action)`, or from the timer id),
+//!   that event's correlation id, and causation id = the event id. The command
+//!   log answers a repeated command id with its first result, so a redelivered
+//!   event never acts twice.
+//! - **Positions in PostgreSQL** (`saga_offsets`: group, topic, partition,
+//!   next offset), advanced after the event's commands are done; the consumer
+//!   seeks there on assignment and skips anything below. A `kill -9` at any
+//!   moment re-handles at most the events in flight, whose commands replay.
+//! - **Stored timers** (`saga_timers`): timeouts and payment retries survive
+//!   restarts; a poller in this process fires them; their commands derive
+//!   their ids from the timer, so a double fire acts once.
+//! - **Failures.** A command the domain refuses because the world moved on
+//!   (conflict, not found, …) is a normal outcome: logged at info, the saga
+//!   moves on. A store outage, a concurrency conflict, or a provider outage on
+//!   capture/void/refund is retried in place with backoff (the event's
+//!   position does not advance meanwhile). An internal error, or an event the
+//!   saga cannot decode, stops the saga with an error naming the event; it
+//!   never skips one.
+
+mod consumer;
+mod dispatch;
+mod flow;
+pub mod positions;
+pub mod timers;
+
+use std::future::Future;
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::service::{CommandError, CommandService};
+
+/// The subject of the actor the saga sends commands as (role `system`).
+pub const SAGA_SUBJECT: &str = "saga";
+
+/// Default consumer group.
+pub const DEFAULT_GROUP_ID: &str = "ordertrail-saga";
+
+/// How the saga runs.
+#[derive(Debug, Clone)]
+pub struct SagaConfig {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// Topic prefix: `<prefix>.orders`, `.payments`, `.deliveries`.
+    pub topic_prefix: String,
+    /// Consumer group; also the key of the stored positions.
+    pub group_id: String,
+    /// A confirmed order not accepted within this time is cancelled.
+    pub accept_timeout: Duration,
+    /// A requested delivery without a rider after this time is flagged for ops.
+    pub assign_timeout: Duration,
+    /// Retries of a card authorization after the provider was unavailable
+    /// (besides the first attempt); then the order is cancelled.
+    pub payment_retry_limit: u32,
+    /// Delay before the first authorization retry; doubles per retry.
+    pub payment_retry_backoff: Duration,
+    /// How often due timers are looked for.
+    pub timer_poll_interval: Duration,
+    /// Longest pause between in-place retries (store or provider outage).
+    pub max_backoff: Duration,
+    /// How often positions of events without commands are written.
+    pub position_flush_interval: Duration,
+}
+
+impl SagaConfig {
+    pub fn new(
+        brokers: impl Into<String>,
+        topic_prefix: impl Into<String>,
+        group_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic_prefix: topic_prefix.into(),
+            group_id: group_id.into(),
+            accept_timeout: Duration::from_secs(600),
+            assign_timeout: Duration::from_secs(300),
+            payment_retry_limit: 3,
+            payment_retry_backoff: Duration::from_secs(5),
+            timer_poll_interval: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(10),
+            position_flush_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why the saga stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SagaError {
+    #[error("kafka: {context}: {source}")]
+    Kafka {
+        context: &'static str,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("database: {context}: {source}")]
+    Database {
+        context: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A message the saga cannot read. It never skips one.
+    #[error("cannot handle the message at {at}: {reason}")]
+    Undecodable { at: String, reason: String },
+    /// A command failed for a reason of our own making.
+    #[error("{cause}: command {command} on {aggregate_id} failed: {source}")]
+    Command {
+        cause: String,
+        command: &'static str,
+        aggregate_id: String,
+        #[source]
+        source: CommandError,
+    },
+    /// The stored state contradicts the flow (e.g. a delivery without order).
+    #[error("{cause}: {reason}")]
+    Inconsistent { cause: String, reason: String },
+}
+
+/// Why a step did not finish: shutdown was requested while it waited, or the
+/// saga must stop.
+#[derive(Debug)]
+pub(crate) enum Halt {
+    Stopped,
+    Failed(SagaError),
+}
+
+impl From<SagaError> for Halt {
+    fn from(e: SagaError) -> Self {
+        Halt::Failed(e)
+    }
+}
+
+/// Exponential backoff from 100 ms up to `max`.
+pub(crate) fn backoff(attempt: u32, max: Duration) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << attempt.min(10))).min(max)
+}
+
+/// Completes when shutdown is requested (or its sender is gone).
+pub(crate) async fn stopping(stop: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`; drop it here.
+    let _ = stop.wait_for(|s| *s).await.is_ok();
+}
+
+/// Sleep unless shutdown is requested first.
+pub(crate) async fn pause(stop: &watch::Receiver<bool>, d: Duration) -> Result<(), Halt> {
+    let mut stop = stop.clone();
+    tokio::select! {
+        () = stopping(&mut stop) => Err(Halt::Stopped),
+        () = tokio::time::sleep(d) => Ok(()),
+    }
+}
+
+/// Whether a database error is worth waiting out (connection trouble, a
+/// server restarting) rather than a fault of ours.
+pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            // connection exception, admin shutdown / cannot connect now,
+            // serialization failure, deadlock
+            c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"
+        }),
+        _ => false,
+    }
+}
+
+/// Run a bookkeeping query, waiting out transient database failures.
+pub(crate) async fn db_retry<T, F, Fut>(
+    stop: &watch::Receiver<bool>,
+    max_backoff: Duration,
+    context: &'static str,
+    mut op: F,
+) -> Result<T, Halt>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut retries = 0u32;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if is_transient(&e) => {
+                if retries == 0 {
+                    tracing::warn!(error = %e, context, "database unavailable; retrying with backoff");
+                }
+            }
+            Err(source) => return Err(Halt::Failed(SagaError::Database { context, source })),
+        }
+        retries = retries.saturating_add(1);
+        metrics::counter!("ordertrail_saga_retries_total", "command" => "none", "reason" => "database_unavailable")
+            .increment(1);
+        pause(stop, backoff(retries, max_backoff)).await?;
+    }
+}
+
+/// Run the saga until `shutdown` completes (`Ok`) or it must stop (`Err`
+/// naming the event or timer). PostgreSQL and Kafka outages are waited out.
+pub async fn run(
+    config: SagaConfig,
+    service: CommandService,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SagaError> {
+    let (stop_tx, stop) = watch::channel(false);
+    let watcher = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let result = consumer::SagaLoop::new(config, service, stop)?.run().await;
+    watcher.abort();
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "saga stopped");
+    }
+    result
+}
+
+/// Namespace of the ids of stored timers.
+const TIMER_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_6465_7274_7261_696c_0000_0000_0005);

@@ -1,0 +1,932 @@
+//! The saga end to end: real PostgreSQL, a real Kafka-protocol broker
+//! (`KAFKA_BROKERS`, or the in-process librdkafka mock cluster), the real relay
+//! and the saga's library entry point running as tasks. The tests act only as
+//! the customer, the restaurant, the rider and ops would (through the command
+//! service, as the API does); everything else is the saga's doing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use ordertrail_commands::catalog::{self, seed_ids};
+use ordertrail_commands::relay::{self, RelayConfig, topics};
+use ordertrail_commands::saga::{self, SagaConfig};
+use ordertrail_commands::service::{CommandContext, CommandService, PlaceOrderInput};
+use ordertrail_domain::delivery::{AssignRider, CompleteDelivery, ConfirmPickup, FailDelivery};
+use ordertrail_domain::order::{AcceptOrder, CancelOrder, RejectOrder};
+use ordertrail_domain::{
+    DeliveryCommand, DeliveryStatus, Order, OrderCommand, OrderStatus, Payment, PaymentStatus,
+    SimulatedProvider,
+};
+use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
+use ordertrail_schemas::topics::all_topics;
+use ordertrail_schemas::{
+    Actor, ActorRole, CustomerId, DeliveryId, EventMetadata, GeoPoint, MenuItemId, OrderId,
+    PaymentId, RestaurantId, RiderId,
+};
+use ordertrail_testkit::eventually;
+use ordertrail_testkit::kafka::TestKafka;
+use ordertrail_testkit::pg::TestDatabase;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+const PARTITIONS: i32 = 3;
+const WAIT: Duration = Duration::from_secs(60);
+
+// ------------------------------------------------------------------ harness
+
+/// A task running `relay::run` or `saga::run`, stoppable gracefully or
+/// abortable (a crash: the future is dropped wherever it was).
+struct Running<E> {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), E>>,
+}
+
+impl<E: std::fmt::Debug> Running<E> {
+    async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("task stops");
+        result.expect("task joins").expect("task ran cleanly");
+    }
+}
+
+fn stop_channel() -> (
+    oneshot::Sender<()>,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let (tx, rx) = oneshot::channel::<()>();
+    (tx, async move {
+        let _ = rx.await;
+    })
+}
+
+struct Env {
+    db: TestDatabase,
+    /// Kept alive: the mock cluster lives as long as this.
+    _kafka: TestKafka,
+    /// The clients' command service (customer, restaurant, rider, ops).
+    service: CommandService,
+    saga_config: SagaConfig,
+    _relay: Running<relay::RelayError>,
+}
+
+impl Env {
+    async fn start(tune: impl FnOnce(&mut SagaConfig)) -> (Self, Running<saga::SagaError>) {
+        ordertrail_testkit::init_test_logging();
+        let db = TestDatabase::with_pool_size(20).await;
+        catalog::seed(&db.pool).await.expect("seed");
+        let kafka = TestKafka::start();
+        if let Some(mock) = kafka.mock() {
+            topics::create_on_mock_cluster(mock, &all_topics(&kafka.prefix), PARTITIONS)
+                .expect("create topics on the mock cluster");
+        }
+        let mut relay_config = RelayConfig::new(kafka.bootstrap.clone(), kafka.prefix.clone());
+        relay_config.topic_partitions = PARTITIONS;
+        relay_config.topic_replication_factor = 1;
+        relay_config.poll_interval = Duration::from_millis(50);
+        relay_config.delivery_timeout = Duration::from_secs(5);
+        relay_config.max_backoff = Duration::from_millis(500);
+        let (stop, stopped) = stop_channel();
+        let relay = Running {
+            stop: Some(stop),
+            task: tokio::spawn(relay::run(relay_config, db.pool.clone(), stopped)),
+        };
+        let mut saga_config = SagaConfig::new(
+            kafka.bootstrap.clone(),
+            kafka.prefix.clone(),
+            format!("{}-saga", kafka.prefix),
+        );
+        saga_config.accept_timeout = Duration::from_secs(3_600);
+        saga_config.assign_timeout = Duration::from_secs(3_600);
+        saga_config.payment_retry_limit = 3;
+        saga_config.payment_retry_backoff = Duration::from_millis(50);
+        saga_config.timer_poll_interval = Duration::from_millis(50);
+        saga_config.max_backoff = Duration::from_millis(500);
+        saga_config.position_flush_interval = Duration::from_millis(100);
+        tune(&mut saga_config);
+        let service = CommandService::new(db.pool.clone(), Arc::new(SimulatedProvider::new()));
+        let env = Self {
+            db,
+            _kafka: kafka,
+            service,
+            saga_config,
+            _relay: relay,
+        };
+        let saga = env.start_saga();
+        (env, saga)
+    }
+
+    /// A saga process: its own command service and payment provider client.
+    fn start_saga(&self) -> Running<saga::SagaError> {
+        let service = CommandService::new(self.db.pool.clone(), Arc::new(SimulatedProvider::new()));
+        let (stop, stopped) = stop_channel();
+        Running {
+            stop: Some(stop),
+            task: tokio::spawn(saga::run(self.saga_config.clone(), service, stopped)),
+        }
+    }
+
+    // -------------------------------------------------------- client calls
+
+    async fn place(&self, payment_method: PaymentMethod) -> OrderId {
+        let customer_id = CustomerId::new_random();
+        let input = PlaceOrderInput {
+            customer_id,
+            restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
+            items: vec![
+                (MenuItemId(seed_ids::menu_item(1, 1)), 2),
+                (MenuItemId(seed_ids::menu_item(1, 3)), 1),
+            ],
+            delivery_address: DeliveryAddress {
+                street: "Oranienstraße 1".into(),
+                city: "Berlin".into(),
+                postal_code: "10999".into(),
+                location: GeoPoint {
+                    lat: 52.5010,
+                    lon: 13.4190,
+                },
+            },
+            payment_method,
+            tip_minor: Some(100),
+        };
+        let ctx = CommandContext::new(customer(customer_id), "req-place");
+        let outcome = self
+            .service
+            .place_order(&ctx, input)
+            .await
+            .expect("place order");
+        outcome.aggregate_id.parse().expect("order id")
+    }
+
+    async fn place_card(&self, token: &str) -> OrderId {
+        self.place(PaymentMethod::Card {
+            card_token: token.into(),
+        })
+        .await
+    }
+
+    async fn order_cmd(&self, actor: Actor, order_id: OrderId, command: OrderCommand) {
+        let ctx = CommandContext::new(actor, "req-order");
+        self.service
+            .execute_order(&ctx, order_id, command)
+            .await
+            .unwrap_or_else(|e| panic!("order command on {order_id}: {e}"));
+    }
+
+    async fn delivery_cmd(&self, actor: Actor, order_id: OrderId, command: DeliveryCommand) {
+        let ctx = CommandContext::new(actor, "req-delivery");
+        self.service
+            .execute_delivery(&ctx, DeliveryId::for_order(order_id), command)
+            .await
+            .unwrap_or_else(|e| panic!("delivery command for {order_id}: {e}"));
+    }
+
+    async fn accept(&self, order_id: OrderId) {
+        let command = AcceptOrder {
+            preparation_minutes: 15,
+            now: Utc::now(),
+        };
+        self.order_cmd(restaurant(), order_id, command.into()).await;
+    }
+
+    async fn assign(&self, order_id: OrderId, rider_id: RiderId) {
+        let command = AssignRider {
+            rider_id,
+            now: Utc::now(),
+        };
+        self.delivery_cmd(rider(rider_id), order_id, command.into())
+            .await;
+    }
+
+    async fn pick_up(&self, order_id: OrderId, rider_id: RiderId) {
+        let command = ConfirmPickup {
+            rider_id,
+            now: Utc::now(),
+        };
+        self.delivery_cmd(rider(rider_id), order_id, command.into())
+            .await;
+    }
+
+    async fn complete(&self, order_id: OrderId, rider_id: RiderId) {
+        let command = CompleteDelivery {
+            rider_id,
+            dropoff_code: self.dropoff_code(order_id).await,
+            now: Utc::now(),
+        };
+        self.delivery_cmd(rider(rider_id), order_id, command.into())
+            .await;
+    }
+
+    /// Restaurant accepts, the saga requests the delivery, a rider takes it,
+    /// picks up (the saga marks the order picked up) and hands it over.
+    async fn run_delivery(&self, order_id: OrderId, rider_id: RiderId) {
+        self.accept(order_id).await;
+        self.wait_delivery(order_id, DeliveryStatus::Requested)
+            .await;
+        self.assign(order_id, rider_id).await;
+        self.pick_up(order_id, rider_id).await;
+        self.wait_order(order_id, OrderStatus::PickedUp).await;
+        self.complete(order_id, rider_id).await;
+    }
+
+    // -------------------------------------------------------- observations
+
+    async fn order(&self, order_id: OrderId) -> Order {
+        self.service
+            .load_order(order_id)
+            .await
+            .expect("load order")
+            .expect("order exists")
+            .0
+    }
+
+    async fn payment(&self, order_id: OrderId) -> Option<Payment> {
+        self.service
+            .load_payment(PaymentId::for_order(order_id))
+            .await
+            .expect("load payment")
+            .map(|(p, _)| p)
+    }
+
+    async fn wait_order(&self, order_id: OrderId, status: OrderStatus) -> Order {
+        eventually(&format!("order {order_id} {status}"), WAIT, || async {
+            let order = self.order(order_id).await;
+            (order.status() == Some(status)).then_some(order)
+        })
+        .await
+    }
+
+    async fn wait_payment(&self, order_id: OrderId, status: PaymentStatus) -> Payment {
+        eventually(&format!("payment of {order_id} {status}"), WAIT, || async {
+            self.payment(order_id)
+                .await
+                .filter(|p| p.status() == Some(status))
+        })
+        .await
+    }
+
+    async fn wait_delivery(&self, order_id: OrderId, status: DeliveryStatus) {
+        eventually(
+            &format!("delivery of {order_id} {status}"),
+            WAIT,
+            || async {
+                let delivery = self
+                    .service
+                    .load_delivery(DeliveryId::for_order(order_id))
+                    .await
+                    .expect("load delivery");
+                delivery
+                    .filter(|(d, _)| d.status() == Some(status))
+                    .map(|_| ())
+            },
+        )
+        .await
+    }
+
+    /// The code the customer's app shows (from `DeliveryRequested`).
+    async fn dropoff_code(&self, order_id: OrderId) -> String {
+        let payload: Value = sqlx::query_scalar(
+            "SELECT payload::jsonb FROM events
+             WHERE aggregate_type = 'Delivery' AND aggregate_id = $1 AND event_type = 'DeliveryRequested'",
+        )
+        .bind(DeliveryId::for_order(order_id).to_string())
+        .fetch_one(&self.db.pool)
+        .await
+        .expect("delivery requested");
+        payload["dropoff_code"]
+            .as_str()
+            .expect("dropoff code")
+            .to_owned()
+    }
+
+    /// Event types of one aggregate, in order.
+    async fn events_of(&self, aggregate_type: &str, aggregate_id: impl ToString) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT event_type FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id.to_string())
+        .fetch_all(&self.db.pool)
+        .await
+        .expect("events")
+    }
+
+    /// `(order, payment, delivery)` event types of an order.
+    async fn history(&self, order_id: OrderId) -> (Vec<String>, Vec<String>, Vec<String>) {
+        (
+            self.events_of("Order", order_id).await,
+            self.events_of("Payment", PaymentId::for_order(order_id))
+                .await,
+            self.events_of("Delivery", DeliveryId::for_order(order_id))
+                .await,
+        )
+    }
+
+    /// One event's payload and metadata.
+    async fn event(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: impl ToString,
+        event_type: &str,
+    ) -> (Uuid, Value, EventMetadata) {
+        let (event_id, payload, metadata): (Uuid, Value, Value) = sqlx::query_as(
+            "SELECT event_id, payload::jsonb, metadata::jsonb FROM events
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND event_type = $3",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id.to_string())
+        .bind(event_type)
+        .fetch_one(&self.db.pool)
+        .await
+        .unwrap_or_else(|e| panic!("one {event_type} of {aggregate_type}: {e}"));
+        let map: HashMap<String, String> = serde_json::from_value(metadata).expect("metadata map");
+        (
+            event_id,
+            payload,
+            EventMetadata::from_map(&map).expect("metadata"),
+        )
+    }
+
+    async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("count")
+    }
+
+    /// Sum of the saga's stored next offsets: every event is one message
+    /// (the relay publishes each once when nothing crashes), so this equals
+    /// the event count once the saga has handled everything.
+    async fn saga_offsets_sum(&self) -> i64 {
+        sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT sum(next_offset)::bigint FROM saga_offsets WHERE group_id = $1",
+        )
+        .bind(&self.saga_config.group_id)
+        .fetch_one(&self.db.pool)
+        .await
+        .expect("offsets")
+        .unwrap_or(0)
+    }
+
+    async fn wait_saga_caught_up(&self) {
+        eventually("the saga handled every event", WAIT, || async {
+            let events = self.event_count().await;
+            (self.saga_offsets_sum().await == events).then_some(())
+        })
+        .await;
+    }
+
+    /// `(attempt, outcome)` of the stored timers of one kind for an aggregate.
+    async fn timers(&self, kind: &str, aggregate_id: impl ToString) -> Vec<(i32, Option<String>)> {
+        sqlx::query_as(
+            "SELECT attempt, outcome FROM saga_timers WHERE kind = $1 AND aggregate_id = $2 ORDER BY attempt",
+        )
+        .bind(kind)
+        .bind(aggregate_id.to_string())
+        .fetch_all(&self.db.pool)
+        .await
+        .expect("timers")
+    }
+}
+
+fn customer(id: CustomerId) -> Actor {
+    Actor {
+        subject: id.to_string(),
+        role: ActorRole::Customer,
+    }
+}
+
+fn restaurant() -> Actor {
+    Actor {
+        subject: seed_ids::BERLIN_BURGERS.to_string(),
+        role: ActorRole::Restaurant,
+    }
+}
+
+fn rider(id: RiderId) -> Actor {
+    Actor {
+        subject: id.to_string(),
+        role: ActorRole::Rider,
+    }
+}
+
+fn ops() -> Actor {
+    Actor {
+        subject: "ops-1".into(),
+        role: ActorRole::Ops,
+    }
+}
+
+fn rider_n(n: u128) -> RiderId {
+    RiderId(seed_ids::rider(n))
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+const DELIVERED_ORDER: &[&str] = &[
+    "OrderPlaced",
+    "OrderConfirmed",
+    "OrderAccepted",
+    "OrderPickedUp",
+    "OrderDelivered",
+];
+const COMPLETED_DELIVERY: &[&str] = &[
+    "DeliveryRequested",
+    "RiderAssigned",
+    "PickupConfirmed",
+    "DeliveryCompleted",
+];
+
+// ------------------------------------------------------------------ happy paths
+
+#[tokio::test]
+async fn card_order_runs_to_delivered_and_captured() {
+    let (env, saga) = Env::start(|_| {}).await;
+    let order_id = env.place_card("tok_visa").await;
+    let confirmed = env.wait_order(order_id, OrderStatus::Confirmed).await;
+    assert_eq!(confirmed.payment_id(), Some(PaymentId::for_order(order_id)));
+    let total = confirmed.price().expect("price").total;
+    env.run_delivery(order_id, rider_n(1)).await;
+
+    env.wait_order(order_id, OrderStatus::Delivered).await;
+    let payment = env.wait_payment(order_id, PaymentStatus::Captured).await;
+    assert_eq!(payment.authorized_amount(), Some(total));
+    assert_eq!(payment.captured_amount(), Some(total));
+    let (order, payments, delivery) = env.history(order_id).await;
+    assert_eq!(order, strings(DELIVERED_ORDER));
+    assert_eq!(payments, strings(&["PaymentAuthorized", "PaymentCaptured"]));
+    assert_eq!(delivery, strings(COMPLETED_DELIVERY));
+
+    // The saga's commands: actor saga/system, causation = the causing event,
+    // correlation carried on, command id = v5(event id, action).
+    let (placed_id, _, placed_meta) = env.event("Order", order_id, "OrderPlaced").await;
+    let (authorized_id, _, auth_meta) = env
+        .event(
+            "Payment",
+            PaymentId::for_order(order_id),
+            "PaymentAuthorized",
+        )
+        .await;
+    assert_eq!(
+        auth_meta.actor,
+        Actor {
+            subject: "saga".into(),
+            role: ActorRole::System
+        }
+    );
+    assert_eq!(auth_meta.causation_id, placed_id);
+    assert_eq!(auth_meta.correlation_id, placed_meta.correlation_id);
+    assert_eq!(
+        auth_meta.command_id,
+        Uuid::new_v5(&placed_id, b"authorize_payment")
+    );
+    let (_, _, confirm_meta) = env.event("Order", order_id, "OrderConfirmed").await;
+    assert_eq!(confirm_meta.causation_id, authorized_id);
+    assert_eq!(confirm_meta.correlation_id, placed_meta.correlation_id);
+    assert_eq!(
+        confirm_meta.command_id,
+        Uuid::new_v5(&authorized_id, b"confirm_order")
+    );
+    let (delivered_id, _, _) = env.event("Order", order_id, "OrderDelivered").await;
+    let (_, _, capture_meta) = env
+        .event("Payment", PaymentId::for_order(order_id), "PaymentCaptured")
+        .await;
+    assert_eq!(capture_meta.causation_id, delivered_id);
+    assert_eq!(capture_meta.actor.role, ActorRole::System);
+    saga.stop().await;
+}
+
+#[tokio::test]
+async fn cash_order_runs_to_delivered_and_cash_collected() {
+    let (env, saga) = Env::start(|_| {}).await;
+    let order_id = env.place(PaymentMethod::Cash).await;
+    let confirmed = env.wait_order(order_id, OrderStatus::Confirmed).await;
+    assert_eq!(confirmed.payment_id(), None);
+    let total = confirmed.price().expect("price").total;
+    env.run_delivery(order_id, rider_n(2)).await;
+
+    env.wait_order(order_id, OrderStatus::Delivered).await;
+    let payment = env
+        .wait_payment(order_id, PaymentStatus::CashCollected)
+        .await;
+    assert_eq!(payment.collected_amount(), Some(total));
+    assert_eq!(payment.collected_by(), Some(rider_n(2)));
+    let (order, payments, delivery) = env.history(order_id).await;
+    assert_eq!(order, strings(DELIVERED_ORDER));
+    assert_eq!(payments, strings(&["CashCollected"]));
+    assert_eq!(delivery, strings(COMPLETED_DELIVERY));
+    saga.stop().await;
+}
+
+// ------------------------------------------------------------------ payment failures
+
+#[tokio::test]
+async fn declined_card_cancels_the_order_with_the_reason() {
+    let (env, saga) = Env::start(|_| {}).await;
+    let order_id = env.place_card("tok_declined").await;
+    env.wait_order(order_id, OrderStatus::Cancelled).await;
+    let (_, payload, meta) = env.event("Order", order_id, "OrderCancelled").await;
+    assert_eq!(payload["reason"], "payment declined: card_declined");
+    assert_eq!(payload["cancelled_by"], "system");
+    assert_eq!(meta.actor.subject, "saga");
+    let (order, payments, delivery) = env.history(order_id).await;
+    assert_eq!(order, strings(&["OrderPlaced", "OrderCancelled"]));
+    // Nothing was authorized, so nothing is held.
+    assert_eq!(payments, strings(&["PaymentDeclined"]));
+    assert!(delivery.is_empty());
+    saga.stop().await;
+}
+
+#[tokio::test]
+async fn flaky_provider_is_retried_from_stored_attempts_until_authorized() {
+    let (env, saga) = Env::start(|_| {}).await;
+    let order_id = env.place_card("tok_flaky_2").await;
+    env.wait_order(order_id, OrderStatus::Confirmed).await;
+    env.wait_payment(order_id, PaymentStatus::Authorized).await;
+    // First attempt on OrderPlaced, then two stored retries; the second succeeded.
+    assert_eq!(
+        env.timers("authorize_retry", order_id).await,
+        vec![
+            (1, Some("retry_scheduled".to_owned())),
+            (2, Some("authorization_done".to_owned()))
+        ]
+    );
+    let (_, payments, _) = env.history(order_id).await;
+    assert_eq!(payments, strings(&["PaymentAuthorized"]));
+    saga.stop().await;
+}
+
+#[tokio::test]
+async fn unavailable_provider_cancels_the_order_after_the_retry_limit() {
+    let (env, saga) = Env::start(|c| c.payment_retry_limit = 2).await;
+    let order_id = env.place_card("tok_unavailable").await;
+    env.wait_order(order_id, OrderStatus::Cancelled).await;
+    let (_, payload, _) = env.event("Order", order_id, "OrderCancelled").await;
+    assert_eq!(
+        payload["reason"],
+        "payment provider unavailable after 3 attempts"
+    );
+    assert_eq!(payload["cancelled_by"], "system");
+    assert_eq!(
+        env.timers("authorize_retry", order_id).await,
+        vec![
+            (1, Some("retry_scheduled".to_owned())),
+            (2, Some("order_cancelled".to_owned()))
+        ]
+    );
+    let (order, payments, _) = env.history(order_id).await;
+    assert_eq!(order, strings(&["OrderPlaced", "OrderCancelled"]));
+    assert!(
+        payments.is_empty(),
+        "no answer from the provider, no payment: {payments:?}"
+    );
+    saga.stop().await;
+}
+
+// ------------------------------------------------------------------ order ends early
+
+#[tokio::test]
+async fn restaurant_rejection_voids_the_authorization() {
+    let (env, saga) = Env::start(|_| {}).await;
+    let order_id = env.place_card("tok_visa").await;
+    env.wait_order(order_id, OrderStatus::Confirmed).await;
+    let reject = RejectOrder {
+        reason: "kitchen closed early".into(),
+        now: Utc::now(),
+    };
+    env.order_cmd(restaurant(), order_id, reject.into()).await;
+    env.wait_payment(order_id, PaymentStatus::Voided).await;
+    let (order, payments, delivery) = env.history(order_id).await;
+    assert_eq!(
+        order,
+        strings(&["OrderPlaced", "OrderConfirmed", "OrderRejected"])
+    );
+    assert_eq!(payments, strings(&["PaymentAuthorized", "PaymentVoided"]));
+    assert!(delivery.is_empty());
+    saga.stop().await;
+}
+
+#[tokio::test]
+async fn cancellations_release_the_money_and_the_delivery() {
+    let (env, saga) = Env::start(|_| {}).await;
+    // The customer cancels before the restaurant accepts.
+    let by_customer = env.place_card("tok_visa").await;
+    // Ops cancel after acceptance, with a rider already on the way.
+    let by_ops = env.place_card("tok_visa").await;
+    env.wait_order(by_customer, OrderStatus::Confirmed).await;
+    let customer_id = env
+        .order(by_customer)
+        .await
+        .customer_id()
+        .expect("customer");
+    let cancel = CancelOrder {
+        reason: "changed my mind".into(),
+        by: ActorRole::Customer,
+        now: Utc::now(),
+    };
+    env.order_cmd(customer(customer_id), by_customer, cancel.into())
+        .await;
+
+    env.wait_order(by_ops, OrderStatus::Confirmed).await;
+    env.accept(by_ops).await;
+    env.wait_delivery(by_ops, DeliveryStatus::Requested).await;
+    env.assign(by_ops, rider_n(3)).await;
+    let cancel = CancelOrder {
+        reason: "restaurant out of stock".into(),
+        by: ActorRole::Ops,
+        now: Utc::now(),
+    };
+    env.order_cmd(ops(), by_ops, cancel.into()).await;
+
+    env.wait_payment(by_customer, PaymentStatus::Voided).await;
+    env.wait_payment(by_ops, PaymentStatus::Voided).await;
+    env.wait_delivery(by_ops, DeliveryStatus::Cancelled).await;
+    let (order, payments, delivery) = env.history(by_customer).await;
+    assert_eq!(
+        order,
+        strings(&["OrderPlaced", "OrderConfirmed", "OrderCancelled"])
+    );
+    assert_eq!(payments, strings(&["PaymentAuthorized", "PaymentVoided"]));
+    assert!(delivery.is_empty());
+    let (order, payments, delivery) = env.history(by_ops).await;
+    assert_eq!(
+        order,
+        strings(&[
+            "OrderPlaced",
+            "OrderConfirmed",
+            "OrderAccepted",
+            "OrderCancelled"
+        ])
+    );
+    assert_eq!(payments, strings(&["PaymentAuthorized", "PaymentVoided"]));
+    assert_eq!(
+        delivery,
+        strings(&["DeliveryRequested", "RiderAssigned", "DeliveryCancelled"])
+    );
+    let (_, payload, _) = env
+        .event(
+            "Delivery",
+            DeliveryId::for_order(by_ops),
+            "DeliveryCancelled",
+        )
+        .await;
+    assert_eq!(
+        payload["reason"],
+        "order cancelled: restaurant out of stock"
+    );
+    saga.stop().await;
+}
+
+#[tokio::test]
+async fn failed_delivery_after_pickup_cancels_the_order_and_voids_the_payment() {
+    let (env, saga) = Env::start(|_| {}).await;
+    let order_id = env.place_card("tok_visa").await;
+    env.wait_order(order_id, OrderStatus::Confirmed).await;
+    env.accept(order_id).await;
+    env.wait_delivery(order_id, DeliveryStatus::Requested).await;
+    env.assign(order_id, rider_n(4)).await;
+    env.pick_up(order_id, rider_n(4)).await;
+    env.wait_order(order_id, OrderStatus::PickedUp).await;
+    let fail = FailDelivery {
+        reason: "customer not at the address".into(),
+        now: Utc::now(),
+    };
+    env.delivery_cmd(ops(), order_id, fail.into()).await;
+
+    env.wait_order(order_id, OrderStatus::Cancelled).await;
+    env.wait_payment(order_id, PaymentStatus::Voided).await;
+    let (_, payload, _) = env.event("Order", order_id, "OrderCancelled").await;
+    assert_eq!(
+        payload["reason"],
+        "delivery failed: customer not at the address"
+    );
+    assert_eq!(payload["cancelled_by"], "system");
+    let (order, payments, delivery) = env.history(order_id).await;
+    assert_eq!(
+        order,
+        strings(&[
+            "OrderPlaced",
+            "OrderConfirmed",
+            "OrderAccepted",
+            "OrderPickedUp",
+            "OrderCancelled"
+        ])
+    );
+    assert_eq!(payments, strings(&["PaymentAuthorized", "PaymentVoided"]));
+    assert_eq!(
+        delivery,
+        strings(&[
+            "DeliveryRequested",
+            "RiderAssigned",
+            "PickupConfirmed",
+            "DeliveryFailed"
+        ])
+    );
+    saga.stop().await;
+}
+
+// ------------------------------------------------------------------ timeouts
+
+#[tokio::test]
+async fn order_not_accepted_in_time_is_cancelled_even_across_a_restart() {
+    let (env, saga) = Env::start(|c| c.accept_timeout = Duration::from_secs(2)).await;
+    let order_id = env.place_card("tok_visa").await;
+    env.wait_order(order_id, OrderStatus::Confirmed).await;
+    // The timeout is stored: a saga restarted meanwhile still fires it.
+    eventually("the accept timeout stored", WAIT, || async {
+        (env.timers("accept_timeout", order_id).await == vec![(0, None)]).then_some(())
+    })
+    .await;
+    saga.stop().await;
+    let saga = env.start_saga();
+
+    env.wait_order(order_id, OrderStatus::Cancelled).await;
+    env.wait_payment(order_id, PaymentStatus::Voided).await;
+    let (_, payload, meta) = env.event("Order", order_id, "OrderCancelled").await;
+    assert_eq!(
+        payload["reason"],
+        "not accepted by the restaurant within 2 s"
+    );
+    assert_eq!(payload["cancelled_by"], "system");
+    assert_eq!(meta.actor.subject, "saga");
+    assert_eq!(
+        env.timers("accept_timeout", order_id).await,
+        vec![(0, Some("order_cancelled".to_owned()))]
+    );
+    let (_, payments, _) = env.history(order_id).await;
+    assert_eq!(payments, strings(&["PaymentAuthorized", "PaymentVoided"]));
+    saga.stop().await;
+}
+
+#[tokio::test]
+async fn delivery_without_rider_in_time_is_flagged_for_ops_and_can_still_be_taken() {
+    let (env, saga) = Env::start(|c| c.assign_timeout = Duration::from_secs(1)).await;
+    let order_id = env.place_card("tok_visa").await;
+    env.wait_order(order_id, OrderStatus::Confirmed).await;
+    env.accept(order_id).await;
+    let delivery_id = DeliveryId::for_order(order_id);
+    eventually("the delivery flagged", WAIT, || async {
+        env.events_of("Delivery", delivery_id)
+            .await
+            .contains(&"DeliveryFlagged".to_owned())
+            .then_some(())
+    })
+    .await;
+    let (_, payload, meta) = env.event("Delivery", delivery_id, "DeliveryFlagged").await;
+    assert_eq!(payload["reason"], "no rider assigned within 1 s");
+    assert_eq!(meta.actor.role, ActorRole::System);
+    let (delivery, _) = env
+        .service
+        .load_delivery(delivery_id)
+        .await
+        .expect("load")
+        .expect("delivery");
+    assert!(delivery.is_flagged());
+    assert_eq!(delivery.status(), Some(DeliveryStatus::Requested));
+
+    // A rider takes it late: the order still ends delivered and paid.
+    env.assign(order_id, rider_n(5)).await;
+    env.pick_up(order_id, rider_n(5)).await;
+    env.wait_order(order_id, OrderStatus::PickedUp).await;
+    env.complete(order_id, rider_n(5)).await;
+    env.wait_order(order_id, OrderStatus::Delivered).await;
+    env.wait_payment(order_id, PaymentStatus::Captured).await;
+    assert_eq!(
+        env.timers("assign_timeout", delivery_id).await,
+        vec![(0, Some("delivery_flagged".to_owned()))]
+    );
+    saga.stop().await;
+}
+
+// ------------------------------------------------------------------ redelivery and crashes
+
+#[tokio::test]
+async fn redelivering_every_event_appends_nothing() {
+    let (env, saga) = Env::start(|_| {}).await;
+    let card = env.place_card("tok_visa").await;
+    let cash = env.place(PaymentMethod::Cash).await;
+    let declined = env.place_card("tok_declined").await;
+    let rejected = env.place_card("tok_visa").await;
+    env.wait_order(card, OrderStatus::Confirmed).await;
+    env.wait_order(cash, OrderStatus::Confirmed).await;
+    env.wait_order(rejected, OrderStatus::Confirmed).await;
+    env.run_delivery(card, rider_n(1)).await;
+    env.run_delivery(cash, rider_n(2)).await;
+    let reject = RejectOrder {
+        reason: "too busy".into(),
+        now: Utc::now(),
+    };
+    env.order_cmd(restaurant(), rejected, reject.into()).await;
+    env.wait_payment(card, PaymentStatus::Captured).await;
+    env.wait_payment(cash, PaymentStatus::CashCollected).await;
+    env.wait_order(declined, OrderStatus::Cancelled).await;
+    env.wait_payment(rejected, PaymentStatus::Voided).await;
+    env.wait_saga_caught_up().await;
+    saga.stop().await;
+
+    let before: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT event_id, event_type FROM events ORDER BY global_position")
+            .fetch_all(&env.db.pool)
+            .await
+            .expect("events");
+    sqlx::query("UPDATE saga_offsets SET next_offset = 0 WHERE group_id = $1")
+        .bind(&env.saga_config.group_id)
+        .execute(&env.db.pool)
+        .await
+        .expect("reset offsets");
+    assert_eq!(env.saga_offsets_sum().await, 0);
+
+    let saga = env.start_saga();
+    env.wait_saga_caught_up().await;
+    saga.stop().await;
+    let after: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT event_id, event_type FROM events ORDER BY global_position")
+            .fetch_all(&env.db.pool)
+            .await
+            .expect("events");
+    assert_eq!(after, before, "re-consuming every event appended nothing");
+}
+
+#[tokio::test]
+async fn killing_the_saga_mid_flow_changes_nothing_in_the_outcome() {
+    let (env, saga) = Env::start(|_| {}).await;
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        orders.push(env.place_card("tok_visa").await);
+    }
+    orders.push(env.place(PaymentMethod::Cash).await);
+    // Kill it as soon as it has made some progress: the other orders are
+    // somewhere in between.
+    eventually("a first order confirmed", WAIT, || async {
+        for order in &orders {
+            if env.order(*order).await.status() == Some(OrderStatus::Confirmed) {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await;
+    saga.kill().await;
+
+    let saga = env.start_saga();
+    for order in &orders {
+        env.wait_order(*order, OrderStatus::Confirmed).await;
+        env.accept(*order).await;
+    }
+    for (n, order) in orders.iter().enumerate() {
+        let rider_id = rider_n(n as u128 + 1);
+        env.wait_delivery(*order, DeliveryStatus::Requested).await;
+        env.assign(*order, rider_id).await;
+        env.pick_up(*order, rider_id).await;
+        env.wait_order(*order, OrderStatus::PickedUp).await;
+        env.complete(*order, rider_id).await;
+    }
+    // Kill it again as soon as one order is delivered, before or after its
+    // payment was taken.
+    eventually("a first order delivered", WAIT, || async {
+        for order in &orders {
+            if env.order(*order).await.status() == Some(OrderStatus::Delivered) {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await;
+    saga.kill().await;
+
+    let saga = env.start_saga();
+    for order in &orders[..3] {
+        env.wait_order(*order, OrderStatus::Delivered).await;
+        env.wait_payment(*order, PaymentStatus::Captured).await;
+        let (o, p, d) = env.history(*order).await;
+        assert_eq!(o, strings(DELIVERED_ORDER));
+        assert_eq!(p, strings(&["PaymentAuthorized", "PaymentCaptured"]));
+        assert_eq!(d, strings(COMPLETED_DELIVERY));
+    }
+    let cash = orders[3];
+    env.wait_order(cash, OrderStatus::Delivered).await;
+    env.wait_payment(cash, PaymentStatus::CashCollected).await;
+    let (o, p, d) = env.history(cash).await;
+    assert_eq!(o, strings(DELIVERED_ORDER));
+    assert_eq!(p, strings(&["CashCollected"]));
+    assert_eq!(d, strings(COMPLETED_DELIVERY));
+    // Once everything is handled, nothing more appears.
+    env.wait_saga_caught_up().await;
+    let events = env.event_count().await;
+    saga.stop().await;
+    assert_eq!(env.event_count().await, events);
+}

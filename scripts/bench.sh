@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Benchmarks, in release mode, against a private PostgreSQL with fsync on:
+#   scripts/bench.sh place-orders [args]   # write side vs pgbench ceiling (issue 2)
+#   scripts/bench.sh relay [args]          # relay catch-up and publish lag (bench/RELAY.md)
+#   scripts/bench.sh projections [args]    # projector catch-up and freshness (bench/PROJECTIONS.md)
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+ensure_packages
+what=${1:-place-orders}
+shift || true
+case "$what" in
+  place-orders) bin=place_orders ;;
+  relay) bin=relay_bench ;;
+  projections) bin=projection_bench ;;
+  *) echo "unknown benchmark: $what" >&2; exit 2 ;;
+esac
+cargo build --release --locked -p ordertrail-api -p ordertrail-bench --bins
+if [ -z "${DATABASE_URL:-}" ]; then
+  PGDIR=$(mktemp -d /tmp/ordertrail-bench-pg.XXXXXX)
+  PGPORT=$(free_port)
+  trap 'stop_private_pg "$PGDIR"; rm -rf "$PGDIR"' EXIT
+  log "starting a private PostgreSQL (fsync on) on 127.0.0.1:$PGPORT"
+  start_private_pg "$PGDIR" "$PGPORT" on
+  export DATABASE_URL="postgres://ordertrail@127.0.0.1:$PGPORT/ordertrail"
+fi
+"$ROOT/target/release/$bin" "$@"
