@@ -43,6 +43,10 @@ struct Config {
     /// Load the seed reference data (restaurants, menus, riders) before serving.
     #[arg(long)]
     seed: bool,
+    /// Exit after `--migrate` / `--seed` instead of serving (a one-shot
+    /// migration job, e.g. the `migrate` service in compose.yaml).
+    #[arg(long)]
+    migrate_only: bool,
 }
 
 #[tokio::main]
@@ -68,6 +72,10 @@ async fn main() -> anyhow::Result<()> {
         catalog::seed(&pool)
             .await
             .context("loading seed reference data")?;
+    }
+    if config.migrate_only {
+        tracing::info!("migrations and seed data applied; exiting (--migrate-only)");
+        return Ok(());
     }
     let commands = CommandService::new(pool, Arc::new(SimulatedProvider::new()));
     let auth = AuthConfig::new(config.jwt_secret.as_bytes(), config.jwt_issuer.clone());

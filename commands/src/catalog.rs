@@ -413,7 +413,9 @@ pub async fn seed(pool: &PgPool) -> Result<(), CatalogError> {
         )
         .await?;
     }
-    let menus: [(u128, Uuid, &[(&str, i64)]); 4] = [
+    // (restaurant number, restaurant id, [(item name, price in minor units)])
+    type Menu<'a> = (u128, Uuid, &'a [(&'a str, i64)]);
+    let menus: [Menu<'_>; 4] = [
         (
             1,
             BERLIN_BURGERS,

@@ -220,10 +220,10 @@ fn spawn(bin_dir: &Path, s: &Service) -> Result<Child> {
 
 /// The local token secret: read from the file, or created there (mode 0600).
 fn jwt_secret(path: &Path) -> Result<String> {
-    if let Ok(secret) = std::env::var("JWT_SECRET") {
-        if !secret.is_empty() {
-            return Ok(secret);
-        }
+    if let Ok(secret) = std::env::var("JWT_SECRET")
+        && !secret.is_empty()
+    {
+        return Ok(secret);
     }
     if let Ok(existing) = std::fs::read_to_string(path) {
         let existing = existing.trim().to_owned();

@@ -412,7 +412,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
-        .set("enable.idempotence", "true")
+        // One request in flight per broker: the backlog must keep each
+        // aggregate's order, as the relay guarantees.
+        .set("enable.idempotence", "false")
+        .set("acks", "all")
+        .set("max.in.flight.requests.per.connection", "1")
         .set("linger.ms", "20")
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
@@ -491,7 +495,8 @@ async fn main() -> anyhow::Result<()> {
                 break;
             }
             if task.is_finished() {
-                bail!("projector {name} stopped early");
+                let result = task.await?;
+                bail!("projector {name} stopped early: {result:?}");
             }
             if started.elapsed() > Duration::from_secs(600) {
                 bail!("projector {name} did not catch up in 10 minutes ({done}/{expected})");

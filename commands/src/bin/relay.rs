@@ -14,8 +14,8 @@ use ordertrail_platform::{db, shutdown, telemetry};
 #[derive(Debug, Parser)]
 #[command(name = "relay", version)]
 struct Config {
-    /// PostgreSQL URL of the event store.
-    #[arg(long, env)]
+    /// PostgreSQL URL of the event store (may hold a password: never shown).
+    #[arg(long, env, hide_env_values = true)]
     database_url: String,
     /// Kafka bootstrap servers, `host:port[,host:port...]`.
     #[arg(long, env)]

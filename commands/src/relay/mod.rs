@@ -401,7 +401,8 @@ impl Relay {
                         if self.context.take_outage_report() {
                             tracing::warn!(error = %e, %position, "cannot publish to Kafka; events stay in the store, retrying with backoff");
                         } else {
-                            tracing::warn!(error = %e, %position, "batch not acknowledged; retrying with backoff");
+                            // The client already reported this outage.
+                            tracing::debug!(error = %e, %position, "batch not acknowledged; retrying with backoff");
                         }
                     } else {
                         tracing::debug!(error = %e, retries = *retries, down_for_s = since.elapsed().as_secs_f64(), "publish retry failed");

@@ -70,8 +70,10 @@ pub(crate) enum Handled {
 
 /// What an authorization attempt leads to.
 enum Authorization {
-    /// Authorized, declined, or not needed any more.
-    Done,
+    /// The provider answered: authorized or declined.
+    Answered,
+    /// The order no longer waits for payment, or the payment has an answer.
+    NotNeeded,
     /// The provider was unavailable: try again at this timer.
     RetryAt(NewTimer),
     /// The provider was unavailable too often: the order was cancelled.
@@ -154,7 +156,7 @@ impl Flow {
             OrderEvent::OrderPlaced(placed) => match placed.payment_method {
                 PaymentMethod::Card { .. } => match self.authorize(cause, order_id, 0).await? {
                     Authorization::RetryAt(timer) => self.schedule(cause, &timer).await?,
-                    Authorization::Done | Authorization::GaveUp => {}
+                    Authorization::Answered | Authorization::NotNeeded | Authorization::GaveUp => {}
                 },
                 PaymentMethod::Cash => {
                     let confirm = ConfirmOrder {
@@ -318,18 +320,18 @@ impl Flow {
         let order = self.order(cause, order_id).await?;
         if order.status() != Some(OrderStatus::Placed) {
             tracing::info!(%cause, %order_id, status = ?order.status(), "order no longer waits for payment; not authorizing");
-            return Ok(Authorization::Done);
+            return Ok(Authorization::NotNeeded);
         }
         let payment_id = PaymentId::for_order(order_id);
         if let Some(payment) = self.payment(cause, payment_id).await? {
             tracing::info!(%cause, %order_id, status = ?payment.status(), "payment already has an answer; not authorizing again");
-            return Ok(Authorization::Done);
+            return Ok(Authorization::NotNeeded);
         }
         let placed = order
             .placed()
             .ok_or_else(|| inconsistent(cause, "placed order without placement"))?;
         let PaymentMethod::Card { card_token } = &placed.payment_method else {
-            return Ok(Authorization::Done);
+            return Ok(Authorization::NotNeeded);
         };
         let command = AuthorizePayment {
             payment_id,
@@ -348,8 +350,10 @@ impl Flow {
                 ProviderOutage::Report,
             )
             .await?;
-        if sent != Sent::ProviderUnavailable {
-            return Ok(Authorization::Done);
+        match sent {
+            Sent::Applied { .. } => return Ok(Authorization::Answered),
+            Sent::Refused { .. } => return Ok(Authorization::NotNeeded),
+            Sent::ProviderUnavailable => {}
         }
         if retries < self.payment_retry_limit {
             let retry = retries.saturating_add(1);
@@ -561,7 +565,8 @@ impl Flow {
                 let order_id: OrderId = parse_id(cause, "order", &timer.aggregate_id)?;
                 let retries = u32::try_from(timer.attempt).unwrap_or(0);
                 match self.authorize(cause, order_id, retries).await? {
-                    Authorization::Done => Ok("authorization_done"),
+                    Authorization::Answered => Ok("provider_answered"),
+                    Authorization::NotNeeded => Ok("no_longer_needed"),
                     Authorization::GaveUp => Ok("order_cancelled"),
                     Authorization::RetryAt(next) => {
                         timers::schedule(&mut *tx, &next).await.map_err(|source| {

@@ -28,20 +28,6 @@ pub async fn load(
     Ok(rows.into_iter().map(|(t, p, n)| ((t, p), n)).collect())
 }
 
-/// Every stored position of a group, ordered by topic and partition.
-pub async fn all<'e>(
-    executor: impl PgExecutor<'e>,
-    group_id: &str,
-) -> Result<Vec<(String, i32, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT topic, partition, next_offset FROM saga_offsets
-         WHERE group_id = $1 ORDER BY topic, partition",
-    )
-    .bind(group_id)
-    .fetch_all(executor)
-    .await
-}
-
 /// Store `next_offset` for a partition; a position never moves backwards.
 pub async fn save<'e>(
     executor: impl PgExecutor<'e>,

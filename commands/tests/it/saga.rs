@@ -562,7 +562,7 @@ async fn flaky_provider_is_retried_from_stored_attempts_until_authorized() {
         env.timers("authorize_retry", order_id).await,
         vec![
             (1, Some("retry_scheduled".to_owned())),
-            (2, Some("authorization_done".to_owned()))
+            (2, Some("provider_answered".to_owned()))
         ]
     );
     let (_, payments, _) = env.history(order_id).await;
@@ -929,4 +929,73 @@ async fn killing_the_saga_mid_flow_changes_nothing_in_the_outcome() {
     let events = env.event_count().await;
     saga.stop().await;
     assert_eq!(env.event_count().await, events);
+}
+
+#[tokio::test]
+async fn an_event_it_cannot_decode_stops_the_saga_naming_it_and_is_never_skipped() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let (env, saga) = Env::start(|_| {}).await;
+    // A message as a newer writer might publish it: a type this saga does
+    // not know.
+    let order_id = OrderId::new_random();
+    let event_id = Uuid::new_v4();
+    let envelope = serde_json::json!({
+        "event_id": event_id,
+        "aggregate_type": "Order",
+        "aggregate_id": order_id.to_string(),
+        "sequence": 1,
+        "global_position": 1,
+        "event_type": "OrderTeleported",
+        "event_version": "1",
+        "payload": {"type": "OrderTeleported"},
+        "metadata": {
+            "command_id": Uuid::new_v4(),
+            "correlation_id": Uuid::new_v4(),
+            "causation_id": Uuid::new_v4(),
+            "actor": {"subject": "x", "role": "ops"},
+            "request_id": "r"
+        },
+        "recorded_at": Utc::now(),
+    });
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &env.saga_config.brokers)
+        .create()
+        .expect("producer");
+    let topic = format!("{}.orders", env.saga_config.topic_prefix);
+    let value = envelope.to_string();
+    let key = order_id.to_string();
+    producer
+        .send(
+            FutureRecord::to(&topic).key(&key).payload(&value),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("produce");
+
+    for run in [saga, env.start_saga()] {
+        let error = tokio::time::timeout(WAIT, run.task)
+            .await
+            .expect("the saga stops by itself")
+            .expect("saga task joins")
+            .expect_err("the saga stops with an error");
+        let text = error.to_string();
+        assert!(
+            matches!(error, saga::SagaError::Undecodable { .. }),
+            "{text}"
+        );
+        assert!(text.contains(&event_id.to_string()), "{text}");
+        assert!(text.contains("OrderTeleported"), "{text}");
+        // Its position did not move past the message.
+        let past: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM saga_offsets WHERE group_id = $1 AND topic = $2 AND next_offset > 0",
+        )
+        .bind(&env.saga_config.group_id)
+        .bind(&topic)
+        .fetch_one(&env.db.pool)
+        .await
+        .expect("offsets");
+        assert_eq!(past, 0);
+    }
 }
