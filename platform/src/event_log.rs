@@ -90,14 +90,17 @@ type Row = (
 );
 
 /// `xid8` has no sqlx type: it travels as text and is compared as `xid8`.
-/// Served by the `events_commit_order (transaction_id, global_position)` index.
+/// Served by the `events_commit_order (transaction_id, global_position)` index
+/// without a sort: ORDER BY names the table's columns (qualified), not the
+/// bigint cast in the select list, which would share the name and force a
+/// sort of every remaining row.
 const READ_AFTER: &str = "
-SELECT transaction_id::text::bigint, global_position, event_id, aggregate_type, aggregate_id,
-       sequence, event_type, event_version, payload, metadata, recorded_at
-FROM events
-WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY transaction_id, global_position
+SELECT e.transaction_id::text::bigint AS txid, e.global_position, e.event_id, e.aggregate_type,
+       e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at
+FROM events e
+WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2)
+  AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY e.transaction_id, e.global_position
 LIMIT $3";
 
 /// Up to `limit` events after `after`, in commit order, only from transactions
@@ -149,9 +152,9 @@ pub async fn read_after<'e, E: PgExecutor<'e>>(
 /// The position of the last readable event (commit order), if any.
 pub async fn head<'e, E: PgExecutor<'e>>(executor: E) -> Result<Option<Position>, sqlx::Error> {
     let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT transaction_id::text::bigint, global_position FROM events
-         WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-         ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+        "SELECT e.transaction_id::text::bigint AS txid, e.global_position FROM events e
+         WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+         ORDER BY e.transaction_id DESC, e.global_position DESC LIMIT 1",
     )
     .fetch_optional(executor)
     .await?;
