@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::AppState;
 use crate::error::{self, ERROR_CODES, ErrorBody};
-use crate::routes::{deliveries, health, orders, payments, reference_data};
+use crate::routes::{deliveries, health, orders, payments, queries, reference_data};
 
 /// Where the docs page loads its Swagger UI assets from.
 const ASSETS_PREFIX: &str = "/v1/docs/assets";
@@ -106,7 +106,11 @@ not found 404, state conflict 409, forbidden 403, unavailable 503.",
 
 /// The document, built once. Another route module documents itself with its own
 /// `#[derive(OpenApi)]` and joins here: `let mut doc = ApiDoc::openapi(); doc.merge(QueryDoc::openapi());`.
-static OPENAPI: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::openapi);
+static OPENAPI: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(queries::QueryDoc::openapi());
+    doc
+});
 
 pub fn router() -> Router<AppState> {
     Router::new()

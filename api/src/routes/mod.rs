@@ -5,6 +5,7 @@ pub mod deliveries;
 pub mod health;
 pub mod orders;
 pub mod payments;
+pub mod queries;
 pub mod reference_data;
 
 use axum::http::{HeaderValue, StatusCode};

@@ -10,4 +10,5 @@ mod concurrency;
 mod docs;
 mod flow;
 mod idempotency;
+mod queries;
 mod support;

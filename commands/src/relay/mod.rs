@@ -268,6 +268,15 @@ impl Relay {
         .bind(self.config.name())
         .fetch_one(&mut conn)
         .await?;
+        if locked {
+            // Checkpoints are saved on this connection after every batch. A
+            // checkpoint lost in a database crash only means republishing
+            // acknowledged events (at-least-once allows it), so the relay does
+            // not wait for a WAL flush per batch.
+            sqlx::query("SET synchronous_commit = off")
+                .execute(&mut conn)
+                .await?;
+        }
         Ok(locked.then_some(conn))
     }
 

@@ -3,6 +3,7 @@
 //! runtime's crash-restart, redelivery and scale-out behaviour, and the
 //! queries' filters, pagination and visibility.
 
+mod end_to_end;
 mod order_history;
 mod queries;
 mod rider_etas;

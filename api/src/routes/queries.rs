@@ -1,0 +1,562 @@
+//! Backoffice queries over the read models the projectors maintain: order
+//! history, rider ETAs, settlement reports and the projectors' own lag.
+//!
+//! Each handler maps the caller's token to a [`Viewer`] (ops/admin see all; a
+//! restaurant its own; a customer their own; a rider the deliveries assigned
+//! to them) and calls the query function of `ordertrail_projections`, which
+//! filters by it. Something the caller may not see is answered like something
+//! that does not exist (404), never with a hint that it exists.
+//!
+//! Read models are eventually consistent: a command's effect shows here once
+//! the relay has published it and the projector applied it (usually well
+//! under a second; `GET /v1/projectors/status` shows the lag).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, NaiveDate, Utc};
+use ordertrail_projections::queries::{
+    self, DeliveryEta, EtaAccuracyDay, EtaBounds, OrderDetail, OrderFilter, OrderSummary,
+    PlatformDaySummary, ProjectorStatus, ProviderSettlementDay, QueryError,
+    RestaurantSettlementDay, SortOrder, TimelineEntry, Viewer,
+};
+use ordertrail_schemas::ActorRole;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::{AuthUser, Authorized, RestaurantOrStaff, RiderOrStaff, Staff};
+use crate::error::{ApiError, documented_errors};
+use crate::extract::ApiPath;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        // `/v1/orders` also has `POST` (orders::router); axum merges the
+        // method routers of one path when the routers are merged.
+        .route("/v1/orders", get(list_orders))
+        .route("/v1/orders/{id}", get(order_detail))
+        .route("/v1/orders/{id}/eta", get(order_eta))
+        .route("/v1/riders/{id}/etas", get(rider_etas))
+        .route("/v1/deliveries/active", get(active_deliveries))
+        .route("/v1/eta-accuracy", get(eta_accuracy))
+        .route(
+            "/v1/settlements/restaurants/{id}",
+            get(restaurant_settlements),
+        )
+        .route("/v1/settlements/days/{date}", get(settlement_day))
+        .route("/v1/settlements/export.csv", get(settlement_export))
+        .route("/v1/projectors/status", get(projector_status))
+}
+
+/// The query routes' part of the OpenAPI document (merged in [`crate::docs`]).
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        list_orders,
+        order_detail,
+        order_eta,
+        rider_etas,
+        active_deliveries,
+        eta_accuracy,
+        restaurant_settlements,
+        settlement_day,
+        settlement_export,
+        projector_status,
+    ),
+    components(schemas(
+        OrderList,
+        OrderSummary,
+        OrderDetail,
+        TimelineEntry,
+        DeliveryEta,
+        EtaList,
+        EtaAccuracyDay,
+        EtaAccuracyList,
+        RestaurantSettlementDay,
+        RestaurantSettlementList,
+        ProviderSettlementDay,
+        PlatformDaySummary,
+        ProjectorStatus,
+        ProjectorStatusList,
+        OrderSort,
+    )),
+    tags(
+        (name = "queries", description = "Read models for the back office: order history, rider ETAs, \
+settlements, projector lag. Eventually consistent with the commands (see `GET /v1/projectors/status`)."),
+    )
+)]
+pub struct QueryDoc;
+
+/// Errors any query route can answer.
+pub struct QueryErrors;
+
+impl utoipa::IntoResponses for QueryErrors {
+    fn responses() -> BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        documented_errors(&[400, 401, 403, 404, 422, 500, 503])
+    }
+}
+
+/// Query-string parameters; anything that does not parse (or is unknown) is
+/// 400 `invalid_query` with the reason in `details`.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(value) = Query::<T>::from_request_parts(parts, state).await.map_err(
+            |rejection: QueryRejection| {
+                ApiError::new("invalid_query", "a query parameter is missing or malformed")
+                    .with_details(serde_json::json!({ "reason": rejection.body_text() }))
+            },
+        )?;
+        Ok(Self(value))
+    }
+}
+
+/// What the token allows the caller to see.
+fn viewer(user: &AuthUser) -> Result<Viewer, ApiError> {
+    let own =
+        |id: Option<Uuid>| id.ok_or_else(|| ApiError::forbidden("the token has no subject id"));
+    Ok(match user.role {
+        ActorRole::Ops | ActorRole::Admin => Viewer::All,
+        ActorRole::Restaurant => Viewer::Restaurant(own(user.restaurant_id().map(|r| r.0))?),
+        ActorRole::Customer => Viewer::Customer(own(user.customer_id().map(|c| c.0))?),
+        ActorRole::Rider => Viewer::Rider(own(user.rider_id().map(|r| r.0))?),
+        ActorRole::System => return Err(ApiError::forbidden("the system role reads nothing here")),
+    })
+}
+
+/// A [`QueryError`] as the API answers it; `not_found` names what was asked for.
+fn query_error(e: QueryError, not_found: &'static str) -> ApiError {
+    match e {
+        QueryError::Forbidden => {
+            ApiError::forbidden("the token's role or subject may not see this")
+        }
+        QueryError::NotFound => {
+            ApiError::new(not_found, "nothing with this id is visible to the caller")
+        }
+        QueryError::InvalidArgument { field, reason } => {
+            let code = match field {
+                "cursor" => "invalid_cursor",
+                "limit" => "limit_out_of_range",
+                _ => "invalid_range",
+            };
+            ApiError::new(code, format!("{field}: {reason}"))
+                .with_details(serde_json::json!({ "field": field, "reason": reason }))
+        }
+        QueryError::Database(e) => e.into(),
+    }
+}
+
+/// Order statuses the list can filter by.
+const ORDER_STATUSES: [&str; 8] = [
+    "placed",
+    "confirmed",
+    "accepted",
+    "rejected",
+    "ready_for_pickup",
+    "picked_up",
+    "delivered",
+    "cancelled",
+];
+
+/// Sort of the order list, by placed time.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderSort {
+    /// Oldest first.
+    PlacedAsc,
+    /// Newest first (default).
+    #[default]
+    PlacedDesc,
+}
+
+/// `GET /v1/orders` parameters; all optional, combined with AND.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OrderListParams {
+    /// placed, confirmed, accepted, rejected, ready_for_pickup, picked_up, delivered, cancelled
+    pub status: Option<String>,
+    pub restaurant_id: Option<Uuid>,
+    pub customer_id: Option<Uuid>,
+    pub rider_id: Option<Uuid>,
+    /// Placed at or after (RFC 3339, e.g. `2026-03-01T00:00:00Z`).
+    pub placed_from: Option<DateTime<Utc>>,
+    /// Placed strictly before (RFC 3339).
+    pub placed_to: Option<DateTime<Utc>>,
+    /// `placed_desc` (default) or `placed_asc`.
+    #[param(inline)]
+    pub sort: Option<OrderSort>,
+    /// Page size, 1..=200 (default 50).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page (same filters and sort).
+    pub cursor: Option<String>,
+}
+
+/// One page of orders.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderList {
+    pub items: Vec<OrderSummary>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Orders visible to the caller (ops/admin: all; restaurant: its own;
+/// customer: their own; rider: those they deliver), newest first by default,
+/// keyset-paginated.
+#[utoipa::path(
+    get, path = "/v1/orders", tag = "queries",
+    params(OrderListParams),
+    responses((status = 200, description = "One page of orders", body = OrderList), QueryErrors),
+    security(("bearer" = []))
+)]
+pub async fn list_orders(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(params): ApiQuery<OrderListParams>,
+) -> Result<Json<OrderList>, ApiError> {
+    let viewer = viewer(&user)?;
+    if let Some(status) = &params.status
+        && !ORDER_STATUSES.contains(&status.as_str())
+    {
+        return Err(
+            ApiError::new("invalid_query", format!("unknown order status {status:?}"))
+                .with_details(serde_json::json!({ "field": "status", "allowed": ORDER_STATUSES })),
+        );
+    }
+    let filter = OrderFilter {
+        status: params.status,
+        restaurant_id: params.restaurant_id,
+        customer_id: params.customer_id,
+        rider_id: params.rider_id,
+        placed_from: params.placed_from,
+        placed_to: params.placed_to,
+        sort: match params.sort.unwrap_or_default() {
+            OrderSort::PlacedAsc => SortOrder::Asc,
+            OrderSort::PlacedDesc => SortOrder::Desc,
+        },
+        limit: params.limit,
+        cursor: params.cursor,
+    };
+    let page = queries::orders::list_orders(&state.pool, viewer, &filter)
+        .await
+        .map_err(|e| query_error(e, "order_not_found"))?;
+    Ok(Json(OrderList {
+        items: page.orders,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One order with its payment and delivery state and the timeline of its
+/// events (with metadata). 404 when the caller may not see it.
+#[utoipa::path(
+    get, path = "/v1/orders/{id}", tag = "queries",
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses((status = 200, description = "The order and its timeline", body = OrderDetail), QueryErrors),
+    security(("bearer" = []))
+)]
+pub async fn order_detail(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<OrderDetail>, ApiError> {
+    let viewer = viewer(&user)?;
+    queries::orders::order_detail(&state.pool, viewer, id)
+        .await
+        .map(Json)
+        .map_err(|e| query_error(e, "order_not_found"))
+}
+
+/// The ETA of an order's delivery: the rider's last position, distances and
+/// arrival estimates (404 before a delivery is requested, or when the caller
+/// may not see the order).
+#[utoipa::path(
+    get, path = "/v1/orders/{id}/eta", tag = "queries",
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses((status = 200, description = "The delivery's ETA", body = DeliveryEta), QueryErrors),
+    security(("bearer" = []))
+)]
+pub async fn order_eta(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<DeliveryEta>, ApiError> {
+    let viewer = viewer(&user)?;
+    queries::etas::eta_by_order(&state.pool, viewer, id)
+        .await
+        .map(Json)
+        .map_err(|e| query_error(e, "delivery_not_found"))
+}
+
+/// A list of delivery ETAs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EtaList {
+    pub items: Vec<DeliveryEta>,
+}
+
+/// A rider's active deliveries with their ETAs (ops, admin, or that rider).
+#[utoipa::path(
+    get, path = "/v1/riders/{id}/etas", tag = "queries",
+    params(("id" = Uuid, Path, description = "Rider id")),
+    responses((status = 200, description = "The rider's active deliveries", body = EtaList), QueryErrors),
+    security(("bearer" = []))
+)]
+pub async fn rider_etas(
+    State(state): State<AppState>,
+    user: Authorized<RiderOrStaff>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<EtaList>, ApiError> {
+    let viewer = viewer(&user)?;
+    if let Viewer::Rider(own) = viewer
+        && own != id
+    {
+        return Err(ApiError::forbidden(
+            "a rider sees only their own deliveries",
+        ));
+    }
+    let items = queries::etas::etas_by_rider(&state.pool, viewer, id)
+        .await
+        .map_err(|e| query_error(e, "rider_not_found"))?;
+    Ok(Json(EtaList { items }))
+}
+
+/// `GET /v1/deliveries/active` parameters: a bounding box in degrees, all
+/// four or none.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct BoundsParams {
+    pub min_lat: Option<f64>,
+    pub min_lon: Option<f64>,
+    pub max_lat: Option<f64>,
+    pub max_lon: Option<f64>,
+}
+
+/// Every active delivery (ops, admin), optionally only those whose rider (or,
+/// before the first fix, whose pickup) is inside a bounding box.
+#[utoipa::path(
+    get, path = "/v1/deliveries/active", tag = "queries",
+    params(BoundsParams),
+    responses((status = 200, description = "Active deliveries", body = EtaList), QueryErrors),
+    security(("bearer" = []))
+)]
+pub async fn active_deliveries(
+    State(state): State<AppState>,
+    user: Authorized<Staff>,
+    ApiQuery(p): ApiQuery<BoundsParams>,
+) -> Result<Json<EtaList>, ApiError> {
+    let bounds = match (p.min_lat, p.min_lon, p.max_lat, p.max_lon) {
+        (None, None, None, None) => None,
+        (Some(min_lat), Some(min_lon), Some(max_lat), Some(max_lon)) => {
+            let finite = [min_lat, min_lon, max_lat, max_lon]
+                .iter()
+                .all(|v| v.is_finite());
+            if !finite
+                || min_lat.abs() > 90.0
+                || max_lat.abs() > 90.0
+                || min_lon.abs() > 180.0
+                || max_lon.abs() > 180.0
+            {
+                return Err(ApiError::new(
+                    "invalid_query",
+                    "latitudes must be within ±90, longitudes within ±180",
+                ));
+            }
+            Some(EtaBounds {
+                min_lat,
+                min_lon,
+                max_lat,
+                max_lon,
+            })
+        }
+        _ => {
+            return Err(ApiError::new(
+                "invalid_query",
+                "give all of min_lat, min_lon, max_lat, max_lon, or none",
+            ));
+        }
+    };
+    let items = queries::etas::active_deliveries(&state.pool, viewer(&user)?, bounds)
+        .await
+        .map_err(|e| query_error(e, "delivery_not_found"))?;
+    Ok(Json(EtaList { items }))
+}
+
+/// A date range, both ends included (`YYYY-MM-DD`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DateRangeParams {
+    /// First day (`YYYY-MM-DD`).
+    pub from: NaiveDate,
+    /// Last day, included (`YYYY-MM-DD`), not before `from`.
+    pub to: NaiveDate,
+}
+
+/// ETA error per day.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EtaAccuracyList {
+    pub items: Vec<EtaAccuracyDay>,
+}
+
+/// Predicted versus actual arrival of completed deliveries: mean and p90
+/// absolute error per UTC day (ops, admin).
+#[utoipa::path(
+    get, path = "/v1/eta-accuracy", tag = "queries",
+    params(DateRangeParams),
+    responses((status = 200, description = "ETA error per day", body = EtaAccuracyList), QueryErrors),
+    security(("bearer" = []))
+)]
+pub async fn eta_accuracy(
+    State(state): State<AppState>,
+    user: Authorized<Staff>,
+    ApiQuery(range): ApiQuery<DateRangeParams>,
+) -> Result<Json<EtaAccuracyList>, ApiError> {
+    let items = queries::etas::eta_accuracy(&state.pool, viewer(&user)?, range.from, range.to)
+        .await
+        .map_err(|e| query_error(e, "route_not_found"))?;
+    Ok(Json(EtaAccuracyList { items }))
+}
+
+/// A restaurant's settlement days.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RestaurantSettlementList {
+    pub items: Vec<RestaurantSettlementDay>,
+}
+
+/// A restaurant's settlement figures per business day (its time zone),
+/// `from..=to`, at most 366 days (ops, admin, or that restaurant).
+#[utoipa::path(
+    get, path = "/v1/settlements/restaurants/{id}", tag = "queries",
+    params(("id" = Uuid, Path, description = "Restaurant id"), DateRangeParams),
+    responses((status = 200, description = "One row per business day and currency", body = RestaurantSettlementList), QueryErrors),
+    security(("bearer" = []))
+)]
+pub async fn restaurant_settlements(
+    State(state): State<AppState>,
+    user: Authorized<RestaurantOrStaff>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(range): ApiQuery<DateRangeParams>,
+) -> Result<Json<RestaurantSettlementList>, ApiError> {
+    let items = queries::settlements::restaurant_days(
+        &state.pool,
+        viewer(&user)?,
+        id,
+        range.from,
+        range.to,
+    )
+    .await
+    .map_err(|e| query_error(e, "restaurant_not_found"))?;
+    Ok(Json(RestaurantSettlementList { items }))
+}
+
+/// The platform-wide settlement summary of one day (ops, admin): totals per
+/// currency, every restaurant's business day, and each payment provider's
+/// authorized, captured, voided, refunded and fee figures for that UTC date.
+#[utoipa::path(
+    get, path = "/v1/settlements/days/{date}", tag = "queries",
+    params(("date" = String, Path, description = "The day, `YYYY-MM-DD`")),
+    responses((status = 200, description = "The day's summary", body = PlatformDaySummary), QueryErrors),
+    security(("bearer" = []))
+)]
+pub async fn settlement_day(
+    State(state): State<AppState>,
+    user: Authorized<Staff>,
+    ApiPath(date): ApiPath<String>,
+) -> Result<Json<PlatformDaySummary>, ApiError> {
+    let date = NaiveDate::parse_from_str(&date, "%Y-%m-%d")
+        .map_err(|_| ApiError::new("invalid_date", "the date in the path must be YYYY-MM-DD"))?;
+    queries::settlements::day_summary(&state.pool, viewer(&user)?, date)
+        .await
+        .map(Json)
+        .map_err(|e| query_error(e, "route_not_found"))
+}
+
+/// `GET /v1/settlements/export.csv` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// First business day (`YYYY-MM-DD`).
+    pub from: NaiveDate,
+    /// Last business day, included.
+    pub to: NaiveDate,
+    /// Only this restaurant (a restaurant token always gets only its own).
+    pub restaurant_id: Option<Uuid>,
+}
+
+/// The restaurant settlement days `from..=to` as CSV (header line, then one
+/// line per business day, restaurant and currency; integer minor units).
+/// Ops and admin get every restaurant (or the one asked for); a restaurant
+/// only its own.
+#[utoipa::path(
+    get, path = "/v1/settlements/export.csv", tag = "queries",
+    params(ExportParams),
+    responses((status = 200, description = "CSV", content_type = "text/csv", body = String), QueryErrors),
+    security(("bearer" = []))
+)]
+pub async fn settlement_export(
+    State(state): State<AppState>,
+    user: Authorized<RestaurantOrStaff>,
+    ApiQuery(p): ApiQuery<ExportParams>,
+) -> Result<Response, ApiError> {
+    let csv = queries::settlements::export_csv(
+        &state.pool,
+        viewer(&user)?,
+        p.restaurant_id,
+        p.from,
+        p.to,
+    )
+    .await
+    .map_err(|e| query_error(e, "restaurant_not_found"))?;
+    let filename = format!(
+        "attachment; filename=\"settlements-{}-{}.csv\"",
+        p.from, p.to
+    );
+    Ok((
+        [
+            (CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (CONTENT_DISPOSITION, filename),
+        ],
+        csv,
+    )
+        .into_response())
+}
+
+/// Every projector's lag.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectorStatusList {
+    pub items: Vec<ProjectorStatus>,
+}
+
+/// Each projector's position and lag, in events and seconds behind (ops, admin).
+#[utoipa::path(
+    get, path = "/v1/projectors/status", tag = "queries",
+    responses((status = 200, description = "Every projector, also those not started yet", body = ProjectorStatusList), QueryErrors),
+    security(("bearer" = []))
+)]
+pub async fn projector_status(
+    State(state): State<AppState>,
+    _user: Authorized<Staff>,
+) -> Result<Json<ProjectorStatusList>, ApiError> {
+    let items = queries::projector_status(&state.pool)
+        .await
+        .map_err(|e| query_error(e, "route_not_found"))?;
+    Ok(Json(ProjectorStatusList { items }))
+}

@@ -1,0 +1,601 @@
+//! End to end through the real write side: commands executed by the
+//! `CommandService` append to the event store, the relay publishes the store
+//! to the Kafka-protocol broker (testkit), and the three projectors consume it
+//! — every part running in-process as in production, none of it scripted.
+//! Two card orders at the seeded Berlin burger place are delivered and
+//! captured; the second is then refunded in full. The read models must hold
+//! the hand-computed figures.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{Days, Utc};
+use ordertrail_commands::catalog::{self, seed_ids};
+use ordertrail_commands::relay::{self, RelayConfig, topics};
+use ordertrail_commands::service::{
+    CommandContext, CommandOutcome, CommandService, PlaceOrderInput,
+};
+use ordertrail_domain::SimulatedProvider;
+use ordertrail_domain::delivery::{AssignRider, CompleteDelivery, ConfirmPickup, ReportLocation};
+use ordertrail_domain::order::{
+    AcceptOrder, ConfirmOrder, MarkDelivered, MarkPickedUp, MarkReadyForPickup,
+};
+use ordertrail_domain::payment::{AuthorizePayment, CapturePayment, RefundPayment};
+use ordertrail_projections::queries::{self, Viewer};
+use ordertrail_projections::rider_etas::EtaSettings;
+use ordertrail_projections::{ProjectorKind, RuntimeConfig};
+use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
+use ordertrail_schemas::topics::all_topics;
+use ordertrail_schemas::{
+    Actor, ActorRole, Currency, CustomerId, DeliveryId, GeoPoint, MenuItemId, Money, OrderId,
+    PaymentId, RestaurantId, RiderId,
+};
+use ordertrail_testkit::eventually;
+use ordertrail_testkit::kafka::TestKafka;
+use ordertrail_testkit::pg::TestDatabase;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+const PARTITIONS: i32 = 3;
+
+fn ctx(role: ActorRole, subject: impl ToString) -> CommandContext {
+    CommandContext::new(
+        Actor {
+            subject: subject.to_string(),
+            role,
+        },
+        format!("req-e2e-{}", Uuid::new_v4()),
+    )
+}
+
+fn eur(amount: i64) -> Money {
+    Money::new(amount, Currency::EUR)
+}
+
+fn succeeded(outcome: &CommandOutcome, event_type: &str) {
+    assert!(
+        outcome.has_event(event_type),
+        "expected {event_type}: {outcome:?}"
+    );
+}
+
+/// The write side as the API drives it, one actor per step.
+struct Commands {
+    service: CommandService,
+    ops: CommandContext,
+}
+
+impl Commands {
+    fn new(pool: &PgPool) -> Self {
+        Self {
+            service: CommandService::new(pool.clone(), Arc::new(SimulatedProvider::new())),
+            ops: ctx(ActorRole::Ops, "ops-e2e"),
+        }
+    }
+
+    fn ops(&self) -> CommandContext {
+        ctx(self.ops.actor.role, &self.ops.actor.subject)
+    }
+
+    /// A card order placed, authorized, confirmed, accepted, delivered by
+    /// `rider` with three location fixes, and captured.
+    async fn delivered_card_order(&self, customer: CustomerId, rider: RiderId) -> OrderId {
+        let s = &self.service;
+        let restaurant = RestaurantId(seed_ids::BERLIN_BURGERS);
+        let as_customer = || ctx(ActorRole::Customer, customer.0);
+        let as_restaurant = || ctx(ActorRole::Restaurant, restaurant.0);
+        let as_rider = || ctx(ActorRole::Rider, rider.0);
+
+        let placed = s
+            .place_order(
+                &as_customer(),
+                PlaceOrderInput {
+                    customer_id: customer,
+                    restaurant_id: restaurant,
+                    items: vec![
+                        (MenuItemId(seed_ids::menu_item(1, 1)), 2),
+                        (MenuItemId(seed_ids::menu_item(1, 3)), 1),
+                    ],
+                    delivery_address: DeliveryAddress {
+                        street: "Oranienstraße 25".into(),
+                        city: "Berlin".into(),
+                        postal_code: "10999".into(),
+                        location: GeoPoint {
+                            lat: 52.5003,
+                            lon: 13.4215,
+                        },
+                    },
+                    payment_method: PaymentMethod::Card {
+                        card_token: "tok_visa".into(),
+                    },
+                    tip_minor: Some(150),
+                },
+            )
+            .await
+            .expect("place order");
+        succeeded(&placed, "OrderPlaced");
+        let order = OrderId(placed.aggregate_id.parse().expect("order id"));
+        let total = placed.events[0].payload["price"]["total"]["amount"]
+            .as_i64()
+            .expect("total");
+        assert_eq!(
+            total, 3_071,
+            "2×9.90 + 4.50, fee 1.99, service 1.22, tax 1.70, tip 1.50"
+        );
+        let payment = PaymentId::for_order(order);
+        let delivery = DeliveryId::for_order(order);
+        let now = Utc::now;
+
+        let o = s
+            .execute_payment(
+                &as_customer(),
+                payment,
+                AuthorizePayment {
+                    payment_id: payment,
+                    order_id: order,
+                    restaurant_id: restaurant,
+                    amount: eur(total),
+                    card_token: "tok_visa".into(),
+                    now: now(),
+                }
+                .into(),
+            )
+            .await
+            .expect("authorize");
+        succeeded(&o, "PaymentAuthorized");
+        let o = s
+            .execute_order(
+                &self.ops(),
+                order,
+                ConfirmOrder {
+                    payment_id: Some(payment),
+                    now: now(),
+                }
+                .into(),
+            )
+            .await
+            .expect("confirm");
+        succeeded(&o, "OrderConfirmed");
+        let o = s
+            .execute_order(
+                &as_restaurant(),
+                order,
+                AcceptOrder {
+                    preparation_minutes: 10,
+                    now: now(),
+                }
+                .into(),
+            )
+            .await
+            .expect("accept");
+        succeeded(&o, "OrderAccepted");
+        let requested = s
+            .request_delivery_for_order(&as_restaurant(), order)
+            .await
+            .expect("request delivery");
+        succeeded(&requested, "DeliveryRequested");
+        let code = requested.events[0].payload["dropoff_code"]
+            .as_str()
+            .expect("drop-off code")
+            .to_owned();
+        let o = s
+            .execute_delivery(
+                &self.ops(),
+                delivery,
+                AssignRider {
+                    rider_id: rider,
+                    now: now(),
+                }
+                .into(),
+            )
+            .await
+            .expect("assign");
+        succeeded(&o, "RiderAssigned");
+        // Three fixes approaching the restaurant (52.4990, 13.4180), 20 s apart.
+        for (i, (lat, lon)) in [(52.5060, 13.4100), (52.5030, 13.4140), (52.5000, 13.4170)]
+            .into_iter()
+            .enumerate()
+        {
+            let back = chrono::Duration::seconds(40 - 20 * i as i64);
+            let o = s
+                .execute_delivery(
+                    &as_rider(),
+                    delivery,
+                    ReportLocation {
+                        rider_id: rider,
+                        location: GeoPoint { lat, lon },
+                        reported_at: now() - back,
+                        accuracy_m: Some(5),
+                        now: now(),
+                    }
+                    .into(),
+                )
+                .await
+                .expect("report location");
+            succeeded(&o, "RiderLocationReported");
+        }
+        let o = s
+            .execute_order(
+                &as_restaurant(),
+                order,
+                MarkReadyForPickup { now: now() }.into(),
+            )
+            .await
+            .expect("ready");
+        succeeded(&o, "OrderReadyForPickup");
+        let o = s
+            .execute_delivery(
+                &as_rider(),
+                delivery,
+                ConfirmPickup {
+                    rider_id: rider,
+                    now: now(),
+                }
+                .into(),
+            )
+            .await
+            .expect("pickup");
+        succeeded(&o, "PickupConfirmed");
+        let o = s
+            .execute_order(
+                &self.ops(),
+                order,
+                MarkPickedUp {
+                    rider_id: rider,
+                    now: now(),
+                }
+                .into(),
+            )
+            .await
+            .expect("picked up");
+        succeeded(&o, "OrderPickedUp");
+        let o = s
+            .execute_delivery(
+                &as_rider(),
+                delivery,
+                CompleteDelivery {
+                    rider_id: rider,
+                    dropoff_code: code,
+                    now: now(),
+                }
+                .into(),
+            )
+            .await
+            .expect("complete");
+        succeeded(&o, "DeliveryCompleted");
+        let o = s
+            .execute_order(&self.ops(), order, MarkDelivered { now: now() }.into())
+            .await
+            .expect("delivered");
+        succeeded(&o, "OrderDelivered");
+        let o = s
+            .execute_payment(
+                &self.ops(),
+                payment,
+                CapturePayment {
+                    amount: None,
+                    now: now(),
+                }
+                .into(),
+            )
+            .await
+            .expect("capture");
+        succeeded(&o, "PaymentCaptured");
+        order
+    }
+}
+
+/// The relay and the three projectors as tasks.
+struct Pipeline {
+    _kafka: TestKafka,
+    stop: watch::Sender<bool>,
+    tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
+}
+
+impl Pipeline {
+    fn start(pool: &PgPool) -> Self {
+        let kafka = TestKafka::start();
+        if let Some(mock) = kafka.mock() {
+            topics::create_on_mock_cluster(mock, &all_topics(&kafka.prefix), PARTITIONS)
+                .expect("create topics on the mock cluster");
+        }
+        let (stop, stopped) = watch::channel(false);
+        let shutdown = move || {
+            let mut rx = stopped.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let mut relay_config = RelayConfig::new(kafka.bootstrap.clone(), kafka.prefix.clone());
+        relay_config.topic_partitions = PARTITIONS;
+        relay_config.topic_replication_factor = 1;
+        relay_config.poll_interval = Duration::from_millis(100);
+        let mut tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)> = Vec::new();
+        let (p, s) = (pool.clone(), shutdown());
+        tasks.push((
+            "relay",
+            tokio::spawn(async move {
+                relay::run(relay_config, p, s)
+                    .await
+                    .map_err(|e| e.to_string())
+            }),
+        ));
+        for kind in [
+            ProjectorKind::OrderHistory,
+            ProjectorKind::RiderEtas(EtaSettings::default()),
+            ProjectorKind::Settlements,
+        ] {
+            let name = kind.name();
+            let config = RuntimeConfig::new(
+                &kafka.bootstrap,
+                &kafka.prefix,
+                format!("{}-{name}", kafka.prefix),
+            );
+            let (p, s) = (pool.clone(), shutdown());
+            tasks.push((
+                name,
+                tokio::spawn(async move {
+                    ordertrail_projections::run(kind, config, p, s)
+                        .await
+                        .map_err(|e| e.to_string())
+                }),
+            ));
+        }
+        Self {
+            _kafka: kafka,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Every projector has consumed every stored event of its topics.
+    async fn caught_up(&self, pool: &PgPool) {
+        eventually(
+            "the projectors to consume every stored event",
+            Duration::from_secs(60),
+            || async {
+                for (name, task) in &self.tasks {
+                    assert!(!task.is_finished(), "{name} stopped early");
+                }
+                let (all, orders_payments, deliveries): (i64, i64, i64) = sqlx::query_as(
+                    "SELECT count(*),
+                            count(*) FILTER (WHERE aggregate_type IN ('Order', 'Payment')),
+                            count(*) FILTER (WHERE aggregate_type = 'Delivery')
+                     FROM events",
+                )
+                .fetch_one(pool)
+                .await
+                .ok()?;
+                let consumed: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT projector, sum(next_offset)::bigint FROM projector_offsets GROUP BY projector",
+                )
+                .fetch_all(pool)
+                .await
+                .ok()?;
+                let of = |name: &str| {
+                    consumed
+                        .iter()
+                        .find(|(p, _)| p == name)
+                        .map_or(0, |(_, n)| *n)
+                };
+                (of("order_history") >= all
+                    && of("settlements") >= orders_payments
+                    && of("rider_etas") >= deliveries)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for (name, task) in self.tasks {
+            let result = tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .unwrap_or_else(|_| panic!("{name} stops"));
+            result
+                .expect("task")
+                .unwrap_or_else(|e| panic!("{name} failed: {e}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn real_commands_through_the_relay_build_all_three_read_models() {
+    ordertrail_testkit::init_test_logging();
+    let db = TestDatabase::new().await;
+    catalog::seed(&db.pool).await.expect("seed");
+    let pool = db.pool.clone();
+    let pipeline = Pipeline::start(&pool);
+    let commands = Commands::new(&pool);
+
+    let customer = CustomerId(Uuid::new_v4());
+    let rider = RiderId(seed_ids::rider(1));
+    let kept = commands.delivered_card_order(customer, rider).await;
+    let refunded = commands.delivered_card_order(customer, rider).await;
+    let o = commands
+        .service
+        .execute_payment(
+            &commands.ops(),
+            PaymentId::for_order(refunded),
+            RefundPayment {
+                amount: eur(3_071),
+                reason: "order arrived cold".into(),
+                now: Utc::now(),
+            }
+            .into(),
+        )
+        .await
+        .expect("refund");
+    succeeded(&o, "PaymentRefunded");
+
+    pipeline.caught_up(&pool).await;
+
+    // Order history: the row and the timeline.
+    let detail = queries::orders::order_detail(&pool, Viewer::Customer(customer.0), kept.0)
+        .await
+        .expect("order detail");
+    let row = &detail.order;
+    assert_eq!(row.status, "delivered");
+    assert_eq!(row.customer_id, customer.0);
+    assert_eq!(row.restaurant_id, seed_ids::BERLIN_BURGERS);
+    assert_eq!(row.rider_id, Some(rider.0));
+    assert_eq!(row.payment_method, "card");
+    assert_eq!(row.payment_status.as_deref(), Some("captured"));
+    assert_eq!(row.payment_provider.as_deref(), Some("simulated"));
+    assert_eq!(row.delivery_status.as_deref(), Some("completed"));
+    assert_eq!(row.item_count, 3);
+    assert_eq!(row.currency, "EUR");
+    // 2 × 9.90 + 4.50 = 24.30; fee 1.99 (< 2 km); service 5 % = 1.215 → 1.22;
+    // tax 7 % = 1.701 → 1.70; tip 1.50; commission 15 % = 3.645 → 3.65.
+    assert_eq!(
+        (
+            row.subtotal_minor,
+            row.delivery_fee_minor,
+            row.service_fee_minor,
+            row.tax_minor,
+            row.tip_minor,
+            row.total_minor,
+            row.commission_minor,
+        ),
+        (2_430, 199, 122, 170, 150, 3_071, 365)
+    );
+    // Capture fee: 1.4 % of 30.71 = 0.43, + 0.25.
+    assert_eq!(
+        (
+            row.captured_minor,
+            row.refunded_minor,
+            row.provider_fees_minor
+        ),
+        (3_071, 0, 68)
+    );
+    for (what, at) in [
+        ("confirmed", row.confirmed_at),
+        ("accepted", row.accepted_at),
+        ("ready", row.ready_at),
+        ("picked up", row.picked_up_at),
+        ("delivered", row.delivered_at),
+        ("rider assigned", row.rider_assigned_at),
+        ("captured", row.payment_captured_at),
+    ] {
+        assert!(at.is_some(), "{what} time recorded");
+    }
+    assert!(row.placed_at <= row.confirmed_at.unwrap_or_default());
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = ANY($1) AND event_type <> 'RiderLocationReported'")
+            .bind(vec![
+                kept.to_string(),
+                PaymentId::for_order(kept).to_string(),
+                DeliveryId::for_order(kept).to_string(),
+            ])
+            .fetch_one(&pool)
+            .await
+            .expect("count events");
+    // Every event once, except location fixes (kept out of the timeline).
+    assert_eq!(detail.timeline.len() as i64, stored);
+    assert_eq!(stored, 12);
+    assert_eq!(detail.timeline[0].event_type, "OrderPlaced");
+    assert!(detail.timeline.iter().all(|e| {
+        e.metadata["request_id"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("req-e2e-"))
+    }));
+
+    let refunded_row = queries::orders::order_detail(&pool, Viewer::All, refunded.0)
+        .await
+        .expect("refunded order")
+        .order;
+    assert_eq!(refunded_row.status, "delivered");
+    assert_eq!(refunded_row.payment_status.as_deref(), Some("refunded"));
+    assert_eq!(
+        (refunded_row.captured_minor, refunded_row.refunded_minor),
+        (3_071, 3_071)
+    );
+    assert!(refunded_row.last_refunded_at.is_some());
+
+    // Rider ETAs: the delivery left the active set with its predictions
+    // and the actual times kept.
+    let eta = queries::etas::eta_by_order(&pool, Viewer::Rider(rider.0), kept.0)
+        .await
+        .expect("eta");
+    assert_eq!(eta.status, "completed");
+    assert!(!eta.active);
+    assert_eq!(eta.rider_id, Some(rider.0));
+    assert!(
+        eta.speed_from_reports,
+        "three fixes give the rider's own speed"
+    );
+    assert!(eta.predicted_pickup_at.is_some() && eta.predicted_dropoff_at.is_some());
+    assert!(eta.picked_up_at.is_some() && eta.completed_at.is_some());
+    assert!(
+        queries::etas::active_deliveries(&pool, Viewer::All, None)
+            .await
+            .expect("active")
+            .is_empty()
+    );
+
+    // Settlements, summed over the days around now (a run across Berlin's
+    // midnight splits the figures over two business days, not their sums).
+    let today = Utc::now().date_naive();
+    let (from, to) = (
+        today.checked_sub_days(Days::new(1)).expect("date"),
+        today.checked_add_days(Days::new(1)).expect("date"),
+    );
+    let days = queries::settlements::restaurant_days(
+        &pool,
+        Viewer::Restaurant(seed_ids::BERLIN_BURGERS),
+        seed_ids::BERLIN_BURGERS,
+        from,
+        to,
+    )
+    .await
+    .expect("restaurant days");
+    assert!(!days.is_empty());
+    let sum = |f: fn(&queries::RestaurantSettlementDay) -> i64| days.iter().map(f).sum::<i64>();
+    let figures = [
+        sum(|d| d.orders),
+        sum(|d| d.gross_sales_minor),
+        sum(|d| d.tax_minor),
+        sum(|d| d.delivery_fees_minor),
+        sum(|d| d.service_fees_minor),
+        sum(|d| d.tips_minor),
+        sum(|d| d.commission_minor),
+        sum(|d| d.provider_fees_minor),
+        sum(|d| d.refunds_minor),
+        sum(|d| d.cash_collected_minor),
+        sum(|d| d.net_payable_minor),
+    ];
+    // Two orders; the refund (30.71) lands on the refund's day. Net =
+    // 48.60 + 3.40 − 7.30 − 1.36 − 30.71 = 12.63.
+    assert_eq!(
+        figures,
+        [2, 4_860, 340, 398, 244, 300, 730, 136, 3_071, 0, 1_263]
+    );
+    let providers: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT provider, sum(authorized_minor)::bigint, sum(captured_minor)::bigint,
+                sum(voided_minor)::bigint, sum(refunded_minor)::bigint, sum(fees_minor)::bigint
+         FROM provider_settlement_days GROUP BY provider",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("provider days");
+    assert_eq!(
+        providers,
+        [("simulated".to_owned(), 6_142, 6_142, 0, 3_071, 136)]
+    );
+    let csv = queries::settlements::export_csv(&pool, Viewer::All, None, from, to)
+        .await
+        .expect("csv");
+    assert_eq!(csv.lines().count(), 1 + days.len());
+
+    // Nothing is behind.
+    let status = queries::projector_status(&pool).await.expect("status");
+    assert_eq!(status.len(), 3);
+    for p in &status {
+        assert!(p.events_applied > 0, "{p:?}");
+    }
+
+    pipeline.stop().await;
+}
