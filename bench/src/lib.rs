@@ -1,1 +1,102 @@
-//! placeholder
+//! Shared pieces of the benchmark binaries under `src/bin/`: tokens, the
+//! standard order request, free ports, waiting for the API, and throw-away
+//! databases. Benchmarks print figures; they assert nothing.
+//!
+//! May depend on every workspace crate; nothing depends on it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ordertrail_commands::catalog::{self, seed_ids};
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection, PgPool};
+
+/// An HS256 token for `role`/`sub`, valid for a day.
+pub fn mint_token(secret: &str, role: &str, sub: &str) -> Result<String> {
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({ "sub": sub, "role": role, "iat": now, "exp": now + 24 * 3600 });
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )?)
+}
+
+/// The `POST /v1/orders` body every benchmark places: two burgers and fries
+/// at the seed Berlin restaurant, paid by card, with a tip.
+pub fn place_order_body() -> Value {
+    json!({
+        "restaurant_id": seed_ids::BERLIN_BURGERS,
+        "items": [
+            { "menu_item_id": seed_ids::menu_item(1, 1), "quantity": 2 },
+            { "menu_item_id": seed_ids::menu_item(1, 3), "quantity": 1 }
+        ],
+        "delivery_address": {
+            "street": "Oranienstraße 25", "city": "Berlin", "postal_code": "10999",
+            "location": { "lat": 52.5003, "lon": 13.4215 }
+        },
+        "payment_method": { "kind": "card", "card_token": "tok_visa" },
+        "tip_minor": 150
+    })
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Poll `/health/ready` until the API answers, at most 30 s.
+pub async fn wait_ready(client: &reqwest::Client, base: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/health/ready")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the API did not become ready within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A new migrated database next to the one `server` names (optionally with the
+/// seed data): `(name, url, pool)`.
+pub async fn fresh_database(
+    server: &str,
+    pool_size: u32,
+    seed: bool,
+) -> Result<(String, String, PgPool)> {
+    let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(server)
+        .await
+        .context("connect to DATABASE_URL")?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    let cut = server.rfind('/').context("DATABASE_URL has no database")?;
+    let url = format!("{}/{name}", &server[..cut]);
+    let pool = ordertrail_platform::db::connect(&url, pool_size).await?;
+    ordertrail_platform::db::migrate(&pool).await?;
+    if seed {
+        catalog::seed(&pool).await?;
+    }
+    Ok((name, url, pool))
+}
+
+/// Drop a database made by [`fresh_database`].
+pub async fn drop_database(server: &str, name: &str) -> Result<()> {
+    let mut admin = PgConnection::connect(server).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    Ok(())
+}
+
+/// Microseconds as milliseconds, for printing.
+pub fn ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}

@@ -21,22 +21,23 @@
 //! Prints the achieved command rate, command latency, and freshness p50/p90/
 //! p99/max, plus the projector status at the end.
 
+use ordertrail_bench::{free_port, fresh_database, mint_token, ms, place_order_body, wait_ready};
 use std::collections::VecDeque;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use ordertrail_commands::catalog::{self, seed_ids};
+use ordertrail_commands::catalog::seed_ids;
 use ordertrail_commands::relay::{self, RelayConfig};
 use ordertrail_projections::{ProjectorKind, RuntimeConfig};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use serde_json::{Value, json};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 /// Command → query-API freshness at a steady command rate.
@@ -155,32 +156,6 @@ struct Shared {
     freshness_by_step: Mutex<Vec<(Step, u64)>>,
 }
 
-fn token(secret: &str, role: &str, sub: &str) -> Result<String> {
-    let now = chrono::Utc::now().timestamp();
-    let claims = json!({"sub": sub, "role": role, "iat": now, "exp": now + 24 * 3600});
-    Ok(jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )?)
-}
-
-fn place_body() -> Value {
-    json!({
-        "restaurant_id": seed_ids::BERLIN_BURGERS,
-        "items": [
-            {"menu_item_id": seed_ids::menu_item(1, 1), "quantity": 2},
-            {"menu_item_id": seed_ids::menu_item(1, 3), "quantity": 1}
-        ],
-        "delivery_address": {
-            "street": "Oranienstraße 25", "city": "Berlin", "postal_code": "10999",
-            "location": {"lat": 52.5003, "lon": 13.4215}
-        },
-        "payment_method": {"kind": "card", "card_token": "tok_visa"},
-        "tip_minor": 150
-    })
-}
-
 /// Send one command; on success, queue the order's next step and, for a
 /// sampled command, measure when its effect becomes visible.
 async fn send(shared: Arc<Shared>, due: Option<Due>, sampled: bool) {
@@ -188,7 +163,7 @@ async fn send(shared: Arc<Shared>, due: Option<Due>, sampled: bool) {
     let (order, customer_token, step, request) = match due {
         None => {
             let customer = Uuid::new_v4();
-            let Ok(t) = token(&shared.secret, "customer", &customer.to_string()) else {
+            let Ok(t) = mint_token(&shared.secret, "customer", &customer.to_string()) else {
                 shared.errors.fetch_add(1, Ordering::Relaxed);
                 return;
             };
@@ -196,7 +171,7 @@ async fn send(shared: Arc<Shared>, due: Option<Due>, sampled: bool) {
                 .client
                 .post(format!("{}/v1/orders", shared.base))
                 .bearer_auth(&t)
-                .json(&place_body());
+                .json(&place_order_body());
             (None, Arc::<str>::from(t), Step::Place, request)
         }
         Some(d) => {
@@ -347,47 +322,6 @@ async fn drive(shared: &Arc<Shared>, args: &Args, duration: Duration, counter: &
     }
 }
 
-fn ms(micros: u64) -> f64 {
-    micros as f64 / 1000.0
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn fresh_database(server: &str) -> Result<(String, String, PgPool)> {
-    let name = format!("bench_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(server)
-        .await
-        .context("connect to DATABASE_URL")?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
-    let cut = server.rfind('/').context("DATABASE_URL has no database")?;
-    let url = format!("{}/{name}", &server[..cut]);
-    let pool = ordertrail_platform::db::connect(&url, 8).await?;
-    ordertrail_platform::db::migrate(&pool).await?;
-    catalog::seed(&pool).await?;
-    Ok((name, url, pool))
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/health/ready")).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("the API did not become ready within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -397,7 +331,7 @@ async fn main() -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let (db_name, db_url, pool) = fresh_database(&args.database_url).await?;
+    let (db_name, db_url, pool) = fresh_database(&args.database_url, 8, true).await?;
 
     let prefix = format!("fresh{}", &Uuid::new_v4().simple().to_string()[..8]);
     let topics = ordertrail_schemas::topics::all_topics(&prefix);
@@ -466,8 +400,8 @@ async fn main() -> Result<()> {
     let shared = Arc::new(Shared {
         client,
         base,
-        ops: token(&secret, "ops", "ops-bench")?,
-        restaurant: token(&secret, "restaurant", &seed_ids::BERLIN_BURGERS.to_string())?,
+        ops: mint_token(&secret, "ops", "ops-bench")?,
+        restaurant: mint_token(&secret, "restaurant", &seed_ids::BERLIN_BURGERS.to_string())?,
         secret,
         poll: Duration::from_millis(args.poll_ms.max(1)),
         due: Mutex::new(VecDeque::new()),

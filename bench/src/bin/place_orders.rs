@@ -15,6 +15,7 @@
 //!
 //! Absolute numbers swing by 2x on shared machines; compare the ratio.
 
+use ordertrail_bench::{free_port, mint_token, ms, place_order_body, wait_ready};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -23,7 +24,6 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use ordertrail_commands::catalog::{self, seed_ids};
-use serde_json::json;
 
 /// Benchmark PlaceOrder through the API against the PostgreSQL ceiling.
 #[derive(Debug, Parser)]
@@ -218,11 +218,11 @@ async fn run_load(
         let client = client.clone();
         let url = format!("{base}/v1/orders");
         // Each worker is its own customer.
-        let token = customer_token(secret)?;
+        let token = mint_token(secret, "customer", &uuid::Uuid::new_v4().to_string())?;
         tasks.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
             let (mut ok, mut errors) = (0u64, 0u64);
-            let body = order_body();
+            let body = place_order_body();
             while Instant::now() < deadline {
                 let t = Instant::now();
                 let response = client
@@ -276,32 +276,6 @@ async fn run_load(
     Ok(total)
 }
 
-fn order_body() -> serde_json::Value {
-    json!({
-        "restaurant_id": seed_ids::BERLIN_BURGERS,
-        "items": [
-            { "menu_item_id": seed_ids::menu_item(1, 1), "quantity": 2 },
-            { "menu_item_id": seed_ids::menu_item(1, 3), "quantity": 1 }
-        ],
-        "delivery_address": {
-            "street": "Oranienstraße 1", "city": "Berlin", "postal_code": "10999",
-            "location": { "lat": 52.5010, "lon": 13.4190 }
-        },
-        "payment_method": { "kind": "card", "card_token": "tok_visa" },
-        "tip_minor": 100
-    })
-}
-
-fn customer_token(secret: &str) -> Result<String> {
-    let now = chrono::Utc::now().timestamp();
-    let claims = json!({ "sub": uuid::Uuid::new_v4().to_string(), "role": "customer", "iat": now, "exp": now + 3600 });
-    Ok(jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )?)
-}
-
 /// The SQL the command service runs for one keyed PlaceOrder, in order. The
 /// service runs the idempotency-key statements on a pool whose connections
 /// have `synchronous_commit = off`; pgbench has one connection per client, so
@@ -336,29 +310,4 @@ UPDATE idempotency_keys SET status_code = 200, response = '{response}'::jsonb, c
         rest = quote(rest),
         response = quote(response),
     ))
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/health/ready")).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("the API did not become ready within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn ms(micros: u64) -> f64 {
-    micros as f64 / 1000.0
 }

@@ -10,6 +10,7 @@
 //! Runs against `DATABASE_URL` (fresh databases are created and dropped) and
 //! `KAFKA_BROKERS`, or an in-process librdkafka mock cluster when unset.
 
+use ordertrail_bench::{drop_database, fresh_database};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -22,7 +23,7 @@ use ordertrail_schemas::*;
 use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
-use sqlx::{Connection, PgConnection, PgPool};
+
 use uuid::Uuid;
 
 #[derive(Debug, Parser)]
@@ -341,29 +342,6 @@ fn order(
     Ok(())
 }
 
-async fn fresh_database(server: &str) -> anyhow::Result<(String, String, PgPool)> {
-    let name = format!("bench_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(server)
-        .await
-        .context("connect to DATABASE_URL")?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
-    let cut = server.rfind('/').context("DATABASE_URL has no database")?;
-    let url = format!("{}/{name}", &server[..cut]);
-    let pool = ordertrail_platform::db::connect(&url, 4).await?;
-    ordertrail_platform::db::migrate(&pool).await?;
-    Ok((name, url, pool))
-}
-
-async fn drop_database(server: &str, name: &str) -> anyhow::Result<()> {
-    let mut admin = PgConnection::connect(server).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -466,7 +444,7 @@ async fn main() -> anyhow::Result<()> {
             .map(|k| counts.get(k).copied().unwrap_or(0))
             .sum();
         let name = kind.name();
-        let (db_name, _url, pool) = fresh_database(&args.database_url).await?;
+        let (db_name, _url, pool) = fresh_database(&args.database_url, 4, false).await?;
         let mut config = RuntimeConfig::new(&brokers, &prefix, format!("bench-{name}-{db_name}"));
         config.batch_size = args.batch_size;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
