@@ -764,6 +764,13 @@ impl CommandService {
 
     async fn remember_success(&self, ctx: &CommandContext, outcome: &CommandOutcome) {
         let Some(key) = &ctx.idempotency else { return };
+        // A command that appended is answered from the command log, which is
+        // written atomically with its events: storing the response again would
+        // only cost a statement per command. Only outcomes that appended
+        // nothing need remembering here.
+        if !outcome.events.is_empty() {
+            return;
+        }
         match serde_json::to_value(outcome) {
             Ok(body) => self.remember(ctx, key, 200, body).await,
             Err(e) => tracing::error!(error = %e, "cannot serialise idempotent response"),
