@@ -2,7 +2,8 @@
 # Benchmarks, in release mode, against a private PostgreSQL with fsync on:
 #   scripts/bench.sh place-orders [args]   # write side vs pgbench ceiling (issue 2)
 #   scripts/bench.sh relay [args]          # relay catch-up and publish lag (bench/RELAY.md)
-#   scripts/bench.sh projections [args]    # projector catch-up and freshness (bench/PROJECTIONS.md)
+#   scripts/bench.sh projections [args]    # projector catch-up (bench/PROJECTIONS.md)
+#   scripts/bench.sh freshness [args]      # command response -> visible through the query API
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_packages
@@ -12,6 +13,7 @@ case "$what" in
   place-orders) bin=place_orders ;;
   relay) bin=relay_bench ;;
   projections) bin=projection_bench ;;
+  freshness) bin=freshness_bench ;;
   *) echo "unknown benchmark: $what" >&2; exit 2 ;;
 esac
 cargo build --release --locked -p ordertrail-api -p ordertrail-bench --bins
