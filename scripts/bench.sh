@@ -25,4 +25,4 @@ if [ -z "${DATABASE_URL:-}" ]; then
   start_private_pg "$PGDIR" "$PGPORT" on
   export DATABASE_URL="postgres://ordertrail@127.0.0.1:$PGPORT/ordertrail"
 fi
-"$ROOT/target/release/$bin" "$@"
+"${CARGO_TARGET_DIR:-$ROOT/target}/release/$bin" "$@"

@@ -26,4 +26,4 @@ if [ -z "${DATABASE_URL:-}" ]; then
   export DATABASE_URL="postgres://ordertrail@127.0.0.1:$PGPORT/ordertrail"
 fi
 
-"$ROOT/target/release/ordertrail-local" "$@"
+"${CARGO_TARGET_DIR:-$ROOT/target}/release/ordertrail-local" "$@"
