@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ordertrail_commands::service::{CommandOutcome, CommandService};
 use ordertrail_domain::{Delivery, Order, Payment};
-use ordertrail_schemas::{DeliveryId, OrderId, PaymentId};
+use ordertrail_schemas::{DeliveryId, Money, OrderId, PaymentId, RestaurantId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -78,6 +78,20 @@ pub struct ReasonBody {
     /// Free text, 1..=500 characters.
     #[schema(example = "customer changed their mind")]
     pub reason: String,
+}
+
+/// Who gets paid and how much for a placed order: the money commands
+/// (authorize, record cash) take both from the order, never from the client.
+pub(crate) fn restaurant_and_total(
+    order: &Order,
+    order_id: OrderId,
+) -> Result<(RestaurantId, Money), ApiError> {
+    match (order.restaurant_id(), order.price()) {
+        (Some(r), Some(price)) => Ok((r, price.total)),
+        _ => Err(ApiError::internal(format!(
+            "placed order {order_id} has no restaurant or price"
+        ))),
+    }
 }
 
 pub(crate) async fn load_order(commands: &CommandService, id: OrderId) -> Result<Order, ApiError> {

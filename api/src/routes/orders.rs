@@ -20,7 +20,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{CommandResponse, NoBody, ReasonBody, load_order};
+use super::{CommandResponse, NoBody, ReasonBody, load_order, restaurant_and_total};
 use crate::AppState;
 use crate::auth::{
     AuthUser, Authorized, CustomerOrStaff, CustomerRole, RestaurantRole, RiderOrStaff, Staff,
@@ -446,14 +446,7 @@ pub async fn record_cash_collected(
             }
         }
     };
-    let (restaurant_id, amount) = match (order.restaurant_id(), order.price()) {
-        (Some(r), Some(price)) => (r, price.total),
-        _ => {
-            return Err(ApiError::internal(format!(
-                "placed order {order_id} has no restaurant or price"
-            )));
-        }
-    };
+    let (restaurant_id, amount) = restaurant_and_total(&order, order_id)?;
     let payment_id = PaymentId::for_order(order_id);
     let command = RecordCashCollected {
         payment_id,

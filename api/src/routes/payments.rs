@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::orders::order_for_payment;
-use super::{CommandResponse, NoBody, load_payment, replayed_error};
+use super::{CommandResponse, NoBody, load_payment, replayed_error, restaurant_and_total};
 use crate::AppState;
 use crate::auth::{AuthUser, Authorized, CustomerOrStaff, Staff};
 use crate::error::{ApiError, CommandErrors};
@@ -88,14 +88,7 @@ pub async fn authorize_payment(
             "the order is not paid by card",
         ));
     };
-    let (restaurant_id, amount) = match (order.restaurant_id(), order.price()) {
-        (Some(r), Some(price)) => (r, price.total),
-        _ => {
-            return Err(ApiError::internal(format!(
-                "placed order {order_id} has no restaurant or price"
-            )));
-        }
-    };
+    let (restaurant_id, amount) = restaurant_and_total(&order, order_id)?;
     let payment_id = PaymentId::for_order(order_id);
     let command = AuthorizePayment {
         payment_id,
