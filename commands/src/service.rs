@@ -40,7 +40,6 @@ use ordertrail_schemas::{
 use postgres_es::PostgresEventRepository;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -206,7 +205,8 @@ impl CommandError {
         }
     }
 
-    fn rejected(code: &'static str, kind: ErrorKind, message: impl Into<String>) -> Self {
+    /// A rejection with a stable code and kind.
+    pub fn rejected(code: &'static str, kind: ErrorKind, message: impl Into<String>) -> Self {
         CommandError::Rejected {
             code,
             kind,
@@ -317,14 +317,14 @@ impl CommandService {
                 deliveries: PersistedEventStore::new_event_store(repo())
                     .with_upcasters(ordertrail_schemas::upcasters::all()),
                 payment_services: PaymentServices::new(provider),
-                bookkeeping: PgPoolOptions::new()
-                    .max_connections(pool.options().get_max_connections())
-                    .acquire_timeout(pool.options().get_acquire_timeout())
-                    .connect_lazy_with(
-                        (*pool.connect_options())
-                            .clone()
-                            .options([("synchronous_commit", "off")]),
-                    ),
+                bookkeeping: ordertrail_platform::db::pool_options(
+                    pool.options().get_max_connections(),
+                )
+                .connect_lazy_with(
+                    (*pool.connect_options())
+                        .clone()
+                        .options([("synchronous_commit", "off")]),
+                ),
                 pool,
             }),
         }
@@ -343,6 +343,46 @@ impl CommandService {
         let name = command.name();
         self.execute(&self.inner.orders, &(), ctx, AggregateKind::Order, &id.to_string(), command)
             .instrument(tracing::info_span!("command", command = name, aggregate_id = %id, command_id = %ctx.command_id))
+            .await
+    }
+
+    /// Build an order command from the order's current state and execute it,
+    /// with one load: `build` checks what the caller may do with this order
+    /// (ownership, preconditions on other aggregates) and returns the
+    /// command, or the rejection. An order that does not exist is rejected
+    /// with `order_not_found` before `build` runs.
+    pub async fn execute_order_with(
+        &self,
+        ctx: &CommandContext,
+        id: OrderId,
+        name: &'static str,
+        build: impl FnOnce(&Order) -> Result<OrderCommand, CommandError> + Send,
+    ) -> Result<CommandOutcome, CommandError> {
+        let run = async {
+            if let Some(answer) = self.preflight(ctx).await? {
+                return answer;
+            }
+            let build = move |order: &Order, version: i64| {
+                if version == 0 {
+                    return Err(CommandError::rejected(
+                        "order_not_found",
+                        ErrorKind::NotFound,
+                        format!("order {id} does not exist"),
+                    ));
+                }
+                build(order)
+            };
+            self.decide(
+                &self.inner.orders,
+                &(),
+                ctx,
+                AggregateKind::Order,
+                &id.to_string(),
+                build,
+            )
+            .await
+        };
+        run.instrument(tracing::info_span!("command", command = name, aggregate_id = %id, command_id = %ctx.command_id))
             .await
     }
 
@@ -414,7 +454,8 @@ impl CommandService {
             Ok(command) => command,
             Err(e) => return Err(self.reject(ctx, e).await),
         };
-        self.decide(&self.inner.orders, &(), ctx, AggregateKind::Order, &order_id.to_string(), OrderCommand::PlaceOrder(command))
+        let command = OrderCommand::PlaceOrder(command);
+        self.decide(&self.inner.orders, &(), ctx, AggregateKind::Order, &order_id.to_string(), |_: &Order, _| Ok(command))
             .instrument(tracing::info_span!("command", command = "PlaceOrder", aggregate_id = %order_id, command_id = %ctx.command_id))
             .await
     }
@@ -482,7 +523,7 @@ impl CommandService {
             ctx,
             AggregateKind::Delivery,
             &delivery_id.to_string(),
-            DeliveryCommand::RequestDelivery(command),
+            |_: &Delivery, _| Ok(DeliveryCommand::RequestDelivery(command)),
         )
         .instrument(tracing::info_span!("command", command = "RequestDelivery", aggregate_id = %delivery_id, command_id = %ctx.command_id))
         .await
@@ -546,8 +587,10 @@ impl CommandService {
         if let Some(answer) = self.preflight(ctx).await? {
             return answer;
         }
-        self.decide(store, services, ctx, kind, aggregate_id, command)
-            .await
+        self.decide(store, services, ctx, kind, aggregate_id, |_: &A, _| {
+            Ok(command)
+        })
+        .await
     }
 
     /// Before deciding: claim the idempotency key and find out whether this
@@ -582,7 +625,9 @@ impl CommandService {
         Ok(None)
     }
 
-    /// Load, decide and commit (after [`Self::preflight`]).
+    /// Load, decide and commit (after [`Self::preflight`]). `build` turns the
+    /// loaded state and version into the command (most callers already have
+    /// it) or rejects.
     async fn decide<A>(
         &self,
         store: &Store<A>,
@@ -590,7 +635,7 @@ impl CommandService {
         ctx: &CommandContext,
         kind: AggregateKind,
         aggregate_id: &str,
-        command: A::Command,
+        build: impl FnOnce(&A, i64) -> Result<A::Command, CommandError>,
     ) -> Result<CommandOutcome, CommandError>
     where
         A: Aggregate,
@@ -603,7 +648,21 @@ impl CommandService {
             .map_err(|e| store_error(kind, e))?;
         let version_before = i64::try_from(context.current_sequence).unwrap_or(i64::MAX);
         let sink = EventSink::<A>::default();
-        if let Err(e) = context.aggregate().handle(command, services, &sink).await {
+        let decided = match build(context.aggregate(), version_before) {
+            Ok(command) => context
+                .aggregate()
+                .handle(command, services, &sink)
+                .await
+                .map_err(|e| {
+                    tracing::info!(code = e.code(), "command rejected");
+                    CommandError::from_domain(&e)
+                }),
+            Err(e) => {
+                tracing::info!(code = e.code(), "command rejected");
+                Err(e)
+            }
+        };
+        if let Err(error) = decided {
             // A racing twin of this very command may have committed between the
             // check above and the load: the state it left rejects the repeat,
             // but the answer is the twin's outcome.
@@ -613,8 +672,6 @@ impl CommandService {
                 self.remember_success(ctx, &outcome).await;
                 return Ok(outcome);
             }
-            let error = CommandError::from_domain(&e);
-            tracing::info!(code = e.code(), "command rejected");
             self.remember_rejection(ctx, &error).await;
             return Err(error);
         }

@@ -2,19 +2,42 @@
 
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgPool};
 
 /// All migrations under `migrations/`, embedded at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
+/// A connection idle for longer than this is pinged before it is handed out.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// The project's pool settings, at most `max_connections`.
+///
+/// sqlx pings every connection it hands out by default: one extra round trip
+/// per acquire, and a command acquires up to three times (load, BEGIN+append,
+/// bookkeeping). Under load connections are never idle for long, so only a
+/// connection idle for over [`PING_IF_IDLE_FOR`] is pinged: that still
+/// weeds out connections a server restart broke while they sat in the pool.
+pub fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// Connect a pool of at most `max_connections`, waiting up to 30 s for the
 /// server to come up (start-up ordering in compose or the local launcher).
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    let options = PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5));
+    let options = pool_options(max_connections);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         match options.clone().connect(url).await {

@@ -33,6 +33,9 @@ pub struct ProjectorArgs {
     /// Milliseconds to keep filling a batch after its first event.
     #[arg(long, env = "BATCH_WAIT_MS", default_value_t = 10)]
     pub batch_wait_ms: u64,
+    /// Most milliseconds the broker may hold a fetch that found nothing.
+    #[arg(long, env = "FETCH_WAIT_MS", default_value_t = 10)]
+    pub fetch_wait_ms: u64,
     /// Database pool size.
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 4)]
     pub pool_size: u32,
@@ -55,6 +58,7 @@ impl ProjectorArgs {
         );
         config.batch_size = self.batch_size.max(1);
         config.batch_wait = Duration::from_millis(self.batch_wait_ms);
+        config.fetch_wait = Duration::from_millis(self.fetch_wait_ms.max(1));
         config
     }
 

@@ -5,13 +5,13 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
 use chrono::Utc;
-use ordertrail_commands::service::{CommandOutcome, PlaceOrderInput};
+use ordertrail_commands::service::{CommandError, CommandOutcome, PlaceOrderInput};
 use ordertrail_domain::order::{
     AcceptOrder, CancelOrder, ConfirmOrder, MarkDelivered, MarkPickedUp, MarkReadyForPickup,
     RejectOrder,
 };
 use ordertrail_domain::payment::RecordCashCollected;
-use ordertrail_domain::{Order, OrderCommand, PaymentStatus};
+use ordertrail_domain::{ErrorKind, Order, OrderCommand, PaymentStatus};
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
 use ordertrail_schemas::{
     ActorRole, DeliveryId, GeoPoint, MenuItemId, OrderId, PaymentId, RestaurantId, RiderId,
@@ -125,25 +125,25 @@ pub struct MarkPickedUpRequest {
 }
 
 /// 403 unless a customer caller placed this order.
-fn ensure_customer_owns(user: &AuthUser, order: &Order) -> Result<(), ApiError> {
+fn ensure_customer_owns(user: &AuthUser, order: &Order) -> Result<(), CommandError> {
     if user.role == ActorRole::Customer
         && (user.customer_id().is_none() || user.customer_id() != order.customer_id())
     {
-        return Err(ApiError::forbidden(
-            "this order belongs to another customer",
-        ));
+        return Err(forbidden("this order belongs to another customer"));
     }
     Ok(())
 }
 
 /// 403 unless the caller is the order's restaurant.
-fn ensure_restaurant_owns(user: &AuthUser, order: &Order) -> Result<(), ApiError> {
+fn ensure_restaurant_owns(user: &AuthUser, order: &Order) -> Result<(), CommandError> {
     if user.restaurant_id().is_none() || user.restaurant_id() != order.restaurant_id() {
-        return Err(ApiError::forbidden(
-            "this order belongs to another restaurant",
-        ));
+        return Err(forbidden("this order belongs to another restaurant"));
     }
     Ok(())
+}
+
+fn forbidden(message: &str) -> CommandError {
+    CommandError::rejected("forbidden", ErrorKind::Forbidden, message)
 }
 
 async fn order_command(
@@ -156,6 +156,25 @@ async fn order_command(
     let outcome = state
         .commands
         .execute_order(&req.context(user), id, command.into())
+        .await?;
+    Ok(CommandResponse::ok(outcome))
+}
+
+/// Execute an order command built from the order's state, after `check`
+/// (one load of the order; see `CommandService::execute_order_with`).
+async fn checked_order_command<C: Into<OrderCommand>>(
+    state: &AppState,
+    user: &AuthUser,
+    req: &CommandRequest<impl Sized>,
+    id: OrderId,
+    name: &'static str,
+    build: impl FnOnce(&Order) -> Result<C, CommandError> + Send,
+) -> Result<CommandResponse, ApiError> {
+    let outcome = state
+        .commands
+        .execute_order_with(&req.context(user), id, name, |order| {
+            build(order).map(Into::into)
+        })
         .await?;
     Ok(CommandResponse::ok(outcome))
 }
@@ -225,33 +244,31 @@ pub async fn confirm_order(
     req: CommandRequest<NoBody>,
 ) -> Result<CommandResponse, ApiError> {
     let id = OrderId(id);
-    let order = load_order(&state.commands, id).await?;
-    let payment_id = if order.is_card_payment() {
-        let payment_id = PaymentId::for_order(id);
-        let authorized = match state.commands.load_payment(payment_id).await? {
-            Some((payment, _)) => payment.status() == Some(PaymentStatus::Authorized),
-            None => false,
-        };
-        if !authorized {
-            return Err(ApiError::new(
-                "payment_not_authorized",
-                "the order's card payment is not authorized",
-            ));
-        }
-        Some(payment_id)
-    } else {
-        None
+    // The payment is another aggregate: load it first, then decide on the
+    // order's own state in the same load as the command.
+    let payment_id = PaymentId::for_order(id);
+    let authorized = match state.commands.load_payment(payment_id).await? {
+        Some((payment, _)) => payment.status() == Some(PaymentStatus::Authorized),
+        None => false,
     };
-    order_command(
-        &state,
-        &user,
-        &req,
-        id,
-        ConfirmOrder {
+    checked_order_command(&state, &user, &req, id, "ConfirmOrder", |order| {
+        let payment_id = if order.is_card_payment() {
+            if !authorized {
+                return Err(CommandError::rejected(
+                    "payment_not_authorized",
+                    ErrorKind::Conflict,
+                    "the order's card payment is not authorized",
+                ));
+            }
+            Some(payment_id)
+        } else {
+            None
+        };
+        Ok(ConfirmOrder {
             payment_id,
             now: Utc::now(),
-        },
-    )
+        })
+    })
     .await
 }
 
@@ -269,13 +286,15 @@ pub async fn accept_order(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<AcceptOrderRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    let id = OrderId(id);
-    ensure_restaurant_owns(&user, &load_order(&state.commands, id).await?)?;
-    let command = AcceptOrder {
-        preparation_minutes: req.body.preparation_minutes,
-        now: Utc::now(),
-    };
-    order_command(&state, &user, &req, id, command).await
+    let preparation_minutes = req.body.preparation_minutes;
+    checked_order_command(&state, &user, &req, OrderId(id), "AcceptOrder", |order| {
+        ensure_restaurant_owns(&user, order)?;
+        Ok(AcceptOrder {
+            preparation_minutes,
+            now: Utc::now(),
+        })
+    })
+    .await
 }
 
 /// Refuse a confirmed order (the order's restaurant).
@@ -292,13 +311,15 @@ pub async fn reject_order(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<ReasonBody>,
 ) -> Result<CommandResponse, ApiError> {
-    let id = OrderId(id);
-    ensure_restaurant_owns(&user, &load_order(&state.commands, id).await?)?;
-    let command = RejectOrder {
-        reason: req.body.reason.clone(),
-        now: Utc::now(),
-    };
-    order_command(&state, &user, &req, id, command).await
+    let reason = req.body.reason.clone();
+    checked_order_command(&state, &user, &req, OrderId(id), "RejectOrder", |order| {
+        ensure_restaurant_owns(&user, order)?;
+        Ok(RejectOrder {
+            reason,
+            now: Utc::now(),
+        })
+    })
+    .await
 }
 
 /// The food is ready for pickup (the order's restaurant).
@@ -315,14 +336,16 @@ pub async fn mark_ready(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<NoBody>,
 ) -> Result<CommandResponse, ApiError> {
-    let id = OrderId(id);
-    ensure_restaurant_owns(&user, &load_order(&state.commands, id).await?)?;
-    order_command(
+    checked_order_command(
         &state,
         &user,
         &req,
-        id,
-        MarkReadyForPickup { now: Utc::now() },
+        OrderId(id),
+        "MarkReadyForPickup",
+        |order| {
+            ensure_restaurant_owns(&user, order)?;
+            Ok(MarkReadyForPickup { now: Utc::now() })
+        },
     )
     .await
 }
@@ -387,14 +410,16 @@ pub async fn cancel_order(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<ReasonBody>,
 ) -> Result<CommandResponse, ApiError> {
-    let id = OrderId(id);
-    ensure_customer_owns(&user, &load_order(&state.commands, id).await?)?;
-    let command = CancelOrder {
-        reason: req.body.reason.clone(),
-        by: user.role,
-        now: Utc::now(),
-    };
-    order_command(&state, &user, &req, id, command).await
+    let reason = req.body.reason.clone();
+    checked_order_command(&state, &user, &req, OrderId(id), "CancelOrder", |order| {
+        ensure_customer_owns(&user, order)?;
+        Ok(CancelOrder {
+            reason,
+            by: user.role,
+            now: Utc::now(),
+        })
+    })
+    .await
 }
 
 /// The rider collected cash for a cash order (the rider assigned to the

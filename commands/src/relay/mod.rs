@@ -20,6 +20,7 @@ pub mod publisher;
 pub mod topics;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ordertrail_platform::event_log::{self, Position, StoredEvent};
@@ -28,7 +29,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 use publisher::RelayClientContext;
@@ -53,6 +54,11 @@ pub struct RelayConfig {
     pub relay_name: Option<String>,
     /// Polling fallback when no notification arrives.
     pub poll_interval: Duration,
+    /// Once caught up, at least this long between reads of the store. At a
+    /// thousand single-event commits per second a read per notification would
+    /// cost the database more than the commits; this bounds reads to
+    /// `1 / min_read_interval` per second and adds at most that much lag.
+    pub min_read_interval: Duration,
     /// How often a standby tries to become active.
     pub standby_interval: Duration,
     /// librdkafka `message.timeout.ms`: how long a batch may wait for the broker
@@ -76,6 +82,7 @@ impl RelayConfig {
             batch_size: 2_000,
             relay_name: None,
             poll_interval: Duration::from_millis(500),
+            min_read_interval: Duration::from_millis(5),
             standby_interval: Duration::from_secs(1),
             delivery_timeout: Duration::from_secs(30),
             linger: Duration::from_millis(1),
@@ -308,14 +315,43 @@ impl Relay {
         }
     }
 
-    async fn listen(&self) -> Option<PgListener> {
+    /// LISTEN for new events on a connection of its own, in a task that turns
+    /// any number of notifications into one stored wake-up: while the relay
+    /// reads or publishes, the commits of that time cost one read afterwards,
+    /// not one read each. `None`: polling only.
+    async fn listen(&self) -> Option<Hints> {
         let listener = async {
             let mut l = PgListener::connect_with(&self.pool).await?;
             l.listen(NOTIFY_CHANNEL).await?;
             Ok::<_, sqlx::Error>(l)
         };
         match listener.await {
-            Ok(l) => Some(l),
+            Ok(mut l) => {
+                let wake = Arc::new(Notify::new());
+                let forward = Arc::clone(&wake);
+                let task = tokio::spawn(async move {
+                    let mut failures = 0u32;
+                    loop {
+                        match l.try_recv().await {
+                            Ok(Some(_)) => {
+                                failures = 0;
+                                forward.notify_one();
+                            }
+                            // The connection was lost and sqlx reconnects on
+                            // the next call; events may have been missed.
+                            Ok(None) => forward.notify_one(),
+                            Err(e) => {
+                                failures += 1;
+                                if failures == 1 {
+                                    tracing::warn!(error = %e, "LISTEN connection lost; polling until it is back");
+                                }
+                                tokio::time::sleep(backoff(failures, Duration::from_secs(5))).await;
+                            }
+                        }
+                    }
+                });
+                Some(Hints { wake, task })
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot LISTEN for new events; polling only");
                 None
@@ -323,23 +359,28 @@ impl Relay {
         }
     }
 
-    /// Wait for a notification, the poll interval or shutdown.
-    async fn wait_for_events(&self, listener: &mut Option<PgListener>) -> Wait {
+    /// Wait for a notification, the poll interval or shutdown; then keep at
+    /// least `min_read_interval` after the previous read, so a steady stream
+    /// of single-event commits is read in small batches.
+    async fn wait_for_events(&self, hints: Option<&Hints>, last_read: Instant) -> Wait {
         let mut stop = self.stop.clone();
         let hint = async {
-            match listener.as_mut() {
-                Some(l) => match l.try_recv().await {
-                    Ok(Some(_)) => {}
-                    // Connection lost; sqlx reconnects on the next call. Poll meanwhile.
-                    Ok(None) | Err(_) => std::future::pending::<()>().await,
-                },
+            match hints {
+                Some(h) => h.wake.notified().await,
                 None => std::future::pending::<()>().await,
             }
         };
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => Wait::Stop,
-            () = hint => Wait::Elapsed,
-            () = tokio::time::sleep(self.config.poll_interval) => Wait::Elapsed,
+            _ = stop.wait_for(|s| *s) => return Wait::Stop,
+            () = hint => {}
+            () = tokio::time::sleep(self.config.poll_interval) => {}
+        }
+        let pace =
+            (last_read + self.config.min_read_interval).saturating_duration_since(Instant::now());
+        if pace.is_zero() {
+            Wait::Elapsed
+        } else {
+            self.sleep(pace).await
         }
     }
 
@@ -351,10 +392,11 @@ impl Relay {
         let limit = i64::try_from(self.config.batch_size.max(1)).unwrap_or(i64::MAX);
         let mut position = checkpoint::load(lock, &name).await?;
         tracing::info!(%position, topics = ?self.topics, "publishing from checkpoint");
-        let mut listener = self.listen().await;
+        let hints = self.listen().await;
         let mut progress = Progress::new(position);
         let mut outage: Option<(Instant, u32)> = None;
         let mut prefetched: Option<Vec<StoredEvent>> = None;
+        let mut last_read = Instant::now();
         loop {
             if self.stopping() {
                 return Ok(());
@@ -365,10 +407,13 @@ impl Relay {
             }
             let batch = match prefetched.take() {
                 Some(b) => b,
-                None => event_log::read_after(&mut *lock, position, limit).await?,
+                None => {
+                    last_read = Instant::now();
+                    event_log::read_after(&mut *lock, position, limit).await?
+                }
             };
             let Some(last) = batch.last().map(StoredEvent::position) else {
-                if let Wait::Stop = self.wait_for_events(&mut listener).await {
+                if let Wait::Stop = self.wait_for_events(hints.as_ref(), last_read).await {
                     return Ok(());
                 }
                 continue;
@@ -423,6 +468,18 @@ impl Relay {
                 }
             }
         }
+    }
+}
+
+/// The LISTEN task's wake-ups; the task ends with the relay's publish loop.
+struct Hints {
+    wake: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Hints {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

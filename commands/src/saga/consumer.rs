@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use ordertrail_schemas::EventEnvelope;
 use ordertrail_schemas::topics::all_topics;
-use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -70,19 +69,12 @@ fn create_consumer(
     config: &SagaConfig,
     context: SagaContext,
 ) -> KafkaResult<StreamConsumer<SagaContext>> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .set("group.id", &config.group_id)
-        // Positions live in PostgreSQL, never in Kafka.
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .set("topic.metadata.refresh.interval.ms", "2000")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500")
-        .set("fetch.wait.max.ms", "50")
-        .create_with_context(context)
+    ordertrail_platform::kafka::consumer_config(
+        &config.brokers,
+        &config.group_id,
+        ordertrail_platform::kafka::DEFAULT_FETCH_WAIT,
+    )
+    .create_with_context(context)
 }
 
 /// A message copied out of librdkafka's buffer.

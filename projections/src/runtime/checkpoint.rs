@@ -163,18 +163,25 @@ pub(super) async fn load_sequences(
     keys.dedup();
     let types: Vec<&str> = keys.iter().map(|(t, _)| *t).collect();
     let ids: Vec<&str> = keys.iter().map(|(_, i)| *i).collect();
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT s.aggregate_type, s.aggregate_id, s.last_sequence
-         FROM projector_sequences s
-         JOIN unnest($2::text[], $3::text[]) AS x(t, i) ON s.aggregate_type = x.t AND s.aggregate_id = x.i
-         WHERE s.projector = $1",
+    // One primary-key probe per aggregate of the batch. A join against the
+    // unnested keys lets the planner hash-join the projector's whole
+    // sequence table (every aggregate ever seen) on every batch; a scalar
+    // subquery cannot be flattened into such a join.
+    let rows: Vec<(String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT x.t, x.i,
+                (SELECT s.last_sequence FROM projector_sequences s
+                 WHERE s.projector = $1 AND s.aggregate_type = x.t AND s.aggregate_id = x.i)
+         FROM unnest($2::text[], $3::text[]) AS x(t, i)",
     )
     .bind(projector)
     .bind(&types)
     .bind(&ids)
     .fetch_all(&mut *tx)
     .await?;
-    Ok(rows.into_iter().map(|(t, i, s)| ((t, i), s)).collect())
+    Ok(rows
+        .into_iter()
+        .filter_map(|(t, i, s)| s.map(|s| ((t, i), s)))
+        .collect())
 }
 
 /// Store the last applied sequence of every aggregate the batch touched.

@@ -6,7 +6,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
@@ -106,19 +105,13 @@ pub(super) fn create(
     config: &RuntimeConfig,
     context: ProjectorContext,
 ) -> KafkaResult<StreamConsumer<ProjectorContext>> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .set("group.id", &config.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .set("statistics.interval.ms", "1000")
-        .set("topic.metadata.refresh.interval.ms", "2000")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500")
-        .set("fetch.wait.max.ms", "50")
-        .create_with_context(context)
+    ordertrail_platform::kafka::consumer_config(
+        &config.brokers,
+        &config.group_id,
+        config.fetch_wait,
+    )
+    .set("statistics.interval.ms", "1000")
+    .create_with_context(context)
 }
 
 /// Partitions assigned but not yet positioned at their stored offset.

@@ -181,6 +181,9 @@ pub struct RuntimeConfig {
     pub batch_size: usize,
     /// How long to keep filling a batch after its first message.
     pub batch_wait: Duration,
+    /// librdkafka `fetch.wait.max.ms` (see
+    /// [`ordertrail_platform::kafka::DEFAULT_FETCH_WAIT`]).
+    pub fetch_wait: Duration,
 }
 
 impl RuntimeConfig {
@@ -195,6 +198,7 @@ impl RuntimeConfig {
             group_id: group_id.into(),
             batch_size: 2_000,
             batch_wait: Duration::from_millis(10),
+            fetch_wait: ordertrail_platform::kafka::DEFAULT_FETCH_WAIT,
         }
     }
 }
