@@ -2,7 +2,8 @@
 //!
 //! - [`service::CommandService`]: executes domain commands on the cqrs-es
 //!   aggregates persisted by postgres-es, with event metadata, `Idempotency-Key`
-//!   handling and optimistic concurrency. The API, the benchmark and the saga
+//!   handling and optimistic concurrency. [`event_store::EventRepository`]
+//!   appends a command's events in one statement. The API, the benchmark and the saga
 //!   all go through it.
 //! - [`catalog`]: reference data (restaurants, menus, riders) in plain tables,
 //!   looked up before a decision and passed into the command.
@@ -13,6 +14,7 @@
 //! `projections`.
 
 pub mod catalog;
+pub mod event_store;
 pub mod relay;
 pub mod saga;
 pub mod service;

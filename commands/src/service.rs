@@ -37,13 +37,13 @@ use ordertrail_schemas::{
     Actor, AggregateKind, CustomerId, DeliveryId, EventMetadata, MenuItemId, Money, OrderId,
     PaymentId, RestaurantId,
 };
-use postgres_es::PostgresEventRepository;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::catalog::{self, CatalogError};
+use crate::event_store::EventRepository;
 
 /// Namespace of command ids derived from idempotency keys.
 const COMMAND_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_6465_7274_7261_696c_0000_0000_0002);
@@ -283,7 +283,7 @@ pub struct PlaceOrderInput {
     pub tip_minor: Option<i64>,
 }
 
-type Store<A> = PersistedEventStore<PostgresEventRepository, A>;
+type Store<A> = PersistedEventStore<EventRepository, A>;
 
 /// Executes commands against the PostgreSQL event store.
 #[derive(Clone)]
@@ -307,7 +307,7 @@ struct Inner {
 
 impl CommandService {
     pub fn new(pool: PgPool, provider: Arc<dyn PaymentProvider>) -> Self {
-        let repo = || PostgresEventRepository::new(pool.clone());
+        let repo = || EventRepository::new(pool.clone());
         Self {
             inner: Arc::new(Inner {
                 orders: PersistedEventStore::new_event_store(repo())

@@ -58,8 +58,9 @@ struct Args {
     /// Warm-up seconds at the same rate before measuring.
     #[arg(long, default_value_t = 5)]
     warmup_secs: u64,
-    /// Measure the freshness of one command in this many.
-    #[arg(long, default_value_t = 10)]
+    /// Measure the freshness of one command in this many (each sampled
+    /// command costs about ten GETs while it is polled).
+    #[arg(long, default_value_t = 20)]
     sample_every: u64,
     /// Poll interval of a sampled command's `GET /v1/orders/{id}`, ms.
     #[arg(long, default_value_t = 10)]

@@ -405,3 +405,97 @@ async fn unknown_references_are_rejected_before_anything_is_appended() {
     assert_eq!(e.code(), "menu_item_not_found");
     assert_eq!(count_events(&db).await, 0);
 }
+
+fn serialized(
+    aggregate_id: &str,
+    sequence: usize,
+    event_type: &str,
+    command: uuid::Uuid,
+) -> cqrs_es::persist::SerializedEvent {
+    cqrs_es::persist::SerializedEvent::new(
+        aggregate_id.to_owned(),
+        sequence,
+        "Delivery".to_owned(),
+        event_type.to_owned(),
+        "1".to_owned(),
+        serde_json::json!({ "n": sequence }),
+        serde_json::json!({ "command_id": command.to_string() }),
+    )
+}
+
+#[tokio::test]
+async fn one_statement_append_keeps_order_and_is_all_or_nothing() {
+    use cqrs_es::persist::{PersistedEventRepository, PersistenceError};
+    use ordertrail_commands::event_store::EventRepository;
+    use ordertrail_domain::Delivery;
+
+    let (db, _service) = service().await;
+    let repo = EventRepository::new(db.pool.clone());
+    let id = uuid::Uuid::new_v4().to_string();
+    let first = uuid::Uuid::new_v4();
+    let events: Vec<_> = (1..=3)
+        .map(|n| serialized(&id, n, &format!("E{n}"), first))
+        .collect();
+    repo.persist::<Delivery>(&events, None)
+        .await
+        .expect("append");
+
+    let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT sequence, event_type, global_position FROM events WHERE aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(&id)
+    .fetch_all(&db.pool)
+    .await
+    .expect("rows");
+    assert_eq!(
+        rows.iter().map(|r| (r.0, r.1.as_str())).collect::<Vec<_>>(),
+        vec![(1, "E1"), (2, "E2"), (3, "E3")]
+    );
+    assert!(
+        rows.windows(2).all(|w| w[0].2 < w[1].2),
+        "global positions follow the sequence: {rows:?}"
+    );
+    let logged: (i64, i64) = sqlx::query_as(
+        "SELECT first_sequence, last_sequence FROM command_log WHERE command_id = $1",
+    )
+    .bind(first)
+    .fetch_one(&db.pool)
+    .await
+    .expect("command log");
+    assert_eq!(logged, (1, 3));
+
+    // A batch whose second event takes a used sequence conflicts and leaves
+    // nothing behind, not even its first event.
+    let second = uuid::Uuid::new_v4();
+    let clash = vec![
+        serialized(&id, 4, "E4", second),
+        serialized(&id, 3, "E3bis", second),
+    ];
+    let err = repo
+        .persist::<Delivery>(&clash, None)
+        .await
+        .expect_err("conflict");
+    assert!(
+        matches!(err, PersistenceError::OptimisticLockError),
+        "{err:?}"
+    );
+    // The same command id appending again is a conflict too (command_log).
+    let again = vec![serialized(&id, 4, "E4", first)];
+    let err = repo
+        .persist::<Delivery>(&again, None)
+        .await
+        .expect_err("duplicate command");
+    assert!(
+        matches!(err, PersistenceError::OptimisticLockError),
+        "{err:?}"
+    );
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
+        .bind(&id)
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 3);
+    let loaded = repo.get_events::<Delivery>(&id).await.expect("load");
+    assert_eq!(loaded.len(), 3);
+    assert_eq!(loaded[2].payload, serde_json::json!({ "n": 3 }));
+}

@@ -29,24 +29,15 @@ pub(super) async fn lock_positions(
 ) -> Result<HashMap<(String, i32), i64>, sqlx::Error> {
     let topics: Vec<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
     let numbers: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
-    sqlx::query(
-        "INSERT INTO projector_offsets (projector, topic, partition)
+    // One statement: create unknown partitions at offset 0 and lock every
+    // row (ON CONFLICT DO UPDATE locks the existing row like FOR UPDATE), in
+    // sorted order so two instances never deadlock.
+    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+        "INSERT INTO projector_offsets AS o (projector, topic, partition)
          SELECT $1, t, p FROM unnest($2::text[], $3::int[]) AS x(t, p)
          ORDER BY t, p
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(projector)
-    .bind(&topics)
-    .bind(&numbers)
-    .execute(&mut *tx)
-    .await?;
-    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
-        "SELECT o.topic, o.partition, o.next_offset
-         FROM projector_offsets o
-         JOIN unnest($2::text[], $3::int[]) AS x(t, p) ON o.topic = x.t AND o.partition = x.p
-         WHERE o.projector = $1
-         ORDER BY o.topic, o.partition
-         FOR UPDATE OF o",
+         ON CONFLICT (projector, topic, partition) DO UPDATE SET next_offset = o.next_offset
+         RETURNING o.topic, o.partition, o.next_offset",
     )
     .bind(projector)
     .bind(&topics)
