@@ -570,12 +570,38 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
         summary["totals"][0]["net_payable_minor"],
         day["net_payable_minor"]
     );
-    let provider = &summary["providers"][0];
+    // Provider figures are per UTC day, which is not Berlin's business day
+    // between 22:00/23:00 and midnight UTC: look them up on the UTC dates of
+    // the capture and the refund.
+    let utc_day = |field: &str| {
+        order[field]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc).date_naive())
+            .unwrap_or_else(|| panic!("order.{field} is not a timestamp: {order}"))
+    };
+    let provider_on = |summary: &serde_json::Value, field: &str| {
+        summary["providers"][0][field]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no provider {field} in {summary}"))
+    };
+    let captured_day = app
+        .ok(
+            &format!("/v1/settlements/days/{}", utc_day("payment_captured_at")),
+            &ops,
+        )
+        .await;
     assert!(
-        provider["captured_minor"].as_i64().unwrap() > 0,
-        "{summary}"
+        provider_on(&captured_day, "captured_minor") > 0,
+        "{captured_day}"
     );
-    assert_eq!(provider["refunded_minor"], 100);
+    let refunded_day = app
+        .ok(
+            &format!("/v1/settlements/days/{}", utc_day("last_refunded_at")),
+            &ops,
+        )
+        .await;
+    assert_eq!(provider_on(&refunded_day, "refunded_minor"), 100);
     app.get(&format!("/v1/settlements/days/{business_day}"))
         .token(&app.restaurant(berlin()))
         .send()
