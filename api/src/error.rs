@@ -224,12 +224,10 @@ impl From<CatalogError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => ApiError::unavailable(e),
-            other => ApiError::internal(other),
+        if ordertrail_platform::db::is_unreachable(&e) {
+            ApiError::unavailable(e)
+        } else {
+            ApiError::internal(e)
         }
     }
 }

@@ -87,15 +87,15 @@ fn json_text(value: &Value) -> Result<String, PersistenceError> {
 /// sequence, or a command id the `command_log` trigger has seen) is an
 /// optimistic-lock conflict.
 fn persistence_error(e: sqlx::Error) -> PersistenceError {
-    match &e {
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
-            PersistenceError::OptimisticLockError
-        }
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed => PersistenceError::ConnectionError(Box::new(e)),
-        _ => PersistenceError::UnknownError(Box::new(e)),
+    let unique_violation = e
+        .as_database_error()
+        .is_some_and(|db| db.code().as_deref() == Some("23505"));
+    if unique_violation {
+        PersistenceError::OptimisticLockError
+    } else if ordertrail_platform::db::is_unreachable(&e) {
+        PersistenceError::ConnectionError(Box::new(e))
+    } else {
+        PersistenceError::UnknownError(Box::new(e))
     }
 }
 

@@ -225,12 +225,10 @@ impl CommandError {
 
 impl From<sqlx::Error> for CommandError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => CommandError::Unavailable(Box::new(e)),
-            other => CommandError::Internal(other.to_string()),
+        if ordertrail_platform::db::is_unreachable(&e) {
+            CommandError::Unavailable(Box::new(e))
+        } else {
+            CommandError::Internal(e.to_string())
         }
     }
 }

@@ -51,6 +51,19 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
     }
 }
 
+/// Whether the database could not be reached (connection lost, pool
+/// exhausted or closed, TLS failure), as opposed to a statement that failed:
+/// the former is answered "unavailable, retry", the latter is a fault.
+pub fn is_unreachable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+    )
+}
+
 fn is_transient(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
         || e.as_database_error()

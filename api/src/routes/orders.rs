@@ -160,8 +160,9 @@ async fn order_command(
     Ok(CommandResponse::ok(outcome))
 }
 
-/// Execute an order command built from the order's state, after `check`
-/// (one load of the order; see `CommandService::execute_order_with`).
+/// Execute the order command `build` makes from the order's current state
+/// (ownership checks included): one load of the order, see
+/// `CommandService::execute_order_with`.
 async fn checked_order_command<C: Into<OrderCommand>>(
     state: &AppState,
     user: &AuthUser,
