@@ -258,16 +258,64 @@ pub async fn list_menu(
     Ok(rows.into_iter().map(menu_from_row).collect())
 }
 
-/// The menu items with these ids (any restaurant); missing ids are absent.
-pub async fn menu_items(pool: &PgPool, ids: &[MenuItemId]) -> Result<Vec<MenuItem>, CatalogError> {
+/// A restaurant and those of `ids` that exist on any menu, in one round trip
+/// (the `PlaceOrder` lookup); `None` when the restaurant does not exist.
+pub async fn restaurant_with_menu_items(
+    pool: &PgPool,
+    restaurant: RestaurantId,
+    ids: &[MenuItemId],
+) -> Result<Option<(Restaurant, Vec<MenuItem>)>, CatalogError> {
+    type Row = (
+        Uuid,
+        String,
+        f64,
+        f64,
+        String,
+        String,
+        i32,
+        i32,
+        bool,
+        Option<Uuid>,
+        Option<Uuid>,
+        Option<String>,
+        Option<i64>,
+        Option<bool>,
+    );
     let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
-    let rows: Vec<MenuRow> = sqlx::query_as(
-        "SELECT id, restaurant_id, name, price_minor, available FROM menu_items WHERE id = ANY($1)",
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT r.id, r.name, r.lat, r.lon, r.time_zone, r.currency, r.commission_bps, r.tax_bps, r.is_open,
+                m.id, m.restaurant_id, m.name, m.price_minor, m.available
+           FROM restaurants r LEFT JOIN menu_items m ON m.id = ANY($2)
+          WHERE r.id = $1",
     )
+    .bind(restaurant.0)
     .bind(&ids)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(menu_from_row).collect())
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let found = restaurant_from_row((
+        first.0,
+        first.1.clone(),
+        first.2,
+        first.3,
+        first.4.clone(),
+        first.5.clone(),
+        first.6,
+        first.7,
+        first.8,
+    ))?;
+    let items = rows
+        .into_iter()
+        .filter_map(|r| match (r.9, r.10, r.11, r.12, r.13) {
+            (Some(id), Some(restaurant_id), Some(name), Some(price), Some(available)) => {
+                Some(menu_from_row((id, restaurant_id, name, price, available)))
+            }
+            _ => None,
+        })
+        .collect();
+    Ok(Some((found, items)))
 }
 
 impl MenuItem {

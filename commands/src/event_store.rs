@@ -17,7 +17,7 @@ use cqrs_es::persist::{
 };
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgPool, Row};
 
 /// postgres-es with a one-statement append.
 pub struct EventRepository {
@@ -74,6 +74,52 @@ impl EventRepository {
         .await
         .map(|_| ())
         .map_err(persistence_error)
+    }
+}
+
+impl EventRepository {
+    /// The events of two aggregates in one round trip (a command on one that
+    /// depends on the other's state: confirming an order needs its payment,
+    /// authorizing a payment needs its order), each in sequence order.
+    pub async fn get_events_of_two(
+        &self,
+        first: (&str, &str),
+        second: (&str, &str),
+    ) -> Result<(Vec<SerializedEvent>, Vec<SerializedEvent>), PersistenceError> {
+        let rows = sqlx::query(
+            "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
+             FROM events
+             WHERE (aggregate_type = $1 AND aggregate_id = $2)
+                OR (aggregate_type = $3 AND aggregate_id = $4)
+             ORDER BY aggregate_type, aggregate_id, sequence",
+        )
+        .bind(first.0)
+        .bind(first.1)
+        .bind(second.0)
+        .bind(second.1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(persistence_error)?;
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for row in rows {
+            let sequence: i64 = row.try_get("sequence").map_err(persistence_error)?;
+            let event = SerializedEvent::new(
+                row.try_get("aggregate_id").map_err(persistence_error)?,
+                usize::try_from(sequence)
+                    .map_err(|e| PersistenceError::UnknownError(Box::new(e)))?,
+                row.try_get("aggregate_type").map_err(persistence_error)?,
+                row.try_get("event_type").map_err(persistence_error)?,
+                row.try_get("event_version").map_err(persistence_error)?,
+                row.try_get("payload").map_err(persistence_error)?,
+                row.try_get("metadata").map_err(persistence_error)?,
+            );
+            if event.aggregate_type == first.0 && event.aggregate_id == first.1 {
+                a.push(event);
+            } else {
+                b.push(event);
+            }
+        }
+        Ok((a, b))
     }
 }
 

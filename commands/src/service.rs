@@ -24,8 +24,12 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateContext, AggregateError, DomainEvent, EventStore};
+use cqrs_es::persist::{
+    EventStoreAggregateContext, EventUpcaster, PersistedEventStore, SerializedEvent,
+};
+use cqrs_es::{
+    Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore,
+};
 use ordertrail_domain::delivery::RequestDelivery;
 use ordertrail_domain::order::PlaceOrder;
 use ordertrail_domain::{
@@ -283,6 +287,18 @@ pub struct PlaceOrderInput {
 
 type Store<A> = PersistedEventStore<EventRepository, A>;
 
+/// Where a decision starts from.
+enum Start<A: Aggregate> {
+    /// Load the aggregate's events first.
+    Load,
+    /// The aggregate id is new (derived from this command's id): decide on
+    /// the empty state without reading. Should it exist after all, the append
+    /// at sequence 1 conflicts and the conflict path answers.
+    New,
+    /// Already loaded (together with another aggregate, in one round trip).
+    Loaded(EventStoreAggregateContext<A>),
+}
+
 /// Executes commands against the PostgreSQL event store.
 #[derive(Clone)]
 pub struct CommandService {
@@ -301,6 +317,10 @@ struct Inner {
     payments: Store<Payment>,
     deliveries: Store<Delivery>,
     payment_services: PaymentServices,
+    /// For loads of two aggregates in one round trip (the stores above load
+    /// one at a time), and the upcasters the stores apply.
+    events: EventRepository,
+    upcasters: Vec<Box<dyn EventUpcaster>>,
 }
 
 impl CommandService {
@@ -315,6 +335,8 @@ impl CommandService {
                 deliveries: PersistedEventStore::new_event_store(repo())
                     .with_upcasters(ordertrail_schemas::upcasters::all()),
                 payment_services: PaymentServices::new(provider),
+                events: repo(),
+                upcasters: ordertrail_schemas::upcasters::all(),
                 bookkeeping: ordertrail_platform::db::pool_options(
                     pool.options().get_max_connections(),
                 )
@@ -339,7 +361,7 @@ impl CommandService {
         command: OrderCommand,
     ) -> Result<CommandOutcome, CommandError> {
         let name = command.name();
-        self.execute(&self.inner.orders, &(), ctx, AggregateKind::Order, &id.to_string(), command)
+        self.execute(&self.inner.orders, &(), ctx, (AggregateKind::Order, &id.to_string()), command)
             .instrument(tracing::info_span!("command", command = name, aggregate_id = %id, command_id = %ctx.command_id))
             .await
     }
@@ -362,11 +384,7 @@ impl CommandService {
             }
             let build = move |order: &Order, version: i64| {
                 if version == 0 {
-                    return Err(CommandError::rejected(
-                        "order_not_found",
-                        ErrorKind::NotFound,
-                        format!("order {id} does not exist"),
-                    ));
+                    return Err(order_not_found(id));
                 }
                 build(order)
             };
@@ -374,8 +392,8 @@ impl CommandService {
                 &self.inner.orders,
                 &(),
                 ctx,
-                AggregateKind::Order,
-                &id.to_string(),
+                (AggregateKind::Order, &id.to_string()),
+                Start::Load,
                 build,
             )
             .await
@@ -395,12 +413,119 @@ impl CommandService {
             &self.inner.payments,
             &self.inner.payment_services,
             ctx,
-            AggregateKind::Payment,
-            &id.to_string(),
+            (AggregateKind::Payment, &id.to_string()),
             command,
         )
         .instrument(tracing::info_span!("command", command = name, aggregate_id = %id, command_id = %ctx.command_id))
         .await
+    }
+
+    /// Build a payment command from the order's and the payment's current
+    /// state and execute it, with one load of both (authorizing needs the
+    /// order's amount, method and owner). An order that does not exist is
+    /// rejected with `order_not_found` before `build` runs.
+    pub async fn execute_payment_for_order(
+        &self,
+        ctx: &CommandContext,
+        order_id: OrderId,
+        payment_id: PaymentId,
+        name: &'static str,
+        build: impl FnOnce(&Order) -> Result<PaymentCommand, CommandError> + Send,
+    ) -> Result<CommandOutcome, CommandError> {
+        let run = async {
+            if let Some(answer) = self.preflight(ctx).await? {
+                return answer;
+            }
+            let (order, payment) = self
+                .load_two::<Order, Payment>(
+                    (AggregateKind::Order, &order_id.to_string()),
+                    (AggregateKind::Payment, &payment_id.to_string()),
+                )
+                .await?;
+            let build = move |_: &Payment, _: i64| {
+                if order.current_sequence == 0 {
+                    return Err(order_not_found(order_id));
+                }
+                build(&order.aggregate)
+            };
+            self.decide(
+                &self.inner.payments,
+                &self.inner.payment_services,
+                ctx,
+                (AggregateKind::Payment, &payment_id.to_string()),
+                Start::Loaded(payment),
+                build,
+            )
+            .await
+        };
+        run.instrument(tracing::info_span!("command", command = name, aggregate_id = %payment_id, command_id = %ctx.command_id))
+            .await
+    }
+
+    /// Like [`Self::execute_order_with`], for commands that also depend on
+    /// the order's payment (confirming a card order needs it authorized):
+    /// both are loaded in one round trip.
+    pub async fn execute_order_with_payment(
+        &self,
+        ctx: &CommandContext,
+        id: OrderId,
+        payment_id: PaymentId,
+        name: &'static str,
+        build: impl FnOnce(&Order, &Payment) -> Result<OrderCommand, CommandError> + Send,
+    ) -> Result<CommandOutcome, CommandError> {
+        let run = async {
+            if let Some(answer) = self.preflight(ctx).await? {
+                return answer;
+            }
+            let (order, payment) = self
+                .load_two::<Order, Payment>(
+                    (AggregateKind::Order, &id.to_string()),
+                    (AggregateKind::Payment, &payment_id.to_string()),
+                )
+                .await?;
+            let build = move |order: &Order, version: i64| {
+                if version == 0 {
+                    return Err(order_not_found(id));
+                }
+                build(order, &payment.aggregate)
+            };
+            self.decide(
+                &self.inner.orders,
+                &(),
+                ctx,
+                (AggregateKind::Order, &id.to_string()),
+                Start::Loaded(order),
+                build,
+            )
+            .await
+        };
+        run.instrument(tracing::info_span!("command", command = name, aggregate_id = %id, command_id = %ctx.command_id))
+            .await
+    }
+
+    /// Two aggregates of different types, loaded in one round trip and
+    /// rebuilt exactly as the stores rebuild them (upcast, deserialize, apply).
+    async fn load_two<A, B>(
+        &self,
+        (a_kind, a): (AggregateKind, &str),
+        (b_kind, b): (AggregateKind, &str),
+    ) -> Result<(EventStoreAggregateContext<A>, EventStoreAggregateContext<B>), CommandError>
+    where
+        A: Aggregate,
+        A::Error: DomainError,
+        B: Aggregate,
+        B::Error: DomainError,
+    {
+        let (a_events, b_events) = self
+            .inner
+            .events
+            .get_events_of_two((A::TYPE, a), (B::TYPE, b))
+            .await
+            .map_err(|e| store_error(a_kind, AggregateError::<A::Error>::from(e)))?;
+        Ok((
+            rebuild(a_kind, a, a_events, &self.inner.upcasters)?,
+            rebuild(b_kind, b, b_events, &self.inner.upcasters)?,
+        ))
     }
 
     pub async fn execute_delivery(
@@ -410,7 +535,7 @@ impl CommandService {
         command: DeliveryCommand,
     ) -> Result<CommandOutcome, CommandError> {
         let name = command.name();
-        self.execute(&self.inner.deliveries, &(), ctx, AggregateKind::Delivery, &id.to_string(), command)
+        self.execute(&self.inner.deliveries, &(), ctx, (AggregateKind::Delivery, &id.to_string()), command)
             .instrument(tracing::info_span!("command", command = name, aggregate_id = %id, command_id = %ctx.command_id))
             .await
     }
@@ -453,7 +578,7 @@ impl CommandService {
             Err(e) => return Err(self.reject(ctx, e).await),
         };
         let command = OrderCommand::PlaceOrder(command);
-        self.decide(&self.inner.orders, &(), ctx, AggregateKind::Order, &order_id.to_string(), |_: &Order, _| Ok(command))
+        self.decide(&self.inner.orders, &(), ctx, (AggregateKind::Order, &order_id.to_string()), Start::New, |_: &Order, _| Ok(command))
             .instrument(tracing::info_span!("command", command = "PlaceOrder", aggregate_id = %order_id, command_id = %ctx.command_id))
             .await
     }
@@ -465,17 +590,17 @@ impl CommandService {
         input: PlaceOrderInput,
     ) -> Result<PlaceOrder, CommandError> {
         let pool = &self.inner.pool;
-        let restaurant = catalog::get_restaurant(pool, input.restaurant_id)
-            .await?
-            .ok_or_else(|| {
-                CommandError::rejected(
-                    "restaurant_not_found",
-                    ErrorKind::NotFound,
-                    format!("restaurant {} does not exist", input.restaurant_id),
-                )
-            })?;
         let ids: Vec<MenuItemId> = input.items.iter().map(|(id, _)| *id).collect();
-        let found = catalog::menu_items(pool, &ids).await?;
+        let (restaurant, found) =
+            catalog::restaurant_with_menu_items(pool, input.restaurant_id, &ids)
+                .await?
+                .ok_or_else(|| {
+                    CommandError::rejected(
+                        "restaurant_not_found",
+                        ErrorKind::NotFound,
+                        format!("restaurant {} does not exist", input.restaurant_id),
+                    )
+                })?;
         let mut items = Vec::with_capacity(input.items.len());
         for (id, quantity) in &input.items {
             let item = found.iter().find(|m| m.id == *id).ok_or_else(|| {
@@ -519,8 +644,8 @@ impl CommandService {
             &self.inner.deliveries,
             &(),
             ctx,
-            AggregateKind::Delivery,
-            &delivery_id.to_string(),
+            (AggregateKind::Delivery, &delivery_id.to_string()),
+            Start::Load,
             |_: &Delivery, _| Ok(DeliveryCommand::RequestDelivery(command)),
         )
         .instrument(tracing::info_span!("command", command = "RequestDelivery", aggregate_id = %delivery_id, command_id = %ctx.command_id))
@@ -574,8 +699,7 @@ impl CommandService {
         store: &Store<A>,
         services: &A::Services,
         ctx: &CommandContext,
-        kind: AggregateKind,
-        aggregate_id: &str,
+        target: (AggregateKind, &str),
         command: A::Command,
     ) -> Result<CommandOutcome, CommandError>
     where
@@ -585,7 +709,7 @@ impl CommandService {
         if let Some(answer) = self.preflight(ctx).await? {
             return answer;
         }
-        self.decide(store, services, ctx, kind, aggregate_id, |_: &A, _| {
+        self.decide(store, services, ctx, target, Start::Load, |_: &A, _| {
             Ok(command)
         })
         .await
@@ -631,8 +755,8 @@ impl CommandService {
         store: &Store<A>,
         services: &A::Services,
         ctx: &CommandContext,
-        kind: AggregateKind,
-        aggregate_id: &str,
+        (kind, aggregate_id): (AggregateKind, &str),
+        start: Start<A>,
         build: impl FnOnce(&A, i64) -> Result<A::Command, CommandError>,
     ) -> Result<CommandOutcome, CommandError>
     where
@@ -640,10 +764,19 @@ impl CommandService {
         A::Error: DomainError,
     {
         let started = std::time::Instant::now();
-        let mut context = store
-            .load_aggregate(aggregate_id)
-            .await
-            .map_err(|e| store_error(kind, e))?;
+        let mut context = match start {
+            Start::Loaded(context) => context,
+            Start::Load => store
+                .load_aggregate(aggregate_id)
+                .await
+                .map_err(|e| store_error(kind, e))?,
+            Start::New => EventStoreAggregateContext {
+                aggregate_id: aggregate_id.to_owned(),
+                aggregate: A::default(),
+                current_sequence: 0,
+                current_snapshot: None,
+            },
+        };
         let version_before = i64::try_from(context.current_sequence).unwrap_or(i64::MAX);
         let sink = EventSink::<A>::default();
         let decided = match build(context.aggregate(), version_before) {
@@ -901,6 +1034,48 @@ where
     }
     let version = i64::try_from(context.current_sequence).unwrap_or(i64::MAX);
     Ok(Some((context.aggregate, version)))
+}
+
+fn order_not_found(id: OrderId) -> CommandError {
+    CommandError::rejected(
+        "order_not_found",
+        ErrorKind::NotFound,
+        format!("order {id} does not exist"),
+    )
+}
+
+/// An aggregate from its stored events, as `PersistedEventStore::load_aggregate`
+/// builds it: each event upcast, deserialized and applied in sequence order.
+fn rebuild<A>(
+    kind: AggregateKind,
+    id: &str,
+    events: Vec<SerializedEvent>,
+    upcasters: &[Box<dyn EventUpcaster>],
+) -> Result<EventStoreAggregateContext<A>, CommandError>
+where
+    A: Aggregate,
+    A::Error: DomainError,
+{
+    let mut context = EventStoreAggregateContext {
+        aggregate_id: id.to_owned(),
+        aggregate: A::default(),
+        current_sequence: 0,
+        current_snapshot: None,
+    };
+    for event in events {
+        let event = upcasters.iter().fold(event, |event, upcaster| {
+            if upcaster.can_upcast(&event.event_type, &event.event_version) {
+                upcaster.upcast(event)
+            } else {
+                event
+            }
+        });
+        let envelope = EventEnvelope::<A>::try_from(event)
+            .map_err(|e| store_error(kind, AggregateError::<A::Error>::from(e)))?;
+        context.current_sequence = envelope.sequence;
+        context.aggregate.apply(envelope.payload);
+    }
+    Ok(context)
 }
 
 fn store_error<E: DomainError>(kind: AggregateKind, e: AggregateError<E>) -> CommandError {

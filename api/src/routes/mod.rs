@@ -10,7 +10,7 @@ pub mod reference_data;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use ordertrail_commands::service::{CommandOutcome, CommandService};
+use ordertrail_commands::service::{CommandError, CommandOutcome, CommandService};
 use ordertrail_domain::{Delivery, Order, Payment};
 use ordertrail_schemas::{DeliveryId, Money, OrderId, PaymentId, RestaurantId};
 use serde::Deserialize;
@@ -85,10 +85,10 @@ pub struct ReasonBody {
 pub(crate) fn restaurant_and_total(
     order: &Order,
     order_id: OrderId,
-) -> Result<(RestaurantId, Money), ApiError> {
+) -> Result<(RestaurantId, Money), CommandError> {
     match (order.restaurant_id(), order.price()) {
         (Some(r), Some(price)) => Ok((r, price.total)),
-        _ => Err(ApiError::internal(format!(
+        _ => Err(CommandError::Internal(format!(
             "placed order {order_id} has no restaurant or price"
         ))),
     }

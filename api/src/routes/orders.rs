@@ -125,7 +125,7 @@ pub struct MarkPickedUpRequest {
 }
 
 /// 403 unless a customer caller placed this order.
-fn ensure_customer_owns(user: &AuthUser, order: &Order) -> Result<(), CommandError> {
+pub(crate) fn ensure_customer_owns(user: &AuthUser, order: &Order) -> Result<(), CommandError> {
     if user.role == ActorRole::Customer
         && (user.customer_id().is_none() || user.customer_id() != order.customer_id())
     {
@@ -245,32 +245,36 @@ pub async fn confirm_order(
     req: CommandRequest<NoBody>,
 ) -> Result<CommandResponse, ApiError> {
     let id = OrderId(id);
-    // The payment is another aggregate: load it first, then decide on the
-    // order's own state in the same load as the command.
     let payment_id = PaymentId::for_order(id);
-    let authorized = match state.commands.load_payment(payment_id).await? {
-        Some((payment, _)) => payment.status() == Some(PaymentStatus::Authorized),
-        None => false,
-    };
-    checked_order_command(&state, &user, &req, id, "ConfirmOrder", |order| {
-        let payment_id = if order.is_card_payment() {
-            if !authorized {
-                return Err(CommandError::rejected(
-                    "payment_not_authorized",
-                    ErrorKind::Conflict,
-                    "the order's card payment is not authorized",
-                ));
-            }
-            Some(payment_id)
-        } else {
-            None
-        };
-        Ok(ConfirmOrder {
+    let outcome = state
+        .commands
+        .execute_order_with_payment(
+            &req.context(&user),
+            id,
             payment_id,
-            now: Utc::now(),
-        })
-    })
-    .await
+            "ConfirmOrder",
+            |order, payment| {
+                let payment_id = if order.is_card_payment() {
+                    if payment.status() != Some(PaymentStatus::Authorized) {
+                        return Err(CommandError::rejected(
+                            "payment_not_authorized",
+                            ErrorKind::Conflict,
+                            "the order's card payment is not authorized",
+                        ));
+                    }
+                    Some(payment_id)
+                } else {
+                    None
+                };
+                Ok(ConfirmOrder {
+                    payment_id,
+                    now: Utc::now(),
+                }
+                .into())
+            },
+        )
+        .await?;
+    Ok(CommandResponse::ok(outcome))
 }
 
 /// Accept a confirmed order with a preparation estimate (the order's restaurant).
@@ -487,15 +491,4 @@ pub async fn record_cash_collected(
         .execute_payment(&req.context(&user), payment_id, command.into())
         .await?;
     Ok(CommandResponse::created(outcome))
-}
-
-// Used by the payment routes too.
-pub(crate) async fn order_for_payment(
-    state: &AppState,
-    user: &AuthUser,
-    order_id: OrderId,
-) -> Result<Order, ApiError> {
-    let order = load_order(&state.commands, order_id).await?;
-    ensure_customer_owns(user, &order)?;
-    Ok(order)
 }

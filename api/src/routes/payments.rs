@@ -9,16 +9,16 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
 use chrono::Utc;
-use ordertrail_commands::service::CommandOutcome;
-use ordertrail_domain::PaymentCommand;
+use ordertrail_commands::service::{CommandError, CommandOutcome};
 use ordertrail_domain::payment::{AuthorizePayment, CapturePayment, RefundPayment, VoidPayment};
+use ordertrail_domain::{ErrorKind, PaymentCommand};
 use ordertrail_schemas::events::PaymentMethod;
 use ordertrail_schemas::{Money, OrderId, PaymentId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::orders::order_for_payment;
+use super::orders::ensure_customer_owns;
 use super::{CommandResponse, NoBody, load_payment, replayed_error, restaurant_and_total};
 use crate::AppState;
 use crate::auth::{AuthUser, Authorized, CustomerOrStaff, Staff};
@@ -81,30 +81,39 @@ pub async fn authorize_payment(
     req: CommandRequest<AuthorizePaymentRequest>,
 ) -> Result<CommandResponse, ApiError> {
     let order_id = OrderId(req.body.order_id);
-    let order = order_for_payment(&state, &user, order_id).await?;
-    let Some(PaymentMethod::Card { card_token }) = order.payment_method() else {
-        return Err(ApiError::new(
-            "payment_method_mismatch",
-            "the order is not paid by card",
-        ));
-    };
-    let (restaurant_id, amount) = restaurant_and_total(&order, order_id)?;
     let payment_id = PaymentId::for_order(order_id);
-    let command = AuthorizePayment {
-        payment_id,
-        order_id,
-        restaurant_id,
-        amount,
-        card_token: req
-            .body
-            .card_token
-            .clone()
-            .unwrap_or_else(|| card_token.clone()),
-        now: Utc::now(),
-    };
+    let card_token = req.body.card_token.clone();
     let outcome = state
         .commands
-        .execute_payment(&req.context(&user), payment_id, command.into())
+        .execute_payment_for_order(
+            &req.context(&user),
+            order_id,
+            payment_id,
+            "AuthorizePayment",
+            |order| {
+                ensure_customer_owns(&user, order)?;
+                let Some(PaymentMethod::Card {
+                    card_token: on_file,
+                }) = order.payment_method()
+                else {
+                    return Err(CommandError::rejected(
+                        "payment_method_mismatch",
+                        ErrorKind::Conflict,
+                        "the order is not paid by card",
+                    ));
+                };
+                let (restaurant_id, amount) = restaurant_and_total(order, order_id)?;
+                Ok(AuthorizePayment {
+                    payment_id,
+                    order_id,
+                    restaurant_id,
+                    amount,
+                    card_token: card_token.unwrap_or_else(|| on_file.clone()),
+                    now: Utc::now(),
+                }
+                .into())
+            },
+        )
         .await?;
     if let Some(declined) = outcome
         .events

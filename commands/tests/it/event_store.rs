@@ -499,3 +499,56 @@ async fn one_statement_append_keeps_order_and_is_all_or_nothing() {
     assert_eq!(loaded.len(), 3);
     assert_eq!(loaded[2].payload, serde_json::json!({ "n": 3 }));
 }
+
+#[tokio::test]
+async fn two_aggregates_load_in_one_query_exactly_as_one_at_a_time() {
+    use cqrs_es::persist::PersistedEventRepository;
+    use ordertrail_commands::event_store::EventRepository;
+    use ordertrail_domain::Delivery;
+
+    let (db, _service) = service().await;
+    let repo = EventRepository::new(db.pool.clone());
+    let [a, b, other] = [(); 3].map(|_| uuid::Uuid::new_v4().to_string());
+    // Interleave the appends so global positions alternate between the
+    // aggregates: each must still come back in its own sequence order.
+    for n in 1..=3 {
+        for (id, upto) in [(&a, 3), (&b, 2), (&other, 3)] {
+            if n <= upto {
+                repo.persist::<Delivery>(
+                    &[serialized(id, n, &format!("E{n}"), uuid::Uuid::new_v4())],
+                    None,
+                )
+                .await
+                .expect("append");
+            }
+        }
+    }
+
+    let (first, second) = repo
+        .get_events_of_two(("Delivery", &a), ("Delivery", &b))
+        .await
+        .expect("load two");
+    assert_eq!(
+        first,
+        repo.get_events::<Delivery>(&a).await.expect("load a")
+    );
+    assert_eq!(
+        second,
+        repo.get_events::<Delivery>(&b).await.expect("load b")
+    );
+    assert_eq!(
+        first.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(second.len(), 2);
+    assert!(first.iter().chain(&second).all(|e| e.aggregate_id != other));
+
+    // An aggregate that does not exist comes back empty, the other intact.
+    let missing = uuid::Uuid::new_v4().to_string();
+    let (first, none) = repo
+        .get_events_of_two(("Delivery", &a), ("Payment", &missing))
+        .await
+        .expect("load with a missing one");
+    assert_eq!(first.len(), 3);
+    assert!(none.is_empty());
+}
