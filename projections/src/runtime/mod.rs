@@ -214,6 +214,21 @@ struct RawMessage {
     payload: Option<Vec<u8>>,
 }
 
+/// The runtime's own pool to the same database, planning every statement
+/// for the tables as they are now. Read models start empty and grow fast (a
+/// new deployment, a rebuild, a backlog), and a generic plan cached while a
+/// table was tiny keeps sequentially scanning it until the next ANALYZE: the
+/// per-batch lookups of the order history became full scans of a table
+/// growing by thousands of rows. Custom plans are estimated from the table's
+/// current size; planning these statements costs far less than one such scan.
+fn custom_plans(pool: &PgPool) -> PgPool {
+    ordertrail_platform::db::pool_options(pool.options().get_max_connections()).connect_lazy_with(
+        (*pool.connect_options())
+            .clone()
+            .options([("plan_cache_mode", "force_custom_plan")]),
+    )
+}
+
 /// Run `projector` until `shutdown` completes (Ok) or an event cannot be
 /// applied (Err naming the event).
 pub async fn run<P: Projector>(
@@ -222,6 +237,7 @@ pub async fn run<P: Projector>(
     pool: PgPool,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RuntimeError> {
+    let pool = custom_plans(&pool);
     let name = projector.name();
     let topics: Vec<String> = projector
         .sources()
