@@ -22,7 +22,7 @@ use ordertrail_schemas::events::*;
 use ordertrail_schemas::*;
 use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
+use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord, Producer};
 
 use uuid::Uuid;
 
@@ -40,8 +40,10 @@ struct Args {
     /// Rider location reports per delivery.
     #[arg(long, default_value_t = 4)]
     reports: usize,
-    /// Partitions per topic.
-    #[arg(long, default_value_t = 6)]
+    /// Partitions per topic. librdkafka's mock cluster keeps at most 5 MB
+    /// per partition and drops the oldest records beyond that, so the
+    /// default backlog needs 12 (checked after producing).
+    #[arg(long, default_value_t = 12)]
     partitions: i32,
     /// Events per transaction.
     #[arg(long, default_value_t = 2_000)]
@@ -417,6 +419,24 @@ async fn main() -> anyhow::Result<()> {
     for p in pending {
         if let Err((e, _)) = p.await? {
             bail!("produce failed: {e}");
+        }
+    }
+    // A broker that already dropped the start of a partition (retention; the
+    // mock cluster's 5 MB per partition) would make every projector stop at
+    // the first sequence gap, rightly: fail here instead, saying why.
+    for kind in AggregateKind::ALL {
+        let topic = ordertrail_schemas::topics::topic_for(&prefix, kind);
+        for partition in 0..args.partitions {
+            let (low, _) = producer
+                .client()
+                .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                .with_context(|| format!("watermarks of {topic} [{partition}]"))?;
+            if low > 0 {
+                bail!(
+                    "{topic} [{partition}] starts at offset {low}: the broker dropped the start of the backlog \
+                     (the mock cluster keeps 5 MB per partition); use more --partitions or fewer --orders"
+                );
+            }
         }
     }
     println!(
