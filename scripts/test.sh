@@ -10,7 +10,7 @@ ensure_packages
 if [ -z "${DATABASE_URL:-}" ]; then
   PGDIR=$(mktemp -d /tmp/ordertrail-test-pg.XXXXXX)
   PGPORT=$(free_port)
-  trap 'stop_private_pg "$PGDIR"; rm -rf "$PGDIR"' EXIT
+  trap 'stop_private_pg "$PGDIR"; rm -rf "$PGDIR" "$PGDIR.initdb.log"' EXIT
   log "starting a private PostgreSQL for the tests on 127.0.0.1:$PGPORT"
   start_private_pg "$PGDIR" "$PGPORT" off
   export DATABASE_URL="postgres://ordertrail@127.0.0.1:$PGPORT/ordertrail"
