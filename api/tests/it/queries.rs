@@ -661,6 +661,10 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
     for p in status["items"].as_array().unwrap() {
         assert!(p["events_applied"].as_i64().unwrap() > 0, "{p}");
         assert!(p["events_behind"].is_i64() && p["seconds_behind"].is_number());
+        // One instance of each runs here, and it names itself host:pid:suffix.
+        let instances = p["instances"].as_array().unwrap();
+        assert_eq!(instances.len(), 1, "{p}");
+        assert_eq!(instances[0].as_str().unwrap().split(':').count(), 3, "{p}");
     }
     app.get("/v1/projectors/status")
         .token(&a_token)

@@ -21,6 +21,10 @@ pub struct ProjectorStatus {
     pub last_recorded_at: Option<DateTime<Utc>>,
     /// When a batch or a watermark last updated its positions.
     pub updated_at: Option<DateTime<Utc>>,
+    /// The instances that applied the latest batch of its partitions
+    /// (`RuntimeConfig::instance`); an idle partition keeps the name of
+    /// whoever applied it last.
+    pub instances: Vec<String>,
 }
 
 /// Every known projector, also those that have not applied anything yet.
@@ -31,7 +35,8 @@ pub async fn projector_status(pool: &PgPool) -> Result<Vec<ProjectorStatus>, Que
                 coalesce(s.events_applied, 0) AS events_applied,
                 coalesce(s.events_behind, 0) AS events_behind,
                 coalesce(s.seconds_behind, 0) AS seconds_behind,
-                s.last_recorded_at, s.updated_at
+                s.last_recorded_at, s.updated_at,
+                coalesce(s.instances, '{}') AS instances
          FROM (SELECT unnest($1::text[]) AS projector
                UNION SELECT projector FROM projector_status) n
          LEFT JOIN projector_status s ON s.projector = n.projector

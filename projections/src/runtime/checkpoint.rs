@@ -73,6 +73,7 @@ pub(super) async fn read_positions(
 pub(super) async fn store_positions(
     tx: &mut PgConnection,
     projector: &str,
+    instance: &str,
     positions: &[StoredPosition],
 ) -> Result<(), sqlx::Error> {
     let topics: Vec<&str> = positions.iter().map(|p| p.topic.as_str()).collect();
@@ -88,6 +89,7 @@ pub(super) async fn store_positions(
              high_watermark = greatest(o.high_watermark, x.h),
              events_applied = o.events_applied + x.a,
              last_recorded_at = coalesce(x.r, o.last_recorded_at),
+             instance = $8,
              updated_at = now()
          FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::bigint[], $7::timestamptz[])
               AS x(t, p, n, h, a, r)
@@ -100,6 +102,7 @@ pub(super) async fn store_positions(
     .bind(&high)
     .bind(&applied)
     .bind(&recorded)
+    .bind(instance)
     .execute(&mut *tx)
     .await?;
     Ok(())

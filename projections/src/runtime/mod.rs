@@ -184,6 +184,21 @@ pub struct RuntimeConfig {
     /// librdkafka `fetch.wait.max.ms` (see
     /// [`ordertrail_platform::kafka::DEFAULT_FETCH_WAIT`]).
     pub fetch_wait: Duration,
+    /// This instance's name, stored with every partition position it writes
+    /// (`projector_offsets.instance`): host, process id and a random suffix.
+    pub instance: String,
+}
+
+/// `host:pid:suffix`, unique even for several instances in one process.
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &suffix[..8])
 }
 
 impl RuntimeConfig {
@@ -199,6 +214,7 @@ impl RuntimeConfig {
             batch_size: 2_000,
             batch_wait: Duration::from_millis(10),
             fetch_wait: ordertrail_platform::kafka::DEFAULT_FETCH_WAIT,
+            instance: instance_name(),
         }
     }
 }
@@ -319,7 +335,15 @@ pub async fn run<P: Projector>(
         for m in &batch {
             seeks.received(&m.topic, m.partition, m.offset);
         }
-        let applied = apply_batch(&projector, &pool, &topic_kinds, &watermarks, batch).await?;
+        let applied = apply_batch(
+            &projector,
+            &pool,
+            &topic_kinds,
+            &watermarks,
+            &config.instance,
+            batch,
+        )
+        .await?;
         rate.record(applied.events, started.elapsed());
         applied.publish_metrics(name, &watermarks, rate.per_second());
     }
@@ -423,6 +447,7 @@ async fn apply_batch<P: Projector>(
     pool: &PgPool,
     topic_kinds: &HashMap<String, AggregateKind>,
     watermarks: &consumer::Watermarks,
+    instance: &str,
     batch: Vec<RawMessage>,
 ) -> Result<Applied, RuntimeError> {
     let name = projector.name();
@@ -568,7 +593,7 @@ async fn apply_batch<P: Projector>(
             }
         })
         .collect();
-    checkpoint::store_positions(&mut tx, name, &positions)
+    checkpoint::store_positions(&mut tx, name, instance, &positions)
         .await
         .map_err(RuntimeError::db("store positions"))?;
     tx.commit().await.map_err(RuntimeError::db("commit"))?;

@@ -181,13 +181,31 @@ async fn two_instances_split_partitions_and_build_the_same_model_as_one() {
     let kinds = AggregateKind::ALL;
     let mut config = env.config("pair");
     config.batch_size = 25;
+    let mut config_b = config.clone();
+    config.instance = "instance-a".into();
+    config_b.instance = "instance-b".into();
     let a = Running::spawn(
         ProjectorKind::OrderHistory,
         config.clone(),
         env.pool().clone(),
     );
-    let b = Running::spawn(ProjectorKind::OrderHistory, config, env.pool().clone());
+    let b = Running::spawn(ProjectorKind::OrderHistory, config_b, env.pool().clone());
     env.caught_up("order_history", &kinds).await;
+    // Both instances applied batches: the group really split the partitions
+    // (each partition's row names the instance that applied it last).
+    let owners: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT instance, count(*) FROM projector_offsets
+         WHERE projector = 'order_history' AND instance IS NOT NULL
+         GROUP BY instance ORDER BY instance",
+    )
+    .fetch_all(env.pool())
+    .await
+    .expect("partition owners");
+    assert_eq!(
+        owners.iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>(),
+        vec!["instance-a", "instance-b"],
+        "partitions per instance: {owners:?}"
+    );
 
     // One instance, same topics, its own database.
     let single = TestDatabase::new().await;
