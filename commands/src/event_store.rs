@@ -75,9 +75,7 @@ impl EventRepository {
         .map(|_| ())
         .map_err(persistence_error)
     }
-}
 
-impl EventRepository {
     /// The events of two aggregates in one round trip (a command on one that
     /// depends on the other's state: confirming an order needs its payment,
     /// authorizing a payment needs its order), each in sequence order.

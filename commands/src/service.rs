@@ -33,8 +33,8 @@ use cqrs_es::{
 use ordertrail_domain::delivery::RequestDelivery;
 use ordertrail_domain::order::PlaceOrder;
 use ordertrail_domain::{
-    Delivery, DeliveryCommand, DomainError, ErrorKind, Order, OrderCommand, OrderStatus, Payment,
-    PaymentCommand, PaymentProvider, PaymentServices,
+    Delivery, DeliveryCommand, DomainError, ErrorKind, Order, OrderCommand, OrderError,
+    OrderStatus, Payment, PaymentCommand, PaymentProvider, PaymentServices,
 };
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
 use ordertrail_schemas::{
@@ -378,22 +378,58 @@ impl CommandService {
         name: &'static str,
         build: impl FnOnce(&Order) -> Result<OrderCommand, CommandError> + Send,
     ) -> Result<CommandOutcome, CommandError> {
+        self.decide_order(ctx, id, name, false, |order, _| build(order))
+            .await
+    }
+
+    /// Like [`Self::execute_order_with`], for commands that also depend on
+    /// the order's payment (confirming a card order needs it authorized):
+    /// both are loaded in one round trip.
+    pub async fn execute_order_with_payment(
+        &self,
+        ctx: &CommandContext,
+        id: OrderId,
+        name: &'static str,
+        build: impl FnOnce(&Order, &Payment) -> Result<OrderCommand, CommandError> + Send,
+    ) -> Result<CommandOutcome, CommandError> {
+        self.decide_order(ctx, id, name, true, |order, payment| {
+            build(order, payment.unwrap_or(&Payment::default()))
+        })
+        .await
+    }
+
+    /// Preflight, then decide on the order (loaded alone, or together with
+    /// its payment when `with_payment`).
+    async fn decide_order(
+        &self,
+        ctx: &CommandContext,
+        id: OrderId,
+        name: &'static str,
+        with_payment: bool,
+        build: impl FnOnce(&Order, Option<&Payment>) -> Result<OrderCommand, CommandError> + Send,
+    ) -> Result<CommandOutcome, CommandError> {
         let run = async {
             if let Some(answer) = self.preflight(ctx).await? {
                 return answer;
             }
+            let (start, payment) = if with_payment {
+                let (order, payment) = self.load_order_and_payment(id).await?;
+                (Start::Loaded(order), Some(payment.aggregate))
+            } else {
+                (Start::Load, None)
+            };
             let build = move |order: &Order, version: i64| {
                 if version == 0 {
                     return Err(order_not_found(id));
                 }
-                build(order)
+                build(order, payment.as_ref())
             };
             self.decide(
                 &self.inner.orders,
                 &(),
                 ctx,
                 (AggregateKind::Order, &id.to_string()),
-                Start::Load,
+                start,
                 build,
             )
             .await
@@ -420,28 +456,23 @@ impl CommandService {
         .await
     }
 
-    /// Build a payment command from the order's and the payment's current
-    /// state and execute it, with one load of both (authorizing needs the
-    /// order's amount, method and owner). An order that does not exist is
-    /// rejected with `order_not_found` before `build` runs.
+    /// Build the order's payment command from the order's current state and
+    /// execute it, with one load of the order and its payment (authorizing
+    /// needs the order's amount, method and owner). An order that does not
+    /// exist is rejected with `order_not_found` before `build` runs.
     pub async fn execute_payment_for_order(
         &self,
         ctx: &CommandContext,
         order_id: OrderId,
-        payment_id: PaymentId,
         name: &'static str,
         build: impl FnOnce(&Order) -> Result<PaymentCommand, CommandError> + Send,
     ) -> Result<CommandOutcome, CommandError> {
+        let payment_id = PaymentId::for_order(order_id);
         let run = async {
             if let Some(answer) = self.preflight(ctx).await? {
                 return answer;
             }
-            let (order, payment) = self
-                .load_two::<Order, Payment>(
-                    (AggregateKind::Order, &order_id.to_string()),
-                    (AggregateKind::Payment, &payment_id.to_string()),
-                )
-                .await?;
+            let (order, payment) = self.load_order_and_payment(order_id).await?;
             let build = move |_: &Payment, _: i64| {
                 if order.current_sequence == 0 {
                     return Err(order_not_found(order_id));
@@ -462,69 +493,40 @@ impl CommandService {
             .await
     }
 
-    /// Like [`Self::execute_order_with`], for commands that also depend on
-    /// the order's payment (confirming a card order needs it authorized):
-    /// both are loaded in one round trip.
-    pub async fn execute_order_with_payment(
+    /// An order and its payment, loaded in one round trip and rebuilt exactly
+    /// as the stores rebuild them (upcast, deserialize, apply).
+    async fn load_order_and_payment(
         &self,
-        ctx: &CommandContext,
         id: OrderId,
-        payment_id: PaymentId,
-        name: &'static str,
-        build: impl FnOnce(&Order, &Payment) -> Result<OrderCommand, CommandError> + Send,
-    ) -> Result<CommandOutcome, CommandError> {
-        let run = async {
-            if let Some(answer) = self.preflight(ctx).await? {
-                return answer;
-            }
-            let (order, payment) = self
-                .load_two::<Order, Payment>(
-                    (AggregateKind::Order, &id.to_string()),
-                    (AggregateKind::Payment, &payment_id.to_string()),
-                )
-                .await?;
-            let build = move |order: &Order, version: i64| {
-                if version == 0 {
-                    return Err(order_not_found(id));
-                }
-                build(order, &payment.aggregate)
-            };
-            self.decide(
-                &self.inner.orders,
-                &(),
-                ctx,
-                (AggregateKind::Order, &id.to_string()),
-                Start::Loaded(order),
-                build,
-            )
-            .await
-        };
-        run.instrument(tracing::info_span!("command", command = name, aggregate_id = %id, command_id = %ctx.command_id))
-            .await
-    }
-
-    /// Two aggregates of different types, loaded in one round trip and
-    /// rebuilt exactly as the stores rebuild them (upcast, deserialize, apply).
-    async fn load_two<A, B>(
-        &self,
-        (a_kind, a): (AggregateKind, &str),
-        (b_kind, b): (AggregateKind, &str),
-    ) -> Result<(EventStoreAggregateContext<A>, EventStoreAggregateContext<B>), CommandError>
-    where
-        A: Aggregate,
-        A::Error: DomainError,
-        B: Aggregate,
-        B::Error: DomainError,
-    {
-        let (a_events, b_events) = self
+    ) -> Result<
+        (
+            EventStoreAggregateContext<Order>,
+            EventStoreAggregateContext<Payment>,
+        ),
+        CommandError,
+    > {
+        let (order_id, payment_id) = (id.to_string(), PaymentId::for_order(id).to_string());
+        let (order_events, payment_events) = self
             .inner
             .events
-            .get_events_of_two((A::TYPE, a), (B::TYPE, b))
+            .get_events_of_two((Order::TYPE, &order_id), (Payment::TYPE, &payment_id))
             .await
-            .map_err(|e| store_error(a_kind, AggregateError::<A::Error>::from(e)))?;
+            .map_err(|e| {
+                store_error(AggregateKind::Order, AggregateError::<OrderError>::from(e))
+            })?;
         Ok((
-            rebuild(a_kind, a, a_events, &self.inner.upcasters)?,
-            rebuild(b_kind, b, b_events, &self.inner.upcasters)?,
+            rebuild(
+                AggregateKind::Order,
+                &order_id,
+                order_events,
+                &self.inner.upcasters,
+            )?,
+            rebuild(
+                AggregateKind::Payment,
+                &payment_id,
+                payment_events,
+                &self.inner.upcasters,
+            )?,
         ))
     }
 

@@ -248,31 +248,25 @@ pub async fn confirm_order(
     let payment_id = PaymentId::for_order(id);
     let outcome = state
         .commands
-        .execute_order_with_payment(
-            &req.context(&user),
-            id,
-            payment_id,
-            "ConfirmOrder",
-            |order, payment| {
-                let payment_id = if order.is_card_payment() {
-                    if payment.status() != Some(PaymentStatus::Authorized) {
-                        return Err(CommandError::rejected(
-                            "payment_not_authorized",
-                            ErrorKind::Conflict,
-                            "the order's card payment is not authorized",
-                        ));
-                    }
-                    Some(payment_id)
-                } else {
-                    None
-                };
-                Ok(ConfirmOrder {
-                    payment_id,
-                    now: Utc::now(),
+        .execute_order_with_payment(&req.context(&user), id, "ConfirmOrder", |order, payment| {
+            let payment_id = if order.is_card_payment() {
+                if payment.status() != Some(PaymentStatus::Authorized) {
+                    return Err(CommandError::rejected(
+                        "payment_not_authorized",
+                        ErrorKind::Conflict,
+                        "the order's card payment is not authorized",
+                    ));
                 }
-                .into())
-            },
-        )
+                Some(payment_id)
+            } else {
+                None
+            };
+            Ok(ConfirmOrder {
+                payment_id,
+                now: Utc::now(),
+            }
+            .into())
+        })
         .await?;
     Ok(CommandResponse::ok(outcome))
 }

@@ -85,35 +85,29 @@ pub async fn authorize_payment(
     let card_token = req.body.card_token.clone();
     let outcome = state
         .commands
-        .execute_payment_for_order(
-            &req.context(&user),
-            order_id,
-            payment_id,
-            "AuthorizePayment",
-            |order| {
-                ensure_customer_owns(&user, order)?;
-                let Some(PaymentMethod::Card {
-                    card_token: on_file,
-                }) = order.payment_method()
-                else {
-                    return Err(CommandError::rejected(
-                        "payment_method_mismatch",
-                        ErrorKind::Conflict,
-                        "the order is not paid by card",
-                    ));
-                };
-                let (restaurant_id, amount) = restaurant_and_total(order, order_id)?;
-                Ok(AuthorizePayment {
-                    payment_id,
-                    order_id,
-                    restaurant_id,
-                    amount,
-                    card_token: card_token.unwrap_or_else(|| on_file.clone()),
-                    now: Utc::now(),
-                }
-                .into())
-            },
-        )
+        .execute_payment_for_order(&req.context(&user), order_id, "AuthorizePayment", |order| {
+            ensure_customer_owns(&user, order)?;
+            let Some(PaymentMethod::Card {
+                card_token: on_file,
+            }) = order.payment_method()
+            else {
+                return Err(CommandError::rejected(
+                    "payment_method_mismatch",
+                    ErrorKind::Conflict,
+                    "the order is not paid by card",
+                ));
+            };
+            let (restaurant_id, amount) = restaurant_and_total(order, order_id)?;
+            Ok(AuthorizePayment {
+                payment_id,
+                order_id,
+                restaurant_id,
+                amount,
+                card_token: card_token.unwrap_or_else(|| on_file.clone()),
+                now: Utc::now(),
+            }
+            .into())
+        })
         .await?;
     if let Some(declined) = outcome
         .events
