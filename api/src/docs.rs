@@ -109,6 +109,7 @@ not found 404, state conflict 409, forbidden 403, unavailable 503.",
 static OPENAPI: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
     let mut doc = ApiDoc::openapi();
     doc.merge(queries::QueryDoc::openapi());
+    doc.merge(crate::routes::replay::ReplayDoc::openapi());
     doc
 });
 

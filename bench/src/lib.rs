@@ -4,6 +4,8 @@
 //!
 //! May depend on every workspace crate; nothing depends on it.
 
+pub mod backlog;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};

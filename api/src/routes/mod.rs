@@ -7,6 +7,7 @@ pub mod orders;
 pub mod payments;
 pub mod queries;
 pub mod reference_data;
+pub mod replay;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -44,6 +44,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/settlements/days/{date}"),
     ("get", "/v1/settlements/export.csv"),
     ("get", "/v1/projectors/status"),
+    ("post", "/v1/projectors/{name}/verify"),
+    ("get", "/v1/projectors/verify/{job_id}"),
     ("get", "/health/live"),
     ("get", "/health/ready"),
     ("get", "/v1/openapi.json"),

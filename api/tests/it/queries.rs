@@ -657,8 +657,17 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
         .collect();
     let mut expected = PROJECTORS.to_vec();
     expected.sort_unstable();
+    expected.push("saga");
     assert_eq!(names, expected);
     for p in status["items"].as_array().unwrap() {
+        if p["projector"] == "saga" {
+            // Not running in this pipeline: said so, and behind the store.
+            assert_eq!(p["state"], "not_started", "{p}");
+            assert!(p["events_behind"].as_i64().unwrap() > 0, "{p}");
+            continue;
+        }
+        assert_eq!(p["state"], "following", "{p}");
+        assert!(p["heartbeat_age_seconds"].as_f64().is_some(), "{p}");
         assert!(p["events_applied"].as_i64().unwrap() > 0, "{p}");
         assert!(p["events_behind"].is_i64() && p["seconds_behind"].is_number());
         // One instance of each runs here, and it names itself host:pid:suffix.
@@ -667,6 +676,46 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
         assert_eq!(instances[0].as_str().unwrap().split(':').count(), 3, "{p}");
     }
     app.get("/v1/projectors/status")
+        .token(&a_token)
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+
+    // Ops verify a read model against the store: a job they start and poll.
+    let job = app
+        .post("/v1/projectors/settlements/verify")
+        .token(&app.ops())
+        .send()
+        .await;
+    job.assert(StatusCode::ACCEPTED);
+    let job_id = job.body["job_id"].as_str().expect("job id").to_owned();
+    let done = eventually(
+        "the verify job finishes",
+        Duration::from_secs(60),
+        || async {
+            let job = app
+                .get(&format!("/v1/projectors/verify/{job_id}"))
+                .token(&app.ops())
+                .send()
+                .await;
+            (job.body["state"] != "running").then_some(job.body)
+        },
+    )
+    .await;
+    assert_eq!(done["state"], "clean", "{done}");
+    assert_eq!(done["result"]["differences_total"], 0, "{done}");
+    assert!(done["result"]["events"].as_u64().unwrap_or(0) > 0, "{done}");
+    app.post("/v1/projectors/bookkeeping/verify")
+        .token(&app.ops())
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "projector_not_found");
+    app.get(&format!("/v1/projectors/verify/{}", Uuid::new_v4()))
+        .token(&app.ops())
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "verify_job_not_found");
+    app.post("/v1/projectors/settlements/verify")
         .token(&a_token)
         .send()
         .await
