@@ -43,8 +43,10 @@ pub const ERROR_CODES: &[(&str, StatusCode, &str)] = &[
     ("invalid_cursor", StatusCode::BAD_REQUEST, "the cursor is not a `next_cursor` of this listing and sort"),
     ("invalid_date", StatusCode::BAD_REQUEST, "a date in the path is not `YYYY-MM-DD`"),
     ("missing_token", StatusCode::UNAUTHORIZED, "no bearer token was sent"),
-    ("invalid_token", StatusCode::UNAUTHORIZED, "the bearer token is malformed, forged or names an unknown role"),
+    ("invalid_token", StatusCode::UNAUTHORIZED, "the bearer token is malformed, forged, signed with an unknown `kid`, issued in the future, has the wrong `iss`/`aud`, or names an unknown role"),
     ("token_expired", StatusCode::UNAUTHORIZED, "the bearer token has expired"),
+    ("token_not_yet_valid", StatusCode::UNAUTHORIZED, "the bearer token's `nbf` is still in the future"),
+    ("token_lifetime_too_long", StatusCode::UNAUTHORIZED, "the bearer token's lifetime (`exp - iat`, or `exp - now`) exceeds the configured maximum (24 h by default)"),
     ("payment_declined", StatusCode::PAYMENT_REQUIRED, "the card was declined; the decline is recorded (`details.outcome`)"),
     ("forbidden", StatusCode::FORBIDDEN, "the token's role or subject may not do this"),
     ("route_not_found", StatusCode::NOT_FOUND, "no such route"),
@@ -67,7 +69,7 @@ pub const ERROR_CODES: &[(&str, StatusCode, &str)] = &[
     ("limit_out_of_range", StatusCode::UNPROCESSABLE_ENTITY, "`limit` must be 1..=200"),
     ("invalid_range", StatusCode::UNPROCESSABLE_ENTITY, "a range is inverted (from after to, min above max) or too long (`details.field`)"),
     ("rider_not_found", StatusCode::UNPROCESSABLE_ENTITY, "the body names a rider that does not exist"),
-    ("rate_limited", StatusCode::TOO_MANY_REQUESTS, "reserved: too many requests; retry later (not produced yet)"),
+    ("rate_limited", StatusCode::TOO_MANY_REQUESTS, "too many requests from this subject or address; retry after `Retry-After` seconds"),
     ("internal_error", StatusCode::INTERNAL_SERVER_ERROR, "a fault of ours; quote the x-request-id"),
     ("service_unavailable", StatusCode::SERVICE_UNAVAILABLE, "a dependency (database, payment provider) is down; retry later"),
 ];
@@ -323,6 +325,8 @@ pub async fn method_not_allowed() -> ApiError {
 pub fn documented_errors(
     statuses: &[u16],
 ) -> BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     statuses
         .iter()
@@ -342,8 +346,21 @@ pub fn documented_errors(
                 _ => {}
             }
             let description = format!("Error. Codes: {}.", codes.join("; "));
-            let response = ResponseBuilder::new()
-                .description(description)
+            let mut response = ResponseBuilder::new().description(description);
+            if *status == 429 {
+                response = response.header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(
+                            ObjectBuilder::new()
+                                .schema_type(Type::Integer)
+                                .minimum(Some(1)),
+                        )
+                        .description(Some("Seconds until a retry can succeed"))
+                        .build(),
+                );
+            }
+            let response = response
                 .content(
                     "application/json",
                     ContentBuilder::new()
@@ -361,7 +378,7 @@ pub struct CommandErrors;
 
 impl utoipa::IntoResponses for CommandErrors {
     fn responses() -> BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
-        documented_errors(&[400, 401, 403, 404, 409, 413, 415, 422, 500, 503])
+        documented_errors(&[400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503])
     }
 }
 
@@ -370,7 +387,7 @@ pub struct ReadErrors;
 
 impl utoipa::IntoResponses for ReadErrors {
     fn responses() -> BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
-        documented_errors(&[400, 401, 403, 404, 500, 503])
+        documented_errors(&[400, 401, 403, 404, 429, 500, 503])
     }
 }
 

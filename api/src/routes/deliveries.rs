@@ -21,6 +21,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::orders::ensure_restaurant_owns;
 use super::{CommandResponse, NoBody, ReasonBody, load_delivery, load_order, replayed_error};
 use crate::AppState;
 use crate::auth::{AuthUser, Authorized, RestaurantOrStaff, RiderOrStaff, RiderRole, Staff};
@@ -77,7 +78,8 @@ pub struct CompleteDeliveryRequest {
     pub dropoff_code: String,
 }
 
-/// The delivery, with a 403 unless the caller is its assigned rider (staff pass).
+/// The delivery, if the caller is its assigned rider (staff pass); for any
+/// other rider it does not exist (404 `delivery_not_found`, as for an unknown id).
 async fn delivery_for(
     state: &AppState,
     user: &AuthUser,
@@ -89,7 +91,10 @@ async fn delivery_for(
     }
     match (user.rider_id(), delivery.assigned_rider()) {
         (Some(me), Some(assigned)) if me == assigned => Ok((delivery, Some(me))),
-        _ => Err(ApiError::forbidden("this delivery is not assigned to you")),
+        _ => Err(ApiError::new(
+            "delivery_not_found",
+            format!("delivery {id} does not exist"),
+        )),
     }
 }
 
@@ -122,12 +127,8 @@ pub async fn request_delivery(
 ) -> Result<CommandResponse, ApiError> {
     let order_id = OrderId(req.body.order_id);
     let order = load_order(&state.commands, order_id).await?;
-    if user.role == ActorRole::Restaurant
-        && (user.restaurant_id().is_none() || user.restaurant_id() != order.restaurant_id())
-    {
-        return Err(ApiError::forbidden(
-            "this order belongs to another restaurant",
-        ));
+    if user.role == ActorRole::Restaurant {
+        ensure_restaurant_owns(&user, &order)?;
     }
     let outcome = state
         .commands
