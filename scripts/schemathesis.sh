@@ -17,7 +17,7 @@ cd "$ROOT"
 ensure_packages
 
 SCHEMATHESIS_VERSION=4.32.5
-MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-5}
+MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-10}
 VENV=${SCHEMATHESIS_VENV:-$ROOT/.local/schemathesis-venv}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 WORK=$(mktemp -d /tmp/ordertrail-schemathesis.XXXXXX)
@@ -84,7 +84,7 @@ failed=0
 for role in customer restaurant rider ops admin; do
   token=$(MINT_TOKEN_BIN="$TARGET/debug/mint-token" scripts/token.sh "$role" "${SUBJECTS[$role]}" 3600)
   log "schemathesis as $role ($MAX_EXAMPLES examples per operation)"
-  if ! "$VENV/bin/schemathesis" run "$BASE/v1/openapi.json" \
+  if ! SCHEMATHESIS_HOOKS="$ROOT/scripts/schemathesis_hooks.py" "$VENV/bin/schemathesis" run "$BASE/v1/openapi.json" \
       --url "$BASE" \
       --header "Authorization: Bearer $token" \
       --checks not_a_server_error,response_schema_conformance,positive_data_acceptance \
@@ -92,7 +92,7 @@ for role in customer restaurant rider ops admin; do
       --mode all \
       --max-examples "$MAX_EXAMPLES" \
       --seed 13 \
-      --workers 2 \
+      --workers 1 \
       --no-shrink \
       --generation-database none \
       --suppress-health-check all \

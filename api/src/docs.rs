@@ -75,7 +75,7 @@ on each operation."
         docs_page,
     ),
     components(schemas(ErrorBody, CommandOutcome, AppendedEvent)),
-    modifiers(&BearerAuth, &IdempotencyKeyContract),
+    modifiers(&BearerAuth, &IdempotencyKeyContract, &RequestBodyContract),
     tags(
         (name = "orders", description = "An order from placement to delivery"),
         (name = "payments", description = "Card authorizations, captures, voids, refunds"),
@@ -151,6 +151,45 @@ A retry with the same key and body returns the first answer; another body with i
                     }
                 }
             }
+        }
+    }
+}
+
+/// Request-body rules the derive cannot state: every variant of a tagged
+/// request enum refuses unknown fields (as `deny_unknown_fields` does), and a
+/// restaurant's `time_zone` is one of the IANA names the server knows.
+struct RequestBodyContract;
+
+impl Modify for RequestBodyContract {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{AdditionalProperties, Schema};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for (name, schema) in &mut components.schemas {
+            if !name.ends_with("Request") {
+                continue;
+            }
+            if let RefOr::T(Schema::OneOf(one_of)) = schema {
+                for variant in &mut one_of.items {
+                    if let RefOr::T(Schema::Object(object)) = variant {
+                        object.additional_properties =
+                            Some(Box::new(AdditionalProperties::FreeForm(false)));
+                    }
+                }
+            }
+        }
+        if let Some(RefOr::T(Schema::Object(restaurant))) =
+            components.schemas.get_mut("RestaurantRequest")
+            && let Some(RefOr::T(Schema::Object(zone))) = restaurant.properties.get_mut("time_zone")
+        {
+            zone.enum_values = Some(
+                chrono_tz::TZ_VARIANTS
+                    .iter()
+                    .map(|tz| serde_json::Value::String(tz.name().to_owned()))
+                    .collect(),
+            );
         }
     }
 }

@@ -236,14 +236,40 @@ impl From<sqlx::Error> for ApiError {
 
 /// Parse a JSON body into `T`, telling a syntax error (400 `malformed_json`)
 /// from JSON that does not fit `T` (422 `invalid_body`, with the JSON path).
+///
+/// A number with a zero fraction (`2.0`) is an integer, as JSON Schema says
+/// (and so the OpenAPI document): it is read as `2` wherever `T` wants one.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| json_error(e, None))?;
+    integral_floats_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         json_error(e.into_inner(), Some(path))
-    })?;
-    de.end().map_err(|e| json_error(e, None))?;
-    Ok(value)
+    })
+}
+
+/// The largest float below 2^63 and above -2^63: every float in between
+/// with a zero fraction converts to an `i64` exactly.
+const I64_FLOAT_BOUND: f64 = 9_223_372_036_854_774_784.0;
+
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && (-I64_FLOAT_BOUND..=I64_FLOAT_BOUND).contains(&f)
+            {
+                // Exact: f is integral and within i64's range.
+                #[allow(clippy::cast_possible_truncation)]
+                let i = f as i64;
+                *n = serde_json::Number::from(i);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 fn json_error(e: serde_json::Error, path: Option<String>) -> ApiError {
@@ -433,6 +459,11 @@ mod tests {
         assert_eq!(
             parse_json::<Body>(b"{\"n\": 1} x").unwrap_err().code(),
             "malformed_json"
+        );
+        assert_eq!(parse_json::<Body>(b"{\"n\": 2.0}").unwrap().n, 2);
+        assert_eq!(
+            parse_json::<Body>(b"{\"n\": 2.5}").unwrap_err().code(),
+            "invalid_body"
         );
         let e = parse_json::<Body>(b"{\"n\": -1}").unwrap_err();
         assert_eq!(e.code(), "invalid_body");

@@ -58,9 +58,9 @@ pub struct AssignRiderRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportLocationRequest {
-    #[schema(example = 52.5)]
+    #[schema(example = 52.5, minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
-    #[schema(example = 13.41)]
+    #[schema(example = 13.41, minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
     /// Device time of the fix (RFC 3339, UTC); never earlier than the last one.
     pub reported_at: DateTime<Utc>,
@@ -74,7 +74,7 @@ pub struct ReportLocationRequest {
 #[serde(deny_unknown_fields)]
 pub struct CompleteDeliveryRequest {
     /// The 4-digit code the customer gives the rider.
-    #[schema(example = "0427")]
+    #[schema(example = "0427", pattern = "^[0-9]{4}$")]
     pub dropoff_code: String,
 }
 

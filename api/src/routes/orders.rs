@@ -48,9 +48,9 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Location {
-    #[schema(example = 52.52)]
+    #[schema(example = 52.52, minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
-    #[schema(example = 13.405)]
+    #[schema(example = 13.405, minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
 }
 
@@ -69,7 +69,7 @@ impl From<Location> for GeoPoint {
 pub struct OrderItemRequest {
     pub menu_item_id: Uuid,
     /// 1..=50.
-    #[schema(example = 2)]
+    #[schema(example = 2, minimum = 1, maximum = 50)]
     pub quantity: u32,
 }
 
@@ -91,7 +91,11 @@ pub struct DeliveryAddressRequest {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PaymentMethodRequest {
     /// A card, as the payment provider's token (simulated: `tok_visa`, `tok_declined`, ...).
-    Card { card_token: String },
+    Card {
+        /// Not only white space.
+        #[schema(pattern = "\\S")]
+        card_token: String,
+    },
     /// Cash collected by the rider on delivery.
     Cash,
 }
@@ -101,10 +105,13 @@ pub enum PaymentMethodRequest {
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderRequest {
     pub restaurant_id: Uuid,
+    /// At least one line.
+    #[schema(min_items = 1)]
     pub items: Vec<OrderItemRequest>,
     pub delivery_address: DeliveryAddressRequest,
     pub payment_method: PaymentMethodRequest,
-    /// Tip in minor units of the restaurant's currency.
+    /// Tip in minor units of the restaurant's currency, not negative.
+    #[schema(minimum = 0)]
     pub tip_minor: Option<i64>,
 }
 
@@ -113,7 +120,7 @@ pub struct PlaceOrderRequest {
 #[serde(deny_unknown_fields)]
 pub struct AcceptOrderRequest {
     /// The restaurant's estimate, 1..=180 minutes.
-    #[schema(example = 15)]
+    #[schema(example = 15, minimum = 1, maximum = 180)]
     pub preparation_minutes: u32,
 }
 

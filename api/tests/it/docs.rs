@@ -214,3 +214,34 @@ async fn the_document_states_the_constraints_the_server_enforces() {
         );
     }
 }
+
+#[tokio::test]
+async fn schema_valid_requests_are_accepted() {
+    let app = TestApp::new().await;
+    // 200 characters are 200 characters, whatever their UTF-8 length.
+    let rider = uuid::Uuid::new_v4();
+    app.put(&format!("/v1/admin/riders/{rider}"))
+        .token(&app.admin())
+        .json(serde_json::json!({"name": "ü".repeat(200), "active": true}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+    // An integer spelled with a zero fraction is an integer (JSON Schema).
+    let (_, customer) = app.customer();
+    let mut body = crate::support::place_order_body(crate::support::card());
+    body["items"][0]["quantity"] = serde_json::json!(2.0);
+    body["tip_minor"] = serde_json::json!(150.0);
+    app.post("/v1/orders")
+        .token(&customer)
+        .json(body.clone())
+        .send()
+        .await
+        .assert(StatusCode::CREATED);
+    body["items"][0]["quantity"] = serde_json::json!(2.5);
+    app.post("/v1/orders")
+        .token(&customer)
+        .json(body)
+        .send()
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+}
