@@ -88,7 +88,7 @@ pub enum KeyError {
     Json(#[from] serde_json::Error),
     #[error("JWKS key #{index} has no `kid` (every key needs one to be chosen by)")]
     MissingKid { index: usize },
-    #[error("JWKS key {kid:?} appears twice")]
+    #[error("JWKS key {kid:?} appears twice, or is the `kid` of a local key")]
     DuplicateKid { kid: String },
     #[error("JWKS key {kid:?}: {reason}")]
     Unsupported { kid: String, reason: String },
@@ -280,6 +280,14 @@ impl AuthConfig {
     pub fn reload_jwks(&self, json: &str) -> Result<usize, KeyError> {
         let keys = parse_jwks(json)?;
         let count = keys.len();
+        // A JWKS key may not shadow the local secret's or an HS256 key's `kid`.
+        let ring = self.ring();
+        if let Some((kid, _)) = keys
+            .iter()
+            .find(|(kid, _)| ring.by_kid.contains_key(kid) && !ring.jwks_kids.contains(kid))
+        {
+            return Err(KeyError::DuplicateKid { kid: kid.clone() });
+        }
         self.update(|ring| {
             for kid in std::mem::take(&mut ring.jwks_kids) {
                 ring.by_kid.remove(&kid);
@@ -895,6 +903,12 @@ mod tests {
         assert!(matches!(
             auth.reload_jwks(&no_kid),
             Err(KeyError::MissingKid { .. })
+        ));
+        let shadowing =
+            AuthConfig::new(b"local-secret", None).with_signing_kid(Some("rsa-1".into()));
+        assert!(matches!(
+            shadowing.reload_jwks(&jwks("rsa-1", "ed-1")),
+            Err(KeyError::DuplicateKid { .. })
         ));
         let twice = jwks("same", "same");
         assert!(matches!(
