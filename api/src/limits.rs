@@ -91,18 +91,32 @@ struct Bucket {
 /// Buckets kept before idle ones are dropped.
 const PRUNE_ABOVE: usize = 10_000;
 
+/// A bucket idle this long is full again: forgetting it changes nothing.
+const IDLE: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+struct Buckets {
+    by_caller: HashMap<(Caller, Class), Bucket>,
+    /// When idle buckets were last dropped (at most once per [`IDLE`], so a
+    /// crowd of callers does not make every request scan the map).
+    pruned: Instant,
+}
+
 /// The token buckets of one API replica.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     limits: RateLimits,
-    buckets: Arc<Mutex<HashMap<(Caller, Class), Bucket>>>,
+    buckets: Arc<Mutex<Buckets>>,
 }
 
 impl RateLimiter {
     pub fn new(limits: RateLimits) -> Self {
         Self {
             limits,
-            buckets: Arc::new(Mutex::new(HashMap::new())),
+            buckets: Arc::new(Mutex::new(Buckets {
+                by_caller: HashMap::new(),
+                pruned: Instant::now(),
+            })),
         }
     }
 
@@ -113,14 +127,18 @@ impl RateLimiter {
     /// Take one token from each bucket that applies; when one is empty,
     /// take none and return how long until it has one again.
     fn take(&self, keys: &[((Caller, Class), Budget)], now: Instant) -> Result<(), Duration> {
-        let mut buckets = match self.buckets.lock() {
+        let mut guard = match self.buckets.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if buckets.len() > PRUNE_ABOVE {
-            // A bucket idle for a minute is full again: forgetting it changes nothing.
-            buckets.retain(|_, b| now.duration_since(b.updated) < Duration::from_secs(60));
+        let state = &mut *guard;
+        if state.by_caller.len() > PRUNE_ABOVE && now.duration_since(state.pruned) >= IDLE {
+            state
+                .by_caller
+                .retain(|_, b| now.duration_since(b.updated) < IDLE);
+            state.pruned = now;
         }
+        let buckets = &mut state.by_caller;
         let mut wait = Duration::ZERO;
         let mut refilled = Vec::with_capacity(keys.len());
         for (key, budget) in keys {
