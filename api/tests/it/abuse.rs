@@ -266,3 +266,51 @@ async fn cors_answers_only_allowed_origins() {
         .await;
     assert!(!r.headers.contains_key("access-control-allow-origin"));
 }
+
+/// One HTTP/1.1 request over TCP from `from` (a loopback address); the
+/// status code of the answer.
+async fn status_over_tcp(from: &str, addr: std::net::SocketAddr, forwarded_for: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let request = format!(
+        "GET /v1/orders HTTP/1.1\r\nHost: {addr}\r\nX-Forwarded-For: {forwarded_for}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn without_a_trusted_proxy_the_address_is_the_tcp_peer_not_x_forwarded_for() {
+    let untrusted = RateLimits {
+        trust_forwarded_for: false,
+        ..limits(0, 0, 2)
+    };
+    let app = TestApp::configured(|s| s.with_rate_limits(untrusted)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = app
+        .router
+        .clone()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = tokio::spawn(async move { axum::serve(listener, service).await });
+    // Each request claims another address; the peer is the same: 401, 401, 429.
+    let mut statuses = Vec::new();
+    for n in 1..=3 {
+        statuses.push(status_over_tcp("127.0.0.1", addr, &format!("198.51.100.{n}")).await);
+    }
+    assert_eq!(statuses, [401, 401, 429]);
+    // Another peer has its own budget.
+    assert_eq!(
+        status_over_tcp("127.0.0.2", addr, "198.51.100.1").await,
+        401
+    );
+    server.abort();
+}
