@@ -85,7 +85,7 @@ fn restaurant_from_row(r: RestaurantRow) -> Result<Restaurant, CatalogError> {
 impl Restaurant {
     /// Validate before writing: coordinates, time zone, basis points.
     pub fn validate(&self) -> Result<(), CatalogError> {
-        if self.name.trim().is_empty() || self.name.len() > 200 {
+        if self.name.trim().is_empty() || self.name.chars().count() > 200 {
             return Err(CatalogError::Invalid(
                 "name must be 1..=200 characters".into(),
             ));
@@ -203,7 +203,7 @@ pub async fn set_restaurant_open(
 }
 
 pub async fn upsert_menu_item(pool: &PgPool, item: &MenuItem) -> Result<(), CatalogError> {
-    if item.name.trim().is_empty() || item.name.len() > 200 {
+    if item.name.trim().is_empty() || item.name.chars().count() > 200 {
         return Err(CatalogError::Invalid(
             "name must be 1..=200 characters".into(),
         ));
@@ -332,7 +332,7 @@ impl MenuItem {
 }
 
 pub async fn upsert_rider(pool: &PgPool, rider: &Rider) -> Result<(), CatalogError> {
-    if rider.name.trim().is_empty() || rider.name.len() > 200 {
+    if rider.name.trim().is_empty() || rider.name.chars().count() > 200 {
         return Err(CatalogError::Invalid(
             "name must be 1..=200 characters".into(),
         ));

@@ -76,8 +76,13 @@ pub struct NoBody {}
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
-    /// Free text, 1..=500 characters.
-    #[schema(example = "customer changed their mind")]
+    /// Free text, 1..=500 characters, not only white space.
+    #[schema(
+        example = "customer changed their mind",
+        min_length = 1,
+        max_length = 500,
+        pattern = "\\S"
+    )]
     pub reason: String,
 }
 

@@ -39,7 +39,7 @@ pub fn router() -> Router<AppState> {
 pub struct AuthorizePaymentRequest {
     pub order_id: Uuid,
     /// The card token; defaults to the one the order was placed with.
-    #[schema(example = "tok_visa")]
+    #[schema(example = "tok_visa", pattern = "\\S")]
     pub card_token: Option<String>,
 }
 
@@ -48,6 +48,7 @@ pub struct AuthorizePaymentRequest {
 #[serde(deny_unknown_fields)]
 pub struct CapturePaymentRequest {
     /// Minor units to capture (at most the authorized amount); absent captures all of it.
+    #[schema(minimum = 1)]
     pub amount_minor: Option<i64>,
 }
 
@@ -56,9 +57,15 @@ pub struct CapturePaymentRequest {
 #[serde(deny_unknown_fields)]
 pub struct RefundPaymentRequest {
     /// Minor units to refund; all refunds add up to at most the captured amount.
-    #[schema(example = 500)]
+    #[schema(example = 500, minimum = 1)]
     pub amount_minor: i64,
-    #[schema(example = "cold food")]
+    /// Free text, 1..=500 characters, not only white space.
+    #[schema(
+        example = "cold food",
+        min_length = 1,
+        max_length = 500,
+        pattern = "\\S"
+    )]
     pub reason: String,
 }
 

@@ -387,6 +387,7 @@ async fn main() -> Result<()> {
         .env("JWT_SECRET", &secret)
         .env("DB_POOL_SIZE", args.db_pool_size.to_string())
         .env("RUST_LOG", "warn")
+        .envs(ordertrail_bench::API_WITHOUT_RATE_LIMITS)
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()
