@@ -327,13 +327,25 @@ async fn pause_live(tx: &mut PgConnection, live: &str, name: &str) -> Result<(),
     Ok(())
 }
 
-/// Rebuild `handler`'s read model from the store and swap it in.
-pub async fn rebuild<H: Handler>(
-    handler: H,
+/// A replay with its shadow filled from the store up to now.
+struct Prepared {
+    name: &'static str,
+    tables: &'static [ReadModelTable],
+    /// The replay lock's connection: held until the replay ends.
+    lock: PgConnection,
+    started: Instant,
+    total: u64,
+    shadow: Shadow,
+    events: u64,
+}
+
+/// Take the replay lock, create the shadow and fill it from the store.
+async fn prepare<H: Handler>(
+    handler: &H,
     pool: &PgPool,
     batch_size: usize,
     progress: &mut (dyn FnMut(Progress) + Send),
-) -> Result<RebuildSummary, ReplayError> {
+) -> Result<Prepared, ReplayError> {
     let name = handler.name();
     let tables = handler.tables();
     if tables.is_empty() {
@@ -346,7 +358,34 @@ pub async fn rebuild<H: Handler>(
         .await
         .map_err(db("count events"))?;
     let shadow = Shadow::create(pool, name, tables).await?;
-    let events = fill(&handler, &shadow, batch_size, progress, total).await?;
+    let events = fill(handler, &shadow, batch_size, progress, total).await?;
+    Ok(Prepared {
+        name,
+        tables,
+        lock,
+        started,
+        total,
+        shadow,
+        events,
+    })
+}
+
+/// Rebuild `handler`'s read model from the store and swap it in.
+pub async fn rebuild<H: Handler>(
+    handler: H,
+    pool: &PgPool,
+    batch_size: usize,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<RebuildSummary, ReplayError> {
+    let Prepared {
+        name,
+        tables,
+        lock,
+        started,
+        total,
+        shadow,
+        events,
+    } = prepare(&handler, pool, batch_size, progress).await?;
 
     // Pause the live consumer, apply the tail, swap.
     let mut conn = pool.acquire().await.map_err(db("connect"))?;
@@ -484,19 +523,15 @@ pub async fn verify<H: Handler>(
     max_differences: usize,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<VerifyReport, ReplayError> {
-    let name = handler.name();
-    let tables = handler.tables();
-    if tables.is_empty() {
-        return Err(ReplayError::NoTables(name));
-    }
-    let lock = exclusive(pool, name).await?;
-    let started = Instant::now();
-    let types: Vec<&str> = handler.sources().iter().map(|k| k.as_str()).collect();
-    let total = count_events(pool, &types)
-        .await
-        .map_err(db("count events"))?;
-    let shadow = Shadow::create(pool, name, tables).await?;
-    let mut events = fill(&handler, &shadow, batch_size, progress, total).await?;
+    let Prepared {
+        name,
+        tables,
+        lock,
+        started,
+        total,
+        shadow,
+        mut events,
+    } = prepare(&handler, pool, batch_size, progress).await?;
     let mut conn = pool.acquire().await.map_err(db("connect"))?;
     let deadline = Instant::now() + VERIFY_WAIT;
     let report = loop {

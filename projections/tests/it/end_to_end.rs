@@ -7,11 +7,9 @@
 //! the hand-computed figures.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{Days, Utc};
 use ordertrail_commands::catalog::{self, seed_ids};
-use ordertrail_commands::relay::{self, RelayConfig, topics};
 use ordertrail_commands::service::{
     CommandContext, CommandOutcome, CommandService, PlaceOrderInput,
 };
@@ -22,23 +20,17 @@ use ordertrail_domain::order::{
 };
 use ordertrail_domain::payment::{AuthorizePayment, CapturePayment, RefundPayment};
 use ordertrail_projections::queries::{self, Viewer};
-use ordertrail_projections::rider_etas::EtaSettings;
-use ordertrail_projections::{ProjectorKind, RuntimeConfig};
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
-use ordertrail_schemas::topics::all_topics;
 use ordertrail_schemas::{
     Actor, ActorRole, Currency, CustomerId, DeliveryId, GeoPoint, MenuItemId, Money, OrderId,
     PaymentId, RestaurantId, RiderId,
 };
-use ordertrail_testkit::eventually;
 use ordertrail_testkit::kafka::TestKafka;
 use ordertrail_testkit::pg::TestDatabase;
 use sqlx::PgPool;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-const PARTITIONS: i32 = 3;
+use crate::store_truth::Stack;
 
 fn ctx(role: ActorRole, subject: impl ToString) -> CommandContext {
     CommandContext::new(
@@ -291,118 +283,28 @@ impl Commands {
     }
 }
 
-/// The relay and the three projectors as tasks.
+/// The relay and the three projectors as tasks, on a broker of their own.
 struct Pipeline {
     _kafka: TestKafka,
-    stop: watch::Sender<bool>,
-    tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
+    stack: Stack,
 }
 
 impl Pipeline {
     fn start(pool: &PgPool) -> Self {
         let kafka = TestKafka::start();
-        if let Some(mock) = kafka.mock() {
-            topics::create_on_mock_cluster(mock, &all_topics(&kafka.prefix), PARTITIONS)
-                .expect("create topics on the mock cluster");
-        }
-        let (stop, stopped) = watch::channel(false);
-        let shutdown = move || {
-            let mut rx = stopped.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        let mut relay_config = RelayConfig::new(kafka.bootstrap.clone(), kafka.prefix.clone());
-        relay_config.topic_partitions = PARTITIONS;
-        relay_config.topic_replication_factor = 1;
-        relay_config.poll_interval = Duration::from_millis(100);
-        let mut tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)> = Vec::new();
-        let (p, s) = (pool.clone(), shutdown());
-        tasks.push((
-            "relay",
-            tokio::spawn(async move {
-                relay::run(relay_config, p, s)
-                    .await
-                    .map_err(|e| e.to_string())
-            }),
-        ));
-        for kind in [
-            ProjectorKind::OrderHistory,
-            ProjectorKind::RiderEtas(EtaSettings::default()),
-            ProjectorKind::Settlements,
-        ] {
-            let name = kind.name();
-            let config = RuntimeConfig::new(
-                &kafka.bootstrap,
-                &kafka.prefix,
-                format!("{}-{name}", kafka.prefix),
-            );
-            let (p, s) = (pool.clone(), shutdown());
-            tasks.push((
-                name,
-                tokio::spawn(async move {
-                    ordertrail_projections::run(kind, config, p, s)
-                        .await
-                        .map_err(|e| e.to_string())
-                }),
-            ));
-        }
+        let stack = Stack::start(pool, &kafka, false);
         Self {
             _kafka: kafka,
-            stop,
-            tasks,
+            stack,
         }
     }
 
-    /// Every projector has consumed every stored event of its topics.
     async fn caught_up(&self, pool: &PgPool) {
-        eventually(
-            "the projectors to consume every stored event",
-            Duration::from_secs(60),
-            || async {
-                for (name, task) in &self.tasks {
-                    assert!(!task.is_finished(), "{name} stopped early");
-                }
-                let (all, orders_payments, deliveries): (i64, i64, i64) = sqlx::query_as(
-                    "SELECT count(*),
-                            count(*) FILTER (WHERE aggregate_type IN ('Order', 'Payment')),
-                            count(*) FILTER (WHERE aggregate_type = 'Delivery')
-                     FROM events",
-                )
-                .fetch_one(pool)
-                .await
-                .ok()?;
-                let consumed: Vec<(String, i64)> = sqlx::query_as(
-                    "SELECT projector, sum(next_offset)::bigint FROM projector_offsets GROUP BY projector",
-                )
-                .fetch_all(pool)
-                .await
-                .ok()?;
-                let of = |name: &str| {
-                    consumed
-                        .iter()
-                        .find(|(p, _)| p == name)
-                        .map_or(0, |(_, n)| *n)
-                };
-                (of("order_history") >= all
-                    && of("settlements") >= orders_payments
-                    && of("rider_etas") >= deliveries)
-                    .then_some(())
-            },
-        )
-        .await;
+        self.stack.caught_up(pool).await;
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(true);
-        for (name, task) in self.tasks {
-            let result = tokio::time::timeout(Duration::from_secs(30), task)
-                .await
-                .unwrap_or_else(|_| panic!("{name} stops"));
-            result
-                .expect("task")
-                .unwrap_or_else(|e| panic!("{name} failed: {e}"));
-        }
+        self.stack.stop().await;
     }
 }
 

@@ -32,7 +32,7 @@ fn many_orders(n: usize, restaurant: RestaurantId) -> Script {
 }
 
 /// A read model as JSON, for comparing two databases.
-async fn dump(pool: &PgPool, table: &str, order_by: &str) -> serde_json::Value {
+pub(crate) async fn dump(pool: &PgPool, table: &str, order_by: &str) -> serde_json::Value {
     sqlx::query_scalar(&format!(
         "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY {order_by}), '[]'::jsonb) FROM {table} t"
     ))

@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::end_to_end::Commands;
+use crate::runtime::dump;
 
 const PARTITIONS: i32 = 3;
 const WAIT: Duration = Duration::from_secs(90);
@@ -62,15 +63,6 @@ const TABLES: [(&str, &str); 10] = [
     ("provider_settlement_days", "provider, day, currency"),
 ];
 
-async fn dump(pool: &PgPool, table: &str, order_by: &str) -> serde_json::Value {
-    sqlx::query_scalar(&format!(
-        "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY {order_by}), '[]'::jsonb) FROM {table} t"
-    ))
-    .fetch_one(pool)
-    .await
-    .unwrap_or_else(|e| panic!("dump {table}: {e}"))
-}
-
 async fn dump_all(pool: &PgPool) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for (table, key) in TABLES {
@@ -81,13 +73,13 @@ async fn dump_all(pool: &PgPool) -> Vec<serde_json::Value> {
 
 /// Relay, three projectors and (optionally) the saga, as tasks on one
 /// broker: the local platform.
-struct Stack {
+pub(crate) struct Stack {
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
 }
 
 impl Stack {
-    fn start(pool: &PgPool, kafka: &TestKafka, with_saga: bool) -> Self {
+    pub(crate) fn start(pool: &PgPool, kafka: &TestKafka, with_saga: bool) -> Self {
         if let Some(mock) = kafka.mock() {
             topics::create_on_mock_cluster(mock, &all_topics(&kafka.prefix), PARTITIONS)
                 .expect("create topics on the mock cluster");
@@ -157,7 +149,7 @@ impl Stack {
 
     /// Every projector has applied every event in the store (lag measured
     /// against the store's head, not against Kafka).
-    async fn caught_up(&self, pool: &PgPool) {
+    pub(crate) async fn caught_up(&self, pool: &PgPool) {
         eventually(
             "every projector applied every stored event",
             WAIT,
@@ -178,7 +170,7 @@ impl Stack {
         .await;
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(true);
         for (name, task) in self.tasks {
             let result = tokio::time::timeout(Duration::from_secs(30), task)
