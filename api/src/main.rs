@@ -11,6 +11,7 @@ use ordertrail_api::{AppState, AuthConfig, DEFAULT_MAX_BODY_BYTES, app};
 use ordertrail_commands::catalog;
 use ordertrail_commands::service::CommandService;
 use ordertrail_domain::SimulatedProvider;
+use ordertrail_schemas::privacy::DropoffCodeKey;
 
 /// Ordertrail API server.
 #[derive(Parser)]
@@ -25,6 +26,11 @@ struct Config {
     /// HS256 secret bearer tokens are signed with (never logged).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     jwt_secret: String,
+    /// Secret the drop-off codes are derived from and stored hashed with
+    /// (HMAC-SHA256; at least 16 bytes; the same in the API and the saga;
+    /// never logged).
+    #[arg(long, env = "DROPOFF_CODE_KEY", hide_env_values = true)]
+    dropoff_code_key: String,
     /// When set, tokens must carry this `iss`.
     #[arg(long, env = "JWT_ISSUER")]
     jwt_issuer: Option<String>,
@@ -77,7 +83,10 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("migrations and seed data applied; exiting (--migrate-only)");
         return Ok(());
     }
-    let commands = CommandService::new(pool, Arc::new(SimulatedProvider::new()));
+    let dropoff_code_key = DropoffCodeKey::new(config.dropoff_code_key.clone().into_bytes())
+        .context("DROPOFF_CODE_KEY")?;
+    let commands = CommandService::new(pool, Arc::new(SimulatedProvider::new()))
+        .with_dropoff_code_key(dropoff_code_key);
     let auth = AuthConfig::new(config.jwt_secret.as_bytes(), config.jwt_issuer.clone());
     let state = AppState::new(commands, auth).with_max_body_bytes(config.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(config.listen_addr)

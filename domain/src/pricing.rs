@@ -14,6 +14,16 @@
 //! - **commission** = subtotal × `commission_bps` / 10 000, rounded half up;
 //!   reported for settlement, never charged to the customer.
 //! - **total** = subtotal + delivery fee + service fee + tax + tip.
+//!
+//! **Caps** ([`caps`]): what a customer can make an order cost is bounded per
+//! currency, so no sum of orders a read model keeps can come near `i64`.
+//!
+//! | currency | largest tip | largest total |
+//! |---|---|---|
+//! | EUR, GBP, USD (and any other currency) | 100.00 (10 000 minor units) | 5 000.00 (500 000 minor units) |
+//!
+//! A tip above the cap is 422 `tip_too_large`; an order whose total would be
+//! above the cap is 422 `order_total_too_large` (nothing is stored).
 
 use ordertrail_schemas::events::{OrderLine, PriceBreakdown};
 use ordertrail_schemas::{Currency, Money, MoneyError};
@@ -34,6 +44,27 @@ pub const SERVICE_FEE_BPS: i64 = 500;
 pub const MIN_SERVICE_FEE: i64 = 49;
 /// Largest service fee, minor units.
 pub const MAX_SERVICE_FEE: i64 = 299;
+
+/// The most a customer can tip and an order can cost, minor units of one currency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderCaps {
+    pub max_tip: i64,
+    pub max_total: i64,
+}
+
+/// Caps of the currencies we sell in (EUR, GBP, USD: two decimals).
+pub const TWO_DECIMAL_CAPS: OrderCaps = OrderCaps {
+    max_tip: 10_000,
+    max_total: 500_000,
+};
+
+/// The caps of `currency` (see the table in the module docs). Every currency
+/// the catalog knows has two decimals; an unlisted currency gets the same
+/// minor-unit caps, which only makes it stricter for currencies with fewer
+/// decimals.
+pub fn caps(_currency: Currency) -> OrderCaps {
+    TWO_DECIMAL_CAPS
+}
 
 /// Delivery fee for a great-circle distance in metres.
 pub fn delivery_fee(distance_m: f64, currency: Currency) -> Money {

@@ -127,38 +127,6 @@ pub(crate) struct Figures {
     pub cash_collected_minor: i64,
 }
 
-impl Figures {
-    fn checked_add(self, o: Figures) -> Option<Figures> {
-        Some(Figures {
-            orders: self.orders.checked_add(o.orders)?,
-            gross_sales_minor: self.gross_sales_minor.checked_add(o.gross_sales_minor)?,
-            tax_minor: self.tax_minor.checked_add(o.tax_minor)?,
-            delivery_fees_minor: self
-                .delivery_fees_minor
-                .checked_add(o.delivery_fees_minor)?,
-            service_fees_minor: self.service_fees_minor.checked_add(o.service_fees_minor)?,
-            tips_minor: self.tips_minor.checked_add(o.tips_minor)?,
-            commission_minor: self.commission_minor.checked_add(o.commission_minor)?,
-            provider_fees_minor: self
-                .provider_fees_minor
-                .checked_add(o.provider_fees_minor)?,
-            refunds_minor: self.refunds_minor.checked_add(o.refunds_minor)?,
-            cash_collected_minor: self
-                .cash_collected_minor
-                .checked_add(o.cash_collected_minor)?,
-        })
-    }
-
-    /// gross sales + tax − commission − provider fees − refunds.
-    pub(crate) fn net_payable(&self) -> Option<i64> {
-        self.gross_sales_minor
-            .checked_add(self.tax_minor)?
-            .checked_sub(self.commission_minor)?
-            .checked_sub(self.provider_fees_minor)?
-            .checked_sub(self.refunds_minor)
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry {
     event_id: Uuid,
@@ -172,14 +140,57 @@ struct Entry {
     figures: Figures,
 }
 
+/// A batch's sum of [`Figures`] for one restaurant day, in `i128`: a sum of
+/// `i64`s that cannot overflow (the day table's columns are numeric,
+/// migration 0009), so no batch of orders, however large their amounts, can
+/// stop the projector.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+struct DayFigures {
+    orders: i128,
+    gross_sales_minor: i128,
+    tax_minor: i128,
+    delivery_fees_minor: i128,
+    service_fees_minor: i128,
+    tips_minor: i128,
+    commission_minor: i128,
+    provider_fees_minor: i128,
+    refunds_minor: i128,
+    cash_collected_minor: i128,
+}
+
+impl DayFigures {
+    fn add(&mut self, f: &Figures) {
+        let add = |sum: &mut i128, v: i64| *sum = sum.saturating_add(i128::from(v));
+        add(&mut self.orders, f.orders);
+        add(&mut self.gross_sales_minor, f.gross_sales_minor);
+        add(&mut self.tax_minor, f.tax_minor);
+        add(&mut self.delivery_fees_minor, f.delivery_fees_minor);
+        add(&mut self.service_fees_minor, f.service_fees_minor);
+        add(&mut self.tips_minor, f.tips_minor);
+        add(&mut self.commission_minor, f.commission_minor);
+        add(&mut self.provider_fees_minor, f.provider_fees_minor);
+        add(&mut self.refunds_minor, f.refunds_minor);
+        add(&mut self.cash_collected_minor, f.cash_collected_minor);
+    }
+
+    /// gross sales + tax − commission − provider fees − refunds.
+    fn net_payable(&self) -> i128 {
+        self.gross_sales_minor
+            .saturating_add(self.tax_minor)
+            .saturating_sub(self.commission_minor)
+            .saturating_sub(self.provider_fees_minor)
+            .saturating_sub(self.refunds_minor)
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct DayRow {
     restaurant_id: Uuid,
     business_day: NaiveDate,
     currency: String,
     #[serde(flatten)]
-    figures: Figures,
-    net_payable_minor: i64,
+    figures: DayFigures,
+    net_payable_minor: i128,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -191,16 +202,37 @@ struct ProviderFigures {
     fees: i64,
 }
 
+/// A batch's sum of [`ProviderFigures`] for one provider day (`i128`, see [`DayFigures`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct ProviderDayFigures {
+    authorized: i128,
+    captured: i128,
+    voided: i128,
+    refunded: i128,
+    fees: i128,
+}
+
+impl ProviderDayFigures {
+    fn add(&mut self, f: &ProviderFigures) {
+        let add = |sum: &mut i128, v: i64| *sum = sum.saturating_add(i128::from(v));
+        add(&mut self.authorized, f.authorized);
+        add(&mut self.captured, f.captured);
+        add(&mut self.voided, f.voided);
+        add(&mut self.refunded, f.refunded);
+        add(&mut self.fees, f.fees);
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct ProviderDayRow<'a> {
     provider: &'a str,
     day: NaiveDate,
     currency: &'a str,
-    authorized_minor: i64,
-    captured_minor: i64,
-    voided_minor: i64,
-    refunded_minor: i64,
-    fees_minor: i64,
+    authorized_minor: i128,
+    captured_minor: i128,
+    voided_minor: i128,
+    refunded_minor: i128,
+    fees_minor: i128,
 }
 
 fn uuid_of(e: &SourcedEvent) -> Result<Uuid, ProjectionError> {
@@ -289,7 +321,7 @@ impl Projector for Settlements {
         let mut new_orders: Vec<Uuid> = Vec::new();
         let mut changed_payments: Vec<Uuid> = Vec::new();
         let mut entries: Vec<Entry> = Vec::new();
-        let mut provider_days: BTreeMap<(String, NaiveDate, String), ProviderFigures> =
+        let mut provider_days: BTreeMap<(String, NaiveDate, String), ProviderDayFigures> =
             BTreeMap::new();
 
         for (e, id, ev) in decoded {
@@ -448,15 +480,7 @@ impl Projector for Settlements {
                             occurred_at.date_naive(),
                             facts.currency.clone(),
                         );
-                        let day = provider_days.entry(key).or_default();
-                        let sum = |a: i64, b: i64| {
-                            a.checked_add(b).ok_or_else(|| e.reject("amount overflow"))
-                        };
-                        day.authorized = sum(day.authorized, provider_figures.authorized)?;
-                        day.captured = sum(day.captured, provider_figures.captured)?;
-                        day.voided = sum(day.voided, provider_figures.voided)?;
-                        day.refunded = sum(day.refunded, provider_figures.refunded)?;
-                        day.fees = sum(day.fees, provider_figures.fees)?;
+                        provider_days.entry(key).or_default().add(&provider_figures);
                     }
                     entries.push(Entry {
                         event_id,
@@ -515,17 +539,12 @@ impl Projector for Settlements {
         }
 
         // Business days of the new entries.
-        let mut days: BTreeMap<(Uuid, NaiveDate, String), Figures> = BTreeMap::new();
-        let mut add_to_day =
-            |en: &Entry, day: NaiveDate, at: &SourcedEvent| -> Result<(), ProjectionError> {
-                let slot = days
-                    .entry((en.restaurant_id, day, en.currency.clone()))
-                    .or_default();
-                *slot = slot
-                    .checked_add(en.figures)
-                    .ok_or_else(|| at.reject("amount overflow"))?;
-                Ok(())
-            };
+        let mut days: BTreeMap<(Uuid, NaiveDate, String), DayFigures> = BTreeMap::new();
+        let mut add_to_day = |en: &Entry, day: NaiveDate| {
+            days.entry((en.restaurant_id, day, en.currency.clone()))
+                .or_default()
+                .add(&en.figures);
+        };
         let first = batch.first().ok_or_else(|| {
             ProjectionError::Database(sqlx::Error::Protocol("empty batch".into()))
         })?;
@@ -544,7 +563,7 @@ impl Projector for Settlements {
                     .ok_or_else(|| first.reject("stored time zone unknown"))?;
                 let day = en.occurred_at.with_timezone(&tz).date_naive();
                 en.business_day = Some(day);
-                add_to_day(en, day, first)?;
+                add_to_day(en, day);
             }
         }
 
@@ -567,7 +586,7 @@ impl Projector for Settlements {
                 let tz = parse_tz(&o.time_zone)
                     .ok_or_else(|| first.reject("stored time zone unknown"))?;
                 let day = en.occurred_at.with_timezone(&tz).date_naive();
-                add_to_day(&en, day, first)?;
+                add_to_day(&en, day);
                 resolved_ids.push(en.event_id);
                 resolved_days.push(day);
             }
@@ -599,20 +618,18 @@ impl Projector for Settlements {
             .execute(&mut *tx)
             .await?;
         }
-        let day_rows = days
+        let day_rows: Vec<DayRow> = days
             .into_iter()
-            .map(|((restaurant_id, business_day, currency), figures)| {
-                Ok(DayRow {
+            .map(
+                |((restaurant_id, business_day, currency), figures)| DayRow {
                     restaurant_id,
                     business_day,
                     currency,
-                    net_payable_minor: figures
-                        .net_payable()
-                        .ok_or_else(|| first.reject("amount overflow"))?,
+                    net_payable_minor: figures.net_payable(),
                     figures,
-                })
-            })
-            .collect::<Result<Vec<_>, ProjectionError>>()?;
+                },
+            )
+            .collect();
         if !day_rows.is_empty() {
             sqlx::query(
                 "INSERT INTO restaurant_settlement_days AS t
@@ -674,7 +691,7 @@ mod tests {
 
     #[test]
     fn net_payable_is_sales_plus_tax_minus_commission_fees_and_refunds() {
-        let f = Figures {
+        let f = DayFigures {
             orders: 1,
             gross_sales_minor: 2_899,
             tax_minor: 203,
@@ -686,6 +703,24 @@ mod tests {
             refunds_minor: 500,
             cash_collected_minor: 0,
         };
-        assert_eq!(f.net_payable(), Some(2_899 + 203 - 435 - 60 - 500));
+        assert_eq!(f.net_payable(), 2_899 + 203 - 435 - 60 - 500);
+    }
+
+    #[test]
+    fn day_sums_of_the_largest_orders_cannot_overflow() {
+        // Two orders at the old i64 limit on one day: the sum is kept (the
+        // day columns are numeric, migration 0009), nothing is rejected.
+        let huge = Figures {
+            orders: 1,
+            tips_minor: i64::MAX,
+            gross_sales_minor: i64::MAX,
+            ..Figures::default()
+        };
+        let mut day = DayFigures::default();
+        day.add(&huge);
+        day.add(&huge);
+        assert_eq!(day.tips_minor, 2 * i128::from(i64::MAX));
+        assert_eq!(day.orders, 2);
+        assert_eq!(day.net_payable(), 2 * i128::from(i64::MAX));
     }
 }

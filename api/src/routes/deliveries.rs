@@ -133,7 +133,7 @@ pub async fn request_delivery(
         .commands
         .request_delivery_for_order(&req.context(&user), order_id)
         .await?;
-    Ok(CommandResponse::created(outcome))
+    Ok(CommandResponse::created(&user, outcome))
 }
 
 /// Assign a rider (ops, admin: any active rider; a rider: only themselves).
@@ -176,6 +176,7 @@ pub async fn assign_rider(
         now: Utc::now(),
     };
     Ok(CommandResponse::ok(
+        &user,
         delivery_command(&state, &user, &req, id, command).await?,
     ))
 }
@@ -199,6 +200,7 @@ pub async fn unassign_rider(
         now: Utc::now(),
     };
     Ok(CommandResponse::ok(
+        &user,
         delivery_command(&state, &user, &req, DeliveryId(id), command).await?,
     ))
 }
@@ -232,6 +234,7 @@ pub async fn report_location(
         now: Utc::now(),
     };
     Ok(CommandResponse::ok(
+        &user,
         delivery_command(&state, &user, &req, id, command).await?,
     ))
 }
@@ -259,6 +262,7 @@ pub async fn confirm_pickup(
         now: Utc::now(),
     };
     Ok(CommandResponse::ok(
+        &user,
         delivery_command(&state, &user, &req, id, command).await?,
     ))
 }
@@ -288,6 +292,9 @@ pub async fn complete_delivery(
     let command = CompleteDelivery {
         rider_id,
         dropoff_code: req.body.dropoff_code.clone(),
+        dropoff_code_hashes: state
+            .commands
+            .dropoff_code_hashes(id, &req.body.dropoff_code),
         now: Utc::now(),
     };
     let outcome = delivery_command(&state, &user, &req, id, command).await?;
@@ -305,11 +312,11 @@ pub async fn complete_delivery(
             .with_details(serde_json::json!({
                 "attempts": attempts,
                 "attempts_left": u64::from(MAX_DROPOFF_ATTEMPTS).saturating_sub(attempts),
-                "outcome": outcome,
+                "outcome": super::visibility::outcome(&user, outcome.clone()),
             }));
         return Err(replayed_error(error, &outcome));
     }
-    Ok(CommandResponse::ok(outcome))
+    Ok(CommandResponse::ok(&user, outcome))
 }
 
 /// Give up the delivery (the assigned rider, ops, admin).
@@ -333,6 +340,7 @@ pub async fn fail_delivery(
         now: Utc::now(),
     };
     Ok(CommandResponse::ok(
+        &user,
         delivery_command(&state, &user, &req, id, command).await?,
     ))
 }
@@ -356,6 +364,7 @@ pub async fn cancel_delivery(
         now: Utc::now(),
     };
     Ok(CommandResponse::ok(
+        &user,
         delivery_command(&state, &user, &req, DeliveryId(id), command).await?,
     ))
 }

@@ -7,6 +7,7 @@ pub mod orders;
 pub mod payments;
 pub mod queries;
 pub mod reference_data;
+pub mod visibility;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +17,7 @@ use ordertrail_schemas::{DeliveryId, Money, OrderId, PaymentId, RestaurantId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::IDEMPOTENT_REPLAYED;
 
@@ -29,17 +31,19 @@ pub struct CommandResponse {
 }
 
 impl CommandResponse {
-    pub fn created(outcome: CommandOutcome) -> Self {
+    /// 201 with the outcome as `user` may see it ([`visibility::outcome`]).
+    pub fn created(user: &AuthUser, outcome: CommandOutcome) -> Self {
         Self {
             status: StatusCode::CREATED,
-            outcome,
+            outcome: visibility::outcome(user, outcome),
         }
     }
 
-    pub fn ok(outcome: CommandOutcome) -> Self {
+    /// 200 with the outcome as `user` may see it ([`visibility::outcome`]).
+    pub fn ok(user: &AuthUser, outcome: CommandOutcome) -> Self {
         Self {
             status: StatusCode::OK,
-            outcome,
+            outcome: visibility::outcome(user, outcome),
         }
     }
 }
@@ -75,8 +79,12 @@ pub struct NoBody {}
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
-    /// Free text, 1..=500 characters.
-    #[schema(example = "customer changed their mind")]
+    /// Free text, 1..=500 characters; no control characters but `\n` and `\t`.
+    #[schema(
+        example = "customer changed their mind",
+        min_length = 1,
+        max_length = 500
+    )]
     pub reason: String,
 }
 

@@ -182,10 +182,9 @@ impl TestApp {
             .await;
         requested.assert(StatusCode::CREATED);
         let delivery = requested.body["aggregate_id"].as_str().unwrap().to_owned();
-        let code = requested.body["events"][0]["payload"]["dropoff_code"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let code = app
+            .commands
+            .dropoff_code_for(ordertrail_schemas::OrderId(order));
         let steps: [(&str, &str, Value); 8] = [
             ("assign", rider_token.as_str(), json!({"rider_id": me})),
             (
@@ -456,7 +455,12 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
         assert!(types.contains(&expected), "{expected} in {types:?}");
     }
     assert_eq!(types[0], "OrderPlaced");
-    assert!(timeline[0]["metadata"]["request_id"].is_string());
+    // Metadata: the actor role for everyone, request ids for staff only
+    // (docs/visibility.md).
+    assert!(timeline[0]["metadata"]["actor_role"].is_string());
+    assert!(timeline[0]["metadata"].get("request_id").is_none());
+    let staff_view = app.ok(&format!("/v1/orders/{delivered}"), &ops).await;
+    assert!(staff_view["timeline"][0]["metadata"]["request_id"].is_string());
 
     // ETAs: by order (visibility as for the order), by rider, active set.
     let eta = app
@@ -544,7 +548,10 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
     assert_eq!(day["orders"], 1);
     assert_eq!(day["refunds_minor"], 100);
     assert_eq!(day["tips_minor"], order["tip_minor"]);
-    assert_eq!(day["provider_fees_minor"], order["provider_fees_minor"]);
+    assert_eq!(
+        day["provider_fees_minor"],
+        staff_view["order"]["provider_fees_minor"]
+    );
     let business_day = day["business_day"].as_str().unwrap().to_owned();
     app.get(&format!(
         "/v1/settlements/restaurants/{}?from={from}&to={to}",

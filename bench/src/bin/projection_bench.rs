@@ -205,7 +205,7 @@ fn order(
                 location: dropoff,
             },
             payment_method: PaymentMethod::Card {
-                card_token: "tok".into(),
+                payment_method_ref: "pm_0123456789abcdef0123456789abcdef".into(),
             },
             price: PriceBreakdown {
                 subtotal: eur(2_899),
@@ -263,7 +263,7 @@ fn order(
             restaurant_id: restaurant,
             pickup,
             dropoff,
-            dropoff_code: "1234".into(),
+            dropoff_code_hash: format!("hmac-sha256:{}", "0".repeat(64)),
             ready_by: Some(placed + m(15)),
             requested_at: placed + m(1),
         },
@@ -338,6 +338,7 @@ fn order(
             amount: eur(total),
             fee: eur(35),
             captured_at: placed + m(30),
+            override_reason: None,
         },
         placed + m(30),
     )?;

@@ -172,7 +172,7 @@ impl Env {
 
     async fn place_card(&self, token: &str) -> OrderId {
         self.place(PaymentMethod::Card {
-            card_token: token.into(),
+            payment_method_ref: ordertrail_schemas::privacy::payment_method_ref(token),
         })
         .await
     }
@@ -220,9 +220,13 @@ impl Env {
     }
 
     async fn complete(&self, order_id: OrderId, rider_id: RiderId) {
+        let code = self.dropoff_code(order_id);
         let command = CompleteDelivery {
             rider_id,
-            dropoff_code: self.dropoff_code(order_id).await,
+            dropoff_code_hashes: self
+                .service
+                .dropoff_code_hashes(DeliveryId::for_order(order_id), &code),
+            dropoff_code: code,
             now: Utc::now(),
         };
         self.delivery_cmd(rider(rider_id), order_id, command.into())
@@ -295,20 +299,10 @@ impl Env {
         .await
     }
 
-    /// The code the customer's app shows (from `DeliveryRequested`).
-    async fn dropoff_code(&self, order_id: OrderId) -> String {
-        let payload: Value = sqlx::query_scalar(
-            "SELECT payload::jsonb FROM events
-             WHERE aggregate_type = 'Delivery' AND aggregate_id = $1 AND event_type = 'DeliveryRequested'",
-        )
-        .bind(DeliveryId::for_order(order_id).to_string())
-        .fetch_one(&self.db.pool)
-        .await
-        .expect("delivery requested");
-        payload["dropoff_code"]
-            .as_str()
-            .expect("dropoff code")
-            .to_owned()
+    /// The code the customer's app shows (derived from the server's key;
+    /// events carry only its keyed hash).
+    fn dropoff_code(&self, order_id: OrderId) -> String {
+        self.service.dropoff_code_for(order_id)
     }
 
     /// Event types of one aggregate, in order.

@@ -257,14 +257,14 @@ impl Payment {
         if cmd.amount.amount <= 0 {
             return Err(PaymentError::InvalidAmount { amount: cmd.amount });
         }
-        if cmd.card_token.trim().is_empty() {
+        if cmd.payment_method_ref.trim().is_empty() {
             return Err(PaymentError::CardTokenRequired {
                 order_id: cmd.order_id,
             });
         }
         let reference = cmd.payment_id.to_string();
         match provider
-            .authorize(&cmd.card_token, cmd.amount, &reference)
+            .authorize(&cmd.payment_method_ref, cmd.amount, &reference)
             .await
         {
             Ok(authorization) => Ok(PaymentAuthorized {
@@ -371,6 +371,14 @@ impl PaymentState {
                 status: self.status,
             });
         }
+        let override_reason = match (cmd.order_delivered, cmd.override_reason) {
+            (true, _) => None,
+            (false, None) => return Err(PaymentError::CaptureBeforeDelivery),
+            (false, Some(reason)) => {
+                crate::text::REASON.check(&reason)?;
+                Some(reason)
+            }
+        };
         let amount = cmd.amount.unwrap_or(self.amount);
         self.check_amount(amount)?;
         if amount.amount > self.amount.amount {
@@ -387,6 +395,7 @@ impl PaymentState {
             amount,
             fee: receipt.fee,
             captured_at: cmd.now,
+            override_reason,
         }
         .into())
     }
@@ -441,6 +450,7 @@ impl PaymentState {
                 action: "refund a payment",
             });
         }
+        crate::text::REASON.check(&cmd.reason)?;
         self.check_amount(cmd.amount)?;
         let refundable = Money::new(
             captured.amount.saturating_sub(self.refunded.amount),

@@ -13,7 +13,9 @@ pub struct AuthorizePayment {
     pub order_id: OrderId,
     pub restaurant_id: RestaurantId,
     pub amount: Money,
-    pub card_token: String,
+    /// The card as an opaque reference (`pm_...`, see
+    /// [`crate::provider::card_payment_method`]), never the token.
+    pub payment_method_ref: String,
     pub now: DateTime<Utc>,
 }
 
@@ -21,6 +23,11 @@ pub struct AuthorizePayment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CapturePayment {
     pub amount: Option<Money>,
+    /// Whether the order has been delivered (looked up by the caller).
+    /// Captures happen only after delivery ...
+    pub order_delivered: bool,
+    /// ... unless ops override, with this reason (recorded on the event).
+    pub override_reason: Option<String>,
     pub now: DateTime<Utc>,
 }
 

@@ -75,7 +75,11 @@ fn authorize(token: &str) -> AuthorizePayment {
         order_id: order_id(),
         restaurant_id: restaurant_id(),
         amount: eur(3_716),
-        card_token: token.into(),
+        payment_method_ref: if token.trim().is_empty() {
+            token.to_owned()
+        } else {
+            ordertrail_schemas::privacy::payment_method_ref(token)
+        },
         now: at(1),
     }
 }
@@ -111,6 +115,7 @@ fn captured() -> PaymentCaptured {
         amount: eur(3_716),
         fee: eur(77),
         captured_at: at(40),
+        override_reason: None,
     }
 }
 
@@ -157,6 +162,8 @@ fn record_cash() -> RecordCashCollected {
 fn capture(amount: Option<Money>) -> CapturePayment {
     CapturePayment {
         amount,
+        order_delivered: true,
+        override_reason: None,
         now: at(40),
     }
 }
@@ -400,6 +407,7 @@ fn capture_less_than_authorized() {
             amount: eur(2_000),
             fee: eur(53),
             captured_at: at(40),
+            override_reason: None,
         }
         .into(),
     ]);
@@ -658,6 +666,7 @@ fn refund_of_a_partial_capture_is_bounded_by_the_capture() {
         amount: eur(2_000),
         fee: eur(53),
         captured_at: at(40),
+        override_reason: None,
     };
     expect_error(
         given(vec![authorized().into(), partial.into()], refund(2_001)),
@@ -827,4 +836,46 @@ fn cash_state() {
     assert_eq!(payment.collected_by(), Some(rider_id()));
     assert_eq!(payment.authorized_amount(), None);
     assert_eq!(payment.captured_amount(), None);
+}
+
+// ---------------------------------------------------------------- capture after delivery (issue 13)
+
+#[test]
+fn no_capture_before_delivery_without_an_override_reason() {
+    let early = CapturePayment {
+        order_delivered: false,
+        ..capture(None)
+    };
+    let error = expect_error(
+        given(vec![authorized().into()], early),
+        "capture_before_delivery",
+        ErrorKind::Conflict,
+    );
+    assert_eq!(error, PaymentError::CaptureBeforeDelivery);
+}
+
+#[test]
+fn ops_override_a_capture_before_delivery_with_a_recorded_reason() {
+    let early = CapturePayment {
+        order_delivered: false,
+        override_reason: Some("customer asked to be charged now".into()),
+        ..capture(None)
+    };
+    given(vec![authorized().into()], early).then_expect_events(vec![
+        PaymentCaptured {
+            override_reason: Some("customer asked to be charged now".into()),
+            ..captured()
+        }
+        .into(),
+    ]);
+    let bad = CapturePayment {
+        order_delivered: false,
+        override_reason: Some("x".repeat(501)),
+        ..capture(None)
+    };
+    expect_error(
+        given(vec![authorized().into()], bad),
+        "text_too_long",
+        ErrorKind::Invalid,
+    );
 }

@@ -108,7 +108,9 @@ impl Commands {
                         },
                     },
                     payment_method: PaymentMethod::Card {
-                        card_token: "tok_visa".into(),
+                        payment_method_ref: ordertrail_schemas::privacy::payment_method_ref(
+                            "tok_visa",
+                        ),
                     },
                     tip_minor: Some(150),
                 },
@@ -137,7 +139,7 @@ impl Commands {
                     order_id: order,
                     restaurant_id: restaurant,
                     amount: eur(total),
-                    card_token: "tok_visa".into(),
+                    payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_visa"),
                     now: now(),
                 }
                 .into(),
@@ -176,10 +178,7 @@ impl Commands {
             .await
             .expect("request delivery");
         succeeded(&requested, "DeliveryRequested");
-        let code = requested.events[0].payload["dropoff_code"]
-            .as_str()
-            .expect("drop-off code")
-            .to_owned();
+        let code = s.dropoff_code_for(order);
         let o = s
             .execute_delivery(
                 &self.ops(),
@@ -257,6 +256,7 @@ impl Commands {
                 delivery,
                 CompleteDelivery {
                     rider_id: rider,
+                    dropoff_code_hashes: s.dropoff_code_hashes(delivery, &code),
                     dropoff_code: code,
                     now: now(),
                 }
@@ -276,6 +276,8 @@ impl Commands {
                 payment,
                 CapturePayment {
                     amount: None,
+                    order_delivered: true,
+                    override_reason: None,
                     now: now(),
                 }
                 .into(),
@@ -439,7 +441,7 @@ async fn real_commands_through_the_relay_build_all_three_read_models() {
         .expect("order detail");
     let row = &detail.order;
     assert_eq!(row.status, "delivered");
-    assert_eq!(row.customer_id, customer.0);
+    assert_eq!(row.customer_id, Some(customer.0));
     assert_eq!(row.restaurant_id, seed_ids::BERLIN_BURGERS);
     assert_eq!(row.rider_id, Some(rider.0));
     assert_eq!(row.payment_method, "card");

@@ -40,6 +40,26 @@ pub struct PaymentCaptured {
     pub amount: Money,
     pub fee: Money,
     pub captured_at: DateTime<Utc>,
+    /// Why ops captured before the order was delivered; `None` for every
+    /// capture after delivery (and every event first written as version 1).
+    #[serde(default)]
+    pub override_reason: Option<String>,
+}
+
+/// Earlier versions of payment events, kept so their schemas stay published.
+/// Writers never produce these.
+pub mod legacy_payment {
+    use super::*;
+
+    // `PaymentCaptured` version 1 (before `override_reason`); a `//` comment
+    // so the published v1 schema stays byte for byte what it was.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[schemars(rename = "PaymentCaptured")]
+    pub struct PaymentCapturedV1 {
+        pub amount: Money,
+        pub fee: Money,
+        pub captured_at: DateTime<Utc>,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -74,7 +94,7 @@ event_enum!(
     PaymentEvent {
         PaymentAuthorized => "1",
         PaymentDeclined => "1",
-        PaymentCaptured => "1",
+        PaymentCaptured => "2",
         PaymentVoided => "1",
         PaymentRefunded => "1",
         CashCollected => "1",
