@@ -13,13 +13,16 @@
 //! | `PaymentAuthorized` | `authorized_at` | provider fees += fee |
 //! | `PaymentCaptured` | `captured_at` | provider fees += fee |
 //! | `PaymentVoided` | `voided_at` | provider fees += fee |
-//! | `PaymentRefunded` | `refunded_at` | refunds += amount; provider fees += fee |
+//! | `PaymentRefunded` | `refunded_at` | refunds += the restaurant's share (`allocation.items + allocation.tax`); commission −= `allocation.commission_reversed`; provider fees += fee. Events without an allocation (first written as v1): refunds += amount |
 //! | `CashCollected` | `collected_at` | cash collected += amount |
 //!
 //! Sales are recognised only when an order is delivered: a cancelled or
 //! rejected order adds no sales, but the provider fees its payment caused
 //! (authorization, void) stay on the days they were charged. A refund lands on
-//! the refund's day, whatever day the sale was.
+//! the refund's day, whatever day the sale was. A refund is allocated by
+//! component when it is recorded (`PaymentRefunded.allocation`, see
+//! `ordertrail_domain::pricing::allocate_refund`): delivery fee, service fee
+//! and tip shares are the platform's and the rider's, not the restaurant's.
 //!
 //! **Net payable to the restaurant** = gross item sales + tax − commission −
 //! provider fees − refunds. Delivery fees and service fees are the platform's,
@@ -461,9 +464,23 @@ impl Projector for Settlements {
                                     provider_figures.refunded =
                                         expect_currency(e, &cur, &r.amount)?;
                                     provider_figures.fees = expect_currency(e, &cur, &r.fee)?;
+                                    // The restaurant bears its share only:
+                                    // the refunded items and tax, less the
+                                    // commission given back (see the table).
+                                    let (refunds_minor, commission_minor) = match &r.allocation {
+                                        Some(a) => {
+                                            let items = expect_currency(e, &cur, &a.items)?;
+                                            let tax = expect_currency(e, &cur, &a.tax)?;
+                                            let reversed =
+                                                expect_currency(e, &cur, &a.commission_reversed)?;
+                                            (items.saturating_add(tax), reversed.saturating_neg())
+                                        }
+                                        None => (provider_figures.refunded, 0),
+                                    };
                                     let f = Figures {
                                         provider_fees_minor: provider_figures.fees,
-                                        refunds_minor: provider_figures.refunded,
+                                        refunds_minor,
+                                        commission_minor,
                                         ..Figures::default()
                                     };
                                     (facts, r.refunded_at, f)

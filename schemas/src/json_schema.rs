@@ -101,6 +101,13 @@ pub fn event_schemas() -> Vec<(AggregateKind, EventSchema)> {
             "1",
         ),
     ));
+    all.push((
+        AggregateKind::Payment,
+        EventSchema::of::<crate::events::payment::legacy_payment::PaymentRefundedV1>(
+            "PaymentRefunded",
+            "1",
+        ),
+    ));
     all
 }
 

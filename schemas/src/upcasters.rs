@@ -102,6 +102,24 @@ impl EventUpcaster for PaymentCapturedV1ToV2 {
     }
 }
 
+/// `PaymentRefunded` v1 → v2: adds `allocation: null` (not allocated by component).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PaymentRefundedV1ToV2;
+
+impl EventUpcaster for PaymentRefundedV1ToV2 {
+    fn can_upcast(&self, event_type: &str, event_version: &str) -> bool {
+        event_type == "PaymentRefunded" && event_version == "1"
+    }
+
+    fn upcast(&self, mut event: SerializedEvent) -> SerializedEvent {
+        if let Value::Object(payload) = &mut event.payload {
+            payload.entry("allocation").or_insert(Value::Null);
+        }
+        event.event_version = "2".to_owned();
+        event
+    }
+}
+
 /// Every upcaster, in the order they must be applied.
 pub fn all() -> Vec<Box<dyn EventUpcaster>> {
     vec![
@@ -109,6 +127,7 @@ pub fn all() -> Vec<Box<dyn EventUpcaster>> {
         Box::new(DeliveryRequestedV1ToV2),
         Box::new(OrderPlacedV1ToV2),
         Box::new(PaymentCapturedV1ToV2),
+        Box::new(PaymentRefundedV1ToV2),
     ]
 }
 
@@ -233,6 +252,22 @@ mod tests {
             crate::PaymentEvent::PaymentCaptured(e) => {
                 assert_eq!(e.override_reason, None);
                 assert_eq!(e.amount.amount, 3_099);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_stored_v1_refund_reads_as_v2_without_allocation() {
+        let row: Value =
+            serde_json::from_str(include_str!("../fixtures/PaymentRefunded.v1.json")).unwrap();
+        let (version, payload) =
+            upcast_payload("PaymentRefunded", "1".to_owned(), row["payload"].clone());
+        assert_eq!(version, "2");
+        match serde_json::from_value::<crate::PaymentEvent>(payload).expect("v2 payload") {
+            crate::PaymentEvent::PaymentRefunded(e) => {
+                assert_eq!(e.allocation, None);
+                assert_eq!(e.amount.amount, 500);
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -219,7 +219,7 @@ pub const RULES: &[FieldRule] = &[
     FieldRule {
         area: "all",
         scope: Scope::Metadata,
-        path: "actor_subject",
+        path: "actor.subject",
         visible_to: STAFF,
         why: "who did it: account ids of other parties",
     },

@@ -12,7 +12,7 @@ use chrono::Utc;
 use ordertrail_commands::service::{CommandError, CommandOutcome};
 use ordertrail_domain::payment::{AuthorizePayment, CapturePayment, RefundPayment, VoidPayment};
 use ordertrail_domain::provider::card_payment_method;
-use ordertrail_domain::{ErrorKind, OrderStatus, PaymentCommand};
+use ordertrail_domain::{ErrorKind, Order, OrderStatus, PaymentCommand};
 use ordertrail_schemas::events::PaymentMethod;
 use ordertrail_schemas::{Money, OrderId, PaymentId};
 use serde::Deserialize;
@@ -156,17 +156,23 @@ async fn payment_command(
     Ok(CommandResponse::ok(&user, outcome))
 }
 
-/// The payment's currency (authorized or collected amount).
-async fn currency_of(
+/// The payment's currency (authorized or collected amount) and its order,
+/// which the money rules need (delivered yet? the price to allocate a refund by).
+async fn currency_and_order(
     state: &AppState,
     id: PaymentId,
-) -> Result<ordertrail_schemas::Currency, ApiError> {
+) -> Result<(ordertrail_schemas::Currency, Option<Order>), ApiError> {
     let payment = load_payment(&state.commands, id).await?;
-    payment
+    let currency = payment
         .authorized_amount()
         .or(payment.collected_amount())
         .map(|m| m.currency)
-        .ok_or_else(|| ApiError::internal(format!("payment {id} has no amount")))
+        .ok_or_else(|| ApiError::internal(format!("payment {id} has no amount")))?;
+    let order = match payment.order_id() {
+        Some(order_id) => Some(load_order(&state.commands, order_id).await?),
+        None => None,
+    };
+    Ok((currency, order))
 }
 
 /// Capture an authorization, all or part of it (ops, admin).
@@ -184,18 +190,8 @@ pub async fn capture_payment(
     req: CommandRequest<CapturePaymentRequest>,
 ) -> Result<CommandResponse, ApiError> {
     let id = PaymentId(id);
-    let payment = load_payment(&state.commands, id).await?;
-    let currency = payment
-        .authorized_amount()
-        .or(payment.collected_amount())
-        .map(|m| m.currency)
-        .ok_or_else(|| ApiError::internal(format!("payment {id} has no amount")))?;
-    let order_delivered = match payment.order_id() {
-        Some(order_id) => {
-            load_order(&state.commands, order_id).await?.status() == Some(OrderStatus::Delivered)
-        }
-        None => false,
-    };
+    let (currency, order) = currency_and_order(&state, id).await?;
+    let order_delivered = order.and_then(|o| o.status()) == Some(OrderStatus::Delivered);
     let command = CapturePayment {
         amount: req.body.amount_minor.map(|a| Money::new(a, currency)),
         order_delivered,
@@ -239,10 +235,11 @@ pub async fn refund_payment(
     req: CommandRequest<RefundPaymentRequest>,
 ) -> Result<CommandResponse, ApiError> {
     let id = PaymentId(id);
-    let currency = currency_of(&state, id).await?;
+    let (currency, order) = currency_and_order(&state, id).await?;
     let command = RefundPayment {
         amount: Money::new(req.body.amount_minor, currency),
         reason: req.body.reason.clone(),
+        order_price: order.and_then(|o| o.price().cloned()),
         now: Utc::now(),
     };
     payment_command(&state, &user, &req, id, command).await

@@ -417,9 +417,11 @@ impl Flow {
                 }
                 Some(PaymentStatus::Captured | PaymentStatus::PartiallyRefunded) => {
                     if let Some(amount) = payment.refundable_amount().filter(|m| m.amount > 0) {
+                        let order = self.order(cause, order_id).await?;
                         let refund = RefundPayment {
                             amount,
                             reason: reason.to_owned(),
+                            order_price: order.price().cloned(),
                             now: Utc::now(),
                         };
                         self.send_payment(cause, "refund_payment", payment_id, refund.into())

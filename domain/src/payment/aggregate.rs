@@ -6,7 +6,7 @@ use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 use ordertrail_schemas::events::{
     CashCollected, PaymentAuthorized, PaymentCaptured, PaymentDeclined, PaymentEvent,
-    PaymentRefunded, PaymentVoided,
+    PaymentRefunded, PaymentVoided, RefundAllocation,
 };
 use ordertrail_schemas::{Money, OrderId, PaymentId, RestaurantId, RiderId};
 use serde::{Deserialize, Serialize};
@@ -114,6 +114,9 @@ struct PaymentState {
     refunded: Money,
     /// Number of refunds recorded (numbers the next refund's reference).
     refunds: u32,
+    /// Running total of the refunds' allocations by component.
+    #[serde(default)]
+    refunded_allocation: Option<RefundAllocation>,
     fees: Money,
     collected_by: Option<RiderId>,
 }
@@ -462,6 +465,21 @@ impl PaymentState {
                 refundable,
             });
         }
+        let allocation = cmd
+            .order_price
+            .as_ref()
+            .map(|price| {
+                crate::pricing::allocate_refund(
+                    price,
+                    self.refunded_allocation.as_ref(),
+                    cmd.amount,
+                )
+            })
+            .transpose()
+            .map_err(|_| PaymentError::RefundExceedsCaptured {
+                requested: cmd.amount,
+                refundable,
+            })?;
         let reference = format!(
             "{}_refund_{}",
             self.payment_id,
@@ -477,6 +495,7 @@ impl PaymentState {
             reason: cmd.reason,
             provider_reference: refund.provider_reference,
             refunded_at: cmd.now,
+            allocation,
         }
         .into())
     }
@@ -523,6 +542,7 @@ impl Aggregate for Payment {
                     captured: None,
                     refunded: Money::zero(e.amount.currency),
                     refunds: 0,
+                    refunded_allocation: None,
                     fees: e.fee,
                     collected_by: None,
                 });
@@ -542,6 +562,7 @@ impl Aggregate for Payment {
                     captured: None,
                     refunded: Money::zero(e.amount.currency),
                     refunds: 0,
+                    refunded_allocation: None,
                     fees: Money::zero(e.amount.currency),
                     collected_by: None,
                 });
@@ -561,6 +582,7 @@ impl Aggregate for Payment {
                     captured: None,
                     refunded: Money::zero(e.amount.currency),
                     refunds: 0,
+                    refunded_allocation: None,
                     fees: Money::zero(e.amount.currency),
                     collected_by: Some(e.rider_id),
                 });
@@ -582,6 +604,12 @@ impl Aggregate for Payment {
                 if let Some(state) = self.state.as_mut() {
                     state.refunded = plus(state.refunded, e.amount);
                     state.refunds = state.refunds.saturating_add(1);
+                    if let Some(allocation) = &e.allocation {
+                        state.refunded_allocation = Some(match &state.refunded_allocation {
+                            Some(before) => crate::pricing::add_allocations(before, allocation),
+                            None => *allocation,
+                        });
+                    }
                     state.fees = plus(state.fees, e.fee);
                     let captured = state.captured.map_or(0, |c| c.amount);
                     state.status = if state.refunded.amount >= captured {

@@ -1,6 +1,7 @@
 //! Commands of the `Payment` aggregate.
 
 use chrono::{DateTime, Utc};
+use ordertrail_schemas::events::PriceBreakdown;
 use ordertrail_schemas::{Money, OrderId, PaymentId, RestaurantId, RiderId};
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +43,10 @@ pub struct VoidPayment {
 pub struct RefundPayment {
     pub amount: Money,
     pub reason: String,
+    /// The order's price (looked up by the caller): the refund is allocated
+    /// by component against it (`pricing::allocate_refund`). `None` records
+    /// no allocation (the whole amount then counts against the restaurant).
+    pub order_price: Option<PriceBreakdown>,
     pub now: DateTime<Utc>,
 }
 

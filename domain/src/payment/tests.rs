@@ -134,6 +134,7 @@ fn refunded(amount: i64, n: u32) -> PaymentRefunded {
         reason: "cold food".into(),
         provider_reference: format!("sim_refund_{}_refund_{n}", payment_id()),
         refunded_at: at(60),
+        allocation: None,
     }
 }
 
@@ -172,6 +173,7 @@ fn refund(amount: i64) -> RefundPayment {
     RefundPayment {
         amount: eur(amount),
         reason: "cold food".into(),
+        order_price: None,
         now: at(60),
     }
 }

@@ -425,6 +425,7 @@ async fn real_commands_through_the_relay_build_all_three_read_models() {
             RefundPayment {
                 amount: eur(3_071),
                 reason: "order arrived cold".into(),
+                order_price: None,
                 now: Utc::now(),
             }
             .into(),
@@ -462,7 +463,7 @@ async fn real_commands_through_the_relay_build_all_three_read_models() {
             row.total_minor,
             row.commission_minor,
         ),
-        (2_430, 199, 122, 170, 150, 3_071, 365)
+        (2_430, 199, 122, 170, 150, 3_071, Some(365))
     );
     // Capture fee: 1.4 % of 30.71 = 0.43, + 0.25.
     assert_eq!(
@@ -471,7 +472,7 @@ async fn real_commands_through_the_relay_build_all_three_read_models() {
             row.refunded_minor,
             row.provider_fees_minor
         ),
-        (3_071, 0, 68)
+        (3_071, 0, Some(68))
     );
     for (what, at) in [
         ("confirmed", row.confirmed_at),

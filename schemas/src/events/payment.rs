@@ -51,6 +51,17 @@ pub struct PaymentCaptured {
 pub mod legacy_payment {
     use super::*;
 
+    // `PaymentRefunded` version 1 (before `allocation`).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[schemars(rename = "PaymentRefunded")]
+    pub struct PaymentRefundedV1 {
+        pub amount: Money,
+        pub fee: Money,
+        pub reason: String,
+        pub provider_reference: String,
+        pub refunded_at: DateTime<Utc>,
+    }
+
     // `PaymentCaptured` version 1 (before `override_reason`); a `//` comment
     // so the published v1 schema stays byte for byte what it was.
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -70,6 +81,21 @@ pub struct PaymentVoided {
     pub voided_at: DateTime<Utc>,
 }
 
+/// What a refund takes back from each part of the order's price (see
+/// `ordertrail_domain::pricing::allocate_refund`). `items + delivery_fee +
+/// service_fee + tax + tip` is the refunded amount; the restaurant bears
+/// `items + tax` and gets `commission_reversed` back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RefundAllocation {
+    pub items: Money,
+    pub delivery_fee: Money,
+    pub service_fee: Money,
+    pub tax: Money,
+    pub tip: Money,
+    /// Commission the platform gives back on the refunded item sales.
+    pub commission_reversed: Money,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentRefunded {
     pub amount: Money,
@@ -77,6 +103,10 @@ pub struct PaymentRefunded {
     pub reason: String,
     pub provider_reference: String,
     pub refunded_at: DateTime<Utc>,
+    /// The refund by component; `None` for events first written as version 1
+    /// (the whole amount was then charged to the restaurant).
+    #[serde(default)]
+    pub allocation: Option<RefundAllocation>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -96,7 +126,7 @@ event_enum!(
         PaymentDeclined => "1",
         PaymentCaptured => "2",
         PaymentVoided => "1",
-        PaymentRefunded => "1",
+        PaymentRefunded => "2",
         CashCollected => "1",
     }
 );
