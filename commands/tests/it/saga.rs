@@ -15,9 +15,10 @@ use ordertrail_commands::saga::{self, SagaConfig};
 use ordertrail_commands::service::{CommandContext, CommandService, PlaceOrderInput};
 use ordertrail_domain::delivery::{AssignRider, CompleteDelivery, ConfirmPickup, FailDelivery};
 use ordertrail_domain::order::{AcceptOrder, CancelOrder, RejectOrder};
+use ordertrail_domain::payment::AuthorizePayment;
 use ordertrail_domain::{
-    DeliveryCommand, DeliveryStatus, Order, OrderCommand, OrderStatus, Payment, PaymentStatus,
-    SimulatedProvider,
+    DeliveryCommand, DeliveryStatus, Order, OrderCommand, OrderStatus, Payment, PaymentCommand,
+    PaymentStatus, SimulatedProvider,
 };
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
 use ordertrail_schemas::topics::all_topics;
@@ -992,4 +993,48 @@ async fn an_event_it_cannot_decode_stops_the_saga_naming_it_and_is_never_skipped
         .expect("offsets");
         assert_eq!(past, 0);
     }
+}
+
+/// Issue 13: a customer's successful card retry after a decline is not
+/// cancelled. The saga is down while the decline and the retry happen, so it
+/// sees `PaymentDeclined` when the payment is already authorized: it must
+/// look at the payment before cancelling.
+#[tokio::test]
+async fn a_successful_retry_after_a_decline_is_not_cancelled() {
+    let (env, saga) = Env::start(|_| {}).await;
+    saga.stop().await;
+    let order_id = env
+        .place(PaymentMethod::Card {
+            payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_declined"),
+        })
+        .await;
+    let order = env.order(order_id).await;
+    let price = order.price().expect("price").total;
+    let customer_actor = customer(order.customer_id().expect("customer"));
+    let payment_id = PaymentId::for_order(order_id);
+    for token in ["tok_declined", "tok_visa"] {
+        let command = AuthorizePayment {
+            payment_id,
+            order_id,
+            restaurant_id: order.restaurant_id().expect("restaurant"),
+            amount: price,
+            payment_method_ref: ordertrail_schemas::privacy::payment_method_ref(token),
+            now: Utc::now(),
+        };
+        env.service
+            .execute_payment(
+                &CommandContext::new(customer_actor.clone(), "req-retry"),
+                payment_id,
+                PaymentCommand::AuthorizePayment(command),
+            )
+            .await
+            .expect("authorize");
+    }
+    let saga = env.start_saga();
+    env.wait_order(order_id, OrderStatus::Confirmed).await;
+    env.wait_saga_caught_up().await;
+    let (order_events, payments, _) = env.history(order_id).await;
+    assert_eq!(order_events, strings(&["OrderPlaced", "OrderConfirmed"]));
+    assert_eq!(payments, strings(&["PaymentDeclined", "PaymentAuthorized"]));
+    saga.stop().await;
 }
