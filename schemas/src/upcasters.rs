@@ -11,23 +11,43 @@ use serde_json::Value;
 use crate::DeliveryId;
 use crate::privacy::{LEGACY_PREFIX, legacy_dropoff_code_hash, payment_method_ref};
 
-/// `RiderLocationReported` v1 → v2: adds `accuracy_m: null` (unknown).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RiderLocationReportedV1ToV2;
+/// Version 1 → 2 of an event that gained one optional field: the field is
+/// added as `null` (unknown / not recorded then).
+#[derive(Debug, Clone, Copy)]
+pub struct AddedOptionalField {
+    pub event_type: &'static str,
+    pub field: &'static str,
+}
 
-impl EventUpcaster for RiderLocationReportedV1ToV2 {
+impl EventUpcaster for AddedOptionalField {
     fn can_upcast(&self, event_type: &str, event_version: &str) -> bool {
-        event_type == "RiderLocationReported" && event_version == "1"
+        event_type == self.event_type && event_version == "1"
     }
 
     fn upcast(&self, mut event: SerializedEvent) -> SerializedEvent {
         if let Value::Object(payload) = &mut event.payload {
-            payload.entry("accuracy_m").or_insert(Value::Null);
+            payload.entry(self.field).or_insert(Value::Null);
         }
         event.event_version = "2".to_owned();
         event
     }
 }
+
+/// `RiderLocationReported` v1 → v2: adds `accuracy_m: null` (unknown).
+pub const RIDER_LOCATION_REPORTED_V1_TO_V2: AddedOptionalField = AddedOptionalField {
+    event_type: "RiderLocationReported",
+    field: "accuracy_m",
+};
+/// `PaymentCaptured` v1 → v2: adds `override_reason: null` (captured after delivery).
+pub const PAYMENT_CAPTURED_V1_TO_V2: AddedOptionalField = AddedOptionalField {
+    event_type: "PaymentCaptured",
+    field: "override_reason",
+};
+/// `PaymentRefunded` v1 → v2: adds `allocation: null` (not allocated by component).
+pub const PAYMENT_REFUNDED_V1_TO_V2: AddedOptionalField = AddedOptionalField {
+    event_type: "PaymentRefunded",
+    field: "allocation",
+};
 
 /// `DeliveryRequested` v1 → v2: the drop-off code in clear becomes
 /// `dropoff_code_hash` = [`legacy_dropoff_code_hash`] (the key is a server
@@ -84,50 +104,14 @@ impl EventUpcaster for OrderPlacedV1ToV2 {
     }
 }
 
-/// `PaymentCaptured` v1 → v2: adds `override_reason: null` (captured after delivery).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PaymentCapturedV1ToV2;
-
-impl EventUpcaster for PaymentCapturedV1ToV2 {
-    fn can_upcast(&self, event_type: &str, event_version: &str) -> bool {
-        event_type == "PaymentCaptured" && event_version == "1"
-    }
-
-    fn upcast(&self, mut event: SerializedEvent) -> SerializedEvent {
-        if let Value::Object(payload) = &mut event.payload {
-            payload.entry("override_reason").or_insert(Value::Null);
-        }
-        event.event_version = "2".to_owned();
-        event
-    }
-}
-
-/// `PaymentRefunded` v1 → v2: adds `allocation: null` (not allocated by component).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PaymentRefundedV1ToV2;
-
-impl EventUpcaster for PaymentRefundedV1ToV2 {
-    fn can_upcast(&self, event_type: &str, event_version: &str) -> bool {
-        event_type == "PaymentRefunded" && event_version == "1"
-    }
-
-    fn upcast(&self, mut event: SerializedEvent) -> SerializedEvent {
-        if let Value::Object(payload) = &mut event.payload {
-            payload.entry("allocation").or_insert(Value::Null);
-        }
-        event.event_version = "2".to_owned();
-        event
-    }
-}
-
 /// Every upcaster, in the order they must be applied.
 pub fn all() -> Vec<Box<dyn EventUpcaster>> {
     vec![
-        Box::new(RiderLocationReportedV1ToV2),
+        Box::new(RIDER_LOCATION_REPORTED_V1_TO_V2),
         Box::new(DeliveryRequestedV1ToV2),
         Box::new(OrderPlacedV1ToV2),
-        Box::new(PaymentCapturedV1ToV2),
-        Box::new(PaymentRefundedV1ToV2),
+        Box::new(PAYMENT_CAPTURED_V1_TO_V2),
+        Box::new(PAYMENT_REFUNDED_V1_TO_V2),
     ]
 }
 
@@ -279,6 +263,6 @@ mod tests {
         let (version, out) =
             upcast_payload("RiderLocationReported", "2".to_owned(), payload.clone());
         assert_eq!((version.as_str(), out), ("2", payload));
-        assert!(!RiderLocationReportedV1ToV2.can_upcast("OrderPlaced", "1"));
+        assert!(!RIDER_LOCATION_REPORTED_V1_TO_V2.can_upcast("OrderPlaced", "1"));
     }
 }
