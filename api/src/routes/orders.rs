@@ -168,7 +168,7 @@ async fn order_command(
         .commands
         .execute_order(&req.context(user), id, command.into())
         .await?;
-    Ok(CommandResponse::ok(&user, outcome))
+    Ok(CommandResponse::ok(user, outcome))
 }
 
 /// Execute the order command `build` makes from the order's current state
@@ -188,7 +188,7 @@ async fn checked_order_command<C: Into<OrderCommand>>(
             build(order).map(Into::into)
         })
         .await?;
-    Ok(CommandResponse::ok(&user, outcome))
+    Ok(CommandResponse::ok(user, outcome))
 }
 
 /// Place an order at a restaurant (customers; the customer is the token's subject).

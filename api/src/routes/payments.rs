@@ -153,7 +153,7 @@ async fn payment_command(
         .commands
         .execute_payment(&req.context(user), id, command.into())
         .await?;
-    Ok(CommandResponse::ok(&user, outcome))
+    Ok(CommandResponse::ok(user, outcome))
 }
 
 /// The payment's currency (authorized or collected amount) and its order,
