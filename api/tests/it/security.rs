@@ -266,3 +266,28 @@ async fn the_restaurant_reads_no_code_from_post_deliveries() {
         .await
         .assert(StatusCode::OK);
 }
+
+#[tokio::test]
+async fn staff_capture_only_after_delivery_unless_they_record_why() {
+    let app = TestApp::new().await;
+    let (order, _) = app.accepted_order().await;
+    let payment = ordertrail_schemas::PaymentId::for_order(ordertrail_schemas::OrderId(order));
+    let before = app.event_count().await;
+    app.post(&format!("/v1/payments/{payment}/capture"))
+        .token(&app.ops())
+        .send()
+        .await
+        .assert_error(StatusCode::CONFLICT, "capture_before_delivery");
+    assert_eq!(app.event_count().await, before);
+    let captured = app
+        .post(&format!("/v1/payments/{payment}/capture"))
+        .token(&app.ops())
+        .json(json!({"override_reason": "customer asked to be charged now"}))
+        .send()
+        .await;
+    captured.assert(StatusCode::OK);
+    assert_eq!(
+        captured.body["events"][0]["payload"]["override_reason"],
+        "customer asked to be charged now"
+    );
+}

@@ -1038,3 +1038,23 @@ async fn a_successful_retry_after_a_decline_is_not_cancelled() {
     assert_eq!(payments, strings(&["PaymentDeclined", "PaymentAuthorized"]));
     saga.stop().await;
 }
+
+/// Issue 13: business time is the time of the fact. The order is picked up
+/// and delivered at the rider's pickup and completion times (which decide the
+/// settlement day), not when the saga got to them.
+#[tokio::test]
+async fn pickup_and_delivery_times_are_the_riders_not_the_sagas() {
+    let (env, saga) = Env::start(|_| {}).await;
+    let order_id = env.place(PaymentMethod::Cash).await;
+    env.wait_order(order_id, OrderStatus::Confirmed).await;
+    env.run_delivery(order_id, rider_n(4)).await;
+    env.wait_order(order_id, OrderStatus::Delivered).await;
+    let delivery = DeliveryId::for_order(order_id);
+    let (_, completed, _) = env.event("Delivery", delivery, "DeliveryCompleted").await;
+    let (_, delivered, _) = env.event("Order", order_id, "OrderDelivered").await;
+    assert_eq!(delivered["delivered_at"], completed["completed_at"]);
+    let (_, pickup, _) = env.event("Delivery", delivery, "PickupConfirmed").await;
+    let (_, picked_up, _) = env.event("Order", order_id, "OrderPickedUp").await;
+    assert_eq!(picked_up["picked_up_at"], pickup["picked_up_at"]);
+    saga.stop().await;
+}
