@@ -31,6 +31,10 @@ pub struct Authorization {
 pub struct ProviderReceipt {
     /// Fee the provider charges for the operation.
     pub fee: Money,
+    /// When the provider says the operation happened, if it reports it: the
+    /// business time of a capture (recorded as `captured_at`). The simulated
+    /// provider reports none; the command's time is used then.
+    pub processed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A successful refund.
@@ -290,6 +294,7 @@ impl PaymentProvider for SimulatedProvider {
         }
         Ok(ProviderReceipt {
             fee: Self::capture_fee(amount),
+            processed_at: None,
         })
     }
 
@@ -301,6 +306,7 @@ impl PaymentProvider for SimulatedProvider {
         Self::check_reference(provider_reference)?;
         Ok(ProviderReceipt {
             fee: Money::zero(amount.currency),
+            processed_at: None,
         })
     }
 

@@ -397,7 +397,8 @@ impl PaymentState {
         Ok(PaymentCaptured {
             amount,
             fee: receipt.fee,
-            captured_at: cmd.now,
+            // Business time: the provider's capture time when it reports one.
+            captured_at: receipt.processed_at.unwrap_or(cmd.now),
             override_reason,
         }
         .into())

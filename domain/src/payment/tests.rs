@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 use super::*;
 use crate::ErrorKind;
-use crate::provider::{Authorization, PaymentProvider, ProviderError, ProviderReceipt, Refund};
+use crate::provider::{
+    Authorization, PaymentProvider, ProviderError, ProviderReceipt, Refund, SimulatedProvider,
+};
 
 fn at(minutes: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap() + TimeDelta::minutes(minutes)
@@ -880,4 +882,43 @@ fn ops_override_a_capture_before_delivery_with_a_recorded_reason() {
         "text_too_long",
         ErrorKind::Invalid,
     );
+}
+
+/// The simulated provider, except that it reports when a capture happened.
+struct ClockedProvider(SimulatedProvider);
+
+#[async_trait]
+impl PaymentProvider for ClockedProvider {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    async fn authorize(&self, r: &str, m: Money, id: &str) -> Result<Authorization, ProviderError> {
+        self.0.authorize(r, m, id).await
+    }
+    async fn capture(&self, r: &str, m: Money) -> Result<ProviderReceipt, ProviderError> {
+        let receipt = self.0.capture(r, m).await?;
+        Ok(ProviderReceipt {
+            processed_at: Some(at(35)),
+            ..receipt
+        })
+    }
+    async fn void(&self, r: &str, m: Money) -> Result<ProviderReceipt, ProviderError> {
+        self.0.void(r, m).await
+    }
+    async fn refund(&self, r: &str, m: Money, id: &str) -> Result<Refund, ProviderError> {
+        self.0.refund(r, m, id).await
+    }
+}
+
+#[test]
+fn a_capture_is_dated_by_the_provider_when_it_says_when() {
+    let services = PaymentServices::new(Arc::new(ClockedProvider(SimulatedProvider::new())));
+    // Sent at minute 40, captured by the provider at minute 35.
+    given_with(services, vec![authorized().into()], capture(None)).then_expect_events(vec![
+        PaymentCaptured {
+            captured_at: at(35),
+            ..captured()
+        }
+        .into(),
+    ]);
 }
