@@ -4,6 +4,7 @@
 #   scripts/bench.sh relay [args]          # relay catch-up and publish lag (bench/RELAY.md)
 #   scripts/bench.sh projections [args]    # projector catch-up (bench/PROJECTIONS.md)
 #   scripts/bench.sh freshness [args]      # command response -> visible through the query API
+#   scripts/bench.sh rebuild [args]        # rebuild / verify / store catch-up of each read model from >= 1M events (issue 10)
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_packages
@@ -14,9 +15,10 @@ case "$what" in
   relay) bin=relay_bench ;;
   projections) bin=projection_bench ;;
   freshness) bin=freshness_bench ;;
+  rebuild) bin=rebuild_bench ;;
   *) echo "unknown benchmark: $what" >&2; exit 2 ;;
 esac
-cargo build --release --locked -p ordertrail-api -p ordertrail-bench --bins
+cargo build --release --locked -p ordertrail-api -p ordertrail-projections -p ordertrail-bench --bins
 if [ -z "${DATABASE_URL:-}" ]; then
   PGDIR=$(mktemp -d /tmp/ordertrail-bench-pg.XXXXXX)
   PGPORT=$(free_port)

@@ -23,3 +23,7 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+# The OpenAPI contract, fuzzed for every role: no server errors, no response
+# that breaks its schema, no schema-valid request rejected.
+"$ROOT/scripts/schemathesis.sh"

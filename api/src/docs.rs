@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::AppState;
 use crate::error::{self, ERROR_CODES, ErrorBody};
+use crate::extract::{IDEMPOTENCY_KEY, MAX_IDEMPOTENCY_KEY_LEN};
 use crate::routes::{deliveries, health, orders, payments, queries, reference_data};
 
 /// Where the docs page loads its Swagger UI assets from.
@@ -28,10 +29,16 @@ const ASSETS_PREFIX: &str = "/v1/docs/assets";
     info(
         title = "Ordertrail API",
         description = "Commands of the Ordertrail delivery-commerce platform. Every `/v1` route except \
-this document and the docs page needs `Authorization: Bearer <JWT>` (HS256; roles `customer`, \
-`restaurant`, `rider`, `ops`, `admin`). Every command accepts an `Idempotency-Key`: a retry returns \
-the first answer (with `Idempotent-Replayed: true`) and appends nothing. Errors are \
-`{\"code\", \"message\", \"details\"}`; the codes are listed per status on each operation."
+this document and the docs page needs `Authorization: Bearer <JWT>` (roles `customer`, \
+`restaurant`, `rider`, `ops`, `admin`): HS256 with the local secret, or RS256/EdDSA/ES256 keys of an \
+identity provider chosen by the token's `kid`; `exp` is required, the lifetime is at most 24 hours \
+(configurable), `nbf` is honoured, `iss` and `aud` are required when the server is configured with \
+them. Requests are rate limited per token subject and per client address, commands and queries \
+separately: over the budget the answer is 429 `rate_limited` with `Retry-After`. An order, payment or \
+delivery the caller may not see answers 404, exactly like one that does not exist. Every command \
+accepts an `Idempotency-Key`: a retry returns the first answer (with `Idempotent-Replayed: true`) and \
+appends nothing. Errors are `{\"code\", \"message\", \"details\"}`; the codes are listed per status \
+on each operation."
     ),
     paths(
         orders::place_order,
@@ -68,7 +75,7 @@ the first answer (with `Idempotent-Replayed: true`) and appends nothing. Errors 
         docs_page,
     ),
     components(schemas(ErrorBody, CommandOutcome, AppendedEvent)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &IdempotencyKeyContract, &RequestBodyContract),
     tags(
         (name = "orders", description = "An order from placement to delivery"),
         (name = "payments", description = "Card authorizations, captures, voids, refunds"),
@@ -104,11 +111,95 @@ not found 404, state conflict 409, forbidden 403, unavailable 503.",
     }
 }
 
+/// States what the server enforces on `Idempotency-Key` (1..=255 visible
+/// ASCII characters) on every operation that takes it, from one place.
+struct IdempotencyKeyContract;
+
+/// The `Idempotency-Key` header's pattern: visible ASCII only.
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]+$";
+
+impl Modify for IdempotencyKeyContract {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if parameter
+                        .name
+                        .eq_ignore_ascii_case(IDEMPOTENCY_KEY.as_str())
+                    {
+                        parameter.schema = Some(
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .min_length(Some(1))
+                                .max_length(Some(MAX_IDEMPOTENCY_KEY_LEN))
+                                .pattern(Some(IDEMPOTENCY_KEY_PATTERN))
+                                .into(),
+                        );
+                        parameter.description = Some(format!(
+                            "Makes retries safe: 1..={MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters. \
+A retry with the same key and body returns the first answer; another body with it is 422 \
+`idempotency_key_reused`."
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Request-body rules the derive cannot state: every variant of a tagged
+/// request enum refuses unknown fields (as `deny_unknown_fields` does), and a
+/// restaurant's `time_zone` is one of the IANA names the server knows.
+struct RequestBodyContract;
+
+impl Modify for RequestBodyContract {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{AdditionalProperties, Schema};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for (name, schema) in &mut components.schemas {
+            if !name.ends_with("Request") {
+                continue;
+            }
+            if let RefOr::T(Schema::OneOf(one_of)) = schema {
+                for variant in &mut one_of.items {
+                    if let RefOr::T(Schema::Object(object)) = variant {
+                        object.additional_properties =
+                            Some(Box::new(AdditionalProperties::FreeForm(false)));
+                    }
+                }
+            }
+        }
+        if let Some(RefOr::T(Schema::Object(restaurant))) =
+            components.schemas.get_mut("RestaurantRequest")
+            && let Some(RefOr::T(Schema::Object(zone))) = restaurant.properties.get_mut("time_zone")
+        {
+            zone.enum_values = Some(
+                chrono_tz::TZ_VARIANTS
+                    .iter()
+                    .map(|tz| serde_json::Value::String(tz.name().to_owned()))
+                    .collect(),
+            );
+        }
+    }
+}
+
 /// The document, built once. Another route module documents itself with its own
 /// `#[derive(OpenApi)]` and joins here: `let mut doc = ApiDoc::openapi(); doc.merge(QueryDoc::openapi());`.
 static OPENAPI: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
     let mut doc = ApiDoc::openapi();
     doc.merge(queries::QueryDoc::openapi());
+    doc.merge(crate::routes::replay::ReplayDoc::openapi());
     doc
 });
 

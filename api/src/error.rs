@@ -43,8 +43,10 @@ pub const ERROR_CODES: &[(&str, StatusCode, &str)] = &[
     ("invalid_cursor", StatusCode::BAD_REQUEST, "the cursor is not a `next_cursor` of this listing and sort"),
     ("invalid_date", StatusCode::BAD_REQUEST, "a date in the path is not `YYYY-MM-DD`"),
     ("missing_token", StatusCode::UNAUTHORIZED, "no bearer token was sent"),
-    ("invalid_token", StatusCode::UNAUTHORIZED, "the bearer token is malformed, forged or names an unknown role"),
+    ("invalid_token", StatusCode::UNAUTHORIZED, "the bearer token is malformed, forged, signed with an unknown `kid`, issued in the future, has the wrong `iss`/`aud`, or names an unknown role"),
     ("token_expired", StatusCode::UNAUTHORIZED, "the bearer token has expired"),
+    ("token_not_yet_valid", StatusCode::UNAUTHORIZED, "the bearer token's `nbf` is still in the future"),
+    ("token_lifetime_too_long", StatusCode::UNAUTHORIZED, "the bearer token's lifetime (`exp - iat`, or `exp - now`) exceeds the configured maximum (24 h by default)"),
     ("payment_declined", StatusCode::PAYMENT_REQUIRED, "the card was declined; the decline is recorded (`details.outcome`)"),
     ("forbidden", StatusCode::FORBIDDEN, "the token's role or subject may not do this"),
     ("route_not_found", StatusCode::NOT_FOUND, "no such route"),
@@ -52,12 +54,15 @@ pub const ERROR_CODES: &[(&str, StatusCode, &str)] = &[
     ("payment_not_found", StatusCode::NOT_FOUND, "the payment does not exist"),
     ("delivery_not_found", StatusCode::NOT_FOUND, "the delivery does not exist"),
     ("restaurant_not_found", StatusCode::NOT_FOUND, "the restaurant does not exist"),
+    ("projector_not_found", StatusCode::NOT_FOUND, "no projector of that name"),
+    ("verify_job_not_found", StatusCode::NOT_FOUND, "no verify job with this id"),
     ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED, "the route exists, but not for this method"),
     ("concurrency_conflict", StatusCode::CONFLICT, "another command changed the aggregate first; retry"),
     ("payment_method_mismatch", StatusCode::CONFLICT, "the order is not paid the way this command assumes"),
     ("payment_not_authorized", StatusCode::CONFLICT, "a card order can only be confirmed once its payment is authorized"),
     ("rider_inactive", StatusCode::CONFLICT, "the rider is not active"),
     ("rider_not_assigned", StatusCode::CONFLICT, "the delivery has no rider assigned"),
+    ("verify_running", StatusCode::CONFLICT, "a verify of this projector is running; poll it"),
     ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE, "the body exceeds the configured limit"),
     ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE, "the body must be `application/json`"),
     ("invalid_body", StatusCode::UNPROCESSABLE_ENTITY, "the JSON does not fit the request type (`details.path`, `details.reason`)"),
@@ -70,7 +75,7 @@ pub const ERROR_CODES: &[(&str, StatusCode, &str)] = &[
     ("limit_out_of_range", StatusCode::UNPROCESSABLE_ENTITY, "`limit` must be 1..=200"),
     ("invalid_range", StatusCode::UNPROCESSABLE_ENTITY, "a range is inverted (from after to, min above max) or too long (`details.field`)"),
     ("rider_not_found", StatusCode::UNPROCESSABLE_ENTITY, "the body names a rider that does not exist"),
-    ("rate_limited", StatusCode::TOO_MANY_REQUESTS, "reserved: too many requests; retry later (not produced yet)"),
+    ("rate_limited", StatusCode::TOO_MANY_REQUESTS, "too many requests from this subject or address; retry after `Retry-After` seconds"),
     ("internal_error", StatusCode::INTERNAL_SERVER_ERROR, "a fault of ours; quote the x-request-id"),
     ("service_unavailable", StatusCode::SERVICE_UNAVAILABLE, "a dependency (database, payment provider) is down; retry later"),
 ];
@@ -237,15 +242,42 @@ impl From<sqlx::Error> for ApiError {
 
 /// Parse a JSON body into `T`, telling a syntax error (400 `malformed_json`)
 /// from JSON that does not fit `T` (422 `invalid_body`, with the JSON path).
+///
+/// A number with a zero fraction (`2.0`) is an integer, as JSON Schema says
+/// (and so the OpenAPI document): it is read as `2` wherever `T` wants one.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| json_error(e, None))?;
+    integral_floats_as_integers(&mut value);
+    let parsed = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         json_error(e.into_inner(), Some(path))
     })?;
-    de.end().map_err(|e| json_error(e, None))?;
     reject_control_characters(bytes)?;
-    Ok(value)
+    Ok(parsed)
+}
+
+/// The largest float below 2^63 and above -2^63: every float in between
+/// with a zero fraction converts to an `i64` exactly.
+const I64_FLOAT_BOUND: f64 = 9_223_372_036_854_774_784.0;
+
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && (-I64_FLOAT_BOUND..=I64_FLOAT_BOUND).contains(&f)
+            {
+                // Exact: f is integral and within i64's range.
+                #[allow(clippy::cast_possible_truncation)]
+                let i = f as i64;
+                *n = serde_json::Number::from(i);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 /// 422 `text_control_character` when any string (or key) of a JSON body
@@ -396,6 +428,8 @@ pub async fn method_not_allowed() -> ApiError {
 pub fn documented_errors(
     statuses: &[u16],
 ) -> BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     statuses
         .iter()
@@ -415,8 +449,21 @@ pub fn documented_errors(
                 _ => {}
             }
             let description = format!("Error. Codes: {}.", codes.join("; "));
-            let response = ResponseBuilder::new()
-                .description(description)
+            let mut response = ResponseBuilder::new().description(description);
+            if *status == 429 {
+                response = response.header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(
+                            ObjectBuilder::new()
+                                .schema_type(Type::Integer)
+                                .minimum(Some(1)),
+                        )
+                        .description(Some("Seconds until a retry can succeed"))
+                        .build(),
+                );
+            }
+            let response = response
                 .content(
                     "application/json",
                     ContentBuilder::new()
@@ -434,7 +481,7 @@ pub struct CommandErrors;
 
 impl utoipa::IntoResponses for CommandErrors {
     fn responses() -> BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
-        documented_errors(&[400, 401, 403, 404, 409, 413, 415, 422, 500, 503])
+        documented_errors(&[400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503])
     }
 }
 
@@ -443,7 +490,7 @@ pub struct ReadErrors;
 
 impl utoipa::IntoResponses for ReadErrors {
     fn responses() -> BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
-        documented_errors(&[400, 401, 403, 404, 500, 503])
+        documented_errors(&[400, 401, 403, 404, 429, 500, 503])
     }
 }
 
@@ -489,6 +536,11 @@ mod tests {
         assert_eq!(
             parse_json::<Body>(b"{\"n\": 1} x").unwrap_err().code(),
             "malformed_json"
+        );
+        assert_eq!(parse_json::<Body>(b"{\"n\": 2.0}").unwrap().n, 2);
+        assert_eq!(
+            parse_json::<Body>(b"{\"n\": 2.5}").unwrap_err().code(),
+            "invalid_body"
         );
         let e = parse_json::<Body>(b"{\"n\": -1}").unwrap_err();
         assert_eq!(e.code(), "invalid_body");

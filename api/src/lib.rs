@@ -15,6 +15,7 @@
 //! - [`routes`]: one module per resource; each exposes `router()`, merged in
 //!   [`app`]. Query routes join the same way (one `.merge()` line).
 //! - [`docs`]: the OpenAPI document and the self-hosted Swagger UI.
+//! - [`limits`]: per-subject and per-address rate limits, the CORS allowlist.
 //!
 //! May depend on `commands`, `domain`, `schemas` and `platform`; never on
 //! `projections` internals beyond their public query functions.
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod routes;
 
 use std::time::Duration;
@@ -32,6 +34,7 @@ use axum::extract::{DefaultBodyLimit, FromRef, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use limits::{RateLimiter, RateLimits};
 use ordertrail_commands::service::CommandService;
 use sqlx::PgPool;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -51,6 +54,10 @@ pub struct AppState {
     pub auth: AuthConfig,
     /// Request bodies above this are answered with 413 `payload_too_large`.
     pub max_body_bytes: usize,
+    /// This replica's rate limits (off unless configured).
+    pub rate_limiter: RateLimiter,
+    /// Origins browsers may call the API from (CORS); empty: none.
+    pub cors_origins: Vec<HeaderValue>,
 }
 
 impl AppState {
@@ -61,7 +68,19 @@ impl AppState {
             pool,
             auth,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            rate_limiter: RateLimiter::new(RateLimits::OFF),
+            cors_origins: Vec::new(),
         }
+    }
+
+    pub fn with_rate_limits(mut self, limits: RateLimits) -> Self {
+        self.rate_limiter = RateLimiter::new(limits);
+        self
+    }
+
+    pub fn with_cors_origins(mut self, origins: Vec<HeaderValue>) -> Self {
+        self.cors_origins = origins;
+        self
     }
 
     pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
@@ -73,12 +92,15 @@ impl AppState {
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     let max_body = state.max_body_bytes;
+    let cors = limits::cors(&state.cors_origins);
+    let rate_limit = middleware::from_fn_with_state(state.clone(), limits::rate_limit);
     Router::new()
         .merge(routes::orders::router())
         .merge(routes::payments::router())
         .merge(routes::deliveries::router())
         .merge(routes::reference_data::router())
         .merge(routes::queries::router())
+        .merge(routes::replay::router())
         .merge(routes::health::router())
         .merge(docs::router())
         .fallback(error::route_not_found)
@@ -86,6 +108,7 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
         .merge(docs::assets())
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(rate_limit)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http()
@@ -109,6 +132,7 @@ pub fn app(state: AppState) -> Router {
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(middleware::from_fn(drop_unusable_request_id))
+        .layer(cors)
 }
 
 /// Longest client-sent `x-request-id` kept (it is stored in event metadata).

@@ -3,10 +3,13 @@
 //! it), and serves [`ordertrail_api::app`] until SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use ordertrail_api::limits::{Budget, RateLimits, parse_origins};
 use ordertrail_api::{AppState, AuthConfig, DEFAULT_MAX_BODY_BYTES, app};
 use ordertrail_commands::catalog;
 use ordertrail_commands::service::CommandService;
@@ -23,9 +26,21 @@ struct Config {
     /// Address the HTTP server listens on.
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     listen_addr: SocketAddr,
-    /// HS256 secret bearer tokens are signed with (never logged).
+    /// HS256 secret for local tokens (never logged); checks tokens without
+    /// `kid`. Optional when `JWT_JWKS_FILE` names an identity provider's keys.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-    jwt_secret: String,
+    jwt_secret: Option<String>,
+    /// A `kid` for the `JWT_SECRET`: tokens with this `kid` are checked with it too.
+    #[arg(long, env = "JWT_SECRET_KID")]
+    jwt_secret_kid: Option<String>,
+    /// A JWKS file (`{"keys": [...]}`) of keys chosen by `kid`: RS256, EdDSA,
+    /// ES256 public keys of an identity provider, or HS256 `oct` keys. Re-read
+    /// every `JWT_JWKS_REFRESH_SECONDS`, so keys rotate without a restart.
+    #[arg(long, env = "JWT_JWKS_FILE")]
+    jwt_jwks_file: Option<PathBuf>,
+    /// How often the JWKS file is re-read, seconds (0: never).
+    #[arg(long, env = "JWT_JWKS_REFRESH_SECONDS", default_value_t = 60)]
+    jwt_jwks_refresh_seconds: u64,
     /// Secret the drop-off codes are derived from and stored hashed with
     /// (HMAC-SHA256; at least 16 bytes; the same in the API and the saga;
     /// never logged).
@@ -34,6 +49,32 @@ struct Config {
     /// When set, tokens must carry this `iss`.
     #[arg(long, env = "JWT_ISSUER")]
     jwt_issuer: Option<String>,
+    /// When set, tokens must carry this `aud`.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// Longest accepted token lifetime, seconds (`exp - iat`, or `exp - now` without `iat`).
+    #[arg(long, env = "JWT_MAX_LIFETIME_SECONDS", default_value_t = 86_400)]
+    jwt_max_lifetime_seconds: u64,
+    /// Commands (POST/PUT) a minute per token subject (0: unlimited). Per API replica.
+    #[arg(long, env = "RATE_LIMIT_COMMANDS_PER_SUBJECT", default_value_t = 120)]
+    rate_limit_commands_per_subject: u32,
+    /// Queries (GET) a minute per token subject (0: unlimited). Per API replica.
+    #[arg(long, env = "RATE_LIMIT_QUERIES_PER_SUBJECT", default_value_t = 600)]
+    rate_limit_queries_per_subject: u32,
+    /// Commands a minute per client address (0: unlimited). Per API replica.
+    #[arg(long, env = "RATE_LIMIT_COMMANDS_PER_ADDRESS", default_value_t = 600)]
+    rate_limit_commands_per_address: u32,
+    /// Queries a minute per client address (0: unlimited). Per API replica.
+    #[arg(long, env = "RATE_LIMIT_QUERIES_PER_ADDRESS", default_value_t = 3000)]
+    rate_limit_queries_per_address: u32,
+    /// Take the client address from the first `X-Forwarded-For` entry (only
+    /// behind a proxy that sets it).
+    #[arg(long, env = "TRUST_X_FORWARDED_FOR")]
+    trust_x_forwarded_for: bool,
+    /// Comma-separated origins browsers may call the API from
+    /// (`https://backoffice.example,http://localhost:3000`); empty: none.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = "")]
+    cors_allowed_origins: String,
     /// Largest accepted request body in bytes (larger: 413).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
@@ -59,9 +100,10 @@ struct Config {
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     ordertrail_platform::telemetry::init("ordertrail-api");
-    if config.jwt_secret.len() < 16 {
-        anyhow::bail!("JWT_SECRET must be at least 16 bytes");
-    }
+    let auth = auth_config(&config)?;
+    let cors_origins = parse_origins(&config.cors_allowed_origins)
+        .map_err(anyhow::Error::msg)
+        .context("reading CORS_ALLOWED_ORIGINS")?;
     if let Some(addr) = config.metrics_addr {
         ordertrail_platform::telemetry::serve_metrics(addr)
             .context("starting the metrics endpoint")?;
@@ -87,17 +129,91 @@ async fn main() -> anyhow::Result<()> {
         .context("DROPOFF_CODE_KEY")?;
     let commands = CommandService::new(pool, Arc::new(SimulatedProvider::new()))
         .with_dropoff_code_key(dropoff_code_key);
-    let auth = AuthConfig::new(config.jwt_secret.as_bytes(), config.jwt_issuer.clone());
-    let state = AppState::new(commands, auth).with_max_body_bytes(config.max_body_bytes);
+    if let Some(path) = config.jwt_jwks_file.clone()
+        && config.jwt_jwks_refresh_seconds > 0
+    {
+        tokio::spawn(refresh_jwks(
+            auth.clone(),
+            path,
+            Duration::from_secs(config.jwt_jwks_refresh_seconds),
+        ));
+    }
+    let limits = RateLimits {
+        commands_per_subject: Budget {
+            per_minute: config.rate_limit_commands_per_subject,
+        },
+        queries_per_subject: Budget {
+            per_minute: config.rate_limit_queries_per_subject,
+        },
+        commands_per_address: Budget {
+            per_minute: config.rate_limit_commands_per_address,
+        },
+        queries_per_address: Budget {
+            per_minute: config.rate_limit_queries_per_address,
+        },
+        trust_forwarded_for: config.trust_x_forwarded_for,
+    };
+    let state = AppState::new(commands, auth)
+        .with_max_body_bytes(config.max_body_bytes)
+        .with_rate_limits(limits)
+        .with_cors_origins(cors_origins);
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("binding {}", config.listen_addr))?;
     let local = listener.local_addr().context("reading the bound address")?;
     tracing::info!(addr = %local, docs = %format!("http://{local}/v1/docs"), "ordertrail-api listening");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(ordertrail_platform::shutdown::signal())
-        .await
-        .context("serving HTTP")?;
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(ordertrail_platform::shutdown::signal())
+    .await
+    .context("serving HTTP")?;
     tracing::info!("ordertrail-api stopped");
     Ok(())
+}
+
+/// The token rules from the configuration: the local secret and/or a JWKS file.
+fn auth_config(config: &Config) -> anyhow::Result<AuthConfig> {
+    let issuer = config.jwt_issuer.clone();
+    let auth = match &config.jwt_secret {
+        Some(secret) if secret.len() < 16 => anyhow::bail!("JWT_SECRET must be at least 16 bytes"),
+        Some(secret) => AuthConfig::new(secret.as_bytes(), issuer),
+        None if config.jwt_jwks_file.is_some() => AuthConfig::without_secret(issuer),
+        None => anyhow::bail!(
+            "set JWT_SECRET (local tokens) or JWT_JWKS_FILE (an identity provider's keys)"
+        ),
+    }
+    .with_signing_kid(config.jwt_secret_kid.clone())
+    .with_audience(config.jwt_audience.clone())
+    .with_max_lifetime(Duration::from_secs(config.jwt_max_lifetime_seconds));
+    match &config.jwt_jwks_file {
+        Some(path) => {
+            let json = std::fs::read_to_string(path)
+                .with_context(|| format!("reading JWT_JWKS_FILE {}", path.display()))?;
+            auth.with_jwks(&json)
+                .with_context(|| format!("loading JWT_JWKS_FILE {}", path.display()))
+        }
+        None => Ok(auth),
+    }
+}
+
+/// Re-read the JWKS file now and then; a file that cannot be read or parsed
+/// keeps the keys in force (and is logged).
+async fn refresh_jwks(auth: AuthConfig, path: PathBuf, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let loaded = tokio::fs::read_to_string(&path)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|json| auth.reload_jwks(&json).map_err(|e| e.to_string()));
+        match loaded {
+            Ok(keys) => tracing::debug!(keys, path = %path.display(), "JWKS reloaded"),
+            Err(error) => {
+                tracing::warn!(%error, path = %path.display(), "JWKS reload failed; keeping the keys in force");
+            }
+        }
+    }
 }

@@ -4,12 +4,23 @@
 //!
 //! May depend on every workspace crate; nothing depends on it.
 
+pub mod backlog;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ordertrail_commands::catalog::{self, seed_ids};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool};
+
+/// Environment that switches the API's rate limits off: a benchmark sends
+/// far more from one address and subject than any real caller may.
+pub const API_WITHOUT_RATE_LIMITS: [(&str, &str); 4] = [
+    ("RATE_LIMIT_COMMANDS_PER_SUBJECT", "0"),
+    ("RATE_LIMIT_QUERIES_PER_SUBJECT", "0"),
+    ("RATE_LIMIT_COMMANDS_PER_ADDRESS", "0"),
+    ("RATE_LIMIT_QUERIES_PER_ADDRESS", "0"),
+];
 
 /// An HS256 token for `role`/`sub`, valid for a day.
 pub fn mint_token(secret: &str, role: &str, sub: &str) -> Result<String> {

@@ -10,7 +10,10 @@
 //! reader has reached. The relay uses this, and so will replay and store-fed
 //! projectors; their checkpoint is a [`Position`].
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
+use ordertrail_schemas::{AggregateKind, EventEnvelope, EventMetadata, upcasters};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
@@ -116,37 +119,124 @@ pub async fn read_after<'e, E: PgExecutor<'e>>(
         .bind(limit)
         .fetch_all(executor)
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(
-                transaction_id,
-                global_position,
-                event_id,
-                aggregate_type,
-                aggregate_id,
-                sequence,
-                event_type,
-                event_version,
-                payload,
-                metadata,
-                recorded_at,
-            )| StoredEvent {
-                // xid8 is a 64-bit epoch-extended xid; real values stay far below i64::MAX.
-                transaction_id: transaction_id.unsigned_abs(),
-                global_position,
-                event_id,
-                aggregate_type,
-                aggregate_id,
-                sequence,
-                event_type,
-                event_version,
-                payload,
-                metadata,
-                recorded_at,
-            },
-        )
-        .collect())
+    Ok(rows.into_iter().map(stored_event).collect())
+}
+
+/// Like [`READ_AFTER`], only events of the given aggregate types.
+const READ_AFTER_OF_TYPES: &str = "
+SELECT e.transaction_id::text::bigint AS txid, e.global_position, e.event_id, e.aggregate_type,
+       e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at
+FROM events e
+WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2)
+  AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+  AND e.aggregate_type = ANY($4)
+ORDER BY e.transaction_id, e.global_position
+LIMIT $3";
+
+/// Up to `limit` events of `aggregate_types` after `after`, in commit order,
+/// only from transactions that finished before the oldest one still in
+/// flight (what a consumer of some aggregate types reads).
+pub async fn read_after_of_types<'e, E: PgExecutor<'e>>(
+    executor: E,
+    after: Position,
+    aggregate_types: &[&str],
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(READ_AFTER_OF_TYPES)
+        .bind(after.transaction_id.to_string())
+        .bind(after.global_position)
+        .bind(limit)
+        .bind(aggregate_types)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.into_iter().map(stored_event).collect())
+}
+
+/// The events of one aggregate with `from <= sequence <= to`, in sequence
+/// order. Every one of them has committed when a later event of the same
+/// aggregate has (the append of `n + 1` reads `n`), so no snapshot filter.
+pub async fn read_aggregate_range<'e, E: PgExecutor<'e>>(
+    executor: E,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT e.transaction_id::text::bigint AS txid, e.global_position, e.event_id, e.aggregate_type,
+                e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at
+         FROM events e
+         WHERE e.aggregate_type = $1 AND e.aggregate_id = $2 AND e.sequence BETWEEN $3 AND $4
+         ORDER BY e.sequence",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.into_iter().map(stored_event).collect())
+}
+
+fn stored_event(
+    (
+        transaction_id,
+        global_position,
+        event_id,
+        aggregate_type,
+        aggregate_id,
+        sequence,
+        event_type,
+        event_version,
+        payload,
+        metadata,
+        recorded_at,
+    ): Row,
+) -> StoredEvent {
+    StoredEvent {
+        // xid8 is a 64-bit epoch-extended xid; real values stay far below i64::MAX.
+        transaction_id: transaction_id.unsigned_abs(),
+        global_position,
+        event_id,
+        aggregate_type,
+        aggregate_id,
+        sequence,
+        event_type,
+        event_version,
+        payload,
+        metadata,
+        recorded_at,
+    }
+}
+
+impl StoredEvent {
+    /// The wire envelope of this event: payload upcast to the current
+    /// version, metadata decoded from the stored string map. The relay
+    /// publishes exactly this; store-fed consumers apply exactly this.
+    pub fn envelope(&self) -> Result<EventEnvelope, String> {
+        let kind = AggregateKind::parse(&self.aggregate_type)
+            .ok_or_else(|| format!("unknown aggregate type {:?}", self.aggregate_type))?;
+        let map: HashMap<String, String> = serde_json::from_value(self.metadata.clone())
+            .map_err(|e| format!("metadata is not a string map: {e}"))?;
+        let metadata = EventMetadata::from_map(&map).map_err(|e| e.to_string())?;
+        let (event_version, payload) = upcasters::upcast_payload(
+            &self.event_type,
+            self.event_version.clone(),
+            self.payload.clone(),
+        );
+        Ok(EventEnvelope {
+            event_id: self.event_id,
+            aggregate_type: kind,
+            aggregate_id: self.aggregate_id.clone(),
+            sequence: self.sequence,
+            global_position: self.global_position,
+            event_type: self.event_type.clone(),
+            event_version,
+            payload,
+            metadata,
+            recorded_at: self.recorded_at,
+        })
+    }
 }
 
 /// The position of the last readable event (commit order), if any.

@@ -4,11 +4,13 @@
 //! settings, and the shutdown signal.
 //!
 //! Also the commit-order reader of the event store ([`event_log`]) shared by the
-//! relay and replay.
+//! relay and replay, and the one consumer runtime ([`consumer`]) that feeds
+//! the saga and every projector from the store and from Kafka.
 //!
-//! Holds no business logic; may depend on tokio, sqlx, rdkafka, serde_json,
-//! chrono, uuid, tracing and metrics only.
+//! Holds no business logic; may depend on `schemas` (the wire contract),
+//! tokio, sqlx, rdkafka, serde, chrono, uuid, tracing and metrics only.
 
+pub mod consumer;
 pub mod db;
 pub mod event_log;
 pub mod kafka;

@@ -1,10 +1,13 @@
 //! Ordertrail's read side: the projector runtime, the read models it builds
 //! and the queries the API serves from them.
 //!
-//! - [`runtime`]: a Kafka consumer group per projector; batches of events are
-//!   applied and the consumer positions advanced in one PostgreSQL
-//!   transaction; duplicates are recognised; an event that cannot be applied
-//!   stops the projector; lag is exported as metrics and in `projector_status`.
+//! - [`runtime`]: the platform's one consumer runtime: each projector catches
+//!   up from the event store, then follows Kafka; batches of events are
+//!   applied and positions advanced in one PostgreSQL transaction;
+//!   duplicates are recognised and gaps filled from the store; an event that
+//!   cannot be applied stalls the projector visibly, never skipped.
+//! - [`replay`]: rebuild a read model from the store with an atomic swap, or
+//!   verify it row by row ([`rebuild`], [`verify`]).
 //! - One module per read model: [`order_history`], [`rider_etas`],
 //!   [`settlements`] (each also has a thin binary under `src/bin/`).
 //! - [`queries`]: the read-model queries, filtered by a [`queries::Viewer`].
@@ -25,7 +28,7 @@ use std::future::Future;
 
 use sqlx::PgPool;
 
-pub use runtime::{RuntimeConfig, RuntimeError};
+pub use runtime::{RuntimeConfig, RuntimeError, replay};
 
 /// Names of every projector, as stored in `projector_offsets`.
 pub const PROJECTORS: [&str; 3] = [order_history::NAME, rider_etas::NAME, settlements::NAME];
@@ -65,6 +68,76 @@ pub async fn run(
         }
         ProjectorKind::Settlements => {
             runtime::run(settlements::Settlements, config, pool, shutdown).await
+        }
+    }
+}
+
+/// Rebuild one read model from the event store and swap it in (see
+/// [`replay`]).
+pub async fn rebuild(
+    kind: ProjectorKind,
+    pool: &PgPool,
+    batch_size: usize,
+    progress: &mut (dyn FnMut(replay::Progress) + Send),
+) -> Result<replay::RebuildSummary, replay::ReplayError> {
+    match kind {
+        ProjectorKind::OrderHistory => {
+            replay::rebuild(order_history::OrderHistory, pool, batch_size, progress).await
+        }
+        ProjectorKind::RiderEtas(settings) => {
+            replay::rebuild(
+                rider_etas::RiderEtas::new(settings),
+                pool,
+                batch_size,
+                progress,
+            )
+            .await
+        }
+        ProjectorKind::Settlements => {
+            replay::rebuild(settlements::Settlements, pool, batch_size, progress).await
+        }
+    }
+}
+
+/// Rebuild one read model into shadow tables and compare it with the live
+/// one (see [`replay`]).
+pub async fn verify(
+    kind: ProjectorKind,
+    pool: &PgPool,
+    batch_size: usize,
+    max_differences: usize,
+    progress: &mut (dyn FnMut(replay::Progress) + Send),
+) -> Result<replay::VerifyReport, replay::ReplayError> {
+    match kind {
+        ProjectorKind::OrderHistory => {
+            replay::verify(
+                order_history::OrderHistory,
+                pool,
+                batch_size,
+                max_differences,
+                progress,
+            )
+            .await
+        }
+        ProjectorKind::RiderEtas(settings) => {
+            replay::verify(
+                rider_etas::RiderEtas::new(settings),
+                pool,
+                batch_size,
+                max_differences,
+                progress,
+            )
+            .await
+        }
+        ProjectorKind::Settlements => {
+            replay::verify(
+                settlements::Settlements,
+                pool,
+                batch_size,
+                max_differences,
+                progress,
+            )
+            .await
         }
     }
 }

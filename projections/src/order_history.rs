@@ -19,7 +19,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::rows::Table;
-use crate::runtime::{ProjectionError, Projector, SourcedEvent};
+use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent};
 
 /// The order-history projector.
 #[derive(Debug, Clone, Default)]
@@ -239,6 +239,27 @@ impl Projector for OrderHistory {
             AggregateKind::Order,
             AggregateKind::Payment,
             AggregateKind::Delivery,
+        ]
+    }
+
+    fn tables(&self) -> &'static [ReadModelTable] {
+        &[
+            ReadModelTable {
+                name: "order_history",
+                processing_time_columns: &[],
+            },
+            ReadModelTable {
+                name: "order_history_payments",
+                processing_time_columns: &[],
+            },
+            ReadModelTable {
+                name: "order_history_deliveries",
+                processing_time_columns: &[],
+            },
+            ReadModelTable {
+                name: "order_timeline",
+                processing_time_columns: &[],
+            },
         ]
     }
 

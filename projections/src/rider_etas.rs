@@ -31,7 +31,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::rows::Table;
-use crate::runtime::{ProjectionError, Projector, SourcedEvent};
+use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent};
 
 pub const NAME: &str = "rider_etas";
 
@@ -265,6 +265,13 @@ impl Projector for RiderEtas {
 
     fn sources(&self) -> &'static [AggregateKind] {
         &[AggregateKind::Delivery]
+    }
+
+    fn tables(&self) -> &'static [ReadModelTable] {
+        &[ReadModelTable {
+            name: "rider_etas",
+            processing_time_columns: &[],
+        }]
     }
 
     async fn apply(

@@ -55,7 +55,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::rows::Table;
-use crate::runtime::{ProjectionError, Projector, SourcedEvent};
+use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent};
 
 pub const NAME: &str = "settlements";
 
@@ -277,6 +277,31 @@ impl Projector for Settlements {
 
     fn sources(&self) -> &'static [AggregateKind] {
         &[AggregateKind::Order, AggregateKind::Payment]
+    }
+
+    fn tables(&self) -> &'static [ReadModelTable] {
+        &[
+            ReadModelTable {
+                name: "settlement_orders",
+                processing_time_columns: &[],
+            },
+            ReadModelTable {
+                name: "settlement_payments",
+                processing_time_columns: &[],
+            },
+            ReadModelTable {
+                name: "settlement_entries",
+                processing_time_columns: &[],
+            },
+            ReadModelTable {
+                name: "restaurant_settlement_days",
+                processing_time_columns: &[],
+            },
+            ReadModelTable {
+                name: "provider_settlement_days",
+                processing_time_columns: &[],
+            },
+        ]
     }
 
     async fn apply(

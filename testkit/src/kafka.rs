@@ -18,7 +18,16 @@ pub const MOCK_BROKERS: i32 = 3;
 
 impl TestKafka {
     pub fn start() -> Self {
-        let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        Self::start_with_prefix(&format!(
+            "t{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        ))
+    }
+
+    /// A broker (a fresh mock cluster unless `KAFKA_BROKERS` names one)
+    /// with a given topic prefix: a platform restarted on a new broker.
+    pub fn start_with_prefix(prefix: &str) -> Self {
+        let prefix = prefix.to_owned();
         match std::env::var("KAFKA_BROKERS") {
             Ok(bootstrap) if !bootstrap.trim().is_empty() => Self {
                 bootstrap,

@@ -30,11 +30,19 @@ struct Args {
     /// The issuer the server expects, if any.
     #[arg(long, env = "JWT_ISSUER")]
     jwt_issuer: Option<String>,
+    /// The audience the server expects, if any.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// The `kid` the server knows the secret by, if any.
+    #[arg(long, env = "JWT_SECRET_KID")]
+    jwt_secret_kid: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let auth = AuthConfig::new(args.jwt_secret.as_bytes(), args.jwt_issuer);
+    let auth = AuthConfig::new(args.jwt_secret.as_bytes(), args.jwt_issuer)
+        .with_audience(args.jwt_audience)
+        .with_signing_kid(args.jwt_secret_kid);
     let token = auth
         .mint(&args.role, &args.sub, args.ttl)
         .context("minting the token")?;

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::orders::ensure_restaurant_owns;
 use super::{CommandResponse, NoBody, ReasonBody, load_delivery, load_order, replayed_error};
 use crate::AppState;
 use crate::auth::{AuthUser, Authorized, RestaurantOrStaff, RiderOrStaff, RiderRole, Staff};
@@ -57,9 +58,9 @@ pub struct AssignRiderRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportLocationRequest {
-    #[schema(example = 52.5)]
+    #[schema(example = 52.5, minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
-    #[schema(example = 13.41)]
+    #[schema(example = 13.41, minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
     /// Device time of the fix (RFC 3339, UTC); never earlier than the last one.
     pub reported_at: DateTime<Utc>,
@@ -73,11 +74,12 @@ pub struct ReportLocationRequest {
 #[serde(deny_unknown_fields)]
 pub struct CompleteDeliveryRequest {
     /// The 4-digit code the customer gives the rider.
-    #[schema(example = "0427")]
+    #[schema(example = "0427", pattern = "^[0-9]{4}$")]
     pub dropoff_code: String,
 }
 
-/// The delivery, with a 403 unless the caller is its assigned rider (staff pass).
+/// The delivery, if the caller is its assigned rider (staff pass); for any
+/// other rider it does not exist (404 `delivery_not_found`, as for an unknown id).
 async fn delivery_for(
     state: &AppState,
     user: &AuthUser,
@@ -89,7 +91,10 @@ async fn delivery_for(
     }
     match (user.rider_id(), delivery.assigned_rider()) {
         (Some(me), Some(assigned)) if me == assigned => Ok((delivery, Some(me))),
-        _ => Err(ApiError::forbidden("this delivery is not assigned to you")),
+        _ => Err(ApiError::new(
+            "delivery_not_found",
+            format!("delivery {id} does not exist"),
+        )),
     }
 }
 
@@ -122,12 +127,8 @@ pub async fn request_delivery(
 ) -> Result<CommandResponse, ApiError> {
     let order_id = OrderId(req.body.order_id);
     let order = load_order(&state.commands, order_id).await?;
-    if user.role == ActorRole::Restaurant
-        && (user.restaurant_id().is_none() || user.restaurant_id() != order.restaurant_id())
-    {
-        return Err(ApiError::forbidden(
-            "this order belongs to another restaurant",
-        ));
+    if user.role == ActorRole::Restaurant {
+        ensure_restaurant_owns(&user, &order)?;
     }
     let outcome = state
         .commands

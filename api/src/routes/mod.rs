@@ -7,6 +7,7 @@ pub mod orders;
 pub mod payments;
 pub mod queries;
 pub mod reference_data;
+pub mod replay;
 pub mod visibility;
 
 use axum::http::{HeaderValue, StatusCode};
@@ -79,11 +80,13 @@ pub struct NoBody {}
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
-    /// Free text, 1..=500 characters; no control characters but `\n` and `\t`.
+    /// Free text, 1..=500 characters, not only white space; no control
+    /// characters but `\n` and `\t`.
     #[schema(
         example = "customer changed their mind",
         min_length = 1,
-        max_length = 500
+        max_length = 500,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
     )]
     pub reason: String,
 }

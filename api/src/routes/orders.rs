@@ -49,9 +49,9 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Location {
-    #[schema(example = 52.52)]
+    #[schema(example = 52.52, minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
-    #[schema(example = 13.405)]
+    #[schema(example = 13.405, minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
 }
 
@@ -70,7 +70,7 @@ impl From<Location> for GeoPoint {
 pub struct OrderItemRequest {
     pub menu_item_id: Uuid,
     /// 1..=50.
-    #[schema(example = 2)]
+    #[schema(example = 2, minimum = 1, maximum = 50)]
     pub quantity: u32,
 }
 
@@ -79,13 +79,28 @@ pub struct OrderItemRequest {
 #[serde(deny_unknown_fields)]
 pub struct DeliveryAddressRequest {
     /// 1..=200 characters, no control characters.
-    #[schema(example = "Oranienstraße 25", min_length = 1, max_length = 200)]
+    #[schema(
+        example = "Oranienstraße 25",
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub street: String,
     /// 1..=100 characters, no control characters.
-    #[schema(example = "Berlin", min_length = 1, max_length = 100)]
+    #[schema(
+        example = "Berlin",
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub city: String,
     /// 1..=16 characters, no control characters.
-    #[schema(example = "10999", min_length = 1, max_length = 16)]
+    #[schema(
+        example = "10999",
+        min_length = 1,
+        max_length = 16,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub postal_code: String,
     pub location: Location,
 }
@@ -98,7 +113,12 @@ pub enum PaymentMethodRequest {
     /// 1..=255 characters. The token is handed to the provider and never
     /// stored: events and answers carry an opaque `payment_method_ref` (`pm_...`).
     Card {
-        #[schema(min_length = 1, max_length = 255)]
+        /// Not only white space.
+        #[schema(
+            min_length = 1,
+            max_length = 255,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+        )]
         card_token: String,
     },
     /// Cash collected by the rider on delivery.
@@ -110,6 +130,8 @@ pub enum PaymentMethodRequest {
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderRequest {
     pub restaurant_id: Uuid,
+    /// At least one line.
+    #[schema(min_items = 1)]
     pub items: Vec<OrderItemRequest>,
     pub delivery_address: DeliveryAddressRequest,
     pub payment_method: PaymentMethodRequest,
@@ -124,7 +146,7 @@ pub struct PlaceOrderRequest {
 #[serde(deny_unknown_fields)]
 pub struct AcceptOrderRequest {
     /// The restaurant's estimate, 1..=180 minutes.
-    #[schema(example = 15)]
+    #[schema(example = 15, minimum = 1, maximum = 180)]
     pub preparation_minutes: u32,
 }
 
@@ -135,26 +157,40 @@ pub struct MarkPickedUpRequest {
     pub rider_id: Uuid,
 }
 
-/// 403 unless a customer caller placed this order.
+/// A customer caller who did not place this order is told it does not
+/// exist (404 `order_not_found`, as for an unknown id).
 pub(crate) fn ensure_customer_owns(user: &AuthUser, order: &Order) -> Result<(), CommandError> {
     if user.role == ActorRole::Customer
         && (user.customer_id().is_none() || user.customer_id() != order.customer_id())
     {
-        return Err(forbidden("this order belongs to another customer"));
+        return Err(hidden_order(order));
     }
     Ok(())
 }
 
-/// 403 unless the caller is the order's restaurant.
-fn ensure_restaurant_owns(user: &AuthUser, order: &Order) -> Result<(), CommandError> {
+/// A restaurant caller that is not the order's restaurant (and any caller of
+/// another role here, which the route's roles already exclude) is told the
+/// order does not exist.
+pub(crate) fn ensure_restaurant_owns(user: &AuthUser, order: &Order) -> Result<(), CommandError> {
     if user.restaurant_id().is_none() || user.restaurant_id() != order.restaurant_id() {
-        return Err(forbidden("this order belongs to another restaurant"));
+        return Err(hidden_order(order));
     }
     Ok(())
 }
 
-fn forbidden(message: &str) -> CommandError {
-    CommandError::rejected("forbidden", ErrorKind::Forbidden, message)
+/// The answer for an order the caller may not see: exactly the one for an
+/// order that does not exist, message included.
+fn hidden_order(order: &Order) -> CommandError {
+    let message = match order.order_id() {
+        Some(id) => format!("order {id} does not exist"),
+        None => "the order does not exist".to_owned(),
+    };
+    CommandError::rejected("order_not_found", ErrorKind::NotFound, message)
+}
+
+/// [`hidden_order`] as an API error.
+pub(crate) fn not_visible(id: OrderId) -> ApiError {
+    ApiError::new("order_not_found", format!("order {id} does not exist"))
 }
 
 async fn order_command(
@@ -448,12 +484,6 @@ pub async fn record_cash_collected(
 ) -> Result<CommandResponse, ApiError> {
     let order_id = OrderId(id);
     let order = load_order(&state.commands, order_id).await?;
-    if order.payment_method() != Some(&PaymentMethod::Cash) {
-        return Err(ApiError::new(
-            "payment_method_mismatch",
-            "the order is not paid in cash",
-        ));
-    }
     let assigned = match state
         .commands
         .load_delivery(DeliveryId::for_order(order_id))
@@ -462,22 +492,31 @@ pub async fn record_cash_collected(
         Some((delivery, _)) => delivery.assigned_rider(),
         None => None,
     };
+    // Who may see the order comes first: a rider not assigned to its
+    // delivery gets the same 404 as for an order that does not exist,
+    // whatever the order's payment method.
     let rider_id = if user.is_staff() {
-        assigned.or(order.rider_id()).ok_or_else(|| {
+        None
+    } else {
+        match (user.rider_id(), assigned) {
+            (Some(me), Some(assigned)) if me == assigned => Some(me),
+            _ => return Err(not_visible(order_id)),
+        }
+    };
+    if order.payment_method() != Some(&PaymentMethod::Cash) {
+        return Err(ApiError::new(
+            "payment_method_mismatch",
+            "the order is not paid in cash",
+        ));
+    }
+    let rider_id = match rider_id {
+        Some(me) => me,
+        None => assigned.or(order.rider_id()).ok_or_else(|| {
             ApiError::new(
                 "rider_not_assigned",
                 "no rider is assigned to this order's delivery",
             )
-        })?
-    } else {
-        match (user.rider_id(), assigned) {
-            (Some(me), Some(assigned)) if me == assigned => me,
-            _ => {
-                return Err(ApiError::forbidden(
-                    "this order's delivery is not assigned to you",
-                ));
-            }
-        }
+        })?,
     };
     let (restaurant_id, amount) = restaurant_and_total(&order, order_id)?;
     let payment_id = PaymentId::for_order(order_id);

@@ -41,9 +41,14 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct AuthorizePaymentRequest {
     pub order_id: Uuid,
-    /// The card token (1..=255 characters, never stored); defaults to the
-    /// card the order was placed with.
-    #[schema(example = "tok_visa", min_length = 1, max_length = 255)]
+    /// The card token (1..=255 characters, not only white space, never
+    /// stored); defaults to the card the order was placed with.
+    #[schema(
+        example = "tok_visa",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub card_token: Option<String>,
 }
 
@@ -52,11 +57,16 @@ pub struct AuthorizePaymentRequest {
 #[serde(deny_unknown_fields)]
 pub struct CapturePaymentRequest {
     /// Minor units to capture (at most the authorized amount); absent captures all of it.
+    #[schema(minimum = 1)]
     pub amount_minor: Option<i64>,
     /// Required to capture before the order is delivered (409
     /// `capture_before_delivery` without it); recorded on the event.
     /// 1..=500 characters, no control characters but `\n` and `\t`.
-    #[schema(min_length = 1, max_length = 500)]
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub override_reason: Option<String>,
 }
 
@@ -65,10 +75,16 @@ pub struct CapturePaymentRequest {
 #[serde(deny_unknown_fields)]
 pub struct RefundPaymentRequest {
     /// Minor units to refund; all refunds add up to at most the captured amount.
-    #[schema(example = 500)]
+    #[schema(example = 500, minimum = 1)]
     pub amount_minor: i64,
-    /// Free text, 1..=500 characters; no control characters but `\n` and `\t`.
-    #[schema(example = "cold food", min_length = 1, max_length = 500)]
+    /// Free text, 1..=500 characters, not only white space; no control
+    /// characters but `\n` and `\t`.
+    #[schema(
+        example = "cold food",
+        min_length = 1,
+        max_length = 500,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub reason: String,
 }
 

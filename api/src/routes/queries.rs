@@ -89,6 +89,7 @@ pub fn router() -> Router<AppState> {
         ProjectorStatus,
         ProjectorStatusList,
         OrderSort,
+        OrderStatusParam,
     )),
     tags(
         (name = "queries", description = "Read models for the back office: order history, rider ETAs, \
@@ -102,7 +103,7 @@ pub struct QueryErrors;
 
 impl utoipa::IntoResponses for QueryErrors {
     fn responses() -> BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
-        documented_errors(&[400, 401, 403, 404, 422, 500, 503])
+        documented_errors(&[400, 401, 403, 404, 422, 429, 500, 503])
     }
 }
 
@@ -176,6 +177,21 @@ const ORDER_STATUSES: [&str; 8] = [
     "cancelled",
 ];
 
+/// An order status the list can filter by (the values of [`ORDER_STATUSES`]).
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // only its schema is used: the filter is parsed as a string
+pub enum OrderStatusParam {
+    Placed,
+    Confirmed,
+    Accepted,
+    Rejected,
+    ReadyForPickup,
+    PickedUp,
+    Delivered,
+    Cancelled,
+}
+
 /// Sort of the order list, by placed time.
 #[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -193,6 +209,7 @@ pub enum OrderSort {
 #[into_params(parameter_in = Query)]
 pub struct OrderListParams {
     /// placed, confirmed, accepted, rejected, ready_for_pickup, picked_up, delivered, cancelled
+    #[param(value_type = Option<OrderStatusParam>, inline)]
     pub status: Option<String>,
     pub restaurant_id: Option<Uuid>,
     pub customer_id: Option<Uuid>,
@@ -205,8 +222,11 @@ pub struct OrderListParams {
     #[param(inline)]
     pub sort: Option<OrderSort>,
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page (same filters and sort).
+    /// The `next_cursor` of the previous page (same filters): a position,
+    /// the page continues after it in the chosen sort.
+    #[param(pattern = "^[0-9]{1,16}[.][0-9a-f]{32}$")]
     pub cursor: Option<String>,
 }
 
@@ -344,15 +364,24 @@ pub async fn rider_etas(
     Ok(Json(EtaList { items }))
 }
 
-/// `GET /v1/deliveries/active` parameters: a bounding box in degrees, all
-/// four or none.
+/// `GET /v1/deliveries/active` parameters: a bounding box in degrees. A
+/// missing corner is the edge of the map (`min_lat` -90, `max_lat` 90,
+/// `min_lon` -180, `max_lon` 180); an inverted box holds nothing.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct BoundsParams {
+    /// South edge, -90..=90 (default -90).
+    #[param(minimum = -90.0, maximum = 90.0)]
     pub min_lat: Option<f64>,
+    /// West edge, -180..=180 (default -180).
+    #[param(minimum = -180.0, maximum = 180.0)]
     pub min_lon: Option<f64>,
+    /// North edge, -90..=90 (default 90).
+    #[param(minimum = -90.0, maximum = 90.0)]
     pub max_lat: Option<f64>,
+    /// East edge, -180..=180 (default 180).
+    #[param(minimum = -180.0, maximum = 180.0)]
     pub max_lon: Option<f64>,
 }
 
@@ -371,33 +400,25 @@ pub async fn active_deliveries(
 ) -> Result<Json<EtaList>, ApiError> {
     let bounds = match (p.min_lat, p.min_lon, p.max_lat, p.max_lon) {
         (None, None, None, None) => None,
-        (Some(min_lat), Some(min_lon), Some(max_lat), Some(max_lon)) => {
-            let finite = [min_lat, min_lon, max_lat, max_lon]
-                .iter()
-                .all(|v| v.is_finite());
-            if !finite
-                || min_lat.abs() > 90.0
-                || max_lat.abs() > 90.0
-                || min_lon.abs() > 180.0
-                || max_lon.abs() > 180.0
+        (min_lat, min_lon, max_lat, max_lon) => {
+            let b = EtaBounds {
+                min_lat: min_lat.unwrap_or(-90.0),
+                min_lon: min_lon.unwrap_or(-180.0),
+                max_lat: max_lat.unwrap_or(90.0),
+                max_lon: max_lon.unwrap_or(180.0),
+            };
+            let within = |v: f64, edge: f64| v.is_finite() && v.abs() <= edge;
+            if !(within(b.min_lat, 90.0)
+                && within(b.max_lat, 90.0)
+                && within(b.min_lon, 180.0)
+                && within(b.max_lon, 180.0))
             {
                 return Err(ApiError::new(
                     "invalid_query",
                     "latitudes must be within ±90, longitudes within ±180",
                 ));
             }
-            Some(EtaBounds {
-                min_lat,
-                min_lon,
-                max_lat,
-                max_lon,
-            })
-        }
-        _ => {
-            return Err(ApiError::new(
-                "invalid_query",
-                "give all of min_lat, min_lon, max_lat, max_lon, or none",
-            ));
+            Some(b)
         }
     };
     let items = queries::etas::active_deliveries(&state.pool, viewer(&user)?, bounds)
@@ -406,14 +427,15 @@ pub async fn active_deliveries(
     Ok(Json(EtaList { items }))
 }
 
-/// A date range, both ends included (`YYYY-MM-DD`).
+/// A date range, both ends included (`YYYY-MM-DD`); `to` before `from` is
+/// an empty range (an empty answer, not an error).
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DateRangeParams {
     /// First day (`YYYY-MM-DD`).
     pub from: NaiveDate,
-    /// Last day, included (`YYYY-MM-DD`), not before `from`.
+    /// Last day, included (`YYYY-MM-DD`).
     pub to: NaiveDate,
 }
 
@@ -449,7 +471,8 @@ pub struct RestaurantSettlementList {
 }
 
 /// A restaurant's settlement figures per business day (its time zone),
-/// `from..=to`, at most 366 days (ops, admin, or that restaurant).
+/// `from..=to` (ops, admin, or that restaurant). Days without activity have
+/// no row.
 #[utoipa::path(
     get, path = "/v1/settlements/restaurants/{id}", tag = "queries",
     params(("id" = Uuid, Path, description = "Restaurant id"), DateRangeParams),
@@ -479,7 +502,7 @@ pub async fn restaurant_settlements(
 /// authorized, captured, voided, refunded and fee figures for that UTC date.
 #[utoipa::path(
     get, path = "/v1/settlements/days/{date}", tag = "queries",
-    params(("date" = String, Path, description = "The day, `YYYY-MM-DD`")),
+    params(("date" = NaiveDate, Path, description = "The day, `YYYY-MM-DD`")),
     responses((status = 200, description = "The day's summary", body = PlatformDaySummary), QueryErrors),
     security(("bearer" = []))
 )]

@@ -31,23 +31,28 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestaurantRequest {
-    #[schema(example = "Kreuzberg Burger Co.")]
+    /// 1..=200 characters, not only white space, no control characters.
+    #[schema(
+        example = "Kreuzberg Burger Co.",
+        pattern = "^[^\\x00-\\x1F\\x7F]*[^\\s\\x00-\\x1F\\x7F][^\\x00-\\x1F\\x7F]*$",
+        max_length = 200
+    )]
     pub name: String,
-    #[schema(example = 52.499)]
+    #[schema(example = 52.499, minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
-    #[schema(example = 13.418)]
+    #[schema(example = 13.418, minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
-    /// IANA time zone.
+    /// IANA time zone (the document lists every accepted name).
     #[schema(example = "Europe/Berlin")]
     pub time_zone: String,
-    /// ISO 4217 code.
-    #[schema(example = "EUR")]
+    /// ISO 4217 code: three upper-case letters.
+    #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
     pub currency: String,
     /// Platform commission on the subtotal, basis points (0..=10000).
-    #[schema(example = 1500)]
+    #[schema(example = 1500, minimum = 0, maximum = 10000)]
     pub commission_bps: i32,
     /// Tax on the subtotal, basis points (0..=10000).
-    #[schema(example = 700)]
+    #[schema(example = 700, minimum = 0, maximum = 10000)]
     pub tax_bps: i32,
     pub is_open: bool,
 }
@@ -64,10 +69,15 @@ pub struct RestaurantOpenRequest {
 #[serde(deny_unknown_fields)]
 pub struct MenuItemRequest {
     pub restaurant_id: Uuid,
-    #[schema(example = "Classic Cheeseburger")]
+    /// 1..=200 characters, not only white space, no control characters.
+    #[schema(
+        example = "Classic Cheeseburger",
+        pattern = "^[^\\x00-\\x1F\\x7F]*[^\\s\\x00-\\x1F\\x7F][^\\x00-\\x1F\\x7F]*$",
+        max_length = 200
+    )]
     pub name: String,
-    /// Price in minor units of the restaurant's currency.
-    #[schema(example = 990)]
+    /// Price in minor units of the restaurant's currency, not negative.
+    #[schema(example = 990, minimum = 0)]
     pub price_minor: i64,
     pub available: bool,
 }
@@ -76,7 +86,12 @@ pub struct MenuItemRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RiderRequest {
-    #[schema(example = "Ada K.")]
+    /// 1..=200 characters, not only white space, no control characters.
+    #[schema(
+        example = "Ada K.",
+        pattern = "^[^\\x00-\\x1F\\x7F]*[^\\s\\x00-\\x1F\\x7F][^\\x00-\\x1F\\x7F]*$",
+        max_length = 200
+    )]
     pub name: String,
     pub active: bool,
 }

@@ -62,10 +62,10 @@ async fn missing_malformed_forged_and_expired_tokens_are_401() {
     };
     let exp = Utc::now().timestamp() + 600;
     for claims in [
-        json!({"sub": customer_id, "role": "system", "exp": exp, "iat": 0}),
-        json!({"sub": customer_id, "role": "superuser", "exp": exp, "iat": 0}),
-        json!({"sub": "bob", "role": "customer", "exp": exp, "iat": 0}),
-        json!({"sub": customer_id, "role": "customer", "iat": 0}),
+        json!({"sub": customer_id, "role": "system", "exp": exp, "iat": exp - 600}),
+        json!({"sub": customer_id, "role": "superuser", "exp": exp, "iat": exp - 600}),
+        json!({"sub": "bob", "role": "customer", "exp": exp, "iat": exp - 600}),
+        json!({"sub": customer_id, "role": "customer", "iat": exp - 600}),
     ] {
         let r = app
             .post("/v1/orders")
@@ -165,13 +165,13 @@ async fn customers_act_only_on_their_own_orders() {
         .json(json!({"reason": "mine now"}))
         .send()
         .await
-        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+        .assert_error(StatusCode::NOT_FOUND, "order_not_found");
     app.post("/v1/payments")
         .token(&mallory)
         .json(json!({"order_id": order}))
         .send()
         .await
-        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+        .assert_error(StatusCode::NOT_FOUND, "order_not_found");
     assert_eq!(app.event_count().await, before);
 
     // The order's own customer may.
@@ -201,19 +201,19 @@ async fn restaurants_act_only_on_their_own_orders() {
         .json(json!({"preparation_minutes": 10}))
         .send()
         .await
-        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+        .assert_error(StatusCode::NOT_FOUND, "order_not_found");
     app.post(&format!("/v1/orders/{order}/reject"))
         .token(&other)
         .json(json!({"reason": "not ours"}))
         .send()
         .await
-        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+        .assert_error(StatusCode::NOT_FOUND, "order_not_found");
     app.post("/v1/deliveries")
         .token(&other)
         .json(json!({"order_id": order}))
         .send()
         .await
-        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+        .assert_error(StatusCode::NOT_FOUND, "order_not_found");
     assert_eq!(app.event_count().await, before);
 
     app.post(&format!("/v1/orders/{order}/reject"))
@@ -231,7 +231,8 @@ async fn riders_act_only_on_deliveries_assigned_to_them() {
     let (ada, bilal) = (rider(1), rider(2));
     let before = app.event_count().await;
 
-    // A rider may not assign someone else, nor act before being assigned.
+    // A rider may not assign someone else; before being assigned, the
+    // delivery does not exist for them (404, as for an unknown id).
     app.post(&format!("/v1/deliveries/{delivery}/assign"))
         .token(&app.rider(bilal))
         .json(json!({"rider_id": ada}))
@@ -242,7 +243,7 @@ async fn riders_act_only_on_deliveries_assigned_to_them() {
         .token(&app.rider(ada))
         .send()
         .await
-        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+        .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
     assert_eq!(app.event_count().await, before);
 
     app.post(&format!("/v1/deliveries/{delivery}/assign"))
@@ -260,24 +261,24 @@ async fn riders_act_only_on_deliveries_assigned_to_them() {
         .json(fix)
         .send()
         .await
-        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+        .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
     app.post(&format!("/v1/deliveries/{delivery}/pickup"))
         .token(&bilal_token)
         .send()
         .await
-        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+        .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
     app.post(&format!("/v1/deliveries/{delivery}/complete"))
         .token(&bilal_token)
         .json(json!({"dropoff_code": code}))
         .send()
         .await
-        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+        .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
     app.post(&format!("/v1/deliveries/{delivery}/fail"))
         .token(&bilal_token)
         .json(json!({"reason": "flat tyre"}))
         .send()
         .await
-        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+        .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
     // Unassigning and cancelling are for ops.
     app.post(&format!("/v1/deliveries/{delivery}/unassign"))
         .token(&app.rider(ada))

@@ -44,6 +44,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/settlements/days/{date}"),
     ("get", "/v1/settlements/export.csv"),
     ("get", "/v1/projectors/status"),
+    ("post", "/v1/projectors/{name}/verify"),
+    ("get", "/v1/projectors/verify/{job_id}"),
     ("get", "/health/live"),
     ("get", "/health/ready"),
     ("get", "/v1/openapi.json"),
@@ -90,6 +92,10 @@ async fn the_openapi_document_lists_every_route_with_its_errors() {
                 "{method} {path} does not document 403"
             );
             assert!(op["security"].is_array(), "{method} {path} has no security");
+            assert!(
+                op["responses"]["429"]["headers"]["Retry-After"].is_object(),
+                "{method} {path} does not document 429 with Retry-After"
+            );
         }
         if *method == "post" {
             for status in ["400", "409", "413", "415", "422"] {
@@ -136,4 +142,108 @@ async fn the_docs_page_is_served_from_local_assets_only() {
     }
     let init = app.get("/v1/docs/init.js").send().await;
     assert!(init.text.contains("/v1/openapi.json") && init.text.contains("validatorUrl: null"));
+}
+
+/// The parameter `name` of an operation.
+fn parameter<'a>(
+    doc: &'a serde_json::Value,
+    method: &str,
+    path: &str,
+    name: &str,
+) -> &'a serde_json::Value {
+    doc["paths"][path][method]["parameters"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+        .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"))
+}
+
+#[tokio::test]
+async fn the_document_states_the_constraints_the_server_enforces() {
+    let app = TestApp::new().await;
+    let doc = app.get("/v1/openapi.json").send().await.body;
+
+    // Every command states the Idempotency-Key rules.
+    for (method, path) in ROUTES.iter().filter(|(m, _)| *m == "post") {
+        let key = &parameter(&doc, method, path, "Idempotency-Key")["schema"];
+        assert_eq!(
+            key["pattern"],
+            ordertrail_api::docs::IDEMPOTENCY_KEY_PATTERN,
+            "{path}"
+        );
+        assert_eq!(
+            (key["minLength"].as_u64(), key["maxLength"].as_u64()),
+            (Some(1), Some(255)),
+            "{path}"
+        );
+    }
+    // The order list: limit bounds, the cursor's pattern, the statuses.
+    let limit = &parameter(&doc, "get", "/v1/orders", "limit")["schema"];
+    assert_eq!(
+        (limit["minimum"].as_f64(), limit["maximum"].as_f64()),
+        (Some(1.0), Some(200.0))
+    );
+    assert_eq!(
+        parameter(&doc, "get", "/v1/orders", "cursor")["schema"]["pattern"],
+        ordertrail_projections::queries::orders::CURSOR_PATTERN
+    );
+    let status = &parameter(&doc, "get", "/v1/orders", "status")["schema"];
+    assert_eq!(status["enum"].as_array().map(Vec::len), Some(8), "{status}");
+    // Dates in the path and the query are `format: date`.
+    assert_eq!(
+        parameter(&doc, "get", "/v1/settlements/days/{date}", "date")["schema"]["format"],
+        "date"
+    );
+    assert_eq!(
+        parameter(&doc, "get", "/v1/eta-accuracy", "from")["schema"]["format"],
+        "date"
+    );
+    // The bounding box: each corner bounded and optional.
+    for (name, edge) in [
+        ("min_lat", 90.0),
+        ("max_lat", 90.0),
+        ("min_lon", 180.0),
+        ("max_lon", 180.0),
+    ] {
+        let p = parameter(&doc, "get", "/v1/deliveries/active", name);
+        assert_ne!(p["required"], true, "{name}");
+        assert_eq!(
+            (
+                p["schema"]["minimum"].as_f64(),
+                p["schema"]["maximum"].as_f64()
+            ),
+            (Some(-edge), Some(edge)),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn schema_valid_requests_are_accepted() {
+    let app = TestApp::new().await;
+    // 200 characters are 200 characters, whatever their UTF-8 length.
+    let rider = uuid::Uuid::new_v4();
+    app.put(&format!("/v1/admin/riders/{rider}"))
+        .token(&app.admin())
+        .json(serde_json::json!({"name": "ü".repeat(200), "active": true}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+    // An integer spelled with a zero fraction is an integer (JSON Schema).
+    let (_, customer) = app.customer();
+    let mut body = crate::support::place_order_body(crate::support::card());
+    body["items"][0]["quantity"] = serde_json::json!(2.0);
+    body["tip_minor"] = serde_json::json!(150.0);
+    app.post("/v1/orders")
+        .token(&customer)
+        .json(body.clone())
+        .send()
+        .await
+        .assert(StatusCode::CREATED);
+    body["items"][0]["quantity"] = serde_json::json!(2.5);
+    app.post("/v1/orders")
+        .token(&customer)
+        .json(body)
+        .send()
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
 }

@@ -217,12 +217,12 @@ async fn a_cash_order_is_paid_when_the_assigned_rider_collects() {
         .await
         .assert(StatusCode::OK);
 
-    // Another rider may not record it; the assigned one may.
+    // Another rider may not record it (for them the order does not exist); the assigned one may.
     app.post(&format!("/v1/orders/{order}/cash-collected"))
         .token(&app.rider(rider(3)))
         .send()
         .await
-        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+        .assert_error(StatusCode::NOT_FOUND, "order_not_found");
     let collected = app
         .post(&format!("/v1/orders/{order}/cash-collected"))
         .token(&app.rider(rider(2)))

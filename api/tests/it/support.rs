@@ -161,12 +161,18 @@ pub fn rider(n: u128) -> Uuid {
 
 impl TestApp {
     pub async fn new() -> Self {
+        Self::configured(|state| state).await
+    }
+
+    /// The test application with its state adjusted (rate limits, CORS, ...).
+    pub async fn configured(configure: impl FnOnce(AppState) -> AppState) -> Self {
         ordertrail_testkit::init_test_logging();
         let db = TestDatabase::new().await;
         catalog::seed(&db.pool).await.expect("seed");
         let commands = CommandService::new(db.pool.clone(), Arc::new(SimulatedProvider::new()));
         let auth = AuthConfig::new(SECRET, None);
-        let state = AppState::new(commands.clone(), auth.clone()).with_max_body_bytes(MAX_BODY);
+        let state =
+            configure(AppState::new(commands.clone(), auth.clone()).with_max_body_bytes(MAX_BODY));
         Self {
             router: app(state),
             db,

@@ -83,6 +83,7 @@ async fn main() -> Result<()> {
         .env("DROPOFF_CODE_KEY", format!("dropoff-{secret}"))
         .env("DB_POOL_SIZE", config.db_pool_size.to_string())
         .env("RUST_LOG", "warn")
+        .envs(ordertrail_bench::API_WITHOUT_RATE_LIMITS)
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()

@@ -1,14 +1,13 @@
 //! Turning stored events into Kafka messages and producing a batch of them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
 use ordertrail_platform::event_log::StoredEvent;
+use ordertrail_schemas::EventEnvelope;
 use ordertrail_schemas::topics::{headers, topic_for};
-use ordertrail_schemas::{AggregateKind, EventEnvelope, EventMetadata, upcasters};
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -30,34 +29,13 @@ pub struct OutgoingMessage {
 /// The envelope of a stored event: payload upcast to the current version,
 /// metadata decoded from the stored string map.
 pub fn envelope(event: &StoredEvent) -> Result<EventEnvelope, RelayError> {
-    let unpublishable = |reason: String| RelayError::Unpublishable {
-        event_id: event.event_id,
-        position: event.position(),
-        reason,
-    };
-    let kind = AggregateKind::parse(&event.aggregate_type).ok_or_else(|| {
-        unpublishable(format!("unknown aggregate type {:?}", event.aggregate_type))
-    })?;
-    let map: HashMap<String, String> = serde_json::from_value(event.metadata.clone())
-        .map_err(|e| unpublishable(format!("metadata is not a string map: {e}")))?;
-    let metadata = EventMetadata::from_map(&map).map_err(|e| unpublishable(e.to_string()))?;
-    let (event_version, payload) = upcasters::upcast_payload(
-        &event.event_type,
-        event.event_version.clone(),
-        event.payload.clone(),
-    );
-    Ok(EventEnvelope {
-        event_id: event.event_id,
-        aggregate_type: kind,
-        aggregate_id: event.aggregate_id.clone(),
-        sequence: event.sequence,
-        global_position: event.global_position,
-        event_type: event.event_type.clone(),
-        event_version,
-        payload,
-        metadata,
-        recorded_at: event.recorded_at,
-    })
+    event
+        .envelope()
+        .map_err(|reason| RelayError::Unpublishable {
+            event_id: event.event_id,
+            position: event.position(),
+            reason,
+        })
 }
 
 /// The message for a stored event on the topics under `prefix`.

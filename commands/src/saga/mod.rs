@@ -45,10 +45,14 @@
 //!   that event's correlation id, and causation id = the event id. The command
 //!   log answers a repeated command id with its first result, so a redelivered
 //!   event never acts twice.
-//! - **Positions in PostgreSQL** (`saga_offsets`: group, topic, partition,
-//!   next offset), advanced after the event's commands are done; the consumer
-//!   seeks there on assignment and skips anything below. A `kill -9` at any
-//!   moment re-handles at most the events in flight, whose commands replay.
+//! - **One consumer runtime** ([`ordertrail_platform::consumer`], consumer
+//!   name [`SAGA_CONSUMER`]): the saga catches up from the event store, then
+//!   follows Kafka; its positions and per-aggregate sequence guard are in
+//!   PostgreSQL and recorded after an event's commands are done. A broker
+//!   that lost its data, or a topic recreated, is recognised and the saga
+//!   recovers from the store (its command ids make re-handling harmless). A
+//!   `kill -9` at any moment re-handles at most the events in flight, whose
+//!   commands replay.
 //! - **Stored timers** (`saga_timers`): timeouts and payment retries survive
 //!   restarts; a poller in this process fires them; their commands derive
 //!   their ids from the timer, so a double fire acts once.
@@ -57,14 +61,16 @@
 //!   moves on. A store outage, a concurrency conflict, or a provider outage on
 //!   capture/void/refund is retried in place with backoff (the event's
 //!   position does not advance meanwhile). An internal error, or an event the
-//!   saga cannot decode, stops the saga with an error naming the event; it
-//!   never skips one.
+//!   saga cannot decode, stalls the saga on that event: it stays up, shows as
+//!   `stalled` naming the event (status query, metrics, error log) and tries
+//!   again periodically; it never skips one.
 
 mod consumer;
 mod dispatch;
 mod flow;
-pub mod positions;
 pub mod timers;
+
+pub use consumer::SAGA_CONSUMER;
 
 use std::future::Future;
 use std::time::Duration;
@@ -72,6 +78,8 @@ use std::time::Duration;
 use rdkafka::error::KafkaError;
 use tokio::sync::watch;
 use uuid::Uuid;
+
+use ordertrail_platform::consumer::RuntimeConfig;
 
 use crate::service::{CommandError, CommandService};
 
@@ -103,8 +111,12 @@ pub struct SagaConfig {
     pub timer_poll_interval: Duration,
     /// Longest pause between in-place retries (store or provider outage).
     pub max_backoff: Duration,
-    /// How often positions of events without commands are written.
-    pub position_flush_interval: Duration,
+    /// Most events handled per batch (their positions are recorded after).
+    pub batch_size: usize,
+    /// How long the saga waits before trying an event it cannot handle again.
+    pub stall_retry: Duration,
+    /// This instance's name in the status query (default: host, pid, suffix).
+    pub instance: Option<String>,
 }
 
 impl SagaConfig {
@@ -123,7 +135,9 @@ impl SagaConfig {
             payment_retry_backoff: Duration::from_secs(5),
             timer_poll_interval: Duration::from_secs(1),
             max_backoff: Duration::from_secs(10),
-            position_flush_interval: Duration::from_secs(1),
+            batch_size: 200,
+            stall_retry: Duration::from_secs(30),
+            instance: None,
         }
     }
 }
@@ -249,12 +263,36 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let result = consumer::SagaLoop::new(config, service, stop)?.run().await;
-    watcher.abort();
-    if let Err(e) = &result {
-        tracing::error!(error = %e, "saga stopped");
+    let pool = service.pool().clone();
+    let dispatch = dispatch::Dispatcher::new(service, stop.clone(), config.max_backoff);
+    let flow = flow::Flow::new(dispatch, pool.clone(), &config);
+    let handler = consumer::SagaHandler {
+        pool: pool.clone(),
+        flow,
+    };
+    let mut runtime = RuntimeConfig::new(
+        config.brokers.clone(),
+        config.topic_prefix.clone(),
+        config.group_id.clone(),
+    );
+    runtime.tick = config.timer_poll_interval;
+    runtime.max_backoff = config.max_backoff;
+    runtime.batch_size = config.batch_size;
+    runtime.stall_retry = config.stall_retry;
+    if let Some(instance) = &config.instance {
+        runtime.instance = instance.clone();
     }
-    result
+    let mut stopped = stop.clone();
+    let result = ordertrail_platform::consumer::run(handler, runtime, pool, async move {
+        stopping(&mut stopped).await;
+    })
+    .await;
+    watcher.abort();
+    result.map_err(|e| match e {
+        ordertrail_platform::consumer::RuntimeError::Database { context, source } => {
+            SagaError::Database { context, source }
+        }
+    })
 }
 
 /// Namespace of the ids of stored timers.

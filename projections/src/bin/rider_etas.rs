@@ -1,7 +1,7 @@
 //! The rider-ETA projector.
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
     ordertrail_projections::cli::main(|args| {
         ordertrail_projections::ProjectorKind::RiderEtas(args.eta_settings())
     })

@@ -1,6 +1,6 @@
 //! The settlement-report projector.
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
     ordertrail_projections::cli::main(|_| ordertrail_projections::ProjectorKind::Settlements).await
 }

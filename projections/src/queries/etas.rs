@@ -128,8 +128,9 @@ pub async fn active_deliveries(
     push_visibility(&mut q, viewer);
     q.push(" AND e.active");
     if let Some(b) = bounds {
+        // An inverted box holds no point: an empty list, not an error.
         if b.min_lat > b.max_lat || b.min_lon > b.max_lon {
-            return Err(QueryError::invalid("bounds", "min above max"));
+            return Ok(Vec::new());
         }
         q.push(" AND coalesce(e.rider_lat, e.pickup_lat) BETWEEN ")
             .push_bind(b.min_lat)
@@ -151,14 +152,15 @@ pub async fn eta_accuracy(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Vec<EtaAccuracyDay>, QueryError> {
-    if from > to {
-        return Err(QueryError::invalid("from", "after to"));
-    }
     let restaurant = match viewer {
         Viewer::All => None,
         Viewer::Restaurant(id) => Some(id),
         Viewer::Customer(_) | Viewer::Rider(_) => return Err(QueryError::Forbidden),
     };
+    // An inverted range holds no day: an empty list, not an error.
+    if from > to {
+        return Ok(Vec::new());
+    }
     let rows = sqlx::query_as(
         "WITH done AS (
             SELECT (completed_at AT TIME ZONE 'UTC')::date AS day,

@@ -168,29 +168,33 @@ fn push_visibility(q: &mut QueryBuilder<'_, Postgres>, viewer: Viewer) {
     }
 }
 
-/// Cursor: the sort direction and the last row's (placed_at, order_id).
-fn encode_cursor(sort: SortOrder, placed_at: DateTime<Utc>, order_id: Uuid) -> String {
-    let dir = match sort {
-        SortOrder::Desc => 'd',
-        SortOrder::Asc => 'a',
-    };
-    hex::encode(format!("{dir}:{}:{order_id}", placed_at.timestamp_micros()))
+/// What every cursor looks like (stated in the OpenAPI document): the last
+/// row's `placed_at` in microseconds since the epoch, a dot, and its order
+/// id as 32 hex digits. Every string of this shape is a position, valid for
+/// either sort direction (the page continues after it in the chosen order).
+pub const CURSOR_PATTERN: &str = "^[0-9]{1,16}[.][0-9a-f]{32}$";
+
+/// Cursor: the last row's (placed_at, order_id).
+fn encode_cursor(placed_at: DateTime<Utc>, order_id: Uuid) -> String {
+    format!(
+        "{}.{}",
+        placed_at.timestamp_micros().max(0),
+        order_id.simple()
+    )
 }
 
-fn decode_cursor(sort: SortOrder, cursor: &str) -> Result<(DateTime<Utc>, Uuid), QueryError> {
+fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), QueryError> {
     let bad = || QueryError::invalid("cursor", "not a cursor of this listing");
-    let text = String::from_utf8(hex::decode(cursor).map_err(|_| bad())?).map_err(|_| bad())?;
-    let mut parts = text.splitn(3, ':');
-    let dir = parts.next().ok_or_else(bad)?;
-    let expected = match sort {
-        SortOrder::Desc => "d",
-        SortOrder::Asc => "a",
-    };
-    if dir != expected {
+    let (micros, id) = cursor.split_once('.').ok_or_else(bad)?;
+    let well_formed = (1..=16).contains(&micros.len())
+        && micros.bytes().all(|b| b.is_ascii_digit())
+        && id.len() == 32
+        && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !well_formed {
         return Err(bad());
     }
-    let micros: i64 = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
-    let id = Uuid::parse_str(parts.next().ok_or_else(bad)?).map_err(|_| bad())?;
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    let id = Uuid::parse_str(id).map_err(|_| bad())?;
     let at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
     Ok((at, id))
 }
@@ -208,10 +212,14 @@ pub async fn list_orders(
             format!("must be 1..={MAX_LIMIT}"),
         ));
     }
+    // An inverted range holds no order: an empty page, not an error.
     if let (Some(from), Some(to)) = (filter.placed_from, filter.placed_to)
         && from > to
     {
-        return Err(QueryError::invalid("placed_from", "after placed_to"));
+        return Ok(OrderPage {
+            orders: Vec::new(),
+            next_cursor: None,
+        });
     }
     let mut q = QueryBuilder::<Postgres>::new(SELECT);
     push_visibility(&mut q, viewer);
@@ -238,7 +246,7 @@ pub async fn list_orders(
         SortOrder::Asc => (">", "ASC"),
     };
     if let Some(cursor) = &filter.cursor {
-        let (at, id) = decode_cursor(filter.sort, cursor)?;
+        let (at, id) = decode_cursor(cursor)?;
         q.push(" AND (o.placed_at, o.order_id) ")
             .push(cmp)
             .push(" (")
@@ -256,7 +264,7 @@ pub async fn list_orders(
         orders.truncate(limit as usize);
         orders
             .last()
-            .map(|o| encode_cursor(filter.sort, o.placed_at, o.order_id))
+            .map(|o| encode_cursor(o.placed_at, o.order_id))
     } else {
         None
     };

@@ -9,4 +9,5 @@ mod queries;
 mod rider_etas;
 mod runtime;
 mod settlements;
+mod store_truth;
 mod support;

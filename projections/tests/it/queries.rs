@@ -226,7 +226,10 @@ async fn filters_pagination_and_visibility() {
     // Every projector is listed, with its lag.
     let status = queries::projector_status(pool).await.unwrap_or_default();
     let names: Vec<&str> = status.iter().map(|s| s.projector.as_str()).collect();
-    assert_eq!(names, ["order_history", "rider_etas", "settlements"]);
+    assert_eq!(
+        names,
+        ["order_history", "rider_etas", "settlements", "saga"]
+    );
     assert_eq!(status[0].events_applied, s.envelopes.len() as i64);
     assert_eq!(status[0].events_behind, 0);
 }

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use ordertrail_projections::ProjectorKind;
 use ordertrail_projections::queries::{self, Viewer};
-use ordertrail_projections::{ProjectorKind, RuntimeError};
 use ordertrail_schemas::*;
 use ordertrail_testkit::eventually;
 use ordertrail_testkit::pg::TestDatabase;
@@ -249,61 +249,99 @@ async fn two_instances_split_partitions_and_build_the_same_model_as_one() {
     assert_eq!(rows, 40);
 }
 
+/// The status query's entry for one consumer, once `check` holds for it.
+async fn status_where(
+    pool: &PgPool,
+    consumer: &str,
+    what: &str,
+    check: impl Fn(&queries::ProjectorStatus) -> bool,
+) -> queries::ProjectorStatus {
+    eventually(what, Duration::from_secs(60), || async {
+        let all = queries::projector_status(pool).await.ok()?;
+        all.into_iter()
+            .find(|s| s.projector == consumer)
+            .filter(|s| check(s))
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_it_cannot_apply_stops_the_projector_naming_it() {
+async fn an_event_it_cannot_apply_stalls_the_projector_visibly_naming_it() {
     let mut env = Env::start().await;
     let restaurant = RestaurantId::new_random();
-    let (script, specs) = scripted_day(restaurant, CustomerId::new_random(), RiderId::new_random());
-    let key = specs[0].order.to_string();
+    let (script, _specs) =
+        scripted_day(restaurant, CustomerId::new_random(), RiderId::new_random());
     // An unknown event type on the orders topic, first on its partition.
     let mut bad = script.envelopes[0].clone();
     bad.event_type = "OrderTeleported".into();
     bad.payload = serde_json::json!({"type": "OrderTeleported"});
     env.produce(&[bad.clone()]).await;
-    let run = tokio::spawn(ordertrail_projections::run(
-        ProjectorKind::OrderHistory,
-        env.config("poison"),
-        env.pool().clone(),
-        std::future::pending(),
-    ));
-    let result = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .unwrap_or_else(|_| panic!("projector did not stop"))
-        .unwrap_or_else(|e| panic!("task: {e}"));
-    let err = match result {
-        Err(e @ RuntimeError::Projection { .. }) => e.to_string(),
-        other => panic!("expected a projection error, got {other:?}"),
-    };
-    assert!(
-        err.contains(&format!("{}.orders", env.kafka.prefix)),
-        "{err}"
+    let mut config = env.config("poison");
+    config.heartbeat = Duration::from_millis(100);
+    let running = Running::spawn(ProjectorKind::OrderHistory, config, env.pool().clone());
+    let status = status_where(env.pool(), "order_history", "order history stalled", |s| {
+        s.state == "stalled"
+    })
+    .await;
+    let event = status
+        .stalled_event
+        .clone()
+        .expect("the stalled event is named");
+    assert_eq!(
+        event["event_id"],
+        serde_json::json!(bad.event_id),
+        "{event}"
     );
-    assert!(err.contains("offset 0"), "{err}");
-    assert!(err.contains(&bad.event_id.to_string()), "{err}");
-    let _ = key;
-    // Nothing applied, position not advanced past it.
+    assert_eq!(event["event_type"], "OrderTeleported", "{event}");
+    let origin = event["origin"].as_str().unwrap_or_default();
+    assert!(
+        origin.contains(&format!("{}.orders", env.kafka.prefix)) && origin.contains("offset 0"),
+        "{origin}"
+    );
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains(&bad.event_id.to_string())),
+        "{status:?}"
+    );
+    // It stays up, applies nothing past the event and does not skip it.
+    assert!(!running.handle.is_finished(), "the projector keeps running");
     let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM order_history")
         .fetch_one(env.pool())
         .await
         .unwrap_or_default();
     assert_eq!(applied, 0);
+    let past: Option<i64> = sqlx::query_scalar(
+        "SELECT max(next_offset) FROM projector_offsets WHERE projector = 'order_history'",
+    )
+    .fetch_one(env.pool())
+    .await
+    .unwrap_or_default();
+    assert_eq!(
+        past.unwrap_or(0),
+        0,
+        "its position did not move past the event"
+    );
+    running.stop().await;
 
-    // An undecodable message stops it too.
+    // An undecodable message stalls it too, naming where it sits.
     let mut env2 = Env::start().await;
     env2.produce_raw(AggregateKind::Payment, "k", b"not json")
         .await;
-    let result = ordertrail_projections::run(
-        ProjectorKind::Settlements,
-        env2.config("poison2"),
-        env2.pool().clone(),
-        std::future::pending(),
-    );
-    let result = tokio::time::timeout(Duration::from_secs(60), result)
-        .await
-        .unwrap_or_else(|_| panic!("projector did not stop"));
-    let err = result.err().map(|e| e.to_string()).unwrap_or_default();
+    let mut config = env2.config("poison2");
+    config.heartbeat = Duration::from_millis(100);
+    let running = Running::spawn(ProjectorKind::Settlements, config, env2.pool().clone());
+    let status = status_where(env2.pool(), "settlements", "settlements stalled", |s| {
+        s.state == "stalled"
+    })
+    .await;
+    let event = status.stalled_event.clone().expect("stalled event");
+    let reason = event["reason"].as_str().unwrap_or_default();
+    let origin = event["origin"].as_str().unwrap_or_default();
     assert!(
-        err.contains("cannot decode envelope") && err.contains("payments"),
-        "{err}"
+        reason.contains("cannot decode envelope") && origin.contains("payments"),
+        "{event}"
     );
+    running.stop().await;
 }

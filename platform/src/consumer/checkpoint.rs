@@ -1,5 +1,6 @@
-//! Positions (`projector_offsets`) and the sequence guard
-//! (`projector_sequences`), read and written inside the batch transaction.
+//! Kafka positions (`projector_offsets`) and the sequence guard
+//! (`projector_sequences`), both keyed by consumer name (a projector or the
+//! saga), read and written inside the batch transaction.
 
 use std::collections::HashMap;
 
@@ -18,6 +19,9 @@ pub struct StoredPosition {
     /// Events applied from this partition by the batch.
     pub events_applied: i64,
     pub last_recorded_at: Option<DateTime<Utc>>,
+    /// Event id of the message at `next_offset - 1` (the last one read), by
+    /// which the partition's incarnation is checked on assignment.
+    pub last_event_id: Option<uuid::Uuid>,
 }
 
 /// Lock the positions of `partitions` (sorted, so instances never deadlock)
@@ -69,6 +73,25 @@ pub(super) async fn read_positions(
     Ok(rows.into_iter().map(|(t, p, n)| ((t, p), n)).collect())
 }
 
+/// Stored positions of every partition of `consumer` with the event id of
+/// the last message read from each (for the incarnation check).
+pub(super) async fn positions_with_ids(
+    pool: &PgPool,
+    consumer: &str,
+) -> Result<HashMap<(String, i32), (i64, Option<uuid::Uuid>)>, sqlx::Error> {
+    let rows: Vec<(String, i32, i64, Option<uuid::Uuid>)> = sqlx::query_as(
+        "SELECT topic, partition, next_offset, last_event_id FROM projector_offsets
+         WHERE projector = $1 AND next_offset > 0",
+    )
+    .bind(consumer)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(t, p, n, e)| ((t, p), (n, e)))
+        .collect())
+}
+
 /// Write the positions reached by a batch.
 pub(super) async fn store_positions(
     tx: &mut PgConnection,
@@ -83,16 +106,19 @@ pub(super) async fn store_positions(
     let applied: Vec<i64> = positions.iter().map(|p| p.events_applied).collect();
     let recorded: Vec<Option<DateTime<Utc>>> =
         positions.iter().map(|p| p.last_recorded_at).collect();
+    let last_ids: Vec<Option<uuid::Uuid>> = positions.iter().map(|p| p.last_event_id).collect();
     sqlx::query(
         "UPDATE projector_offsets o
-         SET next_offset = x.n,
+         SET next_offset = greatest(o.next_offset, x.n),
              high_watermark = greatest(o.high_watermark, x.h),
              events_applied = o.events_applied + x.a,
              last_recorded_at = coalesce(x.r, o.last_recorded_at),
              instance = $8,
+             last_event_id = CASE WHEN x.n >= o.next_offset THEN coalesce(x.e, o.last_event_id)
+                                  ELSE o.last_event_id END,
              updated_at = now()
-         FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::bigint[], $7::timestamptz[])
-              AS x(t, p, n, h, a, r)
+         FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::bigint[], $7::timestamptz[], $9::uuid[])
+              AS x(t, p, n, h, a, r, e)
          WHERE o.projector = $1 AND o.topic = x.t AND o.partition = x.p",
     )
     .bind(projector)
@@ -103,6 +129,7 @@ pub(super) async fn store_positions(
     .bind(&applied)
     .bind(&recorded)
     .bind(instance)
+    .bind(&last_ids)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -199,7 +226,7 @@ pub(super) async fn store_sequences(
         "INSERT INTO projector_sequences (projector, aggregate_type, aggregate_id, last_sequence)
          SELECT $1, t, i, s FROM unnest($2::text[], $3::text[], $4::bigint[]) AS x(t, i, s)
          ON CONFLICT (projector, aggregate_type, aggregate_id)
-         DO UPDATE SET last_sequence = EXCLUDED.last_sequence",
+         DO UPDATE SET last_sequence = greatest(projector_sequences.last_sequence, EXCLUDED.last_sequence)",
     )
     .bind(projector)
     .bind(&types)
@@ -208,4 +235,32 @@ pub(super) async fn store_sequences(
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// Partitions whose stored position lies beyond the high watermark the
+/// broker reports now: the topic was recreated or the broker lost data.
+pub(super) async fn beyond_end(
+    pool: &PgPool,
+    consumer: &str,
+    watermarks: &HashMap<(String, i32), i64>,
+) -> Result<Vec<(String, i32)>, sqlx::Error> {
+    if watermarks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let topics: Vec<&str> = watermarks.keys().map(|(t, _)| t.as_str()).collect();
+    let numbers: Vec<i32> = watermarks.keys().map(|(_, p)| *p).collect();
+    let high: Vec<i64> = watermarks.values().copied().collect();
+    let rows: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT o.topic, o.partition FROM projector_offsets o
+         JOIN unnest($2::text[], $3::int[], $4::bigint[]) AS x(t, p, h)
+           ON o.topic = x.t AND o.partition = x.p
+         WHERE o.projector = $1 AND o.next_offset > x.h",
+    )
+    .bind(consumer)
+    .bind(&topics)
+    .bind(&numbers)
+    .bind(&high)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
 }

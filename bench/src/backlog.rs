@@ -1,0 +1,307 @@
+//! A backlog of realistic order lifecycles as event envelopes, for the
+//! benchmarks that feed projectors from Kafka or from the event store: each
+//! order is placed, authorized, confirmed, accepted, delivered with location
+//! fixes and captured.
+
+use anyhow::Context;
+use chrono::{DateTime, TimeZone, Utc};
+use ordertrail_schemas::events::*;
+use ordertrail_schemas::*;
+use uuid::Uuid;
+
+fn eur(amount: i64) -> Money {
+    Money::new(amount, Currency::EUR)
+}
+
+fn metadata() -> EventMetadata {
+    EventMetadata {
+        command_id: Uuid::new_v4(),
+        correlation_id: Uuid::new_v4(),
+        causation_id: Uuid::new_v4(),
+        actor: Actor {
+            subject: "bench".into(),
+            role: ActorRole::System,
+        },
+        request_id: "bench".into(),
+    }
+}
+
+/// Envelopes of realistic order lifecycles, numbered as the store would.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    pub envelopes: Vec<EventEnvelope>,
+    pub position: i64,
+}
+
+impl Backlog {
+    fn push<E: serde::Serialize>(
+        &mut self,
+        kind: AggregateKind,
+        id: Uuid,
+        seq: &mut i64,
+        (name, version): (&str, &str),
+        event: &E,
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        *seq += 1;
+        self.position += 1;
+        self.envelopes.push(EventEnvelope {
+            event_id: Uuid::new_v4(),
+            aggregate_type: kind,
+            aggregate_id: id.to_string(),
+            sequence: *seq,
+            global_position: self.position,
+            event_type: name.into(),
+            event_version: version.into(),
+            payload: serde_json::to_value(event)?,
+            metadata: metadata(),
+            recorded_at: at,
+        });
+        Ok(())
+    }
+
+    fn order(
+        &mut self,
+        id: OrderId,
+        seq: &mut i64,
+        e: impl Into<OrderEvent>,
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let e: OrderEvent = e.into();
+        self.push(
+            AggregateKind::Order,
+            id.0,
+            seq,
+            (e.type_name(), e.version()),
+            &e,
+            at,
+        )
+    }
+
+    fn payment(
+        &mut self,
+        id: PaymentId,
+        seq: &mut i64,
+        e: impl Into<PaymentEvent>,
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let e: PaymentEvent = e.into();
+        self.push(
+            AggregateKind::Payment,
+            id.0,
+            seq,
+            (e.type_name(), e.version()),
+            &e,
+            at,
+        )
+    }
+
+    fn delivery(
+        &mut self,
+        id: DeliveryId,
+        seq: &mut i64,
+        e: impl Into<DeliveryEvent>,
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let e: DeliveryEvent = e.into();
+        self.push(
+            AggregateKind::Delivery,
+            id.0,
+            seq,
+            (e.type_name(), e.version()),
+            &e,
+            at,
+        )
+    }
+}
+
+/// One delivered card order with `reports` location fixes.
+pub fn order(
+    b: &mut Backlog,
+    i: usize,
+    reports: usize,
+    restaurants: &[RestaurantId],
+) -> anyhow::Result<()> {
+    let m = chrono::Duration::minutes;
+    let start = Utc
+        .with_ymd_and_hms(2025, 1, 1, 8, 0, 0)
+        .single()
+        .context("start time")?;
+    let placed = start + chrono::Duration::seconds(i as i64 * 3);
+    let order = OrderId::new_random();
+    let restaurant = restaurants[i % restaurants.len()];
+    let pay = PaymentId::for_order(order);
+    let del = DeliveryId::for_order(order);
+    let rider = RiderId::new_random();
+    let pickup = GeoPoint {
+        lat: 52.52,
+        lon: 13.405,
+    };
+    let dropoff = GeoPoint {
+        lat: 52.53,
+        lon: 13.43,
+    };
+    let total = 2_899 + 319 + 145 + 203 + 150;
+    let (mut so, mut sp, mut sd) = (0, 0, 0);
+    b.order(
+        order,
+        &mut so,
+        OrderPlaced {
+            order_id: order,
+            customer_id: CustomerId::new_random(),
+            restaurant_id: restaurant,
+            restaurant_location: pickup,
+            restaurant_time_zone: "Europe/Berlin".into(),
+            lines: vec![OrderLine {
+                menu_item_id: MenuItemId(Uuid::from_u128(1)),
+                name: "Pizza".into(),
+                unit_price: eur(2_899),
+                quantity: 1,
+                line_total: eur(2_899),
+            }],
+            delivery_address: DeliveryAddress {
+                street: "Karl-Marx-Allee 1".into(),
+                city: "Berlin".into(),
+                postal_code: "10178".into(),
+                location: dropoff,
+            },
+            payment_method: PaymentMethod::Card {
+                payment_method_ref: "pm_0123456789abcdef0123456789abcdef".into(),
+            },
+            price: PriceBreakdown {
+                subtotal: eur(2_899),
+                delivery_fee: eur(319),
+                service_fee: eur(145),
+                tax: eur(203),
+                tip: eur(150),
+                total: eur(total),
+                commission: eur(435),
+            },
+            placed_at: placed,
+        },
+        placed,
+    )?;
+    b.payment(
+        pay,
+        &mut sp,
+        PaymentAuthorized {
+            payment_id: pay,
+            order_id: order,
+            restaurant_id: restaurant,
+            amount: eur(total),
+            provider: "simulated".into(),
+            provider_reference: "auth".into(),
+            fee: eur(25),
+            authorized_at: placed,
+        },
+        placed,
+    )?;
+    b.order(
+        order,
+        &mut so,
+        OrderConfirmed {
+            payment_id: Some(pay),
+            confirmed_at: placed,
+        },
+        placed,
+    )?;
+    b.order(
+        order,
+        &mut so,
+        OrderAccepted {
+            preparation_minutes: 15,
+            ready_by: placed + m(15),
+            accepted_at: placed + m(1),
+        },
+        placed + m(1),
+    )?;
+    b.delivery(
+        del,
+        &mut sd,
+        DeliveryRequested {
+            delivery_id: del,
+            order_id: order,
+            restaurant_id: restaurant,
+            pickup,
+            dropoff,
+            dropoff_code_hash: format!("hmac-sha256:{}", "0".repeat(64)),
+            ready_by: Some(placed + m(15)),
+            requested_at: placed + m(1),
+        },
+        placed + m(1),
+    )?;
+    b.delivery(
+        del,
+        &mut sd,
+        RiderAssigned {
+            rider_id: rider,
+            assigned_at: placed + m(2),
+        },
+        placed + m(2),
+    )?;
+    for r in 0..reports {
+        let at = placed + m(3) + chrono::Duration::seconds(r as i64 * 15);
+        let location = GeoPoint {
+            lat: 52.50 + r as f64 * 0.001,
+            lon: 13.405,
+        };
+        b.delivery(
+            del,
+            &mut sd,
+            RiderLocationReported {
+                rider_id: rider,
+                location,
+                reported_at: at,
+                accuracy_m: Some(8),
+            },
+            at,
+        )?;
+    }
+    b.delivery(
+        del,
+        &mut sd,
+        PickupConfirmed {
+            rider_id: rider,
+            picked_up_at: placed + m(16),
+        },
+        placed + m(16),
+    )?;
+    b.order(
+        order,
+        &mut so,
+        OrderPickedUp {
+            rider_id: rider,
+            picked_up_at: placed + m(16),
+        },
+        placed + m(16),
+    )?;
+    b.delivery(
+        del,
+        &mut sd,
+        DeliveryCompleted {
+            rider_id: rider,
+            completed_at: placed + m(30),
+        },
+        placed + m(30),
+    )?;
+    b.order(
+        order,
+        &mut so,
+        OrderDelivered {
+            delivered_at: placed + m(30),
+        },
+        placed + m(30),
+    )?;
+    b.payment(
+        pay,
+        &mut sp,
+        PaymentCaptured {
+            amount: eur(total),
+            fee: eur(35),
+            captured_at: placed + m(30),
+            override_reason: None,
+        },
+        placed + m(30),
+    )?;
+    Ok(())
+}

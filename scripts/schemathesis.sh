@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Fuzzes the API against its own OpenAPI document with Schemathesis, once per
+# role (customer, restaurant, rider, ops, admin), and fails on any finding:
+#   - a server error (5xx),
+#   - a response that does not match its documented schema,
+#   - a schema-valid request the server rejects (400/422).
+#
+# Bounded: SCHEMATHESIS_MAX_EXAMPLES (default 5) examples per operation and
+# role, about 2-3 minutes on 2 cores once the API is built. Builds the API
+# (debug profile, shared with `cargo nextest`), starts it on a free port
+# against a scratch database (migrated and seeded by the API itself), and
+# stops both at the end. PostgreSQL: the cluster DATABASE_URL names (a
+# scratch database is created in it and dropped), else a private cluster.
+# Schemathesis is installed into a virtualenv (pinned version) on first use.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+ensure_packages
+
+SCHEMATHESIS_VERSION=4.32.5
+MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-10}
+VENV=${SCHEMATHESIS_VENV:-$ROOT/.local/schemathesis-venv}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+WORK=$(mktemp -d /tmp/ordertrail-schemathesis.XXXXXX)
+API_PID="" PGDIR="" SCRATCH_DB=""
+
+cleanup() {
+  [ -n "$API_PID" ] && kill "$API_PID" 2>/dev/null && wait "$API_PID" 2>/dev/null
+  if [ -n "$SCRATCH_DB" ]; then
+    "$(pg_bindir)/psql" "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$SCRATCH_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
+  if [ -n "$PGDIR" ]; then stop_private_pg "$PGDIR"; rm -rf "$PGDIR" "$PGDIR.initdb.log"; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [ ! -x "$VENV/bin/schemathesis" ] || ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  log "installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  PGDIR=$(mktemp -d /tmp/ordertrail-st-pg.XXXXXX)
+  PGPORT=$(free_port)
+  log "starting a private PostgreSQL on 127.0.0.1:$PGPORT"
+  start_private_pg "$PGDIR" "$PGPORT" off
+  DATABASE_URL="postgres://ordertrail@127.0.0.1:$PGPORT/ordertrail"
+fi
+# A scratch database next to the one DATABASE_URL names.
+ADMIN_URL="${DATABASE_URL%/*}/postgres"
+SCRATCH_DB="schemathesis_$(date +%s)_$$"
+"$(pg_bindir)/psql" "$ADMIN_URL" -qc "CREATE DATABASE \"$SCRATCH_DB\"" >/dev/null
+API_DB_URL="${DATABASE_URL%/*}/$SCRATCH_DB"
+
+log "building the API"
+cargo build -q --locked -p ordertrail-api --bins
+export JWT_SECRET
+JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+PORT=$(free_port)
+BASE="http://127.0.0.1:$PORT"
+# Rate limits off: the fuzzer sends bursts from one address and one subject.
+DATABASE_URL="$API_DB_URL" LISTEN_ADDR="127.0.0.1:$PORT" \
+  RATE_LIMIT_COMMANDS_PER_SUBJECT=0 RATE_LIMIT_QUERIES_PER_SUBJECT=0 \
+  RATE_LIMIT_COMMANDS_PER_ADDRESS=0 RATE_LIMIT_QUERIES_PER_ADDRESS=0 \
+  RUST_LOG=${RUST_LOG:-warn} \
+  "$TARGET/debug/ordertrail-api" --migrate --seed >"$WORK/api.log" 2>&1 &
+API_PID=$!
+for _ in $(seq 1 120); do
+  curl -fsS "$BASE/health/ready" >/dev/null 2>&1 && break
+  kill -0 "$API_PID" 2>/dev/null || { cat "$WORK/api.log" >&2; exit 1; }
+  sleep 0.5
+done
+curl -fsS "$BASE/health/ready" >/dev/null || { log "the API did not become ready"; cat "$WORK/api.log" >&2; exit 1; }
+
+# One token per role; seed ids for the restaurant and the rider.
+declare -A SUBJECTS=(
+  [customer]=$(python3 -c 'import uuid; print(uuid.uuid4())')
+  [restaurant]=00000001-0000-4000-8000-000000000001
+  [rider]=00000003-0000-4000-8000-000000000001
+  [ops]=ops-schemathesis
+  [admin]=admin-schemathesis
+)
+failed=0
+for role in customer restaurant rider ops admin; do
+  token=$(MINT_TOKEN_BIN="$TARGET/debug/mint-token" scripts/token.sh "$role" "${SUBJECTS[$role]}" 3600)
+  log "schemathesis as $role ($MAX_EXAMPLES examples per operation)"
+  if ! SCHEMATHESIS_HOOKS="$ROOT/scripts/schemathesis_hooks.py" "$VENV/bin/schemathesis" run "$BASE/v1/openapi.json" \
+      --url "$BASE" \
+      --header "Authorization: Bearer $token" \
+      --checks not_a_server_error,response_schema_conformance,positive_data_acceptance \
+      --phases examples,fuzzing \
+      --mode all \
+      --max-examples "$MAX_EXAMPLES" \
+      --seed 13 \
+      --workers 1 \
+      --no-shrink \
+      --generation-database none \
+      --suppress-health-check all \
+      --request-timeout 10 \
+      --warnings off \
+      --no-color >"$WORK/$role.log" 2>&1; then
+    failed=1
+    cat "$WORK/$role.log" >&2
+  else
+    tail -n 6 "$WORK/$role.log" >&2
+  fi
+done
+if grep -q "panicked\|internal error" "$WORK/api.log"; then
+  log "the API logged internal errors:"
+  grep "panicked\|internal error" "$WORK/api.log" >&2
+  failed=1
+fi
+[ "$failed" = 0 ] && log "schemathesis: no findings for any role" || log "schemathesis: findings above"
+exit "$failed"
