@@ -200,6 +200,8 @@ static OPENAPI: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
     let mut doc = ApiDoc::openapi();
     doc.merge(queries::QueryDoc::openapi());
     doc.merge(crate::routes::replay::ReplayDoc::openapi());
+    // Merged documents get the same contract as the commands' own.
+    IdempotencyKeyContract.modify(&mut doc);
     doc
 });
 

@@ -75,7 +75,7 @@ const MAX_DIFFERENCES: usize = 50;
 /// poll `GET /v1/projectors/verify/{job_id}`.
 #[utoipa::path(
     post, path = "/v1/projectors/{name}/verify", tag = "replay",
-    params(("name" = String, Path, description = "`order_history`, `rider_etas` or `settlements`")),
+    params(("name" = String, Path, description = "`order_history`, `rider_etas` or `settlements`"), ("Idempotency-Key" = Option<String>, Header)),
     request_body(content = NoBody, description = "Empty or `{}`"),
     responses(
         (status = 202, description = "Verify started", body = VerifyJob),
