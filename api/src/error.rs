@@ -68,6 +68,9 @@ pub const ERROR_CODES: &[(&str, StatusCode, &str)] = &[
     ("invalid_body", StatusCode::UNPROCESSABLE_ENTITY, "the JSON does not fit the request type (`details.path`, `details.reason`)"),
     ("idempotency_key_reused", StatusCode::UNPROCESSABLE_ENTITY, "the Idempotency-Key was used before for a different request"),
     ("dropoff_code_invalid", StatusCode::UNPROCESSABLE_ENTITY, "wrong drop-off code; the attempt is recorded (`details.attempts_left`)"),
+    ("text_control_character", StatusCode::UNPROCESSABLE_ENTITY, "a text holds a control character (only `\\n` and `\\t`, and only in free text such as reasons, are allowed; `details.path`)"),
+    ("text_too_long", StatusCode::UNPROCESSABLE_ENTITY, "a text is longer than its documented maximum (reason 500, street 200, city 100, postal code 16, card token 255, names 200)"),
+    ("text_required", StatusCode::UNPROCESSABLE_ENTITY, "a text is empty or blank"),
     ("invalid_reference_data", StatusCode::UNPROCESSABLE_ENTITY, "reference data failed validation"),
     ("limit_out_of_range", StatusCode::UNPROCESSABLE_ENTITY, "`limit` must be 1..=200"),
     ("invalid_range", StatusCode::UNPROCESSABLE_ENTITY, "a range is inverted (from after to, min above max) or too long (`details.field`)"),
@@ -246,10 +249,12 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
     let mut value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| json_error(e, None))?;
     integral_floats_as_integers(&mut value);
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    let parsed = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         json_error(e.into_inner(), Some(path))
-    })
+    })?;
+    reject_control_characters(bytes)?;
+    Ok(parsed)
 }
 
 /// The largest float below 2^63 and above -2^63: every float in between
@@ -275,6 +280,69 @@ fn integral_floats_as_integers(value: &mut serde_json::Value) {
     }
 }
 
+/// 422 `text_control_character` when any string (or key) of a JSON body
+/// holds a control character other than `\n` and `\t`: whatever field it is,
+/// it must never reach the event store (PostgreSQL refuses U+0000 in `jsonb`,
+/// and a stored event nobody can apply stops its readers). Fields that are
+/// not free text refuse `\n` and `\t` too, in the domain's text rules.
+fn reject_control_characters(bytes: &[u8]) -> Result<(), ApiError> {
+    // Control characters reach a JSON string only as `\u` (or `\n`, `\t`,
+    // `\r`, `\b`, `\f`) escapes, or raw as U+007F (0x7F) and U+0080..=U+009F
+    // (0xC2 0x80..=0x9F): bodies without any of these need no second look.
+    let suspicious = bytes.windows(2).any(|w| {
+        (w[0] == b'\\' && matches!(w[1], b'u' | b'r' | b'b' | b'f'))
+            || w[0] == 0x7f
+            || (w[0] == 0xc2 && (0x80..=0x9f).contains(&w[1]))
+    });
+    if !suspicious {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(());
+    };
+    match find_control_character(&value, "") {
+        None => Ok(()),
+        Some((path, c)) => Err(ApiError::new(
+            ordertrail_domain::text::CONTROL_CHARACTER_CODE,
+            format!(
+                "{path} contains the control character U+{:04X}",
+                u32::from(c)
+            ),
+        )
+        .with_details(serde_json::json!({ "path": path, "code_point": u32::from(c) }))),
+    }
+}
+
+fn find_control_character(value: &serde_json::Value, path: &str) -> Option<(String, char)> {
+    use ordertrail_domain::text::first_forbidden_char;
+    match value {
+        serde_json::Value::String(s) => {
+            first_forbidden_char(s, true).map(|(_, c)| (display_path(path), c))
+        }
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| find_control_character(v, &format!("{path}[{i}]"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(k, v)| {
+            let here = format!("{path}.{k}");
+            match first_forbidden_char(k, false) {
+                Some((_, c)) => Some((display_path(&here), c)),
+                None => find_control_character(v, &here),
+            }
+        }),
+        _ => None,
+    }
+}
+
+fn display_path(path: &str) -> String {
+    let path = path.strip_prefix('.').unwrap_or(path);
+    if path.is_empty() {
+        ".".to_owned()
+    } else {
+        path.to_owned()
+    }
+}
+
 fn json_error(e: serde_json::Error, path: Option<String>) -> ApiError {
     match e.classify() {
         serde_json::error::Category::Data => ApiError::new("invalid_body", format!("the body does not fit the request: {e}"))
@@ -294,6 +362,12 @@ pub fn is_json_content_type(value: &str) -> bool {
         .to_ascii_lowercase();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+impl From<ordertrail_domain::TextError> for ApiError {
+    fn from(error: ordertrail_domain::TextError) -> Self {
+        ApiError::domain(error.code(), ErrorKind::Invalid, error.to_string())
+    }
 }
 
 impl From<BytesRejection> for ApiError {

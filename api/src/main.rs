@@ -14,6 +14,7 @@ use ordertrail_api::{AppState, AuthConfig, DEFAULT_MAX_BODY_BYTES, app};
 use ordertrail_commands::catalog;
 use ordertrail_commands::service::CommandService;
 use ordertrail_domain::SimulatedProvider;
+use ordertrail_schemas::privacy::DropoffCodeKey;
 
 /// Ordertrail API server.
 #[derive(Parser)]
@@ -40,6 +41,11 @@ struct Config {
     /// How often the JWKS file is re-read, seconds (0: never).
     #[arg(long, env = "JWT_JWKS_REFRESH_SECONDS", default_value_t = 60)]
     jwt_jwks_refresh_seconds: u64,
+    /// Secret the drop-off codes are derived from and stored hashed with
+    /// (HMAC-SHA256; at least 16 bytes; the same in the API and the saga;
+    /// never logged).
+    #[arg(long, env = "DROPOFF_CODE_KEY", hide_env_values = true)]
+    dropoff_code_key: String,
     /// When set, tokens must carry this `iss`.
     #[arg(long, env = "JWT_ISSUER")]
     jwt_issuer: Option<String>,
@@ -119,7 +125,10 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("migrations and seed data applied; exiting (--migrate-only)");
         return Ok(());
     }
-    let commands = CommandService::new(pool, Arc::new(SimulatedProvider::new()));
+    let dropoff_code_key = DropoffCodeKey::new(config.dropoff_code_key.clone().into_bytes())
+        .context("DROPOFF_CODE_KEY")?;
+    let commands = CommandService::new(pool, Arc::new(SimulatedProvider::new()))
+        .with_dropoff_code_key(dropoff_code_key);
     if let Some(path) = config.jwt_jwks_file.clone()
         && config.jwt_jwks_refresh_seconds > 0
     {

@@ -166,7 +166,7 @@ pub fn order(
                 location: dropoff,
             },
             payment_method: PaymentMethod::Card {
-                card_token: "tok".into(),
+                payment_method_ref: "pm_0123456789abcdef0123456789abcdef".into(),
             },
             price: PriceBreakdown {
                 subtotal: eur(2_899),
@@ -224,7 +224,7 @@ pub fn order(
             restaurant_id: restaurant,
             pickup,
             dropoff,
-            dropoff_code: "1234".into(),
+            dropoff_code_hash: format!("hmac-sha256:{}", "0".repeat(64)),
             ready_by: Some(placed + m(15)),
             requested_at: placed + m(1),
         },
@@ -299,6 +299,7 @@ pub fn order(
             amount: eur(total),
             fee: eur(35),
             captured_at: placed + m(30),
+            override_reason: None,
         },
         placed + m(30),
     )?;

@@ -82,14 +82,18 @@ fn restaurant_from_row(r: RestaurantRow) -> Result<Restaurant, CatalogError> {
     })
 }
 
+/// Names of restaurants, menu items and riders: the domain's text rule
+/// (1..=200 characters, no control characters).
+fn check_name(name: &str) -> Result<(), CatalogError> {
+    ordertrail_domain::text::NAME
+        .check(name)
+        .map_err(|e| CatalogError::Invalid(e.to_string()))
+}
+
 impl Restaurant {
     /// Validate before writing: coordinates, time zone, basis points.
     pub fn validate(&self) -> Result<(), CatalogError> {
-        if self.name.trim().is_empty() || self.name.chars().count() > 200 {
-            return Err(CatalogError::Invalid(
-                "name must be 1..=200 characters".into(),
-            ));
-        }
+        check_name(&self.name)?;
         if !(GeoPoint {
             lat: self.lat,
             lon: self.lon,
@@ -203,11 +207,7 @@ pub async fn set_restaurant_open(
 }
 
 pub async fn upsert_menu_item(pool: &PgPool, item: &MenuItem) -> Result<(), CatalogError> {
-    if item.name.trim().is_empty() || item.name.chars().count() > 200 {
-        return Err(CatalogError::Invalid(
-            "name must be 1..=200 characters".into(),
-        ));
-    }
+    check_name(&item.name)?;
     if item.price_minor < 0 {
         return Err(CatalogError::Invalid(
             "price_minor must not be negative".into(),
@@ -332,11 +332,7 @@ impl MenuItem {
 }
 
 pub async fn upsert_rider(pool: &PgPool, rider: &Rider) -> Result<(), CatalogError> {
-    if rider.name.trim().is_empty() || rider.name.chars().count() > 200 {
-        return Err(CatalogError::Invalid(
-            "name must be 1..=200 characters".into(),
-        ));
-    }
+    check_name(&rider.name)?;
     sqlx::query(
         "INSERT INTO riders (id, name, active) VALUES ($1, $2, $3)
          ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, active = EXCLUDED.active, updated_at = now()",

@@ -37,6 +37,7 @@ use ordertrail_domain::{
     OrderStatus, Payment, PaymentCommand, PaymentProvider, PaymentServices,
 };
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
+use ordertrail_schemas::privacy::DropoffCodeKey;
 use ordertrail_schemas::{
     Actor, AggregateKind, CustomerId, DeliveryId, EventMetadata, MenuItemId, Money, OrderId,
     PaymentId, RestaurantId,
@@ -321,6 +322,8 @@ struct Inner {
     /// one at a time), and the upcasters the stores apply.
     events: EventRepository,
     upcasters: Vec<Box<dyn EventUpcaster>>,
+    /// Derives and hashes drop-off codes (`DROPOFF_CODE_KEY`).
+    dropoff_code_key: DropoffCodeKey,
 }
 
 impl CommandService {
@@ -337,6 +340,7 @@ impl CommandService {
                 payment_services: PaymentServices::new(provider),
                 events: repo(),
                 upcasters: ordertrail_schemas::upcasters::all(),
+                dropoff_code_key: DropoffCodeKey::for_tests(),
                 bookkeeping: ordertrail_platform::db::pool_options(
                     pool.options().get_max_connections(),
                 )
@@ -348,6 +352,39 @@ impl CommandService {
                 pool,
             }),
         }
+    }
+
+    /// The secret drop-off codes are derived from and hashed with. Every
+    /// process that requests deliveries, completes them or shows the code to
+    /// the customer (API, saga) must use the same key; without this call the
+    /// public test key ([`DropoffCodeKey::for_tests`]) is used.
+    pub fn with_dropoff_code_key(self, key: DropoffCodeKey) -> Self {
+        let mut inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(shared) => {
+                tracing::error!(
+                    "with_dropoff_code_key called on a shared service; key not changed"
+                );
+                return Self { inner: shared };
+            }
+        };
+        inner.dropoff_code_key = key;
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The drop-off code of an order's delivery, for the order's customer only.
+    pub fn dropoff_code_for(&self, order_id: OrderId) -> String {
+        self.inner
+            .dropoff_code_key
+            .code_for(DeliveryId::for_order(order_id))
+    }
+
+    /// Every stored form of `code` for this delivery (see
+    /// [`DropoffCodeKey::candidates`]), for `CompleteDelivery`.
+    pub fn dropoff_code_hashes(&self, delivery_id: DeliveryId, code: &str) -> Vec<String> {
+        self.inner.dropoff_code_key.candidates(delivery_id, code)
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -638,7 +675,7 @@ impl CommandService {
             return answer;
         }
         let delivery_id = DeliveryId::for_order(order_id);
-        let command = match self.delivery_request_for(ctx, order_id, delivery_id).await {
+        let command = match self.delivery_request_for(order_id, delivery_id).await {
             Ok(command) => command,
             Err(e) => return Err(self.reject(ctx, e).await),
         };
@@ -656,7 +693,6 @@ impl CommandService {
 
     async fn delivery_request_for(
         &self,
-        ctx: &CommandContext,
         order_id: OrderId,
         delivery_id: DeliveryId,
     ) -> Result<RequestDelivery, CommandError> {
@@ -682,15 +718,15 @@ impl CommandService {
         let placed = order
             .placed()
             .ok_or_else(|| CommandError::Internal(format!("order {order_id} has no placement")))?;
-        let seed = ctx.derived_id("dropoff_code");
-        let code = u16::from_be_bytes([seed.as_bytes()[0], seed.as_bytes()[1]]) % 10_000;
+        let key = &self.inner.dropoff_code_key;
+        let dropoff_code_hash = key.hash(delivery_id, &key.code_for(delivery_id));
         Ok(RequestDelivery {
             delivery_id,
             order_id,
             restaurant_id: placed.restaurant_id,
             pickup: placed.restaurant_location,
             dropoff: placed.delivery_address.location,
-            dropoff_code: format!("{code:04}"),
+            dropoff_code_hash,
             ready_by: order.ready_by(),
             now: Utc::now(),
         })

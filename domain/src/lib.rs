@@ -28,6 +28,7 @@ pub mod order;
 pub mod payment;
 pub mod pricing;
 pub mod provider;
+pub mod text;
 
 pub use catalog::{MenuItemSnapshot, RestaurantSnapshot};
 pub use delivery::{Delivery, DeliveryCommand, DeliveryError, DeliveryStatus};
@@ -35,3 +36,4 @@ pub use error_kind::{DomainError, ErrorKind};
 pub use order::{Order, OrderCommand, OrderError, OrderStatus};
 pub use payment::{Payment, PaymentCommand, PaymentError, PaymentServices, PaymentStatus};
 pub use provider::{PaymentProvider, ProviderError, SimulatedProvider};
+pub use text::{Reason, TextError, TextRule};

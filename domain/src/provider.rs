@@ -12,6 +12,10 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use ordertrail_schemas::Money;
+use ordertrail_schemas::events::PaymentMethod;
+use ordertrail_schemas::privacy::payment_method_ref;
+
+use crate::text::{self, TextError};
 
 /// A successful authorization.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +31,10 @@ pub struct Authorization {
 pub struct ProviderReceipt {
     /// Fee the provider charges for the operation.
     pub fee: Money,
+    /// When the provider says the operation happened, if it reports it: the
+    /// business time of a capture (recorded as `captured_at`). The simulated
+    /// provider reports none; the command's time is used then.
+    pub processed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A successful refund.
@@ -55,11 +63,13 @@ pub trait PaymentProvider: Send + Sync {
     /// Short stable name recorded on the events, e.g. `simulated`.
     fn name(&self) -> &str;
 
-    /// Reserve `amount` on the card behind `card_token`. `reference` is our
-    /// idempotency reference (the payment id).
+    /// Reserve `amount` on the card behind `payment_method_ref` (the opaque
+    /// reference events carry, see [`card_payment_method`]; resolving it to
+    /// a card is the provider's business). `reference` is our idempotency
+    /// reference (the payment id).
     async fn authorize(
         &self,
-        card_token: &str,
+        payment_method_ref: &str,
         amount: Money,
         reference: &str,
     ) -> Result<Authorization, ProviderError>;
@@ -91,6 +101,40 @@ pub trait PaymentProvider: Send + Sync {
 }
 
 /// Card tokens the [`SimulatedProvider`] understands.
+/// The payment method events carry for a card token the client sent: an
+/// opaque reference (`pm_...`), never the token. A blank token gives an empty
+/// reference (placing or authorizing with it answers `card_token_required`);
+/// a token breaking [`text::CARD_TOKEN`] is refused.
+pub fn card_payment_method(card_token: &str) -> Result<PaymentMethod, TextError> {
+    if card_token.trim().is_empty() {
+        return Ok(PaymentMethod::Card {
+            payment_method_ref: String::new(),
+        });
+    }
+    text::CARD_TOKEN.check(card_token)?;
+    Ok(PaymentMethod::Card {
+        payment_method_ref: payment_method_ref(card_token),
+    })
+}
+
+/// The card token behind a reference, for the simulated provider: the
+/// references of every test token are recomputed and compared (the
+/// simulated "vault"; a real provider looks its own references up).
+fn simulated_token_for(payment_method_ref_value: &str) -> Option<String> {
+    const FIXED: [&str; 5] = [
+        test_tokens::VISA,
+        test_tokens::MASTERCARD,
+        test_tokens::DECLINED,
+        test_tokens::INSUFFICIENT_FUNDS,
+        test_tokens::UNAVAILABLE,
+    ];
+    FIXED
+        .iter()
+        .map(|t| (*t).to_owned())
+        .chain((0..=test_tokens::MAX_FLAKY).map(|n| format!("{}{n}", test_tokens::FLAKY_PREFIX)))
+        .find(|token| payment_method_ref(token) == payment_method_ref_value)
+}
+
 pub mod test_tokens {
     /// Always authorizes.
     pub const VISA: &str = "tok_visa";
@@ -105,6 +149,8 @@ pub mod test_tokens {
     /// `tok_flaky_<n>`: unavailable for the first `n` authorize attempts of a
     /// reference, then authorizes.
     pub const FLAKY_PREFIX: &str = "tok_flaky_";
+    /// Largest `n` of `tok_flaky_<n>` the simulated provider resolves.
+    pub const MAX_FLAKY: u32 = 100;
 }
 
 /// Capture fee of the simulated provider: 1.4 % ...
@@ -189,10 +235,13 @@ impl PaymentProvider for SimulatedProvider {
 
     async fn authorize(
         &self,
-        card_token: &str,
+        payment_method_ref: &str,
         amount: Money,
         reference: &str,
     ) -> Result<Authorization, ProviderError> {
+        let Some(card_token) = simulated_token_for(payment_method_ref) else {
+            return Err(declined("invalid_token"));
+        };
         let attempt = self.with_state(|s| {
             let n = s
                 .authorize_attempts
@@ -204,7 +253,7 @@ impl PaymentProvider for SimulatedProvider {
         if amount.amount <= 0 {
             return Err(declined("invalid_amount"));
         }
-        match card_token {
+        match card_token.as_str() {
             test_tokens::VISA | test_tokens::MASTERCARD => {}
             test_tokens::DECLINED => return Err(declined("card_declined")),
             test_tokens::INSUFFICIENT_FUNDS => return Err(declined("insufficient_funds")),
@@ -245,6 +294,7 @@ impl PaymentProvider for SimulatedProvider {
         }
         Ok(ProviderReceipt {
             fee: Self::capture_fee(amount),
+            processed_at: None,
         })
     }
 
@@ -256,6 +306,7 @@ impl PaymentProvider for SimulatedProvider {
         Self::check_reference(provider_reference)?;
         Ok(ProviderReceipt {
             fee: Money::zero(amount.currency),
+            processed_at: None,
         })
     }
 
@@ -294,7 +345,10 @@ mod tests {
     async fn good_cards_authorize_with_a_deterministic_reference_and_no_fee() {
         let p = SimulatedProvider::new();
         for token in [test_tokens::VISA, test_tokens::MASTERCARD] {
-            let auth = p.authorize(token, eur(1_000), "pay-1").await.unwrap();
+            let auth = p
+                .authorize(&payment_method_ref(token), eur(1_000), "pay-1")
+                .await
+                .unwrap();
             assert_eq!(
                 auth,
                 Authorization {
@@ -314,24 +368,42 @@ mod tests {
             other => panic!("expected a decline, got {other:?}"),
         };
         assert_eq!(
-            code(p.authorize("tok_declined", eur(100), "r").await),
+            code(
+                p.authorize(&payment_method_ref("tok_declined"), eur(100), "r")
+                    .await
+            ),
             "card_declined"
         );
         assert_eq!(
-            code(p.authorize("tok_insufficient_funds", eur(100), "r").await),
+            code(
+                p.authorize(&payment_method_ref("tok_insufficient_funds"), eur(100), "r")
+                    .await
+            ),
             "insufficient_funds"
         );
         assert_eq!(
-            code(p.authorize("tok_amex", eur(100), "r").await),
-            "invalid_token"
-        );
-        assert_eq!(code(p.authorize("", eur(100), "r").await), "invalid_token");
-        assert_eq!(
-            code(p.authorize("tok_flaky_x", eur(100), "r").await),
+            code(
+                p.authorize(&payment_method_ref("tok_amex"), eur(100), "r")
+                    .await
+            ),
             "invalid_token"
         );
         assert_eq!(
-            code(p.authorize("tok_visa", eur(0), "r").await),
+            code(p.authorize(&payment_method_ref(""), eur(100), "r").await),
+            "invalid_token"
+        );
+        assert_eq!(
+            code(
+                p.authorize(&payment_method_ref("tok_flaky_x"), eur(100), "r")
+                    .await
+            ),
+            "invalid_token"
+        );
+        assert_eq!(
+            code(
+                p.authorize(&payment_method_ref("tok_visa"), eur(0), "r")
+                    .await
+            ),
             "invalid_amount"
         );
     }
@@ -341,7 +413,7 @@ mod tests {
         let p = SimulatedProvider::new();
         for _ in 0..5 {
             assert!(unavailable(
-                &p.authorize("tok_unavailable", eur(100), "r")
+                &p.authorize(&payment_method_ref("tok_unavailable"), eur(100), "r")
                     .await
                     .unwrap_err()
             ));
@@ -352,19 +424,36 @@ mod tests {
     async fn flaky_token_fails_n_times_per_reference_then_succeeds() {
         let p = SimulatedProvider::new();
         assert!(unavailable(
-            &p.authorize("tok_flaky_2", eur(100), "a").await.unwrap_err()
+            &p.authorize(&payment_method_ref("tok_flaky_2"), eur(100), "a")
+                .await
+                .unwrap_err()
         ));
         assert!(unavailable(
-            &p.authorize("tok_flaky_2", eur(100), "a").await.unwrap_err()
+            &p.authorize(&payment_method_ref("tok_flaky_2"), eur(100), "a")
+                .await
+                .unwrap_err()
         ));
         // Another reference counts on its own.
         assert!(unavailable(
-            &p.authorize("tok_flaky_2", eur(100), "b").await.unwrap_err()
+            &p.authorize(&payment_method_ref("tok_flaky_2"), eur(100), "b")
+                .await
+                .unwrap_err()
         ));
-        let auth = p.authorize("tok_flaky_2", eur(100), "a").await.unwrap();
+        let auth = p
+            .authorize(&payment_method_ref("tok_flaky_2"), eur(100), "a")
+            .await
+            .unwrap();
         assert_eq!(auth.provider_reference, "sim_auth_a");
-        assert!(p.authorize("tok_flaky_2", eur(100), "a").await.is_ok());
-        assert!(p.authorize("tok_flaky_0", eur(100), "c").await.is_ok());
+        assert!(
+            p.authorize(&payment_method_ref("tok_flaky_2"), eur(100), "a")
+                .await
+                .is_ok()
+        );
+        assert!(
+            p.authorize(&payment_method_ref("tok_flaky_0"), eur(100), "c")
+                .await
+                .is_ok()
+        );
     }
 
     #[test]

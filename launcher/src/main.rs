@@ -90,6 +90,15 @@ async fn main() -> Result<()> {
         }
     };
     let secret = jwt_secret(&config.jwt_secret_file)?;
+    // The drop-off code key: DROPOFF_CODE_KEY, or derived from the local
+    // token secret one way (SHA-256), so the key never reveals the secret.
+    let dropoff_code_key = std::env::var("DROPOFF_CODE_KEY")
+        .ok()
+        .filter(|k| k.len() >= 16)
+        .unwrap_or_else(|| {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(format!("dropoff-code-key\0{secret}")))
+        });
 
     let common = vec![
         ("DATABASE_URL".to_owned(), config.database_url.clone()),
@@ -112,6 +121,7 @@ async fn main() -> Result<()> {
             env: with(&[
                 ("LISTEN_ADDR", config.listen_addr.clone()),
                 ("JWT_SECRET", secret.clone()),
+                ("DROPOFF_CODE_KEY", dropoff_code_key.clone()),
             ]),
         },
         Service {
@@ -122,7 +132,7 @@ async fn main() -> Result<()> {
         Service {
             name: "saga",
             binary: "ordertrail-saga",
-            env: with(&[]),
+            env: with(&[("DROPOFF_CODE_KEY", dropoff_code_key.clone())]),
         },
         Service {
             name: "order-history",

@@ -13,13 +13,16 @@
 //! | `PaymentAuthorized` | `authorized_at` | provider fees += fee |
 //! | `PaymentCaptured` | `captured_at` | provider fees += fee |
 //! | `PaymentVoided` | `voided_at` | provider fees += fee |
-//! | `PaymentRefunded` | `refunded_at` | refunds += amount; provider fees += fee |
+//! | `PaymentRefunded` | `refunded_at` | refunds += the restaurant's share (`allocation.items + allocation.tax`); commission −= `allocation.commission_reversed`; provider fees += fee. Events without an allocation (first written as v1): refunds += amount |
 //! | `CashCollected` | `collected_at` | cash collected += amount |
 //!
 //! Sales are recognised only when an order is delivered: a cancelled or
 //! rejected order adds no sales, but the provider fees its payment caused
 //! (authorization, void) stay on the days they were charged. A refund lands on
-//! the refund's day, whatever day the sale was.
+//! the refund's day, whatever day the sale was. A refund is allocated by
+//! component when it is recorded (`PaymentRefunded.allocation`, see
+//! `ordertrail_domain::pricing::allocate_refund`): delivery fee, service fee
+//! and tip shares are the platform's and the rider's, not the restaurant's.
 //!
 //! **Net payable to the restaurant** = gross item sales + tax − commission −
 //! provider fees − refunds. Delivery fees and service fees are the platform's,
@@ -127,38 +130,6 @@ pub(crate) struct Figures {
     pub cash_collected_minor: i64,
 }
 
-impl Figures {
-    fn checked_add(self, o: Figures) -> Option<Figures> {
-        Some(Figures {
-            orders: self.orders.checked_add(o.orders)?,
-            gross_sales_minor: self.gross_sales_minor.checked_add(o.gross_sales_minor)?,
-            tax_minor: self.tax_minor.checked_add(o.tax_minor)?,
-            delivery_fees_minor: self
-                .delivery_fees_minor
-                .checked_add(o.delivery_fees_minor)?,
-            service_fees_minor: self.service_fees_minor.checked_add(o.service_fees_minor)?,
-            tips_minor: self.tips_minor.checked_add(o.tips_minor)?,
-            commission_minor: self.commission_minor.checked_add(o.commission_minor)?,
-            provider_fees_minor: self
-                .provider_fees_minor
-                .checked_add(o.provider_fees_minor)?,
-            refunds_minor: self.refunds_minor.checked_add(o.refunds_minor)?,
-            cash_collected_minor: self
-                .cash_collected_minor
-                .checked_add(o.cash_collected_minor)?,
-        })
-    }
-
-    /// gross sales + tax − commission − provider fees − refunds.
-    pub(crate) fn net_payable(&self) -> Option<i64> {
-        self.gross_sales_minor
-            .checked_add(self.tax_minor)?
-            .checked_sub(self.commission_minor)?
-            .checked_sub(self.provider_fees_minor)?
-            .checked_sub(self.refunds_minor)
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry {
     event_id: Uuid,
@@ -172,14 +143,57 @@ struct Entry {
     figures: Figures,
 }
 
+/// A batch's sum of [`Figures`] for one restaurant day, in `i128`: a sum of
+/// `i64`s that cannot overflow (the day table's columns are numeric,
+/// migration 0009), so no batch of orders, however large their amounts, can
+/// stop the projector.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+struct DayFigures {
+    orders: i128,
+    gross_sales_minor: i128,
+    tax_minor: i128,
+    delivery_fees_minor: i128,
+    service_fees_minor: i128,
+    tips_minor: i128,
+    commission_minor: i128,
+    provider_fees_minor: i128,
+    refunds_minor: i128,
+    cash_collected_minor: i128,
+}
+
+impl DayFigures {
+    fn add(&mut self, f: &Figures) {
+        let add = |sum: &mut i128, v: i64| *sum = sum.saturating_add(i128::from(v));
+        add(&mut self.orders, f.orders);
+        add(&mut self.gross_sales_minor, f.gross_sales_minor);
+        add(&mut self.tax_minor, f.tax_minor);
+        add(&mut self.delivery_fees_minor, f.delivery_fees_minor);
+        add(&mut self.service_fees_minor, f.service_fees_minor);
+        add(&mut self.tips_minor, f.tips_minor);
+        add(&mut self.commission_minor, f.commission_minor);
+        add(&mut self.provider_fees_minor, f.provider_fees_minor);
+        add(&mut self.refunds_minor, f.refunds_minor);
+        add(&mut self.cash_collected_minor, f.cash_collected_minor);
+    }
+
+    /// gross sales + tax − commission − provider fees − refunds.
+    fn net_payable(&self) -> i128 {
+        self.gross_sales_minor
+            .saturating_add(self.tax_minor)
+            .saturating_sub(self.commission_minor)
+            .saturating_sub(self.provider_fees_minor)
+            .saturating_sub(self.refunds_minor)
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct DayRow {
     restaurant_id: Uuid,
     business_day: NaiveDate,
     currency: String,
     #[serde(flatten)]
-    figures: Figures,
-    net_payable_minor: i64,
+    figures: DayFigures,
+    net_payable_minor: i128,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -191,16 +205,37 @@ struct ProviderFigures {
     fees: i64,
 }
 
+/// A batch's sum of [`ProviderFigures`] for one provider day (`i128`, see [`DayFigures`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct ProviderDayFigures {
+    authorized: i128,
+    captured: i128,
+    voided: i128,
+    refunded: i128,
+    fees: i128,
+}
+
+impl ProviderDayFigures {
+    fn add(&mut self, f: &ProviderFigures) {
+        let add = |sum: &mut i128, v: i64| *sum = sum.saturating_add(i128::from(v));
+        add(&mut self.authorized, f.authorized);
+        add(&mut self.captured, f.captured);
+        add(&mut self.voided, f.voided);
+        add(&mut self.refunded, f.refunded);
+        add(&mut self.fees, f.fees);
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct ProviderDayRow<'a> {
     provider: &'a str,
     day: NaiveDate,
     currency: &'a str,
-    authorized_minor: i64,
-    captured_minor: i64,
-    voided_minor: i64,
-    refunded_minor: i64,
-    fees_minor: i64,
+    authorized_minor: i128,
+    captured_minor: i128,
+    voided_minor: i128,
+    refunded_minor: i128,
+    fees_minor: i128,
 }
 
 fn uuid_of(e: &SourcedEvent) -> Result<Uuid, ProjectionError> {
@@ -314,7 +349,7 @@ impl Projector for Settlements {
         let mut new_orders: Vec<Uuid> = Vec::new();
         let mut changed_payments: Vec<Uuid> = Vec::new();
         let mut entries: Vec<Entry> = Vec::new();
-        let mut provider_days: BTreeMap<(String, NaiveDate, String), ProviderFigures> =
+        let mut provider_days: BTreeMap<(String, NaiveDate, String), ProviderDayFigures> =
             BTreeMap::new();
 
         for (e, id, ev) in decoded {
@@ -454,9 +489,23 @@ impl Projector for Settlements {
                                     provider_figures.refunded =
                                         expect_currency(e, &cur, &r.amount)?;
                                     provider_figures.fees = expect_currency(e, &cur, &r.fee)?;
+                                    // The restaurant bears its share only:
+                                    // the refunded items and tax, less the
+                                    // commission given back (see the table).
+                                    let (refunds_minor, commission_minor) = match &r.allocation {
+                                        Some(a) => {
+                                            let items = expect_currency(e, &cur, &a.items)?;
+                                            let tax = expect_currency(e, &cur, &a.tax)?;
+                                            let reversed =
+                                                expect_currency(e, &cur, &a.commission_reversed)?;
+                                            (items.saturating_add(tax), reversed.saturating_neg())
+                                        }
+                                        None => (provider_figures.refunded, 0),
+                                    };
                                     let f = Figures {
                                         provider_fees_minor: provider_figures.fees,
-                                        refunds_minor: provider_figures.refunded,
+                                        refunds_minor,
+                                        commission_minor,
                                         ..Figures::default()
                                     };
                                     (facts, r.refunded_at, f)
@@ -473,15 +522,7 @@ impl Projector for Settlements {
                             occurred_at.date_naive(),
                             facts.currency.clone(),
                         );
-                        let day = provider_days.entry(key).or_default();
-                        let sum = |a: i64, b: i64| {
-                            a.checked_add(b).ok_or_else(|| e.reject("amount overflow"))
-                        };
-                        day.authorized = sum(day.authorized, provider_figures.authorized)?;
-                        day.captured = sum(day.captured, provider_figures.captured)?;
-                        day.voided = sum(day.voided, provider_figures.voided)?;
-                        day.refunded = sum(day.refunded, provider_figures.refunded)?;
-                        day.fees = sum(day.fees, provider_figures.fees)?;
+                        provider_days.entry(key).or_default().add(&provider_figures);
                     }
                     entries.push(Entry {
                         event_id,
@@ -540,17 +581,12 @@ impl Projector for Settlements {
         }
 
         // Business days of the new entries.
-        let mut days: BTreeMap<(Uuid, NaiveDate, String), Figures> = BTreeMap::new();
-        let mut add_to_day =
-            |en: &Entry, day: NaiveDate, at: &SourcedEvent| -> Result<(), ProjectionError> {
-                let slot = days
-                    .entry((en.restaurant_id, day, en.currency.clone()))
-                    .or_default();
-                *slot = slot
-                    .checked_add(en.figures)
-                    .ok_or_else(|| at.reject("amount overflow"))?;
-                Ok(())
-            };
+        let mut days: BTreeMap<(Uuid, NaiveDate, String), DayFigures> = BTreeMap::new();
+        let mut add_to_day = |en: &Entry, day: NaiveDate| {
+            days.entry((en.restaurant_id, day, en.currency.clone()))
+                .or_default()
+                .add(&en.figures);
+        };
         let first = batch.first().ok_or_else(|| {
             ProjectionError::Database(sqlx::Error::Protocol("empty batch".into()))
         })?;
@@ -569,7 +605,7 @@ impl Projector for Settlements {
                     .ok_or_else(|| first.reject("stored time zone unknown"))?;
                 let day = en.occurred_at.with_timezone(&tz).date_naive();
                 en.business_day = Some(day);
-                add_to_day(en, day, first)?;
+                add_to_day(en, day);
             }
         }
 
@@ -592,7 +628,7 @@ impl Projector for Settlements {
                 let tz = parse_tz(&o.time_zone)
                     .ok_or_else(|| first.reject("stored time zone unknown"))?;
                 let day = en.occurred_at.with_timezone(&tz).date_naive();
-                add_to_day(&en, day, first)?;
+                add_to_day(&en, day);
                 resolved_ids.push(en.event_id);
                 resolved_days.push(day);
             }
@@ -624,20 +660,18 @@ impl Projector for Settlements {
             .execute(&mut *tx)
             .await?;
         }
-        let day_rows = days
+        let day_rows: Vec<DayRow> = days
             .into_iter()
-            .map(|((restaurant_id, business_day, currency), figures)| {
-                Ok(DayRow {
+            .map(
+                |((restaurant_id, business_day, currency), figures)| DayRow {
                     restaurant_id,
                     business_day,
                     currency,
-                    net_payable_minor: figures
-                        .net_payable()
-                        .ok_or_else(|| first.reject("amount overflow"))?,
+                    net_payable_minor: figures.net_payable(),
                     figures,
-                })
-            })
-            .collect::<Result<Vec<_>, ProjectionError>>()?;
+                },
+            )
+            .collect();
         if !day_rows.is_empty() {
             sqlx::query(
                 "INSERT INTO restaurant_settlement_days AS t
@@ -699,7 +733,7 @@ mod tests {
 
     #[test]
     fn net_payable_is_sales_plus_tax_minus_commission_fees_and_refunds() {
-        let f = Figures {
+        let f = DayFigures {
             orders: 1,
             gross_sales_minor: 2_899,
             tax_minor: 203,
@@ -711,6 +745,24 @@ mod tests {
             refunds_minor: 500,
             cash_collected_minor: 0,
         };
-        assert_eq!(f.net_payable(), Some(2_899 + 203 - 435 - 60 - 500));
+        assert_eq!(f.net_payable(), 2_899 + 203 - 435 - 60 - 500);
+    }
+
+    #[test]
+    fn day_sums_of_the_largest_orders_cannot_overflow() {
+        // Two orders at the old i64 limit on one day: the sum is kept (the
+        // day columns are numeric, migration 0009), nothing is rejected.
+        let huge = Figures {
+            orders: 1,
+            tips_minor: i64::MAX,
+            gross_sales_minor: i64::MAX,
+            ..Figures::default()
+        };
+        let mut day = DayFigures::default();
+        day.add(&huge);
+        day.add(&huge);
+        assert_eq!(day.tips_minor, 2 * i128::from(i64::MAX));
+        assert_eq!(day.orders, 2);
+        assert_eq!(day.net_payable(), 2 * i128::from(i64::MAX));
     }
 }

@@ -14,6 +14,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
 use crate::events::delivery::legacy;
+use crate::events::order::legacy_order as order_legacy;
 use crate::{AggregateKind, DeliveryEvent, EventEnvelope, OrderEvent, PaymentEvent};
 
 /// The schema of one event type in one version.
@@ -84,6 +85,28 @@ pub fn event_schemas() -> Vec<(AggregateKind, EventSchema)> {
     all.push((
         AggregateKind::Delivery,
         EventSchema::of::<legacy::RiderLocationReportedV1>("RiderLocationReported", "1"),
+    ));
+    all.push((
+        AggregateKind::Delivery,
+        EventSchema::of::<legacy::DeliveryRequestedV1>("DeliveryRequested", "1"),
+    ));
+    all.push((
+        AggregateKind::Order,
+        EventSchema::of::<order_legacy::OrderPlacedV1>("OrderPlaced", "1"),
+    ));
+    all.push((
+        AggregateKind::Payment,
+        EventSchema::of::<crate::events::payment::legacy_payment::PaymentCapturedV1>(
+            "PaymentCaptured",
+            "1",
+        ),
+    ));
+    all.push((
+        AggregateKind::Payment,
+        EventSchema::of::<crate::events::payment::legacy_payment::PaymentRefundedV1>(
+            "PaymentRefunded",
+            "1",
+        ),
     ));
     all
 }

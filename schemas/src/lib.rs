@@ -6,7 +6,8 @@
 //! Kafka envelope and topic names; and the JSON Schema documents generated from
 //! these types (checked in under `schemas/json/`).
 //!
-//! May depend on serde, schemars, uuid, chrono and the `cqrs-es` event trait.
+//! May depend on serde, schemars, uuid, chrono, the `cqrs-es` event trait and
+//! sha2/hmac/hex (the one-way forms secrets take on the wire, [`privacy`]).
 //! Must never depend on `domain`, `commands` or `projections`: readers that only
 //! know this crate can decode every event ever written.
 
@@ -17,8 +18,10 @@ pub mod ids;
 pub mod json_schema;
 pub mod metadata;
 pub mod money;
+pub mod privacy;
 pub mod topics;
 pub mod upcasters;
+pub mod visibility;
 
 pub use envelope::EventEnvelope;
 pub use events::{AggregateKind, DeliveryEvent, OrderEvent, PaymentEvent};

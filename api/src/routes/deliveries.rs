@@ -134,7 +134,7 @@ pub async fn request_delivery(
         .commands
         .request_delivery_for_order(&req.context(&user), order_id)
         .await?;
-    Ok(CommandResponse::created(outcome))
+    Ok(CommandResponse::created(&user, outcome))
 }
 
 /// Assign a rider (ops, admin: any active rider; a rider: only themselves).
@@ -177,6 +177,7 @@ pub async fn assign_rider(
         now: Utc::now(),
     };
     Ok(CommandResponse::ok(
+        &user,
         delivery_command(&state, &user, &req, id, command).await?,
     ))
 }
@@ -200,6 +201,7 @@ pub async fn unassign_rider(
         now: Utc::now(),
     };
     Ok(CommandResponse::ok(
+        &user,
         delivery_command(&state, &user, &req, DeliveryId(id), command).await?,
     ))
 }
@@ -233,6 +235,7 @@ pub async fn report_location(
         now: Utc::now(),
     };
     Ok(CommandResponse::ok(
+        &user,
         delivery_command(&state, &user, &req, id, command).await?,
     ))
 }
@@ -260,6 +263,7 @@ pub async fn confirm_pickup(
         now: Utc::now(),
     };
     Ok(CommandResponse::ok(
+        &user,
         delivery_command(&state, &user, &req, id, command).await?,
     ))
 }
@@ -289,6 +293,9 @@ pub async fn complete_delivery(
     let command = CompleteDelivery {
         rider_id,
         dropoff_code: req.body.dropoff_code.clone(),
+        dropoff_code_hashes: state
+            .commands
+            .dropoff_code_hashes(id, &req.body.dropoff_code),
         now: Utc::now(),
     };
     let outcome = delivery_command(&state, &user, &req, id, command).await?;
@@ -306,11 +313,11 @@ pub async fn complete_delivery(
             .with_details(serde_json::json!({
                 "attempts": attempts,
                 "attempts_left": u64::from(MAX_DROPOFF_ATTEMPTS).saturating_sub(attempts),
-                "outcome": outcome,
+                "outcome": super::visibility::outcome(&user, outcome.clone()),
             }));
         return Err(replayed_error(error, &outcome));
     }
-    Ok(CommandResponse::ok(outcome))
+    Ok(CommandResponse::ok(&user, outcome))
 }
 
 /// Give up the delivery (the assigned rider, ops, admin).
@@ -334,6 +341,7 @@ pub async fn fail_delivery(
         now: Utc::now(),
     };
     Ok(CommandResponse::ok(
+        &user,
         delivery_command(&state, &user, &req, id, command).await?,
     ))
 }
@@ -357,6 +365,7 @@ pub async fn cancel_delivery(
         now: Utc::now(),
     };
     Ok(CommandResponse::ok(
+        &user,
         delivery_command(&state, &user, &req, DeliveryId(id), command).await?,
     ))
 }

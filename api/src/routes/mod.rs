@@ -8,6 +8,7 @@ pub mod payments;
 pub mod queries;
 pub mod reference_data;
 pub mod replay;
+pub mod visibility;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +18,7 @@ use ordertrail_schemas::{DeliveryId, Money, OrderId, PaymentId, RestaurantId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::IDEMPOTENT_REPLAYED;
 
@@ -30,17 +32,19 @@ pub struct CommandResponse {
 }
 
 impl CommandResponse {
-    pub fn created(outcome: CommandOutcome) -> Self {
+    /// 201 with the outcome as `user` may see it ([`visibility::outcome`]).
+    pub fn created(user: &AuthUser, outcome: CommandOutcome) -> Self {
         Self {
             status: StatusCode::CREATED,
-            outcome,
+            outcome: visibility::outcome(user, outcome),
         }
     }
 
-    pub fn ok(outcome: CommandOutcome) -> Self {
+    /// 200 with the outcome as `user` may see it ([`visibility::outcome`]).
+    pub fn ok(user: &AuthUser, outcome: CommandOutcome) -> Self {
         Self {
             status: StatusCode::OK,
-            outcome,
+            outcome: visibility::outcome(user, outcome),
         }
     }
 }
@@ -76,12 +80,13 @@ pub struct NoBody {}
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
-    /// Free text, 1..=500 characters, not only white space.
+    /// Free text, 1..=500 characters, not only white space; no control
+    /// characters but `\n` and `\t`.
     #[schema(
         example = "customer changed their mind",
         min_length = 1,
         max_length = 500,
-        pattern = "\\S"
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
     )]
     pub reason: String,
 }

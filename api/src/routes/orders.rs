@@ -11,6 +11,7 @@ use ordertrail_domain::order::{
     RejectOrder,
 };
 use ordertrail_domain::payment::RecordCashCollected;
+use ordertrail_domain::provider::card_payment_method;
 use ordertrail_domain::{ErrorKind, Order, OrderCommand, PaymentStatus};
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
 use ordertrail_schemas::{
@@ -77,11 +78,29 @@ pub struct OrderItemRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryAddressRequest {
-    #[schema(example = "Oranienstraße 25")]
+    /// 1..=200 characters, no control characters.
+    #[schema(
+        example = "Oranienstraße 25",
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub street: String,
-    #[schema(example = "Berlin")]
+    /// 1..=100 characters, no control characters.
+    #[schema(
+        example = "Berlin",
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub city: String,
-    #[schema(example = "10999")]
+    /// 1..=16 characters, no control characters.
+    #[schema(
+        example = "10999",
+        min_length = 1,
+        max_length = 16,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub postal_code: String,
     pub location: Location,
 }
@@ -90,10 +109,16 @@ pub struct DeliveryAddressRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PaymentMethodRequest {
-    /// A card, as the payment provider's token (simulated: `tok_visa`, `tok_declined`, ...).
+    /// A card, as the payment provider's token (simulated: `tok_visa`, `tok_declined`, ...),
+    /// 1..=255 characters. The token is handed to the provider and never
+    /// stored: events and answers carry an opaque `payment_method_ref` (`pm_...`).
     Card {
         /// Not only white space.
-        #[schema(pattern = "\\S")]
+        #[schema(
+            min_length = 1,
+            max_length = 255,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+        )]
         card_token: String,
     },
     /// Cash collected by the rider on delivery.
@@ -110,8 +135,9 @@ pub struct PlaceOrderRequest {
     pub items: Vec<OrderItemRequest>,
     pub delivery_address: DeliveryAddressRequest,
     pub payment_method: PaymentMethodRequest,
-    /// Tip in minor units of the restaurant's currency, not negative.
-    #[schema(minimum = 0)]
+    /// Tip in minor units of the restaurant's currency: 0..=10000 (100.00 in
+    /// EUR, GBP, USD); the order's total is capped at 500000 (5 000.00).
+    #[schema(minimum = 0, maximum = 10000)]
     pub tip_minor: Option<i64>,
 }
 
@@ -178,7 +204,7 @@ async fn order_command(
         .commands
         .execute_order(&req.context(user), id, command.into())
         .await?;
-    Ok(CommandResponse::ok(outcome))
+    Ok(CommandResponse::ok(user, outcome))
 }
 
 /// Execute the order command `build` makes from the order's current state
@@ -198,7 +224,7 @@ async fn checked_order_command<C: Into<OrderCommand>>(
             build(order).map(Into::into)
         })
         .await?;
-    Ok(CommandResponse::ok(outcome))
+    Ok(CommandResponse::ok(user, outcome))
 }
 
 /// Place an order at a restaurant (customers; the customer is the token's subject).
@@ -236,9 +262,7 @@ pub async fn place_order(
             location: body.delivery_address.location.into(),
         },
         payment_method: match &body.payment_method {
-            PaymentMethodRequest::Card { card_token } => PaymentMethod::Card {
-                card_token: card_token.clone(),
-            },
+            PaymentMethodRequest::Card { card_token } => card_payment_method(card_token)?,
             PaymentMethodRequest::Cash => PaymentMethod::Cash,
         },
         tip_minor: body.tip_minor,
@@ -247,7 +271,7 @@ pub async fn place_order(
         .commands
         .place_order(&req.context(&user), input)
         .await?;
-    Ok(CommandResponse::created(outcome))
+    Ok(CommandResponse::created(&user, outcome))
 }
 
 /// Confirm an order (ops, admin): a card order needs its payment authorized
@@ -289,7 +313,7 @@ pub async fn confirm_order(
             .into())
         })
         .await?;
-    Ok(CommandResponse::ok(outcome))
+    Ok(CommandResponse::ok(&user, outcome))
 }
 
 /// Accept a confirmed order with a preparation estimate (the order's restaurant).
@@ -508,5 +532,5 @@ pub async fn record_cash_collected(
         .commands
         .execute_payment(&req.context(&user), payment_id, command.into())
         .await?;
-    Ok(CommandResponse::created(outcome))
+    Ok(CommandResponse::created(&user, outcome))
 }

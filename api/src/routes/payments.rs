@@ -11,7 +11,8 @@ use axum::routing::post;
 use chrono::Utc;
 use ordertrail_commands::service::{CommandError, CommandOutcome};
 use ordertrail_domain::payment::{AuthorizePayment, CapturePayment, RefundPayment, VoidPayment};
-use ordertrail_domain::{ErrorKind, PaymentCommand};
+use ordertrail_domain::provider::card_payment_method;
+use ordertrail_domain::{ErrorKind, Order, OrderStatus, PaymentCommand};
 use ordertrail_schemas::events::PaymentMethod;
 use ordertrail_schemas::{Money, OrderId, PaymentId};
 use serde::Deserialize;
@@ -19,7 +20,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::orders::ensure_customer_owns;
-use super::{CommandResponse, NoBody, load_payment, replayed_error, restaurant_and_total};
+use super::{
+    CommandResponse, NoBody, load_order, load_payment, replayed_error, restaurant_and_total,
+};
 use crate::AppState;
 use crate::auth::{AuthUser, Authorized, CustomerOrStaff, Staff};
 use crate::error::{ApiError, CommandErrors};
@@ -38,8 +41,14 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct AuthorizePaymentRequest {
     pub order_id: Uuid,
-    /// The card token; defaults to the one the order was placed with.
-    #[schema(example = "tok_visa", pattern = "\\S")]
+    /// The card token (1..=255 characters, not only white space, never
+    /// stored); defaults to the card the order was placed with.
+    #[schema(
+        example = "tok_visa",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub card_token: Option<String>,
 }
 
@@ -50,6 +59,15 @@ pub struct CapturePaymentRequest {
     /// Minor units to capture (at most the authorized amount); absent captures all of it.
     #[schema(minimum = 1)]
     pub amount_minor: Option<i64>,
+    /// Required to capture before the order is delivered (409
+    /// `capture_before_delivery` without it); recorded on the event.
+    /// 1..=500 characters, no control characters but `\n` and `\t`.
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
+    pub override_reason: Option<String>,
 }
 
 /// `POST /v1/payments/{id}/refund`.
@@ -59,12 +77,13 @@ pub struct RefundPaymentRequest {
     /// Minor units to refund; all refunds add up to at most the captured amount.
     #[schema(example = 500, minimum = 1)]
     pub amount_minor: i64,
-    /// Free text, 1..=500 characters, not only white space.
+    /// Free text, 1..=500 characters, not only white space; no control
+    /// characters but `\n` and `\t`.
     #[schema(
         example = "cold food",
         min_length = 1,
         max_length = 500,
-        pattern = "\\S"
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
     )]
     pub reason: String,
 }
@@ -89,13 +108,19 @@ pub async fn authorize_payment(
 ) -> Result<CommandResponse, ApiError> {
     let order_id = OrderId(req.body.order_id);
     let payment_id = PaymentId::for_order(order_id);
-    let card_token = req.body.card_token.clone();
+    let new_card = match req.body.card_token.as_deref() {
+        Some(token) => match card_payment_method(token)? {
+            PaymentMethod::Card { payment_method_ref } => Some(payment_method_ref),
+            PaymentMethod::Cash => None,
+        },
+        None => None,
+    };
     let outcome = state
         .commands
         .execute_payment_for_order(&req.context(&user), order_id, "AuthorizePayment", |order| {
             ensure_customer_owns(&user, order)?;
             let Some(PaymentMethod::Card {
-                card_token: on_file,
+                payment_method_ref: on_file,
             }) = order.payment_method()
             else {
                 return Err(CommandError::rejected(
@@ -110,7 +135,7 @@ pub async fn authorize_payment(
                 order_id,
                 restaurant_id,
                 amount,
-                card_token: card_token.unwrap_or_else(|| on_file.clone()),
+                payment_method_ref: new_card.unwrap_or_else(|| on_file.clone()),
                 now: Utc::now(),
             }
             .into())
@@ -127,10 +152,10 @@ pub async fn authorize_payment(
             .cloned()
             .unwrap_or_default();
         let error = ApiError::new("payment_declined", "the card was declined")
-            .with_details(serde_json::json!({ "decline_code": decline_code, "outcome": outcome }));
+            .with_details(serde_json::json!({ "decline_code": decline_code, "outcome": super::visibility::outcome(&user, outcome.clone()) }));
         return Err(replayed_error(error, &outcome));
     }
-    Ok(CommandResponse::created(outcome))
+    Ok(CommandResponse::created(&user, outcome))
 }
 
 async fn payment_command(
@@ -144,20 +169,26 @@ async fn payment_command(
         .commands
         .execute_payment(&req.context(user), id, command.into())
         .await?;
-    Ok(CommandResponse::ok(outcome))
+    Ok(CommandResponse::ok(user, outcome))
 }
 
-/// The payment's currency (authorized or collected amount).
-async fn currency_of(
+/// The payment's currency (authorized or collected amount) and its order,
+/// which the money rules need (delivered yet? the price to allocate a refund by).
+async fn currency_and_order(
     state: &AppState,
     id: PaymentId,
-) -> Result<ordertrail_schemas::Currency, ApiError> {
+) -> Result<(ordertrail_schemas::Currency, Option<Order>), ApiError> {
     let payment = load_payment(&state.commands, id).await?;
-    payment
+    let currency = payment
         .authorized_amount()
         .or(payment.collected_amount())
         .map(|m| m.currency)
-        .ok_or_else(|| ApiError::internal(format!("payment {id} has no amount")))
+        .ok_or_else(|| ApiError::internal(format!("payment {id} has no amount")))?;
+    let order = match payment.order_id() {
+        Some(order_id) => Some(load_order(&state.commands, order_id).await?),
+        None => None,
+    };
+    Ok((currency, order))
 }
 
 /// Capture an authorization, all or part of it (ops, admin).
@@ -175,9 +206,12 @@ pub async fn capture_payment(
     req: CommandRequest<CapturePaymentRequest>,
 ) -> Result<CommandResponse, ApiError> {
     let id = PaymentId(id);
-    let currency = currency_of(&state, id).await?;
+    let (currency, order) = currency_and_order(&state, id).await?;
+    let order_delivered = order.and_then(|o| o.status()) == Some(OrderStatus::Delivered);
     let command = CapturePayment {
         amount: req.body.amount_minor.map(|a| Money::new(a, currency)),
+        order_delivered,
+        override_reason: req.body.override_reason.clone(),
         now: Utc::now(),
     };
     payment_command(&state, &user, &req, id, command).await
@@ -217,10 +251,11 @@ pub async fn refund_payment(
     req: CommandRequest<RefundPaymentRequest>,
 ) -> Result<CommandResponse, ApiError> {
     let id = PaymentId(id);
-    let currency = currency_of(&state, id).await?;
+    let (currency, order) = currency_and_order(&state, id).await?;
     let command = RefundPayment {
         amount: Money::new(req.body.amount_minor, currency),
         reason: req.body.reason.clone(),
+        order_price: order.and_then(|o| o.price().cloned()),
         now: Utc::now(),
     };
     payment_command(&state, &user, &req, id, command).await

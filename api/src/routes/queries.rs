@@ -27,12 +27,13 @@ use ordertrail_projections::queries::{
     PlatformDaySummary, ProjectorStatus, ProviderSettlementDay, QueryError,
     RestaurantSettlementDay, SortOrder, TimelineEntry, Viewer,
 };
-use ordertrail_schemas::ActorRole;
+use ordertrail_schemas::{ActorRole, OrderId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
+use super::visibility;
 use crate::AppState;
 use crate::auth::{AuthUser, Authorized, RestaurantOrStaff, RiderOrStaff, Staff};
 use crate::error::{ApiError, documented_errors};
@@ -274,9 +275,13 @@ pub async fn list_orders(
         limit: params.limit,
         cursor: params.cursor,
     };
-    let page = queries::orders::list_orders(&state.pool, viewer, &filter)
+    let mut page = queries::orders::list_orders(&state.pool, viewer, &filter)
         .await
         .map_err(|e| query_error(e, "order_not_found"))?;
+    let audience = visibility::audience(&user);
+    for order in &mut page.orders {
+        visibility::summary(audience, order);
+    }
     Ok(Json(OrderList {
         items: page.orders,
         next_cursor: page.next_cursor,
@@ -297,10 +302,13 @@ pub async fn order_detail(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<OrderDetail>, ApiError> {
     let viewer = viewer(&user)?;
-    queries::orders::order_detail(&state.pool, viewer, id)
+    let mut detail = queries::orders::order_detail(&state.pool, viewer, id)
         .await
-        .map(Json)
-        .map_err(|e| query_error(e, "order_not_found"))
+        .map_err(|e| query_error(e, "order_not_found"))?;
+    visibility::detail(&user, &mut detail, || {
+        state.commands.dropoff_code_for(OrderId(id))
+    });
+    Ok(Json(detail))
 }
 
 /// The ETA of an order's delivery: the rider's last position, distances and

@@ -69,10 +69,9 @@ async fn an_order_goes_from_placement_to_delivery() {
         .await;
     requested.assert(StatusCode::CREATED);
     let delivery = requested.body["aggregate_id"].as_str().unwrap().to_owned();
-    let code = requested.body["events"][0]["payload"]["dropoff_code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let code = app
+        .commands
+        .dropoff_code_for(ordertrail_schemas::OrderId(order));
 
     let me = rider(1);
     let rider_token = app.rider(me);

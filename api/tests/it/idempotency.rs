@@ -175,7 +175,7 @@ async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
             },
         },
         payment_method: PaymentMethod::Card {
-            card_token: "tok_visa".into(),
+            payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_visa"),
         },
         tip_minor: Some(150),
     };

@@ -12,4 +12,5 @@ mod docs;
 mod flow;
 mod idempotency;
 mod queries;
+mod security;
 mod support;

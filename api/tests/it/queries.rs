@@ -182,10 +182,9 @@ impl TestApp {
             .await;
         requested.assert(StatusCode::CREATED);
         let delivery = requested.body["aggregate_id"].as_str().unwrap().to_owned();
-        let code = requested.body["events"][0]["payload"]["dropoff_code"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let code = self
+            .commands
+            .dropoff_code_for(ordertrail_schemas::OrderId(order));
         let steps: [(&str, &str, Value); 8] = [
             ("assign", rider_token.as_str(), json!({"rider_id": me})),
             (
@@ -456,7 +455,13 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
         assert!(types.contains(&expected), "{expected} in {types:?}");
     }
     assert_eq!(types[0], "OrderPlaced");
-    assert!(timeline[0]["metadata"]["request_id"].is_string());
+    // Metadata: the actor role for everyone, request ids for staff only
+    // (docs/visibility.md).
+    assert_eq!(timeline[0]["metadata"]["actor"]["role"], "customer");
+    assert!(timeline[0]["metadata"]["actor"].get("subject").is_none());
+    assert!(timeline[0]["metadata"].get("request_id").is_none());
+    let staff_view = app.ok(&format!("/v1/orders/{delivered}"), &ops).await;
+    assert!(staff_view["timeline"][0]["metadata"]["request_id"].is_string());
 
     // ETAs: by order (visibility as for the order), by rider, active set.
     let eta = app
@@ -542,9 +547,30 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
     assert_eq!(days.len(), 1, "{days:?}");
     let day = &days[0];
     assert_eq!(day["orders"], 1);
-    assert_eq!(day["refunds_minor"], 100);
+    // The 1.00 refund is allocated by component; the restaurant bears its
+    // items and tax share and gets the commission on the items back.
+    let refund = staff_view["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event_type"] == "PaymentRefunded")
+        .expect("refund in the timeline");
+    let allocation = &refund["payload"]["allocation"];
+    let share = |f: &str| allocation[f]["amount"].as_i64().unwrap();
+    assert_eq!(
+        ["items", "delivery_fee", "service_fee", "tax", "tip"]
+            .iter()
+            .map(|f| share(f))
+            .sum::<i64>(),
+        100
+    );
+    assert_eq!(day["refunds_minor"], share("items") + share("tax"));
+    assert!(share("commission_reversed") > 0);
     assert_eq!(day["tips_minor"], order["tip_minor"]);
-    assert_eq!(day["provider_fees_minor"], order["provider_fees_minor"]);
+    assert_eq!(
+        day["provider_fees_minor"],
+        staff_view["order"]["provider_fees_minor"]
+    );
     let business_day = day["business_day"].as_str().unwrap().to_owned();
     app.get(&format!(
         "/v1/settlements/restaurants/{}?from={from}&to={to}",
@@ -628,7 +654,7 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
     assert_eq!(fields[0], berlin().to_string());
     assert_eq!(fields[1], business_day);
     assert_eq!(fields[3], "1");
-    assert_eq!(fields[11], "100");
+    assert_eq!(fields[11], day["refunds_minor"].to_string());
     assert_eq!(fields[13], day["net_payable_minor"].to_string());
     // The mart sees only its own (nothing delivered yet), and may not ask for others.
     let own_csv = app
@@ -923,4 +949,112 @@ async fn bad_query_parameters_are_answered_with_stable_codes() {
         doc["paths"]["/v1/settlements/export.csv"]["get"]["responses"]["200"]["content"]["text/csv"]
             .is_object()
     );
+}
+
+/// Issue 13: what the order's timeline shows each role (docs/visibility.md).
+/// The assigned rider, before the hand-over, and the restaurant read no
+/// drop-off code (nor its hash) and no card data; the customer reads the
+/// code in their own view only.
+#[tokio::test]
+async fn the_timeline_shows_each_role_only_its_fields() {
+    let app = TestApp::new().await;
+    let pipeline = Pipeline::start(&app.db.pool);
+    let (order, delivery, code) = app.requested_delivery().await;
+    let me = rider(3);
+    let rider_token = app.rider(me);
+    app.post(&format!("/v1/deliveries/{delivery}/assign"))
+        .token(&rider_token)
+        .json(json!({"rider_id": me}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+    pipeline.caught_up(&app.db.pool).await;
+    let customer = app.token(
+        "customer",
+        &app.commands
+            .load_order(OrderId(order))
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .customer_id()
+            .unwrap()
+            .to_string(),
+    );
+    let detail = |token: String| {
+        let app = &app;
+        async move { app.ok(&format!("/v1/orders/{order}"), &token).await }
+    };
+    let entry = |view: &Value, event_type: &str| -> Value {
+        view["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["event_type"] == event_type)
+            .unwrap_or_else(|| panic!("{event_type} in {view}"))
+            .clone()
+    };
+    for (role, view) in [
+        ("rider", detail(rider_token.clone()).await),
+        ("restaurant", detail(app.restaurant(berlin())).await),
+    ] {
+        let text = view.to_string();
+        assert!(view.get("dropoff_code").is_none(), "{role}: {text}");
+        let requested = entry(&view, "DeliveryRequested");
+        assert!(requested["payload"].get("dropoff_code").is_none(), "{role}");
+        assert!(
+            requested["payload"].get("dropoff_code_hash").is_none(),
+            "{role}"
+        );
+        assert!(!text.contains("hmac-sha256"), "{role}");
+        let placed = entry(&view, "OrderPlaced");
+        assert_eq!(
+            placed["payload"]["payment_method"],
+            json!({"kind": "card"}),
+            "{role}"
+        );
+        assert!(
+            !text.contains("tok_visa") && !text.contains("pm_"),
+            "{role}: {text}"
+        );
+        assert!(
+            placed["metadata"]["actor"].get("subject").is_none(),
+            "{role}"
+        );
+        assert!(view["order"].get("payment_provider").is_none(), "{role}");
+    }
+    let rider_view = detail(rider_token).await;
+    assert!(rider_view["order"].get("commission_minor").is_none());
+    assert!(rider_view["order"].get("customer_id").is_none());
+    let restaurant_view = detail(app.restaurant(berlin())).await;
+    assert!(
+        entry(&restaurant_view, "OrderPlaced")["payload"]
+            .get("delivery_address")
+            .is_none()
+    );
+    assert!(restaurant_view["order"]["commission_minor"].is_i64());
+
+    // The customer: the code, and which card paid.
+    let own = detail(customer).await;
+    assert_eq!(own["dropoff_code"], json!(code));
+    let placed = entry(&own, "OrderPlaced");
+    assert!(
+        placed["payload"]["payment_method"]["payment_method_ref"]
+            .as_str()
+            .unwrap()
+            .starts_with("pm_")
+    );
+    assert!(placed["payload"]["price"].get("commission").is_none());
+    // Ops: the hash (never the code), metadata in full.
+    let staff = detail(app.ops()).await;
+    assert!(staff.get("dropoff_code").is_none());
+    assert!(
+        entry(&staff, "DeliveryRequested")["payload"]["dropoff_code_hash"]
+            .as_str()
+            .unwrap()
+            .starts_with("hmac-sha256:")
+    );
+    assert!(!staff.to_string().contains(&format!("\"{code}\"")));
+    assert!(entry(&staff, "OrderPlaced")["metadata"]["actor"]["subject"].is_string());
+    pipeline.stop().await;
 }

@@ -10,6 +10,7 @@ use ordertrail_api::{AppState, AuthConfig, app};
 use ordertrail_commands::catalog::{self, seed_ids};
 use ordertrail_commands::service::CommandService;
 use ordertrail_domain::SimulatedProvider;
+use ordertrail_schemas::OrderId;
 use ordertrail_testkit::pg::TestDatabase;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -291,10 +292,7 @@ impl TestApp {
             .as_str()
             .and_then(|s| s.parse().ok())
             .expect("delivery id");
-        let code = response.body["events"][0]["payload"]["dropoff_code"]
-            .as_str()
-            .expect("code")
-            .to_owned();
+        let code = self.commands.dropoff_code_for(OrderId(order));
         (order, delivery, code)
     }
 }

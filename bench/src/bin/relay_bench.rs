@@ -191,13 +191,13 @@ WITH g AS (
 INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
 SELECT 'Delivery', delivery_id::text, seq,
        CASE WHEN seq = 1 THEN 'DeliveryRequested' ELSE 'RiderLocationReported' END,
-       CASE WHEN seq = 1 THEN '1' ELSE '2' END,
+       '2',
        CASE WHEN seq = 1 THEN json_build_object(
                 'type', 'DeliveryRequested', 'delivery_id', delivery_id,
                 'order_id', md5('order' || d)::uuid, 'restaurant_id', md5('restaurant' || (d % 50))::uuid,
                 'pickup', json_build_object('lat', 52.49 + (d % 100) * 0.0001, 'lon', 13.41),
                 'dropoff', json_build_object('lat', 52.51, 'lon', 13.39 + (d % 100) * 0.0001),
-                'dropoff_code', lpad((d % 10000)::text, 4, '0'), 'ready_by', null,
+                'dropoff_code_hash', 'hmac-sha256:' || repeat(md5(d::text), 2), 'ready_by', null,
                 'requested_at', now())
             ELSE json_build_object(
                 'type', 'RiderLocationReported', 'rider_id', rider_id,

@@ -12,6 +12,7 @@ use ordertrail_commands::saga::{self, SagaConfig};
 use ordertrail_commands::service::CommandService;
 use ordertrail_domain::SimulatedProvider;
 use ordertrail_platform::{db, shutdown, telemetry};
+use ordertrail_schemas::privacy::DropoffCodeKey;
 
 /// Consumes the order, payment and delivery topics and sends the follow-up
 /// commands that take an order from placement to delivered and paid; fires
@@ -22,6 +23,11 @@ struct Config {
     /// PostgreSQL URL of the event store.
     #[arg(long, env, hide_env_values = true)]
     database_url: String,
+    /// Secret the drop-off codes are derived from and stored hashed with
+    /// (HMAC-SHA256; at least 16 bytes; the same in the API and the saga;
+    /// never logged).
+    #[arg(long, env = "DROPOFF_CODE_KEY", hide_env_values = true)]
+    dropoff_code_key: String,
     /// Kafka bootstrap servers, `host:port[,host:port...]`.
     #[arg(long, env)]
     kafka_brokers: String,
@@ -69,7 +75,10 @@ async fn main() -> anyhow::Result<()> {
     if config.run_migrations {
         db::migrate(&pool).await.context("apply migrations")?;
     }
-    let service = CommandService::new(pool, Arc::new(SimulatedProvider::new()));
+    let dropoff_code_key = DropoffCodeKey::new(config.dropoff_code_key.clone().into_bytes())
+        .context("DROPOFF_CODE_KEY")?;
+    let service = CommandService::new(pool, Arc::new(SimulatedProvider::new()))
+        .with_dropoff_code_key(dropoff_code_key);
     let mut saga_config =
         SagaConfig::new(config.kafka_brokers, config.topic_prefix, config.group_id);
     saga_config.accept_timeout = Duration::from_secs(config.accept_timeout_secs);

@@ -238,6 +238,15 @@ impl Flow {
                 }
             }
             PaymentEvent::PaymentDeclined(declined) => {
+                // The customer may have retried with another card since this
+                // decline (POST /v1/payments): cancel only while the payment's
+                // last answer is still this decline.
+                let payment = self.payment(cause, declined.payment_id).await?;
+                let status = payment.as_ref().and_then(Payment::status);
+                if status != Some(PaymentStatus::Declined) {
+                    tracing::info!(%cause, order_id = %declined.order_id, ?status, "payment no longer declined (a retry succeeded); not cancelling");
+                    return Ok(Handled::Nothing);
+                }
                 let cancel = CancelOrder {
                     reason: format!("payment declined: {}", declined.decline_code),
                     by: ActorRole::System,
@@ -276,14 +285,19 @@ impl Flow {
                 let order_id = self.order_of(cause, delivery_id).await?;
                 let command = MarkPickedUp {
                     rider_id: pickup.rider_id,
-                    now: Utc::now(),
+                    now: pickup.picked_up_at,
                 };
                 self.send_order(cause, "mark_picked_up", order_id, command.into())
                     .await?;
             }
-            DeliveryEvent::DeliveryCompleted(_) => {
+            DeliveryEvent::DeliveryCompleted(completed) => {
                 let order_id = self.order_of(cause, delivery_id).await?;
-                let command = MarkDelivered { now: Utc::now() };
+                // Business time: the order was delivered when the rider
+                // completed the hand-over, not when the saga got to it (the
+                // settlement day follows `delivered_at`).
+                let command = MarkDelivered {
+                    now: completed.completed_at,
+                };
                 self.send_order(cause, "mark_delivered", order_id, command.into())
                     .await?;
             }
@@ -330,7 +344,7 @@ impl Flow {
         let placed = order
             .placed()
             .ok_or_else(|| inconsistent(cause, "placed order without placement"))?;
-        let PaymentMethod::Card { card_token } = &placed.payment_method else {
+        let PaymentMethod::Card { payment_method_ref } = &placed.payment_method else {
             return Ok(Authorization::NotNeeded);
         };
         let command = AuthorizePayment {
@@ -338,7 +352,7 @@ impl Flow {
             order_id,
             restaurant_id: placed.restaurant_id,
             amount: placed.price.total,
-            card_token: card_token.clone(),
+            payment_method_ref: payment_method_ref.clone(),
             now: Utc::now(),
         };
         let sent = self
@@ -403,9 +417,11 @@ impl Flow {
                 }
                 Some(PaymentStatus::Captured | PaymentStatus::PartiallyRefunded) => {
                     if let Some(amount) = payment.refundable_amount().filter(|m| m.amount > 0) {
+                        let order = self.order(cause, order_id).await?;
                         let refund = RefundPayment {
                             amount,
                             reason: reason.to_owned(),
+                            order_price: order.price().cloned(),
                             now: Utc::now(),
                         };
                         self.send_payment(cause, "refund_payment", payment_id, refund.into())
@@ -457,6 +473,8 @@ impl Flow {
                 let payment_id = order.payment_id().unwrap_or(PaymentId::for_order(order_id));
                 let capture = CapturePayment {
                     amount: Some(total),
+                    order_delivered: true,
+                    override_reason: None,
                     now: Utc::now(),
                 };
                 self.send_payment(cause, "capture_payment", payment_id, capture.into())

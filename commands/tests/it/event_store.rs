@@ -56,7 +56,7 @@ fn berlin_order(customer_id: CustomerId) -> PlaceOrderInput {
             },
         },
         payment_method: PaymentMethod::Card {
-            card_token: "tok_visa".into(),
+            payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_visa"),
         },
         tip_minor: Some(100),
     }
@@ -84,7 +84,8 @@ async fn requested_delivery(service: &CommandService) -> DeliveryId {
             lat: 52.5010,
             lon: 13.4190,
         },
-        dropoff_code: "4711".into(),
+        dropoff_code_hash: ordertrail_schemas::privacy::DropoffCodeKey::for_tests()
+            .hash(id, "4711"),
         ready_by: None,
         now: Utc::now(),
     };

@@ -663,7 +663,8 @@ async fn store_delivery_with_v1_location(pool: &PgPool) -> (String, DateTime<Utc
             lat: 52.53,
             lon: 13.41,
         },
-        dropoff_code: "4711".into(),
+        dropoff_code_hash: ordertrail_schemas::privacy::DropoffCodeKey::for_tests()
+            .hash(id.parse::<DeliveryId>().expect("delivery id"), "4711"),
         ready_by: None,
         requested_at: reported_at - chrono::Duration::minutes(10),
     });

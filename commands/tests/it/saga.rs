@@ -15,9 +15,10 @@ use ordertrail_commands::saga::{self, SagaConfig};
 use ordertrail_commands::service::{CommandContext, CommandService, PlaceOrderInput};
 use ordertrail_domain::delivery::{AssignRider, CompleteDelivery, ConfirmPickup, FailDelivery};
 use ordertrail_domain::order::{AcceptOrder, CancelOrder, RejectOrder};
+use ordertrail_domain::payment::AuthorizePayment;
 use ordertrail_domain::{
-    DeliveryCommand, DeliveryStatus, Order, OrderCommand, OrderStatus, Payment, PaymentStatus,
-    SimulatedProvider,
+    DeliveryCommand, DeliveryStatus, Order, OrderCommand, OrderStatus, Payment, PaymentCommand,
+    PaymentStatus, SimulatedProvider,
 };
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
 use ordertrail_schemas::topics::all_topics;
@@ -172,7 +173,7 @@ impl Env {
 
     async fn place_card(&self, token: &str) -> OrderId {
         self.place(PaymentMethod::Card {
-            card_token: token.into(),
+            payment_method_ref: ordertrail_schemas::privacy::payment_method_ref(token),
         })
         .await
     }
@@ -220,9 +221,13 @@ impl Env {
     }
 
     async fn complete(&self, order_id: OrderId, rider_id: RiderId) {
+        let code = self.dropoff_code(order_id);
         let command = CompleteDelivery {
             rider_id,
-            dropoff_code: self.dropoff_code(order_id).await,
+            dropoff_code_hashes: self
+                .service
+                .dropoff_code_hashes(DeliveryId::for_order(order_id), &code),
+            dropoff_code: code,
             now: Utc::now(),
         };
         self.delivery_cmd(rider(rider_id), order_id, command.into())
@@ -295,20 +300,10 @@ impl Env {
         .await
     }
 
-    /// The code the customer's app shows (from `DeliveryRequested`).
-    async fn dropoff_code(&self, order_id: OrderId) -> String {
-        let payload: Value = sqlx::query_scalar(
-            "SELECT payload::jsonb FROM events
-             WHERE aggregate_type = 'Delivery' AND aggregate_id = $1 AND event_type = 'DeliveryRequested'",
-        )
-        .bind(DeliveryId::for_order(order_id).to_string())
-        .fetch_one(&self.db.pool)
-        .await
-        .expect("delivery requested");
-        payload["dropoff_code"]
-            .as_str()
-            .expect("dropoff code")
-            .to_owned()
+    /// The code the customer's app shows (derived from the server's key;
+    /// events carry only its keyed hash).
+    fn dropoff_code(&self, order_id: OrderId) -> String {
+        self.service.dropoff_code_for(order_id)
     }
 
     /// Event types of one aggregate, in order.
@@ -1013,5 +1008,69 @@ async fn an_event_it_cannot_decode_stalls_the_saga_visibly_naming_it_and_is_neve
     .await
     .expect("offsets");
     assert_eq!(past, 0);
+    saga.stop().await;
+}
+
+/// Issue 13: a customer's successful card retry after a decline is not
+/// cancelled. The saga is down while the decline and the retry happen, so it
+/// sees `PaymentDeclined` when the payment is already authorized: it must
+/// look at the payment before cancelling.
+#[tokio::test]
+async fn a_successful_retry_after_a_decline_is_not_cancelled() {
+    let (env, saga) = Env::start(|_| {}).await;
+    saga.stop().await;
+    let order_id = env
+        .place(PaymentMethod::Card {
+            payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_declined"),
+        })
+        .await;
+    let order = env.order(order_id).await;
+    let price = order.price().expect("price").total;
+    let customer_actor = customer(order.customer_id().expect("customer"));
+    let payment_id = PaymentId::for_order(order_id);
+    for token in ["tok_declined", "tok_visa"] {
+        let command = AuthorizePayment {
+            payment_id,
+            order_id,
+            restaurant_id: order.restaurant_id().expect("restaurant"),
+            amount: price,
+            payment_method_ref: ordertrail_schemas::privacy::payment_method_ref(token),
+            now: Utc::now(),
+        };
+        env.service
+            .execute_payment(
+                &CommandContext::new(customer_actor.clone(), "req-retry"),
+                payment_id,
+                PaymentCommand::AuthorizePayment(command),
+            )
+            .await
+            .expect("authorize");
+    }
+    let saga = env.start_saga();
+    env.wait_order(order_id, OrderStatus::Confirmed).await;
+    env.wait_saga_caught_up().await;
+    let (order_events, payments, _) = env.history(order_id).await;
+    assert_eq!(order_events, strings(&["OrderPlaced", "OrderConfirmed"]));
+    assert_eq!(payments, strings(&["PaymentDeclined", "PaymentAuthorized"]));
+    saga.stop().await;
+}
+
+/// Issue 13: business time is the time of the fact. The order is picked up
+/// and delivered at the rider's pickup and completion times (which decide the
+/// settlement day), not when the saga got to them.
+#[tokio::test]
+async fn pickup_and_delivery_times_are_the_riders_not_the_sagas() {
+    let (env, saga) = Env::start(|_| {}).await;
+    let order_id = env.place(PaymentMethod::Cash).await;
+    env.wait_order(order_id, OrderStatus::Confirmed).await;
+    env.run_delivery(order_id, rider_n(4)).await;
+    env.wait_order(order_id, OrderStatus::Delivered).await;
+    let delivery = DeliveryId::for_order(order_id);
+    let (_, completed, _) = env.event("Delivery", delivery, "DeliveryCompleted").await;
+    let (_, delivered, _) = env.event("Order", order_id, "OrderDelivered").await;
+    assert_eq!(delivered["delivered_at"], completed["completed_at"]);
+    let (_, pickup, _) = env.event("Delivery", delivery, "PickupConfirmed").await;
+    let (_, picked_up, _) = env.event("Order", order_id, "OrderPickedUp").await;
+    assert_eq!(picked_up["picked_up_at"], pickup["picked_up_at"]);
     saga.stop().await;
 }

@@ -189,19 +189,20 @@ fn check_point(field: &'static str, point: GeoPoint) -> Result<(), DeliveryError
 
 fn require_reason(reason: &str, action: &'static str) -> Result<(), DeliveryError> {
     if reason.trim().is_empty() {
-        Err(DeliveryError::ReasonRequired { action })
-    } else {
-        Ok(())
+        return Err(DeliveryError::ReasonRequired { action });
     }
+    Ok(crate::text::REASON.check(reason)?)
 }
 
 fn request(cmd: RequestDelivery) -> Result<DeliveryEvent, DeliveryError> {
     check_point("pickup", cmd.pickup)?;
     check_point("dropoff", cmd.dropoff)?;
-    if !is_valid_dropoff_code(&cmd.dropoff_code) {
-        return Err(DeliveryError::InvalidDropoffCode {
-            length: cmd.dropoff_code.chars().count(),
-        });
+    if !cmd
+        .dropoff_code_hash
+        .strip_prefix(ordertrail_schemas::privacy::KEYED_PREFIX)
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(DeliveryError::InvalidDropoffCodeHash);
     }
     Ok(DeliveryRequested {
         delivery_id: cmd.delivery_id,
@@ -209,7 +210,7 @@ fn request(cmd: RequestDelivery) -> Result<DeliveryEvent, DeliveryError> {
         restaurant_id: cmd.restaurant_id,
         pickup: cmd.pickup,
         dropoff: cmd.dropoff,
-        dropoff_code: cmd.dropoff_code,
+        dropoff_code_hash: cmd.dropoff_code_hash,
         ready_by: cmd.ready_by,
         requested_at: cmd.now,
     }
@@ -344,7 +345,10 @@ impl DeliveryState {
                 length: cmd.dropoff_code.chars().count(),
             });
         }
-        if cmd.dropoff_code != self.requested.dropoff_code {
+        if !cmd
+            .dropoff_code_hashes
+            .contains(&self.requested.dropoff_code_hash)
+        {
             return Ok(DropoffCodeRejected {
                 rider_id: cmd.rider_id,
                 attempts: self.failed_dropoff_attempts.saturating_add(1),

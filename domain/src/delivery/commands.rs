@@ -12,8 +12,10 @@ pub struct RequestDelivery {
     pub restaurant_id: RestaurantId,
     pub pickup: GeoPoint,
     pub dropoff: GeoPoint,
-    /// Exactly 4 ASCII digits; the customer tells it to the rider at the door.
-    pub dropoff_code: String,
+    /// Keyed hash of the 4-digit code the customer tells the rider at the
+    /// door (`hmac-sha256:...`, see `ordertrail_schemas::privacy`); the code
+    /// itself never enters the aggregate or its events.
+    pub dropoff_code_hash: String,
     pub ready_by: Option<DateTime<Utc>>,
     pub now: DateTime<Utc>,
 }
@@ -59,7 +61,12 @@ pub struct ConfirmPickup {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompleteDelivery {
     pub rider_id: RiderId,
+    /// What the rider typed (checked for shape: exactly 4 digits).
     pub dropoff_code: String,
+    /// Every stored form that code may have (see
+    /// `ordertrail_schemas::privacy::DropoffCodeKey::candidates`): the code
+    /// is right when one of them is the requested delivery's hash.
+    pub dropoff_code_hashes: Vec<String>,
     pub now: DateTime<Utc>,
 }
 

@@ -22,6 +22,10 @@ pub enum DeliveryError {
     },
     #[error("a dropoff code is exactly 4 digits (got {length} characters)")]
     InvalidDropoffCode { length: usize },
+    #[error(
+        "a delivery is requested with a keyed drop-off code hash (`hmac-sha256:` + 64 hex digits)"
+    )]
+    InvalidDropoffCodeHash,
     #[error("delivery in status {status} cannot be assigned")]
     NotAssignable { status: DeliveryStatus },
     #[error("delivery is already assigned to another rider")]
@@ -67,6 +71,8 @@ pub enum DeliveryError {
     AlreadyFlagged,
     #[error("a reason is required to {action}")]
     ReasonRequired { action: &'static str },
+    #[error(transparent)]
+    InvalidText(#[from] crate::text::TextError),
 }
 
 impl DeliveryError {
@@ -77,6 +83,7 @@ impl DeliveryError {
             DeliveryError::AlreadyRequested { .. } => "delivery_already_requested",
             DeliveryError::InvalidCoordinates { .. } => "invalid_coordinates",
             DeliveryError::InvalidDropoffCode { .. } => "invalid_dropoff_code",
+            DeliveryError::InvalidDropoffCodeHash => "invalid_dropoff_code_hash",
             DeliveryError::NotAssignable { .. } => "delivery_not_assignable",
             DeliveryError::AlreadyAssigned { .. } => "delivery_already_assigned",
             DeliveryError::RiderAlreadyAssigned { .. } => "rider_already_assigned",
@@ -94,6 +101,7 @@ impl DeliveryError {
             DeliveryError::NotFlaggable { .. } => "delivery_not_flaggable",
             DeliveryError::AlreadyFlagged => "delivery_already_flagged",
             DeliveryError::ReasonRequired { .. } => "reason_required",
+            DeliveryError::InvalidText(e) => e.code(),
         }
     }
 
@@ -103,10 +111,12 @@ impl DeliveryError {
             DeliveryError::NotFound { .. } => ErrorKind::NotFound,
             DeliveryError::InvalidCoordinates { .. }
             | DeliveryError::InvalidDropoffCode { .. }
+            | DeliveryError::InvalidDropoffCodeHash
             | DeliveryError::LocationTimestampRegressed { .. }
             | DeliveryError::LocationTimestampInFuture { .. }
             | DeliveryError::ImplausibleLocation { .. }
-            | DeliveryError::ReasonRequired { .. } => ErrorKind::Invalid,
+            | DeliveryError::ReasonRequired { .. }
+            | DeliveryError::InvalidText(_) => ErrorKind::Invalid,
             DeliveryError::RiderNotAssigned { .. } => ErrorKind::Forbidden,
             DeliveryError::AlreadyRequested { .. }
             | DeliveryError::NotAssignable { .. }

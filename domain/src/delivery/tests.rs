@@ -5,6 +5,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::test::{AggregateResultValidator, TestFramework};
 use ordertrail_schemas::events::*;
+use ordertrail_schemas::privacy::DropoffCodeKey;
 use ordertrail_schemas::*;
 use uuid::Uuid;
 
@@ -56,7 +57,7 @@ fn request() -> RequestDelivery {
         restaurant_id: restaurant_id(),
         pickup: PICKUP,
         dropoff: DROPOFF,
-        dropoff_code: "4821".into(),
+        dropoff_code_hash: code_hash("4821"),
         ready_by: Some(at(22)),
         now: at(1),
     }
@@ -69,7 +70,7 @@ fn requested() -> DeliveryRequested {
         restaurant_id: restaurant_id(),
         pickup: PICKUP,
         dropoff: DROPOFF,
-        dropoff_code: "4821".into(),
+        dropoff_code_hash: code_hash("4821"),
         ready_by: Some(at(22)),
         requested_at: at(1),
     }
@@ -222,15 +223,38 @@ fn request_twice_is_a_conflict() {
     );
 }
 
+/// The keyed hash events store for `code` of the test delivery.
+fn code_hash(code: &str) -> String {
+    DropoffCodeKey::for_tests().hash(delivery_id(), code)
+}
+
 #[test]
-fn dropoff_code_is_exactly_four_ascii_digits() {
-    for code in ["", "123", "12345", "12a4", "١٢٣٤", " 123", "12 4"] {
+fn a_delivery_is_requested_with_a_keyed_hash_never_a_code() {
+    let legacy = ordertrail_schemas::privacy::legacy_dropoff_code_hash(delivery_id(), "4821");
+    for hash in [
+        "",
+        "4821",
+        "hmac-sha256:",
+        "hmac-sha256:zz",
+        legacy.as_str(),
+    ] {
         let command = RequestDelivery {
-            dropoff_code: code.into(),
+            dropoff_code_hash: hash.into(),
             ..request()
         };
         expect_error(
             given(vec![], command),
+            "invalid_dropoff_code_hash",
+            ErrorKind::Invalid,
+        );
+    }
+}
+
+#[test]
+fn dropoff_code_is_exactly_four_ascii_digits() {
+    for code in ["", "123", "12345", "12a4", "١٢٣٤", " 123", "12 4"] {
+        expect_error(
+            given(history(DeliveryStatus::PickedUp), complete(code)),
             "invalid_dropoff_code",
             ErrorKind::Invalid,
         );
@@ -310,6 +334,7 @@ fn every_command_but_request_needs_a_delivery() {
         CompleteDelivery {
             rider_id: rider(),
             dropoff_code: "4821".into(),
+            dropoff_code_hashes: vec![code_hash("4821")],
             now: at(2),
         }
         .into(),
@@ -675,6 +700,7 @@ fn complete(code: &str) -> CompleteDelivery {
     CompleteDelivery {
         rider_id: rider(),
         dropoff_code: code.into(),
+        dropoff_code_hashes: DropoffCodeKey::for_tests().candidates(delivery_id(), code),
         now: at(40),
     }
 }
@@ -729,6 +755,18 @@ fn after_three_wrong_codes_no_more_attempts() {
         },
     )
     .then_expect_events(vec![failed().into()]);
+}
+
+#[test]
+fn a_delivery_requested_before_hashing_completes_with_its_old_code() {
+    // A version 1 event, upcast: the hash is the unkeyed legacy form.
+    let mut events = history(DeliveryStatus::PickedUp);
+    if let Some(DeliveryEvent::DeliveryRequested(r)) = events.first_mut() {
+        r.dropoff_code_hash =
+            ordertrail_schemas::privacy::legacy_dropoff_code_hash(delivery_id(), "4821");
+    }
+    given(events.clone(), complete("4821")).then_expect_events(vec![completed().into()]);
+    given(events, complete("1111")).then_expect_events(vec![code_rejected(1).into()]);
 }
 
 #[test]

@@ -18,7 +18,7 @@ use super::commands::{
 };
 use super::errors::OrderError;
 use crate::catalog::{MenuItemSnapshot, RestaurantSnapshot};
-use crate::pricing;
+use crate::{pricing, text};
 
 /// Most units of one menu item in one order.
 pub const MAX_QUANTITY_PER_LINE: u32 = 50;
@@ -286,11 +286,24 @@ fn place(cmd: PlaceOrder) -> Result<OrderEvent, OrderError> {
     if tip.amount < 0 {
         return Err(OrderError::NegativeTip { tip });
     }
-    if let PaymentMethod::Card { card_token } = &payment_method
-        && card_token.trim().is_empty()
-    {
-        return Err(OrderError::CardTokenRequired { order_id });
+    let caps = pricing::caps(currency);
+    if tip.amount > caps.max_tip {
+        return Err(OrderError::TipTooLarge {
+            tip,
+            max: caps.max_tip,
+        });
     }
+    if let PaymentMethod::Card { payment_method_ref } = &payment_method {
+        if payment_method_ref.trim().is_empty() {
+            return Err(OrderError::CardTokenRequired { order_id });
+        }
+        text::CARD_TOKEN
+            .named("payment_method.payment_method_ref")
+            .check(payment_method_ref)?;
+    }
+    text::STREET.check(&delivery_address.street)?;
+    text::CITY.check(&delivery_address.city)?;
+    text::POSTAL_CODE.check(&delivery_address.postal_code)?;
     let dropoff = delivery_address.location;
     if !dropoff.is_valid() {
         return Err(OrderError::InvalidCoordinates {
@@ -315,6 +328,12 @@ fn place(cmd: PlaceOrder) -> Result<OrderEvent, OrderError> {
         tip,
     )
     .map_err(|e| money_error(e, order_id))?;
+    if price.total.amount > caps.max_total {
+        return Err(OrderError::TotalTooLarge {
+            total: price.total,
+            max: caps.max_total,
+        });
+    }
     Ok(OrderPlaced {
         order_id,
         customer_id,
@@ -446,10 +465,9 @@ fn money_error(error: MoneyError, order_id: OrderId) -> OrderError {
 
 fn require_reason(reason: &str, action: &'static str) -> Result<(), OrderError> {
     if reason.trim().is_empty() {
-        Err(OrderError::ReasonRequired { action })
-    } else {
-        Ok(())
+        return Err(OrderError::ReasonRequired { action });
     }
+    Ok(crate::text::REASON.check(reason)?)
 }
 
 impl OrderState {

@@ -55,6 +55,10 @@ pub enum OrderError {
     },
     #[error("tip must not be negative, got {tip}")]
     NegativeTip { tip: Money },
+    #[error("tip {tip} is above the cap of {max} minor units")]
+    TipTooLarge { tip: Money, max: i64 },
+    #[error("order total {total} is above the cap of {max} minor units")]
+    TotalTooLarge { total: Money, max: i64 },
     #[error("{field} has invalid coordinates ({lat}, {lon})")]
     InvalidCoordinates {
         field: &'static str,
@@ -96,6 +100,8 @@ pub enum OrderError {
     },
     #[error("a reason is required to {action}")]
     ReasonRequired { action: &'static str },
+    #[error(transparent)]
+    InvalidText(#[from] crate::text::TextError),
 }
 
 impl OrderError {
@@ -114,6 +120,8 @@ impl OrderError {
             OrderError::ConflictingMenuItemLines { .. } => "conflicting_menu_item_lines",
             OrderError::CurrencyMismatch { .. } => "currency_mismatch",
             OrderError::NegativeTip { .. } => "invalid_tip",
+            OrderError::TipTooLarge { .. } => "tip_too_large",
+            OrderError::TotalTooLarge { .. } => "order_total_too_large",
             OrderError::InvalidCoordinates { .. } => "invalid_coordinates",
             OrderError::DeliveryAddressTooFar { .. } => "delivery_address_out_of_range",
             OrderError::CardTokenRequired { .. } => "card_token_required",
@@ -130,6 +138,7 @@ impl OrderError {
             OrderError::NotCancellable { .. } => "order_not_cancellable",
             OrderError::CancellationNotAllowedForRole { .. } => "cancellation_not_allowed_for_role",
             OrderError::ReasonRequired { .. } => "reason_required",
+            OrderError::InvalidText(e) => e.code(),
         }
     }
 
@@ -156,6 +165,8 @@ impl OrderError {
             | OrderError::ConflictingMenuItemLines { .. }
             | OrderError::CurrencyMismatch { .. }
             | OrderError::NegativeTip { .. }
+            | OrderError::TipTooLarge { .. }
+            | OrderError::TotalTooLarge { .. }
             | OrderError::InvalidCoordinates { .. }
             | OrderError::DeliveryAddressTooFar { .. }
             | OrderError::CardTokenRequired { .. }
@@ -163,7 +174,8 @@ impl OrderError {
             | OrderError::PaymentIdRequired { .. }
             | OrderError::PaymentIdNotAllowed { .. }
             | OrderError::InvalidPreparationTime { .. }
-            | OrderError::ReasonRequired { .. } => ErrorKind::Invalid,
+            | OrderError::ReasonRequired { .. }
+            | OrderError::InvalidText(_) => ErrorKind::Invalid,
         }
     }
 }

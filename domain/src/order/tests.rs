@@ -106,7 +106,7 @@ fn address() -> DeliveryAddress {
 
 fn card() -> PaymentMethod {
     PaymentMethod::Card {
-        card_token: "tok_visa".into(),
+        payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_visa"),
     }
 }
 
@@ -677,7 +677,7 @@ fn place_order_nearby_pays_the_base_delivery_fee() {
 fn place_order_needs_a_card_token_for_card_payments() {
     let cmd = PlaceOrder {
         payment_method: PaymentMethod::Card {
-            card_token: " ".into(),
+            payment_method_ref: " ".into(),
         },
         ..place()
     };
@@ -1290,4 +1290,121 @@ fn every_error_code_is_snake_case_and_usable_through_the_trait() {
     assert_eq!(error.code(), "order_not_found");
     assert_eq!(error.kind(), ErrorKind::NotFound);
     assert_eq!(error.to_string(), "order not found (command MarkDelivered)");
+}
+
+// ---------------------------------------------------------------- caps and text (issue 13)
+
+#[test]
+fn a_tip_above_the_cap_is_refused_and_the_cap_itself_is_fine() {
+    let cmd = PlaceOrder {
+        tip: Some(eur(9_000_000_000_000_000_000)),
+        ..place()
+    };
+    let error = place_fails(cmd, "tip_too_large", ErrorKind::Invalid);
+    assert_eq!(
+        error,
+        OrderError::TipTooLarge {
+            tip: eur(9_000_000_000_000_000_000),
+            max: 10_000
+        }
+    );
+    place_fails(
+        PlaceOrder {
+            tip: Some(eur(10_001)),
+            ..place()
+        },
+        "tip_too_large",
+        ErrorKind::Invalid,
+    );
+    let event = Order::default()
+        .decide(
+            PlaceOrder {
+                tip: Some(eur(10_000)),
+                ..place()
+            }
+            .into(),
+        )
+        .unwrap();
+    let OrderEvent::OrderPlaced(placed) = event else {
+        panic!("placed")
+    };
+    assert_eq!(placed.price.tip, eur(10_000));
+}
+
+#[test]
+fn an_order_whose_total_would_pass_the_cap_is_refused() {
+    // 50 × 99.99 = 4 999.50, + 7 % tax alone passes 5 000.00.
+    let dear = MenuItemSnapshot {
+        price: eur(9_999),
+        ..burger()
+    };
+    let error = place_fails(
+        PlaceOrder {
+            items: vec![(dear.clone(), 50)],
+            tip: None,
+            ..place()
+        },
+        "order_total_too_large",
+        ErrorKind::Invalid,
+    );
+    assert!(matches!(
+        error,
+        OrderError::TotalTooLarge { max: 500_000, .. }
+    ));
+    // 40 × 99.99 = 3 999.60 (+ tax, fees, tip) stays below.
+    Order::default()
+        .decide(
+            PlaceOrder {
+                items: vec![(dear, 40)],
+                ..place()
+            }
+            .into(),
+        )
+        .unwrap();
+}
+
+#[test]
+fn address_text_is_checked_by_the_domain_for_every_caller() {
+    for (street, code) in [
+        ("Main St\u{0} 1", "text_control_character"),
+        ("Main St\n1", "text_control_character"),
+        ("", "text_required"),
+    ] {
+        let cmd = PlaceOrder {
+            delivery_address: DeliveryAddress {
+                street: street.into(),
+                ..address()
+            },
+            ..place()
+        };
+        place_fails(cmd, code, ErrorKind::Invalid);
+    }
+    let cmd = PlaceOrder {
+        delivery_address: DeliveryAddress {
+            city: "x".repeat(101),
+            ..address()
+        },
+        ..place()
+    };
+    place_fails(cmd, "text_too_long", ErrorKind::Invalid);
+}
+
+#[test]
+fn reasons_are_at_most_500_characters_without_control_characters() {
+    for (reason, code) in [
+        ("x".repeat(501), "text_too_long"),
+        ("no\u{0}pe".to_owned(), "text_control_character"),
+    ] {
+        let err = apply_all(vec![placed().into()])
+            .decide(
+                CancelOrder {
+                    reason,
+                    by: ActorRole::Customer,
+                    now: at(1),
+                }
+                .into(),
+            )
+            .unwrap_err();
+        assert_eq!(err.code(), code);
+    }
 }

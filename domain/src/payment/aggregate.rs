@@ -6,7 +6,7 @@ use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 use ordertrail_schemas::events::{
     CashCollected, PaymentAuthorized, PaymentCaptured, PaymentDeclined, PaymentEvent,
-    PaymentRefunded, PaymentVoided,
+    PaymentRefunded, PaymentVoided, RefundAllocation,
 };
 use ordertrail_schemas::{Money, OrderId, PaymentId, RestaurantId, RiderId};
 use serde::{Deserialize, Serialize};
@@ -114,6 +114,9 @@ struct PaymentState {
     refunded: Money,
     /// Number of refunds recorded (numbers the next refund's reference).
     refunds: u32,
+    /// Running total of the refunds' allocations by component.
+    #[serde(default)]
+    refunded_allocation: Option<RefundAllocation>,
     fees: Money,
     collected_by: Option<RiderId>,
 }
@@ -257,14 +260,14 @@ impl Payment {
         if cmd.amount.amount <= 0 {
             return Err(PaymentError::InvalidAmount { amount: cmd.amount });
         }
-        if cmd.card_token.trim().is_empty() {
+        if cmd.payment_method_ref.trim().is_empty() {
             return Err(PaymentError::CardTokenRequired {
                 order_id: cmd.order_id,
             });
         }
         let reference = cmd.payment_id.to_string();
         match provider
-            .authorize(&cmd.card_token, cmd.amount, &reference)
+            .authorize(&cmd.payment_method_ref, cmd.amount, &reference)
             .await
         {
             Ok(authorization) => Ok(PaymentAuthorized {
@@ -371,6 +374,14 @@ impl PaymentState {
                 status: self.status,
             });
         }
+        let override_reason = match (cmd.order_delivered, cmd.override_reason) {
+            (true, _) => None,
+            (false, None) => return Err(PaymentError::CaptureBeforeDelivery),
+            (false, Some(reason)) => {
+                crate::text::REASON.check(&reason)?;
+                Some(reason)
+            }
+        };
         let amount = cmd.amount.unwrap_or(self.amount);
         self.check_amount(amount)?;
         if amount.amount > self.amount.amount {
@@ -386,7 +397,9 @@ impl PaymentState {
         Ok(PaymentCaptured {
             amount,
             fee: receipt.fee,
-            captured_at: cmd.now,
+            // Business time: the provider's capture time when it reports one.
+            captured_at: receipt.processed_at.unwrap_or(cmd.now),
+            override_reason,
         }
         .into())
     }
@@ -441,6 +454,7 @@ impl PaymentState {
                 action: "refund a payment",
             });
         }
+        crate::text::REASON.check(&cmd.reason)?;
         self.check_amount(cmd.amount)?;
         let refundable = Money::new(
             captured.amount.saturating_sub(self.refunded.amount),
@@ -452,6 +466,21 @@ impl PaymentState {
                 refundable,
             });
         }
+        let allocation = cmd
+            .order_price
+            .as_ref()
+            .map(|price| {
+                crate::pricing::allocate_refund(
+                    price,
+                    self.refunded_allocation.as_ref(),
+                    cmd.amount,
+                )
+            })
+            .transpose()
+            .map_err(|_| PaymentError::RefundExceedsCaptured {
+                requested: cmd.amount,
+                refundable,
+            })?;
         let reference = format!(
             "{}_refund_{}",
             self.payment_id,
@@ -467,6 +496,7 @@ impl PaymentState {
             reason: cmd.reason,
             provider_reference: refund.provider_reference,
             refunded_at: cmd.now,
+            allocation,
         }
         .into())
     }
@@ -513,6 +543,7 @@ impl Aggregate for Payment {
                     captured: None,
                     refunded: Money::zero(e.amount.currency),
                     refunds: 0,
+                    refunded_allocation: None,
                     fees: e.fee,
                     collected_by: None,
                 });
@@ -532,6 +563,7 @@ impl Aggregate for Payment {
                     captured: None,
                     refunded: Money::zero(e.amount.currency),
                     refunds: 0,
+                    refunded_allocation: None,
                     fees: Money::zero(e.amount.currency),
                     collected_by: None,
                 });
@@ -551,6 +583,7 @@ impl Aggregate for Payment {
                     captured: None,
                     refunded: Money::zero(e.amount.currency),
                     refunds: 0,
+                    refunded_allocation: None,
                     fees: Money::zero(e.amount.currency),
                     collected_by: Some(e.rider_id),
                 });
@@ -572,6 +605,12 @@ impl Aggregate for Payment {
                 if let Some(state) = self.state.as_mut() {
                     state.refunded = plus(state.refunded, e.amount);
                     state.refunds = state.refunds.saturating_add(1);
+                    if let Some(allocation) = &e.allocation {
+                        state.refunded_allocation = Some(match &state.refunded_allocation {
+                            Some(before) => crate::pricing::add_allocations(before, allocation),
+                            None => *allocation,
+                        });
+                    }
                     state.fees = plus(state.fees, e.fee);
                     let captured = state.captured.map_or(0, |c| c.amount);
                     state.status = if state.refunded.amount >= captured {

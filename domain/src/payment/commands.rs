@@ -1,6 +1,7 @@
 //! Commands of the `Payment` aggregate.
 
 use chrono::{DateTime, Utc};
+use ordertrail_schemas::events::PriceBreakdown;
 use ordertrail_schemas::{Money, OrderId, PaymentId, RestaurantId, RiderId};
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +14,9 @@ pub struct AuthorizePayment {
     pub order_id: OrderId,
     pub restaurant_id: RestaurantId,
     pub amount: Money,
-    pub card_token: String,
+    /// The card as an opaque reference (`pm_...`, see
+    /// [`crate::provider::card_payment_method`]), never the token.
+    pub payment_method_ref: String,
     pub now: DateTime<Utc>,
 }
 
@@ -21,6 +24,11 @@ pub struct AuthorizePayment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CapturePayment {
     pub amount: Option<Money>,
+    /// Whether the order has been delivered (looked up by the caller).
+    /// Captures happen only after delivery ...
+    pub order_delivered: bool,
+    /// ... unless ops override, with this reason (recorded on the event).
+    pub override_reason: Option<String>,
     pub now: DateTime<Utc>,
 }
 
@@ -35,6 +43,10 @@ pub struct VoidPayment {
 pub struct RefundPayment {
     pub amount: Money,
     pub reason: String,
+    /// The order's price (looked up by the caller): the refund is allocated
+    /// by component against it (`pricing::allocate_refund`). `None` records
+    /// no allocation (the whole amount then counts against the restaurant).
+    pub order_price: Option<PriceBreakdown>,
     pub now: DateTime<Utc>,
 }
 

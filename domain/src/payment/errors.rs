@@ -29,6 +29,10 @@ pub enum PaymentError {
     OrderMismatch { expected: OrderId, found: OrderId },
     #[error("payment in status {status} cannot be captured")]
     NotCapturable { status: PaymentStatus },
+    #[error(
+        "a payment is captured only after its order is delivered, unless ops give an override reason"
+    )]
+    CaptureBeforeDelivery,
     #[error("cannot capture {requested}: only {authorized} is authorized")]
     CaptureExceedsAuthorized { requested: Money, authorized: Money },
     #[error("payment in status {status} cannot be voided")]
@@ -41,6 +45,8 @@ pub enum PaymentError {
     CashOperationUnsupported { operation: &'static str },
     #[error("a reason is required to {action}")]
     ReasonRequired { action: &'static str },
+    #[error(transparent)]
+    InvalidText(#[from] crate::text::TextError),
     #[error("an amount of this payment is too large")]
     AmountOverflow { amount: Money },
     #[error("payment provider {provider} is unavailable: {reason}")]
@@ -65,12 +71,14 @@ impl PaymentError {
             PaymentError::AlreadyExists { .. } => "payment_already_exists",
             PaymentError::OrderMismatch { .. } => "payment_order_mismatch",
             PaymentError::NotCapturable { .. } => "payment_not_capturable",
+            PaymentError::CaptureBeforeDelivery => "capture_before_delivery",
             PaymentError::CaptureExceedsAuthorized { .. } => "capture_exceeds_authorized",
             PaymentError::NotVoidable { .. } => "payment_not_voidable",
             PaymentError::NotRefundable { .. } => "payment_not_refundable",
             PaymentError::RefundExceedsCaptured { .. } => "refund_exceeds_captured",
             PaymentError::CashOperationUnsupported { .. } => "cash_payment_operation_unsupported",
             PaymentError::ReasonRequired { .. } => "reason_required",
+            PaymentError::InvalidText(e) => e.code(),
             PaymentError::AmountOverflow { .. } => "amount_overflow",
             PaymentError::ProviderUnavailable { .. } => "payment_provider_unavailable",
             PaymentError::ProviderRejected { .. } => "payment_provider_rejected",
@@ -87,10 +95,12 @@ impl PaymentError {
             | PaymentError::CaptureExceedsAuthorized { .. }
             | PaymentError::RefundExceedsCaptured { .. }
             | PaymentError::ReasonRequired { .. }
+            | PaymentError::InvalidText(_)
             | PaymentError::AmountOverflow { .. } => ErrorKind::Invalid,
             PaymentError::AlreadyAuthorized { .. }
             | PaymentError::AlreadyExists { .. }
             | PaymentError::OrderMismatch { .. }
+            | PaymentError::CaptureBeforeDelivery
             | PaymentError::NotCapturable { .. }
             | PaymentError::NotVoidable { .. }
             | PaymentError::NotRefundable { .. }

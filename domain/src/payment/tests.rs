@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 use super::*;
 use crate::ErrorKind;
-use crate::provider::{Authorization, PaymentProvider, ProviderError, ProviderReceipt, Refund};
+use crate::provider::{
+    Authorization, PaymentProvider, ProviderError, ProviderReceipt, Refund, SimulatedProvider,
+};
 
 fn at(minutes: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap() + TimeDelta::minutes(minutes)
@@ -75,7 +77,11 @@ fn authorize(token: &str) -> AuthorizePayment {
         order_id: order_id(),
         restaurant_id: restaurant_id(),
         amount: eur(3_716),
-        card_token: token.into(),
+        payment_method_ref: if token.trim().is_empty() {
+            token.to_owned()
+        } else {
+            ordertrail_schemas::privacy::payment_method_ref(token)
+        },
         now: at(1),
     }
 }
@@ -111,6 +117,7 @@ fn captured() -> PaymentCaptured {
         amount: eur(3_716),
         fee: eur(77),
         captured_at: at(40),
+        override_reason: None,
     }
 }
 
@@ -129,6 +136,7 @@ fn refunded(amount: i64, n: u32) -> PaymentRefunded {
         reason: "cold food".into(),
         provider_reference: format!("sim_refund_{}_refund_{n}", payment_id()),
         refunded_at: at(60),
+        allocation: None,
     }
 }
 
@@ -157,6 +165,8 @@ fn record_cash() -> RecordCashCollected {
 fn capture(amount: Option<Money>) -> CapturePayment {
     CapturePayment {
         amount,
+        order_delivered: true,
+        override_reason: None,
         now: at(40),
     }
 }
@@ -165,6 +175,7 @@ fn refund(amount: i64) -> RefundPayment {
     RefundPayment {
         amount: eur(amount),
         reason: "cold food".into(),
+        order_price: None,
         now: at(60),
     }
 }
@@ -400,6 +411,7 @@ fn capture_less_than_authorized() {
             amount: eur(2_000),
             fee: eur(53),
             captured_at: at(40),
+            override_reason: None,
         }
         .into(),
     ]);
@@ -658,6 +670,7 @@ fn refund_of_a_partial_capture_is_bounded_by_the_capture() {
         amount: eur(2_000),
         fee: eur(53),
         captured_at: at(40),
+        override_reason: None,
     };
     expect_error(
         given(vec![authorized().into(), partial.into()], refund(2_001)),
@@ -827,4 +840,85 @@ fn cash_state() {
     assert_eq!(payment.collected_by(), Some(rider_id()));
     assert_eq!(payment.authorized_amount(), None);
     assert_eq!(payment.captured_amount(), None);
+}
+
+// ---------------------------------------------------------------- capture after delivery (issue 13)
+
+#[test]
+fn no_capture_before_delivery_without_an_override_reason() {
+    let early = CapturePayment {
+        order_delivered: false,
+        ..capture(None)
+    };
+    let error = expect_error(
+        given(vec![authorized().into()], early),
+        "capture_before_delivery",
+        ErrorKind::Conflict,
+    );
+    assert_eq!(error, PaymentError::CaptureBeforeDelivery);
+}
+
+#[test]
+fn ops_override_a_capture_before_delivery_with_a_recorded_reason() {
+    let early = CapturePayment {
+        order_delivered: false,
+        override_reason: Some("customer asked to be charged now".into()),
+        ..capture(None)
+    };
+    given(vec![authorized().into()], early).then_expect_events(vec![
+        PaymentCaptured {
+            override_reason: Some("customer asked to be charged now".into()),
+            ..captured()
+        }
+        .into(),
+    ]);
+    let bad = CapturePayment {
+        order_delivered: false,
+        override_reason: Some("x".repeat(501)),
+        ..capture(None)
+    };
+    expect_error(
+        given(vec![authorized().into()], bad),
+        "text_too_long",
+        ErrorKind::Invalid,
+    );
+}
+
+/// The simulated provider, except that it reports when a capture happened.
+struct ClockedProvider(SimulatedProvider);
+
+#[async_trait]
+impl PaymentProvider for ClockedProvider {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    async fn authorize(&self, r: &str, m: Money, id: &str) -> Result<Authorization, ProviderError> {
+        self.0.authorize(r, m, id).await
+    }
+    async fn capture(&self, r: &str, m: Money) -> Result<ProviderReceipt, ProviderError> {
+        let receipt = self.0.capture(r, m).await?;
+        Ok(ProviderReceipt {
+            processed_at: Some(at(35)),
+            ..receipt
+        })
+    }
+    async fn void(&self, r: &str, m: Money) -> Result<ProviderReceipt, ProviderError> {
+        self.0.void(r, m).await
+    }
+    async fn refund(&self, r: &str, m: Money, id: &str) -> Result<Refund, ProviderError> {
+        self.0.refund(r, m, id).await
+    }
+}
+
+#[test]
+fn a_capture_is_dated_by_the_provider_when_it_says_when() {
+    let services = PaymentServices::new(Arc::new(ClockedProvider(SimulatedProvider::new())));
+    // Sent at minute 40, captured by the provider at minute 35.
+    given_with(services, vec![authorized().into()], capture(None)).then_expect_events(vec![
+        PaymentCaptured {
+            captured_at: at(35),
+            ..captured()
+        }
+        .into(),
+    ]);
 }

@@ -45,18 +45,25 @@ pub struct OrderFilter {
 }
 
 /// One order with its payment and delivery state. Money in minor units.
+///
+/// Fields marked *restricted* are absent for callers the visibility table
+/// (`docs/visibility.md`) does not show them to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct OrderSummary {
     pub order_id: Uuid,
     /// placed, confirmed, accepted, rejected, ready_for_pickup, picked_up, delivered, cancelled
     pub status: String,
-    pub customer_id: Uuid,
+    /// Restricted: not shown to riders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<Uuid>,
     pub restaurant_id: Uuid,
     pub rider_id: Option<Uuid>,
     pub payment_method: String,
     pub payment_id: Option<Uuid>,
     /// authorized, declined, captured, partially_refunded, refunded, voided, cash_collected
     pub payment_status: Option<String>,
+    /// Restricted: staff only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_provider: Option<String>,
     /// requested, assigned, picked_up, completed, failed, cancelled
     pub delivery_status: Option<String>,
@@ -68,11 +75,15 @@ pub struct OrderSummary {
     pub tax_minor: i64,
     pub tip_minor: i64,
     pub total_minor: i64,
-    pub commission_minor: i64,
+    /// Restricted: the restaurant and staff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commission_minor: Option<i64>,
     pub captured_minor: i64,
     pub refunded_minor: i64,
     pub cash_collected_minor: i64,
-    pub provider_fees_minor: i64,
+    /// Restricted: the restaurant and staff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_fees_minor: Option<i64>,
     pub reason: Option<String>,
     pub ready_by: Option<DateTime<Utc>>,
     pub placed_at: DateTime<Utc>,
@@ -119,6 +130,11 @@ pub struct TimelineEntry {
 pub struct OrderDetail {
     pub order: OrderSummary,
     pub timeline: Vec<TimelineEntry>,
+    /// The drop-off code the customer tells the rider at the door: only in
+    /// the order's customer's own view, once the order is accepted and until
+    /// it is final.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropoff_code: Option<String>,
 }
 
 const SELECT: &str = "SELECT o.order_id, o.status, o.customer_id, o.restaurant_id, d.rider_id,
@@ -281,5 +297,9 @@ pub async fn order_detail(
     .bind(order_id)
     .fetch_all(pool)
     .await?;
-    Ok(OrderDetail { order, timeline })
+    Ok(OrderDetail {
+        order,
+        timeline,
+        dropoff_code: None,
+    })
 }

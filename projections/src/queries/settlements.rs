@@ -57,9 +57,16 @@ pub struct PlatformDaySummary {
     pub providers: Vec<ProviderSettlementDay>,
 }
 
-const DAY_COLUMNS: &str = "restaurant_id, business_day, currency::text AS currency, orders,
-    gross_sales_minor, tax_minor, delivery_fees_minor, service_fees_minor, tips_minor,
-    commission_minor, provider_fees_minor, refunds_minor, cash_collected_minor, net_payable_minor";
+/// The day columns are numeric (migration 0009: sums never overflow); read as
+/// bigint, which the order caps keep them within.
+const DAY_COLUMNS: &str = "restaurant_id, business_day, currency::text AS currency,
+    orders::bigint AS orders, gross_sales_minor::bigint AS gross_sales_minor,
+    tax_minor::bigint AS tax_minor, delivery_fees_minor::bigint AS delivery_fees_minor,
+    service_fees_minor::bigint AS service_fees_minor, tips_minor::bigint AS tips_minor,
+    commission_minor::bigint AS commission_minor,
+    provider_fees_minor::bigint AS provider_fees_minor, refunds_minor::bigint AS refunds_minor,
+    cash_collected_minor::bigint AS cash_collected_minor,
+    net_payable_minor::bigint AS net_payable_minor";
 
 fn restaurant_scope(viewer: Viewer) -> Result<Option<Uuid>, QueryError> {
     match viewer {
@@ -132,8 +139,10 @@ pub async fn day_summary(
     .await?;
     let providers: Vec<ProviderSettlementDay> = if scope.is_none() {
         sqlx::query_as(
-            "SELECT provider, day, currency::text AS currency, authorized_minor, captured_minor,
-                    voided_minor, refunded_minor, fees_minor
+            "SELECT provider, day, currency::text AS currency,
+                    authorized_minor::bigint AS authorized_minor,
+                    captured_minor::bigint AS captured_minor, voided_minor::bigint AS voided_minor,
+                    refunded_minor::bigint AS refunded_minor, fees_minor::bigint AS fees_minor
              FROM provider_settlement_days WHERE day = $1 ORDER BY provider, currency",
         )
         .bind(date)

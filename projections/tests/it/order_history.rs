@@ -38,7 +38,7 @@ async fn rows_and_timelines_follow_orders_payments_and_deliveries() {
     assert_eq!(a.order.rider_id, Some(rider.as_uuid()));
     assert_eq!(a.order.total_minor, 3_716);
     assert_eq!(a.order.captured_minor, 3_716);
-    assert_eq!(a.order.provider_fees_minor, 60);
+    assert_eq!(a.order.provider_fees_minor, Some(60));
     assert_eq!(a.order.placed_at, at(2025, 1, 10, 22, 30));
     assert_eq!(a.order.delivered_at, Some(at(2025, 1, 10, 22, 50)));
     assert_eq!(a.order.item_count, 3);

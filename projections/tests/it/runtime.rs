@@ -169,7 +169,7 @@ async fn redelivered_and_republished_events_have_no_effect() {
         .await
         .unwrap_or_else(|e| panic!("detail: {e}"));
     assert_eq!(detail.timeline.len(), 12);
-    assert_eq!(detail.order.provider_fees_minor, 60);
+    assert_eq!(detail.order.provider_fees_minor, Some(60));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

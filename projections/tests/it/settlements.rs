@@ -44,6 +44,7 @@ pub fn scripted_day(
             reason: "cold food".into(),
             provider_reference: "ref-1".into(),
             refunded_at: at(2025, 1, 12, 9, 0),
+            allocation: None,
         },
         at(2025, 1, 12, 9, 0),
     );
@@ -286,5 +287,104 @@ async fn restaurant_and_provider_days_match_hand_computed_figures() {
             "{},2025-01-10,EUR,1,2899,203,319,145,150,435,85,0,0,2582",
             restaurant.as_uuid()
         )
+    );
+}
+
+/// Issue 13: the restaurant bears only its share of an allocated refund
+/// (items and tax, commission given back), and no sum of tips can stop the
+/// projector: two orders with tips of 9·10^18 stored before the caps existed
+/// are applied to one day (numeric sums), next to a refund.
+#[tokio::test]
+async fn allocated_refunds_and_huge_sums_on_one_day() {
+    let mut env = Env::start().await;
+    let restaurant = RestaurantId::new_random();
+    let customer = CustomerId::new_random();
+    let rider = RiderId::new_random();
+    let mut s = Script::default();
+    let a = OrderSpec::new(restaurant, customer, BERLIN);
+    delivered_card_order(
+        &mut s,
+        &a,
+        at(2025, 2, 3, 10, 0),
+        at(2025, 2, 3, 10, 40),
+        rider,
+    );
+    // The worked example of `pricing::allocate_refund`: 10.00 of 37.16.
+    s.payment(
+        a.payment_id(),
+        PaymentRefunded {
+            amount: eur(1_000),
+            fee: eur(0),
+            reason: "cold food".into(),
+            provider_reference: "ref-a".into(),
+            refunded_at: at(2025, 2, 4, 9, 0),
+            allocation: Some(RefundAllocation {
+                items: eur(780),
+                delivery_fee: eur(86),
+                service_fee: eur(39),
+                tax: eur(55),
+                tip: eur(40),
+                commission_reversed: eur(117),
+            }),
+        },
+        at(2025, 2, 4, 9, 0),
+    );
+    // Two cash orders with huge tips (as stored before the caps), one day.
+    for hour in [11, 12] {
+        let mut huge = OrderSpec::new(restaurant, customer, BERLIN);
+        huge.cash = true;
+        huge.tip = 9_000_000_000_000_000_000 - 4_000;
+        let placed = at(2025, 2, 5, hour, 0);
+        s.order(huge.order, huge.placed(placed), placed);
+        s.order(
+            huge.order,
+            OrderConfirmed {
+                payment_id: None,
+                confirmed_at: placed,
+            },
+            placed,
+        );
+        s.order(
+            huge.order,
+            OrderDelivered {
+                delivered_at: placed + Duration::minutes(30),
+            },
+            placed + Duration::minutes(30),
+        );
+    }
+    let kinds = [AggregateKind::Order, AggregateKind::Payment];
+    env.produce(&s.envelopes).await;
+    let running = Running::spawn(
+        ProjectorKind::Settlements,
+        env.config("settle-13"),
+        env.pool().clone(),
+    );
+    env.caught_up("settlements", &kinds).await;
+    running.stop().await;
+
+    let refund_day: (String, String, String) = sqlx::query_as(
+        "SELECT refunds_minor::text, commission_minor::text, net_payable_minor::text
+         FROM restaurant_settlement_days WHERE restaurant_id = $1 AND business_day = '2025-02-04'",
+    )
+    .bind(restaurant.as_uuid())
+    .fetch_one(env.pool())
+    .await
+    .expect("refund day");
+    // Items 7.80 + tax 0.55 charged, commission 1.17 given back: −7.18.
+    assert_eq!(
+        refund_day,
+        ("835".to_owned(), "-117".to_owned(), "-718".to_owned())
+    );
+    let huge_day: (String, String) = sqlx::query_as(
+        "SELECT orders::text, tips_minor::text FROM restaurant_settlement_days
+         WHERE restaurant_id = $1 AND business_day = '2025-02-05'",
+    )
+    .bind(restaurant.as_uuid())
+    .fetch_one(env.pool())
+    .await
+    .expect("huge day");
+    assert_eq!(
+        huge_day,
+        ("2".to_owned(), "17999999999999992000".to_owned())
     );
 }

@@ -229,6 +229,7 @@ async fn rebuild_equals_live_and_verify_reports_tampered_rows_precisely() {
             RefundPayment {
                 amount: Money::new(500, Currency::EUR),
                 reason: "cold fries".into(),
+                order_price: None,
                 now: Utc::now(),
             }
             .into(),
@@ -275,7 +276,7 @@ async fn rebuild_equals_live_and_verify_reports_tampered_rows_precisely() {
     // Tampered rows are reported with their key and the differing columns.
     let (restaurant, day, tips): (Uuid, chrono::NaiveDate, i64) = sqlx::query_as(
         "UPDATE restaurant_settlement_days SET tips_minor = tips_minor + 7
-         WHERE restaurant_id = $1 RETURNING restaurant_id, business_day, tips_minor",
+         WHERE restaurant_id = $1 RETURNING restaurant_id, business_day, tips_minor::bigint",
     )
     .bind(seed_ids::BERLIN_BURGERS)
     .fetch_one(&pool)
@@ -477,7 +478,7 @@ async fn place_card_order(service: &CommandService) -> OrderId {
                     },
                 },
                 payment_method: PaymentMethod::Card {
-                    card_token: "tok_visa".into(),
+                    payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_visa"),
                 },
                 tip_minor: None,
             },
@@ -625,6 +626,7 @@ async fn a_consumer_whose_offsets_point_past_the_end_of_recreated_topics_recover
             RefundPayment {
                 amount: Money::new(300, Currency::EUR),
                 reason: "late".into(),
+                order_price: None,
                 now: Utc::now(),
             }
             .into(),

@@ -382,7 +382,7 @@ impl OrderSpec {
                 PaymentMethod::Cash
             } else {
                 PaymentMethod::Card {
-                    card_token: "tok_visa".into(),
+                    payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_visa"),
                 }
             },
             price: self.price(),
@@ -453,7 +453,7 @@ pub fn delivered_card_order(
                 lat: 52.5300,
                 lon: 13.4300,
             },
-            dropoff_code: "1234".into(),
+            dropoff_code_hash: format!("hmac-sha256:{}", "0".repeat(64)),
             ready_by: Some(placed + m(17)),
             requested_at: placed + m(2),
         },
@@ -511,6 +511,7 @@ pub fn delivered_card_order(
             amount: eur(spec.total()),
             fee: eur(35),
             captured_at: delivered,
+            override_reason: None,
         },
         delivered,
     );

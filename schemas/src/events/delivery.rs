@@ -14,8 +14,10 @@ pub struct DeliveryRequested {
     pub restaurant_id: RestaurantId,
     pub pickup: GeoPoint,
     pub dropoff: GeoPoint,
-    /// The 4-digit code the customer tells the rider at the door.
-    pub dropoff_code: String,
+    /// Keyed hash of the 4-digit code the customer tells the rider at the
+    /// door (`hmac-sha256:<hex>`; `sha256:<hex>` for events first written as
+    /// version 1). Never the code: see [`crate::privacy`].
+    pub dropoff_code_hash: String,
     /// When the food is expected to be ready (drives the pickup ETA).
     pub ready_by: Option<DateTime<Utc>>,
     pub requested_at: DateTime<Utc>,
@@ -55,6 +57,23 @@ pub struct RiderLocationReported {
 /// their fixtures stay tested. Writers never produce these.
 pub mod legacy {
     use super::*;
+
+    // `DeliveryRequested` version 1: the drop-off code in clear (a `//`
+    // comment so the published v1 schema stays what it was).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[schemars(rename = "DeliveryRequested")]
+    pub struct DeliveryRequestedV1 {
+        pub delivery_id: DeliveryId,
+        pub order_id: OrderId,
+        pub restaurant_id: RestaurantId,
+        pub pickup: GeoPoint,
+        pub dropoff: GeoPoint,
+        /// The 4-digit code the customer tells the rider at the door.
+        pub dropoff_code: String,
+        /// When the food is expected to be ready (drives the pickup ETA).
+        pub ready_by: Option<DateTime<Utc>>,
+        pub requested_at: DateTime<Utc>,
+    }
 
     /// `RiderLocationReported` version 1 (before `accuracy_m`).
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -112,7 +131,7 @@ pub struct DeliveryFlagged {
 event_enum!(
     /// Everything that can happen to a delivery.
     DeliveryEvent {
-        DeliveryRequested => "1",
+        DeliveryRequested => "2",
         RiderAssigned => "1",
         RiderUnassigned => "1",
         RiderLocationReported => "2",

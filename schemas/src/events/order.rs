@@ -32,8 +32,9 @@ pub struct DeliveryAddress {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PaymentMethod {
-    /// A card, represented by the payment provider's token.
-    Card { card_token: String },
+    /// A card, as an opaque payment-method reference (`pm_...`, see
+    /// [`crate::privacy::payment_method_ref`]); never the card token.
+    Card { payment_method_ref: String },
     /// Cash collected by the rider on delivery.
     Cash,
 }
@@ -113,10 +114,48 @@ pub struct OrderCancelled {
     pub cancelled_at: DateTime<Utc>,
 }
 
+/// Earlier versions of order events, kept so their schemas stay published and
+/// their fixtures stay tested. Writers never produce these.
+pub mod legacy_order {
+    use super::*;
+
+    // The v1 types keep the v1 documentation (`///` lines end up in the
+    // published schema, which must not change).
+
+    /// How the customer pays.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    #[schemars(rename = "PaymentMethod")]
+    pub enum PaymentMethodV1 {
+        /// A card, represented by the payment provider's token.
+        Card { card_token: String },
+        /// Cash collected by the rider on delivery.
+        Cash,
+    }
+
+    // `OrderPlaced` version 1: the card token in clear.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[schemars(rename = "OrderPlaced")]
+    pub struct OrderPlacedV1 {
+        pub order_id: OrderId,
+        pub customer_id: CustomerId,
+        pub restaurant_id: RestaurantId,
+        /// Where the restaurant is (the delivery's pickup point).
+        pub restaurant_location: GeoPoint,
+        /// IANA time zone of the restaurant (its business day).
+        pub restaurant_time_zone: String,
+        pub lines: Vec<OrderLine>,
+        pub delivery_address: DeliveryAddress,
+        pub payment_method: PaymentMethodV1,
+        pub price: PriceBreakdown,
+        pub placed_at: DateTime<Utc>,
+    }
+}
+
 event_enum!(
     /// Everything that can happen to an order.
     OrderEvent {
-        OrderPlaced => "1",
+        OrderPlaced => "2",
         OrderConfirmed => "1",
         OrderAccepted => "1",
         OrderRejected => "1",

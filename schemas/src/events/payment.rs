@@ -40,6 +40,37 @@ pub struct PaymentCaptured {
     pub amount: Money,
     pub fee: Money,
     pub captured_at: DateTime<Utc>,
+    /// Why ops captured before the order was delivered; `None` for every
+    /// capture after delivery (and every event first written as version 1).
+    #[serde(default)]
+    pub override_reason: Option<String>,
+}
+
+/// Earlier versions of payment events, kept so their schemas stay published.
+/// Writers never produce these.
+pub mod legacy_payment {
+    use super::*;
+
+    // `PaymentRefunded` version 1 (before `allocation`).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[schemars(rename = "PaymentRefunded")]
+    pub struct PaymentRefundedV1 {
+        pub amount: Money,
+        pub fee: Money,
+        pub reason: String,
+        pub provider_reference: String,
+        pub refunded_at: DateTime<Utc>,
+    }
+
+    // `PaymentCaptured` version 1 (before `override_reason`); a `//` comment
+    // so the published v1 schema stays byte for byte what it was.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[schemars(rename = "PaymentCaptured")]
+    pub struct PaymentCapturedV1 {
+        pub amount: Money,
+        pub fee: Money,
+        pub captured_at: DateTime<Utc>,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -50,6 +81,21 @@ pub struct PaymentVoided {
     pub voided_at: DateTime<Utc>,
 }
 
+/// What a refund takes back from each part of the order's price (see
+/// `ordertrail_domain::pricing::allocate_refund`). `items + delivery_fee +
+/// service_fee + tax + tip` is the refunded amount; the restaurant bears
+/// `items + tax` and gets `commission_reversed` back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RefundAllocation {
+    pub items: Money,
+    pub delivery_fee: Money,
+    pub service_fee: Money,
+    pub tax: Money,
+    pub tip: Money,
+    /// Commission the platform gives back on the refunded item sales.
+    pub commission_reversed: Money,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentRefunded {
     pub amount: Money,
@@ -57,6 +103,10 @@ pub struct PaymentRefunded {
     pub reason: String,
     pub provider_reference: String,
     pub refunded_at: DateTime<Utc>,
+    /// The refund by component; `None` for events first written as version 1
+    /// (the whole amount was then charged to the restaurant).
+    #[serde(default)]
+    pub allocation: Option<RefundAllocation>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -74,9 +124,9 @@ event_enum!(
     PaymentEvent {
         PaymentAuthorized => "1",
         PaymentDeclined => "1",
-        PaymentCaptured => "1",
+        PaymentCaptured => "2",
         PaymentVoided => "1",
-        PaymentRefunded => "1",
+        PaymentRefunded => "2",
         CashCollected => "1",
     }
 );
