@@ -4,6 +4,7 @@
 #   scripts/bench.sh relay [args]          # relay catch-up and publish lag (bench/RELAY.md)
 #   scripts/bench.sh projections [args]    # projector catch-up (bench/PROJECTIONS.md)
 #   scripts/bench.sh freshness [args]      # command response -> visible through the query API
+#   scripts/bench.sh reconcile [args]      # reconcile one day of 100,000 orders (issue 11)
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_packages
@@ -14,6 +15,7 @@ case "$what" in
   relay) bin=relay_bench ;;
   projections) bin=projection_bench ;;
   freshness) bin=freshness_bench ;;
+  reconcile) bin=reconcile_bench ;;
   *) echo "unknown benchmark: $what" >&2; exit 2 ;;
 esac
 cargo build --release --locked -p ordertrail-api -p ordertrail-bench --bins

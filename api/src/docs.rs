@@ -29,7 +29,8 @@ const ASSETS_PREFIX: &str = "/v1/docs/assets";
         title = "Ordertrail API",
         description = "Commands of the Ordertrail delivery-commerce platform. Every `/v1` route except \
 this document and the docs page needs `Authorization: Bearer <JWT>` (HS256; roles `customer`, \
-`restaurant`, `rider`, `ops`, `admin`). Every command accepts an `Idempotency-Key`: a retry returns \
+`restaurant`, `rider`, `ops`, `admin`, and the read-only `auditor`, which may read every query and \
+audit route and is answered 403 by every command). Every command accepts an `Idempotency-Key`: a retry returns \
 the first answer (with `Idempotent-Replayed: true`) and appends nothing. Errors are \
 `{\"code\", \"message\", \"details\"}`; the codes are listed per status on each operation."
     ),
@@ -76,6 +77,7 @@ the first answer (with `Idempotent-Replayed: true`) and appends nothing. Errors 
         (name = "reference data", description = "Restaurants, menus and riders"),
         (name = "health", description = "Liveness and readiness"),
         (name = "docs", description = "This document and its rendering"),
+        (name = "audit", description = "Event-store history, past states, business flows and money reconciliation (ops, admin, auditor)"),
     )
 )]
 pub struct ApiDoc;
@@ -109,6 +111,7 @@ not found 404, state conflict 409, forbidden 403, unavailable 503.",
 static OPENAPI: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
     let mut doc = ApiDoc::openapi();
     doc.merge(queries::QueryDoc::openapi());
+    doc.merge(crate::routes::audit::AuditDoc::openapi());
     doc
 });
 

@@ -79,6 +79,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::deliveries::router())
         .merge(routes::reference_data::router())
         .merge(routes::queries::router())
+        .merge(routes::audit::router())
         .merge(routes::health::router())
         .merge(docs::router())
         .fallback(error::route_not_found)

@@ -3,14 +3,13 @@
 //! it), and serves [`ordertrail_api::app`] until SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use ordertrail_api::{AppState, AuthConfig, DEFAULT_MAX_BODY_BYTES, app};
 use ordertrail_commands::catalog;
+use ordertrail_commands::provider_ledger::RecordingProvider;
 use ordertrail_commands::service::CommandService;
-use ordertrail_domain::SimulatedProvider;
 
 /// Ordertrail API server.
 #[derive(Parser)]
@@ -77,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("migrations and seed data applied; exiting (--migrate-only)");
         return Ok(());
     }
-    let commands = CommandService::new(pool, Arc::new(SimulatedProvider::new()));
+    let commands = CommandService::new(pool.clone(), RecordingProvider::simulated(pool));
     let auth = AuthConfig::new(config.jwt_secret.as_bytes(), config.jwt_issuer.clone());
     let state = AppState::new(commands, auth).with_max_body_bytes(config.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(config.listen_addr)

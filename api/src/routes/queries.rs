@@ -1,7 +1,7 @@
 //! Backoffice queries over the read models the projectors maintain: order
 //! history, rider ETAs, settlement reports and the projectors' own lag.
 //!
-//! Each handler maps the caller's token to a [`Viewer`] (ops/admin see all; a
+//! Each handler maps the caller's token to a [`Viewer`] (ops/admin/auditor see all; a
 //! restaurant its own; a customer their own; a rider the deliveries assigned
 //! to them) and calls the query function of `ordertrail_projections`, which
 //! filters by it. Something the caller may not see is answered like something
@@ -34,7 +34,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::{AuthUser, Authorized, RestaurantOrStaff, RiderOrStaff, Staff};
+use crate::auth::{AuthUser, Authorized, RestaurantOrReader, RiderOrReader, StaffOrAuditor};
 use crate::error::{ApiError, documented_errors};
 use crate::extract::ApiPath;
 
@@ -133,7 +133,7 @@ fn viewer(user: &AuthUser) -> Result<Viewer, ApiError> {
     let own =
         |id: Option<Uuid>| id.ok_or_else(|| ApiError::forbidden("the token has no subject id"));
     Ok(match user.role {
-        ActorRole::Ops | ActorRole::Admin => Viewer::All,
+        ActorRole::Ops | ActorRole::Admin | ActorRole::Auditor => Viewer::All,
         ActorRole::Restaurant => Viewer::Restaurant(own(user.restaurant_id().map(|r| r.0))?),
         ActorRole::Customer => Viewer::Customer(own(user.customer_id().map(|c| c.0))?),
         ActorRole::Rider => Viewer::Rider(own(user.rider_id().map(|r| r.0))?),
@@ -319,7 +319,7 @@ pub struct EtaList {
 )]
 pub async fn rider_etas(
     State(state): State<AppState>,
-    user: Authorized<RiderOrStaff>,
+    user: Authorized<RiderOrReader>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<EtaList>, ApiError> {
     let viewer = viewer(&user)?;
@@ -358,7 +358,7 @@ pub struct BoundsParams {
 )]
 pub async fn active_deliveries(
     State(state): State<AppState>,
-    user: Authorized<Staff>,
+    user: Authorized<StaffOrAuditor>,
     ApiQuery(p): ApiQuery<BoundsParams>,
 ) -> Result<Json<EtaList>, ApiError> {
     let bounds = match (p.min_lat, p.min_lon, p.max_lat, p.max_lon) {
@@ -425,7 +425,7 @@ pub struct EtaAccuracyList {
 )]
 pub async fn eta_accuracy(
     State(state): State<AppState>,
-    user: Authorized<Staff>,
+    user: Authorized<StaffOrAuditor>,
     ApiQuery(range): ApiQuery<DateRangeParams>,
 ) -> Result<Json<EtaAccuracyList>, ApiError> {
     let items = queries::etas::eta_accuracy(&state.pool, viewer(&user)?, range.from, range.to)
@@ -450,7 +450,7 @@ pub struct RestaurantSettlementList {
 )]
 pub async fn restaurant_settlements(
     State(state): State<AppState>,
-    user: Authorized<RestaurantOrStaff>,
+    user: Authorized<RestaurantOrReader>,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(range): ApiQuery<DateRangeParams>,
 ) -> Result<Json<RestaurantSettlementList>, ApiError> {
@@ -477,7 +477,7 @@ pub async fn restaurant_settlements(
 )]
 pub async fn settlement_day(
     State(state): State<AppState>,
-    user: Authorized<Staff>,
+    user: Authorized<StaffOrAuditor>,
     ApiPath(date): ApiPath<String>,
 ) -> Result<Json<PlatformDaySummary>, ApiError> {
     let date = NaiveDate::parse_from_str(&date, "%Y-%m-%d")
@@ -513,7 +513,7 @@ pub struct ExportParams {
 )]
 pub async fn settlement_export(
     State(state): State<AppState>,
-    user: Authorized<RestaurantOrStaff>,
+    user: Authorized<RestaurantOrReader>,
     ApiQuery(p): ApiQuery<ExportParams>,
 ) -> Result<Response, ApiError> {
     let csv = queries::settlements::export_csv(
@@ -553,7 +553,7 @@ pub struct ProjectorStatusList {
 )]
 pub async fn projector_status(
     State(state): State<AppState>,
-    _user: Authorized<Staff>,
+    _user: Authorized<StaffOrAuditor>,
 ) -> Result<Json<ProjectorStatusList>, ApiError> {
     let items = queries::projector_status(&state.pool)
         .await

@@ -3,14 +3,13 @@
 //! until SIGTERM.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use ordertrail_commands::provider_ledger::RecordingProvider;
 use ordertrail_commands::saga::{self, SagaConfig};
 use ordertrail_commands::service::CommandService;
-use ordertrail_domain::SimulatedProvider;
 use ordertrail_platform::{db, shutdown, telemetry};
 
 /// Consumes the order, payment and delivery topics and sends the follow-up
@@ -69,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
     if config.run_migrations {
         db::migrate(&pool).await.context("apply migrations")?;
     }
-    let service = CommandService::new(pool, Arc::new(SimulatedProvider::new()));
+    let service = CommandService::new(pool.clone(), RecordingProvider::simulated(pool));
     let mut saga_config =
         SagaConfig::new(config.kafka_brokers, config.topic_prefix, config.group_id);
     saga_config.accept_timeout = Duration::from_secs(config.accept_timeout_secs);
