@@ -28,7 +28,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -362,7 +362,8 @@ ops AS (
                 ELSE 'refunded_at' END)::timestamptz AS occurred_at
     FROM ev LEFT JOIN auth a ON a.payment_id = ev.aggregate_id
 )
-SELECT operation, coalesce(provider_reference, ''), payment_id, amount_minor, currency, fee_minor, occurred_at
+SELECT operation, coalesce(provider_reference, '') AS provider_reference, payment_id, amount_minor,
+       currency, fee_minor, occurred_at
 FROM ops
 WHERE (occurred_at AT TIME ZONE 'UTC')::date BETWEEN $1 AND $2
 "#;
@@ -444,36 +445,11 @@ pub async fn reconcile(
 
     // 2. Our ledger against the provider's statement.
     if let Some(lines) = provider_statement {
-        let ours: Vec<(String, String, String, i64, String, i64, DateTime<Utc>)> =
-            sqlx::query_as(OUR_OPERATIONS)
-                .bind(from)
-                .bind(to)
-                .fetch_all(pool)
-                .await?;
-        let ours: Vec<StatementLine> = ours
-            .into_iter()
-            .map(
-                |(
-                    operation,
-                    provider_reference,
-                    payment_id,
-                    amount_minor,
-                    currency,
-                    fee_minor,
-                    occurred_at,
-                )| {
-                    StatementLine {
-                        operation,
-                        provider_reference,
-                        payment_id,
-                        amount_minor,
-                        currency,
-                        fee_minor,
-                        occurred_at,
-                    }
-                },
-            )
-            .collect();
+        let ours: Vec<StatementLine> = sqlx::query_as(OUR_OPERATIONS)
+            .bind(from)
+            .bind(to)
+            .fetch_all(pool)
+            .await?;
         summary.ledger_operations = ours.len();
         summary.statement_lines = lines.len();
         compare_ledger(&ours, lines, &mut breaks);
@@ -650,8 +626,9 @@ pub async fn simulated_statement(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Vec<StatementLine>, sqlx::Error> {
-    let rows: Vec<(String, String, String, i64, String, i64, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT operation, provider_reference, payment_id, amount_minor, currency::text, fee_minor, occurred_at
+    sqlx::query_as(
+        "SELECT operation, provider_reference, payment_id, amount_minor, currency::text AS currency,
+                fee_minor, occurred_at
          FROM simulated_provider_operations
          WHERE occurred_at >= $1::date::timestamp AT TIME ZONE 'UTC'
            AND occurred_at < ($2::date + 1)::timestamp AT TIME ZONE 'UTC'
@@ -660,29 +637,5 @@ pub async fn simulated_statement(
     .bind(from)
     .bind(to)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(
-                operation,
-                provider_reference,
-                payment_id,
-                amount_minor,
-                currency,
-                fee_minor,
-                occurred_at,
-            )| {
-                StatementLine {
-                    operation,
-                    provider_reference,
-                    payment_id,
-                    amount_minor,
-                    currency,
-                    fee_minor,
-                    occurred_at,
-                }
-            },
-        )
-        .collect())
+    .await
 }

@@ -20,7 +20,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use clap::Parser;
 use ordertrail_bench::{drop_database, fresh_database};
-use ordertrail_projections::reconcile::{self, statement};
+use ordertrail_projections::reconcile::{self, StatementLine, statement};
 use ordertrail_projections::runtime::{Projector, SourcedEvent};
 use ordertrail_projections::settlements::Settlements;
 use ordertrail_schemas::events::*;
@@ -58,8 +58,8 @@ struct Row {
 
 struct Day {
     rows: Vec<Row>,
-    /// operation, reference, payment, amount, fee, at
-    ledger: Vec<(&'static str, String, String, i64, i64, DateTime<Utc>)>,
+    /// The provider's own record of what it did.
+    ledger: Vec<StatementLine>,
 }
 
 impl Day {
@@ -81,6 +81,25 @@ impl Day {
             payload: serde_json::to_value(&e)?,
         });
         Ok(())
+    }
+}
+
+fn line(
+    operation: &str,
+    provider_reference: String,
+    payment_id: String,
+    amount_minor: i64,
+    fee_minor: i64,
+    occurred_at: DateTime<Utc>,
+) -> StatementLine {
+    StatementLine {
+        operation: operation.to_owned(),
+        provider_reference,
+        payment_id,
+        amount_minor,
+        currency: "EUR".to_owned(),
+        fee_minor,
+        occurred_at,
     }
 }
 
@@ -174,7 +193,7 @@ fn generate(orders: usize, restaurants: &[RestaurantId], day: NaiveDate) -> anyh
                 authorized_at: placed,
             },
         )?;
-        d.ledger.push((
+        d.ledger.push(line(
             "authorization",
             reference.clone(),
             pay.to_string(),
@@ -281,7 +300,7 @@ fn generate(orders: usize, restaurants: &[RestaurantId], day: NaiveDate) -> anyh
                 captured_at: delivered,
             },
         )?;
-        d.ledger.push((
+        d.ledger.push(line(
             "capture",
             reference.clone(),
             pay.to_string(),
@@ -306,7 +325,7 @@ fn generate(orders: usize, restaurants: &[RestaurantId], day: NaiveDate) -> anyh
                 },
             )?;
             d.ledger
-                .push(("refund", refund_ref, pay.to_string(), 500, 0, at));
+                .push(line("refund", refund_ref, pay.to_string(), 500, 0, at));
         }
     }
     Ok(d)
@@ -354,12 +373,15 @@ async fn append(pool: &PgPool, rows: &[Row]) -> anyhow::Result<()> {
 
 async fn ledger(pool: &PgPool, day: &Day) -> anyhow::Result<()> {
     for chunk in day.ledger.chunks(20_000) {
-        let ops: Vec<&str> = chunk.iter().map(|l| l.0).collect();
-        let refs: Vec<&str> = chunk.iter().map(|l| l.1.as_str()).collect();
-        let pays: Vec<&str> = chunk.iter().map(|l| l.2.as_str()).collect();
-        let amounts: Vec<i64> = chunk.iter().map(|l| l.3).collect();
-        let fees: Vec<i64> = chunk.iter().map(|l| l.4).collect();
-        let ats: Vec<DateTime<Utc>> = chunk.iter().map(|l| l.5).collect();
+        let ops: Vec<&str> = chunk.iter().map(|l| l.operation.as_str()).collect();
+        let refs: Vec<&str> = chunk
+            .iter()
+            .map(|l| l.provider_reference.as_str())
+            .collect();
+        let pays: Vec<&str> = chunk.iter().map(|l| l.payment_id.as_str()).collect();
+        let amounts: Vec<i64> = chunk.iter().map(|l| l.amount_minor).collect();
+        let fees: Vec<i64> = chunk.iter().map(|l| l.fee_minor).collect();
+        let ats: Vec<DateTime<Utc>> = chunk.iter().map(|l| l.occurred_at).collect();
         sqlx::query(
             "INSERT INTO simulated_provider_operations
                (operation, provider_reference, payment_id, amount_minor, currency, fee_minor, occurred_at)

@@ -31,7 +31,7 @@ pub const HEADER: &str =
 pub const OPERATIONS: [&str; 4] = ["authorization", "capture", "void", "refund"];
 
 /// One provider operation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct StatementLine {
     pub operation: String,
     pub provider_reference: String,

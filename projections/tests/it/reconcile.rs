@@ -61,7 +61,10 @@ async fn provider_ledger(pool: &PgPool, envelopes: &[EventEnvelope]) {
             "PaymentRefunded" => ("refund", reference("provider_reference"), "refunded_at"),
             _ => continue,
         };
-        let at: chrono::DateTime<chrono::Utc> = p[at].as_str().unwrap().parse().unwrap();
+        let at: chrono::DateTime<chrono::Utc> = p[at]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .expect("business time");
         sqlx::query(
             "INSERT INTO simulated_provider_operations
                (operation, provider_reference, payment_id, amount_minor, currency, fee_minor, occurred_at)
@@ -70,9 +73,9 @@ async fn provider_ledger(pool: &PgPool, envelopes: &[EventEnvelope]) {
         .bind(op)
         .bind(reference)
         .bind(&e.aggregate_id)
-        .bind(p["amount"]["amount"].as_i64().unwrap())
-        .bind(p["amount"]["currency"].as_str().unwrap())
-        .bind(p["fee"]["amount"].as_i64().unwrap())
+        .bind(p["amount"]["amount"].as_i64().expect("amount"))
+        .bind(p["amount"]["currency"].as_str().expect("currency"))
+        .bind(p["fee"]["amount"].as_i64().expect("fee"))
         .bind(at)
         .execute(pool)
         .await
