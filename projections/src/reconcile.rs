@@ -587,29 +587,32 @@ fn compare_ledger(ours: &[StatementLine], provider: &[StatementLine], breaks: &m
         }
         match (a.first(), b.first()) {
             (Some(o), Some(t)) => {
-                if o.currency != t.currency {
-                    let mut x = ledger_break(BreakKind::CurrencyMismatch, o);
-                    x.diffs
-                        .push(diff("currency", o.currency.clone(), t.currency.clone()));
-                    breaks.push(x);
-                }
-                if o.amount_minor != t.amount_minor {
-                    let mut x = ledger_break(BreakKind::AmountMismatch, o);
-                    x.diffs.push(diff(
+                let checks = [
+                    (
+                        BreakKind::CurrencyMismatch,
+                        "currency",
+                        o.currency.clone(),
+                        t.currency.clone(),
+                    ),
+                    (
+                        BreakKind::AmountMismatch,
                         "amount_minor",
                         o.amount_minor.to_string(),
                         t.amount_minor.to_string(),
-                    ));
-                    breaks.push(x);
-                }
-                if o.fee_minor != t.fee_minor {
-                    let mut x = ledger_break(BreakKind::FeeMismatch, o);
-                    x.diffs.push(diff(
+                    ),
+                    (
+                        BreakKind::FeeMismatch,
                         "fee_minor",
                         o.fee_minor.to_string(),
                         t.fee_minor.to_string(),
-                    ));
-                    breaks.push(x);
+                    ),
+                ];
+                for (kind, field, ours, theirs) in checks {
+                    if ours != theirs {
+                        let mut x = ledger_break(kind, o);
+                        x.diffs.push(diff(field, ours, theirs));
+                        breaks.push(x);
+                    }
                 }
             }
             (Some(o), None) => breaks.push(ledger_break(BreakKind::MissingAtProvider, o)),

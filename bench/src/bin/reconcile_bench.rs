@@ -19,6 +19,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use clap::Parser;
+use cqrs_es::DomainEvent;
 use ordertrail_bench::{drop_database, fresh_database};
 use ordertrail_projections::reconcile::{self, StatementLine, statement};
 use ordertrail_projections::runtime::{Projector, SourcedEvent};
@@ -52,7 +53,7 @@ struct Row {
     kind: AggregateKind,
     id: String,
     seq: i64,
-    event_type: &'static str,
+    event_type: String,
     payload: serde_json::Value,
 }
 
@@ -63,12 +64,11 @@ struct Day {
 }
 
 impl Day {
-    fn push<E: Into<T>, T: serde::Serialize>(
+    fn push<E: Into<T>, T: serde::Serialize + DomainEvent>(
         &mut self,
         kind: AggregateKind,
         id: Uuid,
         seq: &mut i64,
-        event_type: &'static str,
         e: E,
     ) -> anyhow::Result<()> {
         *seq += 1;
@@ -77,7 +77,7 @@ impl Day {
             kind,
             id: id.to_string(),
             seq: *seq,
-            event_type,
+            event_type: e.event_type(),
             payload: serde_json::to_value(&e)?,
         });
         Ok(())
@@ -141,7 +141,6 @@ fn generate(orders: usize, restaurants: &[RestaurantId], day: NaiveDate) -> anyh
             o,
             order.0,
             &mut so,
-            "OrderPlaced",
             OrderPlaced {
                 order_id: order,
                 customer_id: CustomerId::new_random(),
@@ -181,7 +180,6 @@ fn generate(orders: usize, restaurants: &[RestaurantId], day: NaiveDate) -> anyh
             p,
             pay.0,
             &mut sp,
-            "PaymentAuthorized",
             PaymentAuthorized {
                 payment_id: pay,
                 order_id: order,
@@ -205,7 +203,6 @@ fn generate(orders: usize, restaurants: &[RestaurantId], day: NaiveDate) -> anyh
             o,
             order.0,
             &mut so,
-            "OrderConfirmed",
             OrderConfirmed {
                 payment_id: Some(pay),
                 confirmed_at: placed,
@@ -215,7 +212,6 @@ fn generate(orders: usize, restaurants: &[RestaurantId], day: NaiveDate) -> anyh
             o,
             order.0,
             &mut so,
-            "OrderAccepted",
             OrderAccepted {
                 preparation_minutes: 15,
                 ready_by: placed + m(16),
@@ -226,7 +222,6 @@ fn generate(orders: usize, restaurants: &[RestaurantId], day: NaiveDate) -> anyh
             dk,
             del.0,
             &mut sd,
-            "DeliveryRequested",
             DeliveryRequested {
                 delivery_id: del,
                 order_id: order,
@@ -242,7 +237,6 @@ fn generate(orders: usize, restaurants: &[RestaurantId], day: NaiveDate) -> anyh
             dk,
             del.0,
             &mut sd,
-            "RiderAssigned",
             RiderAssigned {
                 rider_id: rider,
                 assigned_at: placed + m(2),
@@ -252,7 +246,6 @@ fn generate(orders: usize, restaurants: &[RestaurantId], day: NaiveDate) -> anyh
             dk,
             del.0,
             &mut sd,
-            "PickupConfirmed",
             PickupConfirmed {
                 rider_id: rider,
                 picked_up_at: placed + m(17),
@@ -262,7 +255,6 @@ fn generate(orders: usize, restaurants: &[RestaurantId], day: NaiveDate) -> anyh
             o,
             order.0,
             &mut so,
-            "OrderPickedUp",
             OrderPickedUp {
                 rider_id: rider,
                 picked_up_at: placed + m(17),
@@ -273,7 +265,6 @@ fn generate(orders: usize, restaurants: &[RestaurantId], day: NaiveDate) -> anyh
             dk,
             del.0,
             &mut sd,
-            "DeliveryCompleted",
             DeliveryCompleted {
                 rider_id: rider,
                 completed_at: delivered,
@@ -283,7 +274,6 @@ fn generate(orders: usize, restaurants: &[RestaurantId], day: NaiveDate) -> anyh
             o,
             order.0,
             &mut so,
-            "OrderDelivered",
             OrderDelivered {
                 delivered_at: delivered,
             },
@@ -293,7 +283,6 @@ fn generate(orders: usize, restaurants: &[RestaurantId], day: NaiveDate) -> anyh
             p,
             pay.0,
             &mut sp,
-            "PaymentCaptured",
             PaymentCaptured {
                 amount: eur(total),
                 fee: eur(fee),
@@ -315,7 +304,6 @@ fn generate(orders: usize, restaurants: &[RestaurantId], day: NaiveDate) -> anyh
                 p,
                 pay.0,
                 &mut sp,
-                "PaymentRefunded",
                 PaymentRefunded {
                     amount: eur(500),
                     fee: eur(0),
@@ -349,7 +337,7 @@ async fn append(pool: &PgPool, rows: &[Row]) -> anyhow::Result<()> {
         let kinds: Vec<&str> = chunk.iter().map(|r| r.kind.as_str()).collect();
         let ids: Vec<&str> = chunk.iter().map(|r| r.id.as_str()).collect();
         let seqs: Vec<i64> = chunk.iter().map(|r| r.seq).collect();
-        let types: Vec<&str> = chunk.iter().map(|r| r.event_type).collect();
+        let types: Vec<&str> = chunk.iter().map(|r| r.event_type.as_str()).collect();
         let payloads: Vec<String> = chunk.iter().map(|r| r.payload.to_string()).collect();
         // Each event its own command id (the command_log trigger needs one per append).
         let commands: Vec<Uuid> = chunk.iter().map(|_| Uuid::new_v4()).collect();
@@ -418,7 +406,7 @@ async fn project(pool: &PgPool, day: &Day) -> anyhow::Result<()> {
                 aggregate_id: r.id.clone(),
                 sequence: r.seq,
                 global_position: n as i64 + 1,
-                event_type: r.event_type.into(),
+                event_type: r.event_type.clone(),
                 event_version: "1".into(),
                 payload: r.payload.clone(),
                 metadata: EventMetadata {
