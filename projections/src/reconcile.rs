@@ -392,11 +392,23 @@ pub async fn reconcile(
     let mut breaks = Vec::new();
 
     // 1. Settlements against the events.
-    let recomputed: Vec<(String, String, NaiveDate, String, Vec<i64>)> = sqlx::query_as(RECOMPUTE)
+    // The two scans of the events run side by side (two connections).
+    let recompute = sqlx::query_as::<_, (String, String, NaiveDate, String, Vec<i64>)>(RECOMPUTE)
         .bind(from)
         .bind(to)
-        .fetch_all(pool)
-        .await?;
+        .fetch_all(pool);
+    let our_operations = async {
+        match provider_statement {
+            Some(_) => sqlx::query_as::<_, StatementLine>(OUR_OPERATIONS)
+                .bind(from)
+                .bind(to)
+                .fetch_all(pool)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    };
+    let (recomputed, ours) = tokio::try_join!(recompute, our_operations)?;
     let mut events_days: BTreeMap<DayKey, Vec<i64>> = BTreeMap::new();
     for (scope, subject, day, currency, v) in recomputed {
         if scope == "restaurant" {
@@ -444,12 +456,7 @@ pub async fn reconcile(
     compare_days(&events_days, &model_days, &mut breaks);
 
     // 2. Our ledger against the provider's statement.
-    if let Some(lines) = provider_statement {
-        let ours: Vec<StatementLine> = sqlx::query_as(OUR_OPERATIONS)
-            .bind(from)
-            .bind(to)
-            .fetch_all(pool)
-            .await?;
+    if let (Some(lines), Some(ours)) = (provider_statement, ours) {
         summary.ledger_operations = ours.len();
         summary.statement_lines = lines.len();
         compare_ledger(&ours, lines, &mut breaks);
