@@ -5,6 +5,7 @@
 #   scripts/bench.sh projections [args]    # projector catch-up (bench/PROJECTIONS.md)
 #   scripts/bench.sh freshness [args]      # command response -> visible through the query API
 #   scripts/bench.sh rebuild [args]        # rebuild / verify / store catch-up of each read model from >= 1M events (issue 10)
+#   scripts/bench.sh reconcile [args]      # reconcile one day of 100,000 orders (issue 11)
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_packages
@@ -16,6 +17,7 @@ case "$what" in
   projections) bin=projection_bench ;;
   freshness) bin=freshness_bench ;;
   rebuild) bin=rebuild_bench ;;
+  reconcile) bin=reconcile_bench ;;
   *) echo "unknown benchmark: $what" >&2; exit 2 ;;
 esac
 cargo build --release --locked -p ordertrail-api -p ordertrail-projections -p ordertrail-bench --bins

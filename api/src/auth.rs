@@ -51,7 +51,7 @@ pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 pub struct Claims {
     /// The subject: a UUID for customers, restaurants and riders.
     pub sub: String,
-    /// `customer`, `restaurant`, `rider`, `ops` or `admin`.
+    /// `customer`, `restaurant`, `rider`, `ops`, `admin` or `auditor`.
     pub role: String,
     /// Expiry, seconds since the epoch (required).
     pub exp: i64,
@@ -71,7 +71,9 @@ pub struct Claims {
 /// Errors minting a token.
 #[derive(Debug, thiserror::Error)]
 pub enum MintError {
-    #[error("role {0:?} cannot be given to a token (customer, restaurant, rider, ops, admin)")]
+    #[error(
+        "role {0:?} cannot be given to a token (customer, restaurant, rider, ops, admin, auditor)"
+    )]
     UnknownRole(String),
     #[error("a {0} token needs a UUID subject")]
     SubjectNotUuid(ActorRole),
@@ -581,6 +583,12 @@ roles! {
     Staff => [Ops, Admin];
     /// Admin only.
     AdminRole => [Admin];
+    /// Ops, admin and the read-only auditor: back-office reads and audit routes.
+    StaffOrAuditor => [Ops, Admin, Auditor];
+    /// A restaurant (for its own things), ops, admin or auditor: reads only.
+    RestaurantOrReader => [Restaurant, Ops, Admin, Auditor];
+    /// A rider (for their own things), ops, admin or auditor: reads only.
+    RiderOrReader => [Rider, Ops, Admin, Auditor];
     /// A customer (for their own things), ops or admin.
     CustomerOrStaff => [Customer, Ops, Admin];
     /// A restaurant (for its own things), ops or admin.

@@ -30,7 +30,8 @@ const ASSETS_PREFIX: &str = "/v1/docs/assets";
         title = "Ordertrail API",
         description = "Commands of the Ordertrail delivery-commerce platform. Every `/v1` route except \
 this document and the docs page needs `Authorization: Bearer <JWT>` (roles `customer`, \
-`restaurant`, `rider`, `ops`, `admin`): HS256 with the local secret, or RS256/EdDSA/ES256 keys of an \
+`restaurant`, `rider`, `ops`, `admin`, and the read-only `auditor`, which may read every query and \
+audit route and is answered 403 by every command): HS256 with the local secret, or RS256/EdDSA/ES256 keys of an \
 identity provider chosen by the token's `kid`; `exp` is required, the lifetime is at most 24 hours \
 (configurable), `nbf` is honoured, `iss` and `aud` are required when the server is configured with \
 them. Requests are rate limited per token subject and per client address, commands and queries \
@@ -83,6 +84,7 @@ on each operation."
         (name = "reference data", description = "Restaurants, menus and riders"),
         (name = "health", description = "Liveness and readiness"),
         (name = "docs", description = "This document and its rendering"),
+        (name = "audit", description = "Event-store history, past states, business flows and money reconciliation (ops, admin, auditor)"),
     )
 )]
 pub struct ApiDoc;
@@ -200,6 +202,7 @@ static OPENAPI: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
     let mut doc = ApiDoc::openapi();
     doc.merge(queries::QueryDoc::openapi());
     doc.merge(crate::routes::replay::ReplayDoc::openapi());
+    doc.merge(crate::routes::audit::AuditDoc::openapi());
     // Merged documents get the same contract as the commands' own.
     IdempotencyKeyContract.modify(&mut doc);
     doc

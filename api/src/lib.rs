@@ -101,6 +101,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::reference_data::router())
         .merge(routes::queries::router())
         .merge(routes::replay::router())
+        .merge(routes::audit::router())
         .merge(routes::health::router())
         .merge(docs::router())
         .fallback(error::route_not_found)

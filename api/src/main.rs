@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,8 +11,8 @@ use clap::Parser;
 use ordertrail_api::limits::{Budget, RateLimits, parse_origins};
 use ordertrail_api::{AppState, AuthConfig, DEFAULT_MAX_BODY_BYTES, app};
 use ordertrail_commands::catalog;
+use ordertrail_commands::provider_ledger::RecordingProvider;
 use ordertrail_commands::service::CommandService;
-use ordertrail_domain::SimulatedProvider;
 use ordertrail_schemas::privacy::DropoffCodeKey;
 
 /// Ordertrail API server.
@@ -127,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let dropoff_code_key = DropoffCodeKey::new(config.dropoff_code_key.clone().into_bytes())
         .context("DROPOFF_CODE_KEY")?;
-    let commands = CommandService::new(pool, Arc::new(SimulatedProvider::new()))
+    let commands = CommandService::new(pool.clone(), RecordingProvider::simulated(pool))
         .with_dropoff_code_key(dropoff_code_key);
     if let Some(path) = config.jwt_jwks_file.clone()
         && config.jwt_jwks_refresh_seconds > 0

@@ -7,14 +7,21 @@
 //!   all go through it.
 //! - [`catalog`]: reference data (restaurants, menus, riders) in plain tables,
 //!   looked up before a decision and passed into the command.
+//! - [`audit`]: an aggregate's history, its state as of a version or a time
+//!   (folded by the domain aggregate itself) and a correlation's events, read
+//!   from the store (API audit routes and `ordertrail-audit`).
+//! - [`provider_ledger`]: the simulated payment provider's own record of its
+//!   operations (the simulation's side of the reconciliation).
 //! - The relay (store → Kafka) and the saga (events → follow-up commands) live
 //!   in their own modules with thin binaries under `src/bin/`.
 //!
 //! May depend on `domain`, `schemas` and `platform`; never on `api` or
 //! `projections`.
 
+pub mod audit;
 pub mod catalog;
 pub mod event_store;
+pub mod provider_ledger;
 pub mod relay;
 pub mod saga;
 pub mod service;

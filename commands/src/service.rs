@@ -1084,7 +1084,7 @@ fn order_not_found(id: OrderId) -> CommandError {
 
 /// An aggregate from its stored events, as `PersistedEventStore::load_aggregate`
 /// builds it: each event upcast, deserialized and applied in sequence order.
-fn rebuild<A>(
+pub(crate) fn rebuild<A>(
     kind: AggregateKind,
     id: &str,
     events: Vec<SerializedEvent>,

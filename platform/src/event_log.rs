@@ -92,19 +92,47 @@ type Row = (
     DateTime<Utc>,
 );
 
-/// `xid8` has no sqlx type: it travels as text and is compared as `xid8`.
+/// The columns every reader selects, in [`Row`] order. `xid8` has no sqlx
+/// type: it travels as text and is compared as `xid8`.
+macro_rules! select_events {
+    ($rest:literal) => {
+        concat!(
+            "SELECT e.transaction_id::text::bigint AS txid, e.global_position, e.event_id, e.aggregate_type,
+       e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at
+FROM events e
+",
+            $rest
+        )
+    };
+}
+
 /// Served by the `events_commit_order (transaction_id, global_position)` index
 /// without a sort: ORDER BY names the table's columns (qualified), not the
 /// bigint cast in the select list, which would share the name and force a
 /// sort of every remaining row.
-const READ_AFTER: &str = "
-SELECT e.transaction_id::text::bigint AS txid, e.global_position, e.event_id, e.aggregate_type,
-       e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at
-FROM events e
-WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2)
+const READ_AFTER: &str = select_events!(
+    "WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2)
   AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY e.transaction_id, e.global_position
-LIMIT $3";
+LIMIT $3"
+);
+
+/// One aggregate's events by sequence (the primary key serves it).
+const READ_AGGREGATE: &str = select_events!(
+    "WHERE e.aggregate_type = $1 AND e.aggregate_id = $2 AND e.sequence > $3
+ORDER BY e.sequence
+LIMIT $4"
+);
+
+/// One correlation's events in commit order (served by the
+/// `events_correlation` index of migration 0008).
+const READ_CORRELATION: &str = select_events!(
+    "WHERE (e.metadata ->> 'correlation_id') = $1
+  AND (e.transaction_id, e.global_position) > ($2::text::xid8, $3)
+  AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY e.transaction_id, e.global_position
+LIMIT $4"
+);
 
 /// Up to `limit` events after `after`, in commit order, only from transactions
 /// that finished before the oldest one still in flight.
@@ -123,15 +151,13 @@ pub async fn read_after<'e, E: PgExecutor<'e>>(
 }
 
 /// Like [`READ_AFTER`], only events of the given aggregate types.
-const READ_AFTER_OF_TYPES: &str = "
-SELECT e.transaction_id::text::bigint AS txid, e.global_position, e.event_id, e.aggregate_type,
-       e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at
-FROM events e
-WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2)
+const READ_AFTER_OF_TYPES: &str = select_events!(
+    "WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2)
   AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
   AND e.aggregate_type = ANY($4)
 ORDER BY e.transaction_id, e.global_position
-LIMIT $3";
+LIMIT $3"
+);
 
 /// Up to `limit` events of `aggregate_types` after `after`, in commit order,
 /// only from transactions that finished before the oldest one still in
@@ -149,32 +175,6 @@ pub async fn read_after_of_types<'e, E: PgExecutor<'e>>(
         .bind(aggregate_types)
         .fetch_all(executor)
         .await?;
-    Ok(rows.into_iter().map(stored_event).collect())
-}
-
-/// The events of one aggregate with `from <= sequence <= to`, in sequence
-/// order. Every one of them has committed when a later event of the same
-/// aggregate has (the append of `n + 1` reads `n`), so no snapshot filter.
-pub async fn read_aggregate_range<'e, E: PgExecutor<'e>>(
-    executor: E,
-    aggregate_type: &str,
-    aggregate_id: &str,
-    from: i64,
-    to: i64,
-) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT e.transaction_id::text::bigint AS txid, e.global_position, e.event_id, e.aggregate_type,
-                e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at
-         FROM events e
-         WHERE e.aggregate_type = $1 AND e.aggregate_id = $2 AND e.sequence BETWEEN $3 AND $4
-         ORDER BY e.sequence",
-    )
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .bind(from)
-    .bind(to)
-    .fetch_all(executor)
-    .await?;
     Ok(rows.into_iter().map(stored_event).collect())
 }
 
@@ -237,6 +237,46 @@ impl StoredEvent {
             recorded_at: self.recorded_at,
         })
     }
+}
+
+/// Up to `limit` events of one aggregate with a sequence above
+/// `after_sequence`, by sequence (keyset paging: pass the last sequence read).
+/// Sequences of one aggregate are appended under optimistic concurrency, so a
+/// committed sequence is never followed by a lower one committing later.
+pub async fn read_aggregate<'e, E: PgExecutor<'e>>(
+    executor: E,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    after_sequence: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(READ_AGGREGATE)
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(after_sequence)
+        .bind(limit)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.into_iter().map(stored_event).collect())
+}
+
+/// Up to `limit` events whose metadata names `correlation_id`, after `after`,
+/// in commit order, across every aggregate type (same visibility rule as
+/// [`read_after`]).
+pub async fn read_correlation<'e, E: PgExecutor<'e>>(
+    executor: E,
+    correlation_id: Uuid,
+    after: Position,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(READ_CORRELATION)
+        .bind(correlation_id.to_string())
+        .bind(after.transaction_id.to_string())
+        .bind(after.global_position)
+        .bind(limit)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.into_iter().map(stored_event).collect())
 }
 
 /// The position of the last readable event (commit order), if any.

@@ -11,6 +11,10 @@
 //! - One module per read model: [`order_history`], [`rider_etas`],
 //!   [`settlements`] (each also has a thin binary under `src/bin/`).
 //! - [`queries`]: the read-model queries, filtered by a [`queries::Viewer`].
+//! - [`reconcile`]: settlements recomputed from the events by set-based SQL
+//!   (independent of the projector) and compared with the read model; the
+//!   payment ledger compared with the provider's statement
+//!   (`ordertrail-reconcile`, `GET /v1/reconciliation/settlements`).
 //! - [`cli`]: the configuration and `main` shared by the three binaries.
 //!
 //! May depend on `schemas` (the wire contract) and `platform` (process
@@ -19,6 +23,7 @@
 pub mod cli;
 pub mod order_history;
 pub mod queries;
+pub mod reconcile;
 pub mod rider_etas;
 mod rows;
 pub mod runtime;

@@ -15,6 +15,8 @@ pub enum ActorRole {
     Rider,
     Ops,
     Admin,
+    /// Read-only: may read every query and audit route, may command nothing.
+    Auditor,
     /// The platform itself (saga, timeouts).
     System,
 }
@@ -27,6 +29,7 @@ impl ActorRole {
             ActorRole::Rider => "rider",
             ActorRole::Ops => "ops",
             ActorRole::Admin => "admin",
+            ActorRole::Auditor => "auditor",
             ActorRole::System => "system",
         }
     }
@@ -38,6 +41,7 @@ impl ActorRole {
             "rider" => ActorRole::Rider,
             "ops" => ActorRole::Ops,
             "admin" => ActorRole::Admin,
+            "auditor" => ActorRole::Auditor,
             "system" => ActorRole::System,
             _ => return None,
         })

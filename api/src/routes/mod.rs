@@ -1,6 +1,7 @@
 //! Route modules, one per resource. Each exposes `router()`; [`crate::app`]
 //! merges them.
 
+pub mod audit;
 pub mod deliveries;
 pub mod health;
 pub mod orders;

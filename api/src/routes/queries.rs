@@ -1,7 +1,7 @@
 //! Backoffice queries over the read models the projectors maintain: order
 //! history, rider ETAs, settlement reports and the projectors' own lag.
 //!
-//! Each handler maps the caller's token to a [`Viewer`] (ops/admin see all; a
+//! Each handler maps the caller's token to a [`Viewer`] (ops/admin/auditor see all; a
 //! restaurant its own; a customer their own; a rider the deliveries assigned
 //! to them) and calls the query function of `ordertrail_projections`, which
 //! filters by it. Something the caller may not see is answered like something
@@ -35,7 +35,7 @@ use uuid::Uuid;
 
 use super::visibility;
 use crate::AppState;
-use crate::auth::{AuthUser, Authorized, RestaurantOrStaff, RiderOrStaff, Staff};
+use crate::auth::{AuthUser, Authorized, RestaurantOrReader, RiderOrReader, StaffOrAuditor};
 use crate::error::{ApiError, documented_errors};
 use crate::extract::ApiPath;
 
@@ -135,7 +135,7 @@ fn viewer(user: &AuthUser) -> Result<Viewer, ApiError> {
     let own =
         |id: Option<Uuid>| id.ok_or_else(|| ApiError::forbidden("the token has no subject id"));
     Ok(match user.role {
-        ActorRole::Ops | ActorRole::Admin => Viewer::All,
+        ActorRole::Ops | ActorRole::Admin | ActorRole::Auditor => Viewer::All,
         ActorRole::Restaurant => Viewer::Restaurant(own(user.restaurant_id().map(|r| r.0))?),
         ActorRole::Customer => Viewer::Customer(own(user.customer_id().map(|c| c.0))?),
         ActorRole::Rider => Viewer::Rider(own(user.rider_id().map(|r| r.0))?),
@@ -347,7 +347,7 @@ pub struct EtaList {
 )]
 pub async fn rider_etas(
     State(state): State<AppState>,
-    user: Authorized<RiderOrStaff>,
+    user: Authorized<RiderOrReader>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<EtaList>, ApiError> {
     let viewer = viewer(&user)?;
@@ -395,7 +395,7 @@ pub struct BoundsParams {
 )]
 pub async fn active_deliveries(
     State(state): State<AppState>,
-    user: Authorized<Staff>,
+    user: Authorized<StaffOrAuditor>,
     ApiQuery(p): ApiQuery<BoundsParams>,
 ) -> Result<Json<EtaList>, ApiError> {
     let bounds = match (p.min_lat, p.min_lon, p.max_lat, p.max_lon) {
@@ -455,7 +455,7 @@ pub struct EtaAccuracyList {
 )]
 pub async fn eta_accuracy(
     State(state): State<AppState>,
-    user: Authorized<Staff>,
+    user: Authorized<StaffOrAuditor>,
     ApiQuery(range): ApiQuery<DateRangeParams>,
 ) -> Result<Json<EtaAccuracyList>, ApiError> {
     let items = queries::etas::eta_accuracy(&state.pool, viewer(&user)?, range.from, range.to)
@@ -481,7 +481,7 @@ pub struct RestaurantSettlementList {
 )]
 pub async fn restaurant_settlements(
     State(state): State<AppState>,
-    user: Authorized<RestaurantOrStaff>,
+    user: Authorized<RestaurantOrReader>,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(range): ApiQuery<DateRangeParams>,
 ) -> Result<Json<RestaurantSettlementList>, ApiError> {
@@ -508,7 +508,7 @@ pub async fn restaurant_settlements(
 )]
 pub async fn settlement_day(
     State(state): State<AppState>,
-    user: Authorized<Staff>,
+    user: Authorized<StaffOrAuditor>,
     ApiPath(date): ApiPath<String>,
 ) -> Result<Json<PlatformDaySummary>, ApiError> {
     let date = NaiveDate::parse_from_str(&date, "%Y-%m-%d")
@@ -544,7 +544,7 @@ pub struct ExportParams {
 )]
 pub async fn settlement_export(
     State(state): State<AppState>,
-    user: Authorized<RestaurantOrStaff>,
+    user: Authorized<RestaurantOrReader>,
     ApiQuery(p): ApiQuery<ExportParams>,
 ) -> Result<Response, ApiError> {
     let csv = queries::settlements::export_csv(
@@ -584,7 +584,7 @@ pub struct ProjectorStatusList {
 )]
 pub async fn projector_status(
     State(state): State<AppState>,
-    _user: Authorized<Staff>,
+    _user: Authorized<StaffOrAuditor>,
 ) -> Result<Json<ProjectorStatusList>, ApiError> {
     let items = queries::projector_status(&state.pool)
         .await

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::{AdminRole, AuthUser, Authorized, Staff};
+use crate::auth::{AdminRole, AuthUser, Authorized, StaffOrAuditor};
 use crate::error::{ApiError, CommandErrors, ReadErrors};
 use crate::extract::{ApiJson, ApiPath};
 
@@ -135,7 +135,7 @@ pub async fn put_restaurant(
 )]
 pub async fn list_restaurants(
     State(state): State<AppState>,
-    _user: Authorized<Staff>,
+    _user: Authorized<StaffOrAuditor>,
 ) -> Result<Json<Vec<Restaurant>>, ApiError> {
     Ok(Json(catalog::list_restaurants(&state.pool).await?))
 }
@@ -249,7 +249,7 @@ pub async fn put_rider(
 )]
 pub async fn list_riders(
     State(state): State<AppState>,
-    _user: Authorized<Staff>,
+    _user: Authorized<StaffOrAuditor>,
 ) -> Result<Json<Vec<Rider>>, ApiError> {
     Ok(Json(catalog::list_riders(&state.pool).await?))
 }

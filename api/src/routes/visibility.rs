@@ -21,6 +21,7 @@ pub fn audience(user: &AuthUser) -> Audience {
         ActorRole::Rider => Audience::Rider,
         ActorRole::Ops | ActorRole::System => Audience::Ops,
         ActorRole::Admin => Audience::Admin,
+        ActorRole::Auditor => Audience::Auditor,
     }
 }
 

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use crate::support::TestApp;
 
 /// Every route the router serves (method, OpenAPI path).
-const ROUTES: &[(&str, &str)] = &[
+pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/orders"),
     ("post", "/v1/orders/{id}/confirm"),
     ("post", "/v1/orders/{id}/accept"),
@@ -46,6 +46,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/projectors/status"),
     ("post", "/v1/projectors/{name}/verify"),
     ("get", "/v1/projectors/verify/{job_id}"),
+    ("get", "/v1/audit/{kind}/{id}/events"),
+    ("get", "/v1/audit/{kind}/{id}/state"),
+    ("get", "/v1/audit/correlations/{id}"),
+    ("get", "/v1/reconciliation/settlements"),
     ("get", "/health/live"),
     ("get", "/health/ready"),
     ("get", "/v1/openapi.json"),

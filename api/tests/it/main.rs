@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod abuse;
+mod audit;
 mod auth;
 mod bad_input;
 mod concurrency;

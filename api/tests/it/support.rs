@@ -1,15 +1,13 @@
 //! The test application, a request builder, and ready-made orders.
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use ordertrail_api::{AppState, AuthConfig, app};
 use ordertrail_commands::catalog::{self, seed_ids};
+use ordertrail_commands::provider_ledger::RecordingProvider;
 use ordertrail_commands::service::CommandService;
-use ordertrail_domain::SimulatedProvider;
 use ordertrail_schemas::OrderId;
 use ordertrail_testkit::pg::TestDatabase;
 use serde_json::{Value, json};
@@ -169,7 +167,11 @@ impl TestApp {
         ordertrail_testkit::init_test_logging();
         let db = TestDatabase::new().await;
         catalog::seed(&db.pool).await.expect("seed");
-        let commands = CommandService::new(db.pool.clone(), Arc::new(SimulatedProvider::new()));
+        // The provider client records its operations (the simulation's ledger).
+        let commands = CommandService::new(
+            db.pool.clone(),
+            RecordingProvider::simulated(db.pool.clone()),
+        );
         let auth = AuthConfig::new(SECRET, None);
         let state =
             configure(AppState::new(commands.clone(), auth.clone()).with_max_body_bytes(MAX_BODY));

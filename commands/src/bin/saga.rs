@@ -3,14 +3,13 @@
 //! until SIGTERM.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use ordertrail_commands::provider_ledger::RecordingProvider;
 use ordertrail_commands::saga::{self, SagaConfig};
 use ordertrail_commands::service::CommandService;
-use ordertrail_domain::SimulatedProvider;
 use ordertrail_platform::{db, shutdown, telemetry};
 use ordertrail_schemas::privacy::DropoffCodeKey;
 
@@ -77,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let dropoff_code_key = DropoffCodeKey::new(config.dropoff_code_key.clone().into_bytes())
         .context("DROPOFF_CODE_KEY")?;
-    let service = CommandService::new(pool, Arc::new(SimulatedProvider::new()))
+    let service = CommandService::new(pool.clone(), RecordingProvider::simulated(pool))
         .with_dropoff_code_key(dropoff_code_key);
     let mut saga_config =
         SagaConfig::new(config.kafka_brokers, config.topic_prefix, config.group_id);

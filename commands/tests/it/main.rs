@@ -2,6 +2,7 @@
 //! real PostgreSQL from `DATABASE_URL`, real Kafka-protocol broker from
 //! `KAFKA_BROKERS` or the in-process mock cluster.
 
+mod audit;
 mod event_store;
 mod relay;
 mod saga;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use ordertrail_commands::catalog::{self, seed_ids};
+use ordertrail_commands::provider_ledger::RecordingProvider;
 use ordertrail_commands::relay::{self, RelayConfig, topics};
 use ordertrail_commands::saga::{self, SagaConfig};
 use ordertrail_commands::service::{CommandContext, CommandService, PlaceOrderInput};
@@ -41,7 +42,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// A task running `relay::run` or `saga::run`, stoppable gracefully or
 /// abortable (a crash: the future is dropped wherever it was).
-struct Running<E> {
+pub(crate) struct Running<E> {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), E>>,
 }
@@ -52,7 +53,7 @@ impl<E: std::fmt::Debug> Running<E> {
         let _ = self.task.await;
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -73,18 +74,20 @@ fn stop_channel() -> (
     })
 }
 
-struct Env {
-    db: TestDatabase,
+pub(crate) struct Env {
+    pub(crate) db: TestDatabase,
     /// Kept alive: the mock cluster lives as long as this.
     _kafka: TestKafka,
     /// The clients' command service (customer, restaurant, rider, ops).
-    service: CommandService,
+    pub(crate) service: CommandService,
     saga_config: SagaConfig,
     _relay: Running<relay::RelayError>,
 }
 
 impl Env {
-    async fn start(tune: impl FnOnce(&mut SagaConfig)) -> (Self, Running<saga::SagaError>) {
+    pub(crate) async fn start(
+        tune: impl FnOnce(&mut SagaConfig),
+    ) -> (Self, Running<saga::SagaError>) {
         ordertrail_testkit::init_test_logging();
         let db = TestDatabase::with_pool_size(20).await;
         catalog::seed(&db.pool).await.expect("seed");
@@ -131,7 +134,11 @@ impl Env {
 
     /// A saga process: its own command service and payment provider client.
     fn start_saga(&self) -> Running<saga::SagaError> {
-        let service = CommandService::new(self.db.pool.clone(), Arc::new(SimulatedProvider::new()));
+        // The provider client records its operations (the simulation's ledger).
+        let service = CommandService::new(
+            self.db.pool.clone(),
+            RecordingProvider::simulated(self.db.pool.clone()),
+        );
         let (stop, stopped) = stop_channel();
         Running {
             stop: Some(stop),
@@ -171,7 +178,7 @@ impl Env {
         outcome.aggregate_id.parse().expect("order id")
     }
 
-    async fn place_card(&self, token: &str) -> OrderId {
+    pub(crate) async fn place_card(&self, token: &str) -> OrderId {
         self.place(PaymentMethod::Card {
             payment_method_ref: ordertrail_schemas::privacy::payment_method_ref(token),
         })
@@ -236,7 +243,7 @@ impl Env {
 
     /// Restaurant accepts, the saga requests the delivery, a rider takes it,
     /// picks up (the saga marks the order picked up) and hands it over.
-    async fn run_delivery(&self, order_id: OrderId, rider_id: RiderId) {
+    pub(crate) async fn run_delivery(&self, order_id: OrderId, rider_id: RiderId) {
         self.accept(order_id).await;
         self.wait_delivery(order_id, DeliveryStatus::Requested)
             .await;
@@ -265,7 +272,7 @@ impl Env {
             .map(|(p, _)| p)
     }
 
-    async fn wait_order(&self, order_id: OrderId, status: OrderStatus) -> Order {
+    pub(crate) async fn wait_order(&self, order_id: OrderId, status: OrderStatus) -> Order {
         eventually(&format!("order {order_id} {status}"), WAIT, || async {
             let order = self.order(order_id).await;
             (order.status() == Some(status)).then_some(order)
@@ -273,7 +280,7 @@ impl Env {
         .await
     }
 
-    async fn wait_payment(&self, order_id: OrderId, status: PaymentStatus) -> Payment {
+    pub(crate) async fn wait_payment(&self, order_id: OrderId, status: PaymentStatus) -> Payment {
         eventually(&format!("payment of {order_id} {status}"), WAIT, || async {
             self.payment(order_id)
                 .await
@@ -375,7 +382,7 @@ impl Env {
         .unwrap_or(0)
     }
 
-    async fn wait_saga_caught_up(&self) {
+    pub(crate) async fn wait_saga_caught_up(&self) {
         eventually("the saga handled every event", WAIT, || async {
             let events = self.event_count().await;
             (self.saga_offsets_sum().await == events).then_some(())
@@ -424,7 +431,7 @@ fn ops() -> Actor {
     }
 }
 
-fn rider_n(n: u128) -> RiderId {
+pub(crate) fn rider_n(n: u128) -> RiderId {
     RiderId(seed_ids::rider(n))
 }
 

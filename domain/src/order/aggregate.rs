@@ -79,7 +79,7 @@ impl OrderStatus {
             ActorRole::Ops | ActorRole::Admin | ActorRole::System => {
                 matches!(self, Placed | Confirmed | Accepted | ReadyForPickup)
             }
-            ActorRole::Restaurant | ActorRole::Rider => false,
+            ActorRole::Restaurant | ActorRole::Rider | ActorRole::Auditor => false,
         }
     }
 }

@@ -86,8 +86,7 @@ async fn guard(
         }
         if seq != seen + 1 {
             let missing =
-                event_log::read_aggregate_range(&mut *conn, &key.0, &key.1, seen + 1, seq - 1)
-                    .await?;
+                event_log::read_aggregate(&mut *conn, &key.0, &key.1, seen, seq - seen - 1).await?;
             if missing.len() as i64 != seq - seen - 1 {
                 return Err(event.reject(format!(
                     "sequence gap: expected {} after {seen}, got {seq}, and the event store does not hold the missing events",

@@ -6,6 +6,7 @@
 mod end_to_end;
 mod order_history;
 mod queries;
+mod reconcile;
 mod rider_etas;
 mod runtime;
 mod settlements;
