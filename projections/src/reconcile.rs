@@ -10,7 +10,7 @@
 //!    and compared to the cent. The rules are the projector's (see
 //!    [`crate::settlements`]): sales on `OrderDelivered` at the price of the
 //!    order's `OrderPlaced`, provider fees on authorize/capture/void/refund,
-//!    refunds and cash on their own events, each on the date of the event's
+//!    refunds (the restaurant's share: `allocation.items + allocation.tax`, commission given back; the whole amount for refunds without an allocation) and cash on their own events, each on the date of the event's
 //!    business timestamp in the restaurant's time zone; provider figures on
 //!    the UTC date.
 //! 2. **Ledger against the provider.** Our provider operations, derived from
@@ -278,7 +278,15 @@ moves AS (
                 WHEN 'PaymentRefunded' THEN 'refunded_at'
                 ELSE 'collected_at' END)::timestamptz AS at,
            (m.p -> 'amount' ->> 'amount')::bigint AS amount,
-           coalesce((m.p -> 'fee' ->> 'amount')::bigint, 0) AS fee
+           coalesce((m.p -> 'fee' ->> 'amount')::bigint, 0) AS fee,
+           -- A refund's share borne by the restaurant (items + tax) and the
+           -- commission given back (PaymentRefunded.allocation); a refund
+           -- recorded without an allocation (version 1) is borne in full.
+           CASE WHEN jsonb_typeof(m.p -> 'allocation') = 'object'
+                THEN (m.p -> 'allocation' -> 'items' ->> 'amount')::bigint
+                     + (m.p -> 'allocation' -> 'tax' ->> 'amount')::bigint
+                ELSE (m.p -> 'amount' ->> 'amount')::bigint END AS restaurant_refund,
+           coalesce((m.p -> 'allocation' -> 'commission_reversed' ->> 'amount')::bigint, 0) AS commission_back
     FROM ev m JOIN facts f ON f.payment_id = m.aggregate_id
     WHERE m.event_type IN ('PaymentAuthorized', 'PaymentCaptured', 'PaymentVoided', 'PaymentRefunded', 'CashCollected')
 ),
@@ -296,9 +304,10 @@ restaurant_moves AS (
     FROM ev d JOIN placed pl ON pl.order_id = d.aggregate_id
     WHERE d.event_type = 'OrderDelivered'
     UNION ALL
-    SELECT m.restaurant_id, m.at, pl.tz, m.currency, 0, 0, 0, 0, 0, 0, 0,
+    SELECT m.restaurant_id, m.at, pl.tz, m.currency, 0, 0, 0, 0, 0, 0,
+           CASE WHEN m.event_type = 'PaymentRefunded' THEN -m.commission_back ELSE 0 END,
            CASE WHEN m.event_type = 'CashCollected' THEN 0 ELSE m.fee END,
-           CASE WHEN m.event_type = 'PaymentRefunded' THEN m.amount ELSE 0 END,
+           CASE WHEN m.event_type = 'PaymentRefunded' THEN m.restaurant_refund ELSE 0 END,
            CASE WHEN m.event_type = 'CashCollected' THEN m.amount ELSE 0 END
     FROM moves m JOIN placed pl ON pl.order_id = m.order_id
 ),
@@ -428,7 +437,7 @@ pub async fn reconcile(
         "SELECT restaurant_id, business_day, currency::text,
                 ARRAY[orders, gross_sales_minor, tax_minor, delivery_fees_minor, service_fees_minor,
                       tips_minor, commission_minor, provider_fees_minor, refunds_minor,
-                      cash_collected_minor, net_payable_minor]
+                      cash_collected_minor, net_payable_minor]::bigint[]
          FROM restaurant_settlement_days WHERE business_day BETWEEN $1 AND $2",
     )
     .bind(from)
@@ -437,7 +446,7 @@ pub async fn reconcile(
     .await?;
     let provider_rows: Vec<(String, NaiveDate, String, Vec<i64>)> = sqlx::query_as(
         "SELECT provider, day, currency::text,
-                ARRAY[authorized_minor, captured_minor, voided_minor, refunded_minor, fees_minor]
+                ARRAY[authorized_minor, captured_minor, voided_minor, refunded_minor, fees_minor]::bigint[]
          FROM provider_settlement_days WHERE day BETWEEN $1 AND $2",
     )
     .bind(from)

@@ -19,7 +19,7 @@ use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::{Authorized, Staff};
+use crate::auth::{Authorized, Staff, StaffOrAuditor};
 use crate::error::{ApiError, CommandErrors};
 use crate::extract::{ApiPath, CommandRequest};
 use crate::routes::NoBody;
@@ -174,7 +174,7 @@ type JobRow = (
     Option<serde_json::Value>,
 );
 
-/// A verify job and, once finished, its report (ops, admin).
+/// A verify job and, once finished, its report (ops, admin, auditor).
 #[utoipa::path(
     get, path = "/v1/projectors/verify/{job_id}", tag = "replay",
     params(("job_id" = Uuid, Path, description = "From `POST /v1/projectors/{name}/verify`")),
@@ -186,7 +186,7 @@ type JobRow = (
 )]
 pub async fn verify_job(
     State(state): State<AppState>,
-    _user: Authorized<Staff>,
+    _user: Authorized<StaffOrAuditor>,
     ApiPath(job_id): ApiPath<Uuid>,
 ) -> Result<Json<VerifyJob>, ApiError> {
     let row: Option<JobRow> = sqlx::query_as(
