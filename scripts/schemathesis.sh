@@ -54,8 +54,9 @@ API_DB_URL="${DATABASE_URL%/*}/$SCRATCH_DB"
 
 log "building the API"
 cargo build -q --locked -p ordertrail-api --bins
-export JWT_SECRET
+export JWT_SECRET DROPOFF_CODE_KEY
 JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+DROPOFF_CODE_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 PORT=$(free_port)
 BASE="http://127.0.0.1:$PORT"
 # Rate limits off: the fuzzer sends bursts from one address and one subject.

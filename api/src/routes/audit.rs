@@ -96,13 +96,28 @@ fn log_read(user: &Authorized<StaffOrAuditor>, what: &str, target: &str) {
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (the last sequence read).
+    #[param(pattern = "^[0-9]{1,18}$")]
     pub cursor: Option<String>,
 }
 
-fn limit(p: &PageParams) -> Result<Option<i64>, ApiError> {
-    match p.limit {
+/// Paging of a correlation's events (cursor: a commit position).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CorrelationPageParams {
+    /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page (`<transaction>.<position>`).
+    #[param(pattern = "^[0-9]{1,18}[.][0-9]{1,18}$")]
+    pub cursor: Option<String>,
+}
+
+fn limit(limit: Option<u32>) -> Result<Option<i64>, ApiError> {
+    match limit {
         Some(l) if !(1..=audit::MAX_PAGE as u32).contains(&l) => Err(ApiError::new(
             "limit_out_of_range",
             format!("limit must be 1..={}", audit::MAX_PAGE),
@@ -129,7 +144,7 @@ pub async fn aggregate_events(
 ) -> Result<Json<AuditPage>, ApiError> {
     let kind = kind_of(&kind)?;
     log_read(&user, "events", &format!("{kind} {id}"));
-    let limit = limit(&page)?;
+    let limit = limit(page.limit)?;
     audit::history(
         &state.pool,
         kind,
@@ -197,7 +212,7 @@ pub async fn aggregate_state(
 /// who did what, and what the saga did in reaction. Ops, admin, auditor.
 #[utoipa::path(
     get, path = "/v1/audit/correlations/{id}", tag = "audit",
-    params(("id" = Uuid, Path, description = "The correlation id"), PageParams),
+    params(("id" = Uuid, Path, description = "The correlation id"), CorrelationPageParams),
     responses((status = 200, description = "One page of events", body = AuditPage), QueryErrors),
     security(("bearer" = []))
 )]
@@ -205,10 +220,10 @@ pub async fn correlation_events(
     State(state): State<AppState>,
     user: Authorized<StaffOrAuditor>,
     ApiPath(id): ApiPath<Uuid>,
-    ApiQuery(page): ApiQuery<PageParams>,
+    ApiQuery(page): ApiQuery<CorrelationPageParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
     log_read(&user, "correlation", &id.to_string());
-    let limit = limit(&page)?;
+    let limit = limit(page.limit)?;
     audit::correlation(&state.pool, id, page.cursor.as_deref(), limit)
         .await
         .map(Json)
@@ -222,7 +237,8 @@ pub async fn correlation_events(
 pub struct ReconcileParams {
     /// First day (`YYYY-MM-DD`).
     pub from: NaiveDate,
-    /// Last day, included; at most 92 days after `from`.
+    /// Last day, included: on or after `from` and at most 91 days after it
+    /// (92 days at once); otherwise 422 `invalid_range`.
     pub to: NaiveDate,
     /// Also compare the payment events with the simulated provider's
     /// statement of these days (default false).

@@ -34,7 +34,7 @@ pub struct RestaurantRequest {
     /// 1..=200 characters, not only white space, no control characters.
     #[schema(
         example = "Kreuzberg Burger Co.",
-        pattern = "^[^\\x00-\\x1F\\x7F]*[^\\s\\x00-\\x1F\\x7F][^\\x00-\\x1F\\x7F]*$",
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$",
         max_length = 200
     )]
     pub name: String,
@@ -72,7 +72,7 @@ pub struct MenuItemRequest {
     /// 1..=200 characters, not only white space, no control characters.
     #[schema(
         example = "Classic Cheeseburger",
-        pattern = "^[^\\x00-\\x1F\\x7F]*[^\\s\\x00-\\x1F\\x7F][^\\x00-\\x1F\\x7F]*$",
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$",
         max_length = 200
     )]
     pub name: String,
@@ -89,7 +89,7 @@ pub struct RiderRequest {
     /// 1..=200 characters, not only white space, no control characters.
     #[schema(
         example = "Ada K.",
-        pattern = "^[^\\x00-\\x1F\\x7F]*[^\\s\\x00-\\x1F\\x7F][^\\x00-\\x1F\\x7F]*$",
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$",
         max_length = 200
     )]
     pub name: String,
