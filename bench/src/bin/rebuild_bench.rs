@@ -229,13 +229,13 @@ async fn main() -> anyhow::Result<()> {
 
     // A fresh consumer catching up from a store backlog (no broker): the
     // order-history projector with its model and positions emptied.
-    sqlx::query(
-        "TRUNCATE order_history, order_history_payments, order_history_deliveries, order_timeline;
-         DELETE FROM projector_sequences WHERE projector = 'order_history';
-         DELETE FROM consumers WHERE consumer = 'order_history'",
-    )
-    .execute(&pool)
-    .await?;
+    for statement in [
+        "TRUNCATE order_history, order_history_payments, order_history_deliveries, order_timeline",
+        "DELETE FROM projector_sequences WHERE projector = 'order_history'",
+        "DELETE FROM consumers WHERE consumer = 'order_history'",
+    ] {
+        sqlx::query(statement).execute(&pool).await?;
+    }
     let bin = binary("order-history")?;
     let started = Instant::now();
     let mut child = tokio::process::Command::new(&bin)
