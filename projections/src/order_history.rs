@@ -16,6 +16,7 @@ use ordertrail_schemas::events::PaymentMethod;
 use ordertrail_schemas::{AggregateKind, DeliveryEvent, Money, OrderEvent, PaymentEvent};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::rows::Table;
@@ -102,24 +103,6 @@ const DELIVERIES: Table = Table {
         "failed_at",
         "cancelled_at",
         "updated_at",
-    ],
-};
-
-const TIMELINE: Table = Table {
-    name: "order_timeline",
-    key: "event_id",
-    columns: &[
-        "event_id",
-        "order_id",
-        "aggregate_type",
-        "aggregate_id",
-        "sequence",
-        "global_position",
-        "event_type",
-        "event_version",
-        "payload",
-        "metadata",
-        "recorded_at",
     ],
 };
 
@@ -352,9 +335,45 @@ impl Projector for OrderHistory {
         ORDERS.upsert(tx, &order_rows).await?;
         PAYMENTS.upsert(tx, &payment_rows).await?;
         DELIVERIES.upsert(tx, &delivery_rows).await?;
-        TIMELINE.insert_new(tx, &timeline).await?;
+        insert_timeline(tx, &timeline).await?;
         Ok(())
     }
+}
+
+/// Insert timeline entries, ignoring any already there. Typed arrays rather
+/// than one JSON document: every entry carries its payload and metadata, and
+/// this is the read model's largest write.
+async fn insert_timeline<'a>(
+    tx: &mut PgConnection,
+    rows: &[TimelineRow<'a>],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&TimelineRow<'a>) -> &'a str| rows.iter().map(f).collect::<Vec<&str>>();
+    sqlx::query(
+        "INSERT INTO order_timeline (event_id, order_id, aggregate_type, aggregate_id, sequence,
+                                     global_position, event_type, event_version, payload, metadata,
+                                     recorded_at)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
+                              $6::bigint[], $7::text[], $8::text[], $9::jsonb[], $10::jsonb[],
+                              $11::timestamptz[])
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.order_id).collect::<Vec<_>>())
+    .bind(column(|r| r.aggregate_type))
+    .bind(column(|r| r.aggregate_id))
+    .bind(rows.iter().map(|r| r.sequence).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.global_position).collect::<Vec<_>>())
+    .bind(column(|r| r.event_type))
+    .bind(column(|r| r.event_version))
+    .bind(rows.iter().map(|r| Json(r.payload)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| Json(r.metadata)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 fn apply_order(

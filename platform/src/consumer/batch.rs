@@ -29,6 +29,10 @@ impl Batch {
     pub(super) fn len(&self) -> usize {
         self.0.len()
     }
+
+    pub(super) fn into_events(self) -> Vec<SourcedEvent> {
+        self.0
+    }
 }
 
 fn from_store(event: StoredEvent) -> Result<SourcedEvent, ApplyError> {

@@ -444,6 +444,25 @@ pub(super) async fn follow<H: Handler>(
                 match checkpoint::beyond_end(&cx.pool, name, &hw).await {
                     Ok(beyond) if beyond.is_empty() => {}
                     Ok(beyond) => {
+                        // The statistics' watermarks can be a second old while
+                        // the consumer has read past them: confirm against the
+                        // broker itself (fresh watermarks and the event at
+                        // each stored position) before recovering.
+                        let stored = match checkpoint::positions_with_ids(&cx.pool, name).await {
+                            Ok(p) => p.into_iter().filter(|(k, _)| beyond.contains(k)).collect(),
+                            Err(e) => return unavailable("read positions", e),
+                        };
+                        let beyond = match stale_partitions(brokers, stored).await {
+                            Ok(stale) if stale.is_empty() => {
+                                tracing::debug!(consumer = name, "statistics lagged behind the stored offsets; the broker confirms them");
+                                continue;
+                            }
+                            Ok(stale) => stale,
+                            Err(e) => {
+                                tracing::warn!(consumer = name, error = %e, "cannot confirm offsets beyond the statistics' high watermarks now");
+                                continue;
+                            }
+                        };
                         if let Err(e) = store::reset_kafka_positions(&cx.pool, name, None).await {
                             return unavailable("reset positions", e);
                         }

@@ -30,8 +30,13 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 
+use std::collections::HashMap;
+
+use ordertrail_schemas::AggregateKind;
+
+use super::batch::Batch;
 use super::{Context, Failure, Handler, ReadModelTable, RuntimeConfig, instances, store};
-use crate::event_log::Position;
+use crate::event_log::{self, Position};
 
 /// Why a rebuild or verify failed.
 #[derive(Debug, thiserror::Error)]
@@ -155,18 +160,30 @@ fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
+/// Tables copied into the shadow besides the read model's own.
+const RUNTIME_TABLES: [&str; 2] = ["projector_sequences", "consumers"];
+
 /// The shadow of one consumer's model.
 struct Shadow {
     schema: String,
     live: String,
     pool: PgPool,
+    /// Plain indexes of the read model, built once the bulk fill is done.
+    deferred_indexes: Vec<String>,
 }
-
-/// Tables copied into the shadow besides the read model's own.
-const RUNTIME_TABLES: [&str; 2] = ["projector_sequences", "consumers"];
 
 impl Shadow {
     /// Drop any earlier shadow and create it afresh.
+    ///
+    /// The read model's shadow tables get only the indexes the apply path
+    /// may need while they fill: primary keys, unique constraints and indexes
+    /// (upserts infer their conflict target from them) and partial indexes
+    /// (work queues such as settlements' pending entries). Plain indexes,
+    /// which serve queries, are built in one pass after the bulk fill
+    /// ([`Shadow::finish`]). (UNLOGGED tables set LOGGED before the swap were
+    /// measured slower: the table is written twice.) The copies of the guard
+    /// and the consumer row are UNLOGGED: they are copied into the live
+    /// tables at the swap, never swapped themselves.
     async fn create(
         pool: &PgPool,
         name: &str,
@@ -186,37 +203,89 @@ impl Shadow {
             .execute(&mut *tx)
             .await
             .map_err(db("create the shadow schema"))?;
-        for t in tables
-            .iter()
-            .map(|t| t.name)
-            .chain(RUNTIME_TABLES.iter().copied())
-        {
+        let (s, l) = (quote(&schema), quote(&live));
+        for t in RUNTIME_TABLES {
             sqlx::query(&format!(
-                "CREATE TABLE {s}.{t} (LIKE {l}.{t} INCLUDING ALL)",
-                s = quote(&schema),
-                l = quote(&live),
+                "CREATE UNLOGGED TABLE {s}.{t} (LIKE {l}.{t} INCLUDING ALL)",
                 t = quote(t)
             ))
             .execute(&mut *tx)
             .await
             .map_err(db("create a shadow table"))?;
         }
+        let mut deferred_indexes = Vec::new();
+        for t in tables.iter().map(|t| quote(t.name)) {
+            sqlx::query(&format!(
+                "CREATE TABLE {s}.{t} (LIKE {l}.{t} INCLUDING ALL EXCLUDING INDEXES)"
+            ))
+            .execute(&mut *tx)
+            .await
+            .map_err(db("create a shadow table"))?;
+            // Primary keys and unique constraints, under their live names.
+            let constraints: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT format('ALTER TABLE {s}.{t} ADD CONSTRAINT %I %s', conname, pg_get_constraintdef(oid))
+                 FROM pg_constraint WHERE conrelid = '{l}.{t}'::regclass AND contype IN ('p', 'u', 'x')
+                 ORDER BY contype, conname"
+            ))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("read live constraints"))?;
+            // Other indexes, under their live names, on the shadow table.
+            let indexes: Vec<(String, bool)> = sqlx::query_as(&format!(
+                "SELECT regexp_replace(pg_get_indexdef(i.indexrelid), ' ON \\S+ ', ' ON {s}.{t} '),
+                        i.indisunique OR i.indpred IS NOT NULL
+                 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                 WHERE i.indrelid = '{l}.{t}'::regclass
+                   AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+                 ORDER BY c.relname"
+            ))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("read live indexes"))?;
+            for sql in constraints.iter().chain(
+                indexes
+                    .iter()
+                    .filter(|(_, needed)| *needed)
+                    .map(|(sql, _)| sql),
+            ) {
+                sqlx::query(sql)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("index a shadow table"))?;
+            }
+            deferred_indexes.extend(
+                indexes
+                    .into_iter()
+                    .filter(|(_, needed)| !needed)
+                    .map(|(sql, _)| sql),
+            );
+        }
         tx.commit().await.map_err(db("commit the shadow schema"))?;
         let options: PgConnectOptions = (*pool.connect_options()).clone().options([
             ("plan_cache_mode", "force_custom_plan".to_owned()),
-            (
-                "search_path",
-                format!("{},{}", quote(&schema), quote(&live)),
-            ),
+            ("search_path", format!("{s},{l}")),
             // A crash loses only shadow progress, which a re-run redoes.
             ("synchronous_commit", "off".to_owned()),
         ]);
-        let shadow_pool = crate::db::pool_options(2).connect_lazy_with(options);
+        let shadow_pool = crate::db::pool_options(3).connect_lazy_with(options);
         Ok(Self {
             schema,
             live,
             pool: shadow_pool,
+            deferred_indexes,
         })
+    }
+
+    /// After the bulk fill: build the deferred indexes in one pass each.
+    async fn finish(&mut self) -> Result<(), ReplayError> {
+        let mut conn = self.pool.acquire().await.map_err(db("connect"))?;
+        for sql in self.deferred_indexes.drain(..) {
+            sqlx::query(&sql)
+                .execute(&mut *conn)
+                .await
+                .map_err(db("build a deferred index"))?;
+        }
+        Ok(())
     }
 
     async fn drop_schema(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
@@ -307,6 +376,121 @@ async fn fill<H: Handler>(
     Ok(events)
 }
 
+/// Events read ahead of the apply loop while it works on a batch.
+const READ_AHEAD: usize = 2;
+
+/// Fill a fresh shadow from the store as fast as the database allows.
+///
+/// The store, read in commit order from its start, holds every aggregate's
+/// events once and in sequence order, so the sequence guard has nothing to
+/// drop or fill: the bulk fill skips it and records the guard once at the
+/// end. Reading and decoding run one batch ahead of applying. Each batch is
+/// still applied by the handler's own `apply`, with the shadow's store
+/// position, in one transaction.
+///
+/// A batch the handler cannot apply ends the bulk fill early (its
+/// transaction rolled back, the guard written for what was applied); the
+/// guarded [`fill`] then finds and names the event.
+async fn bulk_fill<H: Handler>(
+    handler: &H,
+    shadow: &Shadow,
+    batch_size: usize,
+    progress: &mut (dyn FnMut(Progress) + Send),
+    total: u64,
+) -> Result<u64, ReplayError> {
+    let name = handler.name();
+    store::ensure_consumer(&shadow.pool, name)
+        .await
+        .map_err(db("create the shadow consumer"))?;
+    let limit = batch_size.max(1);
+    let (tx_batches, mut batches) = tokio::sync::mpsc::channel(READ_AHEAD);
+    let reader = {
+        let pool = shadow.pool.clone();
+        let types: Vec<&'static str> = handler.sources().iter().map(|k| k.as_str()).collect();
+        tokio::spawn(async move {
+            let mut position = Position::START;
+            loop {
+                let events =
+                    event_log::read_after_of_types(&pool, position, &types, limit as i64).await?;
+                let read = events.len();
+                let Some(last) = events.last().map(|e| e.position()) else {
+                    return Ok::<(), sqlx::Error>(());
+                };
+                let batch = Batch::from_store(events);
+                if tx_batches.send((batch, last)).await.is_err() || read < limit {
+                    return Ok(());
+                }
+                position = last;
+            }
+        })
+    };
+    let mut applied = 0u64;
+    let mut guard: HashMap<(AggregateKind, String), i64> = HashMap::new();
+    while let Some((batch, last)) = batches.recv().await {
+        let Ok(batch) = batch else { break };
+        let events = batch.into_events();
+        let mut tx = shadow.pool.begin().await.map_err(db("begin"))?;
+        if let Err(e) = handler.apply(&mut tx, &events).await {
+            tracing::info!(consumer = name, error = %e, "bulk fill stopped; the guarded fill takes over");
+            break;
+        }
+        store::advance(&mut *tx, name, last)
+            .await
+            .map_err(db("advance the shadow position"))?;
+        tx.commit().await.map_err(db("commit a shadow batch"))?;
+        for e in &events {
+            let env = &e.envelope;
+            guard.insert((env.aggregate_type, env.aggregate_id.clone()), env.sequence);
+        }
+        applied += events.len() as u64;
+        progress(Progress {
+            events: applied,
+            total,
+            position: last,
+        });
+    }
+    drop(batches);
+    match reader.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(ReplayError::Database {
+                context: "read the store",
+                source: e,
+            });
+        }
+        Err(e) => return Err(ReplayError::Apply(format!("store reader: {e}"))),
+    }
+    write_guard(&shadow.pool, name, guard).await?;
+    Ok(applied)
+}
+
+/// Record the shadow's sequence guard after a bulk fill.
+async fn write_guard(
+    pool: &PgPool,
+    name: &str,
+    guard: HashMap<(AggregateKind, String), i64>,
+) -> Result<(), ReplayError> {
+    let mut rows: Vec<((AggregateKind, String), i64)> = guard.into_iter().collect();
+    rows.sort_unstable_by(|a, b| (a.0.0.as_str(), &a.0.1).cmp(&(b.0.0.as_str(), &b.0.1)));
+    for chunk in rows.chunks(50_000) {
+        let types: Vec<&str> = chunk.iter().map(|((k, _), _)| k.as_str()).collect();
+        let ids: Vec<&str> = chunk.iter().map(|((_, i), _)| i.as_str()).collect();
+        let seqs: Vec<i64> = chunk.iter().map(|(_, s)| *s).collect();
+        sqlx::query(
+            "INSERT INTO projector_sequences (projector, aggregate_type, aggregate_id, last_sequence)
+             SELECT $1, t, i, s FROM unnest($2::text[], $3::text[], $4::bigint[]) AS x(t, i, s)",
+        )
+        .bind(name)
+        .bind(&types)
+        .bind(&ids)
+        .bind(&seqs)
+        .execute(pool)
+        .await
+        .map_err(db("write the shadow guard"))?;
+    }
+    Ok(())
+}
+
 /// Lock the live consumer's row: pauses the live consumer until commit or
 /// rollback. The row is created if the consumer never ran.
 async fn pause_live(tx: &mut PgConnection, live: &str, name: &str) -> Result<(), sqlx::Error> {
@@ -357,8 +541,16 @@ async fn prepare<H: Handler>(
     let total = count_events(pool, &types)
         .await
         .map_err(db("count events"))?;
-    let shadow = Shadow::create(pool, name, tables).await?;
-    let events = fill(handler, &shadow, batch_size, progress, total).await?;
+    let mut shadow = Shadow::create(pool, name, tables).await?;
+    let bulk = bulk_fill(handler, &shadow, batch_size, progress, total).await?;
+    shadow.finish().await?;
+    let mut progress = |p: Progress| {
+        progress(Progress {
+            events: bulk + p.events,
+            ..p
+        })
+    };
+    let events = bulk + fill(handler, &shadow, batch_size, &mut progress, total).await?;
     Ok(Prepared {
         name,
         tables,
@@ -640,23 +832,55 @@ async fn compare_table(
             table.name
         )));
     }
+    let columns: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT attname::text FROM pg_attribute
+         WHERE attrelid = '{l}.{t}'::regclass AND attnum > 0 AND NOT attisdropped
+           AND NOT (attname::text = ANY($1))
+         ORDER BY attnum"
+    ))
+    .bind(table.processing_time_columns)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db("read the columns"))?;
+    let list = |alias: &str, names: &[String]| {
+        names
+            .iter()
+            .map(|c| format!("{alias}.{}", quote(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let key = format!(
         "jsonb_build_object({})",
         key_columns
             .iter()
-            .map(|c| format!("'{}', r.{}", c.replace('\'', "''"), quote(c)))
+            .map(|c| format!(
+                "'{}', coalesce(a.{q}, b.{q})",
+                c.replace('\'', "''"),
+                q = quote(c)
+            ))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let excluded: Vec<&str> = table.processing_time_columns.to_vec();
+    let join = key_columns
+        .iter()
+        .map(|c| format!("a.{q} = b.{q}", q = quote(c)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let first = quote(&key_columns[0]);
+    // Rows are compared as row values; only the listed ones are turned into
+    // JSON for the report.
     let sql = format!(
-        "WITH a AS (SELECT {key} AS k, to_jsonb(r) - $1::text[] AS j FROM {l}.{t} r),
-              b AS (SELECT {key} AS k, to_jsonb(r) - $1::text[] AS j FROM {s}.{t} r),
-              d AS (SELECT coalesce(a.k, b.k) AS k, a.j AS live, b.j AS rebuilt
-                    FROM a FULL JOIN b ON a.k = b.k
-                    WHERE a.j IS DISTINCT FROM b.j)
-         SELECT (SELECT count(*) FROM d), d.k, d.live, d.rebuilt
-         FROM d ORDER BY d.k::text LIMIT $2"
+        "WITH d AS MATERIALIZED (
+           SELECT {key} AS k, a.{first} IS NOT NULL AS in_live, b.{first} IS NOT NULL AS in_rebuilt, a AS live, b AS rebuilt
+           FROM {l}.{t} a FULL JOIN {s}.{t} b ON {join}
+           WHERE a.{first} IS NULL OR b.{first} IS NULL
+              OR ROW({la}) IS DISTINCT FROM ROW({lb}))
+         SELECT (SELECT count(*) FROM d), d.k,
+                CASE WHEN d.in_live THEN to_jsonb(d.live) - $1::text[] END,
+                CASE WHEN d.in_rebuilt THEN to_jsonb(d.rebuilt) - $1::text[] END
+         FROM d ORDER BY d.k::text LIMIT $2",
+        la = list("a", &columns),
+        lb = list("b", &columns),
     );
     type Row = (
         i64,
@@ -665,7 +889,7 @@ async fn compare_table(
         Option<serde_json::Value>,
     );
     let rows: Vec<Row> = sqlx::query_as(&sql)
-        .bind(&excluded)
+        .bind(table.processing_time_columns)
         .bind(limit.max(1) as i64)
         .fetch_all(&mut *tx)
         .await
