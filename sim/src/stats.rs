@@ -238,7 +238,10 @@ impl Stats {
                 let _ = s.queries.record(micros(elapsed));
             }
             if status >= 400 {
-                let key = if code.is_empty() {
+                let key = if status == 404 && !is_command {
+                    // Polling an order the read model does not have yet.
+                    "not yet in the read model (404)".to_owned()
+                } else if code.is_empty() {
                     format!("http_{status}")
                 } else {
                     code.clone()
@@ -492,7 +495,7 @@ async fn poll_lag(config: &SimConfig, api: &Api, stats: &Stats) {
     let mut lag = Lag::default();
     if let Ok(answer) = api.get(&Actor::ops(), "/v1/projectors/status").await
         && answer.ok()
-        && let Some(list) = answer.body.as_array()
+        && let Some(list) = answer.body["items"].as_array()
     {
         for p in list {
             let events = p["events_behind"].as_i64().unwrap_or(0);
