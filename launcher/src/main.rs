@@ -169,18 +169,28 @@ async fn main() -> Result<()> {
         },
     ];
     if let Some((_, addr)) = relay_metrics.first() {
-        services.push(Service {
-            name: "sim",
-            binary: "ordertrail-sim",
-            env: with(&[
-                ("SIM_API_URL", format!("http://{}", config.listen_addr)),
-                ("JWT_SECRET", secret.clone()),
-                ("SIM_RELAY_METRICS_URL", format!("http://{addr}/metrics")),
-                ("SIM_CYCLES", env_or("SIM_CYCLES", "0")),
-                ("SIM_DISPLAY", env_or("SIM_DISPLAY", "lines")),
-                ("SIM_REPORT_SECS", env_or("SIM_REPORT_SECS", "30")),
-            ]),
-        });
+        // First, so Ctrl-C stops it while the API still answers.
+        services.insert(
+            0,
+            Service {
+                name: "sim",
+                binary: "ordertrail-sim",
+                env: with(&[
+                    ("SIM_API_URL", format!("http://{}", config.listen_addr)),
+                    ("JWT_SECRET", secret.clone()),
+                    ("SIM_RELAY_METRICS_URL", format!("http://{addr}/metrics")),
+                    ("SIM_CYCLES", env_or("SIM_CYCLES", "0")),
+                    ("SIM_DISPLAY", env_or("SIM_DISPLAY", "lines")),
+                    ("SIM_REPORT_SECS", env_or("SIM_REPORT_SECS", "30")),
+                    // On Ctrl-C: 5 s for the orders in flight; the next start
+                    // closes what is left.
+                    (
+                        "SIM_DRAIN_TIMEOUT_SECS",
+                        env_or("SIM_DRAIN_TIMEOUT_SECS", "5"),
+                    ),
+                ]),
+            },
+        );
     }
     for s in &services {
         let path = bin_dir.join(s.binary);

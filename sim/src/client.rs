@@ -207,7 +207,12 @@ impl Api {
     }
 
     /// `POST` a command.
-    pub async fn post(&self, actor: &Actor, path: &str, body: Value) -> Result<Answer, Unreachable> {
+    pub async fn post(
+        &self,
+        actor: &Actor,
+        path: &str,
+        body: Value,
+    ) -> Result<Answer, Unreachable> {
         self.command(actor, Method::POST, path, body).await
     }
 

@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::client::{Actor, Api, Answer, Unreachable};
+use crate::client::{Actor, Answer, Api, Unreachable};
 use crate::config::SimConfig;
 use crate::stats::Stats;
 use crate::world::{City, Point, Restaurant, Rider, World};
@@ -203,9 +203,7 @@ impl<'a> OrderFlow<'a> {
             let city = &ctx.world.cities[rng.random_range(0..ctx.world.cities.len())];
             let restaurant = &city.restaurants[rng.random_range(0..city.restaurants.len())];
             let customer = *city.customers.choose(&mut rng).unwrap_or(&Uuid::nil());
-            let dropoff = restaurant
-                .location
-                .random_within(config.radius_m, &mut rng);
+            let dropoff = restaurant.location.random_within(config.radius_m, &mut rng);
             let mut menu = restaurant.menu.clone();
             menu.shuffle(&mut rng);
             let lines = rng.random_range(1..=3usize).min(menu.len());
@@ -337,9 +335,7 @@ impl<'a> OrderFlow<'a> {
             return self.settle().await;
         }
         if !self.script.customer_cancels {
-            self.ctx
-                .stats
-                .confirmed_after(self.placed_at.elapsed());
+            self.ctx.stats.confirmed_after(self.placed_at.elapsed());
         }
         if seen.status != "confirmed" {
             return self.settle().await;
@@ -614,4 +610,77 @@ fn code_of(answer: &Answer) -> String {
         "" => format!("http_{}", answer.status.as_u16()),
         code => code.to_owned(),
     }
+}
+
+/// Close the orders an earlier run left half-way (the simulator was
+/// stopped with orders in flight): ops cancel those not yet picked up, and
+/// fail the deliveries of those picked up (the saga then cancels the order
+/// and releases the money). Only the simulator's own customers' orders are
+/// touched. Returns how many were closed.
+pub async fn close_earlier_runs(api: &Api, world: &World) -> u64 {
+    let ours: std::collections::HashSet<Uuid> = world
+        .cities
+        .iter()
+        .flat_map(|c| c.customers.iter().copied())
+        .collect();
+    let ops = Actor::ops();
+    let mut closed = 0;
+    for status in [
+        "placed",
+        "confirmed",
+        "accepted",
+        "ready_for_pickup",
+        "picked_up",
+    ] {
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/orders?status={status}&limit=200&sort=placed_asc");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let Ok(page) = api.get(&ops, &path).await else {
+                return closed;
+            };
+            let items = page.body["items"].as_array().cloned().unwrap_or_default();
+            for item in items {
+                let (Some(order), Some(customer)) = (
+                    item["order_id"]
+                        .as_str()
+                        .and_then(|s| s.parse::<Uuid>().ok()),
+                    item["customer_id"]
+                        .as_str()
+                        .and_then(|s| s.parse::<Uuid>().ok()),
+                ) else {
+                    continue;
+                };
+                if !ours.contains(&customer) {
+                    continue;
+                }
+                let answer = if status == "picked_up" {
+                    let delivery = DeliveryId::for_order(OrderId(order)).0;
+                    api.post(
+                        &ops,
+                        &format!("/v1/deliveries/{delivery}/fail"),
+                        json!({ "reason": "simulation stopped during the delivery" }),
+                    )
+                    .await
+                } else {
+                    api.post(
+                        &ops,
+                        &format!("/v1/orders/{order}/cancel"),
+                        json!({ "reason": "simulation stopped before pickup" }),
+                    )
+                    .await
+                };
+                if answer.is_ok_and(|a| a.ok()) {
+                    closed += 1;
+                }
+            }
+            cursor = page.body["next_cursor"].as_str().map(str::to_owned);
+            if cursor.is_none() {
+                break;
+            }
+        }
+    }
+    closed
 }

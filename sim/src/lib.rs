@@ -82,6 +82,15 @@ pub async fn run(
         "simulation starting"
     );
 
+    let closed = flow::close_earlier_runs(&api, &world).await;
+    if closed > 0 {
+        tracing::info!(
+            orders = closed,
+            "closed the orders an earlier run left in flight"
+        );
+    }
+    stats.set_closed_from_earlier_runs(closed);
+
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -90,8 +99,12 @@ pub async fn run(
             stop.store(true, Ordering::SeqCst);
         });
     }
-    let display =
-        stats::spawn_display_with(config.clone(), stats.clone(), api.clone(), Some(world.clone()));
+    let display = stats::spawn_display_with(
+        config.clone(),
+        stats.clone(),
+        api.clone(),
+        Some(world.clone()),
+    );
 
     let ctx = Arc::new(flow::Ctx {
         config: config.clone(),
@@ -136,10 +149,8 @@ pub async fn run(
     // Let every order in flight reach its end; a second signal is not
     // waited for here (the binary exits on it).
     let drain = Duration::from_secs(config.drain_timeout_secs);
-    let drained = tokio::time::timeout(drain, async {
-        while orders.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(drain, async { while orders.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         // Still running after the drain timeout: counted as abandoned, by
         // the stage each was in (the summary names them).

@@ -48,6 +48,7 @@ struct Inner {
     confirm_window: Histogram<u64>,
     errors_window: BTreeMap<String, u64>,
     lag: Lag,
+    closed_from_earlier_runs: u64,
 }
 
 /// Lag as last read from the platform.
@@ -108,6 +109,8 @@ pub struct Summary {
     pub queries: Latency,
     pub placed_to_confirmed: Latency,
     pub lag: Lag,
+    /// Orders an earlier, interrupted run left in flight, closed at start.
+    pub closed_from_earlier_runs: u64,
 }
 
 impl Summary {
@@ -158,6 +161,13 @@ impl Summary {
             for (stage, n) in &self.abandoned {
                 let _ = writeln!(out, "      {n:>6}  {stage}");
             }
+        }
+        if self.closed_from_earlier_runs > 0 {
+            let _ = writeln!(
+                out,
+                "  (closed at start: {} orders an interrupted earlier run left in flight)",
+                self.closed_from_earlier_runs
+            );
         }
         for (code, n) in &self.not_placed {
             let _ = writeln!(out, "  not placed {n:>6}  {code}");
@@ -211,6 +221,7 @@ impl Stats {
                 confirm_window: histogram(),
                 errors_window: BTreeMap::new(),
                 lag: Lag::default(),
+                closed_from_earlier_runs: 0,
             }),
         }
     }
@@ -307,6 +318,10 @@ impl Stats {
         });
     }
 
+    pub fn set_closed_from_earlier_runs(&self, n: u64) {
+        self.with(|s| s.closed_from_earlier_runs = n);
+    }
+
     pub fn set_lag(&self, lag: Lag) {
         self.with(|s| s.lag = lag);
     }
@@ -341,6 +356,7 @@ impl Stats {
                 queries: Latency::of(&s.queries),
                 placed_to_confirmed: Latency::of(&s.confirm),
                 lag: s.lag.clone(),
+                closed_from_earlier_runs: s.closed_from_earlier_runs,
             }
         })
     }

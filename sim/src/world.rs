@@ -190,7 +190,11 @@ impl World {
                 .await
                 .map_err(unreachable)?;
             let menu: Vec<MenuItemDto> = serde_json::from_value(answer.body).unwrap_or_default();
-            let menu: Vec<Uuid> = menu.into_iter().filter(|m| m.available).map(|m| m.id).collect();
+            let menu: Vec<Uuid> = menu
+                .into_iter()
+                .filter(|m| m.available)
+                .map(|m| m.id)
+                .collect();
             if menu.is_empty() {
                 continue;
             }

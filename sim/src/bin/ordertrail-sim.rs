@@ -31,7 +31,10 @@ async fn main() -> anyhow::Result<()> {
     println!();
     print!("{}", summary.render());
     if summary.server_errors() > 0 {
-        anyhow::bail!("{} answers were server errors (5xx)", summary.server_errors());
+        anyhow::bail!(
+            "{} answers were server errors (5xx)",
+            summary.server_errors()
+        );
     }
     Ok(())
 }

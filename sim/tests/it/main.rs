@@ -60,7 +60,8 @@ impl Platform {
             queries_per_address: Budget { per_minute: 3_000 },
             trust_forwarded_for: false,
         };
-        let commands = CommandService::new(pool.clone(), RecordingProvider::simulated(pool.clone()));
+        let commands =
+            CommandService::new(pool.clone(), RecordingProvider::simulated(pool.clone()));
         let state = AppState::new(commands, AuthConfig::new(SECRET.as_bytes(), None))
             .with_rate_limits(limits);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -257,7 +258,10 @@ async fn a_short_lunch_rush_ends_with_every_order_final_or_on_a_platform_timer()
         summary.lag.projectors.is_some() && summary.lag.saga.is_some(),
         "projector and saga lag read from /v1/projectors/status: {summary:#?}"
     );
-    assert!(summary.lag.relay.is_some(), "relay lag from its metrics: {summary:#?}");
+    assert!(
+        summary.lag.relay.is_some(),
+        "relay lag from its metrics: {summary:#?}"
+    );
 
     // The read model tells the same story, order by order.
     let by_status: Vec<(String, i64)> =
