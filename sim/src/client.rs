@@ -315,3 +315,16 @@ fn is_loopback(base: &str) -> bool {
         .unwrap_or("");
     host == "localhost" || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn loopback_urls_are_recognised() {
+        assert!(is_loopback("http://127.0.0.1:8080"));
+        assert!(is_loopback("http://localhost:8080/"));
+        assert!(!is_loopback("http://10.0.0.5:8080"));
+        assert!(!is_loopback("https://api.example.com"));
+    }
+}

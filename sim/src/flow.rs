@@ -128,7 +128,17 @@ struct Script {
     restaurant_ignores: bool,
     restaurant_rejects: bool,
     preparation_minutes: u32,
-    wrong_codes: u32,
+    wrong_codes: WrongCodes,
+}
+
+/// How the customer and rider get on with the drop-off code.
+#[derive(Debug, Clone, Copy)]
+enum WrongCodes {
+    Never,
+    /// One mistyped code, then the right one.
+    Once,
+    /// Never the right one: the rider gives up when the API says no tries are left.
+    EveryTime,
 }
 
 impl Script {
@@ -142,20 +152,14 @@ impl Script {
             restaurant_rejects: !restaurant_ignores && pct(config.reject_pct, rng),
             preparation_minutes: rng.random_range(8..=20),
             wrong_codes: if code_lost {
-                ordertrail_domain_limits::MAX_DROPOFF_ATTEMPTS
+                WrongCodes::EveryTime
             } else if pct(config.wrong_code_pct, rng) {
-                1
+                WrongCodes::Once
             } else {
-                0
+                WrongCodes::Never
             },
         }
     }
-}
-
-/// The platform's limit on drop-off attempts (domain `MAX_DROPOFF_ATTEMPTS`),
-/// also stated in the API's `dropoff_code_invalid` details.
-mod ordertrail_domain_limits {
-    pub const MAX_DROPOFF_ATTEMPTS: u32 = 3;
 }
 
 const REJECT_REASONS: [&str; 3] = [
@@ -313,12 +317,17 @@ impl<'a> OrderFlow<'a> {
             self.stage("customer cancelling");
             let delay = config.sim_minutes(uniform(0.1, 1.0));
             tokio::time::sleep(delay).await;
-            api.post(
-                &self.customer,
-                &format!("/v1/orders/{order}/cancel"),
-                json!({ "reason": "customer changed their mind" }),
-            )
-            .await?;
+            let cancelled = api
+                .post(
+                    &self.customer,
+                    &format!("/v1/orders/{order}/cancel"),
+                    json!({ "reason": "customer changed their mind" }),
+                )
+                .await?;
+            if cancelled.ok() {
+                // The read model may still show it confirmed for a moment.
+                return self.settle().await;
+            }
         }
 
         self.stage("awaiting confirmation");
@@ -401,7 +410,7 @@ impl<'a> OrderFlow<'a> {
                 v.delivery_status.is_some()
             })
             .await?;
-        if !seen.is_some_and(|v| v.delivery_status.as_deref() == Some("requested")) {
+        if seen.is_none_or(|v| v.delivery_status.as_deref() != Some("requested")) {
             return Ok(());
         }
         self.stage("awaiting a rider");
@@ -462,7 +471,13 @@ impl<'a> OrderFlow<'a> {
             let off = 1 + uniform(0.0, 9_000.0) as u32;
             format!("{:04}", (n + off) % 10_000)
         };
-        for _ in 0..self.script.wrong_codes {
+        let mut wrong_left = match self.script.wrong_codes {
+            WrongCodes::Never => 0,
+            WrongCodes::Once => 1,
+            WrongCodes::EveryTime => u32::MAX,
+        };
+        while wrong_left > 0 {
+            wrong_left -= 1;
             let typed = wrong(&code);
             let answer = api
                 .post(me, &path, json!({ "dropoff_code": typed }))
@@ -470,16 +485,22 @@ impl<'a> OrderFlow<'a> {
             if answer.ok() {
                 return Ok(());
             }
-            tokio::time::sleep(self.ctx.config.sim_minutes(0.5)).await;
-        }
-        if self.script.wrong_codes >= ordertrail_domain_limits::MAX_DROPOFF_ATTEMPTS {
-            api.post(
-                me,
-                &format!("/v1/deliveries/{delivery}/fail"),
-                json!({ "reason": "customer could not give the drop-off code" }),
-            )
-            .await?;
-            return Ok(());
+            // The API says how many tries are left; none: the rider gives up.
+            let attempts_left = answer.body["details"]["attempts_left"].as_u64();
+            if answer.code() != "dropoff_code_invalid" {
+                return Ok(());
+            }
+            if attempts_left == Some(0) {
+                api.post(
+                    me,
+                    &format!("/v1/deliveries/{delivery}/fail"),
+                    json!({ "reason": "customer could not give the drop-off code" }),
+                )
+                .await?;
+                return Ok(());
+            }
+            let pause = self.ctx.config.sim_minutes(0.5);
+            tokio::time::sleep(pause).await;
         }
         api.post(me, &path, json!({ "dropoff_code": code })).await?;
         Ok(())
@@ -683,4 +704,53 @@ pub async fn close_earlier_runs(api: &Api, world: &World) -> u64 {
         }
     }
     closed
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn reasons_are_grouped_without_their_free_text_tail() {
+        assert_eq!(
+            short_reason("payment declined: card_declined"),
+            "payment declined: card_declined"
+        );
+        assert_eq!(
+            short_reason("delivery failed: customer could not give the drop-off code: extra"),
+            "delivery failed: customer could not give the drop-off code"
+        );
+        assert_eq!(
+            short_reason("customer changed their mind"),
+            "customer changed their mind"
+        );
+    }
+
+    #[test]
+    fn the_payment_mix_follows_the_percentages() {
+        let config = SimConfig::parse_from([
+            "sim",
+            "--cash-pct",
+            "20",
+            "--decline-pct",
+            "10",
+            "--flaky-pct",
+            "10",
+        ]);
+        let mut rng = rand::rng();
+        let (mut cash, mut declined, mut flaky) = (0, 0, 0);
+        for _ in 0..10_000 {
+            match PaymentKind::choose(&config, &mut rng) {
+                PaymentKind::Cash => cash += 1,
+                PaymentKind::Card(t) if t.starts_with("tok_flaky") => flaky += 1,
+                PaymentKind::Card("tok_declined" | "tok_insufficient_funds") => declined += 1,
+                PaymentKind::Card(t) => assert!(t == "tok_visa" || t == "tok_mastercard"),
+            }
+        }
+        assert!((1_700..2_300).contains(&cash), "{cash}");
+        assert!((800..1_200).contains(&declined), "{declined}");
+        assert!((800..1_200).contains(&flaky), "{flaky}");
+    }
 }

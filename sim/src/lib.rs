@@ -164,3 +164,23 @@ pub async fn run(
     display.finish().await;
     Ok(stats.summary())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_rises_to_the_peak_half_way_and_falls_back() {
+        let d = Duration::from_secs(100);
+        let at = |s: u64| rate_at(4.0, Duration::from_secs(s), d);
+        assert!(
+            (at(0) - 0.4).abs() < 1e-9,
+            "a tenth of the peak at the start"
+        );
+        assert!((at(50) - 4.0).abs() < 1e-9, "the peak half-way");
+        assert!((at(100) - 0.4).abs() < 1e-9, "a tenth at the end");
+        assert!(at(25) < at(40) && at(40) < at(50), "rising");
+        assert!(at(50) > at(60) && at(60) > at(75), "falling");
+        assert!((at(25) - at(75)).abs() < 1e-9, "symmetric");
+    }
+}

@@ -278,3 +278,53 @@ impl World {
         self.cities.iter().map(City::busy_riders).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KREUZBERG: Point = Point {
+        lat: 52.499,
+        lon: 13.418,
+    };
+
+    #[test]
+    fn distances_are_great_circle_metres() {
+        // Kreuzberg to Mitte, about 3.3 km.
+        let mitte = Point {
+            lat: 52.5255,
+            lon: 13.4031,
+        };
+        let d = KREUZBERG.distance_m(&mitte);
+        assert!((3_000.0..3_500.0).contains(&d), "{d}");
+        assert_eq!(KREUZBERG.distance_m(&KREUZBERG), 0.0);
+    }
+
+    #[test]
+    fn a_step_towards_a_point_covers_its_fraction_of_the_way() {
+        let to = Point {
+            lat: 52.509,
+            lon: 13.428,
+        };
+        let total = KREUZBERG.distance_m(&to);
+        let half = KREUZBERG.towards(&to, 0.5);
+        assert!((KREUZBERG.distance_m(&half) - total / 2.0).abs() < 1.0);
+        assert_eq!(KREUZBERG.towards(&to, 1.5), to, "never past the target");
+    }
+
+    #[test]
+    fn random_homes_stay_within_the_radius() {
+        let mut rng = rand::rng();
+        for _ in 0..1_000 {
+            let p = KREUZBERG.random_within(2_000.0, &mut rng);
+            assert!(KREUZBERG.distance_m(&p) <= 2_000.5);
+        }
+    }
+
+    #[test]
+    fn cities_come_from_the_restaurants_time_zones() {
+        assert_eq!(city_of("Europe/Berlin").0, "Berlin");
+        assert_eq!(city_of("America/New_York").0, "New York");
+        assert_eq!(city_of("Asia/Ho_Chi_Minh").0, "Ho Chi Minh");
+    }
+}
