@@ -65,7 +65,7 @@ pub struct SimConfig {
     #[arg(long, env = "SIM_RADIUS_M", default_value_t = 2_000.0)]
     pub radius_m: f64,
     /// Riders per city (created through the admin API as "Sim rider …").
-    #[arg(long, env = "SIM_RIDERS_PER_CITY", default_value_t = 12,
+    #[arg(long, env = "SIM_RIDERS_PER_CITY", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub riders_per_city: u32,
     /// Customers per city (each order picks one at random).

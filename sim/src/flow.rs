@@ -385,8 +385,9 @@ impl<'a> OrderFlow<'a> {
 
         // Kitchen and rider side by side; the rider waits for the food.
         let (ready_tx, ready_rx) = watch::channel(false);
+        let cook = config.sim_minutes(f64::from(prep) * uniform(0.8, 1.1));
+        let food_due = Instant::now() + cook;
         let kitchen = async {
-            let cook = config.sim_minutes(f64::from(prep) * uniform(0.8, 1.1));
             tokio::time::sleep(cook).await;
             let marked = api
                 .post(&restaurant, &format!("/v1/orders/{order}/ready"), json!({}))
@@ -394,14 +395,18 @@ impl<'a> OrderFlow<'a> {
             let _ = ready_tx.send(true);
             marked.map(|_| ())
         };
-        let (cooked, delivered) = tokio::join!(kitchen, self.deliver(ready_rx));
+        let (cooked, delivered) = tokio::join!(kitchen, self.deliver(food_due, ready_rx));
         cooked?;
         delivered?;
         self.settle().await
     }
 
     /// The rider's part: assign, ride, pick up, ride, hand over.
-    async fn deliver(&self, mut food_ready: watch::Receiver<bool>) -> Result<(), Unreachable> {
+    async fn deliver(
+        &self,
+        food_due: Instant,
+        mut food_ready: watch::Receiver<bool>,
+    ) -> Result<(), Unreachable> {
         let api = &self.ctx.api;
         let delivery = DeliveryId::for_order(OrderId(self.order_id)).0;
         self.stage("awaiting delivery request");
@@ -412,6 +417,16 @@ impl<'a> OrderFlow<'a> {
             .await?;
         if seen.is_none_or(|v| v.delivery_status.as_deref() != Some("requested")) {
             return Ok(());
+        }
+        // Dispatch as a real one would: a rider is sent when they would reach
+        // the kitchen about when the food is due (a typical ride: half the
+        // delivery radius), not the moment the order is accepted.
+        let typical_ride = Duration::from_secs_f64(
+            self.ctx.config.radius_m / 2.0 / (self.ctx.config.rider_kmh / 3.6),
+        );
+        if let Some(wait) = food_due.checked_duration_since(Instant::now() + typical_ride) {
+            self.stage("awaiting dispatch");
+            tokio::time::sleep(wait).await;
         }
         self.stage("awaiting a rider");
         let mut rider = self.city.take_rider(self.restaurant.location).await;
