@@ -223,7 +223,7 @@ async fn main() -> Result<()> {
     );
     if sim {
         println!(
-            "  Simulator: a gentle lunch rush (ordertrail-sim, a line every 30 s; --no-sim or ORDERTRAIL_SIM=off turns it off)"
+            "  Simulator: a gentle lunch rush (ordertrail-sim; --no-sim or ORDERTRAIL_SIM=off turns it off)"
         );
     }
     println!("Press Ctrl-C to stop.");
