@@ -42,6 +42,13 @@ struct Config {
     /// Do not load the seed data set.
     #[arg(long)]
     no_seed: bool,
+    /// The lunch-rush simulator (`ordertrail-sim`, a gentle rush that
+    /// repeats; its `SIM_*` variables tune it): `on` or `off`.
+    #[arg(long, env = "ORDERTRAIL_SIM", default_value = "on", value_parser = ["on", "off"])]
+    sim: String,
+    /// Do not start the simulator (same as `--sim off`).
+    #[arg(long)]
+    no_sim: bool,
 }
 
 /// One service process of the platform.
@@ -114,7 +121,18 @@ async fn main() -> Result<()> {
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         env
     };
-    let services = vec![
+    let sim = config.sim == "on" && !config.no_sim;
+    // With the simulator, the relay serves metrics so the simulator can show its lag.
+    let relay_metrics = if sim {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context("find a free port for the relay's metrics")?
+            .port();
+        vec![("METRICS_ADDR", format!("127.0.0.1:{port}"))]
+    } else {
+        Vec::new()
+    };
+    let mut services = vec![
         Service {
             name: "api",
             binary: "ordertrail-api",
@@ -127,7 +145,7 @@ async fn main() -> Result<()> {
         Service {
             name: "relay",
             binary: "ordertrail-relay",
-            env: with(&[]),
+            env: with(&relay_metrics),
         },
         Service {
             name: "saga",
@@ -150,6 +168,30 @@ async fn main() -> Result<()> {
             env: with(&[]),
         },
     ];
+    if let Some((_, addr)) = relay_metrics.first() {
+        // First, so Ctrl-C stops it while the API still answers.
+        services.insert(
+            0,
+            Service {
+                name: "sim",
+                binary: "ordertrail-sim",
+                env: with(&[
+                    ("SIM_API_URL", format!("http://{}", config.listen_addr)),
+                    ("JWT_SECRET", secret.clone()),
+                    ("SIM_RELAY_METRICS_URL", format!("http://{addr}/metrics")),
+                    ("SIM_CYCLES", env_or("SIM_CYCLES", "0")),
+                    ("SIM_DISPLAY", env_or("SIM_DISPLAY", "lines")),
+                    ("SIM_REPORT_SECS", env_or("SIM_REPORT_SECS", "30")),
+                    // On Ctrl-C: 5 s for the orders in flight; the next start
+                    // closes what is left.
+                    (
+                        "SIM_DRAIN_TIMEOUT_SECS",
+                        env_or("SIM_DRAIN_TIMEOUT_SECS", "5"),
+                    ),
+                ]),
+            },
+        );
+    }
     for s in &services {
         let path = bin_dir.join(s.binary);
         if !path.exists() {
@@ -179,6 +221,11 @@ async fn main() -> Result<()> {
     println!(
         "  Tokens:   scripts/token.sh ops ops-1   (roles: customer restaurant rider ops admin)"
     );
+    if sim {
+        println!(
+            "  Simulator: a gentle lunch rush (ordertrail-sim; --no-sim or ORDERTRAIL_SIM=off turns it off)"
+        );
+    }
     println!("Press Ctrl-C to stop.");
 
     let shutdown = ordertrail_platform::shutdown::signal();
@@ -216,6 +263,11 @@ async fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// An environment variable's value, or `default` when unset.
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
 fn spawn(bin_dir: &Path, s: &Service) -> Result<Child> {
