@@ -6,6 +6,8 @@
 //! deterministic ids, so handling an event again acts once). Stored timers
 //! fire on the runtime's tick.
 
+use std::time::Duration;
+
 use ordertrail_platform::consumer::{ApplyError, Handler, SourcedEvent};
 use ordertrail_schemas::AggregateKind;
 use sqlx::{PgConnection, PgPool};
@@ -26,6 +28,10 @@ const TIMERS_PER_POLL: usize = 100;
 pub(super) struct SagaHandler {
     pub(super) pool: PgPool,
     pub(super) flow: Flow,
+    /// This instance's name, recorded on the timers it claims.
+    pub(super) instance: String,
+    /// How long a claimed timer is this instance's to fire.
+    pub(super) timer_lease: Duration,
 }
 
 /// A saga failure as the runtime sees it: shutdown, something to wait out,
@@ -83,16 +89,15 @@ impl SagaHandler {
         Ok(())
     }
 
-    /// Fire due timers, each in its own transaction: claimed (locked), fired,
-    /// marked fired, committed. A crash in between leaves it unfired; firing
-    /// again sends the same command ids, which act once.
+    /// Fire due timers, one at a time: claimed with a lease (one short
+    /// statement), fired with no transaction open (commands, provider calls),
+    /// marked fired. A crash or failure in between leaves it unfired; its
+    /// claim runs out and it fires again, sending the same command ids,
+    /// which act once.
     async fn fire_due_timers(&self) -> Result<(), Halt> {
         for _ in 0..TIMERS_PER_POLL {
-            let mut tx = match self.pool.begin().await {
-                Ok(tx) => tx,
-                Err(e) => return timer_db_failure("begin", e),
-            };
-            let timer = match timers::claim_due(&mut tx).await {
+            let timer = match timers::claim_due(&self.pool, self.timer_lease, &self.instance).await
+            {
                 Ok(Some(timer)) => timer,
                 Ok(None) => return Ok(()),
                 Err(ClaimError::Database(e)) => return timer_db_failure("claim a due timer", e),
@@ -109,12 +114,18 @@ impl SagaHandler {
                 kind = %timer.kind,
                 aggregate_id = %timer.aggregate_id,
             );
-            let outcome = self.flow.fire(&mut tx, &timer).instrument(span).await?;
-            if let Err(e) = timers::fired(&mut tx, timer.timer_id, outcome).await {
+            let outcome = match self.flow.fire(&timer).instrument(span).await {
+                Ok(outcome) => outcome,
+                Err(halt) => {
+                    // Give the claim back so a retry need not wait for the lease.
+                    if let Err(e) = timers::unclaim(&self.pool, timer.timer_id).await {
+                        tracing::warn!(error = %e, timer_id = %timer.timer_id, "cannot give a timer's claim back; it is retried when the lease runs out");
+                    }
+                    return Err(halt);
+                }
+            };
+            if let Err(e) = timers::fired(&self.pool, timer.timer_id, outcome).await {
                 return timer_db_failure("mark a timer fired", e);
-            }
-            if let Err(e) = tx.commit().await {
-                return timer_db_failure("commit a fired timer", e);
             }
             metrics::counter!("ordertrail_saga_timers_fired_total", "kind" => timer.kind.as_str(), "outcome" => outcome)
                 .increment(1);

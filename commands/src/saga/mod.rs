@@ -100,8 +100,25 @@ pub struct SagaConfig {
     pub group_id: String,
     /// A confirmed order not accepted within this time is cancelled.
     pub accept_timeout: Duration,
-    /// A requested delivery without a rider after this time is flagged for ops.
+    /// A requested delivery without a rider after this time is flagged for
+    /// ops (counted again from the moment it loses a rider).
     pub assign_timeout: Duration,
+    /// A rider who has not picked the food up this long after assignment is
+    /// taken off the delivery (`RiderUnassigned`), which waits for a rider
+    /// again (and is flagged if none comes within `assign_timeout`).
+    pub pickup_timeout: Duration,
+    /// A delivery not completed this long after its assignment is flagged
+    /// for ops (`DeliveryFlagged`); the rider keeps it (they hold the food).
+    pub completion_timeout: Duration,
+    /// Delay before the first retry of a failed capture, or of a void or
+    /// refund the provider did not answer; doubles per retry up to
+    /// `max_retry_delay`.
+    pub money_retry_backoff: Duration,
+    /// Longest delay between two stored retries of a provider call.
+    pub max_retry_delay: Duration,
+    /// How long a claimed timer belongs to this instance before another may
+    /// fire it (a claim is given back early on failure).
+    pub timer_lease: Duration,
     /// Retries of a card authorization after the provider was unavailable
     /// (besides the first attempt); then the order is cancelled.
     pub payment_retry_limit: u32,
@@ -131,6 +148,11 @@ impl SagaConfig {
             group_id: group_id.into(),
             accept_timeout: Duration::from_secs(600),
             assign_timeout: Duration::from_secs(300),
+            pickup_timeout: Duration::from_secs(1_800),
+            completion_timeout: Duration::from_secs(5_400),
+            money_retry_backoff: Duration::from_secs(30),
+            max_retry_delay: Duration::from_secs(3_600),
+            timer_lease: Duration::from_secs(120),
             payment_retry_limit: 3,
             payment_retry_backoff: Duration::from_secs(5),
             timer_poll_interval: Duration::from_secs(1),
@@ -266,10 +288,6 @@ pub async fn run(
     let pool = service.pool().clone();
     let dispatch = dispatch::Dispatcher::new(service, stop.clone(), config.max_backoff);
     let flow = flow::Flow::new(dispatch, pool.clone(), &config);
-    let handler = consumer::SagaHandler {
-        pool: pool.clone(),
-        flow,
-    };
     let mut runtime = RuntimeConfig::new(
         config.brokers.clone(),
         config.topic_prefix.clone(),
@@ -282,6 +300,12 @@ pub async fn run(
     if let Some(instance) = &config.instance {
         runtime.instance = instance.clone();
     }
+    let handler = consumer::SagaHandler {
+        pool: pool.clone(),
+        flow,
+        instance: runtime.instance.clone(),
+        timer_lease: config.timer_lease,
+    };
     let mut stopped = stop.clone();
     let result = ordertrail_platform::consumer::run(handler, runtime, pool, async move {
         stopping(&mut stopped).await;
