@@ -17,6 +17,7 @@ use ordertrail_commands::service::{CommandContext, CommandService, PlaceOrderInp
 use ordertrail_domain::delivery::{AssignRider, CompleteDelivery, ConfirmPickup, FailDelivery};
 use ordertrail_domain::order::{AcceptOrder, CancelOrder, RejectOrder};
 use ordertrail_domain::payment::AuthorizePayment;
+use ordertrail_domain::provider::PaymentProvider;
 use ordertrail_domain::{
     DeliveryCommand, DeliveryStatus, Order, OrderCommand, OrderStatus, Payment, PaymentCommand,
     PaymentStatus, SimulatedProvider,
@@ -81,12 +82,24 @@ pub(crate) struct Env {
     /// The clients' command service (customer, restaurant, rider, ops).
     pub(crate) service: CommandService,
     saga_config: SagaConfig,
+    /// The saga's payment provider client, when a test chooses it
+    /// (default: the recording simulated provider).
+    saga_provider: Option<Arc<dyn PaymentProvider>>,
     _relay: Running<relay::RelayError>,
 }
 
 impl Env {
     pub(crate) async fn start(
         tune: impl FnOnce(&mut SagaConfig),
+    ) -> (Self, Running<saga::SagaError>) {
+        Self::start_with(tune, |_| None).await
+    }
+
+    /// [`Self::start`] with the saga's provider client chosen by `provider`
+    /// (given the test database's pool).
+    pub(crate) async fn start_with(
+        tune: impl FnOnce(&mut SagaConfig),
+        provider: impl FnOnce(&sqlx::PgPool) -> Option<Arc<dyn PaymentProvider>>,
     ) -> (Self, Running<saga::SagaError>) {
         ordertrail_testkit::init_test_logging();
         let db = TestDatabase::with_pool_size(20).await;
@@ -118,14 +131,20 @@ impl Env {
         saga_config.payment_retry_backoff = Duration::from_millis(50);
         saga_config.timer_poll_interval = Duration::from_millis(50);
         saga_config.max_backoff = Duration::from_millis(500);
+        saga_config.pickup_timeout = Duration::from_secs(3_600);
+        saga_config.completion_timeout = Duration::from_secs(3_600);
+        saga_config.money_retry_backoff = Duration::from_millis(50);
+        saga_config.max_retry_delay = Duration::from_millis(400);
         saga_config.instance = Some(format!("{}-saga-test", kafka.prefix));
         tune(&mut saga_config);
         let service = CommandService::new(db.pool.clone(), Arc::new(SimulatedProvider::new()));
+        let saga_provider = provider(&db.pool);
         let env = Self {
             db,
             _kafka: kafka,
             service,
             saga_config,
+            saga_provider,
             _relay: relay,
         };
         let saga = env.start_saga();
@@ -135,10 +154,11 @@ impl Env {
     /// A saga process: its own command service and payment provider client.
     fn start_saga(&self) -> Running<saga::SagaError> {
         // The provider client records its operations (the simulation's ledger).
-        let service = CommandService::new(
-            self.db.pool.clone(),
-            RecordingProvider::simulated(self.db.pool.clone()),
-        );
+        let provider = self
+            .saga_provider
+            .clone()
+            .unwrap_or_else(|| RecordingProvider::simulated(self.db.pool.clone()));
+        let service = CommandService::new(self.db.pool.clone(), provider);
         let (stop, stopped) = stop_channel();
         Running {
             stop: Some(stop),
@@ -1081,3 +1101,6 @@ async fn pickup_and_delivery_times_are_the_riders_not_the_sagas() {
     assert_eq!(picked_up["picked_up_at"], pickup["picked_up_at"]);
     saga.stop().await;
 }
+
+#[path = "saga_money.rs"]
+mod money;
