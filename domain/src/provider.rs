@@ -128,7 +128,10 @@ pub enum RememberedAnswer {
 
 /// The parameters of a call, as compared for a repeated idempotency key.
 pub fn request_fingerprint(operation: &str, reference: &str, amount: Money) -> String {
-    format!("{operation}|{reference}|{}|{}", amount.amount, amount.currency)
+    format!(
+        "{operation}|{reference}|{}|{}",
+        amount.amount, amount.currency
+    )
 }
 
 /// Card tokens the [`SimulatedProvider`] understands.
@@ -282,11 +285,15 @@ impl SimulatedProvider {
     ) {
         let answer = match result {
             Ok(v) => answer(v),
-            Err(ProviderError::Declined { code }) => RememberedAnswer::Declined { code: code.clone() },
+            Err(ProviderError::Declined { code }) => {
+                RememberedAnswer::Declined { code: code.clone() }
+            }
             Err(ProviderError::Unavailable { .. }) => return,
         };
         self.with_state(|s| {
-            s.answers.entry(key.to_owned()).or_insert((fingerprint, answer));
+            s.answers
+                .entry(key.to_owned())
+                .or_insert((fingerprint, answer));
         });
     }
 
@@ -503,7 +510,10 @@ mod tests {
     /// A fresh idempotency key per call.
     fn key() -> String {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        format!("key-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+        format!(
+            "key-{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )
     }
 
     fn unavailable(e: &ProviderError) -> bool {
@@ -545,8 +555,13 @@ mod tests {
         );
         assert_eq!(
             code(
-                p.authorize(&payment_method_ref("tok_insufficient_funds"), eur(100), "r", &key())
-                    .await
+                p.authorize(
+                    &payment_method_ref("tok_insufficient_funds"),
+                    eur(100),
+                    "r",
+                    &key()
+                )
+                .await
             ),
             "insufficient_funds"
         );
@@ -558,7 +573,10 @@ mod tests {
             "invalid_token"
         );
         assert_eq!(
-            code(p.authorize(&payment_method_ref(""), eur(100), "r", &key()).await),
+            code(
+                p.authorize(&payment_method_ref(""), eur(100), "r", &key())
+                    .await
+            ),
             "invalid_token"
         );
         assert_eq!(
@@ -582,9 +600,14 @@ mod tests {
         let p = SimulatedProvider::new();
         for _ in 0..5 {
             assert!(unavailable(
-                &p.authorize(&payment_method_ref("tok_unavailable"), eur(100), "r", &key())
-                    .await
-                    .unwrap_err()
+                &p.authorize(
+                    &payment_method_ref("tok_unavailable"),
+                    eur(100),
+                    "r",
+                    &key()
+                )
+                .await
+                .unwrap_err()
             ));
         }
     }
@@ -640,7 +663,10 @@ mod tests {
         let p = SimulatedProvider::new();
         let receipt = p.capture("sim_auth_r", eur(2_599), &key()).await.unwrap();
         assert_eq!(receipt.fee, eur(61)); // 36.386 + 25
-        assert_eq!(p.void("sim_auth_r", eur(2_599), &key()).await.unwrap().fee, eur(0));
+        assert_eq!(
+            p.void("sim_auth_r", eur(2_599), &key()).await.unwrap().fee,
+            eur(0)
+        );
         let refund = p
             .refund("sim_auth_r", eur(500), "r_refund_1", &key())
             .await
@@ -664,10 +690,18 @@ mod tests {
         let unknown = ProviderError::Declined {
             code: "unknown_reference".into(),
         };
-        assert_eq!(p.capture("stripe_123", eur(1), &key()).await.unwrap_err(), unknown);
-        assert_eq!(p.void("sim_auth_", eur(1), &key()).await.unwrap_err(), unknown);
         assert_eq!(
-            p.refund("x", eur(1), "x_refund_1", &key()).await.unwrap_err(),
+            p.capture("stripe_123", eur(1), &key()).await.unwrap_err(),
+            unknown
+        );
+        assert_eq!(
+            p.void("sim_auth_", eur(1), &key()).await.unwrap_err(),
+            unknown
+        );
+        assert_eq!(
+            p.refund("x", eur(1), "x_refund_1", &key())
+                .await
+                .unwrap_err(),
             unknown
         );
     }
@@ -684,7 +718,9 @@ mod tests {
             code: IDEMPOTENCY_KEY_REUSED.into(),
         };
         assert_eq!(
-            p.capture("sim_auth_r", eur(100), "cmd-1").await.unwrap_err(),
+            p.capture("sim_auth_r", eur(100), "cmd-1")
+                .await
+                .unwrap_err(),
             reused
         );
         assert_eq!(
@@ -698,18 +734,33 @@ mod tests {
         // Declines are remembered; outages are not (the key may be retried).
         let token = payment_method_ref("tok_flaky_1");
         assert!(unavailable(
-            &p.authorize(&token, eur(100), "pay-f", "auth-1").await.unwrap_err()
+            &p.authorize(&token, eur(100), "pay-f", "auth-1")
+                .await
+                .unwrap_err()
         ));
-        let auth = p.authorize(&token, eur(100), "pay-f", "auth-1").await.unwrap();
+        let auth = p
+            .authorize(&token, eur(100), "pay-f", "auth-1")
+            .await
+            .unwrap();
         assert_eq!(auth.provider_reference, "sim_auth_pay-f");
         let declined_once = p
-            .authorize(&payment_method_ref("tok_declined"), eur(100), "pay-d", "auth-2")
+            .authorize(
+                &payment_method_ref("tok_declined"),
+                eur(100),
+                "pay-d",
+                "auth-2",
+            )
             .await
             .unwrap_err();
         assert_eq!(
-            p.authorize(&payment_method_ref("tok_declined"), eur(100), "pay-d", "auth-2")
-                .await
-                .unwrap_err(),
+            p.authorize(
+                &payment_method_ref("tok_declined"),
+                eur(100),
+                "pay-d",
+                "auth-2"
+            )
+            .await
+            .unwrap_err(),
             declined_once
         );
     }

@@ -156,7 +156,11 @@ pub const RULES: &[FieldRule] = &[
     },
     FieldRule {
         area: "payment",
-        scope: Scope::Events(&["PaymentAuthorized", "PaymentDeclined", "PaymentCaptureFailed"]),
+        scope: Scope::Events(&[
+            "PaymentAuthorized",
+            "PaymentDeclined",
+            "PaymentCaptureFailed",
+        ]),
         path: "provider",
         visible_to: STAFF,
         why: "internal",

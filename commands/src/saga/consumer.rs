@@ -168,9 +168,45 @@ impl Handler for SagaHandler {
     async fn tick(&self) -> Result<(), ApplyError> {
         self.fire_due_timers()
             .await
-            .map_err(|h| apply_error(h, None))
+            .map_err(|h| apply_error(h, None))?;
+        self.report_timers().await;
+        Ok(())
     }
 }
+
+impl SagaHandler {
+    /// Gauges of the timers that are due and not fired, per kind: how many,
+    /// and how long the oldest is overdue (stored money retries piling up,
+    /// or a poller that does not get to them). Best effort.
+    async fn report_timers(&self) {
+        let rows: Result<Vec<(String, i64, f64)>, _> = sqlx::query_as(
+            "SELECT kind, count(*), coalesce(extract(epoch FROM max(now() - due_at))::float8, 0)
+             FROM saga_timers WHERE fired_at IS NULL AND due_at <= now() GROUP BY kind",
+        )
+        .fetch_all(&self.pool)
+        .await;
+        let Ok(rows) = rows else { return };
+        for kind in TIMER_KINDS {
+            let (due, overdue) = rows
+                .iter()
+                .find(|(k, _, _)| k == kind.as_str())
+                .map_or((0, 0.0), |(_, n, age)| (*n, *age));
+            metrics::gauge!("ordertrail_saga_timers_due", "kind" => kind.as_str()).set(due as f64);
+            metrics::gauge!("ordertrail_saga_timers_overdue_seconds", "kind" => kind.as_str())
+                .set(overdue);
+        }
+    }
+}
+
+const TIMER_KINDS: [timers::TimerKind; 7] = [
+    timers::TimerKind::AuthorizeRetry,
+    timers::TimerKind::AcceptTimeout,
+    timers::TimerKind::AssignTimeout,
+    timers::TimerKind::CaptureRetry,
+    timers::TimerKind::ReleaseRetry,
+    timers::TimerKind::PickupTimeout,
+    timers::TimerKind::CompletionTimeout,
+];
 
 /// A database failure while firing timers: transient ones are tried again at
 /// the next poll (the timer stays unfired); others stop the saga.

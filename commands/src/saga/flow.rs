@@ -274,12 +274,19 @@ impl Flow {
                     .await?;
             }
             PaymentEvent::PaymentCaptureFailed(failed) => {
-                let answered = if failed.answered { "refused" } else { "unanswered" };
+                let answered = if failed.answered {
+                    "refused"
+                } else {
+                    "unanswered"
+                };
                 metrics::counter!("ordertrail_payment_capture_failures_total", "answer" => answered, "final" => if failed.final_attempt { "true" } else { "false" })
                     .increment(1);
                 let payment = self.payment(cause, payment_id).await?;
                 let Some(order_id) = payment.as_ref().and_then(Payment::order_id) else {
-                    return Err(inconsistent(cause, "capture failed on a payment that does not exist"));
+                    return Err(inconsistent(
+                        cause,
+                        "capture failed on a payment that does not exist",
+                    ));
                 };
                 if failed.final_attempt {
                     metrics::counter!("ordertrail_payment_captures_given_up_total").increment(1);
@@ -701,7 +708,11 @@ impl Flow {
                 // Only the timer of the current wait flags: the one the
                 // request started (no origin) or the last lost rider's.
                 let wait_started = self
-                    .last_delivery_event(cause, delivery_id, &["DeliveryRequested", "RiderUnassigned"])
+                    .last_delivery_event(
+                        cause,
+                        delivery_id,
+                        &["DeliveryRequested", "RiderUnassigned"],
+                    )
                     .await?;
                 let current = match timer.origin {
                     None => wait_started.is_some_and(|(_, t)| t == "DeliveryRequested"),
@@ -718,7 +729,10 @@ impl Flow {
                         self.assign_timeout.as_secs()
                     )
                 } else {
-                    format!("no rider assigned within {} s", self.assign_timeout.as_secs())
+                    format!(
+                        "no rider assigned within {} s",
+                        self.assign_timeout.as_secs()
+                    )
                 };
                 self.flag(cause, delivery_id, reason).await
             }

@@ -11,18 +11,56 @@
 //! |---|---|
 //! | `OrderPlaced`, card | `AuthorizePayment` (payment id `PaymentId::for_order`, amount = order total, the order's card token). Provider unavailable → stored retry (`authorize_retry` timer, exponential backoff) up to `payment_retry_limit` retries, then `CancelOrder` |
 //! | `OrderPlaced`, cash | `ConfirmOrder(None)` |
-//! | `PaymentAuthorized` | `ConfirmOrder(payment id)`; if the order is already cancelled/rejected: `VoidPayment` |
+//! | `PaymentAuthorized` | `ConfirmOrder(payment id)`; if the order is already cancelled/rejected: release the money (`VoidPayment`) |
 //! | `PaymentDeclined` | `CancelOrder` with reason `payment declined: <code>` |
 //! | `OrderConfirmed` | schedules the `accept_timeout` timer |
 //! | `OrderAccepted` | `RequestDelivery` (`request_delivery_for_order`: restaurant → customer address) |
-//! | `OrderRejected`, `OrderCancelled` | money released: `VoidPayment` if authorized and uncaptured, `RefundPayment` of what is left if captured; `CancelDelivery` if the delivery exists and is requested/assigned |
+//! | `OrderRejected`, `OrderCancelled` | money released: `VoidPayment` if authorized and uncaptured, `RefundPayment` of what is left if captured; `CancelDelivery` if the delivery exists and is requested/assigned. Provider unavailable → stored retry (`release_retry` timer, same command id, exponential back-off up to `max_retry_delay`, until it answers) |
 //! | `DeliveryRequested` | schedules the `assign_timeout` timer |
+//! | `RiderAssigned` | schedules `pickup_timeout` and `completion_timeout` (from `assigned_at`), both watching this assignment |
+//! | `RiderUnassigned` | schedules a new `assign_timeout` from `unassigned_at` (a delivery that lost its rider is flagged again if none comes) |
 //! | `PickupConfirmed` | `MarkPickedUp` (the delivery's rider) |
 //! | `DeliveryCompleted` | `MarkDelivered` |
 //! | `OrderDelivered` | card: `CapturePayment` of the order total; cash: `RecordCashCollected` of the order total by the delivery's rider |
+//! | `PaymentCaptureFailed` | not final: schedules `capture_retry` (attempt n, `money_retry_backoff`·2ⁿ⁻¹ up to `max_retry_delay`); final (3rd refusal): nothing — the payment is `capture_failed`, metric `ordertrail_payment_captures_given_up_total`, alert `PaymentCaptureGivenUp` (`deploy/alerts/money.yml`) |
 //! | `DeliveryFailed` | `CancelUndeliverableOrder` (see the policy below) |
 //! | timer `accept_timeout` | order still confirmed: `CancelOrder` (by system); the `OrderCancelled` releases the money |
-//! | timer `assign_timeout` | delivery still without rider: `FlagDelivery` (`DeliveryFlagged`, listed by the backoffice) |
+//! | timer `assign_timeout` | delivery still waiting for a rider since the event that scheduled it (request, or the last lost rider) and not flagged: `FlagDelivery` (`DeliveryFlagged`, listed by the backoffice) |
+//! | timer `pickup_timeout` | the watched assignment is current and the food not picked up: `UnassignRider` (reason `not picked up within …`); the delivery waits for a rider again |
+//! | timer `completion_timeout` | the watched assignment is current, assigned or picked up, not flagged: `FlagDelivery` (reason `not completed within …`); the rider keeps the delivery (they may hold the food) |
+//! | timer `capture_retry` | order delivered and payment still authorized: `CapturePayment` (new command id; after an unanswered attempt the payment repeats its idempotency key) |
+//! | timer `release_retry` | order cancelled/rejected: release again (same command ids as the first attempt) |
+//!
+//! # Money under provider faults
+//!
+//! - **Idempotency keys.** Every provider call carries a key derived from the
+//!   command id (`ot-<command id>`, `PaymentServices::for_command`). The
+//!   simulated provider (and its ledger, shared by the API and the saga)
+//!   answers a repeated key with the first answer and acts once, and refuses
+//!   the key with other parameters. A retry of a call whose answer was lost
+//!   repeats the key: authorize and release retries reuse the first
+//!   attempt's command id (the timer's `origin`); a capture after an
+//!   unanswered one reuses that attempt's key (kept on its
+//!   `PaymentCaptureFailed`).
+//! - **Capture failures are events.** A refused or unanswered capture is
+//!   `PaymentCaptureFailed` (reason, attempt, answered, final); the payment
+//!   stays authorized until captured, or becomes `capture_failed` after
+//!   `CAPTURE_ATTEMPTS_MAX` refusals. So no payment stays authorized past
+//!   delivery without an event saying why.
+//! - **Isolation.** No provider outage is waited out in the consume loop:
+//!   payment commands are sent with `ProviderOutage::Report` and
+//!   an outage becomes a stored per-order timer; the loop moves on to other
+//!   orders' events at once.
+//! - **Per-order order.** The retried steps (capture after `OrderDelivered`,
+//!   void/refund after `OrderCancelled`/`OrderRejected`, authorize after
+//!   `OrderPlaced`) are each the last step of the saga's flow for that order
+//!   or gate the next one: no later event of the same order leads the saga
+//!   to a reaction that depends on their outcome (an order that waits for
+//!   its authorization gets no `OrderConfirmed`; a delivered or ended order
+//!   gets no further saga reactions but the payment's own events). Every
+//!   retry re-reads the order and payment first, so one that finds the work
+//!   done by someone else (ops captured, the customer paid with another
+//!   card) does nothing.
 //!
 //! Every reaction looks at the current state of the aggregates before it
 //! acts, so it is correct whichever order events of different aggregates
@@ -55,12 +93,17 @@
 //!   commands replay.
 //! - **Stored timers** (`saga_timers`): timeouts and payment retries survive
 //!   restarts; a poller in this process fires them; their commands derive
-//!   their ids from the timer, so a double fire acts once.
+//!   their ids from the timer (or its `origin`), so a double fire acts once.
+//!   A due timer is claimed with a lease (`claimed_until`) in one short
+//!   statement and fired with no transaction open: no transaction of ours
+//!   spans a command or a provider call. A claim whose holder died runs out
+//!   (`timer_lease`) and the timer fires again.
 //! - **Failures.** A command the domain refuses because the world moved on
 //!   (conflict, not found, …) is a normal outcome: logged at info, the saga
-//!   moves on. A store outage, a concurrency conflict, or a provider outage on
-//!   capture/void/refund is retried in place with backoff (the event's
-//!   position does not advance meanwhile). An internal error, or an event the
+//!   moves on. A store outage or a concurrency conflict is retried in place
+//!   with backoff (the event's position does not advance meanwhile; a store
+//!   outage stops every order alike). A payment-provider outage is never
+//!   retried in place (see above). An internal error, or an event the
 //!   saga cannot decode, stalls the saga on that event: it stays up, shows as
 //!   `stalled` naming the event (status query, metrics, error log) and tries
 //!   again periodically; it never skips one.

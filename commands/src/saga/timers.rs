@@ -220,10 +220,12 @@ pub async fn fired(pool: &PgPool, timer_id: Uuid, outcome: &str) -> Result<(), s
 /// Give a claim back early (the firing could not finish for a reason worth
 /// retrying soon, e.g. the store is down), so the next poll may take it.
 pub async fn unclaim(pool: &PgPool, timer_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE saga_timers SET claimed_until = NULL WHERE timer_id = $1 AND fired_at IS NULL")
-        .bind(timer_id)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "UPDATE saga_timers SET claimed_until = NULL WHERE timer_id = $1 AND fired_at IS NULL",
+    )
+    .bind(timer_id)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

@@ -382,7 +382,8 @@ async fn a_capture_repeated_with_its_command_id_is_charged_once() {
     let provider = RecordingProvider::simulated(env.db.pool.clone());
     let service = CommandService::new(env.db.pool.clone(), provider.clone());
     let command_id = Uuid::new_v4();
-    let ctx = CommandContext::new(ops(), "req-capture").caused_by(command_id, command_id, command_id);
+    let ctx =
+        CommandContext::new(ops(), "req-capture").caused_by(command_id, command_id, command_id);
     let first = provider
         .capture(
             payment.provider_reference().expect("reference"),
@@ -577,9 +578,15 @@ async fn a_due_timer_is_claimed_with_a_lease_and_no_transaction_stays_open() {
         .expect("claim")
         .expect("lease ran out");
     assert_eq!(again.timer_id, second.timer_id());
-    timers::fired(&db.pool, first.timer_id(), "done").await.expect("fired");
-    timers::fired(&db.pool, second.timer_id(), "done").await.expect("fired");
-    timers::unclaim(&db.pool, first.timer_id()).await.expect("unclaim");
+    timers::fired(&db.pool, first.timer_id(), "done")
+        .await
+        .expect("fired");
+    timers::fired(&db.pool, second.timer_id(), "done")
+        .await
+        .expect("fired");
+    timers::unclaim(&db.pool, first.timer_id())
+        .await
+        .expect("unclaim");
     assert!(
         timers::claim_due(&db.pool, Duration::ZERO, "saga-c")
             .await

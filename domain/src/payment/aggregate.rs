@@ -298,7 +298,8 @@ impl Payment {
                     .as_ref()
                     .ok_or(PaymentError::NotFound { command: name })?;
                 let id = state.payment_id.to_string();
-                let key = |op: &str, n: u32| key.map_or_else(|| fallback(op, &id, n), str::to_owned);
+                let key =
+                    |op: &str, n: u32| key.map_or_else(|| fallback(op, &id, n), str::to_owned);
                 match other {
                     PaymentCommand::CapturePayment(cmd) => {
                         let key = key("capture", state.capture_attempts);
@@ -308,7 +309,9 @@ impl Payment {
                         state.void(cmd, provider, &key("void", 0)).await
                     }
                     PaymentCommand::RefundPayment(cmd) => {
-                        state.refund(cmd, provider, &key("refund", state.refunds)).await
+                        state
+                            .refund(cmd, provider, &key("refund", state.refunds))
+                            .await
                     }
                     PaymentCommand::AuthorizePayment(_)
                     | PaymentCommand::RecordCashCollected(_) => {
@@ -460,7 +463,9 @@ impl PaymentState {
             });
         }
         let after_refusals = self.status == PaymentStatus::CaptureFailed;
-        if self.status != PaymentStatus::Authorized && !(after_refusals && cmd.override_reason.is_some()) {
+        if self.status != PaymentStatus::Authorized
+            && !(after_refusals && cmd.override_reason.is_some())
+        {
             return Err(PaymentError::NotCapturable {
                 status: self.status,
             });

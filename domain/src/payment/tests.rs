@@ -547,11 +547,15 @@ fn capture_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_it
     // The provider recovers: the next attempt carries the unanswered key
     // (with a new command's key offered), so a capture that did happen is
     // answered again instead of charged twice.
-    let services = PaymentServices::new(Arc::new(SimulatedProvider::new()))
-        .for_command(uuid::Uuid::nil());
+    let services =
+        PaymentServices::new(Arc::new(SimulatedProvider::new())).for_command(uuid::Uuid::nil());
     let failed = capture_failed("provider_unavailable", false, &key, 1, false);
-    given_with(services, vec![authorized().into(), failed.into()], capture(None))
-        .then_expect_events(vec![captured().into()]);
+    given_with(
+        services,
+        vec![authorized().into(), failed.into()],
+        capture(None),
+    )
+    .then_expect_events(vec![captured().into()]);
 }
 
 #[test]
@@ -583,7 +587,8 @@ fn refused_captures_are_recorded_and_the_third_gives_up_to_ops() {
     // Then only ops act: a capture without a reason is refused; a void is allowed.
     let mut final_history: Vec<PaymentEvent> = vec![authorized().into()];
     for n in 0..3 {
-        final_history.push(capture_failed("unknown_reference", true, &key(n), n + 1, n == 2).into());
+        final_history
+            .push(capture_failed("unknown_reference", true, &key(n), n + 1, n == 2).into());
     }
     expect_error(
         given(final_history.clone(), capture(None)),
