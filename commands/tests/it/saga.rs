@@ -410,6 +410,30 @@ impl Env {
         .await;
     }
 
+    /// Wait until the stored timers of one kind for an aggregate are exactly
+    /// `want` (a timer is marked fired just after its commands commit), and
+    /// fail naming what they are if they never get there.
+    async fn wait_timers(
+        &self,
+        kind: &str,
+        aggregate_id: impl ToString,
+        want: Vec<(i32, Option<String>)>,
+    ) {
+        let id = aggregate_id.to_string();
+        let reached = tokio::time::timeout(WAIT, async {
+            loop {
+                if self.timers(kind, &id).await == want {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if reached.is_err() {
+            assert_eq!(self.timers(kind, &id).await, want, "{kind} timers of {id}");
+        }
+    }
+
     /// `(attempt, outcome)` of the stored timers of one kind for an aggregate.
     async fn timers(&self, kind: &str, aggregate_id: impl ToString) -> Vec<(i32, Option<String>)> {
         sqlx::query_as(
@@ -580,13 +604,15 @@ async fn flaky_provider_is_retried_from_stored_attempts_until_authorized() {
     env.wait_order(order_id, OrderStatus::Confirmed).await;
     env.wait_payment(order_id, PaymentStatus::Authorized).await;
     // First attempt on OrderPlaced, then two stored retries; the second succeeded.
-    assert_eq!(
-        env.timers("authorize_retry", order_id).await,
+    env.wait_timers(
+        "authorize_retry",
+        order_id,
         vec![
             (1, Some("retry_scheduled".to_owned())),
-            (2, Some("provider_answered".to_owned()))
-        ]
-    );
+            (2, Some("provider_answered".to_owned())),
+        ],
+    )
+    .await;
     let (_, payments, _) = env.history(order_id).await;
     assert_eq!(payments, strings(&["PaymentAuthorized"]));
     saga.stop().await;
@@ -603,13 +629,17 @@ async fn unavailable_provider_cancels_the_order_after_the_retry_limit() {
         "payment provider unavailable after 3 attempts"
     );
     assert_eq!(payload["cancelled_by"], "system");
-    assert_eq!(
-        env.timers("authorize_retry", order_id).await,
+    // The timer that cancelled is marked fired after its command committed:
+    // wait for that mark instead of racing it.
+    env.wait_timers(
+        "authorize_retry",
+        order_id,
         vec![
             (1, Some("retry_scheduled".to_owned())),
-            (2, Some("order_cancelled".to_owned()))
-        ]
-    );
+            (2, Some("order_cancelled".to_owned())),
+        ],
+    )
+    .await;
     let (order, payments, _) = env.history(order_id).await;
     assert_eq!(order, strings(&["OrderPlaced", "OrderCancelled"]));
     assert!(
@@ -785,10 +815,12 @@ async fn order_not_accepted_in_time_is_cancelled_even_across_a_restart() {
     );
     assert_eq!(payload["cancelled_by"], "system");
     assert_eq!(meta.actor.subject, "saga");
-    assert_eq!(
-        env.timers("accept_timeout", order_id).await,
-        vec![(0, Some("order_cancelled".to_owned()))]
-    );
+    env.wait_timers(
+        "accept_timeout",
+        order_id,
+        vec![(0, Some("order_cancelled".to_owned()))],
+    )
+    .await;
     let (_, payments, _) = env.history(order_id).await;
     assert_eq!(payments, strings(&["PaymentAuthorized", "PaymentVoided"]));
     saga.stop().await;
@@ -827,10 +859,12 @@ async fn delivery_without_rider_in_time_is_flagged_for_ops_and_can_still_be_take
     env.complete(order_id, rider_n(5)).await;
     env.wait_order(order_id, OrderStatus::Delivered).await;
     env.wait_payment(order_id, PaymentStatus::Captured).await;
-    assert_eq!(
-        env.timers("assign_timeout", delivery_id).await,
-        vec![(0, Some("delivery_flagged".to_owned()))]
-    );
+    env.wait_timers(
+        "assign_timeout",
+        delivery_id,
+        vec![(0, Some("delivery_flagged".to_owned()))],
+    )
+    .await;
     saga.stop().await;
 }
 

@@ -347,13 +347,15 @@ async fn refused_captures_are_events_retried_with_back_off_then_given_up_to_ops(
             .all(|f| f["decline_code"] == "authorization_expired")
     );
     // Two stored retries, each sent a new capture; none after the final one.
-    assert_eq!(
-        env.timers("capture_retry", a).await,
+    env.wait_timers(
+        "capture_retry",
+        a,
         vec![
             (1, Some("capture_sent".to_owned())),
-            (2, Some("capture_sent".to_owned()))
-        ]
-    );
+            (2, Some("capture_sent".to_owned())),
+        ],
+    )
+    .await;
     assert_eq!(env.provider_captures(a).await, 0);
     env.assert_no_silent_authorization_past_delivery().await;
     // Ops can still release the money.
@@ -482,8 +484,12 @@ async fn a_rider_who_does_not_pick_up_in_time_loses_the_delivery_which_is_flagge
             .is_some_and(|r| r.starts_with("lost its rider")),
         "{flagged}"
     );
-    let pickup = env.timers("pickup_timeout", DeliveryId::for_order(a)).await;
-    assert_eq!(pickup, vec![(0, Some("rider_unassigned".to_owned()))]);
+    env.wait_timers(
+        "pickup_timeout",
+        DeliveryId::for_order(a),
+        vec![(0, Some("rider_unassigned".to_owned()))],
+    )
+    .await;
     saga.stop().await;
 }
 
@@ -513,13 +519,11 @@ async fn a_delivery_not_completed_in_time_is_flagged_and_can_still_complete() {
             .is_some_and(|r| r.starts_with("not completed within")),
         "{flagged}"
     );
-    // The pickup came in time: its timer finds nothing to do.
-    eventually("the pickup timer is moot", WAIT, || async {
-        let t = env
-            .timers("completion_timeout", DeliveryId::for_order(a))
-            .await;
-        (t == vec![(0, Some("delivery_flagged".to_owned()))]).then_some(())
-    })
+    env.wait_timers(
+        "completion_timeout",
+        DeliveryId::for_order(a),
+        vec![(0, Some("delivery_flagged".to_owned()))],
+    )
     .await;
     env.wait_order(a, OrderStatus::PickedUp).await;
     env.complete(a, rider_n(1)).await;
