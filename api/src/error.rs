@@ -48,6 +48,7 @@ pub const ERROR_CODES: &[(&str, StatusCode, &str)] = &[
     ("token_not_yet_valid", StatusCode::UNAUTHORIZED, "the bearer token's `nbf` is still in the future"),
     ("token_lifetime_too_long", StatusCode::UNAUTHORIZED, "the bearer token's lifetime (`exp - iat`, or `exp - now`) exceeds the configured maximum (24 h by default)"),
     ("payment_declined", StatusCode::PAYMENT_REQUIRED, "the card was declined; the decline is recorded (`details.outcome`)"),
+    ("payment_capture_failed", StatusCode::PAYMENT_REQUIRED, "the provider refused the capture; the failure is recorded (`details.outcome`)"),
     ("forbidden", StatusCode::FORBIDDEN, "the token's role or subject may not do this"),
     ("route_not_found", StatusCode::NOT_FOUND, "no such route"),
     ("order_not_found", StatusCode::NOT_FOUND, "the order does not exist"),

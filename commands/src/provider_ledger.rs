@@ -13,13 +13,24 @@
 //!
 //! Recording is best effort: a failed insert is logged and the provider's
 //! answer is returned unchanged (the provider did act).
+//!
+//! **Idempotency keys across processes.** The API and the saga each hold
+//! their own simulated provider; a real provider keeps its idempotency keys
+//! on its side for every client. The ledger plays that part: each row carries
+//! the call's idempotency key and a fingerprint of its parameters, and a call
+//! whose key is in the ledger is answered from the row (same parameters; no
+//! second operation, no second row) or refused with `idempotency_key_reused`
+//! (other parameters), before the wrapped provider is asked. So a command
+//! repeated after a crash between the provider's answer and the append (in
+//! whichever process) is not charged twice.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
 use ordertrail_domain::provider::{
-    Authorization, PaymentProvider, ProviderError, ProviderReceipt, Refund, SimulatedProvider,
+    Authorization, IDEMPOTENCY_KEY_REUSED, PaymentProvider, ProviderError, ProviderReceipt, Refund,
+    SimulatedProvider, request_fingerprint,
 };
 use ordertrail_schemas::Money;
 use sqlx::PgPool;
@@ -49,8 +60,42 @@ impl RecordingProvider {
         Arc::new(Self::new(Arc::new(SimulatedProvider::new()), pool))
     }
 
+    /// The ledger's answer to a call made before with `key`: `Ok(None)` when
+    /// the key is new; the stored row (its provider reference and fee) when
+    /// the parameters match; a refusal when they differ.
+    async fn remembered(
+        &self,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<Option<(String, i64)>, ProviderError> {
+        let row: Option<(String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT provider_reference, fee_minor, request_fingerprint
+             FROM simulated_provider_operations WHERE idempotency_key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| ProviderError::Unavailable {
+            reason: format!("the provider cannot look up its idempotency keys: {e}"),
+        })?;
+        match row {
+            None => Ok(None),
+            Some((reference, fee, seen)) if seen.as_deref() == Some(fingerprint) => {
+                tracing::info!(
+                    idempotency_key = key,
+                    "provider call repeated with its idempotency key; answered from the first"
+                );
+                Ok(Some((reference, fee)))
+            }
+            Some(_) => Err(ProviderError::Declined {
+                code: IDEMPOTENCY_KEY_REUSED.to_owned(),
+            }),
+        }
+    }
+
     /// Record one operation. `payment_id` is our reference when the call
     /// carries it; otherwise (capture, void) the authorization's row names it.
+    #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,
         op: &str,
@@ -58,14 +103,18 @@ impl RecordingProvider {
         payment_id: Option<&str>,
         amount: Money,
         fee: Money,
+        key: &str,
+        fingerprint: &str,
     ) {
         let result = sqlx::query(
             "INSERT INTO simulated_provider_operations
-               (operation, provider_reference, payment_id, amount_minor, currency, fee_minor, occurred_at)
+               (operation, provider_reference, payment_id, amount_minor, currency, fee_minor, occurred_at,
+                idempotency_key, request_fingerprint)
              SELECT $1, $2, coalesce($3, (SELECT a.payment_id FROM simulated_provider_operations a
                                            WHERE a.operation = 'authorization' AND a.provider_reference = $2
                                            ORDER BY a.id LIMIT 1), ''),
-                    $4, $5, $6, $7",
+                    $4, $5, $6, $7, $8, $9
+             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
         )
         .bind(op)
         .bind(provider_reference)
@@ -74,6 +123,8 @@ impl RecordingProvider {
         .bind(amount.currency.to_string())
         .bind(fee.amount)
         .bind(Utc::now())
+        .bind(key)
+        .bind(fingerprint)
         .execute(&self.pool)
         .await;
         if let Err(error) = result {
@@ -101,14 +152,33 @@ impl PaymentProvider for RecordingProvider {
         card_token: &str,
         amount: Money,
         reference: &str,
+        idempotency_key: &str,
     ) -> Result<Authorization, ProviderError> {
-        let auth = self.inner.authorize(card_token, amount, reference).await?;
+        let fingerprint = request_fingerprint(
+            operation::AUTHORIZATION,
+            &format!("{reference}|{card_token}"),
+            amount,
+        );
+        if let Some((provider_reference, fee)) =
+            self.remembered(idempotency_key, &fingerprint).await?
+        {
+            return Ok(Authorization {
+                provider_reference,
+                fee: Money::new(fee, amount.currency),
+            });
+        }
+        let auth = self
+            .inner
+            .authorize(card_token, amount, reference, idempotency_key)
+            .await?;
         self.record(
             operation::AUTHORIZATION,
             &auth.provider_reference,
             Some(reference),
             amount,
             auth.fee,
+            idempotency_key,
+            &fingerprint,
         )
         .await;
         Ok(auth)
@@ -118,14 +188,27 @@ impl PaymentProvider for RecordingProvider {
         &self,
         provider_reference: &str,
         amount: Money,
+        idempotency_key: &str,
     ) -> Result<ProviderReceipt, ProviderError> {
-        let receipt = self.inner.capture(provider_reference, amount).await?;
+        let fingerprint = request_fingerprint(operation::CAPTURE, provider_reference, amount);
+        if let Some((_, fee)) = self.remembered(idempotency_key, &fingerprint).await? {
+            return Ok(ProviderReceipt {
+                fee: Money::new(fee, amount.currency),
+                processed_at: None,
+            });
+        }
+        let receipt = self
+            .inner
+            .capture(provider_reference, amount, idempotency_key)
+            .await?;
         self.record(
             operation::CAPTURE,
             provider_reference,
             None,
             amount,
             receipt.fee,
+            idempotency_key,
+            &fingerprint,
         )
         .await;
         Ok(receipt)
@@ -135,14 +218,27 @@ impl PaymentProvider for RecordingProvider {
         &self,
         provider_reference: &str,
         amount: Money,
+        idempotency_key: &str,
     ) -> Result<ProviderReceipt, ProviderError> {
-        let receipt = self.inner.void(provider_reference, amount).await?;
+        let fingerprint = request_fingerprint(operation::VOID, provider_reference, amount);
+        if let Some((_, fee)) = self.remembered(idempotency_key, &fingerprint).await? {
+            return Ok(ProviderReceipt {
+                fee: Money::new(fee, amount.currency),
+                processed_at: None,
+            });
+        }
+        let receipt = self
+            .inner
+            .void(provider_reference, amount, idempotency_key)
+            .await?;
         self.record(
             operation::VOID,
             provider_reference,
             None,
             amount,
             receipt.fee,
+            idempotency_key,
+            &fingerprint,
         )
         .await;
         Ok(receipt)
@@ -153,10 +249,24 @@ impl PaymentProvider for RecordingProvider {
         provider_reference: &str,
         amount: Money,
         reference: &str,
+        idempotency_key: &str,
     ) -> Result<Refund, ProviderError> {
+        let fingerprint = request_fingerprint(
+            operation::REFUND,
+            &format!("{provider_reference}|{reference}"),
+            amount,
+        );
+        if let Some((refund_reference, fee)) =
+            self.remembered(idempotency_key, &fingerprint).await?
+        {
+            return Ok(Refund {
+                provider_reference: refund_reference,
+                fee: Money::new(fee, amount.currency),
+            });
+        }
         let refund = self
             .inner
-            .refund(provider_reference, amount, reference)
+            .refund(provider_reference, amount, reference, idempotency_key)
             .await?;
         // Our refund reference is `<payment id>_refund_<n>`.
         let payment_id = reference.split("_refund_").next();
@@ -166,6 +276,8 @@ impl PaymentProvider for RecordingProvider {
             payment_id,
             amount,
             refund.fee,
+            idempotency_key,
+            &fingerprint,
         )
         .await;
         Ok(refund)

@@ -482,9 +482,11 @@ impl CommandService {
         command: PaymentCommand,
     ) -> Result<CommandOutcome, CommandError> {
         let name = command.name();
+        // Provider calls carry a key derived from the command id.
+        let services = self.inner.payment_services.for_command(ctx.command_id);
         self.execute(
             &self.inner.payments,
-            &self.inner.payment_services,
+            &services,
             ctx,
             (AggregateKind::Payment, &id.to_string()),
             command,
@@ -516,9 +518,10 @@ impl CommandService {
                 }
                 build(&order.aggregate)
             };
+            let services = self.inner.payment_services.for_command(ctx.command_id);
             self.decide(
                 &self.inner.payments,
-                &self.inner.payment_services,
+                &services,
                 ctx,
                 (AggregateKind::Payment, &payment_id.to_string()),
                 Start::Loaded(payment),

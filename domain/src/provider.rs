@@ -58,6 +58,15 @@ pub enum ProviderError {
 }
 
 /// A card payment provider client.
+///
+/// Every call carries an `idempotency_key` (ours, derived from the id of the
+/// command that makes the call): the provider answers a repeated key with the
+/// answer it gave the first time and acts once, and refuses a key it has seen
+/// with other parameters ([`ProviderError::Declined`] with code
+/// [`IDEMPOTENCY_KEY_REUSED`]). Failures without an answer
+/// ([`ProviderError::Unavailable`]) are not remembered: the same key may be
+/// tried again. A caller whose call failed without an answer retries with the
+/// same key, so an operation whose answer was lost is never performed twice.
 #[async_trait]
 pub trait PaymentProvider: Send + Sync {
     /// Short stable name recorded on the events, e.g. `simulated`.
@@ -72,6 +81,7 @@ pub trait PaymentProvider: Send + Sync {
         payment_method_ref: &str,
         amount: Money,
         reference: &str,
+        idempotency_key: &str,
     ) -> Result<Authorization, ProviderError>;
 
     /// Take `amount` (at most the authorized amount) of an authorization.
@@ -79,6 +89,7 @@ pub trait PaymentProvider: Send + Sync {
         &self,
         provider_reference: &str,
         amount: Money,
+        idempotency_key: &str,
     ) -> Result<ProviderReceipt, ProviderError>;
 
     /// Release an uncaptured authorization. `amount` is the authorized amount
@@ -87,6 +98,7 @@ pub trait PaymentProvider: Send + Sync {
         &self,
         provider_reference: &str,
         amount: Money,
+        idempotency_key: &str,
     ) -> Result<ProviderReceipt, ProviderError>;
 
     /// Return `amount` of a captured authorization to the customer.
@@ -97,7 +109,29 @@ pub trait PaymentProvider: Send + Sync {
         provider_reference: &str,
         amount: Money,
         reference: &str,
+        idempotency_key: &str,
     ) -> Result<Refund, ProviderError>;
+}
+
+/// Decline code of a call whose idempotency key was used before with other
+/// parameters.
+pub const IDEMPOTENCY_KEY_REUSED: &str = "idempotency_key_reused";
+
+/// What a provider remembers of an answered call under its idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RememberedAnswer {
+    Authorized(Authorization),
+    Receipt(ProviderReceipt),
+    Refunded(Refund),
+    Declined { code: String },
+}
+
+/// The parameters of a call, as compared for a repeated idempotency key.
+pub fn request_fingerprint(operation: &str, reference: &str, amount: Money) -> String {
+    format!(
+        "{operation}|{reference}|{}|{}",
+        amount.amount, amount.currency
+    )
 }
 
 /// Card tokens the [`SimulatedProvider`] understands.
@@ -184,6 +218,10 @@ pub struct SimulatedProvider {
 struct SimulatedState {
     /// Authorize attempts per reference.
     authorize_attempts: HashMap<String, u32>,
+    /// Answered calls by idempotency key: the request's fingerprint and the answer.
+    answers: HashMap<String, (String, RememberedAnswer)>,
+    /// Captures performed (each one charges the card), per authorization.
+    captures: HashMap<String, u32>,
 }
 
 impl SimulatedProvider {
@@ -213,6 +251,52 @@ impl SimulatedProvider {
         f(&mut state)
     }
 
+    /// How many captures were performed on `provider_reference` (each
+    /// charges the card; a repeated idempotency key does not).
+    pub fn captures_performed(&self, provider_reference: &str) -> u32 {
+        self.with_state(|s| s.captures.get(provider_reference).copied().unwrap_or(0))
+    }
+
+    /// The remembered answer for `key`: `None` when the key is new,
+    /// `Some(Err)` when it was used with other parameters.
+    fn remembered(
+        &self,
+        key: &str,
+        fingerprint: &str,
+    ) -> Option<Result<RememberedAnswer, ProviderError>> {
+        self.with_state(|s| {
+            s.answers.get(key).map(|(seen, answer)| {
+                if seen == fingerprint {
+                    Ok(answer.clone())
+                } else {
+                    Err(declined(IDEMPOTENCY_KEY_REUSED))
+                }
+            })
+        })
+    }
+
+    /// Remember an answered call (a decline or a success; never an outage).
+    fn remember<T>(
+        &self,
+        key: &str,
+        fingerprint: String,
+        result: &Result<T, ProviderError>,
+        answer: impl FnOnce(&T) -> RememberedAnswer,
+    ) {
+        let answer = match result {
+            Ok(v) => answer(v),
+            Err(ProviderError::Declined { code }) => {
+                RememberedAnswer::Declined { code: code.clone() }
+            }
+            Err(ProviderError::Unavailable { .. }) => return,
+        };
+        self.with_state(|s| {
+            s.answers
+                .entry(key.to_owned())
+                .or_insert((fingerprint, answer));
+        });
+    }
+
     fn check_reference(provider_reference: &str) -> Result<&str, ProviderError> {
         match provider_reference.strip_prefix(AUTH_PREFIX) {
             Some(reference) if !reference.is_empty() => Ok(reference),
@@ -227,13 +311,14 @@ fn declined(code: &str) -> ProviderError {
     }
 }
 
-#[async_trait]
-impl PaymentProvider for SimulatedProvider {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
+/// A key remembered for another operation: its parameters differ (the
+/// fingerprint names the operation), so the key is being reused.
+fn unexpected(_answer: RememberedAnswer) -> ProviderError {
+    declined(IDEMPOTENCY_KEY_REUSED)
+}
 
-    async fn authorize(
+impl SimulatedProvider {
+    async fn authorize_once(
         &self,
         payment_method_ref: &str,
         amount: Money,
@@ -282,32 +367,99 @@ impl PaymentProvider for SimulatedProvider {
             fee: Money::zero(amount.currency),
         })
     }
+}
+
+#[async_trait]
+impl PaymentProvider for SimulatedProvider {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    async fn authorize(
+        &self,
+        payment_method_ref: &str,
+        amount: Money,
+        reference: &str,
+        idempotency_key: &str,
+    ) -> Result<Authorization, ProviderError> {
+        let fingerprint = request_fingerprint(
+            "authorization",
+            &format!("{reference}|{payment_method_ref}"),
+            amount,
+        );
+        match self.remembered(idempotency_key, &fingerprint) {
+            Some(Ok(RememberedAnswer::Authorized(a))) => return Ok(a),
+            Some(Ok(RememberedAnswer::Declined { code })) => return Err(declined(&code)),
+            Some(Ok(other)) => return Err(unexpected(other)),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+        let result = self
+            .authorize_once(payment_method_ref, amount, reference)
+            .await;
+        self.remember(idempotency_key, fingerprint, &result, |a| {
+            RememberedAnswer::Authorized(a.clone())
+        });
+        result
+    }
 
     async fn capture(
         &self,
         provider_reference: &str,
         amount: Money,
+        idempotency_key: &str,
     ) -> Result<ProviderReceipt, ProviderError> {
-        Self::check_reference(provider_reference)?;
-        if amount.amount <= 0 {
-            return Err(declined("invalid_amount"));
+        let fingerprint = request_fingerprint("capture", provider_reference, amount);
+        match self.remembered(idempotency_key, &fingerprint) {
+            Some(Ok(RememberedAnswer::Receipt(r))) => return Ok(r),
+            Some(Ok(RememberedAnswer::Declined { code })) => return Err(declined(&code)),
+            Some(Ok(other)) => return Err(unexpected(other)),
+            Some(Err(e)) => return Err(e),
+            None => {}
         }
-        Ok(ProviderReceipt {
-            fee: Self::capture_fee(amount),
-            processed_at: None,
-        })
+        let result = Self::check_reference(provider_reference).and_then(|_| {
+            if amount.amount <= 0 {
+                return Err(declined("invalid_amount"));
+            }
+            Ok(ProviderReceipt {
+                fee: Self::capture_fee(amount),
+                processed_at: None,
+            })
+        });
+        if result.is_ok() {
+            self.with_state(|s| {
+                let n = s.captures.entry(provider_reference.to_owned()).or_insert(0);
+                *n = n.saturating_add(1);
+            });
+        }
+        self.remember(idempotency_key, fingerprint, &result, |r| {
+            RememberedAnswer::Receipt(r.clone())
+        });
+        result
     }
 
     async fn void(
         &self,
         provider_reference: &str,
         amount: Money,
+        idempotency_key: &str,
     ) -> Result<ProviderReceipt, ProviderError> {
-        Self::check_reference(provider_reference)?;
-        Ok(ProviderReceipt {
+        let fingerprint = request_fingerprint("void", provider_reference, amount);
+        match self.remembered(idempotency_key, &fingerprint) {
+            Some(Ok(RememberedAnswer::Receipt(r))) => return Ok(r),
+            Some(Ok(RememberedAnswer::Declined { code })) => return Err(declined(&code)),
+            Some(Ok(other)) => return Err(unexpected(other)),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+        let result = Self::check_reference(provider_reference).map(|_| ProviderReceipt {
             fee: Money::zero(amount.currency),
             processed_at: None,
-        })
+        });
+        self.remember(idempotency_key, fingerprint, &result, |r| {
+            RememberedAnswer::Receipt(r.clone())
+        });
+        result
     }
 
     async fn refund(
@@ -315,15 +467,33 @@ impl PaymentProvider for SimulatedProvider {
         provider_reference: &str,
         amount: Money,
         reference: &str,
+        idempotency_key: &str,
     ) -> Result<Refund, ProviderError> {
-        Self::check_reference(provider_reference)?;
-        if amount.amount <= 0 {
-            return Err(declined("invalid_amount"));
+        let fingerprint = request_fingerprint(
+            "refund",
+            &format!("{provider_reference}|{reference}"),
+            amount,
+        );
+        match self.remembered(idempotency_key, &fingerprint) {
+            Some(Ok(RememberedAnswer::Refunded(r))) => return Ok(r),
+            Some(Ok(RememberedAnswer::Declined { code })) => return Err(declined(&code)),
+            Some(Ok(other)) => return Err(unexpected(other)),
+            Some(Err(e)) => return Err(e),
+            None => {}
         }
-        Ok(Refund {
-            provider_reference: format!("sim_refund_{reference}"),
-            fee: Money::zero(amount.currency),
-        })
+        let result = Self::check_reference(provider_reference).and_then(|_| {
+            if amount.amount <= 0 {
+                return Err(declined("invalid_amount"));
+            }
+            Ok(Refund {
+                provider_reference: format!("sim_refund_{reference}"),
+                fee: Money::zero(amount.currency),
+            })
+        });
+        self.remember(idempotency_key, fingerprint, &result, |r| {
+            RememberedAnswer::Refunded(r.clone())
+        });
+        result
     }
 }
 
@@ -337,6 +507,15 @@ mod tests {
         Money::new(amount, Currency::EUR)
     }
 
+    /// A fresh idempotency key per call.
+    fn key() -> String {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        format!(
+            "key-{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )
+    }
+
     fn unavailable(e: &ProviderError) -> bool {
         matches!(e, ProviderError::Unavailable { .. })
     }
@@ -346,7 +525,7 @@ mod tests {
         let p = SimulatedProvider::new();
         for token in [test_tokens::VISA, test_tokens::MASTERCARD] {
             let auth = p
-                .authorize(&payment_method_ref(token), eur(1_000), "pay-1")
+                .authorize(&payment_method_ref(token), eur(1_000), "pay-1", &key())
                 .await
                 .unwrap();
             assert_eq!(
@@ -369,39 +548,47 @@ mod tests {
         };
         assert_eq!(
             code(
-                p.authorize(&payment_method_ref("tok_declined"), eur(100), "r")
+                p.authorize(&payment_method_ref("tok_declined"), eur(100), "r", &key())
                     .await
             ),
             "card_declined"
         );
         assert_eq!(
             code(
-                p.authorize(&payment_method_ref("tok_insufficient_funds"), eur(100), "r")
-                    .await
+                p.authorize(
+                    &payment_method_ref("tok_insufficient_funds"),
+                    eur(100),
+                    "r",
+                    &key()
+                )
+                .await
             ),
             "insufficient_funds"
         );
         assert_eq!(
             code(
-                p.authorize(&payment_method_ref("tok_amex"), eur(100), "r")
-                    .await
-            ),
-            "invalid_token"
-        );
-        assert_eq!(
-            code(p.authorize(&payment_method_ref(""), eur(100), "r").await),
-            "invalid_token"
-        );
-        assert_eq!(
-            code(
-                p.authorize(&payment_method_ref("tok_flaky_x"), eur(100), "r")
+                p.authorize(&payment_method_ref("tok_amex"), eur(100), "r", &key())
                     .await
             ),
             "invalid_token"
         );
         assert_eq!(
             code(
-                p.authorize(&payment_method_ref("tok_visa"), eur(0), "r")
+                p.authorize(&payment_method_ref(""), eur(100), "r", &key())
+                    .await
+            ),
+            "invalid_token"
+        );
+        assert_eq!(
+            code(
+                p.authorize(&payment_method_ref("tok_flaky_x"), eur(100), "r", &key())
+                    .await
+            ),
+            "invalid_token"
+        );
+        assert_eq!(
+            code(
+                p.authorize(&payment_method_ref("tok_visa"), eur(0), "r", &key())
                     .await
             ),
             "invalid_amount"
@@ -413,9 +600,14 @@ mod tests {
         let p = SimulatedProvider::new();
         for _ in 0..5 {
             assert!(unavailable(
-                &p.authorize(&payment_method_ref("tok_unavailable"), eur(100), "r")
-                    .await
-                    .unwrap_err()
+                &p.authorize(
+                    &payment_method_ref("tok_unavailable"),
+                    eur(100),
+                    "r",
+                    &key()
+                )
+                .await
+                .unwrap_err()
             ));
         }
     }
@@ -424,33 +616,33 @@ mod tests {
     async fn flaky_token_fails_n_times_per_reference_then_succeeds() {
         let p = SimulatedProvider::new();
         assert!(unavailable(
-            &p.authorize(&payment_method_ref("tok_flaky_2"), eur(100), "a")
+            &p.authorize(&payment_method_ref("tok_flaky_2"), eur(100), "a", &key())
                 .await
                 .unwrap_err()
         ));
         assert!(unavailable(
-            &p.authorize(&payment_method_ref("tok_flaky_2"), eur(100), "a")
+            &p.authorize(&payment_method_ref("tok_flaky_2"), eur(100), "a", &key())
                 .await
                 .unwrap_err()
         ));
         // Another reference counts on its own.
         assert!(unavailable(
-            &p.authorize(&payment_method_ref("tok_flaky_2"), eur(100), "b")
+            &p.authorize(&payment_method_ref("tok_flaky_2"), eur(100), "b", &key())
                 .await
                 .unwrap_err()
         ));
         let auth = p
-            .authorize(&payment_method_ref("tok_flaky_2"), eur(100), "a")
+            .authorize(&payment_method_ref("tok_flaky_2"), eur(100), "a", &key())
             .await
             .unwrap();
         assert_eq!(auth.provider_reference, "sim_auth_a");
         assert!(
-            p.authorize(&payment_method_ref("tok_flaky_2"), eur(100), "a")
+            p.authorize(&payment_method_ref("tok_flaky_2"), eur(100), "a", &key())
                 .await
                 .is_ok()
         );
         assert!(
-            p.authorize(&payment_method_ref("tok_flaky_0"), eur(100), "c")
+            p.authorize(&payment_method_ref("tok_flaky_0"), eur(100), "c", &key())
                 .await
                 .is_ok()
         );
@@ -469,11 +661,14 @@ mod tests {
     #[tokio::test]
     async fn capture_void_refund_need_a_reference_it_issued() {
         let p = SimulatedProvider::new();
-        let receipt = p.capture("sim_auth_r", eur(2_599)).await.unwrap();
+        let receipt = p.capture("sim_auth_r", eur(2_599), &key()).await.unwrap();
         assert_eq!(receipt.fee, eur(61)); // 36.386 + 25
-        assert_eq!(p.void("sim_auth_r", eur(2_599)).await.unwrap().fee, eur(0));
+        assert_eq!(
+            p.void("sim_auth_r", eur(2_599), &key()).await.unwrap().fee,
+            eur(0)
+        );
         let refund = p
-            .refund("sim_auth_r", eur(500), "r_refund_1")
+            .refund("sim_auth_r", eur(500), "r_refund_1", &key())
             .await
             .unwrap();
         assert_eq!(
@@ -487,7 +682,7 @@ mod tests {
             code: "invalid_amount".into(),
         };
         assert_eq!(
-            p.refund("sim_auth_r", eur(0), "r_refund_2")
+            p.refund("sim_auth_r", eur(0), "r_refund_2", &key())
                 .await
                 .unwrap_err(),
             invalid
@@ -495,11 +690,78 @@ mod tests {
         let unknown = ProviderError::Declined {
             code: "unknown_reference".into(),
         };
-        assert_eq!(p.capture("stripe_123", eur(1)).await.unwrap_err(), unknown);
-        assert_eq!(p.void("sim_auth_", eur(1)).await.unwrap_err(), unknown);
         assert_eq!(
-            p.refund("x", eur(1), "x_refund_1").await.unwrap_err(),
+            p.capture("stripe_123", eur(1), &key()).await.unwrap_err(),
             unknown
+        );
+        assert_eq!(
+            p.void("sim_auth_", eur(1), &key()).await.unwrap_err(),
+            unknown
+        );
+        assert_eq!(
+            p.refund("x", eur(1), "x_refund_1", &key())
+                .await
+                .unwrap_err(),
+            unknown
+        );
+    }
+
+    #[tokio::test]
+    async fn a_repeated_idempotency_key_gets_the_first_answer_and_charges_once() {
+        let p = SimulatedProvider::new();
+        let first = p.capture("sim_auth_r", eur(2_599), "cmd-1").await.unwrap();
+        let again = p.capture("sim_auth_r", eur(2_599), "cmd-1").await.unwrap();
+        assert_eq!(first, again);
+        assert_eq!(p.captures_performed("sim_auth_r"), 1);
+        // The same key with other parameters is refused, and charges nothing.
+        let reused = ProviderError::Declined {
+            code: IDEMPOTENCY_KEY_REUSED.into(),
+        };
+        assert_eq!(
+            p.capture("sim_auth_r", eur(100), "cmd-1")
+                .await
+                .unwrap_err(),
+            reused
+        );
+        assert_eq!(
+            p.void("sim_auth_r", eur(2_599), "cmd-1").await.unwrap_err(),
+            reused
+        );
+        assert_eq!(p.captures_performed("sim_auth_r"), 1);
+        // A new key is a new capture.
+        p.capture("sim_auth_r", eur(2_599), "cmd-2").await.unwrap();
+        assert_eq!(p.captures_performed("sim_auth_r"), 2);
+        // Declines are remembered; outages are not (the key may be retried).
+        let token = payment_method_ref("tok_flaky_1");
+        assert!(unavailable(
+            &p.authorize(&token, eur(100), "pay-f", "auth-1")
+                .await
+                .unwrap_err()
+        ));
+        let auth = p
+            .authorize(&token, eur(100), "pay-f", "auth-1")
+            .await
+            .unwrap();
+        assert_eq!(auth.provider_reference, "sim_auth_pay-f");
+        let declined_once = p
+            .authorize(
+                &payment_method_ref("tok_declined"),
+                eur(100),
+                "pay-d",
+                "auth-2",
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            p.authorize(
+                &payment_method_ref("tok_declined"),
+                eur(100),
+                "pay-d",
+                "auth-2"
+            )
+            .await
+            .unwrap_err(),
+            declined_once
         );
     }
 

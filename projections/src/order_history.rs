@@ -589,6 +589,13 @@ fn apply_payment(
                     };
                     row.last_refunded_at = Some(r.refunded_at);
                 }
+                PaymentEvent::PaymentCaptureFailed(f) => {
+                    // Timeline entry only, until the capture is given up
+                    // to ops; no money moved.
+                    if f.final_attempt {
+                        row.status = "capture_failed".into();
+                    }
+                }
                 PaymentEvent::PaymentAuthorized(_)
                 | PaymentEvent::PaymentDeclined(_)
                 | PaymentEvent::CashCollected(_) => {}

@@ -18,7 +18,10 @@
 //!    reference; capture and void = `PaymentCaptured` / `PaymentVoided` under
 //!    the authorization's reference; refund = `PaymentRefunded` with its own
 //!    reference), compared with the provider's statement (CSV, [`statement`]),
-//!    matched on `(operation, provider_reference)`.
+//!    matched on `(operation, provider_reference)`. `PaymentCaptureFailed`
+//!    is no operation on our side: a capture the provider performed whose
+//!    answer was lost shows as missing on our side until the retry (same
+//!    idempotency key) records its `PaymentCaptured`.
 //!
 //! Money is integer minor units throughout. Both sides pick the days by
 //! their own timestamps (our event's business time, the provider's

@@ -15,6 +15,7 @@
 //! | `PaymentVoided` | `voided_at` | provider fees += fee |
 //! | `PaymentRefunded` | `refunded_at` | refunds += the restaurant's share (`allocation.items + allocation.tax`); commission −= `allocation.commission_reversed`; provider fees += fee. Events without an allocation (first written as v1): refunds += amount |
 //! | `CashCollected` | `collected_at` | cash collected += amount |
+//! | `PaymentCaptureFailed` | – | none: no money moved (the payment stays authorized) |
 //!
 //! Sales are recognised only when an order is delivered: a cancelled or
 //! rejected order adds no sales, but the provider fees its payment caused
@@ -510,8 +511,10 @@ impl Projector for Settlements {
                                     };
                                     (facts, r.refunded_at, f)
                                 }
+                                // A failed capture moves no money.
                                 PaymentEvent::PaymentAuthorized(_)
                                 | PaymentEvent::PaymentDeclined(_)
+                                | PaymentEvent::PaymentCaptureFailed(_)
                                 | PaymentEvent::CashCollected(_) => continue,
                             }
                         }

@@ -93,6 +93,7 @@ const PAYMENT_EVENTS: &[&str] = &[
     "PaymentCaptured",
     "PaymentVoided",
     "PaymentRefunded",
+    "PaymentCaptureFailed",
 ];
 
 /// The visibility table.
@@ -155,7 +156,11 @@ pub const RULES: &[FieldRule] = &[
     },
     FieldRule {
         area: "payment",
-        scope: Scope::Events(&["PaymentAuthorized", "PaymentDeclined"]),
+        scope: Scope::Events(&[
+            "PaymentAuthorized",
+            "PaymentDeclined",
+            "PaymentCaptureFailed",
+        ]),
         path: "provider",
         visible_to: STAFF,
         why: "internal",
@@ -183,10 +188,17 @@ pub const RULES: &[FieldRule] = &[
     },
     FieldRule {
         area: "payment",
-        scope: Scope::Events(&["PaymentDeclined"]),
+        scope: Scope::Events(&["PaymentDeclined", "PaymentCaptureFailed"]),
         path: "decline_code",
         visible_to: [Y, N, N, Y, Y, Y],
         why: "about the customer's card",
+    },
+    FieldRule {
+        area: "payment",
+        scope: Scope::Events(&["PaymentCaptureFailed"]),
+        path: "idempotency_key",
+        visible_to: STAFF,
+        why: "internal: the key of our call to the provider",
     },
     FieldRule {
         area: "delivery",

@@ -4,6 +4,10 @@
 //! A decline is a fact, recorded as a `PaymentDeclined` event: the answer is
 //! 402 `payment_declined` with the decline code and the command outcome in
 //! `details` (a retry with the same `Idempotency-Key` gets the same 402).
+//! A failed capture is a fact too, recorded as `PaymentCaptureFailed`: 402
+//! `payment_capture_failed` when the provider refused it, 503
+//! `payment_provider_unavailable` when it did not answer (the next attempt
+//! repeats the call's idempotency key), with the outcome in `details`.
 
 use axum::Router;
 use axum::extract::State;
@@ -196,7 +200,11 @@ async fn currency_and_order(
     post, path = "/v1/payments/{id}/capture", tag = "payments",
     params(("id" = Uuid, Path, description = "Payment id"), ("Idempotency-Key" = Option<String>, Header)),
     request_body = CapturePaymentRequest,
-    responses((status = 200, description = "Payment captured", body = CommandOutcome), CommandErrors),
+    responses(
+        (status = 200, description = "Payment captured", body = CommandOutcome),
+        (status = 402, description = "Capture refused by the provider: code `payment_capture_failed`, `details.decline_code`, `details.final_attempt` and `details.outcome` (the recorded `PaymentCaptureFailed`)", body = crate::error::ErrorBody),
+        CommandErrors
+    ),
     security(("bearer" = []))
 )]
 pub async fn capture_payment(
@@ -214,7 +222,36 @@ pub async fn capture_payment(
         override_reason: req.body.override_reason.clone(),
         now: Utc::now(),
     };
-    payment_command(&state, &user, &req, id, command).await
+    let outcome = state
+        .commands
+        .execute_payment(&req.context(&user), id, command.into())
+        .await?;
+    if let Some(failed) = outcome
+        .events
+        .iter()
+        .find(|e| e.event_type == "PaymentCaptureFailed")
+    {
+        let field = |name: &str| failed.payload.get(name).cloned().unwrap_or_default();
+        let details = serde_json::json!({
+            "decline_code": field("decline_code"),
+            "final_attempt": field("final_attempt"),
+            "outcome": super::visibility::outcome(&user, outcome.clone()),
+        });
+        let error = if field("answered") == serde_json::Value::Bool(true) {
+            ApiError::new(
+                "payment_capture_failed",
+                "the provider refused the capture; the failure is recorded",
+            )
+        } else {
+            ApiError::domain(
+                "payment_provider_unavailable",
+                ErrorKind::Unavailable,
+                "the provider did not answer the capture; the failure is recorded",
+            )
+        };
+        return Err(replayed_error(error.with_details(details), &outcome));
+    }
+    Ok(CommandResponse::ok(&user, outcome))
 }
 
 /// Release an uncaptured authorization (ops, admin).

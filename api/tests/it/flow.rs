@@ -433,3 +433,94 @@ async fn health_endpoints_answer_without_a_token() {
         .await
         .assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
 }
+
+/// A capture the provider refuses is recorded (`PaymentCaptureFailed`) and
+/// answered 402 `payment_capture_failed` with the outcome; a retry with the
+/// same `Idempotency-Key` gets the same answer, a new attempt captures.
+#[tokio::test]
+async fn a_refused_capture_is_recorded_and_answered_402() {
+    use ordertrail_commands::service::{CommandContext, IdempotencyKey};
+    use ordertrail_schemas::{Actor, ActorRole};
+
+    let app = TestApp::new().await;
+    let (_, customer) = app.customer();
+    let placed = app
+        .post("/v1/orders")
+        .token(&customer)
+        .json(crate::support::place_order_body(card()))
+        .send()
+        .await;
+    placed.assert(StatusCode::CREATED);
+    let order = crate::support::order_id(&placed);
+    let paid = app
+        .post("/v1/payments")
+        .token(&customer)
+        .json(json!({"order_id": order}))
+        .send()
+        .await;
+    paid.assert(StatusCode::CREATED);
+    let payment = paid.body["aggregate_id"].as_str().unwrap().to_owned();
+
+    // The provider saw this capture's idempotency key before, with other
+    // parameters (its ledger says so): it refuses the call.
+    let key = "capture-refused-1";
+    let command_id = CommandContext::new(
+        Actor {
+            subject: "ops-alice".into(),
+            role: ActorRole::Ops,
+        },
+        "req",
+    )
+    .with_idempotency_key(IdempotencyKey {
+        key: key.into(),
+        request_hash: String::new(),
+    })
+    .command_id();
+    sqlx::query(
+        "INSERT INTO simulated_provider_operations
+           (operation, provider_reference, payment_id, amount_minor, currency, fee_minor, occurred_at,
+            idempotency_key, request_fingerprint)
+         VALUES ('capture', 'sim_auth_other', 'other', 1, 'EUR', 0, now(), $1, 'other parameters')",
+    )
+    .bind(format!("ot-{command_id}"))
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+
+    let ops = app.ops();
+    let body = json!({"override_reason": "customer asked to be charged now"});
+    let refused = app
+        .post(&format!("/v1/payments/{payment}/capture"))
+        .token(&ops)
+        .header("Idempotency-Key", key)
+        .json(body.clone())
+        .send()
+        .await;
+    refused.assert_error(StatusCode::PAYMENT_REQUIRED, "payment_capture_failed");
+    assert_eq!(
+        refused.body["details"]["decline_code"],
+        "idempotency_key_reused"
+    );
+    assert_eq!(refused.body["details"]["final_attempt"], false);
+    assert_eq!(
+        refused.body["details"]["outcome"]["events"][0]["event_type"],
+        "PaymentCaptureFailed"
+    );
+    let again = app
+        .post(&format!("/v1/payments/{payment}/capture"))
+        .token(&ops)
+        .header("Idempotency-Key", key)
+        .json(body.clone())
+        .send()
+        .await;
+    again.assert_error(StatusCode::PAYMENT_REQUIRED, "payment_capture_failed");
+    let captured = app
+        .post(&format!("/v1/payments/{payment}/capture"))
+        .token(&ops)
+        .header("Idempotency-Key", "capture-refused-2")
+        .json(body)
+        .send()
+        .await;
+    captured.assert(StatusCode::OK);
+    assert_eq!(captured.event_types(), ["PaymentCaptured"]);
+}

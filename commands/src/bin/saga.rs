@@ -42,6 +42,21 @@ struct Config {
     /// Seconds a requested delivery may wait for a rider before it is flagged for ops.
     #[arg(long, env, default_value_t = 300)]
     assign_timeout_secs: u64,
+    /// Seconds after assignment within which the rider must pick the food up;
+    /// then the rider is taken off the delivery, which waits for a rider again.
+    #[arg(long, env, default_value_t = 1_800)]
+    pickup_timeout_secs: u64,
+    /// Seconds after assignment within which the delivery must be completed;
+    /// then it is flagged for ops.
+    #[arg(long, env, default_value_t = 5_400)]
+    completion_timeout_secs: u64,
+    /// Milliseconds before the first retry of a failed capture (or a void or
+    /// refund the provider did not answer); doubles per retry.
+    #[arg(long, env, default_value_t = 30_000)]
+    money_retry_backoff_ms: u64,
+    /// Longest delay, in seconds, between two stored retries of a provider call.
+    #[arg(long, env, default_value_t = 3_600)]
+    max_retry_delay_secs: u64,
     /// Retries of a card authorization while the payment provider is
     /// unavailable; after the last one the order is cancelled.
     #[arg(long, env, default_value_t = 3)]
@@ -67,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(addr) = config.metrics_addr {
         telemetry::serve_metrics(addr).context("serve metrics")?;
     }
-    // Commands, positions and the timer transaction each take a connection.
+    // Commands, positions and timer claims each take a connection.
     let pool = db::connect(&config.database_url, 8)
         .await
         .context("connect to the event store")?;
@@ -82,6 +97,10 @@ async fn main() -> anyhow::Result<()> {
         SagaConfig::new(config.kafka_brokers, config.topic_prefix, config.group_id);
     saga_config.accept_timeout = Duration::from_secs(config.accept_timeout_secs);
     saga_config.assign_timeout = Duration::from_secs(config.assign_timeout_secs);
+    saga_config.pickup_timeout = Duration::from_secs(config.pickup_timeout_secs);
+    saga_config.completion_timeout = Duration::from_secs(config.completion_timeout_secs);
+    saga_config.money_retry_backoff = Duration::from_millis(config.money_retry_backoff_ms);
+    saga_config.max_retry_delay = Duration::from_secs(config.max_retry_delay_secs.max(1));
     saga_config.payment_retry_limit = config.payment_retry_limit;
     saga_config.payment_retry_backoff = Duration::from_millis(config.payment_retry_backoff_ms);
     saga_config.timer_poll_interval = Duration::from_millis(config.timer_poll_interval_ms.max(10));

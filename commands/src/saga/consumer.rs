@@ -6,6 +6,8 @@
 //! deterministic ids, so handling an event again acts once). Stored timers
 //! fire on the runtime's tick.
 
+use std::time::Duration;
+
 use ordertrail_platform::consumer::{ApplyError, Handler, SourcedEvent};
 use ordertrail_schemas::AggregateKind;
 use sqlx::{PgConnection, PgPool};
@@ -26,6 +28,10 @@ const TIMERS_PER_POLL: usize = 100;
 pub(super) struct SagaHandler {
     pub(super) pool: PgPool,
     pub(super) flow: Flow,
+    /// This instance's name, recorded on the timers it claims.
+    pub(super) instance: String,
+    /// How long a claimed timer is this instance's to fire.
+    pub(super) timer_lease: Duration,
 }
 
 /// A saga failure as the runtime sees it: shutdown, something to wait out,
@@ -83,16 +89,15 @@ impl SagaHandler {
         Ok(())
     }
 
-    /// Fire due timers, each in its own transaction: claimed (locked), fired,
-    /// marked fired, committed. A crash in between leaves it unfired; firing
-    /// again sends the same command ids, which act once.
+    /// Fire due timers, one at a time: claimed with a lease (one short
+    /// statement), fired with no transaction open (commands, provider calls),
+    /// marked fired. A crash or failure in between leaves it unfired; its
+    /// claim runs out and it fires again, sending the same command ids,
+    /// which act once.
     async fn fire_due_timers(&self) -> Result<(), Halt> {
         for _ in 0..TIMERS_PER_POLL {
-            let mut tx = match self.pool.begin().await {
-                Ok(tx) => tx,
-                Err(e) => return timer_db_failure("begin", e),
-            };
-            let timer = match timers::claim_due(&mut tx).await {
+            let timer = match timers::claim_due(&self.pool, self.timer_lease, &self.instance).await
+            {
                 Ok(Some(timer)) => timer,
                 Ok(None) => return Ok(()),
                 Err(ClaimError::Database(e)) => return timer_db_failure("claim a due timer", e),
@@ -109,12 +114,18 @@ impl SagaHandler {
                 kind = %timer.kind,
                 aggregate_id = %timer.aggregate_id,
             );
-            let outcome = self.flow.fire(&mut tx, &timer).instrument(span).await?;
-            if let Err(e) = timers::fired(&mut tx, timer.timer_id, outcome).await {
+            let outcome = match self.flow.fire(&timer).instrument(span).await {
+                Ok(outcome) => outcome,
+                Err(halt) => {
+                    // Give the claim back so a retry need not wait for the lease.
+                    if let Err(e) = timers::unclaim(&self.pool, timer.timer_id).await {
+                        tracing::warn!(error = %e, timer_id = %timer.timer_id, "cannot give a timer's claim back; it is retried when the lease runs out");
+                    }
+                    return Err(halt);
+                }
+            };
+            if let Err(e) = timers::fired(&self.pool, timer.timer_id, outcome).await {
                 return timer_db_failure("mark a timer fired", e);
-            }
-            if let Err(e) = tx.commit().await {
-                return timer_db_failure("commit a fired timer", e);
             }
             metrics::counter!("ordertrail_saga_timers_fired_total", "kind" => timer.kind.as_str(), "outcome" => outcome)
                 .increment(1);
@@ -157,9 +168,45 @@ impl Handler for SagaHandler {
     async fn tick(&self) -> Result<(), ApplyError> {
         self.fire_due_timers()
             .await
-            .map_err(|h| apply_error(h, None))
+            .map_err(|h| apply_error(h, None))?;
+        self.report_timers().await;
+        Ok(())
     }
 }
+
+impl SagaHandler {
+    /// Gauges of the timers that are due and not fired, per kind: how many,
+    /// and how long the oldest is overdue (stored money retries piling up,
+    /// or a poller that does not get to them). Best effort.
+    async fn report_timers(&self) {
+        let rows: Result<Vec<(String, i64, f64)>, _> = sqlx::query_as(
+            "SELECT kind, count(*), coalesce(extract(epoch FROM max(now() - due_at))::float8, 0)
+             FROM saga_timers WHERE fired_at IS NULL AND due_at <= now() GROUP BY kind",
+        )
+        .fetch_all(&self.pool)
+        .await;
+        let Ok(rows) = rows else { return };
+        for kind in TIMER_KINDS {
+            let (due, overdue) = rows
+                .iter()
+                .find(|(k, _, _)| k == kind.as_str())
+                .map_or((0, 0.0), |(_, n, age)| (*n, *age));
+            metrics::gauge!("ordertrail_saga_timers_due", "kind" => kind.as_str()).set(due as f64);
+            metrics::gauge!("ordertrail_saga_timers_overdue_seconds", "kind" => kind.as_str())
+                .set(overdue);
+        }
+    }
+}
+
+const TIMER_KINDS: [timers::TimerKind; 7] = [
+    timers::TimerKind::AuthorizeRetry,
+    timers::TimerKind::AcceptTimeout,
+    timers::TimerKind::AssignTimeout,
+    timers::TimerKind::CaptureRetry,
+    timers::TimerKind::ReleaseRetry,
+    timers::TimerKind::PickupTimeout,
+    timers::TimerKind::CompletionTimeout,
+];
 
 /// A database failure while firing timers: transient ones are tried again at
 /// the next poll (the timer stays unfired); others stop the saga.

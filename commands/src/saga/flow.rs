@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use ordertrail_domain::delivery::{CancelDelivery, FlagDelivery};
+use ordertrail_domain::delivery::{CancelDelivery, FlagDelivery, UnassignRider};
 use ordertrail_domain::order::{
     CancelOrder, CancelUndeliverableOrder, ConfirmOrder, MarkDelivered, MarkPickedUp,
 };
@@ -17,7 +17,8 @@ use ordertrail_schemas::{
     ActorRole, AggregateKind, DeliveryEvent, DeliveryId, EventEnvelope, OrderEvent, OrderId,
     PaymentEvent, PaymentId,
 };
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
+use uuid::Uuid;
 
 use super::dispatch::{Cause, Dispatcher, ProviderOutage, SagaCommand, Sent};
 use super::timers::{self, DueTimer, NewTimer, TimerKind};
@@ -85,13 +86,20 @@ pub(crate) struct Flow {
     pool: PgPool,
     accept_timeout: Duration,
     assign_timeout: Duration,
+    pickup_timeout: Duration,
+    completion_timeout: Duration,
     payment_retry_limit: u32,
     payment_retry_backoff: Duration,
+    money_retry_backoff: Duration,
+    max_retry_delay: Duration,
     max_backoff: Duration,
 }
 
-/// Longest delay between two authorization attempts.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
+/// `base` doubled per earlier retry (`retry` from 1), at most `max`.
+fn retry_delay(base: Duration, retry: u32, max: Duration) -> Duration {
+    base.saturating_mul(1u32 << retry.saturating_sub(1).min(16))
+        .min(max)
+}
 
 fn delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
@@ -118,8 +126,12 @@ impl Flow {
             pool,
             accept_timeout: config.accept_timeout,
             assign_timeout: config.assign_timeout,
+            pickup_timeout: config.pickup_timeout,
+            completion_timeout: config.completion_timeout,
             payment_retry_limit: config.payment_retry_limit,
             payment_retry_backoff: config.payment_retry_backoff,
+            money_retry_backoff: config.money_retry_backoff,
+            max_retry_delay: config.max_retry_delay,
             max_backoff: config.max_backoff,
         }
     }
@@ -138,7 +150,10 @@ impl Flow {
                 let order_id: OrderId = parse_id(cause, "order", aggregate_id)?;
                 self.on_order_event(cause, order_id, e).await
             }
-            SagaEvent::Payment(e) => self.on_payment_event(cause, e).await,
+            SagaEvent::Payment(e) => {
+                let payment_id: PaymentId = parse_id(cause, "payment", aggregate_id)?;
+                self.on_payment_event(cause, payment_id, e).await
+            }
             SagaEvent::Delivery(e) => {
                 let delivery_id: DeliveryId = parse_id(cause, "delivery", aggregate_id)?;
                 self.on_delivery_event(cause, delivery_id, e).await
@@ -175,6 +190,7 @@ impl Flow {
                     due_at: after(confirmed.confirmed_at, self.accept_timeout),
                     correlation_id: cause.correlation_id,
                     causation_id: cause.causation_id,
+                    origin: None,
                 };
                 self.schedule(cause, &timer).await?;
             }
@@ -195,13 +211,15 @@ impl Flow {
             }
             OrderEvent::OrderRejected(rejected) => {
                 let reason = format!("order rejected by the restaurant: {}", rejected.reason);
-                self.release(cause, order_id, &reason).await?;
+                self.release(cause, order_id, &reason, 0).await?;
             }
             OrderEvent::OrderCancelled(cancelled) => {
                 let reason = format!("order cancelled: {}", cancelled.reason);
-                self.release(cause, order_id, &reason).await?;
+                self.release(cause, order_id, &reason, 0).await?;
             }
-            OrderEvent::OrderDelivered(_) => self.take_payment(cause, order_id).await?,
+            OrderEvent::OrderDelivered(_) => {
+                self.take_payment(cause, order_id).await?;
+            }
             OrderEvent::OrderReadyForPickup(_) | OrderEvent::OrderPickedUp(_) => {
                 return Ok(Handled::Nothing);
             }
@@ -209,7 +227,12 @@ impl Flow {
         Ok(Handled::Acted)
     }
 
-    async fn on_payment_event(&self, cause: &Cause, event: PaymentEvent) -> Result<Handled, Halt> {
+    async fn on_payment_event(
+        &self,
+        cause: &Cause,
+        payment_id: PaymentId,
+        event: PaymentEvent,
+    ) -> Result<Handled, Halt> {
         match event {
             PaymentEvent::PaymentAuthorized(authorized) => {
                 let order_id = authorized.order_id;
@@ -227,13 +250,8 @@ impl Flow {
                         order.status(),
                         Some(OrderStatus::Cancelled | OrderStatus::Rejected)
                     ) {
-                        self.send_payment(
-                            cause,
-                            "void_payment",
-                            authorized.payment_id,
-                            VoidPayment { now: Utc::now() }.into(),
-                        )
-                        .await?;
+                        self.release(cause, order_id, "order ended while authorizing", 0)
+                            .await?;
                     }
                 }
             }
@@ -254,6 +272,40 @@ impl Flow {
                 };
                 self.send_order(cause, "cancel_order", declined.order_id, cancel.into())
                     .await?;
+            }
+            PaymentEvent::PaymentCaptureFailed(failed) => {
+                let answered = if failed.answered {
+                    "refused"
+                } else {
+                    "unanswered"
+                };
+                metrics::counter!("ordertrail_payment_capture_failures_total", "answer" => answered, "final" => if failed.final_attempt { "true" } else { "false" })
+                    .increment(1);
+                let payment = self.payment(cause, payment_id).await?;
+                let Some(order_id) = payment.as_ref().and_then(Payment::order_id) else {
+                    return Err(inconsistent(
+                        cause,
+                        "capture failed on a payment that does not exist",
+                    ));
+                };
+                if failed.final_attempt {
+                    metrics::counter!("ordertrail_payment_captures_given_up_total").increment(1);
+                    tracing::warn!(%cause, %order_id, %payment_id, attempt = failed.attempt, code = %failed.decline_code, "capture refused too often; given up to ops (payment status capture_failed)");
+                    return Ok(Handled::Nothing);
+                }
+                let retry = failed.attempt.max(1);
+                let delay = retry_delay(self.money_retry_backoff, retry, self.max_retry_delay);
+                tracing::info!(%cause, %order_id, attempt = failed.attempt, code = %failed.decline_code, answered = failed.answered, delay_ms = delay.as_millis() as u64, "capture failed; retry stored");
+                let timer = NewTimer {
+                    kind: TimerKind::CaptureRetry,
+                    aggregate_id: order_id.to_string(),
+                    attempt: i32::try_from(retry).unwrap_or(i32::MAX),
+                    due_at: after(Utc::now(), delay),
+                    correlation_id: cause.correlation_id,
+                    causation_id: cause.causation_id,
+                    origin: None,
+                };
+                self.schedule(cause, &timer).await?;
             }
             PaymentEvent::PaymentCaptured(_)
             | PaymentEvent::PaymentVoided(_)
@@ -278,6 +330,40 @@ impl Flow {
                     due_at: after(requested.requested_at, self.assign_timeout),
                     correlation_id: cause.correlation_id,
                     causation_id: cause.causation_id,
+                    origin: None,
+                };
+                self.schedule(cause, &timer).await?;
+            }
+            DeliveryEvent::RiderAssigned(assigned) => {
+                // Both watch this assignment (origin = this event): the rider
+                // must pick up, then complete, in time.
+                for (kind, timeout) in [
+                    (TimerKind::PickupTimeout, self.pickup_timeout),
+                    (TimerKind::CompletionTimeout, self.completion_timeout),
+                ] {
+                    let timer = NewTimer {
+                        kind,
+                        aggregate_id: delivery_id.to_string(),
+                        attempt: 0,
+                        due_at: after(assigned.assigned_at, timeout),
+                        correlation_id: cause.correlation_id,
+                        causation_id: cause.causation_id,
+                        origin: Some(cause.origin),
+                    };
+                    self.schedule(cause, &timer).await?;
+                }
+            }
+            DeliveryEvent::RiderUnassigned(unassigned) => {
+                // The delivery lost its rider and waits again: a new
+                // assignment timeout, counted from now.
+                let timer = NewTimer {
+                    kind: TimerKind::AssignTimeout,
+                    aggregate_id: delivery_id.to_string(),
+                    attempt: 0,
+                    due_at: after(unassigned.unassigned_at, self.assign_timeout),
+                    correlation_id: cause.correlation_id,
+                    causation_id: cause.causation_id,
+                    origin: Some(cause.origin),
                 };
                 self.schedule(cause, &timer).await?;
             }
@@ -310,9 +396,7 @@ impl Flow {
                 self.send_order(cause, "cancel_order", order_id, command.into())
                     .await?;
             }
-            DeliveryEvent::RiderAssigned(_)
-            | DeliveryEvent::RiderUnassigned(_)
-            | DeliveryEvent::RiderLocationReported(_)
+            DeliveryEvent::RiderLocationReported(_)
             | DeliveryEvent::DropoffCodeRejected(_)
             | DeliveryEvent::DeliveryCancelled(_)
             | DeliveryEvent::DeliveryFlagged(_) => return Ok(Handled::Nothing),
@@ -371,10 +455,7 @@ impl Flow {
         }
         if retries < self.payment_retry_limit {
             let retry = retries.saturating_add(1);
-            let delay = self
-                .payment_retry_backoff
-                .saturating_mul(1u32 << retries.min(16))
-                .min(MAX_RETRY_DELAY);
+            let delay = retry_delay(self.payment_retry_backoff, retry, self.max_retry_delay);
             metrics::counter!("ordertrail_saga_retries_total", "command" => "AuthorizePayment", "reason" => "provider_unavailable_stored")
                 .increment(1);
             tracing::info!(%cause, %order_id, retry, of = self.payment_retry_limit, delay_ms = delay.as_millis() as u64, "payment provider unavailable; authorization retry stored");
@@ -385,6 +466,9 @@ impl Flow {
                 due_at: after(Utc::now(), delay),
                 correlation_id: cause.correlation_id,
                 causation_id: cause.causation_id,
+                // Every attempt repeats the first one's command id: the
+                // provider sees one idempotency key until it answers.
+                origin: Some(cause.origin),
             }));
         }
         let attempts = retries.saturating_add(1);
@@ -401,36 +485,76 @@ impl Flow {
 
     /// Release the money and the delivery of an order that ended without
     /// delivery: void an authorization, refund what was captured, cancel a
-    /// delivery that has not been picked up.
-    async fn release(&self, cause: &Cause, order_id: OrderId, reason: &str) -> Result<(), Halt> {
+    /// delivery that has not been picked up. A void or refund the provider
+    /// did not answer is not waited for here: a `release_retry` timer
+    /// (retry `retries + 1`, exponential back-off) repeats it later with the
+    /// same command id (same idempotency key), and the consume loop moves on.
+    /// Returns what it did (a timer's outcome).
+    async fn release(
+        &self,
+        cause: &Cause,
+        order_id: OrderId,
+        reason: &str,
+        retries: u32,
+    ) -> Result<&'static str, Halt> {
         let payment_id = PaymentId::for_order(order_id);
+        let mut outcome = "released";
         if let Some(payment) = self.payment(cause, payment_id).await? {
-            match payment.status() {
-                Some(PaymentStatus::Authorized) => {
+            let sent = match payment.status() {
+                Some(PaymentStatus::Authorized | PaymentStatus::CaptureFailed) => Some(
                     self.send_payment(
                         cause,
                         "void_payment",
                         payment_id,
                         VoidPayment { now: Utc::now() }.into(),
                     )
-                    .await?;
-                }
+                    .await?,
+                ),
                 Some(PaymentStatus::Captured | PaymentStatus::PartiallyRefunded) => {
-                    if let Some(amount) = payment.refundable_amount().filter(|m| m.amount > 0) {
-                        let order = self.order(cause, order_id).await?;
-                        let refund = RefundPayment {
-                            amount,
-                            reason: reason.to_owned(),
-                            order_price: order.price().cloned(),
-                            now: Utc::now(),
-                        };
-                        self.send_payment(cause, "refund_payment", payment_id, refund.into())
-                            .await?;
+                    match payment.refundable_amount().filter(|m| m.amount > 0) {
+                        Some(amount) => {
+                            let order = self.order(cause, order_id).await?;
+                            let refund = RefundPayment {
+                                amount,
+                                reason: reason.to_owned(),
+                                order_price: order.price().cloned(),
+                                now: Utc::now(),
+                            };
+                            Some(
+                                self.send_payment(
+                                    cause,
+                                    "refund_payment",
+                                    payment_id,
+                                    refund.into(),
+                                )
+                                .await?,
+                            )
+                        }
+                        None => None,
                     }
                 }
                 status => {
                     tracing::debug!(%cause, %order_id, ?status, "no money to release");
+                    None
                 }
+            };
+            if sent == Some(Sent::ProviderUnavailable) {
+                let retry = retries.saturating_add(1);
+                let delay = retry_delay(self.money_retry_backoff, retry, self.max_retry_delay);
+                metrics::counter!("ordertrail_saga_retries_total", "command" => "release_payment", "reason" => "provider_unavailable_stored")
+                    .increment(1);
+                tracing::warn!(%cause, %order_id, retry, delay_ms = delay.as_millis() as u64, "payment provider unavailable releasing the money; retry stored");
+                let timer = NewTimer {
+                    kind: TimerKind::ReleaseRetry,
+                    aggregate_id: order_id.to_string(),
+                    attempt: i32::try_from(retry).unwrap_or(i32::MAX),
+                    due_at: after(Utc::now(), delay),
+                    correlation_id: cause.correlation_id,
+                    causation_id: cause.causation_id,
+                    origin: Some(cause.origin),
+                };
+                self.schedule(cause, &timer).await?;
+                outcome = "retry_scheduled";
             }
         }
         let delivery_id = DeliveryId::for_order(order_id);
@@ -453,16 +577,19 @@ impl Flow {
                 )
                 .await?;
         }
-        Ok(())
+        Ok(outcome)
     }
 
     /// The order was delivered: capture the card payment, or record the cash
-    /// the delivery's rider collected — the order total either way.
-    async fn take_payment(&self, cause: &Cause, order_id: OrderId) -> Result<(), Halt> {
+    /// the delivery's rider collected — the order total either way. A capture
+    /// the provider refuses or does not answer is recorded by the payment as
+    /// `PaymentCaptureFailed`, which schedules the next attempt (see
+    /// [`Self::on_payment_event`]). Returns what it did (a timer's outcome).
+    async fn take_payment(&self, cause: &Cause, order_id: OrderId) -> Result<&'static str, Halt> {
         let order = self.order(cause, order_id).await?;
         if order.status() != Some(OrderStatus::Delivered) {
             tracing::info!(%cause, %order_id, status = ?order.status(), "order not delivered; no payment taken");
-            return Ok(());
+            return Ok("no_longer_needed");
         }
         let placed = order
             .placed()
@@ -471,14 +598,39 @@ impl Flow {
         match &placed.payment_method {
             PaymentMethod::Card { .. } => {
                 let payment_id = order.payment_id().unwrap_or(PaymentId::for_order(order_id));
+                let payment = self.payment(cause, payment_id).await?;
+                let status = payment.as_ref().and_then(Payment::status);
+                if status != Some(PaymentStatus::Authorized) {
+                    tracing::info!(%cause, %order_id, ?status, "payment not waiting for capture");
+                    return Ok("no_longer_needed");
+                }
                 let capture = CapturePayment {
                     amount: Some(total),
                     order_delivered: true,
                     override_reason: None,
                     now: Utc::now(),
                 };
-                self.send_payment(cause, "capture_payment", payment_id, capture.into())
+                let sent = self
+                    .dispatch
+                    .send(
+                        cause,
+                        "capture_payment",
+                        SagaCommand::Payment(payment_id, capture.into()),
+                        ProviderOutage::Report,
+                    )
                     .await?;
+                Ok(match sent {
+                    Sent::Applied { .. } => "capture_sent",
+                    Sent::Refused { .. } => "no_longer_needed",
+                    // The payment records an unanswered capture as an
+                    // event; this is only reached if that ever changes.
+                    Sent::ProviderUnavailable => {
+                        return Err(inconsistent(
+                            cause,
+                            "capture reported the provider unavailable instead of recording it",
+                        ));
+                    }
+                })
             }
             PaymentMethod::Cash => {
                 let delivery = self
@@ -499,22 +651,18 @@ impl Flow {
                 };
                 self.send_payment(cause, "record_cash_collected", payment_id, record.into())
                     .await?;
+                Ok("cash_recorded")
             }
         }
-        Ok(())
     }
 
     // ------------------------------------------------------------ timers
 
-    /// Fire a due timer inside the transaction that claimed it; returns what
-    /// it did (stored as the timer's outcome).
-    pub async fn fire(
-        &self,
-        tx: &mut PgConnection,
-        timer: &DueTimer,
-    ) -> Result<&'static str, Halt> {
+    /// Fire a due timer (claimed; no transaction open); returns what it did
+    /// (stored as the timer's outcome).
+    pub async fn fire(&self, timer: &DueTimer) -> Result<&'static str, Halt> {
         let cause = Cause {
-            origin: timer.timer_id,
+            origin: timer.command_origin(),
             correlation_id: timer.correlation_id,
             causation_id: timer.causation_id,
             label: format!(
@@ -557,27 +705,86 @@ impl Flow {
                 if delivery.status() != Some(DeliveryStatus::Requested) || delivery.is_flagged() {
                     return Ok("no_longer_needed");
                 }
-                tracing::info!(%cause, %delivery_id, "no rider assigned in time; flagging for ops");
-                let flag = FlagDelivery {
-                    reason: format!(
-                        "no rider assigned within {} s",
-                        self.assign_timeout.as_secs()
-                    ),
-                    now: Utc::now(),
-                };
-                let sent = self
-                    .dispatch
-                    .send(
+                // Only the timer of the current wait flags: the one the
+                // request started (no origin) or the last lost rider's.
+                let wait_started = self
+                    .last_delivery_event(
                         cause,
-                        "flag_delivery",
-                        SagaCommand::Delivery(delivery_id, flag.into()),
-                        ProviderOutage::Wait,
+                        delivery_id,
+                        &["DeliveryRequested", "RiderUnassigned"],
                     )
                     .await?;
-                Ok(match sent {
-                    Sent::Applied { .. } => "delivery_flagged",
-                    Sent::Refused { .. } | Sent::ProviderUnavailable => "no_longer_needed",
-                })
+                let current = match timer.origin {
+                    None => wait_started.is_some_and(|(_, t)| t == "DeliveryRequested"),
+                    Some(origin) => wait_started.is_some_and(|(id, _)| id == origin),
+                };
+                if !current {
+                    return Ok("no_longer_needed");
+                }
+                let lost = timer.origin.is_some();
+                tracing::info!(%cause, %delivery_id, lost_rider = lost, "no rider assigned in time; flagging for ops");
+                let reason = if lost {
+                    format!(
+                        "lost its rider and no rider assigned within {} s",
+                        self.assign_timeout.as_secs()
+                    )
+                } else {
+                    format!(
+                        "no rider assigned within {} s",
+                        self.assign_timeout.as_secs()
+                    )
+                };
+                self.flag(cause, delivery_id, reason).await
+            }
+            TimerKind::PickupTimeout | TimerKind::CompletionTimeout => {
+                let delivery_id: DeliveryId = parse_id(cause, "delivery", &timer.aggregate_id)?;
+                let Some(delivery) = self.delivery(cause, delivery_id).await? else {
+                    return Err(inconsistent(cause, "the delivery does not exist"));
+                };
+                // Only while the assignment the timer watches is the current one.
+                let assignment = self
+                    .last_delivery_event(cause, delivery_id, &["RiderAssigned"])
+                    .await?;
+                if timer.origin.is_none() || assignment.map(|(id, _)| id) != timer.origin {
+                    return Ok("no_longer_needed");
+                }
+                match (timer.kind, delivery.status()) {
+                    (TimerKind::PickupTimeout, Some(DeliveryStatus::Assigned)) => {
+                        tracing::info!(%cause, %delivery_id, rider_id = ?delivery.assigned_rider(), "food not picked up in time; taking the delivery from the rider");
+                        let unassign = UnassignRider {
+                            reason: format!(
+                                "not picked up within {} s of assignment",
+                                self.pickup_timeout.as_secs()
+                            ),
+                            now: Utc::now(),
+                        };
+                        let sent = self
+                            .dispatch
+                            .send(
+                                cause,
+                                "unassign_rider",
+                                SagaCommand::Delivery(delivery_id, unassign.into()),
+                                ProviderOutage::Wait,
+                            )
+                            .await?;
+                        Ok(match sent {
+                            Sent::Applied { .. } => "rider_unassigned",
+                            Sent::Refused { .. } | Sent::ProviderUnavailable => "no_longer_needed",
+                        })
+                    }
+                    (
+                        TimerKind::CompletionTimeout,
+                        Some(DeliveryStatus::Assigned | DeliveryStatus::PickedUp),
+                    ) if !delivery.is_flagged() => {
+                        tracing::info!(%cause, %delivery_id, "delivery not completed in time; flagging for ops");
+                        let reason = format!(
+                            "not completed within {} s of assignment",
+                            self.completion_timeout.as_secs()
+                        );
+                        self.flag(cause, delivery_id, reason).await
+                    }
+                    _ => Ok("no_longer_needed"),
+                }
             }
             TimerKind::AuthorizeRetry => {
                 let order_id: OrderId = parse_id(cause, "order", &timer.aggregate_id)?;
@@ -587,17 +794,87 @@ impl Flow {
                     Authorization::NotNeeded => Ok("no_longer_needed"),
                     Authorization::GaveUp => Ok("order_cancelled"),
                     Authorization::RetryAt(next) => {
-                        timers::schedule(&mut *tx, &next).await.map_err(|source| {
-                            Halt::Failed(SagaError::Database {
-                                context: "schedule the next authorization retry",
-                                source,
-                            })
-                        })?;
+                        self.schedule(cause, &next).await?;
                         Ok("retry_scheduled")
                     }
                 }
             }
+            TimerKind::CaptureRetry => {
+                let order_id: OrderId = parse_id(cause, "order", &timer.aggregate_id)?;
+                self.take_payment(cause, order_id).await
+            }
+            TimerKind::ReleaseRetry => {
+                let order_id: OrderId = parse_id(cause, "order", &timer.aggregate_id)?;
+                let order = self.order(cause, order_id).await?;
+                if !matches!(
+                    order.status(),
+                    Some(OrderStatus::Cancelled | OrderStatus::Rejected)
+                ) {
+                    return Ok("no_longer_needed");
+                }
+                let retries = u32::try_from(timer.attempt).unwrap_or(0);
+                self.release(
+                    cause,
+                    order_id,
+                    "order ended: money released after a provider outage",
+                    retries,
+                )
+                .await
+            }
         }
+    }
+
+    /// Flag a delivery for ops.
+    async fn flag(
+        &self,
+        cause: &Cause,
+        delivery_id: DeliveryId,
+        reason: String,
+    ) -> Result<&'static str, Halt> {
+        let flag = FlagDelivery {
+            reason,
+            now: Utc::now(),
+        };
+        let sent = self
+            .dispatch
+            .send(
+                cause,
+                "flag_delivery",
+                SagaCommand::Delivery(delivery_id, flag.into()),
+                ProviderOutage::Wait,
+            )
+            .await?;
+        Ok(match sent {
+            Sent::Applied { .. } => "delivery_flagged",
+            Sent::Refused { .. } | Sent::ProviderUnavailable => "no_longer_needed",
+        })
+    }
+
+    /// The id and type of the last event of `delivery_id` among `types`.
+    async fn last_delivery_event(
+        &self,
+        _cause: &Cause,
+        delivery_id: DeliveryId,
+        types: &[&str],
+    ) -> Result<Option<(Uuid, String)>, Halt> {
+        let id = delivery_id.to_string();
+        let types: Vec<String> = types.iter().map(|t| (*t).to_owned()).collect();
+        db_retry(
+            self.dispatch.stop(),
+            self.max_backoff,
+            "read a delivery's last event",
+            || {
+                sqlx::query_as::<_, (Uuid, String)>(
+                    "SELECT event_id, event_type FROM events
+                     WHERE aggregate_type = 'Delivery' AND aggregate_id = $1 AND event_type = ANY($2)
+                     ORDER BY sequence DESC LIMIT 1",
+                )
+                .bind(&id)
+                .bind(&types)
+                .fetch_optional(&self.pool)
+            },
+        )
+        .await
     }
 
     // ------------------------------------------------------------ helpers
@@ -645,7 +922,8 @@ impl Flow {
                 cause,
                 action,
                 SagaCommand::Payment(payment_id, command),
-                ProviderOutage::Wait,
+                // Never waited out in the consume loop: callers store a retry.
+                ProviderOutage::Report,
             )
             .await
     }

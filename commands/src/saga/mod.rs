@@ -11,18 +11,56 @@
 //! |---|---|
 //! | `OrderPlaced`, card | `AuthorizePayment` (payment id `PaymentId::for_order`, amount = order total, the order's card token). Provider unavailable → stored retry (`authorize_retry` timer, exponential backoff) up to `payment_retry_limit` retries, then `CancelOrder` |
 //! | `OrderPlaced`, cash | `ConfirmOrder(None)` |
-//! | `PaymentAuthorized` | `ConfirmOrder(payment id)`; if the order is already cancelled/rejected: `VoidPayment` |
+//! | `PaymentAuthorized` | `ConfirmOrder(payment id)`; if the order is already cancelled/rejected: release the money (`VoidPayment`) |
 //! | `PaymentDeclined` | `CancelOrder` with reason `payment declined: <code>` |
 //! | `OrderConfirmed` | schedules the `accept_timeout` timer |
 //! | `OrderAccepted` | `RequestDelivery` (`request_delivery_for_order`: restaurant → customer address) |
-//! | `OrderRejected`, `OrderCancelled` | money released: `VoidPayment` if authorized and uncaptured, `RefundPayment` of what is left if captured; `CancelDelivery` if the delivery exists and is requested/assigned |
+//! | `OrderRejected`, `OrderCancelled` | money released: `VoidPayment` if authorized and uncaptured, `RefundPayment` of what is left if captured; `CancelDelivery` if the delivery exists and is requested/assigned. Provider unavailable → stored retry (`release_retry` timer, same command id, exponential back-off up to `max_retry_delay`, until it answers) |
 //! | `DeliveryRequested` | schedules the `assign_timeout` timer |
+//! | `RiderAssigned` | schedules `pickup_timeout` and `completion_timeout` (from `assigned_at`), both watching this assignment |
+//! | `RiderUnassigned` | schedules a new `assign_timeout` from `unassigned_at` (a delivery that lost its rider is flagged again if none comes) |
 //! | `PickupConfirmed` | `MarkPickedUp` (the delivery's rider) |
 //! | `DeliveryCompleted` | `MarkDelivered` |
 //! | `OrderDelivered` | card: `CapturePayment` of the order total; cash: `RecordCashCollected` of the order total by the delivery's rider |
+//! | `PaymentCaptureFailed` | not final: schedules `capture_retry` (attempt n, `money_retry_backoff`·2ⁿ⁻¹ up to `max_retry_delay`); final (3rd refusal): nothing — the payment is `capture_failed`, metric `ordertrail_payment_captures_given_up_total`, alert `PaymentCaptureGivenUp` (`deploy/alerts/money.yml`) |
 //! | `DeliveryFailed` | `CancelUndeliverableOrder` (see the policy below) |
 //! | timer `accept_timeout` | order still confirmed: `CancelOrder` (by system); the `OrderCancelled` releases the money |
-//! | timer `assign_timeout` | delivery still without rider: `FlagDelivery` (`DeliveryFlagged`, listed by the backoffice) |
+//! | timer `assign_timeout` | delivery still waiting for a rider since the event that scheduled it (request, or the last lost rider) and not flagged: `FlagDelivery` (`DeliveryFlagged`, listed by the backoffice) |
+//! | timer `pickup_timeout` | the watched assignment is current and the food not picked up: `UnassignRider` (reason `not picked up within …`); the delivery waits for a rider again |
+//! | timer `completion_timeout` | the watched assignment is current, assigned or picked up, not flagged: `FlagDelivery` (reason `not completed within …`); the rider keeps the delivery (they may hold the food) |
+//! | timer `capture_retry` | order delivered and payment still authorized: `CapturePayment` (new command id; after an unanswered attempt the payment repeats its idempotency key) |
+//! | timer `release_retry` | order cancelled/rejected: release again (same command ids as the first attempt) |
+//!
+//! # Money under provider faults
+//!
+//! - **Idempotency keys.** Every provider call carries a key derived from the
+//!   command id (`ot-<command id>`, `PaymentServices::for_command`). The
+//!   simulated provider (and its ledger, shared by the API and the saga)
+//!   answers a repeated key with the first answer and acts once, and refuses
+//!   the key with other parameters. A retry of a call whose answer was lost
+//!   repeats the key: authorize and release retries reuse the first
+//!   attempt's command id (the timer's `origin`); a capture after an
+//!   unanswered one reuses that attempt's key (kept on its
+//!   `PaymentCaptureFailed`).
+//! - **Capture failures are events.** A refused or unanswered capture is
+//!   `PaymentCaptureFailed` (reason, attempt, answered, final); the payment
+//!   stays authorized until captured, or becomes `capture_failed` after
+//!   `CAPTURE_ATTEMPTS_MAX` refusals. So no payment stays authorized past
+//!   delivery without an event saying why.
+//! - **Isolation.** No provider outage is waited out in the consume loop:
+//!   payment commands are sent with `ProviderOutage::Report` and
+//!   an outage becomes a stored per-order timer; the loop moves on to other
+//!   orders' events at once.
+//! - **Per-order order.** The retried steps (capture after `OrderDelivered`,
+//!   void/refund after `OrderCancelled`/`OrderRejected`, authorize after
+//!   `OrderPlaced`) are each the last step of the saga's flow for that order
+//!   or gate the next one: no later event of the same order leads the saga
+//!   to a reaction that depends on their outcome (an order that waits for
+//!   its authorization gets no `OrderConfirmed`; a delivered or ended order
+//!   gets no further saga reactions but the payment's own events). Every
+//!   retry re-reads the order and payment first, so one that finds the work
+//!   done by someone else (ops captured, the customer paid with another
+//!   card) does nothing.
 //!
 //! Every reaction looks at the current state of the aggregates before it
 //! acts, so it is correct whichever order events of different aggregates
@@ -55,12 +93,17 @@
 //!   commands replay.
 //! - **Stored timers** (`saga_timers`): timeouts and payment retries survive
 //!   restarts; a poller in this process fires them; their commands derive
-//!   their ids from the timer, so a double fire acts once.
+//!   their ids from the timer (or its `origin`), so a double fire acts once.
+//!   A due timer is claimed with a lease (`claimed_until`) in one short
+//!   statement and fired with no transaction open: no transaction of ours
+//!   spans a command or a provider call. A claim whose holder died runs out
+//!   (`timer_lease`) and the timer fires again.
 //! - **Failures.** A command the domain refuses because the world moved on
 //!   (conflict, not found, …) is a normal outcome: logged at info, the saga
-//!   moves on. A store outage, a concurrency conflict, or a provider outage on
-//!   capture/void/refund is retried in place with backoff (the event's
-//!   position does not advance meanwhile). An internal error, or an event the
+//!   moves on. A store outage or a concurrency conflict is retried in place
+//!   with backoff (the event's position does not advance meanwhile; a store
+//!   outage stops every order alike). A payment-provider outage is never
+//!   retried in place (see above). An internal error, or an event the
 //!   saga cannot decode, stalls the saga on that event: it stays up, shows as
 //!   `stalled` naming the event (status query, metrics, error log) and tries
 //!   again periodically; it never skips one.
@@ -100,8 +143,25 @@ pub struct SagaConfig {
     pub group_id: String,
     /// A confirmed order not accepted within this time is cancelled.
     pub accept_timeout: Duration,
-    /// A requested delivery without a rider after this time is flagged for ops.
+    /// A requested delivery without a rider after this time is flagged for
+    /// ops (counted again from the moment it loses a rider).
     pub assign_timeout: Duration,
+    /// A rider who has not picked the food up this long after assignment is
+    /// taken off the delivery (`RiderUnassigned`), which waits for a rider
+    /// again (and is flagged if none comes within `assign_timeout`).
+    pub pickup_timeout: Duration,
+    /// A delivery not completed this long after its assignment is flagged
+    /// for ops (`DeliveryFlagged`); the rider keeps it (they hold the food).
+    pub completion_timeout: Duration,
+    /// Delay before the first retry of a failed capture, or of a void or
+    /// refund the provider did not answer; doubles per retry up to
+    /// `max_retry_delay`.
+    pub money_retry_backoff: Duration,
+    /// Longest delay between two stored retries of a provider call.
+    pub max_retry_delay: Duration,
+    /// How long a claimed timer belongs to this instance before another may
+    /// fire it (a claim is given back early on failure).
+    pub timer_lease: Duration,
     /// Retries of a card authorization after the provider was unavailable
     /// (besides the first attempt); then the order is cancelled.
     pub payment_retry_limit: u32,
@@ -131,6 +191,11 @@ impl SagaConfig {
             group_id: group_id.into(),
             accept_timeout: Duration::from_secs(600),
             assign_timeout: Duration::from_secs(300),
+            pickup_timeout: Duration::from_secs(1_800),
+            completion_timeout: Duration::from_secs(5_400),
+            money_retry_backoff: Duration::from_secs(30),
+            max_retry_delay: Duration::from_secs(3_600),
+            timer_lease: Duration::from_secs(120),
             payment_retry_limit: 3,
             payment_retry_backoff: Duration::from_secs(5),
             timer_poll_interval: Duration::from_secs(1),
@@ -266,10 +331,6 @@ pub async fn run(
     let pool = service.pool().clone();
     let dispatch = dispatch::Dispatcher::new(service, stop.clone(), config.max_backoff);
     let flow = flow::Flow::new(dispatch, pool.clone(), &config);
-    let handler = consumer::SagaHandler {
-        pool: pool.clone(),
-        flow,
-    };
     let mut runtime = RuntimeConfig::new(
         config.brokers.clone(),
         config.topic_prefix.clone(),
@@ -282,6 +343,12 @@ pub async fn run(
     if let Some(instance) = &config.instance {
         runtime.instance = instance.clone();
     }
+    let handler = consumer::SagaHandler {
+        pool: pool.clone(),
+        flow,
+        instance: runtime.instance.clone(),
+        timer_lease: config.timer_lease,
+    };
     let mut stopped = stop.clone();
     let result = ordertrail_platform::consumer::run(handler, runtime, pool, async move {
         stopping(&mut stopped).await;

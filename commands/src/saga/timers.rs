@@ -1,11 +1,18 @@
 //! Stored timers (`saga_timers`): timeouts and payment retries that survive
 //! restarts. The saga schedules them when it handles an event and fires them
 //! from its poller.
+//!
+//! No transaction spans a firing: a due timer is **claimed** with a lease in
+//! one short statement ([`claim_due`]), fired with no transaction open
+//! (commands, provider calls), then marked [`fired`]. A claim whose holder
+//! died runs out and the timer is claimed again; its commands derive their
+//! ids from the timer (or its origin), so firing twice acts once.
 
 use std::fmt;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use super::TIMER_NAMESPACE;
@@ -17,8 +24,17 @@ pub enum TimerKind {
     AuthorizeRetry,
     /// Cancel a confirmed order no restaurant accepted in time.
     AcceptTimeout,
-    /// Flag a requested delivery no rider took in time.
+    /// Flag a requested delivery no rider took in time (again after it lost
+    /// its rider).
     AssignTimeout,
+    /// Capture again after a `PaymentCaptureFailed` that was not final.
+    CaptureRetry,
+    /// Void or refund again after the provider was unavailable.
+    ReleaseRetry,
+    /// Take a delivery from a rider who did not pick it up in time.
+    PickupTimeout,
+    /// Flag a delivery not completed in time after its assignment.
+    CompletionTimeout,
 }
 
 impl TimerKind {
@@ -27,6 +43,10 @@ impl TimerKind {
             TimerKind::AuthorizeRetry => "authorize_retry",
             TimerKind::AcceptTimeout => "accept_timeout",
             TimerKind::AssignTimeout => "assign_timeout",
+            TimerKind::CaptureRetry => "capture_retry",
+            TimerKind::ReleaseRetry => "release_retry",
+            TimerKind::PickupTimeout => "pickup_timeout",
+            TimerKind::CompletionTimeout => "completion_timeout",
         }
     }
 
@@ -35,6 +55,10 @@ impl TimerKind {
             "authorize_retry" => Some(TimerKind::AuthorizeRetry),
             "accept_timeout" => Some(TimerKind::AcceptTimeout),
             "assign_timeout" => Some(TimerKind::AssignTimeout),
+            "capture_retry" => Some(TimerKind::CaptureRetry),
+            "release_retry" => Some(TimerKind::ReleaseRetry),
+            "pickup_timeout" => Some(TimerKind::PickupTimeout),
+            "completion_timeout" => Some(TimerKind::CompletionTimeout),
             _ => None,
         }
     }
@@ -50,26 +74,35 @@ impl fmt::Display for TimerKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTimer {
     pub kind: TimerKind,
-    /// Order id, or delivery id for [`TimerKind::AssignTimeout`].
+    /// Order id, or delivery id for the delivery timeouts.
     pub aggregate_id: String,
-    /// Retry number for [`TimerKind::AuthorizeRetry`] (from 1), else 0.
+    /// Retry number for retries (from 1), else 0.
     pub attempt: i32,
     pub due_at: DateTime<Utc>,
     pub correlation_id: Uuid,
     pub causation_id: Uuid,
+    /// What the timer's commands derive their ids from instead of the timer
+    /// id: a provider retry repeats its first attempt's command (so the
+    /// provider sees the same idempotency key); a delivery timeout names the
+    /// event that started what it watches (`RiderAssigned`,
+    /// `RiderUnassigned`).
+    pub origin: Option<Uuid>,
 }
 
 impl NewTimer {
-    /// The timer's id: derived from kind, aggregate and attempt, so the same
-    /// timer scheduled again is the same row.
+    /// The timer's id: derived from kind, aggregate, attempt and origin, so
+    /// the same timer scheduled again is the same row.
     pub fn timer_id(&self) -> Uuid {
-        timer_id(self.kind, &self.aggregate_id, self.attempt)
+        timer_id(self.kind, &self.aggregate_id, self.attempt, self.origin)
     }
 }
 
-/// The id of the timer `(kind, aggregate_id, attempt)`.
-pub fn timer_id(kind: TimerKind, aggregate_id: &str, attempt: i32) -> Uuid {
-    let name = format!("{kind}/{aggregate_id}/{attempt}");
+/// The id of the timer `(kind, aggregate_id, attempt, origin)`.
+pub fn timer_id(kind: TimerKind, aggregate_id: &str, attempt: i32, origin: Option<Uuid>) -> Uuid {
+    let name = match origin {
+        None => format!("{kind}/{aggregate_id}/{attempt}"),
+        Some(origin) => format!("{kind}/{aggregate_id}/{attempt}/{origin}"),
+    };
     Uuid::new_v5(&TIMER_NAMESPACE, name.as_bytes())
 }
 
@@ -83,6 +116,14 @@ pub struct DueTimer {
     pub due_at: DateTime<Utc>,
     pub correlation_id: Uuid,
     pub causation_id: Uuid,
+    pub origin: Option<Uuid>,
+}
+
+impl DueTimer {
+    /// What its commands derive their ids from: the origin, else the timer.
+    pub fn command_origin(&self) -> Uuid {
+        self.origin.unwrap_or(self.timer_id)
+    }
 }
 
 /// Store a timer; `false` when it was stored before (then nothing changes).
@@ -91,8 +132,8 @@ pub async fn schedule<'e>(
     timer: &NewTimer,
 ) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
-        "INSERT INTO saga_timers (timer_id, kind, aggregate_id, attempt, due_at, correlation_id, causation_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO saga_timers (timer_id, kind, aggregate_id, attempt, due_at, correlation_id, causation_id, origin)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT DO NOTHING",
     )
     .bind(timer.timer_id())
@@ -102,27 +143,51 @@ pub async fn schedule<'e>(
     .bind(timer.due_at)
     .bind(timer.correlation_id)
     .bind(timer.causation_id)
+    .bind(timer.origin)
     .execute(executor)
     .await?;
     Ok(inserted.rows_affected() == 1)
 }
 
-type TimerRow = (Uuid, String, String, i32, DateTime<Utc>, Uuid, Uuid);
+type TimerRow = (
+    Uuid,
+    String,
+    String,
+    i32,
+    DateTime<Utc>,
+    Uuid,
+    Uuid,
+    Option<Uuid>,
+);
 
-/// Lock the earliest due timer that has not fired, for the rest of the
-/// transaction; other saga instances skip it.
-pub async fn claim_due(tx: &mut PgConnection) -> Result<Option<DueTimer>, ClaimError> {
+/// Claim the earliest due timer that has not fired and is not claimed by a
+/// live holder: one short statement (its own transaction) sets the lease
+/// `claimed_until = now() + lease` for `instance`. Nothing stays locked while
+/// it fires.
+pub async fn claim_due(
+    pool: &PgPool,
+    lease: Duration,
+    instance: &str,
+) -> Result<Option<DueTimer>, ClaimError> {
     let row: Option<TimerRow> = sqlx::query_as(
-        "SELECT timer_id, kind, aggregate_id, attempt, due_at, correlation_id, causation_id
-         FROM saga_timers
-         WHERE fired_at IS NULL AND due_at <= now()
-         ORDER BY due_at
-         LIMIT 1
-         FOR UPDATE SKIP LOCKED",
+        "UPDATE saga_timers t
+         SET claimed_until = now() + make_interval(secs => $1), claimed_by = $2
+         WHERE t.timer_id = (
+             SELECT timer_id FROM saga_timers
+             WHERE fired_at IS NULL AND due_at <= now()
+               AND (claimed_until IS NULL OR claimed_until <= now())
+             ORDER BY due_at
+             LIMIT 1
+             FOR UPDATE SKIP LOCKED)
+         RETURNING t.timer_id, t.kind, t.aggregate_id, t.attempt, t.due_at, t.correlation_id,
+                   t.causation_id, t.origin",
     )
-    .fetch_optional(&mut *tx)
+    .bind(lease.as_secs_f64())
+    .bind(instance)
+    .fetch_optional(pool)
     .await?;
-    let Some((timer_id, kind, aggregate_id, attempt, due_at, correlation_id, causation_id)) = row
+    let Some((timer_id, kind, aggregate_id, attempt, due_at, correlation_id, causation_id, origin)) =
+        row
     else {
         return Ok(None);
     };
@@ -135,20 +200,32 @@ pub async fn claim_due(tx: &mut PgConnection) -> Result<Option<DueTimer>, ClaimE
         due_at,
         correlation_id,
         causation_id,
+        origin,
     }))
 }
 
 /// Mark a claimed timer as fired, with what it did.
-pub async fn fired(
-    tx: &mut PgConnection,
-    timer_id: Uuid,
-    outcome: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE saga_timers SET fired_at = now(), outcome = $2 WHERE timer_id = $1")
-        .bind(timer_id)
-        .bind(outcome)
-        .execute(&mut *tx)
-        .await?;
+pub async fn fired(pool: &PgPool, timer_id: Uuid, outcome: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE saga_timers SET fired_at = now(), outcome = $2, claimed_until = NULL
+         WHERE timer_id = $1",
+    )
+    .bind(timer_id)
+    .bind(outcome)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Give a claim back early (the firing could not finish for a reason worth
+/// retrying soon, e.g. the store is down), so the next poll may take it.
+pub async fn unclaim(pool: &PgPool, timer_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE saga_timers SET claimed_until = NULL WHERE timer_id = $1 AND fired_at IS NULL",
+    )
+    .bind(timer_id)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use ordertrail_commands::service::{CommandContext, CommandService, PlaceOrderInp
 use ordertrail_domain::delivery::{AssignRider, CompleteDelivery, ConfirmPickup, FailDelivery};
 use ordertrail_domain::order::{AcceptOrder, CancelOrder, RejectOrder};
 use ordertrail_domain::payment::AuthorizePayment;
+use ordertrail_domain::provider::PaymentProvider;
 use ordertrail_domain::{
     DeliveryCommand, DeliveryStatus, Order, OrderCommand, OrderStatus, Payment, PaymentCommand,
     PaymentStatus, SimulatedProvider,
@@ -81,12 +82,24 @@ pub(crate) struct Env {
     /// The clients' command service (customer, restaurant, rider, ops).
     pub(crate) service: CommandService,
     saga_config: SagaConfig,
+    /// The saga's payment provider client, when a test chooses it
+    /// (default: the recording simulated provider).
+    saga_provider: Option<Arc<dyn PaymentProvider>>,
     _relay: Running<relay::RelayError>,
 }
 
 impl Env {
     pub(crate) async fn start(
         tune: impl FnOnce(&mut SagaConfig),
+    ) -> (Self, Running<saga::SagaError>) {
+        Self::start_with(tune, |_| None).await
+    }
+
+    /// [`Self::start`] with the saga's provider client chosen by `provider`
+    /// (given the test database's pool).
+    pub(crate) async fn start_with(
+        tune: impl FnOnce(&mut SagaConfig),
+        provider: impl FnOnce(&sqlx::PgPool) -> Option<Arc<dyn PaymentProvider>>,
     ) -> (Self, Running<saga::SagaError>) {
         ordertrail_testkit::init_test_logging();
         let db = TestDatabase::with_pool_size(20).await;
@@ -118,14 +131,20 @@ impl Env {
         saga_config.payment_retry_backoff = Duration::from_millis(50);
         saga_config.timer_poll_interval = Duration::from_millis(50);
         saga_config.max_backoff = Duration::from_millis(500);
+        saga_config.pickup_timeout = Duration::from_secs(3_600);
+        saga_config.completion_timeout = Duration::from_secs(3_600);
+        saga_config.money_retry_backoff = Duration::from_millis(50);
+        saga_config.max_retry_delay = Duration::from_millis(400);
         saga_config.instance = Some(format!("{}-saga-test", kafka.prefix));
         tune(&mut saga_config);
         let service = CommandService::new(db.pool.clone(), Arc::new(SimulatedProvider::new()));
+        let saga_provider = provider(&db.pool);
         let env = Self {
             db,
             _kafka: kafka,
             service,
             saga_config,
+            saga_provider,
             _relay: relay,
         };
         let saga = env.start_saga();
@@ -135,10 +154,11 @@ impl Env {
     /// A saga process: its own command service and payment provider client.
     fn start_saga(&self) -> Running<saga::SagaError> {
         // The provider client records its operations (the simulation's ledger).
-        let service = CommandService::new(
-            self.db.pool.clone(),
-            RecordingProvider::simulated(self.db.pool.clone()),
-        );
+        let provider = self
+            .saga_provider
+            .clone()
+            .unwrap_or_else(|| RecordingProvider::simulated(self.db.pool.clone()));
+        let service = CommandService::new(self.db.pool.clone(), provider);
         let (stop, stopped) = stop_channel();
         Running {
             stop: Some(stop),
@@ -390,6 +410,30 @@ impl Env {
         .await;
     }
 
+    /// Wait until the stored timers of one kind for an aggregate are exactly
+    /// `want` (a timer is marked fired just after its commands commit), and
+    /// fail naming what they are if they never get there.
+    async fn wait_timers(
+        &self,
+        kind: &str,
+        aggregate_id: impl ToString,
+        want: Vec<(i32, Option<String>)>,
+    ) {
+        let id = aggregate_id.to_string();
+        let reached = tokio::time::timeout(WAIT, async {
+            loop {
+                if self.timers(kind, &id).await == want {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if reached.is_err() {
+            assert_eq!(self.timers(kind, &id).await, want, "{kind} timers of {id}");
+        }
+    }
+
     /// `(attempt, outcome)` of the stored timers of one kind for an aggregate.
     async fn timers(&self, kind: &str, aggregate_id: impl ToString) -> Vec<(i32, Option<String>)> {
         sqlx::query_as(
@@ -560,13 +604,15 @@ async fn flaky_provider_is_retried_from_stored_attempts_until_authorized() {
     env.wait_order(order_id, OrderStatus::Confirmed).await;
     env.wait_payment(order_id, PaymentStatus::Authorized).await;
     // First attempt on OrderPlaced, then two stored retries; the second succeeded.
-    assert_eq!(
-        env.timers("authorize_retry", order_id).await,
+    env.wait_timers(
+        "authorize_retry",
+        order_id,
         vec![
             (1, Some("retry_scheduled".to_owned())),
-            (2, Some("provider_answered".to_owned()))
-        ]
-    );
+            (2, Some("provider_answered".to_owned())),
+        ],
+    )
+    .await;
     let (_, payments, _) = env.history(order_id).await;
     assert_eq!(payments, strings(&["PaymentAuthorized"]));
     saga.stop().await;
@@ -583,13 +629,17 @@ async fn unavailable_provider_cancels_the_order_after_the_retry_limit() {
         "payment provider unavailable after 3 attempts"
     );
     assert_eq!(payload["cancelled_by"], "system");
-    assert_eq!(
-        env.timers("authorize_retry", order_id).await,
+    // The timer that cancelled is marked fired after its command committed:
+    // wait for that mark instead of racing it.
+    env.wait_timers(
+        "authorize_retry",
+        order_id,
         vec![
             (1, Some("retry_scheduled".to_owned())),
-            (2, Some("order_cancelled".to_owned()))
-        ]
-    );
+            (2, Some("order_cancelled".to_owned())),
+        ],
+    )
+    .await;
     let (order, payments, _) = env.history(order_id).await;
     assert_eq!(order, strings(&["OrderPlaced", "OrderCancelled"]));
     assert!(
@@ -765,10 +815,12 @@ async fn order_not_accepted_in_time_is_cancelled_even_across_a_restart() {
     );
     assert_eq!(payload["cancelled_by"], "system");
     assert_eq!(meta.actor.subject, "saga");
-    assert_eq!(
-        env.timers("accept_timeout", order_id).await,
-        vec![(0, Some("order_cancelled".to_owned()))]
-    );
+    env.wait_timers(
+        "accept_timeout",
+        order_id,
+        vec![(0, Some("order_cancelled".to_owned()))],
+    )
+    .await;
     let (_, payments, _) = env.history(order_id).await;
     assert_eq!(payments, strings(&["PaymentAuthorized", "PaymentVoided"]));
     saga.stop().await;
@@ -807,10 +859,12 @@ async fn delivery_without_rider_in_time_is_flagged_for_ops_and_can_still_be_take
     env.complete(order_id, rider_n(5)).await;
     env.wait_order(order_id, OrderStatus::Delivered).await;
     env.wait_payment(order_id, PaymentStatus::Captured).await;
-    assert_eq!(
-        env.timers("assign_timeout", delivery_id).await,
-        vec![(0, Some("delivery_flagged".to_owned()))]
-    );
+    env.wait_timers(
+        "assign_timeout",
+        delivery_id,
+        vec![(0, Some("delivery_flagged".to_owned()))],
+    )
+    .await;
     saga.stop().await;
 }
 
@@ -1081,3 +1135,6 @@ async fn pickup_and_delivery_times_are_the_riders_not_the_sagas() {
     assert_eq!(picked_up["picked_up_at"], pickup["picked_up_at"]);
     saga.stop().await;
 }
+
+#[path = "saga_money.rs"]
+mod money;

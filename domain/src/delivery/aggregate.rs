@@ -90,7 +90,10 @@ struct DeliveryState {
     /// The assigned rider's last fix: location and device time.
     last_location: Option<(GeoPoint, DateTime<Utc>)>,
     failed_dropoff_attempts: u32,
-    /// Flagged for operations (nobody took it in time).
+    /// Flagged for operations in the current phase (waiting for a rider,
+    /// assigned, picked up): cleared when a rider is assigned or lost and at
+    /// pickup, so a delivery that loses its rider, or is overdue after
+    /// pickup, can be flagged again.
     #[serde(default)]
     flagged: bool,
 }
@@ -395,7 +398,10 @@ impl DeliveryState {
     }
 
     fn flag(&self, cmd: FlagDelivery) -> Result<DeliveryEvent, DeliveryError> {
-        if self.status != DeliveryStatus::Requested {
+        if !matches!(
+            self.status,
+            DeliveryStatus::Requested | DeliveryStatus::Assigned | DeliveryStatus::PickedUp
+        ) {
             return Err(DeliveryError::NotFlaggable {
                 status: self.status,
             });
@@ -451,16 +457,21 @@ impl Aggregate for Delivery {
                 state.status = DeliveryStatus::Assigned;
                 state.rider_id = Some(e.rider_id);
                 state.last_location = None;
+                state.flagged = false;
             }
             DeliveryEvent::RiderUnassigned(_) => {
                 state.status = DeliveryStatus::Requested;
                 state.rider_id = None;
                 state.last_location = None;
+                state.flagged = false;
             }
             DeliveryEvent::RiderLocationReported(e) => {
                 state.last_location = Some((e.location, e.reported_at))
             }
-            DeliveryEvent::PickupConfirmed(_) => state.status = DeliveryStatus::PickedUp,
+            DeliveryEvent::PickupConfirmed(_) => {
+                state.status = DeliveryStatus::PickedUp;
+                state.flagged = false;
+            }
             DeliveryEvent::DropoffCodeRejected(e) => state.failed_dropoff_attempts = e.attempts,
             DeliveryEvent::DeliveryCompleted(_) => state.status = DeliveryStatus::Completed,
             DeliveryEvent::DeliveryFailed(_) => state.status = DeliveryStatus::Failed,

@@ -84,8 +84,9 @@ pub struct CancelDelivery {
     pub now: DateTime<Utc>,
 }
 
-/// Nobody took the delivery in time: flag it for operations (issued by the
-/// saga's assignment timeout). Only while it waits for a rider, once.
+/// Flag a delivery for operations (issued by the saga's timeouts): nobody
+/// took it in time (again after it lost its rider), or it is overdue after
+/// pickup. Before completion, once per phase (waiting, assigned, picked up).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlagDelivery {
     pub reason: String,

@@ -984,10 +984,32 @@ fn a_flagged_delivery_can_still_be_assigned() {
 }
 
 #[test]
-fn only_a_delivery_without_rider_is_flagged() {
+fn a_delivery_that_loses_its_rider_or_is_overdue_after_pickup_is_flagged_again() {
+    let mut events = history(DeliveryStatus::Requested);
+    events.push(flagged().into());
+    events.push(assigned(rider()).into());
+    // Assigned (e.g. completion overdue) may be flagged ...
+    given(events.clone(), flag()).then_expect_events(vec![flagged().into()]);
+    // ... and after losing the rider it waits again, unflagged.
+    let mut lost = events.clone();
+    lost.push(
+        RiderUnassigned {
+            rider_id: rider(),
+            reason: "not picked up in time".into(),
+            unassigned_at: at(9),
+        }
+        .into(),
+    );
+    assert!(!apply_all(lost.clone()).is_flagged());
+    given(lost, flag()).then_expect_events(vec![flagged().into()]);
+    for status in [DeliveryStatus::Assigned, DeliveryStatus::PickedUp] {
+        given(history(status), flag()).then_expect_events(vec![flagged().into()]);
+    }
+}
+
+#[test]
+fn only_a_delivery_not_yet_ended_is_flagged() {
     for status in [
-        DeliveryStatus::Assigned,
-        DeliveryStatus::PickedUp,
         DeliveryStatus::Completed,
         DeliveryStatus::Failed,
         DeliveryStatus::Cancelled,

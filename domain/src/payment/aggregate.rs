@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
+use ordertrail_schemas::events::payment::{CAPTURE_ATTEMPTS_MAX, PROVIDER_UNAVAILABLE};
 use ordertrail_schemas::events::{
-    CashCollected, PaymentAuthorized, PaymentCaptured, PaymentDeclined, PaymentEvent,
-    PaymentRefunded, PaymentVoided, RefundAllocation,
+    CashCollected, PaymentAuthorized, PaymentCaptureFailed, PaymentCaptured, PaymentDeclined,
+    PaymentEvent, PaymentRefunded, PaymentVoided, RefundAllocation,
 };
 use ordertrail_schemas::{Money, OrderId, PaymentId, RestaurantId, RiderId};
 use serde::{Deserialize, Serialize};
@@ -22,11 +23,30 @@ use crate::provider::{PaymentProvider, ProviderError, SimulatedProvider};
 #[derive(Clone)]
 pub struct PaymentServices {
     pub provider: Arc<dyn PaymentProvider>,
+    /// The idempotency key of this command's provider call: derived from the
+    /// command id by the command service ([`Self::for_command`]). Without one
+    /// (given/when/then tests) a key is derived from the payment and the
+    /// operation.
+    pub idempotency_key: Option<String>,
 }
 
 impl PaymentServices {
     pub fn new(provider: Arc<dyn PaymentProvider>) -> Self {
-        Self { provider }
+        Self {
+            provider,
+            idempotency_key: None,
+        }
+    }
+
+    /// These services for one command: its provider calls carry a key
+    /// derived from `command_id`, so a repeated command (a crash between the
+    /// provider's answer and the append) is answered by the provider without
+    /// acting twice.
+    pub fn for_command(&self, command_id: impl std::fmt::Display) -> Self {
+        Self {
+            provider: self.provider.clone(),
+            idempotency_key: Some(format!("ot-{command_id}")),
+        }
     }
 
     /// Services backed by a fresh [`SimulatedProvider`].
@@ -69,6 +89,10 @@ pub enum PaymentStatus {
     Voided,
     /// Cash collected by the rider (final).
     CashCollected,
+    /// Authorized, and the provider refused the capture
+    /// [`CAPTURE_ATTEMPTS_MAX`] times: nothing retries it; operations capture
+    /// (with a reason) or void.
+    CaptureFailed,
 }
 
 impl PaymentStatus {
@@ -81,6 +105,7 @@ impl PaymentStatus {
             PaymentStatus::Refunded => "refunded",
             PaymentStatus::Voided => "voided",
             PaymentStatus::CashCollected => "cash_collected",
+            PaymentStatus::CaptureFailed => "capture_failed",
         }
     }
 }
@@ -119,6 +144,19 @@ struct PaymentState {
     refunded_allocation: Option<RefundAllocation>,
     fees: Money,
     collected_by: Option<RiderId>,
+    /// Failed capture attempts so far (refused or unanswered).
+    #[serde(default)]
+    capture_attempts: u32,
+    /// Refused captures so far (counted against [`CAPTURE_ATTEMPTS_MAX`]).
+    #[serde(default)]
+    capture_refusals: u32,
+    /// The key of the last capture attempt the provider did not answer:
+    /// the next attempt repeats it.
+    #[serde(default)]
+    unanswered_capture_key: Option<String>,
+    /// The last failed capture's decline code.
+    #[serde(default)]
+    capture_failure: Option<String>,
 }
 
 impl Payment {
@@ -205,6 +243,18 @@ impl Payment {
         self.state.as_ref().map_or(0, |s| s.authorization_attempts)
     }
 
+    /// Failed capture attempts so far (refused or unanswered).
+    pub fn capture_attempts(&self) -> u32 {
+        self.state.as_ref().map_or(0, |s| s.capture_attempts)
+    }
+
+    /// The decline code of the last failed capture, if any.
+    pub fn capture_failure(&self) -> Option<&str> {
+        self.state
+            .as_ref()
+            .and_then(|s| s.capture_failure.as_deref())
+    }
+
     /// The decision: validates the command on this state, calls the provider
     /// where needed and returns the one event to record, or why not.
     pub async fn decide(
@@ -212,19 +262,57 @@ impl Payment {
         command: PaymentCommand,
         provider: &dyn PaymentProvider,
     ) -> Result<PaymentEvent, PaymentError> {
+        self.decide_with_key(command, provider, None).await
+    }
+
+    /// [`Self::decide`] with the idempotency key of the command's provider
+    /// call (see [`PaymentServices::for_command`]).
+    pub async fn decide_with_key(
+        &self,
+        command: PaymentCommand,
+        provider: &dyn PaymentProvider,
+        key: Option<&str>,
+    ) -> Result<PaymentEvent, PaymentError> {
         let name = command.name();
+        // Without a command's key: one derived from the payment's state, the
+        // same for the same decision.
+        let fallback = |op: &str, payment_id: &str, n: u32| format!("{payment_id}-{op}-{n}");
         match command {
-            PaymentCommand::AuthorizePayment(cmd) => self.authorize(cmd, provider).await,
+            PaymentCommand::AuthorizePayment(cmd) => {
+                let key = key.map_or_else(
+                    || {
+                        fallback(
+                            "authorize",
+                            &cmd.payment_id.to_string(),
+                            self.authorization_attempts(),
+                        )
+                    },
+                    str::to_owned,
+                );
+                self.authorize(cmd, provider, &key).await
+            }
             PaymentCommand::RecordCashCollected(cmd) => self.record_cash(cmd),
             other => {
                 let state = self
                     .state
                     .as_ref()
                     .ok_or(PaymentError::NotFound { command: name })?;
+                let id = state.payment_id.to_string();
+                let key =
+                    |op: &str, n: u32| key.map_or_else(|| fallback(op, &id, n), str::to_owned);
                 match other {
-                    PaymentCommand::CapturePayment(cmd) => state.capture(cmd, provider).await,
-                    PaymentCommand::VoidPayment(cmd) => state.void(cmd, provider).await,
-                    PaymentCommand::RefundPayment(cmd) => state.refund(cmd, provider).await,
+                    PaymentCommand::CapturePayment(cmd) => {
+                        let key = key("capture", state.capture_attempts);
+                        state.capture(cmd, provider, key).await
+                    }
+                    PaymentCommand::VoidPayment(cmd) => {
+                        state.void(cmd, provider, &key("void", 0)).await
+                    }
+                    PaymentCommand::RefundPayment(cmd) => {
+                        state
+                            .refund(cmd, provider, &key("refund", state.refunds))
+                            .await
+                    }
                     PaymentCommand::AuthorizePayment(_)
                     | PaymentCommand::RecordCashCollected(_) => {
                         Err(PaymentError::NotFound { command: name })
@@ -238,6 +326,7 @@ impl Payment {
         &self,
         cmd: AuthorizePayment,
         provider: &dyn PaymentProvider,
+        key: &str,
     ) -> Result<PaymentEvent, PaymentError> {
         if let Some(state) = &self.state {
             if state.kind == PaymentKind::Cash {
@@ -267,7 +356,7 @@ impl Payment {
         }
         let reference = cmd.payment_id.to_string();
         match provider
-            .authorize(&cmd.payment_method_ref, cmd.amount, &reference)
+            .authorize(&cmd.payment_method_ref, cmd.amount, &reference, key)
             .await
         {
             Ok(authorization) => Ok(PaymentAuthorized {
@@ -359,17 +448,24 @@ impl PaymentState {
         Ok(())
     }
 
+    /// Capture; a refusal or an outage is recorded as `PaymentCaptureFailed`
+    /// (the payment stays authorized). An attempt after an unanswered one
+    /// repeats its idempotency key (`key` is this command's otherwise).
     async fn capture(
         &self,
         cmd: CapturePayment,
         provider: &dyn PaymentProvider,
+        key: String,
     ) -> Result<PaymentEvent, PaymentError> {
         if self.kind == PaymentKind::Cash {
             return Err(PaymentError::CashOperationUnsupported {
                 operation: "capture",
             });
         }
-        if self.status != PaymentStatus::Authorized {
+        let after_refusals = self.status == PaymentStatus::CaptureFailed;
+        if self.status != PaymentStatus::Authorized
+            && !(after_refusals && cmd.override_reason.is_some())
+        {
             return Err(PaymentError::NotCapturable {
                 status: self.status,
             });
@@ -390,10 +486,28 @@ impl PaymentState {
                 authorized: self.amount,
             });
         }
-        let receipt = provider
-            .capture(self.reference(), amount)
-            .await
-            .map_err(|e| provider_error(e, provider, "capture"))?;
+        let key = self.unanswered_capture_key.clone().unwrap_or(key);
+        let receipt = match provider.capture(self.reference(), amount, &key).await {
+            Ok(receipt) => receipt,
+            Err(error) => {
+                let (decline_code, answered) = match error {
+                    ProviderError::Declined { code } => (code, true),
+                    ProviderError::Unavailable { .. } => (PROVIDER_UNAVAILABLE.to_owned(), false),
+                };
+                let refusals = self.capture_refusals.saturating_add(u32::from(answered));
+                return Ok(PaymentCaptureFailed {
+                    amount,
+                    provider: provider.name().to_owned(),
+                    decline_code,
+                    answered,
+                    idempotency_key: key,
+                    attempt: self.capture_attempts.saturating_add(1),
+                    final_attempt: answered && refusals >= CAPTURE_ATTEMPTS_MAX,
+                    failed_at: cmd.now,
+                }
+                .into());
+            }
+        };
         Ok(PaymentCaptured {
             amount,
             fee: receipt.fee,
@@ -408,17 +522,21 @@ impl PaymentState {
         &self,
         cmd: VoidPayment,
         provider: &dyn PaymentProvider,
+        key: &str,
     ) -> Result<PaymentEvent, PaymentError> {
         if self.kind == PaymentKind::Cash {
             return Err(PaymentError::CashOperationUnsupported { operation: "void" });
         }
-        if self.status != PaymentStatus::Authorized {
+        if !matches!(
+            self.status,
+            PaymentStatus::Authorized | PaymentStatus::CaptureFailed
+        ) {
             return Err(PaymentError::NotVoidable {
                 status: self.status,
             });
         }
         let receipt = provider
-            .void(self.reference(), self.amount)
+            .void(self.reference(), self.amount, key)
             .await
             .map_err(|e| provider_error(e, provider, "void"))?;
         Ok(PaymentVoided {
@@ -433,6 +551,7 @@ impl PaymentState {
         &self,
         cmd: RefundPayment,
         provider: &dyn PaymentProvider,
+        key: &str,
     ) -> Result<PaymentEvent, PaymentError> {
         if self.kind == PaymentKind::Cash {
             return Err(PaymentError::CashOperationUnsupported {
@@ -487,7 +606,7 @@ impl PaymentState {
             self.refunds.saturating_add(1)
         );
         let refund = provider
-            .refund(self.reference(), cmd.amount, &reference)
+            .refund(self.reference(), cmd.amount, &reference, key)
             .await
             .map_err(|e| provider_error(e, provider, "refund"))?;
         Ok(PaymentRefunded {
@@ -520,7 +639,13 @@ impl Aggregate for Payment {
         services: &PaymentServices,
         sink: &EventSink<Self>,
     ) -> Result<(), PaymentError> {
-        let event = self.decide(command, services.provider.as_ref()).await?;
+        let event = self
+            .decide_with_key(
+                command,
+                services.provider.as_ref(),
+                services.idempotency_key.as_deref(),
+            )
+            .await?;
         sink.write(event, self).await;
         Ok(())
     }
@@ -546,6 +671,10 @@ impl Aggregate for Payment {
                     refunded_allocation: None,
                     fees: e.fee,
                     collected_by: None,
+                    capture_attempts: 0,
+                    capture_refusals: 0,
+                    unanswered_capture_key: None,
+                    capture_failure: None,
                 });
             }
             PaymentEvent::PaymentDeclined(e) => {
@@ -566,6 +695,10 @@ impl Aggregate for Payment {
                     refunded_allocation: None,
                     fees: Money::zero(e.amount.currency),
                     collected_by: None,
+                    capture_attempts: 0,
+                    capture_refusals: 0,
+                    unanswered_capture_key: None,
+                    capture_failure: None,
                 });
             }
             PaymentEvent::CashCollected(e) => {
@@ -586,10 +719,30 @@ impl Aggregate for Payment {
                     refunded_allocation: None,
                     fees: Money::zero(e.amount.currency),
                     collected_by: Some(e.rider_id),
+                    capture_attempts: 0,
+                    capture_refusals: 0,
+                    unanswered_capture_key: None,
+                    capture_failure: None,
                 });
+            }
+            PaymentEvent::PaymentCaptureFailed(e) => {
+                if let Some(state) = self.state.as_mut() {
+                    state.capture_attempts = e.attempt.max(state.capture_attempts);
+                    if e.answered {
+                        state.capture_refusals = state.capture_refusals.saturating_add(1);
+                        state.unanswered_capture_key = None;
+                    } else {
+                        state.unanswered_capture_key = Some(e.idempotency_key);
+                    }
+                    if e.final_attempt {
+                        state.status = PaymentStatus::CaptureFailed;
+                    }
+                    state.capture_failure = Some(e.decline_code);
+                }
             }
             PaymentEvent::PaymentCaptured(e) => {
                 if let Some(state) = self.state.as_mut() {
+                    state.unanswered_capture_key = None;
                     state.status = PaymentStatus::Captured;
                     state.captured = Some(e.amount);
                     state.fees = plus(state.fees, e.fee);

@@ -49,22 +49,28 @@ impl PaymentProvider for DownProvider {
     fn name(&self) -> &str {
         "down"
     }
-    async fn authorize(&self, _: &str, _: Money, _: &str) -> Result<Authorization, ProviderError> {
+    async fn authorize(
+        &self,
+        _: &str,
+        _: Money,
+        _: &str,
+        _: &str,
+    ) -> Result<Authorization, ProviderError> {
         Err(ProviderError::Unavailable {
             reason: "timeout".into(),
         })
     }
-    async fn capture(&self, _: &str, _: Money) -> Result<ProviderReceipt, ProviderError> {
+    async fn capture(&self, _: &str, _: Money, _: &str) -> Result<ProviderReceipt, ProviderError> {
         Err(ProviderError::Unavailable {
             reason: "timeout".into(),
         })
     }
-    async fn void(&self, _: &str, _: Money) -> Result<ProviderReceipt, ProviderError> {
+    async fn void(&self, _: &str, _: Money, _: &str) -> Result<ProviderReceipt, ProviderError> {
         Err(ProviderError::Unavailable {
             reason: "timeout".into(),
         })
     }
-    async fn refund(&self, _: &str, _: Money, _: &str) -> Result<Refund, ProviderError> {
+    async fn refund(&self, _: &str, _: Money, _: &str, _: &str) -> Result<Refund, ProviderError> {
         Err(ProviderError::Unavailable {
             reason: "timeout".into(),
         })
@@ -508,42 +514,95 @@ fn cash_is_never_captured_voided_or_refunded() {
     }
 }
 
-#[test]
-fn capture_when_the_provider_is_down() {
-    let services = PaymentServices::new(Arc::new(DownProvider));
-    let error = expect_error(
-        given_with(services, vec![authorized().into()], capture(None)),
-        "payment_provider_unavailable",
-        ErrorKind::Unavailable,
-    );
-    assert_eq!(
-        error,
-        PaymentError::ProviderUnavailable {
-            provider: "down".into(),
-            reason: "timeout".into()
-        }
-    );
+fn capture_failed(
+    code: &str,
+    answered: bool,
+    key: &str,
+    attempt: u32,
+    final_attempt: bool,
+) -> PaymentCaptureFailed {
+    PaymentCaptureFailed {
+        amount: captured().amount,
+        provider: "simulated".into(),
+        decline_code: code.into(),
+        answered,
+        idempotency_key: key.into(),
+        attempt,
+        final_attempt,
+        failed_at: at(40),
+    }
 }
 
 #[test]
-fn capture_refused_by_the_provider() {
+fn capture_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_its_key() {
+    let services = PaymentServices::new(Arc::new(DownProvider));
+    let key = format!("{}-capture-0", payment_id());
+    given_with(services, vec![authorized().into()], capture(None)).then_expect_events(vec![
+        PaymentCaptureFailed {
+            provider: "down".into(),
+            ..capture_failed("provider_unavailable", false, &key, 1, false)
+        }
+        .into(),
+    ]);
+    // The provider recovers: the next attempt carries the unanswered key
+    // (with a new command's key offered), so a capture that did happen is
+    // answered again instead of charged twice.
+    let services =
+        PaymentServices::new(Arc::new(SimulatedProvider::new())).for_command(uuid::Uuid::nil());
+    let failed = capture_failed("provider_unavailable", false, &key, 1, false);
+    given_with(
+        services,
+        vec![authorized().into(), failed.into()],
+        capture(None),
+    )
+    .then_expect_events(vec![captured().into()]);
+}
+
+#[test]
+fn refused_captures_are_recorded_and_the_third_gives_up_to_ops() {
     let foreign = PaymentAuthorized {
         provider_reference: "stripe_ch_1".into(),
         ..authorized()
     };
-    let error = expect_error(
-        given(vec![foreign.into()], capture(None)),
-        "payment_provider_rejected",
+    let key = |n: u32| format!("{}-capture-{n}", payment_id());
+    given(vec![foreign.clone().into()], capture(None)).then_expect_events(vec![
+        capture_failed("unknown_reference", true, &key(0), 1, false).into(),
+    ]);
+    let history = vec![
+        foreign.clone().into(),
+        capture_failed("unknown_reference", true, &key(0), 1, false).into(),
+        capture_failed("unknown_reference", true, &key(1), 2, false).into(),
+    ];
+    given(history.clone(), capture(None)).then_expect_events(vec![
+        capture_failed("unknown_reference", true, &key(2), 3, true).into(),
+    ]);
+    let mut payment = Payment::default();
+    for e in history {
+        payment.apply(e);
+    }
+    payment.apply(capture_failed("unknown_reference", true, &key(2), 3, true).into());
+    assert_eq!(payment.status(), Some(PaymentStatus::CaptureFailed));
+    assert_eq!(payment.capture_attempts(), 3);
+    assert_eq!(payment.capture_failure(), Some("unknown_reference"));
+    // Then only ops act: a capture without a reason is refused; a void is allowed.
+    let mut final_history: Vec<PaymentEvent> = vec![authorized().into()];
+    for n in 0..3 {
+        final_history
+            .push(capture_failed("unknown_reference", true, &key(n), n + 1, n == 2).into());
+    }
+    expect_error(
+        given(final_history.clone(), capture(None)),
+        "payment_not_capturable",
         ErrorKind::Conflict,
     );
-    assert_eq!(
-        error,
-        PaymentError::ProviderRejected {
-            provider: "simulated".into(),
-            operation: "capture",
-            code: "unknown_reference".into()
+    given(final_history, VoidPayment { now: at(50) }).then_expect_events(vec![
+        PaymentVoided {
+            amount: captured().amount,
+            fee: Money::zero(captured().amount.currency),
+            voided_at: at(50),
         }
-    );
+        .into(),
+    ]);
 }
 
 #[test]
@@ -892,21 +951,27 @@ impl PaymentProvider for ClockedProvider {
     fn name(&self) -> &str {
         self.0.name()
     }
-    async fn authorize(&self, r: &str, m: Money, id: &str) -> Result<Authorization, ProviderError> {
-        self.0.authorize(r, m, id).await
+    async fn authorize(
+        &self,
+        r: &str,
+        m: Money,
+        id: &str,
+        k: &str,
+    ) -> Result<Authorization, ProviderError> {
+        self.0.authorize(r, m, id, k).await
     }
-    async fn capture(&self, r: &str, m: Money) -> Result<ProviderReceipt, ProviderError> {
-        let receipt = self.0.capture(r, m).await?;
+    async fn capture(&self, r: &str, m: Money, k: &str) -> Result<ProviderReceipt, ProviderError> {
+        let receipt = self.0.capture(r, m, k).await?;
         Ok(ProviderReceipt {
             processed_at: Some(at(35)),
             ..receipt
         })
     }
-    async fn void(&self, r: &str, m: Money) -> Result<ProviderReceipt, ProviderError> {
-        self.0.void(r, m).await
+    async fn void(&self, r: &str, m: Money, k: &str) -> Result<ProviderReceipt, ProviderError> {
+        self.0.void(r, m, k).await
     }
-    async fn refund(&self, r: &str, m: Money, id: &str) -> Result<Refund, ProviderError> {
-        self.0.refund(r, m, id).await
+    async fn refund(&self, r: &str, m: Money, id: &str, k: &str) -> Result<Refund, ProviderError> {
+        self.0.refund(r, m, id, k).await
     }
 }
 

@@ -68,6 +68,18 @@ async fn rows_and_timelines_follow_orders_payments_and_deliveries() {
     );
     assert_eq!(c.order.payment_status.as_deref(), Some("voided"));
     assert_eq!(c.order.delivery_status, None);
+    // The refused capture is on the timeline, between authorization and cancel.
+    let types: Vec<&str> = c.timeline.iter().map(|t| t.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "OrderPlaced",
+            "PaymentAuthorized",
+            "PaymentCaptureFailed",
+            "OrderCancelled",
+            "PaymentVoided"
+        ]
+    );
 
     let d = detail(specs[3].order).await;
     assert_eq!(d.order.payment_method, "cash");

@@ -66,6 +66,22 @@ pub fn scripted_day(
         },
         placed + Duration::minutes(1),
     );
+    // An ops capture before delivery, refused by the provider: a fact on
+    // the timeline that moves no money.
+    s.payment(
+        c.payment_id(),
+        PaymentCaptureFailed {
+            amount: eur(c.total()),
+            provider: "simulated".into(),
+            decline_code: "authorization_expired".into(),
+            answered: true,
+            idempotency_key: "ot-c-capture".into(),
+            attempt: 1,
+            final_attempt: false,
+            failed_at: placed + Duration::minutes(2),
+        },
+        placed + Duration::minutes(2),
+    );
     s.order(
         c.order,
         OrderCancelled {

@@ -237,6 +237,72 @@ async fn rebuild_equals_live_and_verify_reports_tampered_rows_precisely() {
         .await
         .expect("refund");
     assert!(refund.has_event("PaymentRefunded"), "{refund:?}");
+    // A refused capture (PaymentCaptureFailed) is in the models too: the
+    // provider refuses a capture whose idempotency key it saw with other
+    // parameters.
+    let provider = Arc::new(SimulatedProvider::new());
+    let service = CommandService::new(pool.clone(), provider.clone());
+    let refused = place_card_order(&service).await;
+    let ops = || {
+        CommandContext::new(
+            Actor {
+                subject: "ops-store-truth".into(),
+                role: ActorRole::Ops,
+            },
+            "req-capture",
+        )
+    };
+    let payment = PaymentId::for_order(refused);
+    let placed = service
+        .load_order(refused)
+        .await
+        .expect("load")
+        .expect("order")
+        .0;
+    let price = placed.price().expect("price").total;
+    let authorized = service
+        .execute_payment(
+            &ops(),
+            payment,
+            ordertrail_domain::payment::AuthorizePayment {
+                payment_id: payment,
+                order_id: refused,
+                restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
+                amount: price,
+                payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_visa"),
+                now: Utc::now(),
+            }
+            .into(),
+        )
+        .await
+        .expect("authorize");
+    assert!(authorized.has_event("PaymentAuthorized"), "{authorized:?}");
+    let command_id = Uuid::new_v4();
+    let capture_ctx = ops().caused_by(command_id, command_id, command_id);
+    use ordertrail_domain::provider::PaymentProvider;
+    provider
+        .capture(
+            &format!("sim_auth_{payment}"),
+            Money::new(1, price.currency),
+            &format!("ot-{command_id}"),
+        )
+        .await
+        .expect("a capture under the key");
+    let failed = service
+        .execute_payment(
+            &capture_ctx,
+            payment,
+            ordertrail_domain::payment::CapturePayment {
+                amount: None,
+                order_delivered: false,
+                override_reason: Some("test: capture early".into()),
+                now: Utc::now(),
+            }
+            .into(),
+        )
+        .await
+        .expect("capture recorded");
+    assert!(failed.has_event("PaymentCaptureFailed"), "{failed:?}");
     stack.caught_up(&pool).await;
 
     // A clean model verifies clean, and a rebuild changes nothing.

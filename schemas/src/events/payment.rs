@@ -46,6 +46,39 @@ pub struct PaymentCaptured {
     pub override_reason: Option<String>,
 }
 
+/// A capture of an authorized payment did not happen: the provider refused
+/// it (`answered`, with its decline code) or did not answer (`answered:
+/// false`, code `provider_unavailable`; the outcome at the provider is
+/// unknown, so the next attempt repeats `idempotency_key`). The payment stays
+/// authorized. After [`CAPTURE_ATTEMPTS_MAX`] refusals the failure is
+/// `final_attempt`: nothing retries it any more and operations must act
+/// (capture with a reason, or void).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentCaptureFailed {
+    /// The amount the capture asked for.
+    pub amount: Money,
+    pub provider: String,
+    /// The provider's decline code, or `provider_unavailable`.
+    pub decline_code: String,
+    /// Whether the provider answered (a refusal) or not (an outage).
+    pub answered: bool,
+    /// The key the call was made with (derived from the command id).
+    pub idempotency_key: String,
+    /// Which capture attempt of this payment failed (from 1).
+    pub attempt: u32,
+    /// Refused captures are not retried any more; operations must act.
+    pub final_attempt: bool,
+    pub failed_at: DateTime<Utc>,
+}
+
+/// Refused captures after which a payment's capture is given up to
+/// operations (`PaymentCaptureFailed.final_attempt`). Outages (no answer) do
+/// not count: the capture is retried until the provider answers.
+pub const CAPTURE_ATTEMPTS_MAX: u32 = 3;
+
+/// Decline code recorded when the provider did not answer a capture.
+pub const PROVIDER_UNAVAILABLE: &str = "provider_unavailable";
+
 /// Earlier versions of payment events, kept so their schemas stay published.
 /// Writers never produce these.
 pub mod legacy_payment {
@@ -128,5 +161,6 @@ event_enum!(
         PaymentVoided => "1",
         PaymentRefunded => "2",
         CashCollected => "1",
+        PaymentCaptureFailed => "1",
     }
 );
