@@ -107,11 +107,11 @@ async fn main() -> anyhow::Result<()> {
         ordertrail_platform::telemetry::serve_metrics(addr)
             .context("starting the metrics endpoint")?;
     }
-    let pool = ordertrail_platform::db::connect(&config.database_url, config.db_pool_size)
+    let pool = ordertrail_platform::db::connect_service(&config.database_url, config.db_pool_size)
         .await
         .context("connecting to the database")?;
     if config.migrate {
-        ordertrail_platform::db::migrate(&pool)
+        ordertrail_platform::db::migrate_service(&pool)
             .await
             .context("applying migrations")?;
     }

@@ -431,5 +431,5 @@ async fn health_endpoints_answer_without_a_token() {
     app.get("/health/ready")
         .send()
         .await
-        .assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+        .assert_error(StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable");
 }
