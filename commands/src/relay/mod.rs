@@ -185,7 +185,10 @@ struct Relay {
     pool: PgPool,
     stop: watch::Receiver<bool>,
     context: RelayClientContext,
-    producer: FutureProducer<RelayClientContext>,
+    /// Replaced by a fresh producer whenever the lease is given up: an
+    /// idempotent producer whose in-flight messages were purged cannot be
+    /// trusted to produce again.
+    producer: std::sync::Mutex<FutureProducer<RelayClientContext>>,
     topics: Vec<String>,
 }
 
@@ -218,7 +221,7 @@ impl Relay {
             pool,
             stop,
             context,
-            producer,
+            producer: std::sync::Mutex::new(producer),
             topics,
         })
     }
@@ -491,11 +494,32 @@ impl Relay {
 
     /// Give the lease up: nothing of this relay may reach the broker after
     /// it lets the lock go, so every queued and in-flight message is purged.
-    fn give_up_lease(&self, since: Instant) -> RelayError {
+    fn give_up_lease(&self, since: Instant) -> Result<RelayError, RelayError> {
         use rdkafka::producer::{Producer, PurgeConfig};
+        let fresh = publisher::producer(
+            &self.config.brokers,
+            self.config.delivery_timeout,
+            self.config.linger,
+            self.context.clone(),
+        )?;
+        let old = {
+            let mut producer = self
+                .producer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::mem::replace(&mut *producer, fresh)
+        };
+        old.purge(PurgeConfig::default().queue().inflight());
+        // Dropping a producer blocks its thread (flush, client teardown).
+        tokio::task::spawn_blocking(move || drop(old));
+        Ok(RelayError::LeaseGivenUp(since.elapsed()))
+    }
+
+    fn producer(&self) -> FutureProducer<RelayClientContext> {
         self.producer
-            .purge(PurgeConfig::default().queue().inflight());
-        RelayError::LeaseGivenUp(since.elapsed())
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     async fn publish_loop(&self, lock: &mut PgConnection) -> Result<(), RelayError> {
@@ -549,6 +573,7 @@ impl Relay {
             // The lease bounds how long a batch may stay unacknowledged.
             let full = batch.len() as i64 >= limit;
             let started = Instant::now();
+            let producer = self.producer();
             let lease_left = match outage {
                 Some((since, _)) => self.config.publish_lease.saturating_sub(since.elapsed()),
                 None => self.config.publish_lease,
@@ -556,7 +581,7 @@ impl Relay {
             let (published, next) = tokio::join!(
                 tokio::time::timeout(
                     lease_left.max(Duration::from_millis(1)),
-                    publisher::publish(&self.producer, &messages)
+                    publisher::publish(&producer, &messages)
                 ),
                 async {
                     if full {
@@ -573,7 +598,7 @@ impl Relay {
                 Ok(result) => result,
                 Err(_) => {
                     let since = outage.map_or(started, |(since, _)| since);
-                    return Err(self.give_up_lease(since));
+                    return Err(self.give_up_lease(since)?);
                 }
             };
             match published {
@@ -608,7 +633,7 @@ impl Relay {
                     }
                     if since.elapsed() >= self.config.publish_lease {
                         let since = *since;
-                        return Err(self.give_up_lease(since));
+                        return Err(self.give_up_lease(since)?);
                     }
                     let pause = backoff(*retries, self.config.max_backoff)
                         .min(self.config.publish_lease.saturating_sub(since.elapsed()));
@@ -700,7 +725,9 @@ impl Progress {
             .set(blocker.as_ref().map_or(0.0, |b| b.age_seconds));
         metrics::gauge!("ordertrail_relay_blocking_transaction_pid")
             .set(blocker.as_ref().map_or(0.0, |b| f64::from(b.pid)));
-        if let Some(b) = &blocker {
+        // A command's own transaction is open for milliseconds; one open for
+        // longer than a report interval is worth a warning.
+        if let Some(b) = blocker.as_ref().filter(|b| b.age_seconds >= 5.0) {
             let new_blocker = self.blocker_pid != Some(b.pid);
             if new_blocker || self.blocker_warned.elapsed() >= Duration::from_secs(30) {
                 tracing::warn!(
