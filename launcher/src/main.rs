@@ -75,7 +75,8 @@ async fn main() -> Result<()> {
         .await
         .context("run migrations")?;
     if !config.no_seed {
-        ordertrail_commands::catalog::seed(&pool)
+        // Only into an empty catalog: a restart keeps what ops changed.
+        ordertrail_commands::catalog::seed_if_empty(&pool)
             .await
             .context("load seed data")?;
     }
