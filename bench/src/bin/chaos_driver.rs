@@ -401,7 +401,7 @@ async fn main() -> Result<()> {
         let card = if outage {
             flaky += 1;
             // Most recover within the saga's retries; one in ten does not.
-            if flaky % 10 == 0 {
+            if flaky.is_multiple_of(10) {
                 "tok_flaky_50".to_owned()
             } else {
                 "tok_flaky_2".to_owned()

@@ -619,7 +619,7 @@ impl Relay {
                 }
                 Err(e) => {
                     metrics::counter!("ordertrail_relay_publish_failures_total").increment(1);
-                    let (since, retries) = outage.get_or_insert_with(|| (started, 0));
+                    let (since, retries) = outage.get_or_insert((started, 0));
                     *retries += 1;
                     if *retries == 1 {
                         if self.context.take_outage_report() {
