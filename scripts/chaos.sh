@@ -54,8 +54,8 @@ PGPORT=$(free_port)
 API_PORT=$(free_port)
 LAUNCHER=""
 cleanup() {
-  [ -n "$LAUNCHER" ] && kill -TERM "$LAUNCHER" 2>/dev/null && wait "$LAUNCHER" 2>/dev/null
-  [ -n "${IDLE_PID:-}" ] && kill "$IDLE_PID" 2>/dev/null
+  if [ -n "$LAUNCHER" ]; then kill -TERM "$LAUNCHER" 2>/dev/null || true; wait "$LAUNCHER" 2>/dev/null || true; fi
+  if [ -n "${IDLE_PID:-}" ]; then kill "$IDLE_PID" 2>/dev/null || true; fi
   stop_private_pg "$PGDIR"
   if [ "${CHAOS_KEEP:-0}" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK" "$PGDIR.initdb.log"; fi
 }
