@@ -6,7 +6,7 @@ COPY . .
 RUN cargo build --release --locked --workspace --bins
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates zlib1g libssl3 && rm -rf /var/lib/apt/lists/* \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl zlib1g libssl3 && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 ordertrail
 COPY --from=build /src/target/release/ordertrail-api /src/target/release/ordertrail-relay \
     /src/target/release/ordertrail-saga /src/target/release/ordertrail-order-history \

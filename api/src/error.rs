@@ -78,7 +78,7 @@ pub const ERROR_CODES: &[(&str, StatusCode, &str)] = &[
     ("rider_not_found", StatusCode::UNPROCESSABLE_ENTITY, "the body names a rider that does not exist"),
     ("rate_limited", StatusCode::TOO_MANY_REQUESTS, "too many requests from this subject or address; retry after `Retry-After` seconds"),
     ("internal_error", StatusCode::INTERNAL_SERVER_ERROR, "a fault of ours; quote the x-request-id"),
-    ("service_unavailable", StatusCode::SERVICE_UNAVAILABLE, "a dependency (database, payment provider) is down; retry later"),
+    ("dependency_unavailable", StatusCode::SERVICE_UNAVAILABLE, "a dependency (database, payment provider) is down; retry after `Retry-After` seconds"),
 ];
 
 /// The status of a domain error of this kind.
@@ -106,6 +106,11 @@ pub fn status_for(code: &str, kind: Option<ErrorKind>) -> StatusCode {
 const INTERNAL_MESSAGE: &str =
     "an internal error occurred; quote the x-request-id response header when reporting it";
 const UNAVAILABLE_MESSAGE: &str = "a dependency is temporarily unavailable; retry later";
+
+/// Seconds a client is asked to wait before retrying after a 503: long
+/// enough for a PostgreSQL restart or a pool to drain, short enough that a
+/// blip costs little.
+pub const RETRY_AFTER_UNAVAILABLE_SECONDS: u32 = 2;
 
 /// An error answered to a client.
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +161,7 @@ impl ApiError {
     /// A dependency is down: logged, answered with 503.
     pub fn unavailable(error: impl std::fmt::Display) -> Self {
         tracing::warn!(error = %error, "dependency unavailable");
-        Self::new("service_unavailable", UNAVAILABLE_MESSAGE)
+        Self::new("dependency_unavailable", UNAVAILABLE_MESSAGE)
     }
 
     /// 403 `forbidden`.
@@ -195,6 +200,17 @@ impl IntoResponse for ApiError {
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);
         }
+        // Every 503 says when to come back.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE
+            && !response
+                .headers()
+                .contains_key(axum::http::header::RETRY_AFTER)
+        {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from(RETRY_AFTER_UNAVAILABLE_SECONDS),
+            );
+        }
         response
     }
 }
@@ -213,7 +229,10 @@ impl From<CommandError> for ApiError {
             e @ CommandError::IdempotencyKeyReused => {
                 ApiError::new("idempotency_key_reused", e.to_string())
             }
-            CommandError::Unavailable(source) => ApiError::unavailable(source),
+            CommandError::Unavailable(source) => {
+                ordertrail_platform::db::mark_unavailable(&source);
+                ApiError::unavailable(source)
+            }
             CommandError::Internal(message) => ApiError::internal(message),
         }
     }
@@ -234,6 +253,7 @@ impl From<CatalogError> for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         if ordertrail_platform::db::is_unreachable(&e) {
+            ordertrail_platform::db::mark_unavailable(&e);
             ApiError::unavailable(e)
         } else {
             ApiError::internal(e)
@@ -451,7 +471,7 @@ pub fn documented_errors(
             }
             let description = format!("Error. Codes: {}.", codes.join("; "));
             let mut response = ResponseBuilder::new().description(description);
-            if *status == 429 {
+            if *status == 429 || *status == 503 {
                 response = response.header(
                     "Retry-After",
                     HeaderBuilder::new()

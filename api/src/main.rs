@@ -86,9 +86,14 @@ struct Config {
     /// Apply pending database migrations before serving.
     #[arg(long)]
     migrate: bool,
-    /// Load the seed reference data (restaurants, menus, riders) before serving.
+    /// Load the seed reference data (restaurants, menus, riders) before
+    /// serving; overwrites the seed rows (see `--seed-if-empty`).
     #[arg(long)]
     seed: bool,
+    /// Load the seed reference data only when the catalog is empty (safe on
+    /// every start: never overwrites what ops changed).
+    #[arg(long)]
+    seed_if_empty: bool,
     /// Exit after `--migrate` / `--seed` instead of serving (a one-shot
     /// migration job, e.g. the `migrate` service in compose.yaml).
     #[arg(long)]
@@ -107,11 +112,11 @@ async fn main() -> anyhow::Result<()> {
         ordertrail_platform::telemetry::serve_metrics(addr)
             .context("starting the metrics endpoint")?;
     }
-    let pool = ordertrail_platform::db::connect(&config.database_url, config.db_pool_size)
+    let pool = ordertrail_platform::db::connect_service(&config.database_url, config.db_pool_size)
         .await
         .context("connecting to the database")?;
     if config.migrate {
-        ordertrail_platform::db::migrate(&pool)
+        ordertrail_platform::db::migrate_service(&pool)
             .await
             .context("applying migrations")?;
     }
@@ -119,6 +124,12 @@ async fn main() -> anyhow::Result<()> {
         catalog::seed(&pool)
             .await
             .context("loading seed reference data")?;
+    } else if config.seed_if_empty
+        && catalog::seed_if_empty(&pool)
+            .await
+            .context("loading seed reference data")?
+    {
+        tracing::info!("empty catalog: seed reference data loaded");
     }
     if config.migrate_only {
         tracing::info!("migrations and seed data applied; exiting (--migrate-only)");

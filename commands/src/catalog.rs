@@ -394,6 +394,23 @@ pub mod seed_ids {
     }
 }
 
+/// [`seed`] only into an empty catalog (no restaurant and no rider yet):
+/// what a deployment runs on every start, so changes ops made to the seed
+/// restaurants and riders (a rider deactivated, a menu repriced) are never
+/// overwritten. `true` when it seeded.
+pub async fn seed_if_empty(pool: &PgPool) -> Result<bool, CatalogError> {
+    let populated: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM restaurants) OR EXISTS (SELECT 1 FROM riders)",
+    )
+    .fetch_one(pool)
+    .await?;
+    if populated {
+        return Ok(false);
+    }
+    seed(pool).await?;
+    Ok(true)
+}
+
 /// Load the small, realistic seed data set (idempotent): four restaurants in
 /// three currencies and time zones, their menus, and eight riders.
 pub async fn seed(pool: &PgPool) -> Result<(), CatalogError> {

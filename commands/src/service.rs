@@ -194,7 +194,7 @@ impl CommandError {
             CommandError::Rejected { code, .. } => code,
             CommandError::Conflict { .. } => "concurrency_conflict",
             CommandError::IdempotencyKeyReused => "idempotency_key_reused",
-            CommandError::Unavailable(_) => "service_unavailable",
+            CommandError::Unavailable(_) => "dependency_unavailable",
             CommandError::Internal(_) => "internal_error",
         }
     }
@@ -1132,6 +1132,14 @@ fn store_error<E: DomainError>(kind: AggregateKind, e: AggregateError<E>) -> Com
         AggregateError::DeserializationError(e) => {
             tracing::error!(error = %e, aggregate = %kind, "stored event cannot be read");
             CommandError::Internal(format!("stored {kind} event cannot be read: {e}"))
+        }
+        // postgres-es folds pool time-outs, lost connections and server
+        // shutdowns into `UnknownError`: an outage, not a fault.
+        AggregateError::UnexpectedError(e)
+            if ordertrail_platform::db::is_unreachable_source(e.as_ref()) =>
+        {
+            tracing::warn!(error = %e, aggregate = %kind, "event store unreachable");
+            CommandError::Unavailable(e)
         }
         AggregateError::UnexpectedError(e) => {
             tracing::error!(error = %e, aggregate = %kind, "event store error");

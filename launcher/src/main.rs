@@ -49,7 +49,14 @@ struct Config {
     /// Do not start the simulator (same as `--sim off`).
     #[arg(long)]
     no_sim: bool,
+    /// Fault drills (scripts/chaos.sh): while this file exists, the embedded
+    /// broker's brokers are down; removing it brings them back.
+    #[arg(long, env = "ORDERTRAIL_BROKER_DOWN_FILE")]
+    broker_down_file: Option<PathBuf>,
 }
+
+/// Brokers of the embedded Kafka-protocol cluster.
+const MOCK_BROKERS: i32 = 3;
 
 /// One service process of the platform.
 struct Service {
@@ -75,7 +82,8 @@ async fn main() -> Result<()> {
         .await
         .context("run migrations")?;
     if !config.no_seed {
-        ordertrail_commands::catalog::seed(&pool)
+        // Only into an empty catalog: a restart keeps what ops changed.
+        ordertrail_commands::catalog::seed_if_empty(&pool)
             .await
             .context("load seed data")?;
     }
@@ -86,7 +94,8 @@ async fn main() -> Result<()> {
     let (brokers, _mock) = match &config.kafka_brokers {
         Some(b) if !b.trim().is_empty() => (b.clone(), None),
         _ => {
-            let mock = MockCluster::new(3).context("start the embedded Kafka-protocol broker")?;
+            let mock = MockCluster::new(MOCK_BROKERS)
+                .context("start the embedded Kafka-protocol broker")?;
             ordertrail_commands::relay::topics::create_on_mock_cluster(
                 &mock,
                 &topics,
@@ -231,10 +240,21 @@ async fn main() -> Result<()> {
     let shutdown = ordertrail_platform::shutdown::signal();
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut broker_down = false;
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             _ = tick.tick() => {
+                if let (Some(mock), Some(file)) = (&_mock, &config.broker_down_file) {
+                    let down = file.exists();
+                    if down != broker_down {
+                        broker_down = down;
+                        tracing::warn!(down, "fault drill: embedded broker {}", if down { "down" } else { "up" });
+                        for id in 1..=MOCK_BROKERS {
+                            let _ = if down { mock.broker_down(id) } else { mock.broker_up(id) };
+                        }
+                    }
+                }
                 for (i, child) in children.iter_mut() {
                     if let Some(status) = child.try_wait().context("poll child")? {
                         let s = &services[*i];

@@ -314,3 +314,102 @@ pub async fn lag<'e, E: PgExecutor<'e>>(executor: E, after: Position) -> Result<
         seconds: seconds.unwrap_or(0.0).max(0.0),
     })
 }
+
+/// Committed events a commit-order reader at `after` has not read yet,
+/// including those it cannot read yet because an older transaction is still
+/// open somewhere on the server ([`read_after`] only reads below the oldest
+/// one). Every row this statement sees is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Backlog {
+    /// Committed events after `after`.
+    pub committed: i64,
+    /// Of those, events not yet readable: written by a transaction that
+    /// started after the oldest still-open transaction.
+    pub held_back: i64,
+    /// Age of the oldest committed event after `after`, 0 when none.
+    pub oldest_seconds: f64,
+}
+
+/// See [`Backlog`].
+pub async fn backlog<'e, E: PgExecutor<'e>>(
+    executor: E,
+    after: Position,
+) -> Result<Backlog, sqlx::Error> {
+    let (committed, held_back, seconds): (i64, i64, Option<f64>) = sqlx::query_as(
+        "SELECT count(*),
+                count(*) FILTER (WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())),
+                extract(epoch FROM now() - min(recorded_at))::float8
+         FROM events
+         WHERE (transaction_id, global_position) > ($1::text::xid8, $2)",
+    )
+    .bind(after.transaction_id.to_string())
+    .bind(after.global_position)
+    .fetch_one(executor)
+    .await?;
+    Ok(Backlog {
+        committed,
+        held_back,
+        oldest_seconds: seconds.unwrap_or(0.0).max(0.0),
+    })
+}
+
+/// The open transaction that holds commit-order readers back: the one with
+/// the oldest transaction id on the whole server (any database), which is
+/// what `pg_snapshot_xmin(pg_current_snapshot())` stops at.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OldestTransaction {
+    pub pid: i32,
+    pub database: Option<String>,
+    pub user: Option<String>,
+    pub application: Option<String>,
+    /// `active`, `idle in transaction`, ...
+    pub state: Option<String>,
+    /// Seconds since the transaction started.
+    pub age_seconds: f64,
+    /// Its transaction id (`xid`, as text).
+    pub xid: String,
+}
+
+/// See [`OldestTransaction`]; `None` when no other session holds a
+/// transaction id. Prepared (two-phase) transactions are reported with pid 0.
+pub async fn oldest_transaction<'e, E: PgExecutor<'e>>(
+    executor: E,
+) -> Result<Option<OldestTransaction>, sqlx::Error> {
+    type Row = (
+        i32,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<f64>,
+        String,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT pid, db, usr, app, state, age_s, xid FROM (
+             SELECT pid, datname::text AS db, usename::text AS usr, application_name AS app,
+                    state, extract(epoch FROM now() - xact_start)::float8 AS age_s,
+                    backend_xid::text AS xid
+             FROM pg_stat_activity
+             WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+             UNION ALL
+             SELECT 0, database::text, owner::text, 'prepared transaction ' || gid, 'prepared',
+                    extract(epoch FROM now() - prepared)::float8, transaction::text
+             FROM pg_prepared_xacts
+         ) t
+         ORDER BY age(xid::xid) DESC
+         LIMIT 1",
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(row.map(
+        |(pid, database, user, application, state, age, xid)| OldestTransaction {
+            pid,
+            database,
+            user,
+            application,
+            state,
+            age_seconds: age.unwrap_or(0.0).max(0.0),
+            xid,
+        },
+    ))
+}

@@ -198,15 +198,25 @@ pub async fn main(kind: fn(&ProjectorArgs) -> ProjectorKind) -> anyhow::Result<E
     let Some(url) = &args.database_url else {
         bail!("--database-url (DATABASE_URL) is required");
     };
-    let pool = ordertrail_platform::db::connect(url, args.pool_size.max(2))
-        .await
-        .context("connect to PostgreSQL")?;
-    if args.run_migrations {
-        ordertrail_platform::db::migrate(&pool)
-            .await
-            .context("apply migrations")?;
+    let command = args.command.clone().unwrap_or(Command::Run);
+    // A running projector waits out a database outage, however long; the
+    // one-shot commands (rebuild, verify) give up after a while.
+    let serving = matches!(command, Command::Run);
+    let pool = if serving {
+        ordertrail_platform::db::connect_service(url, args.pool_size.max(2)).await
+    } else {
+        ordertrail_platform::db::connect(url, args.pool_size.max(2)).await
     }
-    match args.command.clone().unwrap_or(Command::Run) {
+    .context("connect to PostgreSQL")?;
+    if args.run_migrations {
+        if serving {
+            ordertrail_platform::db::migrate_service(&pool).await
+        } else {
+            ordertrail_platform::db::migrate(&pool).await
+        }
+        .context("apply migrations")?;
+    }
+    match command {
         Command::Run => {
             crate::run(
                 kind,

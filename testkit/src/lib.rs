@@ -5,12 +5,15 @@
 //!   command starts a private cluster and sets it).
 //! - [`kafka::TestKafka`]: the broker named by `KAFKA_BROKERS`, or else an
 //!   in-process librdkafka mock cluster; every test gets its own topic prefix.
+//! - [`server::PrivateServer`]: a PostgreSQL server of one test's own, to
+//!   stop and restart under load (fault tests).
 //! - [`eventually`]: bounded polling, the only way tests wait.
 //!
 //! Depends only on sqlx, rdkafka and tokio; never on the crates under test.
 
 pub mod kafka;
 pub mod pg;
+pub mod server;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

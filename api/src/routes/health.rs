@@ -36,14 +36,23 @@ pub async fn live() -> Json<Health> {
 /// The process can serve: the database answers `SELECT 1`.
 #[utoipa::path(
     get, path = "/health/ready", tag = "health",
-    responses((status = 200, body = Health), (status = 503, description = "`service_unavailable`: the database does not answer", body = ErrorBody))
+    responses((status = 200, body = Health), (status = 503, description = "`dependency_unavailable` (with `Retry-After`): the database does not answer", body = ErrorBody))
 )]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     match tokio::time::timeout(READY_TIMEOUT, sqlx::query("SELECT 1").execute(&state.pool)).await {
-        Ok(Ok(_)) => Ok(Json(Health { status: "ready" })),
-        Ok(Err(e)) => Err(ApiError::unavailable(format!("readiness check: {e}"))),
-        Err(_) => Err(ApiError::unavailable(
-            "readiness check: database did not answer in time",
-        )),
+        Ok(Ok(_)) => {
+            ordertrail_platform::db::mark_available();
+            Ok(Json(Health { status: "ready" }))
+        }
+        Ok(Err(e)) => {
+            ordertrail_platform::db::mark_unavailable(&e);
+            Err(ApiError::unavailable(format!("readiness check: {e}")))
+        }
+        Err(_) => {
+            ordertrail_platform::db::mark_unavailable(&"no answer within the readiness time-out");
+            Err(ApiError::unavailable(
+                "readiness check: database did not answer in time",
+            ))
+        }
     }
 }

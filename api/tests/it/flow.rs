@@ -428,10 +428,15 @@ async fn health_endpoints_answer_without_a_token() {
     ready.assert(StatusCode::OK);
     assert_eq!(ready.body["status"], "ready");
     app.db.pool.close().await;
-    app.get("/health/ready")
-        .send()
-        .await
-        .assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    let down = app.get("/health/ready").send().await;
+    down.assert_error(StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable");
+    assert_eq!(
+        down.headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("2"),
+        "a 503 says when to retry"
+    );
 }
 
 /// A capture the provider refuses is recorded (`PaymentCaptureFailed`) and

@@ -12,6 +12,7 @@ mod concurrency;
 mod docs;
 mod flow;
 mod idempotency;
+mod outage;
 mod queries;
 mod security;
 mod support;

@@ -53,11 +53,13 @@ async fn main() -> anyhow::Result<()> {
     }
     // The relay holds one dedicated connection (lock, reads, checkpoint) and
     // one for LISTEN; the rest serve lag queries and reconnects.
-    let pool = db::connect(&config.database_url, 4)
+    let pool = db::connect_service(&config.database_url, 4)
         .await
         .context("connect to the event store")?;
     if config.run_migrations {
-        db::migrate(&pool).await.context("apply migrations")?;
+        db::migrate_service(&pool)
+            .await
+            .context("apply migrations")?;
     }
     let mut relay_config = RelayConfig::new(config.kafka_brokers, config.topic_prefix);
     relay_config.topic_partitions = config.topic_partitions;

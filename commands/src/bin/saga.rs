@@ -83,11 +83,13 @@ async fn main() -> anyhow::Result<()> {
         telemetry::serve_metrics(addr).context("serve metrics")?;
     }
     // Commands, positions and timer claims each take a connection.
-    let pool = db::connect(&config.database_url, 8)
+    let pool = db::connect_service(&config.database_url, 8)
         .await
         .context("connect to the event store")?;
     if config.run_migrations {
-        db::migrate(&pool).await.context("apply migrations")?;
+        db::migrate_service(&pool)
+            .await
+            .context("apply migrations")?;
     }
     let dropoff_code_key = DropoffCodeKey::new(config.dropoff_code_key.clone().into_bytes())
         .context("DROPOFF_CODE_KEY")?;

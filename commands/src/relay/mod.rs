@@ -13,6 +13,20 @@
 //!   dedicated connection, which also reads the events and writes the
 //!   checkpoint. Standbys try the lock every `standby_interval`; PostgreSQL
 //!   frees it the moment the active process's connection closes.
+//! - Failover within seconds (DESIGN.md, issue 12): the lock session asks the
+//!   server for TCP keepalives and `tcp_user_timeout`, so a half-open
+//!   connection of a vanished active relay is dropped (and its lock freed)
+//!   in about [`LOCK_SESSION_DEAD_AFTER`]; every statement on the lock
+//!   connection is bounded by `db_timeout`; and the active relay holds a
+//!   *lease*: when it cannot publish for `publish_lease` (broker unreachable
+//!   from here, topics unconfirmed), it purges its producer and closes the
+//!   lock session, so a standby that can reach Kafka takes over. It never
+//!   publishes after giving the lock up, so two relays never publish at once.
+//! - Long transactions: reading below the oldest open transaction means one
+//!   idle `BEGIN` anywhere on the server holds publishing back. The lag
+//!   metric counts every committed event not yet published (also those held
+//!   back), and a metric plus a warning name the transaction holding it back
+//!   (pid, age, database).
 //! - Wakes on `NOTIFY ordertrail_events` (a hint only) and polls as a fallback.
 
 pub mod checkpoint;
@@ -28,7 +42,7 @@ use ordertrail_schemas::topics::all_topics;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use sqlx::postgres::PgListener;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
@@ -70,7 +84,29 @@ pub struct RelayConfig {
     pub max_backoff: Duration,
     /// How often lag is measured and a progress line is logged.
     pub report_interval: Duration,
+    /// The active relay's lease: how long it keeps the lock while it cannot
+    /// publish (a batch unacknowledged, topics unconfirmed) before it gives
+    /// the lock up for a standby. Plus `standby_interval`, the longest a
+    /// standby waits to take over from a relay that lost Kafka.
+    pub publish_lease: Duration,
+    /// Longest wait for one statement on the lock connection; past it the
+    /// connection counts as lost (closing it frees the lock).
+    pub db_timeout: Duration,
 }
+
+/// The lock session's TCP settings (server side): keepalive probes after 2 s
+/// idle, every second, 3 missed probes end the session; unacknowledged data
+/// ends it after 5 s. A vanished active relay's lock is freed within about
+/// [`LOCK_SESSION_DEAD_AFTER`].
+const LOCK_SESSION_TCP: [(&str, &str); 4] = [
+    ("tcp_keepalives_idle", "2"),
+    ("tcp_keepalives_interval", "1"),
+    ("tcp_keepalives_count", "3"),
+    ("tcp_user_timeout", "5000"),
+];
+
+/// See [`LOCK_SESSION_TCP`].
+pub const LOCK_SESSION_DEAD_AFTER: Duration = Duration::from_secs(5);
 
 impl RelayConfig {
     pub fn new(brokers: impl Into<String>, topic_prefix: impl Into<String>) -> Self {
@@ -88,6 +124,8 @@ impl RelayConfig {
             linger: Duration::from_millis(1),
             max_backoff: Duration::from_secs(10),
             report_interval: Duration::from_secs(5),
+            publish_lease: Duration::from_secs(6),
+            db_timeout: Duration::from_secs(5),
         }
     }
 
@@ -106,6 +144,13 @@ pub enum RelayError {
     Kafka(#[from] KafkaError),
     #[error("cannot create topics {topics:?}: {reason}")]
     Topics { topics: Vec<String>, reason: String },
+    /// A statement on the lock connection took longer than `db_timeout`.
+    #[error("event store did not answer within {0:?}")]
+    DatabaseTimeout(Duration),
+    /// The active relay could not publish for `publish_lease` and gave the
+    /// lock up for a standby.
+    #[error("could not publish for {0:?}; lease given up")]
+    LeaseGivenUp(Duration),
     /// A stored event the relay cannot turn into a message. The relay never
     /// skips an event: it stops here until the row or the code is fixed.
     #[error("event {event_id} at {position} cannot be published: {reason}")]
@@ -140,7 +185,10 @@ struct Relay {
     pool: PgPool,
     stop: watch::Receiver<bool>,
     context: RelayClientContext,
-    producer: FutureProducer<RelayClientContext>,
+    /// Replaced by a fresh producer whenever the lease is given up: an
+    /// idempotent producer whose in-flight messages were purged cannot be
+    /// trusted to produce again.
+    producer: std::sync::Mutex<FutureProducer<RelayClientContext>>,
     topics: Vec<String>,
 }
 
@@ -173,7 +221,7 @@ impl Relay {
             pool,
             stop,
             context,
-            producer,
+            producer: std::sync::Mutex::new(producer),
             topics,
         })
     }
@@ -193,8 +241,9 @@ impl Relay {
     #[tracing::instrument(name = "relay", skip_all, fields(relay = %self.config.name()))]
     async fn run(self) -> Result<(), RelayError> {
         let mut db_failures = 0u32;
+        let mut standby: Option<PgConnection> = None;
         loop {
-            let Some(mut lock) = self.become_active(&mut db_failures).await else {
+            let Some(mut lock) = self.become_active(&mut db_failures, &mut standby).await else {
                 return Ok(());
             };
             metrics::gauge!("ordertrail_relay_active").set(1.0);
@@ -204,14 +253,32 @@ impl Relay {
             match result {
                 Ok(()) => {
                     // Release the lock at once so a standby takes over now.
-                    let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
-                        .execute(&mut lock)
-                        .await;
+                    let _ = tokio::time::timeout(
+                        self.config.db_timeout,
+                        sqlx::query("SELECT pg_advisory_unlock_all()").execute(&mut lock),
+                    )
+                    .await;
                     tracing::info!("stopped");
                     return Ok(());
                 }
-                Err(RelayError::Database(e)) => {
+                Err(RelayError::LeaseGivenUp(after)) => {
+                    // Nothing of ours is queued any more (purged): closing the
+                    // session frees the lock for a standby that can publish.
+                    drop(lock);
+                    metrics::counter!("ordertrail_relay_leases_given_up_total").increment(1);
+                    tracing::warn!(
+                        cannot_publish_for_s = after.as_secs_f64(),
+                        "cannot publish; gave the relay lock up so a standby can take over"
+                    );
+                    // Leave the standbys time to take the lock before trying again.
+                    if let Wait::Stop = self.sleep(self.config.standby_interval * 3).await {
+                        return Ok(());
+                    }
+                }
+                Err(e @ (RelayError::Database(_) | RelayError::DatabaseTimeout(_))) => {
+                    drop(lock);
                     db_failures += 1;
+                    ordertrail_platform::db::mark_unavailable(&e);
                     tracing::warn!(error = %e, "lost the event store connection; standing by again");
                     if let Wait::Stop = self
                         .sleep(backoff(db_failures, self.config.max_backoff))
@@ -229,19 +296,26 @@ impl Relay {
     }
 
     /// Wait until this process holds the advisory lock; `None` on shutdown.
-    async fn become_active(&self, db_failures: &mut u32) -> Option<PgConnection> {
+    /// A standby keeps one connection and tries the lock on it.
+    async fn become_active(
+        &self,
+        db_failures: &mut u32,
+        standby: &mut Option<PgConnection>,
+    ) -> Option<PgConnection> {
         let mut announced = false;
         loop {
             if self.stopping() {
                 return None;
             }
-            match self.try_lock().await {
-                Ok(Some(conn)) => {
+            match self.try_lock(standby).await {
+                Ok(true) => {
                     *db_failures = 0;
-                    return Some(conn);
+                    ordertrail_platform::db::mark_available();
+                    return standby.take();
                 }
-                Ok(None) => {
+                Ok(false) => {
                     *db_failures = 0;
+                    ordertrail_platform::db::mark_available();
                     if !announced {
                         tracing::info!("another relay is active; standing by");
                         announced = true;
@@ -251,7 +325,9 @@ impl Relay {
                     }
                 }
                 Err(e) => {
+                    *standby = None;
                     *db_failures += 1;
+                    ordertrail_platform::db::mark_unavailable(&e);
                     if *db_failures == 1 {
                         tracing::warn!(error = %e, "event store unreachable; retrying");
                     }
@@ -266,51 +342,83 @@ impl Relay {
         }
     }
 
-    /// A dedicated connection holding the relay's session advisory lock.
-    async fn try_lock(&self) -> Result<Option<PgConnection>, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?.detach();
-        let locked: bool = sqlx::query_scalar(
-            "SELECT pg_try_advisory_lock(hashtextextended('ordertrail.relay:' || $1, 0))",
-        )
-        .bind(self.config.name())
-        .fetch_one(&mut conn)
-        .await?;
+    /// Bound a statement on the lock connection by `db_timeout`.
+    async fn bounded<T>(
+        &self,
+        statement: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, RelayError> {
+        match tokio::time::timeout(self.config.db_timeout, statement).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(RelayError::DatabaseTimeout(self.config.db_timeout)),
+        }
+    }
+
+    /// Try the relay's session advisory lock on the standby connection
+    /// (opened with [`LOCK_SESSION_TCP`] when there is none).
+    async fn try_lock(&self, standby: &mut Option<PgConnection>) -> Result<bool, RelayError> {
+        let mut conn = match standby.take() {
+            Some(conn) => conn,
+            None => {
+                let options = (*self.pool.connect_options())
+                    .clone()
+                    .options(LOCK_SESSION_TCP);
+                self.bounded(PgConnection::connect_with(&options)).await?
+            }
+        };
+        let locked: bool = self
+            .bounded(
+                sqlx::query_scalar(
+                    "SELECT pg_try_advisory_lock(hashtextextended('ordertrail.relay:' || $1, 0))",
+                )
+                .bind(self.config.name())
+                .fetch_one(&mut conn),
+            )
+            .await?;
         if locked {
             // Checkpoints are saved on this connection after every batch. A
             // checkpoint lost in a database crash only means republishing
             // acknowledged events (at-least-once allows it), so the relay does
             // not wait for a WAL flush per batch.
-            sqlx::query("SET synchronous_commit = off")
-                .execute(&mut conn)
+            self.bounded(sqlx::query("SET synchronous_commit = off").execute(&mut conn))
                 .await?;
         }
-        Ok(locked.then_some(conn))
+        *standby = Some(conn);
+        Ok(locked)
     }
 
+    /// Make sure the topics exist. `Ok(false)` on shutdown; gives the lease up
+    /// when they cannot be confirmed for `publish_lease`.
     async fn ensure_topics(&self) -> Result<bool, RelayError> {
         let mut attempt = 0;
+        let since = Instant::now();
         loop {
-            match topics::ensure(
-                &self.config.brokers,
-                &self.topics,
-                self.config.topic_partitions,
-                self.config.topic_replication_factor,
-                Duration::from_secs(10),
+            let remaining = self.config.publish_lease.saturating_sub(since.elapsed());
+            let ensured = tokio::time::timeout(
+                remaining.max(Duration::from_millis(1)),
+                topics::ensure(
+                    &self.config.brokers,
+                    &self.topics,
+                    self.config.topic_partitions,
+                    self.config.topic_replication_factor,
+                    Duration::from_secs(10),
+                ),
             )
-            .await
-            {
-                Ok(_) => return Ok(true),
-                Err(topics::TopicsFailure::Fatal(e)) => return Err(e),
-                Err(topics::TopicsFailure::Retry(e)) => {
-                    attempt += 1;
-                    if attempt == 1 {
-                        tracing::warn!(error = %e, "cannot make sure the topics exist; retrying");
-                    }
-                    if let Wait::Stop = self.sleep(backoff(attempt, self.config.max_backoff)).await
-                    {
-                        return Ok(false);
-                    }
-                }
+            .await;
+            let failure = match ensured {
+                Ok(Ok(_)) => return Ok(true),
+                Ok(Err(topics::TopicsFailure::Fatal(e))) => return Err(e),
+                Ok(Err(topics::TopicsFailure::Retry(e))) => e.to_string(),
+                Err(_) => "the broker did not answer".to_owned(),
+            };
+            if since.elapsed() >= self.config.publish_lease {
+                return Err(RelayError::LeaseGivenUp(since.elapsed()));
+            }
+            attempt += 1;
+            if attempt == 1 {
+                tracing::warn!(error = %failure, "cannot make sure the topics exist; retrying");
+            }
+            if let Wait::Stop = self.sleep(backoff(attempt, self.config.max_backoff)).await {
+                return Ok(false);
             }
         }
     }
@@ -384,13 +492,43 @@ impl Relay {
         }
     }
 
+    /// Give the lease up: nothing of this relay may reach the broker after
+    /// it lets the lock go, so every queued and in-flight message is purged.
+    fn give_up_lease(&self, since: Instant) -> Result<RelayError, RelayError> {
+        use rdkafka::producer::{Producer, PurgeConfig};
+        let fresh = publisher::producer(
+            &self.config.brokers,
+            self.config.delivery_timeout,
+            self.config.linger,
+            self.context.clone(),
+        )?;
+        let old = {
+            let mut producer = self
+                .producer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::mem::replace(&mut *producer, fresh)
+        };
+        old.purge(PurgeConfig::default().queue().inflight());
+        // Dropping a producer blocks its thread (flush, client teardown).
+        tokio::task::spawn_blocking(move || drop(old));
+        Ok(RelayError::LeaseGivenUp(since.elapsed()))
+    }
+
+    fn producer(&self) -> FutureProducer<RelayClientContext> {
+        self.producer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     async fn publish_loop(&self, lock: &mut PgConnection) -> Result<(), RelayError> {
         if !self.ensure_topics().await? {
             return Ok(());
         }
         let name = self.config.name().to_owned();
         let limit = i64::try_from(self.config.batch_size.max(1)).unwrap_or(i64::MAX);
-        let mut position = checkpoint::load(lock, &name).await?;
+        let mut position = self.bounded(checkpoint::load(&mut *lock, &name)).await?;
         tracing::info!(%position, topics = ?self.topics, "publishing from checkpoint");
         let hints = self.listen().await;
         let mut progress = Progress::new(position);
@@ -402,14 +540,23 @@ impl Relay {
                 return Ok(());
             }
             if progress.due(self.config.report_interval) {
-                let lag = event_log::lag(&mut *lock, position).await?;
-                progress.report(position, lag);
+                let backlog = self
+                    .bounded(event_log::backlog(&mut *lock, position))
+                    .await?;
+                let blocker = if backlog.held_back > 0 {
+                    self.bounded(event_log::oldest_transaction(&mut *lock))
+                        .await?
+                } else {
+                    None
+                };
+                progress.report(position, backlog, blocker);
             }
             let batch = match prefetched.take() {
                 Some(b) => b,
                 None => {
                     last_read = Instant::now();
-                    event_log::read_after(&mut *lock, position, limit).await?
+                    self.bounded(event_log::read_after(&mut *lock, position, limit))
+                        .await?
                 }
             };
             let Some(last) = batch.last().map(StoredEvent::position) else {
@@ -423,18 +570,41 @@ impl Relay {
                 .map(|e| publisher::message(&self.config.topic_prefix, e))
                 .collect::<Result<Vec<_>, _>>()?;
             // While the broker acknowledges this batch, read the next one.
+            // The lease bounds how long a batch may stay unacknowledged.
             let full = batch.len() as i64 >= limit;
-            let (published, next) =
-                tokio::join!(publisher::publish(&self.producer, &messages), async {
+            let started = Instant::now();
+            let producer = self.producer();
+            let lease_left = match outage {
+                Some((since, _)) => self.config.publish_lease.saturating_sub(since.elapsed()),
+                None => self.config.publish_lease,
+            };
+            let (published, next) = tokio::join!(
+                tokio::time::timeout(
+                    lease_left.max(Duration::from_millis(1)),
+                    publisher::publish(&producer, &messages)
+                ),
+                async {
                     if full {
-                        Some(event_log::read_after(&mut *lock, last, limit).await)
+                        Some(
+                            self.bounded(event_log::read_after(&mut *lock, last, limit))
+                                .await,
+                        )
                     } else {
                         None
                     }
-                });
+                }
+            );
+            let published = match published {
+                Ok(result) => result,
+                Err(_) => {
+                    let since = outage.map_or(started, |(since, _)| since);
+                    return Err(self.give_up_lease(since)?);
+                }
+            };
             match published {
                 Ok(report) => {
-                    checkpoint::save(lock, &name, last).await?;
+                    self.bounded(checkpoint::save(&mut *lock, &name, last))
+                        .await?;
                     position = last;
                     prefetched = next.transpose()?;
                     if let Some((since, retries)) = outage.take() {
@@ -449,7 +619,7 @@ impl Relay {
                 }
                 Err(e) => {
                     metrics::counter!("ordertrail_relay_publish_failures_total").increment(1);
-                    let (since, retries) = outage.get_or_insert_with(|| (Instant::now(), 0));
+                    let (since, retries) = outage.get_or_insert((started, 0));
                     *retries += 1;
                     if *retries == 1 {
                         if self.context.take_outage_report() {
@@ -461,7 +631,12 @@ impl Relay {
                     } else {
                         tracing::debug!(error = %e, retries = *retries, down_for_s = since.elapsed().as_secs_f64(), "publish retry failed");
                     }
-                    let pause = backoff(*retries, self.config.max_backoff);
+                    if since.elapsed() >= self.config.publish_lease {
+                        let since = *since;
+                        return Err(self.give_up_lease(since)?);
+                    }
+                    let pause = backoff(*retries, self.config.max_backoff)
+                        .min(self.config.publish_lease.saturating_sub(since.elapsed()));
                     if let Wait::Stop = self.sleep(pause).await {
                         return Ok(());
                     }
@@ -488,6 +663,9 @@ struct Progress {
     last_report: Instant,
     published_since_report: u64,
     position: Position,
+    /// The transaction last reported as holding the relay back.
+    blocker_pid: Option<i32>,
+    blocker_warned: Instant,
 }
 
 impl Progress {
@@ -500,6 +678,8 @@ impl Progress {
                 .unwrap_or_else(Instant::now),
             published_since_report: 0,
             position,
+            blocker_pid: None,
+            blocker_warned: Instant::now(),
         }
     }
 
@@ -530,9 +710,45 @@ impl Progress {
         }
     }
 
-    fn report(&mut self, position: Position, lag: event_log::Lag) {
-        metrics::gauge!("ordertrail_relay_lag_events").set(lag.events as f64);
-        metrics::gauge!("ordertrail_relay_lag_seconds").set(lag.seconds);
+    fn report(
+        &mut self,
+        position: Position,
+        backlog: event_log::Backlog,
+        blocker: Option<event_log::OldestTransaction>,
+    ) {
+        // Every committed event not yet published counts, also those an open
+        // transaction holds back (the reader cannot see them yet).
+        metrics::gauge!("ordertrail_relay_lag_events").set(backlog.committed as f64);
+        metrics::gauge!("ordertrail_relay_lag_seconds").set(backlog.oldest_seconds);
+        metrics::gauge!("ordertrail_relay_held_back_events").set(backlog.held_back as f64);
+        metrics::gauge!("ordertrail_relay_blocking_transaction_age_seconds")
+            .set(blocker.as_ref().map_or(0.0, |b| b.age_seconds));
+        metrics::gauge!("ordertrail_relay_blocking_transaction_pid")
+            .set(blocker.as_ref().map_or(0.0, |b| f64::from(b.pid)));
+        // A command's own transaction is open for milliseconds; one open for
+        // longer than a report interval is worth a warning.
+        if let Some(b) = blocker.as_ref().filter(|b| b.age_seconds >= 5.0) {
+            let new_blocker = self.blocker_pid != Some(b.pid);
+            if new_blocker || self.blocker_warned.elapsed() >= Duration::from_secs(30) {
+                tracing::warn!(
+                    pid = b.pid,
+                    age_s = b.age_seconds.round(),
+                    database = b.database.as_deref().unwrap_or("?"),
+                    user = b.user.as_deref().unwrap_or("?"),
+                    application = b.application.as_deref().unwrap_or(""),
+                    state = b.state.as_deref().unwrap_or("?"),
+                    held_back_events = backlog.held_back,
+                    "an open transaction holds the relay back: committed events wait until it ends (pg_terminate_backend({}) ends it)",
+                    b.pid
+                );
+                self.blocker_warned = Instant::now();
+            }
+        }
+        self.blocker_pid = blocker.as_ref().map(|b| b.pid);
+        let lag = event_log::Lag {
+            events: backlog.committed,
+            seconds: backlog.oldest_seconds,
+        };
         let secs = self.last_report.elapsed().as_secs_f64();
         if self.published_since_report > 0 || lag.events > 0 {
             let rate = if secs < 3600.0 {
@@ -545,6 +761,7 @@ impl Progress {
                 published = self.published_since_report,
                 rate_per_s = rate.round(),
                 lag_events = lag.events,
+                held_back_events = backlog.held_back,
                 lag_seconds = lag.seconds,
                 "relay progress"
             );

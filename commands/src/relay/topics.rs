@@ -50,20 +50,31 @@ pub(crate) async fn ensure(
     replication_factor: i32,
     timeout: Duration,
 ) -> Result<TopicsOutcome, TopicsFailure> {
-    let admin = admin_client(brokers).map_err(|e| TopicsFailure::Fatal(RelayError::Kafka(e)))?;
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, timeout)
-        .map_err(TopicsFailure::Retry)?;
-    let missing: Vec<&String> = topics
-        .iter()
-        .filter(|t| {
-            !metadata
-                .topics()
-                .iter()
-                .any(|m| m.name() == t.as_str() && m.error().is_none())
-        })
-        .collect();
+    // The metadata request blocks its thread (up to `timeout` while the
+    // broker is unreachable): off the runtime, so time-outs around this
+    // future (the relay's lease) and other tasks keep running.
+    let wanted = topics.to_vec();
+    let brokers = brokers.to_owned();
+    let (admin, missing) = tokio::task::spawn_blocking(move || {
+        let admin =
+            admin_client(&brokers).map_err(|e| TopicsFailure::Fatal(RelayError::Kafka(e)))?;
+        let metadata = admin
+            .inner()
+            .fetch_metadata(None, timeout)
+            .map_err(TopicsFailure::Retry)?;
+        let missing: Vec<String> = wanted
+            .into_iter()
+            .filter(|t| {
+                !metadata
+                    .topics()
+                    .iter()
+                    .any(|m| m.name() == t.as_str() && m.error().is_none())
+            })
+            .collect();
+        Ok::<_, TopicsFailure>((admin, missing))
+    })
+    .await
+    .map_err(|_| TopicsFailure::Retry(KafkaError::Canceled))??;
     if missing.is_empty() {
         tracing::debug!(?topics, "topics exist");
         return Ok(TopicsOutcome::Existing);

@@ -30,7 +30,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{Connection, PgExecutor, PgPool};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -897,4 +897,246 @@ async fn a_stored_v1_rider_location_loads_and_replays_as_v2() {
         ),
         "{refused:?}"
     );
+}
+
+/// The process's Prometheus recorder (one per test process; nextest runs
+/// each test in a process of its own).
+fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("install the metrics recorder")
+    })
+}
+
+/// The value of an unlabelled gauge in the rendered metrics.
+fn gauge(name: &str) -> Option<f64> {
+    metrics().render().lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?.strip_prefix(' ')?;
+        rest.trim().parse().ok()
+    })
+}
+
+/// A relay checkpoint on any pool.
+async fn checkpoint_of(pool: &PgPool, name: &str) -> Position {
+    let mut conn = pool.acquire().await.expect("connection");
+    relay::checkpoint::load(&mut conn, name)
+        .await
+        .expect("checkpoint")
+}
+
+#[tokio::test]
+async fn an_idle_transaction_holds_publishing_back_visibly_and_everything_is_published_once_it_ends()
+ {
+    metrics();
+    // The oldest open transaction is server-wide: stage it on a server of
+    // this test's own, not the suite's shared one.
+    let server = ordertrail_testkit::server::PrivateServer::start();
+    let pool = ordertrail_platform::db::connect(&server.url(), 6)
+        .await
+        .expect("connect");
+    ordertrail_platform::db::migrate(&pool)
+        .await
+        .expect("migrate");
+    let s = setup().await;
+    let relay = spawn_relay(s.config(), pool.clone());
+    let aggregates = deliveries(4);
+    append_pings(&pool, &aggregates, 1, 2).await;
+    let mut reader = TopicReader::new(&s.kafka);
+    reader
+        .read_until_all(&stored(&pool).await.keys().copied().collect(), WAIT)
+        .await;
+
+    // Someone opens a transaction, takes a transaction id and goes idle.
+    let mut idle = sqlx::PgConnection::connect(&server.url())
+        .await
+        .expect("idle session");
+    sqlx::query("BEGIN")
+        .execute(&mut idle)
+        .await
+        .expect("begin");
+    let (idle_pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+        .fetch_one(&mut idle)
+        .await
+        .expect("pid");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut idle)
+        .await
+        .expect("take an xid");
+    let held = checkpoint_of(&pool, &s.kafka.prefix).await;
+    // Commands keep committing meanwhile.
+    append_pings(&pool, &aggregates, 3, 3).await;
+
+    // The lag counts the 12 committed events, all held back, and the blocker
+    // is named.
+    eventually("the relay to report the held-back events", WAIT, || async {
+        (gauge("ordertrail_relay_lag_events") == Some(12.0)
+            && gauge("ordertrail_relay_held_back_events") == Some(12.0)
+            && gauge("ordertrail_relay_blocking_transaction_pid") == Some(f64::from(idle_pid)))
+        .then_some(())
+    })
+    .await;
+    let backlog = event_log::backlog(&pool, held).await.expect("backlog");
+    assert_eq!((backlog.committed, backlog.held_back), (12, 12));
+    let blocker = event_log::oldest_transaction(&pool)
+        .await
+        .expect("oldest transaction")
+        .expect("a blocker");
+    assert_eq!(blocker.pid, idle_pid);
+    assert_eq!(blocker.database.as_deref(), Some("ordertrail"));
+    assert_eq!(blocker.state.as_deref(), Some("idle in transaction"));
+    // Nothing after the blocker was published.
+    assert_eq!(checkpoint_of(&pool, &s.kafka.prefix).await, held);
+
+    // The idle transaction ends: everything is published.
+    sqlx::query("ROLLBACK")
+        .execute(&mut idle)
+        .await
+        .expect("rollback");
+    let store = stored(&pool).await;
+    assert_eq!(store.len(), 4 * 5);
+    reader
+        .read_until_all(&store.keys().copied().collect(), WAIT)
+        .await;
+    eventually("the lag gauge back at zero", WAIT, || async {
+        (gauge("ordertrail_relay_lag_events") == Some(0.0)
+            && gauge("ordertrail_relay_held_back_events") == Some(0.0))
+        .then_some(())
+    })
+    .await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn our_sessions_end_a_transaction_left_idle_past_the_limit() {
+    let db = TestDatabase::new().await;
+    let options = ordertrail_platform::db::connect_options(&db.url)
+        .expect("options")
+        .options([("idle_in_transaction_session_timeout", "300ms")]);
+    let mut conn = sqlx::PgConnection::connect_with(&options)
+        .await
+        .expect("connect");
+    let default_limit: String = {
+        let mut plain = sqlx::PgConnection::connect_with(
+            &ordertrail_platform::db::connect_options(&db.url).expect("options"),
+        )
+        .await
+        .expect("connect");
+        sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
+            .fetch_one(&mut plain)
+            .await
+            .expect("show")
+    };
+    assert_eq!(default_limit, "1min", "the platform's default limit");
+    sqlx::query("BEGIN")
+        .execute(&mut conn)
+        .await
+        .expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut conn)
+        .await
+        .expect("xid");
+    eventually("the server to end the idle transaction", WAIT, || async {
+        let (alive,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND state = 'idle in transaction'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .ok()?;
+        (alive == 0).then_some(())
+    })
+    .await;
+    let error = sqlx::query("SELECT 1")
+        .execute(&mut conn)
+        .await
+        .expect_err("the session was ended");
+    assert!(
+        ordertrail_platform::db::is_unreachable(&error),
+        "an ended session counts as unavailable: {error}"
+    );
+}
+
+#[tokio::test]
+async fn an_active_relay_that_cannot_reach_kafka_gives_its_lease_to_a_standby_within_10_s() {
+    let s = setup().await;
+    // The active relay's broker address leads nowhere.
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr");
+    let mut cut_off = s.config();
+    cut_off.brokers = nowhere.to_string();
+    cut_off.publish_lease = Duration::from_secs(4);
+    let active = spawn_relay(cut_off, s.db.pool.clone());
+    let lock_holders = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = \
+             (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(&s.db.pool)
+        .await
+        .expect("locks")
+    };
+    eventually("the cut-off relay to hold the lock", WAIT, || async {
+        (lock_holders().await == 1).then_some(())
+    })
+    .await;
+    let aggregates = deliveries(3);
+    append_pings(&s.db.pool, &aggregates, 1, 3).await;
+
+    let standby = spawn_relay(s.config(), s.db.pool.clone());
+    let started = Instant::now();
+    let mut reader = TopicReader::new(&s.kafka);
+    let store = stored(&s.db.pool).await;
+    reader
+        .read_until_all(&store.keys().copied().collect(), Duration::from_secs(10))
+        .await;
+    let took_over = started.elapsed();
+    assert!(took_over < Duration::from_secs(10), "took {took_over:?}");
+    // The cut-off relay stands by (it does not exit) and never published.
+    assert!(!active.task.is_finished());
+    assert_eq!(lock_holders().await, 1);
+    assert_published_in_order(&store, &reader.received, Position::START, 0);
+    standby.stop().await;
+    active.stop().await;
+}
+
+#[tokio::test]
+async fn a_relay_whose_lock_session_is_killed_stands_by_and_a_standby_takes_over() {
+    let s = setup().await;
+    let aggregates = deliveries(3);
+    let first = spawn_relay(s.config(), s.db.pool.clone());
+    append_pings(&s.db.pool, &aggregates, 1, 2).await;
+    let mut reader = TopicReader::new(&s.kafka);
+    reader
+        .read_until_all(&stored(&s.db.pool).await.keys().copied().collect(), WAIT)
+        .await;
+    let second = spawn_relay(s.config(), s.db.pool.clone());
+    // The database loses the active relay's session (a network cut, an
+    // administrator): the lock goes with it.
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+         WHERE l.locktype = 'advisory' AND l.granted AND l.database =
+               (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_all(&s.db.pool)
+    .await
+    .expect("terminate");
+    assert_eq!(killed, vec![true]);
+    let acknowledged = s.checkpoint().await;
+    let cut = Instant::now();
+    append_pings(&s.db.pool, &aggregates, 3, 2).await;
+    let store = stored(&s.db.pool).await;
+    reader
+        .read_until_all(&store.keys().copied().collect(), Duration::from_secs(10))
+        .await;
+    assert!(cut.elapsed() < Duration::from_secs(10));
+    // Both relays still run: one active, one standing by.
+    assert!(!first.task.is_finished() && !second.task.is_finished());
+    first.stop().await;
+    second.stop().await;
+    assert_published_in_order(&store, &reader.received, acknowledged, 20);
 }

@@ -192,9 +192,13 @@ pub(super) async fn heartbeat(
             _ = tick.tick() => {}
         }
         if let Err(e) = status.write(&pool).await {
+            if crate::db::is_unreachable(&e) {
+                crate::db::mark_unavailable(&e);
+            }
             tracing::debug!(consumer = status.consumer, error = %e, "cannot write the heartbeat now");
             continue;
         }
+        crate::db::mark_available();
         if !pruned {
             pruned = sqlx::query(
                 "DELETE FROM consumer_instances

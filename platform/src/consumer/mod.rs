@@ -494,6 +494,9 @@ pub async fn run<H: Handler>(
                     if attempt == 1 {
                         tracing::warn!(consumer = name, %reason, "consumer cannot make progress; retrying with back-off");
                     }
+                    if reason.starts_with("database") {
+                        crate::db::mark_unavailable(&reason);
+                    }
                     cx.status.error(&reason);
                     if pause(&cx.stop, wait).await.is_err() {
                         break;

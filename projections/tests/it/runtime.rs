@@ -267,6 +267,10 @@ async fn status_where(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_it_cannot_apply_stalls_the_projector_visibly_naming_it() {
+    // The process's metrics (each nextest test is a process of its own).
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
     let mut env = Env::start().await;
     let restaurant = RestaurantId::new_random();
     let (script, _specs) =
@@ -293,6 +297,16 @@ async fn an_event_it_cannot_apply_stalls_the_projector_visibly_naming_it() {
         "{event}"
     );
     assert_eq!(event["event_type"], "OrderTeleported", "{event}");
+    // Ops see it as a metric too (alert OrdertrailConsumerStalled).
+    if let Some(metrics) = &metrics {
+        let rendered = metrics.render();
+        assert!(
+            rendered
+                .lines()
+                .any(|l| l == "consumer_stalled{consumer=\"order_history\"} 1"),
+            "consumer_stalled gauge: {rendered}"
+        );
+    }
     let origin = event["origin"].as_str().unwrap_or_default();
     assert!(
         origin.contains(&format!("{}.orders", env.kafka.prefix)) && origin.contains("offset 0"),
