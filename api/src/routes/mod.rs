@@ -9,6 +9,7 @@ pub mod payments;
 pub mod queries;
 pub mod reference_data;
 pub mod replay;
+pub mod streams;
 pub mod visibility;
 
 use axum::http::{HeaderValue, StatusCode};

@@ -14,4 +14,5 @@ mod flow;
 mod idempotency;
 mod queries;
 mod security;
+mod streams;
 mod support;
