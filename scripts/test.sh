@@ -24,6 +24,9 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
+# The web console in headless Chromium against the running platform.
+"$ROOT/scripts/console-test.sh"
+
 # The OpenAPI contract, fuzzed for every role: no server errors, no response
 # that breaks its schema, no schema-valid request rejected.
 "$ROOT/scripts/schemathesis.sh"

@@ -107,6 +107,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::replay::router())
         .merge(routes::audit::router())
         .merge(routes::streams::router())
+        .merge(routes::console::router())
         .merge(routes::health::router())
         .merge(docs::router())
         .fallback(error::route_not_found)

@@ -2,6 +2,7 @@
 //! merges them.
 
 pub mod audit;
+pub mod console;
 pub mod deliveries;
 pub mod health;
 pub mod orders;
