@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::response::sse::Event;
@@ -139,24 +139,49 @@ pub struct FeedEvent {
     pub status: Option<&'static str>,
     pub rider_id: Option<Uuid>,
     pub eta: Option<StreamEta>,
+    /// The `data` of the SSE message per audience, rendered once for every
+    /// client of that audience.
+    rendered: [OnceLock<String>; 6],
+}
+
+fn audience_slot(audience: Audience) -> usize {
+    match audience {
+        Audience::Customer => 0,
+        Audience::Restaurant => 1,
+        Audience::Rider => 2,
+        Audience::Ops => 3,
+        Audience::Auditor => 4,
+        Audience::Admin => 5,
+    }
 }
 
 impl FeedEvent {
     /// The SSE message of this event as `audience` may see it.
     pub fn to_sse(&self, audience: Audience) -> Event {
-        let mut payload = self.payload.clone();
-        redact_payload(audience, &self.event_type, &mut payload);
-        let mut metadata = self.metadata.clone();
-        redact_metadata(audience, &mut metadata);
-        let id = StreamId(self.position).to_string();
-        let kind = match (self.aggregate_type, self.event_type.as_str()) {
+        let data = self.rendered[audience_slot(audience)].get_or_init(|| self.render(audience));
+        Event::default()
+            .id(StreamId(self.position).to_string())
+            .event(self.kind())
+            .data(data)
+    }
+
+    /// The SSE event name.
+    fn kind(&self) -> &'static str {
+        match (self.aggregate_type, self.event_type.as_str()) {
             (AggregateKind::Order, _) => "order_status",
             (AggregateKind::Delivery, "RiderLocationReported") => "rider_position",
             (AggregateKind::Delivery, _) => "delivery",
             (AggregateKind::Payment, _) => "payment",
-        };
+        }
+    }
+
+    fn render(&self, audience: Audience) -> String {
+        let mut payload = self.payload.clone();
+        redact_payload(audience, &self.event_type, &mut payload);
+        let mut metadata = self.metadata.clone();
+        redact_metadata(audience, &mut metadata);
         let data = StreamEvent {
-            id: id.clone(),
+            id: StreamId(self.position).to_string(),
             order_id: self.order_id,
             restaurant_id: self.restaurant_id,
             aggregate_type: self.aggregate_type.as_str().to_owned(),
@@ -171,11 +196,7 @@ impl FeedEvent {
             metadata,
             eta: self.eta.clone(),
         };
-        let event = Event::default().id(id).event(kind);
-        match serde_json::to_string(&data) {
-            Ok(json) => event.data(json),
-            Err(_) => event.data("{}"),
-        }
+        serde_json::to_string(&data).unwrap_or_else(|_| "{}".to_owned())
     }
 }
 
@@ -428,6 +449,7 @@ impl Feed {
             status,
             rider_id,
             eta: eta_now,
+            rendered: Default::default(),
         })
     }
 }
