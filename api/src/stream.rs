@@ -379,8 +379,16 @@ impl Feed {
         if cache.len() >= FACT_CACHE_LIMIT {
             cache.clear();
         }
-        cache.entry(key).or_insert(facts.clone());
+        cache.entry(key).or_insert_with(|| facts.clone());
         Ok(facts)
+    }
+
+    fn remember(&self, kind: AggregateKind, id: &str, facts: &Facts) {
+        let mut cache = self.lock_facts();
+        if cache.len() >= FACT_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert((kind, id.to_owned()), facts.clone());
     }
 
     fn lock_facts(&self) -> std::sync::MutexGuard<'_, HashMap<(AggregateKind, String), Facts>> {
@@ -406,14 +414,16 @@ impl Feed {
         if kind == AggregateKind::Order && facts.order_id.is_none() {
             facts.order_id = Uuid::parse_str(&env.aggregate_id).ok();
         }
+        if learn && env.sequence == 1 {
+            self.remember(kind, &env.aggregate_id, &facts);
+        }
         let rider_id = uuid_at(&env.payload, "rider_id");
         let mut eta_now = None;
         if kind == AggregateKind::Delivery {
-            let key = (kind, env.aggregate_id.clone());
             match env.event_type.as_str() {
                 "PickupConfirmed" if learn => {
                     facts.picked_up = true;
-                    self.lock_facts().insert(key, facts.clone());
+                    self.remember(kind, &env.aggregate_id, &facts);
                 }
                 "RiderLocationReported" => {
                     if let (Some(location), Some(at)) = (
@@ -422,9 +432,6 @@ impl Feed {
                     ) {
                         eta_now = eta(&facts, location, at, facts.picked_up);
                     }
-                }
-                _ if env.sequence == 1 && learn => {
-                    self.lock_facts().insert(key, facts.clone());
                 }
                 _ => {}
             }

@@ -318,3 +318,57 @@ async fn a_customer_cannot_subscribe_to_another_customers_order() {
     // The owner gets their order.
     assert!(open(&app, &path, &alice, None).await.is_ok());
 }
+
+#[tokio::test]
+async fn the_ops_stream_filters_by_status_and_rider_positions_carry_an_eta() {
+    let app = TestApp::new().await;
+    let mut accepted = open(&app, "/v1/stream/ops?status=accepted", &app.ops(), None)
+        .await
+        .unwrap();
+    let mut everything = open(&app, "/v1/stream/ops", &app.ops(), None)
+        .await
+        .unwrap();
+    let (order, delivery, _) = app.requested_delivery().await;
+    let first = accepted.next().await;
+    assert_eq!(
+        (
+            first.data["event_type"].as_str(),
+            first.data["status"].as_str()
+        ),
+        (Some("OrderAccepted"), Some("accepted")),
+        "only changes into the filtered status: {first:?}"
+    );
+    assert_eq!(first.data["order_id"], json!(order));
+
+    let rider = crate::support::rider(2);
+    app.post(&format!("/v1/deliveries/{delivery}/assign"))
+        .token(&app.rider(rider))
+        .json(json!({"rider_id": rider}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+    app.post(&format!("/v1/deliveries/{delivery}/locations"))
+        .token(&app.rider(rider))
+        .json(json!({"lat": 52.5070, "lon": 13.3900, "reported_at": chrono::Utc::now()}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+    let seen = everything.until(|m| m.event == "rider_position").await;
+    let position = seen.last().unwrap();
+    assert_eq!(position.data["order_id"], json!(order));
+    assert_eq!(position.data["rider_id"], json!(rider));
+    let eta = &position.data["eta"];
+    assert!(
+        eta["distance_to_pickup_m"].as_f64().unwrap() > 500.0,
+        "{eta}"
+    );
+    assert!(eta["dropoff_eta"].is_string(), "{eta}");
+    // The delivery request on the ops stream carries the drop-off point for ops.
+    let requested = seen
+        .iter()
+        .find(|m| m.data["event_type"] == "DeliveryRequested")
+        .expect("the delivery request");
+    assert!(requested.data["payload"]["dropoff"].is_object());
+    assert!(requested.data["payload"].get("dropoff_code_hash").is_some());
+    assert!(requested.data["payload"].get("dropoff_code").is_none());
+}
