@@ -238,6 +238,7 @@ async function showBoard(signal) {
     let shown = 0;
     for (const s of STATUSES) {
       const items = [...orders.values()]
+        .filter((o) => !status || o.status === status)
         .filter((o) => (s === 'cancelled' ? (o.status === 'cancelled' || o.status === 'rejected') : o.status === s))
         .sort((a, b) => (b.placed_at || '').localeCompare(a.placed_at || ''));
       const column = el('div', { class: `column st-${s}`, 'data-status': s },
@@ -253,13 +254,14 @@ async function showBoard(signal) {
       }
       board.appendChild(column);
     }
-    $('board-count').textContent = `${orders.size} orders`;
+    $('board-count').textContent = `${[...orders.values()].filter((o) => !status || o.status === status).length} orders`;
     return shown;
   };
 
+  // The stream is filtered by restaurant only: an order leaving the chosen
+  // status must leave the board too.
   const params = new URLSearchParams();
   if (restaurant) params.set('restaurant_id', restaurant);
-  if (status) params.set('status', status);
   // Subscribe first, then load the list: nothing placed in between is lost.
   sse(`/v1/stream/ops?${params}`, (event, e) => {
     if (event !== 'order_status' || !e.order_id) return;
