@@ -452,7 +452,7 @@ async function showMap(signal) {
 
     const table = $('map-list');
     clear(table);
-    table.appendChild(el('tr', {}, ...['Order', 'Restaurant', 'Status', 'To pickup', 'Pickup ETA', 'Drop-off ETA'].map((h) => el('th', { text: h }))));
+    table.appendChild(el('tr', {}, ...['Order', 'Restaurant', 'Status', 'To pickup', 'Pickup at', 'Drop-off at'].map((h) => el('th', { text: h }))));
     for (const d of inCity) {
       table.appendChild(el('tr', { class: 'clickable', onclick: () => { location.hash = `#order/${d.order_id}`; } },
         el('td', { class: 'mono', text: shortId(d.order_id) }),
