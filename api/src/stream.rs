@@ -25,7 +25,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use axum::response::sse::Event;
+use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 use ordertrail_platform::event_log::{self, Position, StoredEvent};
 use ordertrail_schemas::visibility::{Audience, redact_metadata, redact_payload};
@@ -139,9 +139,9 @@ pub struct FeedEvent {
     pub status: Option<&'static str>,
     pub rider_id: Option<Uuid>,
     pub eta: Option<StreamEta>,
-    /// The `data` of the SSE message per audience, rendered once for every
-    /// client of that audience.
-    rendered: [OnceLock<String>; 6],
+    /// The whole SSE message per audience, rendered once for every client
+    /// of that audience.
+    rendered: [OnceLock<Bytes>; 6],
 }
 
 fn audience_slot(audience: Audience) -> usize {
@@ -156,13 +156,19 @@ fn audience_slot(audience: Audience) -> usize {
 }
 
 impl FeedEvent {
-    /// The SSE message of this event as `audience` may see it.
-    pub fn to_sse(&self, audience: Audience) -> Event {
-        let data = self.rendered[audience_slot(audience)].get_or_init(|| self.render(audience));
-        Event::default()
-            .id(StreamId(self.position).to_string())
-            .event(self.kind())
-            .data(data)
+    /// The SSE message of this event as `audience` may see it
+    /// (`id`, `event` and one `data` line of compact JSON).
+    pub fn to_sse(&self, audience: Audience) -> Bytes {
+        self.rendered[audience_slot(audience)]
+            .get_or_init(|| {
+                Bytes::from(format!(
+                    "id: {}\nevent: {}\ndata: {}\n\n",
+                    StreamId(self.position),
+                    self.kind(),
+                    self.render(audience)
+                ))
+            })
+            .clone()
     }
 
     /// The SSE event name.
@@ -616,7 +622,7 @@ pub async fn open(
     scope: Scope,
     audience: Audience,
     resume_after: Option<Position>,
-) -> Result<mpsc::Receiver<Event>, FeedError> {
+) -> Result<mpsc::Receiver<Bytes>, FeedError> {
     let (rx, feeder_at) = feed.subscribe().await?;
     let (tx, out) = mpsc::channel(256);
     let after = resume_after.unwrap_or(feeder_at);
@@ -630,7 +636,7 @@ async fn pump(
     audience: Audience,
     mut after: Position,
     mut rx: broadcast::Receiver<Arc<FeedEvent>>,
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<Bytes>,
 ) {
     loop {
         // Catch up from the store.

@@ -13,9 +13,11 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ordertrail_schemas::{ActorRole, DeliveryId, OrderId};
 use serde::Deserialize;
@@ -50,11 +52,10 @@ what was missed. Event names: `order_status`, `payment`, `delivery`, `rider_posi
 )]
 pub struct StreamDoc;
 
-type SseStream = Sse<
-    axum::response::sse::KeepAliveStream<
-        futures::stream::BoxStream<'static, Result<Event, Infallible>>,
-    >,
->;
+/// Largest body chunk: messages ready at once go out in one write.
+const MAX_CHUNK: usize = 64 * 1024;
+/// A comment line this often keeps idle connections (and proxies) open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 fn last_event_id(headers: &HeaderMap) -> Result<Option<StreamId>, ApiError> {
     let Some(value) = headers.get("last-event-id") else {
@@ -85,7 +86,7 @@ async fn open(
     scope: Scope,
     user: &AuthUser,
     resume: Option<StreamId>,
-) -> Result<SseStream, ApiError> {
+) -> Result<Response, ApiError> {
     let rx = stream::open(
         &state.feed,
         scope,
@@ -94,11 +95,38 @@ async fn open(
     )
     .await
     .map_err(feed_error)?;
-    let events = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+    let mut keep_alive =
+        tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+    keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Every message ready at once goes out in one chunk: one write per
+    // client per wake-up, not one per event.
+    let body = futures::stream::unfold((rx, keep_alive), |(mut rx, mut keep_alive)| async move {
+        let chunk = tokio::select! {
+            first = rx.recv() => {
+                let first = first?;
+                let mut chunk = Vec::with_capacity(first.len() * 2);
+                chunk.extend_from_slice(&first);
+                while chunk.len() < MAX_CHUNK {
+                    match rx.try_recv() {
+                        Ok(more) => chunk.extend_from_slice(&more),
+                        Err(_) => break,
+                    }
+                }
+                keep_alive.reset();
+                Bytes::from(chunk)
+            }
+            _ = keep_alive.tick() => Bytes::from_static(b": keep-alive\n\n"),
+        };
+        Some((Ok::<_, Infallible>(chunk), (rx, keep_alive)))
     });
-    let boxed: futures::stream::BoxStream<'static, _> = Box::pin(events);
-    Ok(Sse::new(boxed).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
 /// May `user` see order `id`? Decided on the order's events in the store
@@ -151,7 +179,7 @@ pub async fn order_stream(
     user: AuthUser,
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<SseStream, ApiError> {
+) -> Result<Response, ApiError> {
     let resume = last_event_id(&headers)?;
     let id = OrderId(id);
     ensure_visible(&state, &user, id).await?;
@@ -199,7 +227,7 @@ pub async fn ops_stream(
     user: Authorized<StaffOrAuditor>,
     headers: HeaderMap,
     ApiQuery(params): ApiQuery<OpsStreamParams>,
-) -> Result<SseStream, ApiError> {
+) -> Result<Response, ApiError> {
     let resume = last_event_id(&headers)?;
     if let Some(status) = &params.status
         && !ORDER_STATUSES.contains(&status.as_str())
