@@ -142,7 +142,7 @@ await test('the order detail shows the money breakdown and the audit history', a
   expect(/Total/.test(money) && /EUR/.test(money), `money breakdown: ${money}`);
   await page.fill('#asof-version', '1');
   await page.click('#asof-form button');
-  await page.waitForFunction(() => /"version": 1/.test(document.getElementById('asof-result').textContent), null, { timeout: 5000 });
+  await page.waitForFunction(() => /"version": 1/.test(document.getElementById('asof-result').textContent), null, { timeout: 15000 });
   await page.screenshot({ path: join(SHOTS, 'order.png'), fullPage: true });
   await page.close();
 });
@@ -174,7 +174,7 @@ await test("a rider's reported position moves on the map", async () => {
   await page.waitForFunction(({ id, lat }) => {
     const c = document.querySelector(`circle.rider[data-delivery-id="${id}"]`);
     return c && c.getAttribute('data-lat') === String(lat);
-  }, { id: delivery, lat: 52.504 }, { timeout: 5000 });
+  }, { id: delivery, lat: 52.504 }, { timeout: 15000 });
   const after = { cx: await rider.getAttribute('cx'), cy: await rider.getAttribute('cy') };
   expect(before.cx !== after.cx && before.cy !== after.cy, `the rider did not move: ${JSON.stringify([before, after])}`);
   await page.waitForTimeout(700); // let the move animation finish before the screenshot
@@ -205,7 +205,7 @@ await test('the health page shows the relay and every consumer', async () => {
 await test('a customer token cannot open ops pages (the API answers 403)', async () => {
   for (const hash of ['board', 'map', 'settlements', 'health']) {
     const page = await openPage(hash, CUSTOMER);
-    await page.waitForSelector('#banner:not(.hidden)', { timeout: 5000 });
+    await page.waitForSelector('#banner:not(.hidden)', { timeout: 15000 });
     const text = await page.locator('#banner').innerText();
     expect(/Forbidden/.test(text) && /403/.test(text), `${hash}: ${text}`);
     expect(await page.locator('#board .order').count() === 0, `${hash}: no orders shown`);
