@@ -78,7 +78,7 @@ export RATE_LIMIT_COMMANDS_PER_SUBJECT=0 RATE_LIMIT_QUERIES_PER_SUBJECT=0
 export RATE_LIMIT_COMMANDS_PER_ADDRESS=0 RATE_LIMIT_QUERIES_PER_ADDRESS=0
 export RUST_LOG=${RUST_LOG:-warn,ordertrail=info}
 
-"$BIN/ordertrail-local" >"$WORK/stack.log" 2>&1 &
+"$BIN/ordertrail-local" --no-sim >"$WORK/stack.log" 2>&1 &
 LAUNCHER=$!
 BASE=http://127.0.0.1:$API_PORT
 for _ in $(seq 1 120); do

@@ -12,6 +12,8 @@
 # stops both at the end. PostgreSQL: the cluster DATABASE_URL names (a
 # scratch database is created in it and dropped), else a private cluster.
 # Schemathesis is installed into a virtualenv (pinned version) on first use.
+# The Server-Sent Event streams are left out (a 200 never ends); their
+# refusals are covered by api/tests/it/streams.rs.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_packages
@@ -91,6 +93,7 @@ for role in customer restaurant rider ops admin; do
       --checks not_a_server_error,response_schema_conformance,positive_data_acceptance \
       --phases examples,fuzzing \
       --mode all \
+      --exclude-path-regex '/stream' \
       --max-examples "$MAX_EXAMPLES" \
       --seed 13 \
       --workers 1 \

@@ -30,6 +30,9 @@ fi
 # reconciliation clean (about a minute and a half).
 CHAOS_SHORT=1 CHAOS_PROFILE=debug "$ROOT/scripts/chaos.sh"
 
+# The web console in headless Chromium against the running platform.
+"$ROOT/scripts/console-test.sh"
+
 # The OpenAPI contract, fuzzed for every role: no server errors, no response
 # that breaks its schema, no schema-valid request rejected.
 "$ROOT/scripts/schemathesis.sh"

@@ -203,6 +203,8 @@ static OPENAPI: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
     doc.merge(queries::QueryDoc::openapi());
     doc.merge(crate::routes::replay::ReplayDoc::openapi());
     doc.merge(crate::routes::audit::AuditDoc::openapi());
+    doc.merge(crate::routes::streams::StreamDoc::openapi());
+    doc.merge(crate::routes::console::ConsoleDoc::openapi());
     // Merged documents get the same contract as the commands' own.
     IdempotencyKeyContract.modify(&mut doc);
     doc

@@ -42,6 +42,7 @@ pub const ERROR_CODES: &[(&str, StatusCode, &str)] = &[
     ("invalid_query", StatusCode::BAD_REQUEST, "a query parameter is missing, unknown or malformed (`details.reason`)"),
     ("invalid_cursor", StatusCode::BAD_REQUEST, "the cursor is not a `next_cursor` of this listing and sort"),
     ("invalid_date", StatusCode::BAD_REQUEST, "a date in the path is not `YYYY-MM-DD`"),
+    ("invalid_last_event_id", StatusCode::BAD_REQUEST, "`Last-Event-ID` is not an id the stream sent (`<transaction>-<position>`)"),
     ("missing_token", StatusCode::UNAUTHORIZED, "no bearer token was sent"),
     ("invalid_token", StatusCode::UNAUTHORIZED, "the bearer token is malformed, forged, signed with an unknown `kid`, issued in the future, has the wrong `iss`/`aud`, or names an unknown role"),
     ("token_expired", StatusCode::UNAUTHORIZED, "the bearer token has expired"),

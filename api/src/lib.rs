@@ -26,6 +26,7 @@ pub mod error;
 pub mod extract;
 pub mod limits;
 pub mod routes;
+pub mod stream;
 
 use std::time::Duration;
 
@@ -58,6 +59,8 @@ pub struct AppState {
     pub rate_limiter: RateLimiter,
     /// Origins browsers may call the API from (CORS); empty: none.
     pub cors_origins: Vec<HeaderValue>,
+    /// The live event feed behind the SSE streams (started by the first subscriber).
+    pub feed: stream::Feed,
 }
 
 impl AppState {
@@ -65,11 +68,12 @@ impl AppState {
         let pool = commands.pool().clone();
         Self {
             commands,
-            pool,
+            pool: pool.clone(),
             auth,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             rate_limiter: RateLimiter::new(RateLimits::OFF),
             cors_origins: Vec::new(),
+            feed: stream::Feed::new(pool.clone()),
         }
     }
 
@@ -102,6 +106,8 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::queries::router())
         .merge(routes::replay::router())
         .merge(routes::audit::router())
+        .merge(routes::streams::router())
+        .merge(routes::console::router())
         .merge(routes::health::router())
         .merge(docs::router())
         .fallback(error::route_not_found)

@@ -215,10 +215,21 @@ async fn main() -> Result<()> {
     for (i, s) in services.iter().enumerate() {
         children.push((i, spawn(&bin_dir, s)?));
     }
+    let console_token = mint_console_token(&bin_dir, &secret).await;
     println!();
     println!("Ordertrail is running.");
     println!("  API:      http://{}/v1", config.listen_addr);
     println!("  API docs: http://{}/v1/docs", config.listen_addr);
+    match console_token {
+        Some(token) => println!(
+            "  Console:  http://{}/console/#token={token}   (one click: signed in as ops for 12 h)",
+            config.listen_addr
+        ),
+        None => println!(
+            "  Console:  http://{}/console/   (sign in with scripts/token.sh ops ops-1)",
+            config.listen_addr
+        ),
+    }
     println!(
         "  Kafka:    {brokers}{}",
         if config.kafka_brokers.is_none() {
@@ -298,6 +309,20 @@ fn spawn(bin_dir: &Path, s: &Service) -> Result<Child> {
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("start {}", s.binary))
+}
+
+/// An ops token for the console's one-click local sign-in, minted by the
+/// API's own `mint-token` (so it follows the API's token rules).
+async fn mint_console_token(bin_dir: &Path, secret: &str) -> Option<String> {
+    let output = Command::new(bin_dir.join("mint-token"))
+        .args(["--role", "ops", "--sub", "ops-console", "--ttl", "43200"])
+        .env("JWT_SECRET", secret)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    let token = String::from_utf8(output.stdout).ok()?.trim().to_owned();
+    (output.status.success() && !token.is_empty()).then_some(token)
 }
 
 /// The local token secret: read from the file, or created there (mode 0600).

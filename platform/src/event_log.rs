@@ -178,6 +178,38 @@ pub async fn read_after_of_types<'e, E: PgExecutor<'e>>(
     Ok(rows.into_iter().map(stored_event).collect())
 }
 
+/// Like [`READ_AFTER`], only the events of the given aggregates (type and id
+/// pairs, in two parallel arrays); the primary key finds each aggregate.
+const READ_AGGREGATES_AFTER: &str = select_events!(
+    "WHERE (e.aggregate_type, e.aggregate_id) IN (SELECT * FROM unnest($4::text[], $5::text[]))
+  AND (e.transaction_id, e.global_position) > ($1::text::xid8, $2)
+  AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY e.transaction_id, e.global_position
+LIMIT $3"
+);
+
+/// Up to `limit` events of the given aggregates (`(aggregate_type,
+/// aggregate_id)` pairs) after `after`, in commit order, with the same
+/// visibility rule as [`read_after`] (what one order's live stream replays).
+pub async fn read_aggregates_after<'e, E: PgExecutor<'e>>(
+    executor: E,
+    aggregates: &[(&str, &str)],
+    after: Position,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let types: Vec<&str> = aggregates.iter().map(|(t, _)| *t).collect();
+    let ids: Vec<&str> = aggregates.iter().map(|(_, id)| *id).collect();
+    let rows: Vec<Row> = sqlx::query_as(READ_AGGREGATES_AFTER)
+        .bind(after.transaction_id.to_string())
+        .bind(after.global_position)
+        .bind(limit)
+        .bind(&types)
+        .bind(&ids)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.into_iter().map(stored_event).collect())
+}
+
 fn stored_event(
     (
         transaction_id,

@@ -2,6 +2,7 @@
 //! merges them.
 
 pub mod audit;
+pub mod console;
 pub mod deliveries;
 pub mod health;
 pub mod orders;
@@ -9,6 +10,7 @@ pub mod payments;
 pub mod queries;
 pub mod reference_data;
 pub mod replay;
+pub mod streams;
 pub mod visibility;
 
 use axum::http::{HeaderValue, StatusCode};

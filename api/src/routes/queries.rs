@@ -166,7 +166,7 @@ fn query_error(e: QueryError, not_found: &'static str) -> ApiError {
 }
 
 /// Order statuses the list can filter by.
-const ORDER_STATUSES: [&str; 8] = [
+pub(crate) const ORDER_STATUSES: [&str; 8] = [
     "placed",
     "confirmed",
     "accepted",

@@ -15,4 +15,5 @@ mod idempotency;
 mod outage;
 mod queries;
 mod security;
+mod streams;
 mod support;

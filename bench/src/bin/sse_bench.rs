@@ -1,0 +1,490 @@
+//! SSE push-latency benchmark: time from a command's HTTP response to the
+//! event reaching Server-Sent Event clients, at a steady command rate with
+//! many clients connected.
+//!
+//! 1. Creates a fresh migrated and seeded database and starts the real
+//!    `ordertrail-api` binary (its live feed follows the event store; no
+//!    broker is involved in the streams).
+//! 2. Connects `--clients` SSE clients to `GET /v1/stream/ops` (ops token)
+//!    and waits until every one is streaming.
+//! 3. Drives the command API open-loop at `--rate` commands/s: each slot sends
+//!    the next step of an order in flight (authorize → confirm → accept →
+//!    ready) or, when none is due, places a new order (one `PlaceOrder` to
+//!    four follow-ups; the authorization is a payment event, which the ops
+//!    stream does not carry).
+//! 4. For the orders whose id ends in `0` (one in 16), the time each order
+//!    command was answered is kept by `(order, version)`; every client notes
+//!    when it received the event with that `(order, sequence)`. Push latency
+//!    = receipt − response (0 when the event arrived before the response),
+//!    over every sampled event at every client.
+//!
+//! Prints the achieved command rate, command latency, push latency
+//! p50/p90/p99/max and how many events each client received.
+
+use std::collections::{HashMap, VecDeque};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use ordertrail_bench::{free_port, fresh_database, mint_token, ms, place_order_body, wait_ready};
+use ordertrail_commands::catalog::seed_ids;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// Command response → SSE client push latency.
+#[derive(Debug, Parser)]
+struct Args {
+    /// PostgreSQL server (a role allowed to CREATE DATABASE).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Commands per second, sent open-loop.
+    #[arg(long, default_value_t = 1_000)]
+    rate: u32,
+    /// Connected SSE clients.
+    #[arg(long, default_value_t = 200)]
+    clients: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 30)]
+    duration_secs: u64,
+    /// Warm-up seconds at the same rate before measuring.
+    #[arg(long, default_value_t = 5)]
+    warmup_secs: u64,
+    /// Most commands in flight; a slot that finds this many is counted as missed.
+    #[arg(long, default_value_t = 512)]
+    max_in_flight: u64,
+    /// The API binary (default: next to this one).
+    #[arg(long)]
+    api_bin: Option<std::path::PathBuf>,
+    /// API database pool size.
+    #[arg(long, default_value_t = 16)]
+    db_pool_size: u32,
+    /// Keep the benchmark database afterwards.
+    #[arg(long)]
+    keep_database: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Place,
+    Authorize,
+    Confirm,
+    Accept,
+    Ready,
+}
+
+impl Step {
+    fn next(self) -> Option<Step> {
+        match self {
+            Step::Place => Some(Step::Authorize),
+            Step::Authorize => Some(Step::Confirm),
+            Step::Confirm => Some(Step::Accept),
+            Step::Accept => Some(Step::Ready),
+            Step::Ready => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Due {
+    order: Uuid,
+    customer_token: Arc<str>,
+    step: Step,
+}
+
+/// An order whose events are timed (one in 16, by its id).
+fn sampled(order_id: &str) -> bool {
+    order_id.ends_with('0')
+}
+
+struct Shared {
+    client: reqwest::Client,
+    base: String,
+    secret: String,
+    ops: String,
+    restaurant: String,
+    due: Mutex<VecDeque<Due>>,
+    in_flight: AtomicU64,
+    measuring: AtomicBool,
+    ok: AtomicU64,
+    errors: AtomicU64,
+    missed: AtomicU64,
+    latency: Mutex<Histogram<u64>>,
+    /// When each sampled order command was answered, by (order, version).
+    answered: Mutex<HashMap<(String, i64), Instant>>,
+}
+
+async fn send(shared: Arc<Shared>, due: Option<Due>) {
+    let measuring = shared.measuring.load(Ordering::Relaxed);
+    let (due_order, customer_token, step, request) = match due {
+        None => {
+            let customer = Uuid::new_v4();
+            let Ok(t) = mint_token(&shared.secret, "customer", &customer.to_string()) else {
+                shared.errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            let request = shared
+                .client
+                .post(format!("{}/v1/orders", shared.base))
+                .bearer_auth(&t)
+                .json(&place_order_body());
+            (None, Arc::<str>::from(t), Step::Place, request)
+        }
+        Some(d) => {
+            let (path, bearer, body) = match d.step {
+                Step::Authorize => (
+                    "/v1/payments".to_owned(),
+                    d.customer_token.to_string(),
+                    json!({"order_id": d.order}),
+                ),
+                Step::Confirm => (
+                    format!("/v1/orders/{}/confirm", d.order),
+                    shared.ops.clone(),
+                    json!({}),
+                ),
+                Step::Accept => (
+                    format!("/v1/orders/{}/accept", d.order),
+                    shared.restaurant.clone(),
+                    json!({"preparation_minutes": 12}),
+                ),
+                Step::Ready | Step::Place => (
+                    format!("/v1/orders/{}/ready", d.order),
+                    shared.restaurant.clone(),
+                    json!({}),
+                ),
+            };
+            let request = shared
+                .client
+                .post(format!("{}{path}", shared.base))
+                .bearer_auth(bearer)
+                .json(&body);
+            (Some(d.order), d.customer_token, d.step, request)
+        }
+    };
+    let sent = Instant::now();
+    let response = request.send().await;
+    let answered = Instant::now();
+    let outcome = match response {
+        Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+        Ok(r) => {
+            tracing::warn!(status = %r.status(), ?step, "command failed");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, ?step, "command not answered");
+            None
+        }
+    };
+    shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let Some(outcome) = outcome else {
+        shared.errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let (Some(aggregate_id), Some(version)) = (
+        outcome["aggregate_id"].as_str(),
+        outcome["version"].as_i64(),
+    ) else {
+        shared.errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    if measuring {
+        shared.ok.fetch_add(1, Ordering::Relaxed);
+        let micros = answered.duration_since(sent).as_micros() as u64;
+        if let Ok(mut h) = shared.latency.lock() {
+            let _ = h.record(micros.max(1));
+        }
+        if step != Step::Authorize
+            && sampled(aggregate_id)
+            && let Ok(mut a) = shared.answered.lock()
+        {
+            a.insert((aggregate_id.to_owned(), version), answered);
+        }
+    }
+    // The authorization answers with the payment; the order is the one due.
+    let Some(order) = due_order.or_else(|| aggregate_id.parse().ok()) else {
+        return;
+    };
+    if let Some(next) = step.next()
+        && let Ok(mut due) = shared.due.lock()
+    {
+        due.push_back(Due {
+            order,
+            customer_token,
+            step: next,
+        });
+    }
+}
+
+async fn drive(shared: &Arc<Shared>, args: &Args, duration: Duration) {
+    let tick = Duration::from_millis(10);
+    let per_tick = f64::from(args.rate) / 100.0;
+    let start = tokio::time::Instant::now();
+    let mut owed = 0.0_f64;
+    let mut next = start;
+    while next.duration_since(start) < duration {
+        tokio::time::sleep_until(next).await;
+        owed += per_tick;
+        while owed >= 1.0 {
+            owed -= 1.0;
+            if shared.in_flight.load(Ordering::Relaxed) >= args.max_in_flight {
+                shared.missed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let due = shared.due.lock().ok().and_then(|mut d| d.pop_front());
+            shared.in_flight.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(send(Arc::clone(shared), due));
+        }
+        next += tick;
+    }
+}
+
+/// What one SSE client saw.
+#[derive(Default)]
+struct ClientLog {
+    events: u64,
+    /// Receipt times of sampled events, by (order, sequence).
+    sampled: Vec<(String, i64, Instant)>,
+}
+
+/// `"field":"value"` or `"field":123` out of a JSON text, without parsing it.
+fn field<'a>(data: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!("\"{name}\":");
+    let at = data.find(&key)? + key.len();
+    let rest = &data[at..];
+    if let Some(s) = rest.strip_prefix('"') {
+        s.find('"').map(|end| &s[..end])
+    } else {
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        Some(&rest[..end])
+    }
+}
+
+async fn sse_client(
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    connected: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> Result<ClientLog> {
+    let mut response = client
+        .get(&url)
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(3600))
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!("stream refused: {}", response.status());
+    }
+    connected.fetch_add(1, Ordering::Relaxed);
+    let mut log = ClientLog::default();
+    let mut buffer = String::new();
+    while !stop.load(Ordering::Relaxed) {
+        let chunk = match tokio::time::timeout(Duration::from_millis(500), response.chunk()).await {
+            Ok(Ok(Some(c))) => c,
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => continue,
+        };
+        let now = Instant::now();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            {
+                let block = &buffer[..end];
+                if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) {
+                    log.events += 1;
+                    if let (Some(order), Some(sequence)) =
+                        (field(data, "aggregate_id"), field(data, "sequence"))
+                        && sampled(order)
+                        && let Ok(sequence) = sequence.parse::<i64>()
+                    {
+                        log.sampled.push((order.to_owned(), sequence, now));
+                    }
+                }
+            }
+            buffer.drain(..end + 2);
+        }
+    }
+    Ok(log)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let (db_name, db_url, _pool) = fresh_database(&args.database_url, 2, true).await?;
+    let secret = format!("bench-secret-{}", Uuid::new_v4().simple());
+    let port = free_port()?;
+    let api_bin = match &args.api_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("exe dir")?
+            .join("ordertrail-api"),
+    };
+    let mut api = tokio::process::Command::new(&api_bin)
+        .env("DATABASE_URL", &db_url)
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("JWT_SECRET", &secret)
+        .env("DROPOFF_CODE_KEY", format!("dropoff-{secret}"))
+        .env("DB_POOL_SIZE", args.db_pool_size.to_string())
+        .env("RUST_LOG", "warn")
+        .envs(ordertrail_bench::API_WITHOUT_RATE_LIMITS)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("start {}", api_bin.display()))?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1_024)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    wait_ready(&client, &base).await?;
+    let ops = mint_token(&secret, "ops", "ops-bench")?;
+
+    // The SSE clients, each on its own connection.
+    let connected = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::with_capacity(args.clients);
+    for _ in 0..args.clients {
+        let sse_http = reqwest::Client::builder().build()?;
+        clients.push(tokio::spawn(sse_client(
+            sse_http,
+            format!("{base}/v1/stream/ops"),
+            ops.clone(),
+            Arc::clone(&connected),
+            Arc::clone(&stop),
+        )));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while connected.load(Ordering::Relaxed) < args.clients as u64 {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {} SSE clients connected",
+                connected.load(Ordering::Relaxed),
+                args.clients
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "{} SSE clients connected to /v1/stream/ops; driving {} commands/s",
+        args.clients, args.rate
+    );
+
+    let shared = Arc::new(Shared {
+        client,
+        base,
+        restaurant: mint_token(&secret, "restaurant", &seed_ids::BERLIN_BURGERS.to_string())?,
+        ops,
+        secret,
+        due: Mutex::new(VecDeque::new()),
+        in_flight: AtomicU64::new(0),
+        measuring: AtomicBool::new(false),
+        ok: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        missed: AtomicU64::new(0),
+        latency: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
+        answered: Mutex::new(HashMap::new()),
+    });
+    drive(&shared, &args, Duration::from_secs(args.warmup_secs)).await;
+    shared.errors.store(0, Ordering::Relaxed);
+    shared.missed.store(0, Ordering::Relaxed);
+    shared.measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    drive(&shared, &args, Duration::from_secs(args.duration_secs)).await;
+    shared.measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    // Let in-flight commands answer and their events arrive.
+    let drain = Instant::now() + Duration::from_secs(10);
+    while shared.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < drain {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let answered = std::mem::take(
+        &mut *shared
+            .answered
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?,
+    );
+    let mut push = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut min_events, mut max_events, mut failed_clients) = (u64::MAX, 0u64, 0usize);
+    let mut missing = 0u64;
+    for c in clients {
+        match c.await? {
+            Ok(log) => {
+                min_events = min_events.min(log.events);
+                max_events = max_events.max(log.events);
+                let mut got = 0u64;
+                for (order, sequence, at) in &log.sampled {
+                    if let Some(answered_at) = answered.get(&(order.clone(), *sequence)) {
+                        let micros = at.saturating_duration_since(*answered_at).as_micros() as u64;
+                        let _ = push.record(micros.max(1));
+                        got += 1;
+                    }
+                }
+                missing += (answered.len() as u64).saturating_sub(got);
+            }
+            Err(e) => {
+                failed_clients += 1;
+                tracing::warn!(error = %e, "SSE client failed");
+            }
+        }
+    }
+    let _ = api.kill().await;
+
+    let ok = shared.ok.load(Ordering::Relaxed);
+    let lat = shared
+        .latency
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
+    println!(
+        "commands: {ok} ok in {:.1} s = {:.0}/s (target {}), {} errors, {} slots missed",
+        elapsed.as_secs_f64(),
+        ok as f64 / elapsed.as_secs_f64(),
+        args.rate,
+        shared.errors.load(Ordering::Relaxed),
+        shared.missed.load(Ordering::Relaxed)
+    );
+    println!(
+        "command latency ms: p50 {:.1}  p99 {:.1}  max {:.1}",
+        ms(lat.value_at_quantile(0.5)),
+        ms(lat.value_at_quantile(0.99)),
+        ms(lat.max())
+    );
+    println!(
+        "SSE clients: {} connected, {failed_clients} failed; events received per client: min {min_events}, max {max_events}",
+        args.clients
+    );
+    println!(
+        "push latency (command response -> SSE client), ms, over {} receipts of {} sampled events ({} sampled receipts missing): p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
+        push.len(),
+        answered.len(),
+        missing,
+        ms(push.value_at_quantile(0.5)),
+        ms(push.value_at_quantile(0.9)),
+        ms(push.value_at_quantile(0.99)),
+        ms(push.max())
+    );
+    let target = push.value_at_quantile(0.99) <= 250_000;
+    println!(
+        "target p99 <= 250 ms at {} commands/s with {} clients: {}",
+        args.rate,
+        args.clients,
+        if target { "met" } else { "NOT met" }
+    );
+    if !args.keep_database {
+        ordertrail_bench::drop_database(&args.database_url, &db_name).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Browser tests of the web console (/console) in headless Chromium.
+#
+# Installs Debian's chromium (never a downloaded browser build) and
+# playwright-core from the npm registry (`npm ci` into console-tests/node_modules,
+# pinned by package-lock.json), builds the workspace binaries (debug profile,
+# shared with `cargo nextest`), starts the platform with the launcher
+# (ordertrail-local: API, relay, saga, projectors, embedded broker unless
+# KAFKA_BROKERS is set) against a scratch database next to the one
+# DATABASE_URL names, and runs console-tests/console.test.mjs.
+# Screenshots of every page: $CARGO_TARGET_DIR/console-screenshots/*.png.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+ensure_packages
+
+if [ ! -x /usr/bin/chromium ] || ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  log "installing Debian packages: chromium chromium-driver nodejs npm"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver nodejs npm >/dev/null
+fi
+if [ ! -d console-tests/node_modules/playwright-core ] ||
+   [ console-tests/package-lock.json -nt console-tests/node_modules/.package-lock.json ]; then
+  log "installing playwright-core (npm ci)"
+  (cd console-tests && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --ignore-scripts >/dev/null)
+fi
+
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+WORK=$(mktemp -d /tmp/ordertrail-console.XXXXXX)
+LAUNCHER_PID="" PGDIR="" SCRATCH_DB=""
+cleanup() {
+  if [ -n "$LAUNCHER_PID" ]; then kill "$LAUNCHER_PID" 2>/dev/null; wait "$LAUNCHER_PID" 2>/dev/null; fi
+  if [ -n "$SCRATCH_DB" ]; then
+    "$(pg_bindir)/psql" "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$SCRATCH_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
+  if [ -n "$PGDIR" ]; then stop_private_pg "$PGDIR"; rm -rf "$PGDIR" "$PGDIR.initdb.log"; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  PGDIR=$(mktemp -d /tmp/ordertrail-console-pg.XXXXXX)
+  PGPORT=$(free_port)
+  log "starting a private PostgreSQL on 127.0.0.1:$PGPORT"
+  start_private_pg "$PGDIR" "$PGPORT" off
+  DATABASE_URL="postgres://ordertrail@127.0.0.1:$PGPORT/ordertrail"
+fi
+ADMIN_URL="${DATABASE_URL%/*}/postgres"
+SCRATCH_DB="console_$(date +%s)_$$"
+"$(pg_bindir)/psql" "$ADMIN_URL" -qc "CREATE DATABASE \"$SCRATCH_DB\"" >/dev/null
+
+log "building the workspace binaries"
+cargo build -q --locked --workspace --bins
+
+JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+PORT=$(free_port)
+BASE="http://127.0.0.1:$PORT"
+log "starting the platform on $BASE"
+DATABASE_URL="${DATABASE_URL%/*}/$SCRATCH_DB" LISTEN_ADDR="127.0.0.1:$PORT" JWT_SECRET="$JWT_SECRET" \
+  JWT_SECRET_FILE="$WORK/jwt-secret" RUST_LOG=${RUST_LOG:-warn} \
+  "$TARGET/debug/ordertrail-local" ${CONSOLE_TEST_LAUNCHER_ARGS:---no-sim} >"$WORK/platform.log" 2>&1 &
+LAUNCHER_PID=$!
+for _ in $(seq 1 240); do
+  curl -fsS "$BASE/health/ready" >/dev/null 2>&1 && break
+  kill -0 "$LAUNCHER_PID" 2>/dev/null || { cat "$WORK/platform.log" >&2; exit 1; }
+  sleep 0.5
+done
+curl -fsS "$BASE/health/ready" >/dev/null || { log "the platform did not become ready"; cat "$WORK/platform.log" >&2; exit 1; }
+grep -q "/console/#token=" "$WORK/platform.log" || { log "the launcher printed no console sign-in link"; cat "$WORK/platform.log" >&2; exit 1; }
+
+mint() { JWT_SECRET="$JWT_SECRET" "$TARGET/debug/mint-token" --role "$1" --sub "$2" --ttl 3600; }
+RIDER_ID=00000003-0000-4000-8000-000000000008
+export BASE RIDER_ID SCREENSHOT_DIR="$TARGET/console-screenshots"
+OPS_TOKEN=$(mint ops ops-console-test)
+CUSTOMER_TOKEN=$(mint customer "$(python3 -c 'import uuid; print(uuid.uuid4())')")
+RESTAURANT_TOKEN=$(mint restaurant 00000001-0000-4000-8000-000000000001)
+RIDER_TOKEN=$(mint rider "$RIDER_ID")
+export OPS_TOKEN CUSTOMER_TOKEN RESTAURANT_TOKEN RIDER_TOKEN
+log "console browser tests (headless Chromium)"
+if ! node console-tests/console.test.mjs; then
+  log "platform log:"; tail -n 50 "$WORK/platform.log" >&2
+  exit 1
+fi
