@@ -622,7 +622,13 @@ function show(sectionId) {
   for (const s of document.querySelectorAll('section.page')) s.classList.toggle('hidden', s.id !== sectionId);
 }
 
+// Each navigation gets a number; a page that finishes loading after the user
+// (or a test) has already moved on must not mark the document ready or show
+// its errors.
+let routeGeneration = 0;
+
 async function route() {
+  const generation = ++routeGeneration;
   stopPage();
   banner(null);
   const c = claims();
@@ -644,8 +650,9 @@ async function route() {
       case 'health': show('page-health'); await showHealth(); break;
       default: show('page-board'); $('board-restaurant').onchange = route; $('board-status').onchange = route; await showBoard(signal); break;
     }
-    document.body.dataset.ready = page;
+    if (generation === routeGeneration) document.body.dataset.ready = page;
   } catch (e) {
+    if (generation !== routeGeneration) return;
     document.body.dataset.ready = page;
     if (e instanceof ApiError && e.status === 403) for (const s of document.querySelectorAll('section.page')) s.classList.add('hidden');
     explain(e);
