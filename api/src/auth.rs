@@ -34,7 +34,7 @@ use axum::http::request::Parts;
 use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use ordertrail_schemas::{Actor, ActorRole, CustomerId, RestaurantId, RiderId};
+use ordertrail_schemas::{Actor, ActorRole};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -389,10 +389,10 @@ impl AuthConfig {
         if claims.sub.is_empty() || claims.sub.len() > 255 {
             return Err(invalid("the bearer token's subject is empty or too long"));
         }
-        Ok(AuthUser {
+        Ok(AuthUser(Actor {
             subject: claims.sub,
             role,
-        })
+        }))
     }
 
     fn validation(&self, algorithm: Algorithm) -> Validation {
@@ -483,46 +483,24 @@ fn needs_uuid_subject(role: ActorRole) -> bool {
     )
 }
 
-/// The authenticated caller.
+/// The authenticated caller: the actor its token names (subject and role;
+/// the ownership helpers — `customer_id()`, `is_staff()`, … — are the
+/// actor's, the same the workflows use).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthUser {
-    pub subject: String,
-    pub role: ActorRole,
+pub struct AuthUser(pub Actor);
+
+impl std::ops::Deref for AuthUser {
+    type Target = Actor;
+
+    fn deref(&self) -> &Actor {
+        &self.0
+    }
 }
 
 impl AuthUser {
     /// The actor recorded in event metadata.
     pub fn actor(&self) -> Actor {
-        Actor {
-            subject: self.subject.clone(),
-            role: self.role,
-        }
-    }
-
-    /// Ops or admin: the back office.
-    pub fn is_staff(&self) -> bool {
-        matches!(self.role, ActorRole::Ops | ActorRole::Admin)
-    }
-
-    fn subject_uuid(&self, role: ActorRole) -> Option<Uuid> {
-        (self.role == role)
-            .then(|| Uuid::parse_str(&self.subject).ok())
-            .flatten()
-    }
-
-    /// The customer this token speaks for, if it is a customer token.
-    pub fn customer_id(&self) -> Option<CustomerId> {
-        self.subject_uuid(ActorRole::Customer).map(CustomerId)
-    }
-
-    /// The restaurant this token speaks for, if it is a restaurant token.
-    pub fn restaurant_id(&self) -> Option<RestaurantId> {
-        self.subject_uuid(ActorRole::Restaurant).map(RestaurantId)
-    }
-
-    /// The rider this token speaks for, if it is a rider token.
-    pub fn rider_id(&self) -> Option<RiderId> {
-        self.subject_uuid(ActorRole::Rider).map(RiderId)
+        self.0.clone()
     }
 
     /// 403 unless the role is one of `roles`.

@@ -15,7 +15,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ordertrail_commands::catalog::CatalogError;
 use ordertrail_commands::service::CommandError;
-use ordertrail_domain::ErrorKind;
+use ordertrail_schemas::ErrorKind;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -325,7 +325,7 @@ fn reject_control_characters(bytes: &[u8]) -> Result<(), ApiError> {
     match find_control_character(&value, "") {
         None => Ok(()),
         Some((path, c)) => Err(ApiError::new(
-            ordertrail_domain::text::CONTROL_CHARACTER_CODE,
+            ordertrail_schemas::text::CONTROL_CHARACTER_CODE,
             format!(
                 "{path} contains the control character U+{:04X}",
                 u32::from(c)
@@ -336,7 +336,7 @@ fn reject_control_characters(bytes: &[u8]) -> Result<(), ApiError> {
 }
 
 fn find_control_character(value: &serde_json::Value, path: &str) -> Option<(String, char)> {
-    use ordertrail_domain::text::first_forbidden_char;
+    use ordertrail_schemas::text::first_forbidden_char;
     match value {
         serde_json::Value::String(s) => {
             first_forbidden_char(s, true).map(|(_, c)| (display_path(path), c))
@@ -386,8 +386,8 @@ pub fn is_json_content_type(value: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-impl From<ordertrail_domain::TextError> for ApiError {
-    fn from(error: ordertrail_domain::TextError) -> Self {
+impl From<ordertrail_schemas::text::TextError> for ApiError {
+    fn from(error: ordertrail_schemas::text::TextError) -> Self {
         ApiError::domain(error.code(), ErrorKind::Invalid, error.to_string())
     }
 }

@@ -25,3 +25,8 @@ pub mod provider_ledger;
 pub mod relay;
 pub mod saga;
 pub mod service;
+pub mod workflows;
+
+/// The payment method events carry for a card token a client sent (an opaque
+/// reference, never the token).
+pub use ordertrail_domain::provider::card_payment_method;

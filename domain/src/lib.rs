@@ -23,17 +23,16 @@
 
 pub mod catalog;
 pub mod delivery;
-mod error_kind;
 pub mod order;
 pub mod payment;
 pub mod pricing;
 pub mod provider;
-pub mod text;
 
 pub use catalog::{MenuItemSnapshot, RestaurantSnapshot};
 pub use delivery::{Delivery, DeliveryCommand, DeliveryError, DeliveryStatus};
-pub use error_kind::{DomainError, ErrorKind};
 pub use order::{Order, OrderCommand, OrderError, OrderStatus};
+pub use ordertrail_schemas::error_kind::{DomainError, ErrorKind};
+pub use ordertrail_schemas::text;
 pub use payment::{Payment, PaymentCommand, PaymentError, PaymentServices, PaymentStatus};
 pub use provider::{PaymentProvider, ProviderError, SimulatedProvider};
 pub use text::{Reason, TextError, TextRule};

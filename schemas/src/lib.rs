@@ -12,6 +12,7 @@
 //! know this crate can decode every event ever written.
 
 pub mod envelope;
+pub mod error_kind;
 pub mod events;
 pub mod geo;
 pub mod ids;
@@ -19,11 +20,13 @@ pub mod json_schema;
 pub mod metadata;
 pub mod money;
 pub mod privacy;
+pub mod text;
 pub mod topics;
 pub mod upcasters;
 pub mod visibility;
 
 pub use envelope::EventEnvelope;
+pub use error_kind::{DomainError, ErrorKind};
 pub use events::{AggregateKind, DeliveryEvent, OrderEvent, PaymentEvent};
 pub use geo::GeoPoint;
 pub use ids::*;

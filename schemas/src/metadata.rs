@@ -6,6 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::ids::{CustomerId, RestaurantId, RiderId};
+
 /// Roles a token can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -59,6 +61,34 @@ impl std::fmt::Display for ActorRole {
 pub struct Actor {
     pub subject: String,
     pub role: ActorRole,
+}
+
+impl Actor {
+    /// Ops and admin: staff who may act on any order, payment or delivery.
+    pub fn is_staff(&self) -> bool {
+        matches!(self.role, ActorRole::Ops | ActorRole::Admin)
+    }
+
+    fn subject_uuid(&self, role: ActorRole) -> Option<Uuid> {
+        (self.role == role)
+            .then(|| Uuid::parse_str(&self.subject).ok())
+            .flatten()
+    }
+
+    /// The customer this actor is, if it is a customer.
+    pub fn customer_id(&self) -> Option<CustomerId> {
+        self.subject_uuid(ActorRole::Customer).map(CustomerId)
+    }
+
+    /// The restaurant this actor speaks for, if it is a restaurant.
+    pub fn restaurant_id(&self) -> Option<RestaurantId> {
+        self.subject_uuid(ActorRole::Restaurant).map(RestaurantId)
+    }
+
+    /// The rider this actor is, if it is a rider.
+    pub fn rider_id(&self) -> Option<RiderId> {
+        self.subject_uuid(ActorRole::Rider).map(RiderId)
+    }
 }
 
 /// Metadata stored with every event of one command.

@@ -9,22 +9,19 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
 use chrono::{DateTime, Utc};
-use ordertrail_commands::catalog;
 use ordertrail_commands::service::CommandOutcome;
-use ordertrail_domain::delivery::{
+use ordertrail_commands::workflows::{
     AssignRider, CancelDelivery, CompleteDelivery, ConfirmPickup, FailDelivery,
-    MAX_DROPOFF_ATTEMPTS, ReportLocation, UnassignRider,
+    MAX_DROPOFF_ATTEMPTS, ReportLocation, RequestDelivery, UnassignRider,
 };
-use ordertrail_domain::{Delivery, DeliveryCommand};
-use ordertrail_schemas::{ActorRole, DeliveryId, GeoPoint, OrderId, RiderId};
+use ordertrail_schemas::{DeliveryId, GeoPoint, OrderId, RiderId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::orders::ensure_restaurant_owns;
-use super::{CommandResponse, NoBody, ReasonBody, load_delivery, load_order, replayed_error};
+use super::{CommandResponse, NoBody, ReasonBody, replayed_error, run};
 use crate::AppState;
-use crate::auth::{AuthUser, Authorized, RestaurantOrStaff, RiderOrStaff, RiderRole, Staff};
+use crate::auth::{Authorized, RestaurantOrStaff, RiderOrStaff, RiderRole, Staff};
 use crate::error::{ApiError, CommandErrors};
 use crate::extract::{ApiPath, CommandRequest};
 
@@ -78,39 +75,6 @@ pub struct CompleteDeliveryRequest {
     pub dropoff_code: String,
 }
 
-/// The delivery, if the caller is its assigned rider (staff pass); for any
-/// other rider it does not exist (404 `delivery_not_found`, as for an unknown id).
-async fn delivery_for(
-    state: &AppState,
-    user: &AuthUser,
-    id: DeliveryId,
-) -> Result<(Delivery, Option<RiderId>), ApiError> {
-    let delivery = load_delivery(&state.commands, id).await?;
-    if user.is_staff() {
-        return Ok((delivery, None));
-    }
-    match (user.rider_id(), delivery.assigned_rider()) {
-        (Some(me), Some(assigned)) if me == assigned => Ok((delivery, Some(me))),
-        _ => Err(ApiError::new(
-            "delivery_not_found",
-            format!("delivery {id} does not exist"),
-        )),
-    }
-}
-
-async fn delivery_command(
-    state: &AppState,
-    user: &AuthUser,
-    req: &CommandRequest<impl Sized>,
-    id: DeliveryId,
-    command: impl Into<DeliveryCommand>,
-) -> Result<CommandOutcome, ApiError> {
-    Ok(state
-        .commands
-        .execute_delivery(&req.context(user), id, command.into())
-        .await?)
-}
-
 /// Request the delivery of an accepted order (ops, admin, the order's
 /// restaurant). The delivery id is derived from the order id.
 #[utoipa::path(
@@ -125,16 +89,13 @@ pub async fn request_delivery(
     user: Authorized<RestaurantOrStaff>,
     req: CommandRequest<RequestDeliveryRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    let order_id = OrderId(req.body.order_id);
-    let order = load_order(&state.commands, order_id).await?;
-    if user.role == ActorRole::Restaurant {
-        ensure_restaurant_owns(&user, &order)?;
-    }
-    let outcome = state
-        .commands
-        .request_delivery_for_order(&req.context(&user), order_id)
-        .await?;
-    Ok(CommandResponse::created(&user, outcome))
+    let request = RequestDelivery {
+        order_id: OrderId(req.body.order_id),
+    };
+    Ok(CommandResponse::created(
+        &user,
+        run(&state, &user, &req, request).await?,
+    ))
 }
 
 /// Assign a rider (ops, admin: any active rider; a rider: only themselves).
@@ -152,33 +113,13 @@ pub async fn assign_rider(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<AssignRiderRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    let id = DeliveryId(id);
-    let rider_id = RiderId(req.body.rider_id);
-    if !user.is_staff() && user.rider_id() != Some(rider_id) {
-        return Err(ApiError::forbidden("a rider may only assign themselves"));
-    }
-    load_delivery(&state.commands, id).await?;
-    let rider = catalog::get_rider(&state.pool, rider_id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                "rider_not_found",
-                format!("rider {rider_id} does not exist"),
-            )
-        })?;
-    if !rider.active {
-        return Err(ApiError::new(
-            "rider_inactive",
-            format!("rider {rider_id} is not active"),
-        ));
-    }
-    let command = AssignRider {
-        rider_id,
-        now: Utc::now(),
+    let assign = AssignRider {
+        delivery_id: DeliveryId(id),
+        rider_id: RiderId(req.body.rider_id),
     };
     Ok(CommandResponse::ok(
         &user,
-        delivery_command(&state, &user, &req, id, command).await?,
+        run(&state, &user, &req, assign).await?,
     ))
 }
 
@@ -196,13 +137,13 @@ pub async fn unassign_rider(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<ReasonBody>,
 ) -> Result<CommandResponse, ApiError> {
-    let command = UnassignRider {
+    let unassign = UnassignRider {
+        delivery_id: DeliveryId(id),
         reason: req.body.reason.clone(),
-        now: Utc::now(),
     };
     Ok(CommandResponse::ok(
         &user,
-        delivery_command(&state, &user, &req, DeliveryId(id), command).await?,
+        run(&state, &user, &req, unassign).await?,
     ))
 }
 
@@ -220,23 +161,18 @@ pub async fn report_location(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<ReportLocationRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    let id = DeliveryId(id);
-    let (_, rider) = delivery_for(&state, &user, id).await?;
-    let rider_id =
-        rider.ok_or_else(|| ApiError::forbidden("only the assigned rider reports locations"))?;
-    let command = ReportLocation {
-        rider_id,
+    let report = ReportLocation {
+        delivery_id: DeliveryId(id),
         location: GeoPoint {
             lat: req.body.lat,
             lon: req.body.lon,
         },
         reported_at: req.body.reported_at,
         accuracy_m: req.body.accuracy_m,
-        now: Utc::now(),
     };
     Ok(CommandResponse::ok(
         &user,
-        delivery_command(&state, &user, &req, id, command).await?,
+        run(&state, &user, &req, report).await?,
     ))
 }
 
@@ -254,17 +190,12 @@ pub async fn confirm_pickup(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<NoBody>,
 ) -> Result<CommandResponse, ApiError> {
-    let id = DeliveryId(id);
-    let (_, rider) = delivery_for(&state, &user, id).await?;
-    let rider_id =
-        rider.ok_or_else(|| ApiError::forbidden("only the assigned rider confirms pickup"))?;
-    let command = ConfirmPickup {
-        rider_id,
-        now: Utc::now(),
+    let pickup = ConfirmPickup {
+        delivery_id: DeliveryId(id),
     };
     Ok(CommandResponse::ok(
         &user,
-        delivery_command(&state, &user, &req, id, command).await?,
+        run(&state, &user, &req, pickup).await?,
     ))
 }
 
@@ -286,19 +217,11 @@ pub async fn complete_delivery(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<CompleteDeliveryRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    let id = DeliveryId(id);
-    let (_, rider) = delivery_for(&state, &user, id).await?;
-    let rider_id =
-        rider.ok_or_else(|| ApiError::forbidden("only the assigned rider completes a delivery"))?;
-    let command = CompleteDelivery {
-        rider_id,
+    let complete = CompleteDelivery {
+        delivery_id: DeliveryId(id),
         dropoff_code: req.body.dropoff_code.clone(),
-        dropoff_code_hashes: state
-            .commands
-            .dropoff_code_hashes(id, &req.body.dropoff_code),
-        now: Utc::now(),
     };
-    let outcome = delivery_command(&state, &user, &req, id, command).await?;
+    let outcome = run(&state, &user, &req, complete).await?;
     if let Some(rejected) = outcome
         .events
         .iter()
@@ -334,15 +257,13 @@ pub async fn fail_delivery(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<ReasonBody>,
 ) -> Result<CommandResponse, ApiError> {
-    let id = DeliveryId(id);
-    delivery_for(&state, &user, id).await?;
-    let command = FailDelivery {
+    let fail = FailDelivery {
+        delivery_id: DeliveryId(id),
         reason: req.body.reason.clone(),
-        now: Utc::now(),
     };
     Ok(CommandResponse::ok(
         &user,
-        delivery_command(&state, &user, &req, id, command).await?,
+        run(&state, &user, &req, fail).await?,
     ))
 }
 
@@ -360,12 +281,12 @@ pub async fn cancel_delivery(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<ReasonBody>,
 ) -> Result<CommandResponse, ApiError> {
-    let command = CancelDelivery {
+    let cancel = CancelDelivery {
+        delivery_id: DeliveryId(id),
         reason: req.body.reason.clone(),
-        now: Utc::now(),
     };
     Ok(CommandResponse::ok(
         &user,
-        delivery_command(&state, &user, &req, DeliveryId(id), command).await?,
+        run(&state, &user, &req, cancel).await?,
     ))
 }

@@ -15,15 +15,14 @@ pub mod visibility;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use ordertrail_commands::service::{CommandError, CommandOutcome, CommandService};
-use ordertrail_domain::{Delivery, Order, Payment};
-use ordertrail_schemas::{DeliveryId, Money, OrderId, PaymentId, RestaurantId};
+use ordertrail_commands::service::CommandOutcome;
+use ordertrail_commands::workflows::Workflow;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::extract::IDEMPOTENT_REPLAYED;
+use crate::extract::{CommandRequest, IDEMPOTENT_REPLAYED};
 
 /// A command's answer: the outcome as JSON, 201 when the command created the
 /// aggregate, else 200; `Idempotent-Replayed: true` when it repeats the
@@ -94,51 +93,13 @@ pub struct ReasonBody {
     pub reason: String,
 }
 
-/// Who gets paid and how much for a placed order: the money commands
-/// (authorize, record cash) take both from the order, never from the client.
-pub(crate) fn restaurant_and_total(
-    order: &Order,
-    order_id: OrderId,
-) -> Result<(RestaurantId, Money), CommandError> {
-    match (order.restaurant_id(), order.price()) {
-        (Some(r), Some(price)) => Ok((r, price.total)),
-        _ => Err(CommandError::Internal(format!(
-            "placed order {order_id} has no restaurant or price"
-        ))),
-    }
-}
-
-pub(crate) async fn load_order(commands: &CommandService, id: OrderId) -> Result<Order, ApiError> {
-    commands
-        .load_order(id)
-        .await?
-        .map(|(order, _)| order)
-        .ok_or_else(|| ApiError::new("order_not_found", format!("order {id} does not exist")))
-}
-
-pub(crate) async fn load_payment(
-    commands: &CommandService,
-    id: PaymentId,
-) -> Result<Payment, ApiError> {
-    commands
-        .load_payment(id)
-        .await?
-        .map(|(payment, _)| payment)
-        .ok_or_else(|| ApiError::new("payment_not_found", format!("payment {id} does not exist")))
-}
-
-pub(crate) async fn load_delivery(
-    commands: &CommandService,
-    id: DeliveryId,
-) -> Result<Delivery, ApiError> {
-    commands
-        .load_delivery(id)
-        .await?
-        .map(|(delivery, _)| delivery)
-        .ok_or_else(|| {
-            ApiError::new(
-                "delivery_not_found",
-                format!("delivery {id} does not exist"),
-            )
-        })
+/// Run one use case for this request, as its caller (the token's actor,
+/// request id and `Idempotency-Key`).
+pub(crate) async fn run(
+    state: &crate::AppState,
+    user: &AuthUser,
+    req: &CommandRequest<impl Sized>,
+    workflow: impl Into<Workflow>,
+) -> Result<CommandOutcome, ApiError> {
+    Ok(state.commands.run(&req.context(user), workflow).await?)
 }

@@ -1,31 +1,26 @@
 //! Order commands: place, confirm, accept, reject, ready, picked up,
-//! delivered, cancel, and cash collected on delivery.
+//! delivered, cancel, and cash collected on delivery. Each handler parses
+//! the request, checks the role, runs one workflow
+//! ([`ordertrail_commands::workflows`]) and answers.
 
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
-use chrono::Utc;
-use ordertrail_commands::service::{CommandError, CommandOutcome, PlaceOrderInput};
-use ordertrail_domain::order::{
-    AcceptOrder, CancelOrder, ConfirmOrder, MarkDelivered, MarkPickedUp, MarkReadyForPickup,
-    RejectOrder,
+use ordertrail_commands::card_payment_method;
+use ordertrail_commands::service::CommandOutcome;
+use ordertrail_commands::workflows::{
+    AcceptOrder, CancelOrder, ConfirmOrder, MarkDelivered, MarkPickedUp, MarkReady, PlaceOrder,
+    RecordCashCollected, RejectOrder,
 };
-use ordertrail_domain::payment::RecordCashCollected;
-use ordertrail_domain::provider::card_payment_method;
-use ordertrail_domain::{ErrorKind, Order, OrderCommand, PaymentStatus};
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
-use ordertrail_schemas::{
-    ActorRole, DeliveryId, GeoPoint, MenuItemId, OrderId, PaymentId, RestaurantId, RiderId,
-};
+use ordertrail_schemas::{GeoPoint, MenuItemId, OrderId, RestaurantId, RiderId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{CommandResponse, NoBody, ReasonBody, load_order, restaurant_and_total};
+use super::{CommandResponse, NoBody, ReasonBody, run};
 use crate::AppState;
-use crate::auth::{
-    AuthUser, Authorized, CustomerOrStaff, CustomerRole, RestaurantRole, RiderOrStaff, Staff,
-};
+use crate::auth::{Authorized, CustomerOrStaff, CustomerRole, RestaurantRole, RiderOrStaff, Staff};
 use crate::error::{ApiError, CommandErrors};
 use crate::extract::{ApiPath, CommandRequest};
 
@@ -159,78 +154,6 @@ pub struct MarkPickedUpRequest {
 
 /// A customer caller who did not place this order is told it does not
 /// exist (404 `order_not_found`, as for an unknown id).
-pub(crate) fn ensure_customer_owns(user: &AuthUser, order: &Order) -> Result<(), CommandError> {
-    if user.role == ActorRole::Customer
-        && (user.customer_id().is_none() || user.customer_id() != order.customer_id())
-    {
-        return Err(hidden_order(order));
-    }
-    Ok(())
-}
-
-/// A restaurant caller that is not the order's restaurant (and any caller of
-/// another role here, which the route's roles already exclude) is told the
-/// order does not exist.
-pub(crate) fn ensure_restaurant_owns(user: &AuthUser, order: &Order) -> Result<(), CommandError> {
-    if user.restaurant_id().is_none() || user.restaurant_id() != order.restaurant_id() {
-        return Err(hidden_order(order));
-    }
-    Ok(())
-}
-
-/// The answer for an order the caller may not see: exactly the one for an
-/// order that does not exist, message included.
-fn hidden_order(order: &Order) -> CommandError {
-    let message = match order.order_id() {
-        Some(id) => format!("order {id} does not exist"),
-        None => "the order does not exist".to_owned(),
-    };
-    CommandError::rejected("order_not_found", ErrorKind::NotFound, message)
-}
-
-/// [`hidden_order`] as an API error.
-pub(crate) fn not_visible(id: OrderId) -> ApiError {
-    ApiError::new("order_not_found", format!("order {id} does not exist"))
-}
-
-async fn order_command(
-    state: &AppState,
-    user: &AuthUser,
-    req: &CommandRequest<impl Sized>,
-    id: OrderId,
-    command: impl Into<OrderCommand>,
-) -> Result<CommandResponse, ApiError> {
-    let outcome = state
-        .commands
-        .execute_order(&req.context(user), id, command.into())
-        .await?;
-    Ok(CommandResponse::ok(user, outcome))
-}
-
-/// Execute the order command `build` makes from the order's current state
-/// (ownership checks included): one load of the order, see
-/// `CommandService::execute_order_with`.
-async fn checked_order_command<C: Into<OrderCommand>>(
-    state: &AppState,
-    user: &AuthUser,
-    req: &CommandRequest<impl Sized>,
-    id: OrderId,
-    name: &'static str,
-    build: impl FnOnce(&Order) -> Result<C, CommandError> + Send,
-) -> Result<CommandResponse, ApiError> {
-    let outcome = state
-        .commands
-        .execute_order_with(&req.context(user), id, name, |order| {
-            build(order).map(Into::into)
-        })
-        .await?;
-    Ok(CommandResponse::ok(user, outcome))
-}
-
-/// Place an order at a restaurant (customers; the customer is the token's subject).
-///
-/// The server prices the order from the catalog. The order id is derived from
-/// the command, so a retry with the same `Idempotency-Key` addresses the same order.
 #[utoipa::path(
     post, path = "/v1/orders", tag = "orders",
     request_body = PlaceOrderRequest,
@@ -247,7 +170,7 @@ pub async fn place_order(
         .customer_id()
         .ok_or_else(|| ApiError::forbidden("only customers place orders"))?;
     let body = &req.body;
-    let input = PlaceOrderInput {
+    let place = PlaceOrder {
         customer_id,
         restaurant_id: RestaurantId(body.restaurant_id),
         items: body
@@ -267,10 +190,7 @@ pub async fn place_order(
         },
         tip_minor: body.tip_minor,
     };
-    let outcome = state
-        .commands
-        .place_order(&req.context(&user), input)
-        .await?;
+    let outcome = run(&state, &user, &req, place).await?;
     Ok(CommandResponse::created(&user, outcome))
 }
 
@@ -289,31 +209,13 @@ pub async fn confirm_order(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<NoBody>,
 ) -> Result<CommandResponse, ApiError> {
-    let id = OrderId(id);
-    let payment_id = PaymentId::for_order(id);
-    let outcome = state
-        .commands
-        .execute_order_with_payment(&req.context(&user), id, "ConfirmOrder", |order, payment| {
-            let payment_id = if order.is_card_payment() {
-                if payment.status() != Some(PaymentStatus::Authorized) {
-                    return Err(CommandError::rejected(
-                        "payment_not_authorized",
-                        ErrorKind::Conflict,
-                        "the order's card payment is not authorized",
-                    ));
-                }
-                Some(payment_id)
-            } else {
-                None
-            };
-            Ok(ConfirmOrder {
-                payment_id,
-                now: Utc::now(),
-            }
-            .into())
-        })
-        .await?;
-    Ok(CommandResponse::ok(&user, outcome))
+    let confirm = ConfirmOrder {
+        order_id: OrderId(id),
+    };
+    Ok(CommandResponse::ok(
+        &user,
+        run(&state, &user, &req, confirm).await?,
+    ))
 }
 
 /// Accept a confirmed order with a preparation estimate (the order's restaurant).
@@ -330,15 +232,14 @@ pub async fn accept_order(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<AcceptOrderRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    let preparation_minutes = req.body.preparation_minutes;
-    checked_order_command(&state, &user, &req, OrderId(id), "AcceptOrder", |order| {
-        ensure_restaurant_owns(&user, order)?;
-        Ok(AcceptOrder {
-            preparation_minutes,
-            now: Utc::now(),
-        })
-    })
-    .await
+    let accept = AcceptOrder {
+        order_id: OrderId(id),
+        preparation_minutes: req.body.preparation_minutes,
+    };
+    Ok(CommandResponse::ok(
+        &user,
+        run(&state, &user, &req, accept).await?,
+    ))
 }
 
 /// Refuse a confirmed order (the order's restaurant).
@@ -355,15 +256,14 @@ pub async fn reject_order(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<ReasonBody>,
 ) -> Result<CommandResponse, ApiError> {
-    let reason = req.body.reason.clone();
-    checked_order_command(&state, &user, &req, OrderId(id), "RejectOrder", |order| {
-        ensure_restaurant_owns(&user, order)?;
-        Ok(RejectOrder {
-            reason,
-            now: Utc::now(),
-        })
-    })
-    .await
+    let reject = RejectOrder {
+        order_id: OrderId(id),
+        reason: req.body.reason.clone(),
+    };
+    Ok(CommandResponse::ok(
+        &user,
+        run(&state, &user, &req, reject).await?,
+    ))
 }
 
 /// The food is ready for pickup (the order's restaurant).
@@ -380,18 +280,13 @@ pub async fn mark_ready(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<NoBody>,
 ) -> Result<CommandResponse, ApiError> {
-    checked_order_command(
-        &state,
+    let ready = MarkReady {
+        order_id: OrderId(id),
+    };
+    Ok(CommandResponse::ok(
         &user,
-        &req,
-        OrderId(id),
-        "MarkReadyForPickup",
-        |order| {
-            ensure_restaurant_owns(&user, order)?;
-            Ok(MarkReadyForPickup { now: Utc::now() })
-        },
-    )
-    .await
+        run(&state, &user, &req, ready).await?,
+    ))
 }
 
 /// A rider took the food (ops, admin).
@@ -408,11 +303,15 @@ pub async fn mark_picked_up(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<MarkPickedUpRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    let command = MarkPickedUp {
+    let picked_up = MarkPickedUp {
+        order_id: OrderId(id),
         rider_id: RiderId(req.body.rider_id),
-        now: Utc::now(),
+        at: None,
     };
-    order_command(&state, &user, &req, OrderId(id), command).await
+    Ok(CommandResponse::ok(
+        &user,
+        run(&state, &user, &req, picked_up).await?,
+    ))
 }
 
 /// The customer has the food (ops, admin).
@@ -429,14 +328,14 @@ pub async fn mark_delivered(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<NoBody>,
 ) -> Result<CommandResponse, ApiError> {
-    order_command(
-        &state,
+    let delivered = MarkDelivered {
+        order_id: OrderId(id),
+        at: None,
+    };
+    Ok(CommandResponse::ok(
         &user,
-        &req,
-        OrderId(id),
-        MarkDelivered { now: Utc::now() },
-    )
-    .await
+        run(&state, &user, &req, delivered).await?,
+    ))
 }
 
 /// Cancel an order: its customer (until the restaurant accepts), ops or admin
@@ -454,16 +353,14 @@ pub async fn cancel_order(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<ReasonBody>,
 ) -> Result<CommandResponse, ApiError> {
-    let reason = req.body.reason.clone();
-    checked_order_command(&state, &user, &req, OrderId(id), "CancelOrder", |order| {
-        ensure_customer_owns(&user, order)?;
-        Ok(CancelOrder {
-            reason,
-            by: user.role,
-            now: Utc::now(),
-        })
-    })
-    .await
+    let cancel = CancelOrder {
+        order_id: OrderId(id),
+        reason: req.body.reason.clone(),
+    };
+    Ok(CommandResponse::ok(
+        &user,
+        run(&state, &user, &req, cancel).await?,
+    ))
 }
 
 /// The rider collected cash for a cash order (the rider assigned to the
@@ -482,55 +379,11 @@ pub async fn record_cash_collected(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<NoBody>,
 ) -> Result<CommandResponse, ApiError> {
-    let order_id = OrderId(id);
-    let order = load_order(&state.commands, order_id).await?;
-    let assigned = match state
-        .commands
-        .load_delivery(DeliveryId::for_order(order_id))
-        .await?
-    {
-        Some((delivery, _)) => delivery.assigned_rider(),
-        None => None,
+    let record = RecordCashCollected {
+        order_id: OrderId(id),
     };
-    // Who may see the order comes first: a rider not assigned to its
-    // delivery gets the same 404 as for an order that does not exist,
-    // whatever the order's payment method.
-    let rider_id = if user.is_staff() {
-        None
-    } else {
-        match (user.rider_id(), assigned) {
-            (Some(me), Some(assigned)) if me == assigned => Some(me),
-            _ => return Err(not_visible(order_id)),
-        }
-    };
-    if order.payment_method() != Some(&PaymentMethod::Cash) {
-        return Err(ApiError::new(
-            "payment_method_mismatch",
-            "the order is not paid in cash",
-        ));
-    }
-    let rider_id = match rider_id {
-        Some(me) => me,
-        None => assigned.or(order.rider_id()).ok_or_else(|| {
-            ApiError::new(
-                "rider_not_assigned",
-                "no rider is assigned to this order's delivery",
-            )
-        })?,
-    };
-    let (restaurant_id, amount) = restaurant_and_total(&order, order_id)?;
-    let payment_id = PaymentId::for_order(order_id);
-    let command = RecordCashCollected {
-        payment_id,
-        order_id,
-        restaurant_id,
-        amount,
-        rider_id,
-        now: Utc::now(),
-    };
-    let outcome = state
-        .commands
-        .execute_payment(&req.context(&user), payment_id, command.into())
-        .await?;
-    Ok(CommandResponse::created(&user, outcome))
+    Ok(CommandResponse::created(
+        &user,
+        run(&state, &user, &req, record).await?,
+    ))
 }

@@ -12,23 +12,18 @@
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
-use chrono::Utc;
-use ordertrail_commands::service::{CommandError, CommandOutcome};
-use ordertrail_domain::payment::{AuthorizePayment, CapturePayment, RefundPayment, VoidPayment};
-use ordertrail_domain::provider::card_payment_method;
-use ordertrail_domain::{ErrorKind, Order, OrderStatus, PaymentCommand};
-use ordertrail_schemas::events::PaymentMethod;
-use ordertrail_schemas::{Money, OrderId, PaymentId};
+use ordertrail_commands::service::{CommandOutcome, ErrorKind};
+use ordertrail_commands::workflows::{
+    AuthorizePayment, CapturePayment, RefundPayment, VoidPayment,
+};
+use ordertrail_schemas::{OrderId, PaymentId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::orders::ensure_customer_owns;
-use super::{
-    CommandResponse, NoBody, load_order, load_payment, replayed_error, restaurant_and_total,
-};
+use super::{CommandResponse, NoBody, replayed_error, run};
 use crate::AppState;
-use crate::auth::{AuthUser, Authorized, CustomerOrStaff, Staff};
+use crate::auth::{Authorized, CustomerOrStaff, Staff};
 use crate::error::{ApiError, CommandErrors};
 use crate::extract::{ApiPath, CommandRequest};
 
@@ -110,41 +105,11 @@ pub async fn authorize_payment(
     user: Authorized<CustomerOrStaff>,
     req: CommandRequest<AuthorizePaymentRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    let order_id = OrderId(req.body.order_id);
-    let payment_id = PaymentId::for_order(order_id);
-    let new_card = match req.body.card_token.as_deref() {
-        Some(token) => match card_payment_method(token)? {
-            PaymentMethod::Card { payment_method_ref } => Some(payment_method_ref),
-            PaymentMethod::Cash => None,
-        },
-        None => None,
+    let authorize = AuthorizePayment {
+        order_id: OrderId(req.body.order_id),
+        card_token: req.body.card_token.clone(),
     };
-    let outcome = state
-        .commands
-        .execute_payment_for_order(&req.context(&user), order_id, "AuthorizePayment", |order| {
-            ensure_customer_owns(&user, order)?;
-            let Some(PaymentMethod::Card {
-                payment_method_ref: on_file,
-            }) = order.payment_method()
-            else {
-                return Err(CommandError::rejected(
-                    "payment_method_mismatch",
-                    ErrorKind::Conflict,
-                    "the order is not paid by card",
-                ));
-            };
-            let (restaurant_id, amount) = restaurant_and_total(order, order_id)?;
-            Ok(AuthorizePayment {
-                payment_id,
-                order_id,
-                restaurant_id,
-                amount,
-                payment_method_ref: new_card.unwrap_or_else(|| on_file.clone()),
-                now: Utc::now(),
-            }
-            .into())
-        })
-        .await?;
+    let outcome = run(&state, &user, &req, authorize).await?;
     if let Some(declined) = outcome
         .events
         .iter()
@@ -160,39 +125,6 @@ pub async fn authorize_payment(
         return Err(replayed_error(error, &outcome));
     }
     Ok(CommandResponse::created(&user, outcome))
-}
-
-async fn payment_command(
-    state: &AppState,
-    user: &AuthUser,
-    req: &CommandRequest<impl Sized>,
-    id: PaymentId,
-    command: impl Into<PaymentCommand>,
-) -> Result<CommandResponse, ApiError> {
-    let outcome = state
-        .commands
-        .execute_payment(&req.context(user), id, command.into())
-        .await?;
-    Ok(CommandResponse::ok(user, outcome))
-}
-
-/// The payment's currency (authorized or collected amount) and its order,
-/// which the money rules need (delivered yet? the price to allocate a refund by).
-async fn currency_and_order(
-    state: &AppState,
-    id: PaymentId,
-) -> Result<(ordertrail_schemas::Currency, Option<Order>), ApiError> {
-    let payment = load_payment(&state.commands, id).await?;
-    let currency = payment
-        .authorized_amount()
-        .or(payment.collected_amount())
-        .map(|m| m.currency)
-        .ok_or_else(|| ApiError::internal(format!("payment {id} has no amount")))?;
-    let order = match payment.order_id() {
-        Some(order_id) => Some(load_order(&state.commands, order_id).await?),
-        None => None,
-    };
-    Ok((currency, order))
 }
 
 /// Capture an authorization, all or part of it (ops, admin).
@@ -213,19 +145,12 @@ pub async fn capture_payment(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<CapturePaymentRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    let id = PaymentId(id);
-    let (currency, order) = currency_and_order(&state, id).await?;
-    let order_delivered = order.and_then(|o| o.status()) == Some(OrderStatus::Delivered);
-    let command = CapturePayment {
-        amount: req.body.amount_minor.map(|a| Money::new(a, currency)),
-        order_delivered,
+    let capture = CapturePayment {
+        payment_id: PaymentId(id),
+        amount_minor: req.body.amount_minor,
         override_reason: req.body.override_reason.clone(),
-        now: Utc::now(),
     };
-    let outcome = state
-        .commands
-        .execute_payment(&req.context(&user), id, command.into())
-        .await?;
+    let outcome = run(&state, &user, &req, capture).await?;
     if let Some(failed) = outcome
         .events
         .iter()
@@ -268,9 +193,13 @@ pub async fn void_payment(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<NoBody>,
 ) -> Result<CommandResponse, ApiError> {
-    let id = PaymentId(id);
-    load_payment(&state.commands, id).await?;
-    payment_command(&state, &user, &req, id, VoidPayment { now: Utc::now() }).await
+    let void = VoidPayment {
+        payment_id: PaymentId(id),
+    };
+    Ok(CommandResponse::ok(
+        &user,
+        run(&state, &user, &req, void).await?,
+    ))
 }
 
 /// Refund part or all of a captured payment (ops, admin).
@@ -287,13 +216,13 @@ pub async fn refund_payment(
     ApiPath(id): ApiPath<Uuid>,
     req: CommandRequest<RefundPaymentRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    let id = PaymentId(id);
-    let (currency, order) = currency_and_order(&state, id).await?;
-    let command = RefundPayment {
-        amount: Money::new(req.body.amount_minor, currency),
+    let refund = RefundPayment {
+        payment_id: PaymentId(id),
+        amount_minor: req.body.amount_minor,
         reason: req.body.reason.clone(),
-        order_price: order.and_then(|o| o.price().cloned()),
-        now: Utc::now(),
     };
-    payment_command(&state, &user, &req, id, command).await
+    Ok(CommandResponse::ok(
+        &user,
+        run(&state, &user, &req, refund).await?,
+    ))
 }

@@ -19,7 +19,7 @@ use axum::http::HeaderMap;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use ordertrail_schemas::{ActorRole, DeliveryId, OrderId};
+use ordertrail_schemas::{ActorRole, OrderId};
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
 use uuid::Uuid;
@@ -133,27 +133,17 @@ async fn open(
 /// (not a read model, which may lag a just-placed order). Not allowed is
 /// answered like unknown.
 async fn ensure_visible(state: &AppState, user: &AuthUser, id: OrderId) -> Result<(), ApiError> {
-    let not_found = || ApiError::new("order_not_found", format!("order {id} does not exist"));
-    let order = super::load_order(&state.commands, id).await?;
-    let allowed = match user.role {
-        ActorRole::Ops | ActorRole::Admin | ActorRole::Auditor => true,
-        ActorRole::Customer => {
-            user.customer_id().is_some() && user.customer_id() == order.customer_id()
-        }
-        ActorRole::Restaurant => {
-            user.restaurant_id().is_some() && user.restaurant_id() == order.restaurant_id()
-        }
-        ActorRole::Rider => {
-            let delivery = state
-                .commands
-                .load_delivery(DeliveryId::for_order(id))
-                .await?;
-            user.rider_id().is_some()
-                && delivery.is_some_and(|(d, _)| d.assigned_rider() == user.rider_id())
-        }
-        ActorRole::System => return Err(ApiError::forbidden("the system role reads nothing here")),
-    };
-    if allowed { Ok(()) } else { Err(not_found()) }
+    if user.role == ActorRole::System {
+        return Err(ApiError::forbidden("the system role reads nothing here"));
+    }
+    if state.commands.may_see_order(&user.actor(), id).await? {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            "order_not_found",
+            format!("order {id} does not exist"),
+        ))
+    }
 }
 
 /// Live events of one order: status changes, payment, delivery, rider

@@ -4,9 +4,8 @@
 use axum::http::StatusCode;
 use ordertrail_api::extract::request_fingerprint;
 use ordertrail_commands::catalog::seed_ids;
-use ordertrail_commands::service::{CommandContext, IdempotencyKey, PlaceOrderInput};
-use ordertrail_domain::OrderCommand;
-use ordertrail_domain::order::ConfirmOrder;
+use ordertrail_commands::service::{CommandContext, IdempotencyKey};
+use ordertrail_commands::workflows::{ConfirmOrder, PlaceOrder};
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
 use ordertrail_schemas::{
     Actor, ActorRole, CustomerId, GeoPoint, MenuItemId, OrderId, RestaurantId,
@@ -158,7 +157,7 @@ async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
         role: ActorRole::Customer,
     };
     let ctx = CommandContext::new(actor, "req-before-crash").with_idempotency_key(key);
-    let input = PlaceOrderInput {
+    let input = PlaceOrder {
         customer_id: CustomerId(customer_id),
         restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
         items: vec![
@@ -179,11 +178,7 @@ async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
         },
         tip_minor: Some(150),
     };
-    let first = app
-        .commands
-        .place_order(&ctx, input)
-        .await
-        .expect("first attempt");
+    let first = app.commands.run(&ctx, input).await.expect("first attempt");
     lose_responses(&app).await;
     let before = app.event_count().await;
 
@@ -212,13 +207,14 @@ async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
         role: ActorRole::Ops,
     };
     let ctx = CommandContext::new(ops, "req-before-crash-2").with_idempotency_key(key);
-    let command = ConfirmOrder {
-        payment_id: None,
-        now: chrono::Utc::now(),
-    };
     let first = app
         .commands
-        .execute_order(&ctx, OrderId(order), OrderCommand::ConfirmOrder(command))
+        .run(
+            &ctx,
+            ConfirmOrder {
+                order_id: OrderId(order),
+            },
+        )
         .await
         .expect("confirm");
     lose_responses(&app).await;

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{Halt, SAGA_SUBJECT, SagaError, backoff, pause};
 use crate::service::{CommandContext, CommandError, CommandOutcome, CommandService};
+use crate::workflows::Workflow;
 
 /// What a command is sent for: an event, or a stored timer.
 #[derive(Debug, Clone)]
@@ -57,8 +58,8 @@ pub(crate) enum SagaCommand {
     Order(OrderId, OrderCommand),
     Payment(PaymentId, PaymentCommand),
     Delivery(DeliveryId, DeliveryCommand),
-    /// `CommandService::request_delivery_for_order`.
-    RequestDelivery(OrderId),
+    /// A use case that reads more than its aggregate ([`crate::workflows`]).
+    Workflow(Workflow),
 }
 
 impl SagaCommand {
@@ -67,13 +68,14 @@ impl SagaCommand {
             SagaCommand::Order(_, c) => c.name(),
             SagaCommand::Payment(_, c) => c.name(),
             SagaCommand::Delivery(_, c) => c.name(),
-            SagaCommand::RequestDelivery(_) => "RequestDelivery",
+            SagaCommand::Workflow(w) => w.name(),
         }
     }
 
-    pub fn aggregate_id(&self) -> String {
+    pub fn aggregate_id(&self, ctx: &CommandContext) -> String {
         match self {
-            SagaCommand::Order(id, _) | SagaCommand::RequestDelivery(id) => id.to_string(),
+            SagaCommand::Order(id, _) => id.to_string(),
+            SagaCommand::Workflow(w) => w.aggregate_id(ctx),
             SagaCommand::Payment(id, _) => id.to_string(),
             SagaCommand::Delivery(id, _) => id.to_string(),
         }
@@ -88,9 +90,7 @@ impl SagaCommand {
             SagaCommand::Order(id, c) => service.execute_order(ctx, *id, c.clone()).await,
             SagaCommand::Payment(id, c) => service.execute_payment(ctx, *id, c.clone()).await,
             SagaCommand::Delivery(id, c) => service.execute_delivery(ctx, *id, c.clone()).await,
-            SagaCommand::RequestDelivery(order) => {
-                service.request_delivery_for_order(ctx, *order).await
-            }
+            SagaCommand::Workflow(w) => service.run(ctx, w.clone()).await,
         }
     }
 }
@@ -154,7 +154,7 @@ impl Dispatcher {
     ) -> Result<Sent, Halt> {
         let ctx = cause.context(action);
         let name = command.name();
-        let aggregate_id = command.aggregate_id();
+        let aggregate_id = command.aggregate_id(&ctx);
         let mut retries = 0u32;
         loop {
             let result = command.execute(&self.service, &ctx).await;

@@ -5,17 +5,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use ordertrail_domain::delivery::{CancelDelivery, FlagDelivery, UnassignRider};
-use ordertrail_domain::order::{
-    CancelOrder, CancelUndeliverableOrder, ConfirmOrder, MarkDelivered, MarkPickedUp,
-};
-use ordertrail_domain::payment::{
-    AuthorizePayment, CapturePayment, RecordCashCollected, RefundPayment, VoidPayment,
-};
+use ordertrail_domain::order::CancelUndeliverableOrder;
+use ordertrail_domain::payment::{RefundPayment, VoidPayment};
 use ordertrail_domain::{Delivery, DeliveryStatus, Order, OrderStatus, Payment, PaymentStatus};
 use ordertrail_schemas::events::PaymentMethod;
 use ordertrail_schemas::{
-    ActorRole, AggregateKind, DeliveryEvent, DeliveryId, EventEnvelope, OrderEvent, OrderId,
-    PaymentEvent, PaymentId,
+    AggregateKind, DeliveryEvent, DeliveryId, EventEnvelope, OrderEvent, OrderId, PaymentEvent,
+    PaymentId,
 };
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -23,6 +19,10 @@ use uuid::Uuid;
 use super::dispatch::{Cause, Dispatcher, ProviderOutage, SagaCommand, Sent};
 use super::timers::{self, DueTimer, NewTimer, TimerKind};
 use super::{Halt, SagaConfig, SagaError, db_retry};
+use crate::workflows::{
+    AuthorizePayment, CancelOrder, CapturePayment, ConfirmOrder, MarkDelivered, MarkPickedUp,
+    RecordCashCollected, RequestDelivery, Workflow,
+};
 
 /// A decoded event of one of the three aggregate types.
 #[derive(Debug, Clone)]
@@ -174,11 +174,7 @@ impl Flow {
                     Authorization::Answered | Authorization::NotNeeded | Authorization::GaveUp => {}
                 },
                 PaymentMethod::Cash => {
-                    let confirm = ConfirmOrder {
-                        payment_id: None,
-                        now: Utc::now(),
-                    };
-                    self.send_order(cause, "confirm_order", order_id, confirm.into())
+                    self.run(cause, "confirm_order", ConfirmOrder { order_id })
                         .await?;
                 }
             },
@@ -200,13 +196,7 @@ impl Flow {
                     tracing::info!(%cause, %order_id, status = ?order.status(), "order already ended; no delivery requested");
                     return Ok(Handled::Nothing);
                 }
-                self.dispatch
-                    .send(
-                        cause,
-                        "request_delivery",
-                        SagaCommand::RequestDelivery(order_id),
-                        ProviderOutage::Wait,
-                    )
+                self.run(cause, "request_delivery", RequestDelivery { order_id })
                     .await?;
             }
             OrderEvent::OrderRejected(rejected) => {
@@ -236,12 +226,8 @@ impl Flow {
         match event {
             PaymentEvent::PaymentAuthorized(authorized) => {
                 let order_id = authorized.order_id;
-                let confirm = ConfirmOrder {
-                    payment_id: Some(authorized.payment_id),
-                    now: Utc::now(),
-                };
                 let sent = self
-                    .send_order(cause, "confirm_order", order_id, confirm.into())
+                    .run(cause, "confirm_order", ConfirmOrder { order_id })
                     .await?;
                 if let Sent::Refused { .. } = sent {
                     // The order ended while the card was authorized: release it.
@@ -266,12 +252,10 @@ impl Flow {
                     return Ok(Handled::Nothing);
                 }
                 let cancel = CancelOrder {
+                    order_id: declined.order_id,
                     reason: format!("payment declined: {}", declined.decline_code),
-                    by: ActorRole::System,
-                    now: Utc::now(),
                 };
-                self.send_order(cause, "cancel_order", declined.order_id, cancel.into())
-                    .await?;
+                self.run(cause, "cancel_order", cancel).await?;
             }
             PaymentEvent::PaymentCaptureFailed(failed) => {
                 let answered = if failed.answered {
@@ -370,11 +354,11 @@ impl Flow {
             DeliveryEvent::PickupConfirmed(pickup) => {
                 let order_id = self.order_of(cause, delivery_id).await?;
                 let command = MarkPickedUp {
+                    order_id,
                     rider_id: pickup.rider_id,
-                    now: pickup.picked_up_at,
+                    at: Some(pickup.picked_up_at),
                 };
-                self.send_order(cause, "mark_picked_up", order_id, command.into())
-                    .await?;
+                self.run(cause, "mark_picked_up", command).await?;
             }
             DeliveryEvent::DeliveryCompleted(completed) => {
                 let order_id = self.order_of(cause, delivery_id).await?;
@@ -382,10 +366,10 @@ impl Flow {
                 // completed the hand-over, not when the saga got to it (the
                 // settlement day follows `delivered_at`).
                 let command = MarkDelivered {
-                    now: completed.completed_at,
+                    order_id,
+                    at: Some(completed.completed_at),
                 };
-                self.send_order(cause, "mark_delivered", order_id, command.into())
-                    .await?;
+                self.run(cause, "mark_delivered", command).await?;
             }
             DeliveryEvent::DeliveryFailed(failed) => {
                 let order_id = self.order_of(cause, delivery_id).await?;
@@ -425,26 +409,20 @@ impl Flow {
             tracing::info!(%cause, %order_id, status = ?payment.status(), "payment already has an answer; not authorizing again");
             return Ok(Authorization::NotNeeded);
         }
-        let placed = order
-            .placed()
-            .ok_or_else(|| inconsistent(cause, "placed order without placement"))?;
-        let PaymentMethod::Card { payment_method_ref } = &placed.payment_method else {
+        if !order.is_card_payment() {
             return Ok(Authorization::NotNeeded);
-        };
+        }
+        // The order's card and total, as the workflow takes them from the order.
         let command = AuthorizePayment {
-            payment_id,
             order_id,
-            restaurant_id: placed.restaurant_id,
-            amount: placed.price.total,
-            payment_method_ref: payment_method_ref.clone(),
-            now: Utc::now(),
+            card_token: None,
         };
         let sent = self
             .dispatch
             .send(
                 cause,
                 "authorize_payment",
-                SagaCommand::Payment(payment_id, command.into()),
+                SagaCommand::Workflow(command.into()),
                 ProviderOutage::Report,
             )
             .await?;
@@ -474,12 +452,10 @@ impl Flow {
         let attempts = retries.saturating_add(1);
         tracing::warn!(%cause, %order_id, attempts, "payment provider unavailable on every attempt; cancelling the order");
         let cancel = CancelOrder {
+            order_id,
             reason: format!("payment provider unavailable after {attempts} attempts"),
-            by: ActorRole::System,
-            now: Utc::now(),
         };
-        self.send_order(cause, "cancel_order", order_id, cancel.into())
-            .await?;
+        self.run(cause, "cancel_order", cancel).await?;
         Ok(Authorization::GaveUp)
     }
 
@@ -605,17 +581,16 @@ impl Flow {
                     return Ok("no_longer_needed");
                 }
                 let capture = CapturePayment {
-                    amount: Some(total),
-                    order_delivered: true,
+                    payment_id,
+                    amount_minor: Some(total.amount),
                     override_reason: None,
-                    now: Utc::now(),
                 };
                 let sent = self
                     .dispatch
                     .send(
                         cause,
                         "capture_payment",
-                        SagaCommand::Payment(payment_id, capture.into()),
+                        SagaCommand::Workflow(capture.into()),
                         ProviderOutage::Report,
                     )
                     .await?;
@@ -633,24 +608,24 @@ impl Flow {
                 })
             }
             PaymentMethod::Cash => {
-                let delivery = self
-                    .delivery(cause, DeliveryId::for_order(order_id))
+                // The workflow names the delivery's rider.
+                let sent = self
+                    .dispatch
+                    .send(
+                        cause,
+                        "record_cash_collected",
+                        SagaCommand::Workflow(RecordCashCollected { order_id }.into()),
+                        // Never waited out in the consume loop.
+                        ProviderOutage::Report,
+                    )
                     .await?;
-                let rider_id = delivery
-                    .and_then(|d| d.assigned_rider())
-                    .or(order.rider_id())
-                    .ok_or_else(|| inconsistent(cause, "cash order delivered without a rider"))?;
-                let payment_id = PaymentId::for_order(order_id);
-                let record = RecordCashCollected {
-                    payment_id,
-                    order_id,
-                    restaurant_id: placed.restaurant_id,
-                    amount: total,
-                    rider_id,
-                    now: Utc::now(),
-                };
-                self.send_payment(cause, "record_cash_collected", payment_id, record.into())
-                    .await?;
+                if let Sent::Refused {
+                    code: "rider_not_assigned",
+                    ..
+                } = sent
+                {
+                    return Err(inconsistent(cause, "cash order delivered without a rider"));
+                }
                 Ok("cash_recorded")
             }
         }
@@ -680,22 +655,16 @@ impl Flow {
                 }
                 tracing::info!(%cause, %order_id, "order not accepted in time; cancelling");
                 let cancel = CancelOrder {
+                    order_id,
                     reason: format!(
                         "not accepted by the restaurant within {} s",
                         self.accept_timeout.as_secs()
                     ),
-                    by: ActorRole::System,
-                    now: Utc::now(),
                 };
-                Ok(
-                    match self
-                        .send_order(cause, "cancel_order", order_id, cancel.into())
-                        .await?
-                    {
-                        Sent::Applied { .. } => "order_cancelled",
-                        Sent::Refused { .. } | Sent::ProviderUnavailable => "no_longer_needed",
-                    },
-                )
+                Ok(match self.run(cause, "cancel_order", cancel).await? {
+                    Sent::Applied { .. } => "order_cancelled",
+                    Sent::Refused { .. } | Sent::ProviderUnavailable => "no_longer_needed",
+                })
             }
             TimerKind::AssignTimeout => {
                 let delivery_id: DeliveryId = parse_id(cause, "delivery", &timer.aggregate_id)?;
@@ -891,6 +860,24 @@ impl Flow {
             tracing::info!(%cause, kind = %timer.kind, aggregate_id = %timer.aggregate_id, attempt = timer.attempt, due_at = %timer.due_at, "timer stored");
         }
         Ok(())
+    }
+
+    /// Run a use case for `cause` (outages of the store and the provider
+    /// waited out).
+    async fn run(
+        &self,
+        cause: &Cause,
+        action: &str,
+        workflow: impl Into<Workflow>,
+    ) -> Result<Sent, Halt> {
+        self.dispatch
+            .send(
+                cause,
+                action,
+                SagaCommand::Workflow(workflow.into()),
+                ProviderOutage::Wait,
+            )
+            .await
     }
 
     async fn send_order(

@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use ordertrail_commands::catalog::{self, seed_ids};
-use ordertrail_commands::service::{
-    CommandContext, CommandError, CommandService, IdempotencyKey, PlaceOrderInput,
-};
+use ordertrail_commands::service::{CommandContext, CommandError, CommandService, IdempotencyKey};
+use ordertrail_commands::workflows::PlaceOrder;
 use ordertrail_domain::delivery::{AssignRider, ReportLocation, RequestDelivery};
 use ordertrail_domain::{DeliveryCommand, ErrorKind, SimulatedProvider};
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
@@ -38,8 +37,8 @@ fn customer(id: CustomerId) -> Actor {
     }
 }
 
-fn berlin_order(customer_id: CustomerId) -> PlaceOrderInput {
-    PlaceOrderInput {
+fn berlin_order(customer_id: CustomerId) -> PlaceOrder {
+    PlaceOrder {
         customer_id,
         restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
         items: vec![
@@ -106,7 +105,7 @@ async fn every_event_carries_the_command_metadata_and_store_columns() {
     let customer_id = CustomerId::new_random();
     let ctx = CommandContext::new(customer(customer_id), "req-meta");
     let outcome = service
-        .place_order(&ctx, berlin_order(customer_id))
+        .run(&ctx, berlin_order(customer_id))
         .await
         .expect("place");
     assert_eq!(outcome.version, 1);
@@ -275,14 +274,14 @@ async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
     let (db, service) = service().await;
     let customer_id = CustomerId::new_random();
     let first = service
-        .place_order(
+        .run(
             &keyed(customer(customer_id), "k1", "h1"),
             berlin_order(customer_id),
         )
         .await
         .expect("first");
     let again = service
-        .place_order(
+        .run(
             &keyed(customer(customer_id), "k1", "h1"),
             berlin_order(customer_id),
         )
@@ -295,7 +294,7 @@ async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
     assert_eq!(count_events(&db).await, 1);
 
     let reused = service
-        .place_order(
+        .run(
             &keyed(customer(customer_id), "k1", "other-body"),
             berlin_order(customer_id),
         )
@@ -304,7 +303,7 @@ async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
     // The same key from another customer is another command.
     let other = CustomerId::new_random();
     let theirs = service
-        .place_order(&keyed(customer(other), "k1", "h1"), berlin_order(other))
+        .run(&keyed(customer(other), "k1", "h1"), berlin_order(other))
         .await
         .expect("other");
     assert_ne!(theirs.aggregate_id, first.aggregate_id);
@@ -320,7 +319,7 @@ async fn identical_requests_racing_append_once() {
         let service = service.clone();
         tasks.push(tokio::spawn(async move {
             service
-                .place_order(
+                .run(
                     &keyed(customer(customer_id), "race-key", "h"),
                     berlin_order(customer_id),
                 )
@@ -345,7 +344,7 @@ async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
     let customer_id = CustomerId::new_random();
     let ctx = keyed(customer(customer_id), "crash-key", "h");
     let first = service
-        .place_order(&ctx, berlin_order(customer_id))
+        .run(&ctx, berlin_order(customer_id))
         .await
         .expect("first");
     // The process died after the commit and before it recorded the response:
@@ -357,7 +356,7 @@ async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
     .await
     .expect("forget response");
     let retry = service
-        .place_order(&ctx, berlin_order(customer_id))
+        .run(&ctx, berlin_order(customer_id))
         .await
         .expect("retry");
     assert!(retry.replayed);
@@ -374,13 +373,10 @@ async fn a_retried_rejection_gets_the_same_rejection() {
     input.items = vec![];
     let ctx = keyed(customer(customer_id), "empty", "h");
     let first = service
-        .place_order(&ctx, input.clone())
+        .run(&ctx, input.clone())
         .await
         .expect_err("empty order");
-    let again = service
-        .place_order(&ctx, input)
-        .await
-        .expect_err("still empty");
+    let again = service.run(&ctx, input).await.expect_err("still empty");
     assert_eq!(first.code(), again.code());
     assert_eq!(first.kind(), Some(ErrorKind::Invalid));
     assert_eq!(count_events(&db).await, 0);
@@ -393,14 +389,14 @@ async fn unknown_references_are_rejected_before_anything_is_appended() {
     let mut input = berlin_order(customer_id);
     input.restaurant_id = RestaurantId::new_random();
     let e = service
-        .place_order(&CommandContext::new(customer(customer_id), "r"), input)
+        .run(&CommandContext::new(customer(customer_id), "r"), input)
         .await
         .expect_err("unknown");
     assert_eq!(e.code(), "restaurant_not_found");
     let mut input = berlin_order(customer_id);
     input.items.push((MenuItemId::new_random(), 1));
     let e = service
-        .place_order(&CommandContext::new(customer(customer_id), "r"), input)
+        .run(&CommandContext::new(customer(customer_id), "r"), input)
         .await
         .expect_err("unknown");
     assert_eq!(e.code(), "menu_item_not_found");

@@ -13,7 +13,8 @@ use ordertrail_commands::catalog::{self, seed_ids};
 use ordertrail_commands::provider_ledger::RecordingProvider;
 use ordertrail_commands::relay::{self, RelayConfig, topics};
 use ordertrail_commands::saga::{self, SagaConfig};
-use ordertrail_commands::service::{CommandContext, CommandService, PlaceOrderInput};
+use ordertrail_commands::service::{CommandContext, CommandService};
+use ordertrail_commands::workflows::PlaceOrder;
 use ordertrail_domain::delivery::{AssignRider, CompleteDelivery, ConfirmPickup, FailDelivery};
 use ordertrail_domain::order::{AcceptOrder, CancelOrder, RejectOrder};
 use ordertrail_domain::payment::AuthorizePayment;
@@ -170,7 +171,7 @@ impl Env {
 
     async fn place(&self, payment_method: PaymentMethod) -> OrderId {
         let customer_id = CustomerId::new_random();
-        let input = PlaceOrderInput {
+        let input = PlaceOrder {
             customer_id,
             restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
             items: vec![
@@ -190,11 +191,7 @@ impl Env {
             tip_minor: Some(100),
         };
         let ctx = CommandContext::new(customer(customer_id), "req-place");
-        let outcome = self
-            .service
-            .place_order(&ctx, input)
-            .await
-            .expect("place order");
+        let outcome = self.service.run(&ctx, input).await.expect("place order");
         outcome.aggregate_id.parse().expect("order id")
     }
 

@@ -10,9 +10,8 @@ use std::sync::Arc;
 
 use chrono::{Days, Utc};
 use ordertrail_commands::catalog::{self, seed_ids};
-use ordertrail_commands::service::{
-    CommandContext, CommandOutcome, CommandService, PlaceOrderInput,
-};
+use ordertrail_commands::service::{CommandContext, CommandOutcome, CommandService};
+use ordertrail_commands::workflows::{PlaceOrder, RequestDelivery};
 use ordertrail_domain::SimulatedProvider;
 use ordertrail_domain::delivery::{AssignRider, CompleteDelivery, ConfirmPickup, ReportLocation};
 use ordertrail_domain::order::{
@@ -85,9 +84,9 @@ impl Commands {
         let as_rider = || ctx(ActorRole::Rider, rider.0);
 
         let placed = s
-            .place_order(
+            .run(
                 &as_customer(),
-                PlaceOrderInput {
+                PlaceOrder {
                     customer_id: customer,
                     restaurant_id: restaurant,
                     items: vec![
@@ -170,7 +169,7 @@ impl Commands {
             .expect("accept");
         succeeded(&o, "OrderAccepted");
         let requested = s
-            .request_delivery_for_order(&as_restaurant(), order)
+            .run(&as_restaurant(), RequestDelivery { order_id: order })
             .await
             .expect("request delivery");
         succeeded(&requested, "DeliveryRequested");

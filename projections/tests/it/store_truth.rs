@@ -12,7 +12,8 @@ use chrono::Utc;
 use ordertrail_commands::catalog::{self, seed_ids};
 use ordertrail_commands::relay::{self, RelayConfig, topics};
 use ordertrail_commands::saga::{self, SagaConfig};
-use ordertrail_commands::service::{CommandContext, CommandService, PlaceOrderInput};
+use ordertrail_commands::service::{CommandContext, CommandService};
+use ordertrail_commands::workflows::PlaceOrder;
 use ordertrail_domain::SimulatedProvider;
 use ordertrail_domain::order::AcceptOrder;
 use ordertrail_domain::payment::RefundPayment;
@@ -528,9 +529,9 @@ fn customer_ctx(customer: CustomerId) -> CommandContext {
 async fn place_card_order(service: &CommandService) -> OrderId {
     let customer = CustomerId(Uuid::new_v4());
     let placed = service
-        .place_order(
+        .run(
             &customer_ctx(customer),
-            PlaceOrderInput {
+            PlaceOrder {
                 customer_id: customer,
                 restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
                 items: vec![(MenuItemId(seed_ids::menu_item(1, 1)), 1)],

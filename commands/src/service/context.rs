@@ -1,0 +1,118 @@
+//! Who asks ([`CommandContext`]) and what a command did ([`CommandOutcome`]).
+
+use ordertrail_schemas::{Actor, AggregateKind, EventMetadata};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Namespace of command ids derived from idempotency keys.
+const COMMAND_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_6465_7274_7261_696c_0000_0000_0002);
+
+/// Who asks, and how to recognise the same request again.
+#[derive(Debug, Clone)]
+pub struct CommandContext {
+    pub actor: Actor,
+    pub request_id: String,
+    command_id: Uuid,
+    pub(super) idempotency: Option<IdempotencyKey>,
+    correlation_id: Option<Uuid>,
+    pub(super) causation_id: Option<Uuid>,
+}
+
+/// An `Idempotency-Key` with the fingerprint of the request that used it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    /// Hash of what makes the request the same request (method, path, body).
+    pub request_hash: String,
+}
+
+impl CommandContext {
+    /// A one-off command with a random id.
+    pub fn new(actor: Actor, request_id: impl Into<String>) -> Self {
+        Self {
+            actor,
+            request_id: request_id.into(),
+            command_id: Uuid::new_v4(),
+            idempotency: None,
+            correlation_id: None,
+            causation_id: None,
+        }
+    }
+
+    /// A request carrying an `Idempotency-Key`: the command id is derived from
+    /// the actor and the key, so every retry is the same command.
+    pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
+        let name = format!(
+            "{}\u{0}{}\u{0}{}",
+            self.actor.role, self.actor.subject, key.key
+        );
+        self.command_id = Uuid::new_v5(&COMMAND_ID_NAMESPACE, name.as_bytes());
+        self.idempotency = Some(key);
+        self
+    }
+
+    /// A command whose id the caller determines (the saga derives it from the
+    /// event that caused it), with that event's correlation and causation.
+    pub fn caused_by(mut self, command_id: Uuid, correlation_id: Uuid, causation_id: Uuid) -> Self {
+        self.command_id = command_id;
+        self.correlation_id = Some(correlation_id);
+        self.causation_id = Some(causation_id);
+        self
+    }
+
+    pub fn command_id(&self) -> Uuid {
+        self.command_id
+    }
+
+    /// An id derived from this command (e.g. the id of the order a
+    /// `PlaceOrder` creates), stable across retries of the same command.
+    pub fn derived_id(&self, what: &str) -> Uuid {
+        Uuid::new_v5(&self.command_id, what.as_bytes())
+    }
+
+    pub(super) fn is_repeatable(&self) -> bool {
+        self.idempotency.is_some() || self.causation_id.is_some()
+    }
+
+    pub(super) fn metadata(&self) -> EventMetadata {
+        EventMetadata {
+            command_id: self.command_id,
+            correlation_id: self.correlation_id.unwrap_or(self.command_id),
+            causation_id: self.causation_id.unwrap_or(self.command_id),
+            actor: self.actor.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+/// One event appended by a command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AppendedEvent {
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    /// The event payload (see the JSON Schemas under `schemas/json/`).
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+/// What a successful command did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CommandOutcome {
+    #[schema(value_type = String, example = "Order")]
+    pub aggregate_type: AggregateKind,
+    pub aggregate_id: String,
+    /// The aggregate's version after the command (its last sequence).
+    pub version: i64,
+    pub events: Vec<AppendedEvent>,
+    /// True when this answers a repeated command from the first execution.
+    #[serde(default)]
+    pub replayed: bool,
+}
+
+impl CommandOutcome {
+    /// Whether the command appended an event of this type.
+    pub fn has_event(&self, event_type: &str) -> bool {
+        self.events.iter().any(|e| e.event_type == event_type)
+    }
+}

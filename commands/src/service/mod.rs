@@ -1,0 +1,272 @@
+//! The command service: every state change goes through here.
+//!
+//! `execute_*` loads the aggregate from the postgres-es store, lets the pure
+//! domain decide, and commits the resulting events in one transaction with the
+//! event metadata DESIGN.md requires. On top of cqrs-es it adds:
+//!
+//! - **Command ids.** Every command has an id: derived from the actor and the
+//!   `Idempotency-Key` for HTTP retries, given by the saga (derived from the
+//!   causing event), or random. It is stored in each event's metadata; the
+//!   `command_log` trigger (migrations/0001) lets one transaction only append
+//!   for a command id, so a duplicate — a retry, a racing twin, a retry after a
+//!   crash between append and response, a redelivered saga event — can never
+//!   append twice. The duplicate sees a unique violation, which postgres-es
+//!   reports as a conflict, and is answered with the first append.
+//! - **Idempotency keys.** A key is claimed with its request fingerprint; a key
+//!   reused with another body is rejected; a retry of a rejected command gets
+//!   the same rejection without running again.
+//! - **Optimistic concurrency.** A lost race on `(aggregate_type, aggregate_id,
+//!   sequence)` that is not a duplicate is reported as [`CommandError::Conflict`],
+//!   never retried silently and never an overwrite.
+
+mod context;
+mod errors;
+mod executing;
+mod idempotency;
+mod loading;
+
+use std::sync::Arc;
+
+use cqrs_es::persist::{EventUpcaster, PersistedEventStore};
+use ordertrail_domain::{
+    Delivery, DeliveryCommand, Order, OrderCommand, Payment, PaymentCommand, PaymentProvider,
+    PaymentServices,
+};
+use ordertrail_schemas::privacy::DropoffCodeKey;
+use ordertrail_schemas::{AggregateKind, DeliveryId, OrderId, PaymentId};
+use sqlx::PgPool;
+use tracing::Instrument;
+
+pub use context::{AppendedEvent, CommandContext, CommandOutcome, IdempotencyKey};
+pub use errors::CommandError;
+pub use ordertrail_domain::ErrorKind;
+
+pub(crate) use errors::order_not_found;
+pub(crate) use executing::Start;
+pub(crate) use loading::{Store, rebuild};
+
+use crate::event_store::EventRepository;
+
+/// Executes commands against the PostgreSQL event store.
+#[derive(Clone)]
+pub struct CommandService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    /// Idempotency-key bookkeeping commits asynchronously
+    /// (`synchronous_commit = off`): the durable, atomic record of an applied
+    /// command is the `command_log` row written in the event transaction, so a
+    /// key row lost in a crash only costs a retry one command-log look-up, and
+    /// a request waits for one WAL flush instead of three.
+    bookkeeping: PgPool,
+    orders: Store<Order>,
+    payments: Store<Payment>,
+    deliveries: Store<Delivery>,
+    payment_services: PaymentServices,
+    /// For loads of two aggregates in one round trip (the stores above load
+    /// one at a time), and the upcasters the stores apply.
+    events: EventRepository,
+    upcasters: Vec<Box<dyn EventUpcaster>>,
+    /// Derives and hashes drop-off codes (`DROPOFF_CODE_KEY`).
+    dropoff_code_key: DropoffCodeKey,
+}
+
+impl CommandService {
+    pub fn new(pool: PgPool, provider: Arc<dyn PaymentProvider>) -> Self {
+        let repo = || EventRepository::new(pool.clone());
+        Self {
+            inner: Arc::new(Inner {
+                orders: PersistedEventStore::new_event_store(repo())
+                    .with_upcasters(ordertrail_schemas::upcasters::all()),
+                payments: PersistedEventStore::new_event_store(repo())
+                    .with_upcasters(ordertrail_schemas::upcasters::all()),
+                deliveries: PersistedEventStore::new_event_store(repo())
+                    .with_upcasters(ordertrail_schemas::upcasters::all()),
+                payment_services: PaymentServices::new(provider),
+                events: repo(),
+                upcasters: ordertrail_schemas::upcasters::all(),
+                dropoff_code_key: DropoffCodeKey::for_tests(),
+                bookkeeping: ordertrail_platform::db::pool_options(
+                    pool.options().get_max_connections(),
+                )
+                .connect_lazy_with(
+                    (*pool.connect_options())
+                        .clone()
+                        .options([("synchronous_commit", "off")]),
+                ),
+                pool,
+            }),
+        }
+    }
+
+    /// The secret drop-off codes are derived from and hashed with. Every
+    /// process that requests deliveries, completes them or shows the code to
+    /// the customer (API, saga) must use the same key; without this call the
+    /// public test key ([`DropoffCodeKey::for_tests`]) is used.
+    pub fn with_dropoff_code_key(self, key: DropoffCodeKey) -> Self {
+        let mut inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(shared) => {
+                tracing::error!(
+                    "with_dropoff_code_key called on a shared service; key not changed"
+                );
+                return Self { inner: shared };
+            }
+        };
+        inner.dropoff_code_key = key;
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The drop-off code of an order's delivery, for the order's customer only.
+    pub fn dropoff_code_for(&self, order_id: OrderId) -> String {
+        self.inner
+            .dropoff_code_key
+            .code_for(DeliveryId::for_order(order_id))
+    }
+
+    /// Every stored form of `code` for this delivery (see
+    /// [`DropoffCodeKey::candidates`]), for `CompleteDelivery`.
+    pub fn dropoff_code_hashes(&self, delivery_id: DeliveryId, code: &str) -> Vec<String> {
+        self.inner.dropoff_code_key.candidates(delivery_id, code)
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// Execute one domain command on one order, as it is: the entry for
+    /// commands that need nothing but the order itself (the saga's follow-ups,
+    /// tests). Use cases that need more go through [`crate::workflows`].
+    pub async fn execute_order(
+        &self,
+        ctx: &CommandContext,
+        id: OrderId,
+        command: OrderCommand,
+    ) -> Result<CommandOutcome, CommandError> {
+        let name = command.name();
+        let decide = self.decide_order(ctx, id, Start::Load, move |_, _| Ok(command));
+        self.answer(ctx, name, &id, decide).await
+    }
+
+    /// Execute one domain command on one payment (see [`Self::execute_order`]).
+    pub async fn execute_payment(
+        &self,
+        ctx: &CommandContext,
+        id: PaymentId,
+        command: PaymentCommand,
+    ) -> Result<CommandOutcome, CommandError> {
+        let name = command.name();
+        let decide = self.decide_payment(ctx, id, Start::Load, move |_, _| Ok(command));
+        self.answer(ctx, name, &id, decide).await
+    }
+
+    /// Execute one domain command on one delivery (see [`Self::execute_order`]).
+    pub async fn execute_delivery(
+        &self,
+        ctx: &CommandContext,
+        id: DeliveryId,
+        command: DeliveryCommand,
+    ) -> Result<CommandOutcome, CommandError> {
+        let name = command.name();
+        let decide = self.decide_delivery(ctx, id, Start::Load, move |_, _| Ok(command));
+        self.answer(ctx, name, &id, decide).await
+    }
+
+    /// Every command's frame: in the command's span, claim the idempotency
+    /// key and answer a repeat from the first answer; otherwise run `decide`
+    /// and remember a rejection for retries, whichever step rejected (a
+    /// lookup, an ownership check, the domain).
+    pub(crate) async fn answer(
+        &self,
+        ctx: &CommandContext,
+        name: &'static str,
+        aggregate_id: &(dyn std::fmt::Display + Sync),
+        decide: impl Future<Output = Result<CommandOutcome, CommandError>>,
+    ) -> Result<CommandOutcome, CommandError> {
+        let span = tracing::info_span!("command", command = name, aggregate_id = %aggregate_id, command_id = %ctx.command_id());
+        async {
+            if let Some(answer) = self.preflight(ctx).await? {
+                return answer;
+            }
+            let result = decide.await;
+            if let Err(error @ CommandError::Rejected { code, .. }) = &result {
+                tracing::info!(code, "command rejected");
+                self.remember_rejection(ctx, error).await;
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Decide on an order (after [`Self::answer`]'s preflight).
+    pub(crate) async fn decide_order(
+        &self,
+        ctx: &CommandContext,
+        id: OrderId,
+        start: Start<Order>,
+        build: impl FnOnce(&Order, i64) -> Result<OrderCommand, CommandError>,
+    ) -> Result<CommandOutcome, CommandError> {
+        let target = (AggregateKind::Order, id.to_string());
+        self.decide(
+            &self.inner.orders,
+            &(),
+            ctx,
+            (target.0, &target.1),
+            start,
+            build,
+        )
+        .await
+    }
+
+    /// Decide on a payment; provider calls carry a key derived from the
+    /// command id.
+    pub(crate) async fn decide_payment(
+        &self,
+        ctx: &CommandContext,
+        id: PaymentId,
+        start: Start<Payment>,
+        build: impl FnOnce(&Payment, i64) -> Result<PaymentCommand, CommandError>,
+    ) -> Result<CommandOutcome, CommandError> {
+        let services = self.inner.payment_services.for_command(ctx.command_id());
+        let target = (AggregateKind::Payment, id.to_string());
+        self.decide(
+            &self.inner.payments,
+            &services,
+            ctx,
+            (target.0, &target.1),
+            start,
+            build,
+        )
+        .await
+    }
+
+    /// Decide on a delivery.
+    pub(crate) async fn decide_delivery(
+        &self,
+        ctx: &CommandContext,
+        id: DeliveryId,
+        start: Start<Delivery>,
+        build: impl FnOnce(&Delivery, i64) -> Result<DeliveryCommand, CommandError>,
+    ) -> Result<CommandOutcome, CommandError> {
+        let target = (AggregateKind::Delivery, id.to_string());
+        self.decide(
+            &self.inner.deliveries,
+            &(),
+            ctx,
+            (target.0, &target.1),
+            start,
+            build,
+        )
+        .await
+    }
+
+    /// The key drop-off codes are derived from and hashed with.
+    pub(crate) fn dropoff_code_key(&self) -> &DropoffCodeKey {
+        &self.inner.dropoff_code_key
+    }
+}
