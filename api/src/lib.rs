@@ -2,10 +2,10 @@
 //! `/v1`, the reference-data admin endpoints, JWT auth, the error contract,
 //! the OpenAPI document and its docs page, and health checks.
 //!
-//! Thin by design: handlers authenticate, check ownership against the
-//! aggregate's current state, turn the request into a domain command and
-//! hand it to [`ordertrail_commands::service::CommandService`]. No business
-//! rule lives here.
+//! Thin by design: handlers parse the request, check the token's role, run
+//! one use case from [`ordertrail_commands::workflows`] (which checks
+//! ownership against the aggregate's state and lets the domain decide) and
+//! answer. No business rule lives here.
 //!
 //! Layout:
 //! - [`app`] builds the router shared by `main` and the tests.
@@ -17,7 +17,8 @@
 //! - [`docs`]: the OpenAPI document and the self-hosted Swagger UI.
 //! - [`limits`]: per-subject and per-address rate limits, the CORS allowlist.
 //!
-//! May depend on `commands`, `domain`, `schemas` and `platform`; never on
+//! May depend on `commands`, `schemas` and `platform` (not on `domain`: the
+//! workflows speak the contract's vocabulary); never on
 //! `projections` internals beyond their public query functions.
 
 pub mod auth;

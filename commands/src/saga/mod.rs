@@ -14,7 +14,7 @@
 //! | `PaymentAuthorized` | `ConfirmOrder(payment id)`; if the order is already cancelled/rejected: release the money (`VoidPayment`) |
 //! | `PaymentDeclined` | `CancelOrder` with reason `payment declined: <code>` |
 //! | `OrderConfirmed` | schedules the `accept_timeout` timer |
-//! | `OrderAccepted` | `RequestDelivery` (`request_delivery_for_order`: restaurant → customer address) |
+//! | `OrderAccepted` | `RequestDelivery` (the `workflows::RequestDelivery` use case: restaurant → customer address) |
 //! | `OrderRejected`, `OrderCancelled` | money released: `VoidPayment` if authorized and uncaptured, `RefundPayment` of what is left if captured; `CancelDelivery` if the delivery exists and is requested/assigned. Provider unavailable → stored retry (`release_retry` timer, same command id, exponential back-off up to `max_retry_delay`, until it answers) |
 //! | `DeliveryRequested` | schedules the `assign_timeout` timer |
 //! | `RiderAssigned` | schedules `pickup_timeout` and `completion_timeout` (from `assigned_at`), both watching this assignment |
