@@ -29,7 +29,7 @@ use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 use ordertrail_platform::event_log::{self, Position, StoredEvent};
 use ordertrail_schemas::visibility::{Audience, redact_metadata, redact_payload};
-use ordertrail_schemas::{AggregateKind, DeliveryId, GeoPoint, OrderId, PaymentId};
+use ordertrail_schemas::{AggregateKind, DeliveryId, GeoPoint, OrderId, OrderStatus, PaymentId};
 use serde::Serialize;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -204,21 +204,6 @@ impl FeedEvent {
         };
         serde_json::to_string(&data).unwrap_or_else(|_| "{}".to_owned())
     }
-}
-
-/// The order status an order event leads to.
-pub fn status_after(event_type: &str) -> Option<&'static str> {
-    Some(match event_type {
-        "OrderPlaced" => "placed",
-        "OrderConfirmed" => "confirmed",
-        "OrderAccepted" => "accepted",
-        "OrderRejected" => "rejected",
-        "OrderReadyForPickup" => "ready_for_pickup",
-        "OrderPickedUp" => "picked_up",
-        "OrderDelivered" => "delivered",
-        "OrderCancelled" => "cancelled",
-        _ => return None,
-    })
 }
 
 /// What never changes about an aggregate (from its first event), plus what
@@ -443,7 +428,7 @@ impl Feed {
             }
         }
         let status = if kind == AggregateKind::Order {
-            status_after(&env.event_type)
+            OrderStatus::after(&env.event_type).map(|s| s.as_str())
         } else {
             None
         };

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::events::AggregateKind;
+use crate::events::{AggregateKind, DecodeError, Event};
 use crate::metadata::EventMetadata;
 
 /// One stored event as published on Kafka.
@@ -33,6 +33,44 @@ pub struct EventEnvelope {
 }
 
 impl EventEnvelope {
+    /// The Kafka headers the relay sends with this envelope (DESIGN.md,
+    /// "Envelope"): ids, positions, type and version, correlation, commit
+    /// time — so a consumer can route or filter without parsing the value.
+    /// The one mapping; the relay and its tests both use it.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        use crate::topics::headers;
+        vec![
+            (headers::EVENT_ID, self.event_id.to_string()),
+            (headers::AGGREGATE_TYPE, self.aggregate_type.to_string()),
+            (headers::AGGREGATE_ID, self.aggregate_id.clone()),
+            (headers::SEQUENCE, self.sequence.to_string()),
+            (headers::GLOBAL_POSITION, self.global_position.to_string()),
+            (headers::EVENT_TYPE, self.event_type.clone()),
+            (headers::EVENT_VERSION, self.event_version.clone()),
+            (headers::COMMAND_ID, self.metadata.command_id.to_string()),
+            (
+                headers::CORRELATION_ID,
+                self.metadata.correlation_id.to_string(),
+            ),
+            (
+                headers::CAUSATION_ID,
+                self.metadata.causation_id.to_string(),
+            ),
+            (headers::RECORDED_AT, self.recorded_at.to_rfc3339()),
+        ]
+    }
+
+    /// The event, decoded and checked against the types and versions this
+    /// build knows (see [`Event::decode`]).
+    pub fn event(&self) -> Result<Event, DecodeError> {
+        Event::decode(
+            self.aggregate_type,
+            &self.event_type,
+            &self.event_version,
+            &self.payload,
+        )
+    }
+
     /// Decode the payload as the event type of this aggregate.
     pub fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<E, serde_json::Error> {
         serde_json::from_value(self.payload.clone())

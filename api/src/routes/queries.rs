@@ -27,7 +27,7 @@ use ordertrail_projections::queries::{
     PlatformDaySummary, ProjectorStatus, ProviderSettlementDay, QueryError,
     RestaurantSettlementDay, SortOrder, TimelineEntry, Viewer,
 };
-use ordertrail_schemas::{ActorRole, OrderId};
+use ordertrail_schemas::{ActorRole, OrderId, OrderStatus};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -89,7 +89,7 @@ pub fn router() -> Router<AppState> {
         ProjectorStatus,
         ProjectorStatusList,
         OrderSort,
-        OrderStatusParam,
+        OrderStatus,
     )),
     tags(
         (name = "queries", description = "Read models for the back office: order history, rider ETAs, \
@@ -165,33 +165,6 @@ fn query_error(e: QueryError, not_found: &'static str) -> ApiError {
     }
 }
 
-/// Order statuses the list can filter by.
-pub(crate) const ORDER_STATUSES: [&str; 8] = [
-    "placed",
-    "confirmed",
-    "accepted",
-    "rejected",
-    "ready_for_pickup",
-    "picked_up",
-    "delivered",
-    "cancelled",
-];
-
-/// An order status the list can filter by (the values of [`ORDER_STATUSES`]).
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[allow(dead_code)] // only its schema is used: the filter is parsed as a string
-pub enum OrderStatusParam {
-    Placed,
-    Confirmed,
-    Accepted,
-    Rejected,
-    ReadyForPickup,
-    PickedUp,
-    Delivered,
-    Cancelled,
-}
-
 /// Sort of the order list, by placed time.
 #[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -209,7 +182,7 @@ pub enum OrderSort {
 #[into_params(parameter_in = Query)]
 pub struct OrderListParams {
     /// placed, confirmed, accepted, rejected, ready_for_pickup, picked_up, delivered, cancelled
-    #[param(value_type = Option<OrderStatusParam>, inline)]
+    #[param(value_type = Option<OrderStatus>, inline)]
     pub status: Option<String>,
     pub restaurant_id: Option<Uuid>,
     pub customer_id: Option<Uuid>,
@@ -254,11 +227,13 @@ pub async fn list_orders(
 ) -> Result<Json<OrderList>, ApiError> {
     let viewer = viewer(&user)?;
     if let Some(status) = &params.status
-        && !ORDER_STATUSES.contains(&status.as_str())
+        && OrderStatus::parse(status).is_none()
     {
         return Err(
             ApiError::new("invalid_query", format!("unknown order status {status:?}"))
-                .with_details(serde_json::json!({ "field": "status", "allowed": ORDER_STATUSES })),
+                .with_details(
+                    serde_json::json!({ "field": "status", "allowed": OrderStatus::names() }),
+                ),
         );
     }
     let filter = OrderFilter {

@@ -24,13 +24,14 @@ use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
 use uuid::Uuid;
 
-use super::queries::{ApiQuery, ORDER_STATUSES, OrderStatusParam, QueryErrors};
+use super::queries::{ApiQuery, QueryErrors};
 use super::visibility;
 use crate::AppState;
 use crate::auth::{AuthUser, Authorized, StaffOrAuditor};
 use crate::error::ApiError;
 use crate::extract::ApiPath;
 use crate::stream::{self, FeedError, Scope, StreamEta, StreamEvent, StreamId};
+use ordertrail_schemas::OrderStatus;
 
 /// The pattern of `Last-Event-ID` (an SSE id this API sent).
 pub const LAST_EVENT_ID_PATTERN: &str = "^[0-9]{1,19}-[0-9]{1,19}$";
@@ -191,7 +192,7 @@ pub struct OpsStreamParams {
     /// Only this restaurant's orders and deliveries.
     pub restaurant_id: Option<Uuid>,
     /// Only order status changes into this status (no delivery events).
-    #[param(value_type = Option<OrderStatusParam>, inline)]
+    #[param(value_type = Option<OrderStatus>, inline)]
     pub status: Option<String>,
 }
 
@@ -220,11 +221,13 @@ pub async fn ops_stream(
 ) -> Result<Response, ApiError> {
     let resume = last_event_id(&headers)?;
     if let Some(status) = &params.status
-        && !ORDER_STATUSES.contains(&status.as_str())
+        && OrderStatus::parse(status).is_none()
     {
         return Err(
             ApiError::new("invalid_query", format!("unknown order status {status:?}"))
-                .with_details(serde_json::json!({ "field": "status", "allowed": ORDER_STATUSES })),
+                .with_details(
+                    serde_json::json!({ "field": "status", "allowed": OrderStatus::names() }),
+                ),
         );
     }
     let scope = Scope::Ops {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use ordertrail_platform::event_log::StoredEvent;
 use ordertrail_schemas::EventEnvelope;
-use ordertrail_schemas::topics::{headers, topic_for};
+use ordertrail_schemas::topics::topic_for;
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -46,31 +46,7 @@ pub fn message(prefix: &str, event: &StoredEvent) -> Result<OutgoingMessage, Rel
         position: event.position(),
         reason: e.to_string(),
     })?;
-    let headers = vec![
-        (headers::EVENT_ID, envelope.event_id.to_string()),
-        (headers::AGGREGATE_TYPE, envelope.aggregate_type.to_string()),
-        (headers::AGGREGATE_ID, envelope.aggregate_id.clone()),
-        (headers::SEQUENCE, envelope.sequence.to_string()),
-        (
-            headers::GLOBAL_POSITION,
-            envelope.global_position.to_string(),
-        ),
-        (headers::EVENT_TYPE, envelope.event_type.clone()),
-        (headers::EVENT_VERSION, envelope.event_version.clone()),
-        (
-            headers::COMMAND_ID,
-            envelope.metadata.command_id.to_string(),
-        ),
-        (
-            headers::CORRELATION_ID,
-            envelope.metadata.correlation_id.to_string(),
-        ),
-        (
-            headers::CAUSATION_ID,
-            envelope.metadata.causation_id.to_string(),
-        ),
-        (headers::RECORDED_AT, envelope.recorded_at.to_rfc3339()),
-    ];
+    let headers = envelope.headers();
     Ok(OutgoingMessage {
         topic: topic_for(prefix, envelope.aggregate_type),
         key: envelope.aggregate_id,

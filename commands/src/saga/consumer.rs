@@ -14,7 +14,7 @@ use sqlx::{PgConnection, PgPool};
 use tracing::Instrument;
 
 use super::dispatch::Cause;
-use super::flow::{self, Flow, Handled};
+use super::flow::{Flow, Handled};
 use super::timers::{self, ClaimError};
 use super::{Halt, SagaError, is_transient};
 
@@ -61,7 +61,7 @@ impl SagaHandler {
             envelope.aggregate_id,
             event.origin
         );
-        let decoded = flow::decode(envelope).map_err(|reason| event.reject(reason))?;
+        let decoded = event.event()?;
         let cause = Cause {
             origin: envelope.event_id,
             correlation_id: envelope.metadata.correlation_id,

@@ -8,11 +8,8 @@ use ordertrail_domain::delivery::{CancelDelivery, FlagDelivery, UnassignRider};
 use ordertrail_domain::order::CancelUndeliverableOrder;
 use ordertrail_domain::payment::{RefundPayment, VoidPayment};
 use ordertrail_domain::{Delivery, DeliveryStatus, Order, OrderStatus, Payment, PaymentStatus};
-use ordertrail_schemas::events::PaymentMethod;
-use ordertrail_schemas::{
-    AggregateKind, DeliveryEvent, DeliveryId, EventEnvelope, OrderEvent, OrderId, PaymentEvent,
-    PaymentId,
-};
+use ordertrail_schemas::events::{Event, PaymentMethod};
+use ordertrail_schemas::{DeliveryEvent, DeliveryId, OrderEvent, OrderId, PaymentEvent, PaymentId};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -23,43 +20,6 @@ use crate::workflows::{
     AuthorizePayment, CancelOrder, CapturePayment, ConfirmOrder, MarkDelivered, MarkPickedUp,
     RecordCashCollected, RequestDelivery, Workflow,
 };
-
-/// A decoded event of one of the three aggregate types.
-#[derive(Debug, Clone)]
-// One event lives at a time; `OrderPlaced` is large, as in the event enums.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum SagaEvent {
-    Order(OrderEvent),
-    Payment(PaymentEvent),
-    Delivery(DeliveryEvent),
-}
-
-/// Decode an envelope's payload; the event type and version must be ones
-/// this saga knows.
-pub(crate) fn decode(envelope: &EventEnvelope) -> Result<SagaEvent, String> {
-    let known = |types: &[(&str, &str)]| {
-        types
-            .iter()
-            .any(|(t, v)| *t == envelope.event_type && *v == envelope.event_version)
-    };
-    let known = match envelope.aggregate_type {
-        AggregateKind::Order => known(OrderEvent::TYPES),
-        AggregateKind::Payment => known(PaymentEvent::TYPES),
-        AggregateKind::Delivery => known(DeliveryEvent::TYPES),
-    };
-    if !known {
-        return Err(format!(
-            "unknown {} event type {} version {}",
-            envelope.aggregate_type, envelope.event_type, envelope.event_version
-        ));
-    }
-    let event = match envelope.aggregate_type {
-        AggregateKind::Order => envelope.decode().map(SagaEvent::Order),
-        AggregateKind::Payment => envelope.decode().map(SagaEvent::Payment),
-        AggregateKind::Delivery => envelope.decode().map(SagaEvent::Delivery),
-    };
-    event.map_err(|e| format!("cannot decode the payload: {e}"))
-}
 
 /// Whether handling an event sent commands or stored timers (its position is
 /// then written at once) or did nothing.
@@ -143,18 +103,18 @@ impl Flow {
         &self,
         cause: &Cause,
         aggregate_id: &str,
-        event: SagaEvent,
+        event: Event,
     ) -> Result<Handled, Halt> {
         match event {
-            SagaEvent::Order(e) => {
+            Event::Order(e) => {
                 let order_id: OrderId = parse_id(cause, "order", aggregate_id)?;
                 self.on_order_event(cause, order_id, e).await
             }
-            SagaEvent::Payment(e) => {
+            Event::Payment(e) => {
                 let payment_id: PaymentId = parse_id(cause, "payment", aggregate_id)?;
                 self.on_payment_event(cause, payment_id, e).await
             }
-            SagaEvent::Delivery(e) => {
+            Event::Delivery(e) => {
                 let delivery_id: DeliveryId = parse_id(cause, "delivery", aggregate_id)?;
                 self.on_delivery_event(cause, delivery_id, e).await
             }

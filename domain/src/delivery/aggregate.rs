@@ -3,6 +3,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
+use ordertrail_schemas::DeliveryStatus;
 use ordertrail_schemas::events::{
     DeliveryCancelled, DeliveryCompleted, DeliveryEvent, DeliveryFailed, DeliveryFlagged,
     DeliveryRequested, DropoffCodeRejected, PickupConfirmed, RiderAssigned, RiderLocationReported,
@@ -29,51 +30,6 @@ pub const DROPOFF_CODE_INVALID: &str = "dropoff_code_invalid";
 /// Whether `code` is a well-formed dropoff code: exactly 4 ASCII digits.
 pub fn is_valid_dropoff_code(code: &str) -> bool {
     code.len() == 4 && code.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Where a delivery is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    /// Waiting for a rider.
-    Requested,
-    /// A rider holds it, not picked up yet.
-    Assigned,
-    /// The rider has the food.
-    PickedUp,
-    /// Handed over with the right code (final).
-    Completed,
-    /// Given up (final).
-    Failed,
-    /// No longer needed (final).
-    Cancelled,
-}
-
-impl DeliveryStatus {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            DeliveryStatus::Requested => "requested",
-            DeliveryStatus::Assigned => "assigned",
-            DeliveryStatus::PickedUp => "picked_up",
-            DeliveryStatus::Completed => "completed",
-            DeliveryStatus::Failed => "failed",
-            DeliveryStatus::Cancelled => "cancelled",
-        }
-    }
-
-    /// Whether nothing more can happen to the delivery.
-    pub fn is_final(&self) -> bool {
-        matches!(
-            self,
-            DeliveryStatus::Completed | DeliveryStatus::Failed | DeliveryStatus::Cancelled
-        )
-    }
-}
-
-impl std::fmt::Display for DeliveryStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// A delivery. `Default` is the delivery before `RequestDelivery`.

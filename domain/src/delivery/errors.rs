@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use ordertrail_schemas::{DeliveryId, RiderId};
 
-use super::aggregate::DeliveryStatus;
 use crate::{DomainError, ErrorKind};
+use ordertrail_schemas::DeliveryStatus;
 
 /// Why a delivery command was refused. `code()` is stable; `kind()` says
 /// which HTTP status family it belongs to.

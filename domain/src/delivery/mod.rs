@@ -12,14 +12,15 @@ mod commands;
 mod errors;
 
 pub use aggregate::{
-    DROPOFF_CODE_INVALID, Delivery, DeliveryStatus, MAX_DROPOFF_ATTEMPTS,
-    MAX_LOCATION_LEAD_SECONDS, MAX_RIDER_SPEED_KMH, is_valid_dropoff_code,
+    DROPOFF_CODE_INVALID, Delivery, MAX_DROPOFF_ATTEMPTS, MAX_LOCATION_LEAD_SECONDS,
+    MAX_RIDER_SPEED_KMH, is_valid_dropoff_code,
 };
 pub use commands::{
     AssignRider, CancelDelivery, CompleteDelivery, ConfirmPickup, DeliveryCommand, FailDelivery,
     FlagDelivery, ReportLocation, RequestDelivery, UnassignRider,
 };
 pub use errors::DeliveryError;
+pub use ordertrail_schemas::DeliveryStatus;
 
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
+use ordertrail_schemas::OrderStatus;
 use ordertrail_schemas::events::{
     OrderAccepted, OrderCancelled, OrderConfirmed, OrderDelivered, OrderEvent, OrderLine,
     OrderPickedUp, OrderPlaced, OrderReadyForPickup, OrderRejected, PaymentMethod, PriceBreakdown,
@@ -27,66 +28,15 @@ pub const MIN_PREPARATION_MINUTES: u32 = 1;
 /// Longest preparation estimate a restaurant may give, minutes.
 pub const MAX_PREPARATION_MINUTES: u32 = 180;
 
-/// Where an order is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    /// Placed by the customer, waiting for payment.
-    Placed,
-    /// Paid for (or cash), waiting for the restaurant.
-    Confirmed,
-    /// The restaurant is preparing it.
-    Accepted,
-    /// Ready at the restaurant.
-    ReadyForPickup,
-    /// On its way with a rider.
-    PickedUp,
-    /// Handed to the customer (final).
-    Delivered,
-    /// Refused by the restaurant (final).
-    Rejected,
-    /// Cancelled (final).
-    Cancelled,
-}
-
-impl OrderStatus {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            OrderStatus::Placed => "placed",
-            OrderStatus::Confirmed => "confirmed",
-            OrderStatus::Accepted => "accepted",
-            OrderStatus::ReadyForPickup => "ready_for_pickup",
-            OrderStatus::PickedUp => "picked_up",
-            OrderStatus::Delivered => "delivered",
-            OrderStatus::Rejected => "rejected",
-            OrderStatus::Cancelled => "cancelled",
+/// Whether `role` may cancel an order in `status`.
+pub fn cancellable_by(status: OrderStatus, role: ActorRole) -> bool {
+    use OrderStatus::*;
+    match role {
+        ActorRole::Customer => matches!(status, Placed | Confirmed),
+        ActorRole::Ops | ActorRole::Admin | ActorRole::System => {
+            matches!(status, Placed | Confirmed | Accepted | ReadyForPickup)
         }
-    }
-
-    /// Whether nothing more can happen to the order.
-    pub fn is_final(&self) -> bool {
-        matches!(
-            self,
-            OrderStatus::Delivered | OrderStatus::Rejected | OrderStatus::Cancelled
-        )
-    }
-
-    /// Whether `role` may cancel an order in this status.
-    pub fn cancellable_by(&self, role: ActorRole) -> bool {
-        use OrderStatus::*;
-        match role {
-            ActorRole::Customer => matches!(self, Placed | Confirmed),
-            ActorRole::Ops | ActorRole::Admin | ActorRole::System => {
-                matches!(self, Placed | Confirmed | Accepted | ReadyForPickup)
-            }
-            ActorRole::Restaurant | ActorRole::Rider | ActorRole::Auditor => false,
-        }
-    }
-}
-
-impl std::fmt::Display for OrderStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        ActorRole::Restaurant | ActorRole::Rider | ActorRole::Auditor => false,
     }
 }
 
@@ -578,7 +528,7 @@ impl OrderState {
                 status: self.status,
             });
         }
-        if !self.status.cancellable_by(cmd.by) {
+        if !cancellable_by(self.status, cmd.by) {
             return Err(OrderError::CancellationNotAllowedForRole {
                 role: cmd.by,
                 status: self.status,

@@ -4,8 +4,8 @@ use ordertrail_schemas::{
     ActorRole, Currency, MenuItemId, Money, OrderId, PaymentId, RestaurantId,
 };
 
-use super::aggregate::OrderStatus;
 use crate::{DomainError, ErrorKind};
+use ordertrail_schemas::OrderStatus;
 
 /// Why an order command was refused. `code()` is stable; `kind()` says which
 /// HTTP status family it belongs to.

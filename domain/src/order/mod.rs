@@ -13,13 +13,14 @@ mod commands;
 mod errors;
 
 pub use aggregate::{
-    MAX_PREPARATION_MINUTES, MAX_QUANTITY_PER_LINE, MIN_PREPARATION_MINUTES, Order, OrderStatus,
+    MAX_PREPARATION_MINUTES, MAX_QUANTITY_PER_LINE, MIN_PREPARATION_MINUTES, Order,
 };
 pub use commands::{
     AcceptOrder, CancelOrder, CancelUndeliverableOrder, ConfirmOrder, MarkDelivered, MarkPickedUp,
     MarkReadyForPickup, OrderCommand, OrderItem, PlaceOrder, RejectOrder,
 };
 pub use errors::OrderError;
+pub use ordertrail_schemas::OrderStatus;
 
 #[cfg(test)]
 mod tests;

@@ -154,6 +154,15 @@ impl SourcedEvent {
         }
     }
 
+    /// The event, decoded and checked against the known types and versions
+    /// ([`ordertrail_schemas::EventEnvelope::event`]), or the rejection
+    /// naming the event that could not be decoded.
+    pub fn event(&self) -> Result<ordertrail_schemas::events::Event, ApplyError> {
+        self.envelope
+            .event()
+            .map_err(|e| self.reject(e.to_string()))
+    }
+
     /// Decode the payload, or name the event that could not be decoded.
     pub fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<E, ApplyError> {
         self.envelope

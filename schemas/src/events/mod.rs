@@ -121,3 +121,125 @@ macro_rules! event_enum {
     };
 }
 pub(crate) use event_enum;
+
+/// Any stored event, decoded: the one typed decode the saga, the projectors
+/// and the API share (from an [`crate::EventEnvelope`] with
+/// [`crate::EventEnvelope::event`]).
+#[derive(Debug, Clone, PartialEq)]
+// One event lives at a time; `OrderPlaced` is large, as in the event enums.
+#[allow(clippy::large_enum_variant)]
+pub enum Event {
+    Order(OrderEvent),
+    Payment(PaymentEvent),
+    Delivery(DeliveryEvent),
+}
+
+/// Why a stored event could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// A type or version this build does not know (a newer writer, or an
+    /// upcaster missing): never guessed at.
+    #[error("unknown {aggregate_type} event type {event_type} version {event_version}")]
+    Unknown {
+        aggregate_type: AggregateKind,
+        event_type: String,
+        event_version: String,
+    },
+    /// A known type whose payload does not match its schema.
+    #[error("cannot decode the {event_type} payload: {reason}")]
+    Payload { event_type: String, reason: String },
+}
+
+impl Event {
+    /// Decode `payload` as the event `event_type` at `event_version` of
+    /// `aggregate_type`; the type and version must be ones this build knows.
+    pub fn decode(
+        aggregate_type: AggregateKind,
+        event_type: &str,
+        event_version: &str,
+        payload: &serde_json::Value,
+    ) -> Result<Self, DecodeError> {
+        let types = match aggregate_type {
+            AggregateKind::Order => OrderEvent::TYPES,
+            AggregateKind::Payment => PaymentEvent::TYPES,
+            AggregateKind::Delivery => DeliveryEvent::TYPES,
+        };
+        if !types
+            .iter()
+            .any(|(t, v)| *t == event_type && *v == event_version)
+        {
+            return Err(DecodeError::Unknown {
+                aggregate_type,
+                event_type: event_type.to_owned(),
+                event_version: event_version.to_owned(),
+            });
+        }
+        let payload_error = |e: serde_json::Error| DecodeError::Payload {
+            event_type: event_type.to_owned(),
+            reason: e.to_string(),
+        };
+        Ok(match aggregate_type {
+            AggregateKind::Order => {
+                Event::Order(OrderEvent::deserialize(payload).map_err(payload_error)?)
+            }
+            AggregateKind::Payment => {
+                Event::Payment(PaymentEvent::deserialize(payload).map_err(payload_error)?)
+            }
+            AggregateKind::Delivery => {
+                Event::Delivery(DeliveryEvent::deserialize(payload).map_err(payload_error)?)
+            }
+        })
+    }
+
+    /// The event's type name, e.g. `OrderPlaced`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::Order(e) => e.type_name(),
+            Event::Payment(e) => e.type_name(),
+            Event::Delivery(e) => e.type_name(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_events_decode_and_anything_else_is_named() {
+        let payload = serde_json::json!({
+            "type": "OrderReadyForPickup",
+            "ready_at": "2026-12-01T12:00:00Z",
+        });
+        let event = Event::decode(AggregateKind::Order, "OrderReadyForPickup", "1", &payload);
+        assert!(
+            matches!(event, Ok(Event::Order(OrderEvent::OrderReadyForPickup(_)))),
+            "{event:?}"
+        );
+        assert_eq!(event.map(|e| e.type_name()), Ok("OrderReadyForPickup"));
+
+        let unknown = Event::decode(AggregateKind::Order, "OrderTeleported", "1", &payload);
+        assert!(
+            matches!(unknown, Err(DecodeError::Unknown { .. })),
+            "{unknown:?}"
+        );
+        let newer = Event::decode(AggregateKind::Order, "OrderReadyForPickup", "9", &payload);
+        assert!(
+            matches!(newer, Err(DecodeError::Unknown { .. })),
+            "{newer:?}"
+        );
+        let wrong_aggregate =
+            Event::decode(AggregateKind::Payment, "OrderReadyForPickup", "1", &payload);
+        assert!(matches!(wrong_aggregate, Err(DecodeError::Unknown { .. })));
+        let broken = Event::decode(
+            AggregateKind::Order,
+            "OrderReadyForPickup",
+            "1",
+            &serde_json::json!({"type": "OrderReadyForPickup"}),
+        );
+        assert!(
+            matches!(broken, Err(DecodeError::Payload { .. })),
+            "{broken:?}"
+        );
+    }
+}
