@@ -6,7 +6,7 @@
 //!   API, relay, saga, projectors), with back-off, a log line per outage and
 //!   the `ordertrail_database_up` gauge at 0 meanwhile.
 //! - Every session the platform opens sets `idle_in_transaction_session_timeout`
-//!   (`DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS`, default 60, 0 = off): a
+//!   (`DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS`, default 60, 0 = off): a
 //!   transaction of ours left open by a bug is ended by the server instead of
 //!   holding back the relay, which reads below the oldest open transaction.
 //! - [`is_unreachable`] / [`is_unreachable_source`]: connection refused or

@@ -92,6 +92,13 @@ impl DatabaseArgs {
         Ok(pool)
     }
 
+    /// The pool of the migrate job: waits for the server as long as it takes
+    /// and does not look at the schema (bringing it up to date is the job's
+    /// work: [`db::migrate_service`]).
+    pub async fn connect_migrate_job(&self, default_pool: u32) -> Result<PgPool, StartError> {
+        Ok(db::connect_within(self.connect_options()?, self.pool_size(default_pool), None).await?)
+    }
+
     /// The pool of a command-line tool: waits up to [`db::TOOL_CONNECT_WAIT`]
     /// for the server, and refuses a schema behind this build (the tool
     /// never migrates: run the migrate job first).
