@@ -170,3 +170,25 @@ pub fn help_problems(help: &str, groups: &[&str]) -> Vec<String> {
     }
     problems
 }
+
+/// The long `--help` of the binary at `path`, run without any of the shared
+/// environment variables set (tests of every crate's binaries check it with
+/// [`help_problems`]).
+pub fn long_help_of(path: &str) -> std::io::Result<String> {
+    let mut command = std::process::Command::new(path);
+    command.arg("--help");
+    for names in [env::DATABASE, env::KAFKA, env::METRICS, env::LOGGING] {
+        for name in names {
+            command.env_remove(name);
+        }
+    }
+    let output = command.output()?;
+    if !output.status.success() {
+        return Err(std::io::Error::other(format!(
+            "{path} --help exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
