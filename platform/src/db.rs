@@ -111,7 +111,12 @@ pub fn with_idle_in_transaction_limit(
 /// Connect a pool of at most `max_connections`, waiting up to 30 s for the
 /// server to come up (command-line tools; services use [`connect_service`]).
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    connect_within(connect_options(url)?, max_connections, Some(TOOL_CONNECT_WAIT)).await
+    connect_within(
+        connect_options(url)?,
+        max_connections,
+        Some(TOOL_CONNECT_WAIT),
+    )
+    .await
 }
 
 /// How long a command-line tool waits for the server before giving up.

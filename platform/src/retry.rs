@@ -98,7 +98,11 @@ mod tests {
 
     #[test]
     fn delays_are_those_of_the_copies_it_replaces() {
-        for max in [Duration::from_secs(5), Duration::from_secs(10), Duration::MAX] {
+        for max in [
+            Duration::from_secs(5),
+            Duration::from_secs(10),
+            Duration::MAX,
+        ] {
             for attempt in [0, 1, 2, 3, 5, 9, 10, 11, 31, 32, 1_000, u32::MAX] {
                 assert_eq!(
                     Backoff::database(max).delay(attempt),
@@ -119,7 +123,10 @@ mod tests {
         let b = Backoff::database(Duration::from_secs(5));
         let delays: Vec<u128> = (0..7).map(|a| b.delay(a).as_millis()).collect();
         assert_eq!(delays, [200, 400, 800, 1_600, 3_200, 5_000, 5_000]);
-        assert_eq!(b.with_max(Duration::from_secs(1)).delay(9).as_millis(), 1_000);
+        assert_eq!(
+            b.with_max(Duration::from_secs(1)).delay(9).as_millis(),
+            1_000
+        );
     }
 
     #[test]

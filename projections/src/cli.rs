@@ -237,10 +237,14 @@ pub async fn main(kind: fn(&ProjectorArgs) -> ProjectorKind) -> anyhow::Result<E
         }
         Command::Rebuild { quiet, json } => {
             let bar = progress_bar(name, quiet);
-            let summary =
-                crate::rebuild(kind, &pool, args.projector.store_batch_size, &mut on_progress(&bar))
-                    .await
-                    .with_context(|| format!("rebuild {name}"))?;
+            let summary = crate::rebuild(
+                kind,
+                &pool,
+                args.projector.store_batch_size,
+                &mut on_progress(&bar),
+            )
+            .await
+            .with_context(|| format!("rebuild {name}"))?;
             bar.finish_and_clear();
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -13,6 +13,10 @@ fn every_binary_help_shows_the_shared_groups_and_env_names() {
         (env!("CARGO_BIN_EXE_mint-token"), &[][..]),
     ] {
         let help = long_help_of(binary).expect("--help");
-        assert_eq!(help_problems(&help, groups), Vec::<String>::new(), "{binary}:\n{help}");
+        assert_eq!(
+            help_problems(&help, groups),
+            Vec::<String>::new(),
+            "{binary}:\n{help}"
+        );
     }
 }

@@ -98,8 +98,7 @@ async fn main() -> anyhow::Result<()> {
         .context("DROPOFF_CODE_KEY")?;
     let service = CommandService::new(pool.clone(), RecordingProvider::simulated(pool))
         .with_dropoff_code_key(dropoff_code_key);
-    let mut saga_config =
-        SagaConfig::new(brokers, topic_prefix, config.group_id);
+    let mut saga_config = SagaConfig::new(brokers, topic_prefix, config.group_id);
     saga_config.accept_timeout = Duration::from_secs(config.accept_timeout_secs);
     saga_config.assign_timeout = Duration::from_secs(config.assign_timeout_secs);
     saga_config.pickup_timeout = Duration::from_secs(config.pickup_timeout_secs);

@@ -27,7 +27,11 @@ fn every_binary_help_shows_the_shared_groups_and_env_names() {
         ),
     ] {
         let help = long_help_of(binary).expect("--help");
-        assert_eq!(help_problems(&help, groups), Vec::<String>::new(), "{binary}:\n{help}");
+        assert_eq!(
+            help_problems(&help, groups),
+            Vec::<String>::new(),
+            "{binary}:\n{help}"
+        );
     }
 }
 
@@ -71,17 +75,21 @@ async fn the_relay_waits_for_a_schema_behind_it_and_never_migrates() {
             break line;
         }
     };
-    assert!(line.contains("not ready") && line.contains("--migrate-only"), "{line}");
+    assert!(
+        line.contains("not ready") && line.contains("--migrate-only"),
+        "{line}"
+    );
     assert!(
         relay.try_wait().expect("status").is_none(),
         "a schema behind is waited for, not a crash"
     );
     relay.kill().expect("stop the relay");
     let _ = relay.wait();
-    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE version = $1")
-        .bind(latest)
-        .fetch_one(&db.pool)
-        .await
-        .expect("count");
+    let recorded: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE version = $1")
+            .bind(latest)
+            .fetch_one(&db.pool)
+            .await
+            .expect("count");
     assert_eq!(recorded, 0, "the relay never migrates");
 }

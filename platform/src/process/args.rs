@@ -86,8 +86,8 @@ impl DatabaseArgs {
     /// until the schema is current ([`schema::wait_until_current`]). Only a
     /// configuration fault (bad URL, refused password, missing database) ends it.
     pub async fn connect_service(&self, default_pool: u32) -> Result<PgPool, StartError> {
-        let pool = db::connect_within(self.connect_options()?, self.pool_size(default_pool), None)
-            .await?;
+        let pool =
+            db::connect_within(self.connect_options()?, self.pool_size(default_pool), None).await?;
         schema::wait_until_current(&pool).await?;
         Ok(pool)
     }
@@ -138,7 +138,9 @@ impl KafkaArgs {
 
     /// The bootstrap servers when set and not blank.
     pub fn configured_brokers(&self) -> Option<&str> {
-        self.kafka_brokers.as_deref().filter(|b| !b.trim().is_empty())
+        self.kafka_brokers
+            .as_deref()
+            .filter(|b| !b.trim().is_empty())
     }
 }
 

@@ -100,7 +100,11 @@ pub enum StartError {
 
 /// Start-up of every binary: logging (`service` names the process in the
 /// first log line), then the Prometheus endpoint when an address is set.
-pub fn start(service: &'static str, log: &LogArgs, metrics: &MetricsArgs) -> Result<(), StartError> {
+pub fn start(
+    service: &'static str,
+    log: &LogArgs,
+    metrics: &MetricsArgs,
+) -> Result<(), StartError> {
     crate::telemetry::init_with(service, &log.log_filter, log.log_format == LogFormat::Json);
     if let Some(addr) = metrics.metrics_addr {
         crate::telemetry::serve_metrics(addr)?;

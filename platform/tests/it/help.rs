@@ -22,7 +22,12 @@ struct Sample {
     #[command(flatten)]
     log: LogArgs,
     /// The binary's own option.
-    #[arg(long, env = "SAMPLE_SIZE", default_value_t = 3, help_heading = "Sample")]
+    #[arg(
+        long,
+        env = "SAMPLE_SIZE",
+        default_value_t = 3,
+        help_heading = "Sample"
+    )]
     sample_size: u32,
 }
 
@@ -57,19 +62,34 @@ fn the_shared_groups_read_the_same_way_in_every_binary() {
     let own = help.find("\nSample:\n").expect("own heading");
     let logging = help.find("\nLogging:\n").expect("logging heading");
     assert!(own > logging, "{help}");
-    assert!(help.contains("[env: DATABASE_URL]"), "URL value hidden: {help}");
+    assert!(
+        help.contains("[env: DATABASE_URL]"),
+        "URL value hidden: {help}"
+    );
 }
 
 #[test]
 fn a_group_left_out_or_out_of_order_is_reported() {
     let help = long_help::<Sample>();
     let problems = help_problems(&help, &[heading::DATABASE, heading::LOGGING]);
-    assert!(problems.contains(&"unexpected group Kafka".to_owned()), "{problems:?}");
+    assert!(
+        problems.contains(&"unexpected group Kafka".to_owned()),
+        "{problems:?}"
+    );
 
     let tool = long_help::<Tool>();
-    let problems = help_problems(&tool, &[heading::DATABASE, heading::LOGGING, heading::METRICS]);
-    assert!(problems.contains(&"group Logging out of order".to_owned()), "{problems:?}");
-    assert!(problems.contains(&"no Metrics group".to_owned()), "{problems:?}");
+    let problems = help_problems(
+        &tool,
+        &[heading::DATABASE, heading::LOGGING, heading::METRICS],
+    );
+    assert!(
+        problems.contains(&"group Logging out of order".to_owned()),
+        "{problems:?}"
+    );
+    assert!(
+        problems.contains(&"no Metrics group".to_owned()),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -89,6 +109,9 @@ fn shared_settings_parse_from_flags_after_the_defaults() {
     assert_eq!(parsed.database.url().expect("url"), "postgres://x@h/db");
     assert_eq!(parsed.database.pool_size(16), 7);
     assert_eq!(parsed.kafka.brokers().expect("brokers"), "k:9092");
-    assert_eq!(parsed.log.log_format, ordertrail_platform::process::LogFormat::Json);
+    assert_eq!(
+        parsed.log.log_format,
+        ordertrail_platform::process::LogFormat::Json
+    );
     assert_eq!(parsed.sample_size, 3);
 }

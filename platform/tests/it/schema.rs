@@ -103,9 +103,15 @@ async fn a_schema_behind_keeps_the_service_waiting_until_the_migrate_job_ran() {
             message.contains(&format!("migration {version:04} ")),
             "names the missing migration: {message}"
         );
-        assert!(message.contains("--migrate-only"), "says what to run: {message}");
+        assert!(
+            message.contains("--migrate-only"),
+            "says what to run: {message}"
+        );
     }
-    assert!(!waiting.is_finished(), "a service never starts on a schema behind it");
+    assert!(
+        !waiting.is_finished(),
+        "a service never starts on a schema behind it"
+    );
 
     // The migrate job ran: the service goes on.
     remember(&db.pool).await;
