@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use ordertrail_platform::process::{self, DatabaseArgs, KafkaArgs, LogArgs, MetricsArgs};
+use ordertrail_platform::process::{DatabaseArgs, KafkaArgs, ServiceArgs};
 
 use crate::replay::{Progress, VerifyReport};
 use crate::{ProjectorKind, RuntimeConfig, rider_etas::EtaSettings};
@@ -32,13 +32,7 @@ pub struct ProjectorArgs {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
-    pub database: DatabaseArgs,
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-    #[command(flatten)]
-    pub metrics: MetricsArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
+    pub service: ServiceArgs,
     #[command(flatten)]
     pub projector: ProjectorOptions,
 }
@@ -116,7 +110,8 @@ pub enum Command {
 
 impl ProjectorArgs {
     pub fn runtime_config(&self, projector: &str) -> RuntimeConfig {
-        self.projector.runtime_config(projector, &self.kafka)
+        self.projector
+            .runtime_config(projector, &self.service.kafka)
     }
 
     pub fn eta_settings(&self) -> EtaSettings {
@@ -207,15 +202,15 @@ pub async fn main(kind: fn(&ProjectorArgs) -> ProjectorKind) -> anyhow::Result<E
     let args = ProjectorArgs::parse();
     let kind = kind(&args);
     let name = kind.name();
-    process::start(name, &args.log, &args.metrics)?;
+    args.service.start(name)?;
     let command = args.command.clone().unwrap_or(Command::Run);
     // A running projector waits out a database outage and a schema behind
     // it, however long; the one-shot commands (rebuild, verify) give up after
     // a while and refuse a schema behind them.
-    let pool_size = args.database.pool_size(4).max(2);
+    let pool_size = args.service.database.pool_size(4).max(2);
     let database = DatabaseArgs {
         database_pool_size: Some(pool_size),
-        ..args.database.clone()
+        ..args.service.database.clone()
     };
     let pool = if matches!(command, Command::Run) {
         database.connect_service(pool_size).await

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use ordertrail_commands::relay::{self, RelayConfig};
-use ordertrail_platform::process::{self, DatabaseArgs, KafkaArgs, LogArgs, MetricsArgs};
+use ordertrail_platform::process::ServiceArgs;
 use ordertrail_platform::shutdown;
 
 /// Publishes the event store on Kafka, in commit order, at least once.
@@ -22,13 +22,7 @@ use ordertrail_platform::shutdown;
 #[command(name = "ordertrail-relay", version)]
 struct Config {
     #[command(flatten)]
-    database: DatabaseArgs,
-    #[command(flatten)]
-    kafka: KafkaArgs,
-    #[command(flatten)]
-    metrics: MetricsArgs,
-    #[command(flatten)]
-    log: LogArgs,
+    service: ServiceArgs,
     #[command(flatten)]
     relay: RelayArgs,
 }
@@ -55,17 +49,18 @@ struct RelayArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    process::start("ordertrail-relay", &config.log, &config.metrics)?;
-    let brokers = config.kafka.brokers()?.to_owned();
+    config.service.start("ordertrail-relay")?;
+    let brokers = config.service.kafka.brokers()?.to_owned();
     // The relay holds one dedicated connection (lock, reads, checkpoint) and
     // one for LISTEN; the rest serve lag queries and reconnects.
     let pool = config
+        .service
         .database
         .connect_service(4)
         .await
         .context("connect to the event store")?;
     let relay_args = config.relay;
-    let mut relay_config = RelayConfig::new(brokers, config.kafka.topic_prefix);
+    let mut relay_config = RelayConfig::new(brokers, config.service.kafka.topic_prefix);
     relay_config.topic_partitions = relay_args.topic_partitions;
     relay_config.topic_replication_factor = relay_args.topic_replication_factor;
     relay_config.batch_size = relay_args.relay_batch_size;

@@ -9,7 +9,7 @@ use clap::Parser;
 use ordertrail_commands::provider_ledger::RecordingProvider;
 use ordertrail_commands::saga::{self, SagaConfig};
 use ordertrail_commands::service::CommandService;
-use ordertrail_platform::process::{self, DatabaseArgs, KafkaArgs, LogArgs, MetricsArgs};
+use ordertrail_platform::process::ServiceArgs;
 use ordertrail_platform::shutdown;
 use ordertrail_schemas::privacy::DropoffCodeKey;
 
@@ -25,13 +25,7 @@ use ordertrail_schemas::privacy::DropoffCodeKey;
 #[command(name = "ordertrail-saga", version)]
 struct Config {
     #[command(flatten)]
-    database: DatabaseArgs,
-    #[command(flatten)]
-    kafka: KafkaArgs,
-    #[command(flatten)]
-    metrics: MetricsArgs,
-    #[command(flatten)]
-    log: LogArgs,
+    service: ServiceArgs,
     #[command(flatten)]
     saga: SagaArgs,
 }
@@ -84,15 +78,16 @@ struct SagaArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    process::start("ordertrail-saga", &config.log, &config.metrics)?;
-    let brokers = config.kafka.brokers()?.to_owned();
+    config.service.start("ordertrail-saga")?;
+    let brokers = config.service.kafka.brokers()?.to_owned();
     // Commands, positions and timer claims each take a connection.
     let pool = config
+        .service
         .database
         .connect_service(8)
         .await
         .context("connect to the event store")?;
-    let topic_prefix = config.kafka.topic_prefix;
+    let topic_prefix = config.service.kafka.topic_prefix;
     let config = config.saga;
     let dropoff_code_key = DropoffCodeKey::new(config.dropoff_code_key.clone().into_bytes())
         .context("DROPOFF_CODE_KEY")?;

@@ -175,3 +175,24 @@ pub struct LogArgs {
     #[arg(long, env = env::LOG_FORMAT, value_enum, ignore_case = true, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,
 }
+
+/// The four shared groups of a long-running service (relay, saga,
+/// projectors), flattened in help order: Database, Kafka, Metrics, Logging.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl ServiceArgs {
+    /// [`super::start`] with these settings.
+    pub fn start(&self, service: &'static str) -> Result<(), StartError> {
+        super::start(service, &self.log, &self.metrics)
+    }
+}

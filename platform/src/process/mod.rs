@@ -23,7 +23,7 @@
 mod args;
 pub mod schema;
 
-pub use args::{DatabaseArgs, KafkaArgs, LogArgs, LogFormat, MetricsArgs};
+pub use args::{DatabaseArgs, KafkaArgs, LogArgs, LogFormat, MetricsArgs, ServiceArgs};
 
 /// The environment name of every shared setting (one name per setting, the
 /// same in every binary, compose.yaml, the launcher and the scripts).
@@ -73,6 +73,10 @@ pub mod heading {
     pub const METRICS: &str = "Metrics";
     /// [`super::LogArgs`].
     pub const LOGGING: &str = "Logging";
+    /// The groups of a long-running service ([`super::ServiceArgs`]).
+    pub const SERVICE: &[&str] = &[DATABASE, KAFKA, METRICS, LOGGING];
+    /// The groups of a database tool (audit, reconcile).
+    pub const TOOL: &[&str] = &[DATABASE, LOGGING];
 }
 
 /// Why a process could not start.
@@ -195,4 +199,21 @@ pub fn long_help_of(path: &str) -> std::io::Result<String> {
         )));
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// [`help_problems`] of each binary's [`long_help_of`], each problem prefixed
+/// with the binary's path (empty: every binary reads the same way).
+pub fn binaries_help_problems(binaries: &[(&str, &[&str])]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (binary, groups) in binaries {
+        match long_help_of(binary) {
+            Ok(help) => problems.extend(
+                help_problems(&help, groups)
+                    .into_iter()
+                    .map(|p| format!("{binary}: {p}")),
+            ),
+            Err(e) => problems.push(format!("{binary}: {e}")),
+        }
+    }
+    problems
 }

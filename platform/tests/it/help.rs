@@ -3,9 +3,7 @@
 //! that leaves a group out or shows it in another order.
 
 use clap::{CommandFactory, Parser};
-use ordertrail_platform::process::{
-    DatabaseArgs, KafkaArgs, LogArgs, MetricsArgs, heading, help_problems,
-};
+use ordertrail_platform::process::{DatabaseArgs, LogArgs, ServiceArgs, heading, help_problems};
 
 /// Publishes something for the test.
 ///
@@ -14,13 +12,7 @@ use ordertrail_platform::process::{
 #[command(name = "sample", version)]
 struct Sample {
     #[command(flatten)]
-    database: DatabaseArgs,
-    #[command(flatten)]
-    kafka: KafkaArgs,
-    #[command(flatten)]
-    metrics: MetricsArgs,
-    #[command(flatten)]
-    log: LogArgs,
+    service: ServiceArgs,
     /// The binary's own option.
     #[arg(
         long,
@@ -47,17 +39,14 @@ fn long_help<C: CommandFactory>() -> String {
     C::command().render_long_help().to_string()
 }
 
-const ALL: &[&str] = &[
-    heading::DATABASE,
-    heading::KAFKA,
-    heading::METRICS,
-    heading::LOGGING,
-];
-
 #[test]
 fn the_shared_groups_read_the_same_way_in_every_binary() {
     let help = long_help::<Sample>();
-    assert_eq!(help_problems(&help, ALL), Vec::<String>::new(), "{help}");
+    assert_eq!(
+        help_problems(&help, heading::SERVICE),
+        Vec::<String>::new(),
+        "{help}"
+    );
     // The binary's own options come after the shared groups.
     let own = help.find("\nSample:\n").expect("own heading");
     let logging = help.find("\nLogging:\n").expect("logging heading");
@@ -106,11 +95,14 @@ fn shared_settings_parse_from_flags_after_the_defaults() {
         "JSON",
     ])
     .expect("parse");
-    assert_eq!(parsed.database.url().expect("url"), "postgres://x@h/db");
-    assert_eq!(parsed.database.pool_size(16), 7);
-    assert_eq!(parsed.kafka.brokers().expect("brokers"), "k:9092");
     assert_eq!(
-        parsed.log.log_format,
+        parsed.service.database.url().expect("url"),
+        "postgres://x@h/db"
+    );
+    assert_eq!(parsed.service.database.pool_size(16), 7);
+    assert_eq!(parsed.service.kafka.brokers().expect("brokers"), "k:9092");
+    assert_eq!(
+        parsed.service.log.log_format,
         ordertrail_platform::process::LogFormat::Json
     );
     assert_eq!(parsed.sample_size, 3);

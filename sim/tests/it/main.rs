@@ -299,12 +299,8 @@ async fn a_short_lunch_rush_ends_with_every_order_final_or_on_a_platform_timer()
 
 #[test]
 fn the_simulator_help_reads_like_every_binary() {
-    use ordertrail_platform::process::{heading, help_problems, long_help_of};
-    let binary = env!("CARGO_BIN_EXE_ordertrail-sim");
-    let help = long_help_of(binary).expect("--help");
-    assert_eq!(
-        help_problems(&help, &[heading::LOGGING]),
-        Vec::<String>::new(),
-        "{help}"
-    );
+    use ordertrail_platform::process::{binaries_help_problems, heading};
+    let problems =
+        binaries_help_problems(&[(env!("CARGO_BIN_EXE_ordertrail-sim"), &[heading::LOGGING])]);
+    assert_eq!(problems, Vec::<String>::new());
 }
