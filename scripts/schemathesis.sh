@@ -8,7 +8,7 @@
 # Bounded: SCHEMATHESIS_MAX_EXAMPLES (default 5) examples per operation and
 # role, about 2-3 minutes on 2 cores once the API is built. Builds the API
 # (debug profile, shared with `cargo nextest`), starts it on a free port
-# against a scratch database (migrated and seeded by the API itself), and
+# against a scratch database (migrated and seeded by the API's migrate job), and
 # stops both at the end. PostgreSQL: the cluster DATABASE_URL names (a
 # scratch database is created in it and dropped), else a private cluster.
 # Schemathesis is installed into a virtualenv (pinned version) on first use.
@@ -61,12 +61,16 @@ JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 DROPOFF_CODE_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 PORT=$(free_port)
 BASE="http://127.0.0.1:$PORT"
+# The migrate job first (the API never migrates while serving), then the API.
+DATABASE_URL="$API_DB_URL" RUST_LOG=${RUST_LOG:-warn} \
+  "$TARGET/debug/ordertrail-api" --migrate-only --seed >"$WORK/migrate.log" 2>&1 \
+  || { cat "$WORK/migrate.log" >&2; exit 1; }
 # Rate limits off: the fuzzer sends bursts from one address and one subject.
 DATABASE_URL="$API_DB_URL" LISTEN_ADDR="127.0.0.1:$PORT" \
   RATE_LIMIT_COMMANDS_PER_SUBJECT=0 RATE_LIMIT_QUERIES_PER_SUBJECT=0 \
   RATE_LIMIT_COMMANDS_PER_ADDRESS=0 RATE_LIMIT_QUERIES_PER_ADDRESS=0 \
   RUST_LOG=${RUST_LOG:-warn} \
-  "$TARGET/debug/ordertrail-api" --migrate --seed >"$WORK/api.log" 2>&1 &
+  "$TARGET/debug/ordertrail-api" >"$WORK/api.log" 2>&1 &
 API_PID=$!
 for _ in $(seq 1 120); do
   curl -fsS "$BASE/health/ready" >/dev/null 2>&1 && break

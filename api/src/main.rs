@@ -1,6 +1,8 @@
 //! `ordertrail-api`: the HTTP server of the write side. Parses its
-//! configuration, connects the database (optionally migrating and seeding
-//! it), and serves [`ordertrail_api::app`] until SIGTERM or Ctrl-C.
+//! configuration, connects the database (waiting until its schema is
+//! current; optionally seeding it), and serves [`ordertrail_api::app`] until
+//! SIGTERM or Ctrl-C. With `--migrate-only` it is instead the one-shot
+//! migrate job (compose's `migrate` service): migrate, seed, exit.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,15 +15,35 @@ use ordertrail_api::{AppState, AuthConfig, DEFAULT_MAX_BODY_BYTES, app};
 use ordertrail_commands::catalog;
 use ordertrail_commands::provider_ledger::RecordingProvider;
 use ordertrail_commands::service::CommandService;
+use ordertrail_platform::process::{self, DatabaseArgs, LogArgs, MetricsArgs};
 use ordertrail_schemas::privacy::DropoffCodeKey;
 
-/// Ordertrail API server.
+/// Ordertrail API server: commands, queries, streams and the OpenAPI document.
+///
+/// Serves the versioned JSON API under `/v1` (JWT bearer tokens, rate limits,
+/// CORS allowlist), its OpenAPI document and Swagger UI, the SSE streams and
+/// the web console. Database pool: 16 connections unless
+/// `DATABASE_POOL_SIZE` says otherwise. Never migrates while serving: it
+/// waits (not ready) until the schema is current. `--migrate-only` makes it
+/// the migrate job instead: apply the migrations (and the seed data when
+/// asked), then exit.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "ordertrail-api", version)]
 struct Config {
-    /// PostgreSQL URL of the event store and reference data.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// The API's own options.
+#[derive(clap::Args)]
+#[command(next_help_heading = "API")]
+struct ApiArgs {
     /// Address the HTTP server listens on.
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     listen_addr: SocketAddr,
@@ -77,14 +99,9 @@ struct Config {
     /// Largest accepted request body in bytes (larger: 413).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
-    /// Most database connections in the pool.
-    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
-    db_pool_size: u32,
-    /// Serve Prometheus metrics at http://METRICS_ADDR/metrics when set.
-    #[arg(long, env = "METRICS_ADDR")]
-    metrics_addr: Option<SocketAddr>,
-    /// Apply pending database migrations before serving.
-    #[arg(long)]
+    /// Deprecated, implied by `--migrate-only` (the API never migrates while
+    /// serving).
+    #[arg(long, hide = true)]
     migrate: bool,
     /// Load the seed reference data (restaurants, menus, riders) before
     /// serving; overwrites the seed rows (see `--seed-if-empty`).
@@ -94,47 +111,43 @@ struct Config {
     /// every start: never overwrites what ops changed).
     #[arg(long)]
     seed_if_empty: bool,
-    /// Exit after `--migrate` / `--seed` instead of serving (a one-shot
-    /// migration job, e.g. the `migrate` service in compose.yaml).
+    /// Be the migrate job: apply pending migrations (waiting out a database
+    /// outage), load the seed data if `--seed` / `--seed-if-empty`, and exit
+    /// instead of serving (the `migrate` service in compose.yaml).
     #[arg(long)]
     migrate_only: bool,
 }
 
+/// Default pool size of the API.
+const POOL_SIZE: u32 = 16;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
-    ordertrail_platform::telemetry::init("ordertrail-api");
+    let Config {
+        database,
+        metrics,
+        log,
+        api: config,
+    } = Config::parse();
+    process::start("ordertrail-api", &log, &metrics)?;
+    if config.migrate_only {
+        return migrate_job(&database, &config).await;
+    }
+    if config.migrate {
+        anyhow::bail!(
+            "the API no longer migrates while serving: run the migrate job \
+             (`ordertrail-api --migrate-only`) first, then start it without --migrate"
+        );
+    }
     let auth = auth_config(&config)?;
     let cors_origins = parse_origins(&config.cors_allowed_origins)
         .map_err(anyhow::Error::msg)
         .context("reading CORS_ALLOWED_ORIGINS")?;
-    if let Some(addr) = config.metrics_addr {
-        ordertrail_platform::telemetry::serve_metrics(addr)
-            .context("starting the metrics endpoint")?;
-    }
-    let pool = ordertrail_platform::db::connect_service(&config.database_url, config.db_pool_size)
+    let pool = database
+        .connect_service(POOL_SIZE)
         .await
         .context("connecting to the database")?;
-    if config.migrate {
-        ordertrail_platform::db::migrate_service(&pool)
-            .await
-            .context("applying migrations")?;
-    }
-    if config.seed {
-        catalog::seed(&pool)
-            .await
-            .context("loading seed reference data")?;
-    } else if config.seed_if_empty
-        && catalog::seed_if_empty(&pool)
-            .await
-            .context("loading seed reference data")?
-    {
-        tracing::info!("empty catalog: seed reference data loaded");
-    }
-    if config.migrate_only {
-        tracing::info!("migrations and seed data applied; exiting (--migrate-only)");
-        return Ok(());
-    }
+    seed(&pool, &config).await?;
     let dropoff_code_key = DropoffCodeKey::new(config.dropoff_code_key.clone().into_bytes())
         .context("DROPOFF_CODE_KEY")?;
     let commands = CommandService::new(pool.clone(), RecordingProvider::simulated(pool))
@@ -183,8 +196,39 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The migrate job: wait for the server, apply the migrations (an outage
+/// meanwhile is waited out), seed when asked, exit.
+async fn migrate_job(database: &DatabaseArgs, config: &ApiArgs) -> anyhow::Result<()> {
+    let pool = database
+        .connect_migrate_job(2)
+        .await
+        .context("connecting to the database")?;
+    ordertrail_platform::db::migrate_service(&pool)
+        .await
+        .context("applying migrations")?;
+    seed(&pool, config).await?;
+    tracing::info!("migrations and seed data applied; exiting (--migrate-only)");
+    Ok(())
+}
+
+/// Load the seed reference data as `--seed` / `--seed-if-empty` ask.
+async fn seed(pool: &sqlx::PgPool, config: &ApiArgs) -> anyhow::Result<()> {
+    if config.seed {
+        catalog::seed(pool)
+            .await
+            .context("loading seed reference data")?;
+    } else if config.seed_if_empty
+        && catalog::seed_if_empty(pool)
+            .await
+            .context("loading seed reference data")?
+    {
+        tracing::info!("empty catalog: seed reference data loaded");
+    }
+    Ok(())
+}
+
 /// The token rules from the configuration: the local secret and/or a JWKS file.
-fn auth_config(config: &Config) -> anyhow::Result<AuthConfig> {
+fn auth_config(config: &ApiArgs) -> anyhow::Result<AuthConfig> {
     let issuer = config.jwt_issuer.clone();
     let auth = match &config.jwt_secret {
         Some(secret) if secret.len() < 16 => anyhow::bail!("JWT_SECRET must be at least 16 bytes"),

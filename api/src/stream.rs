@@ -28,6 +28,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 use ordertrail_platform::event_log::{self, Position, StoredEvent};
+use ordertrail_platform::retry::Backoff;
 use ordertrail_schemas::visibility::{Audience, redact_metadata, redact_payload};
 use ordertrail_schemas::{AggregateKind, DeliveryId, GeoPoint, OrderId, OrderStatus, PaymentId};
 use serde::Serialize;
@@ -45,6 +46,10 @@ const BATCH: i64 = 500;
 /// notification arrives at commit, but the event is readable only once no
 /// older transaction is in flight).
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
+/// Pauses of the live feed while it cannot read the store: from 200 ms
+/// (first failure), doubling, at most 6.4 s.
+const LIVE_FEED_BACKOFF: Backoff =
+    Backoff::exponential(Duration::from_millis(100), Duration::from_millis(6_400));
 /// Events buffered per client in the broadcast before it counts as lagged.
 const CHANNEL_CAPACITY: usize = 8192;
 /// Aggregates whose facts are cached before the cache is cleared.
@@ -513,8 +518,7 @@ async fn feeder(
                 if failures == 1 {
                     tracing::warn!(error = %e, "live feed cannot read the event store; retrying");
                 }
-                let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
-                tokio::time::sleep(backoff).await;
+                LIVE_FEED_BACKOFF.sleep(failures).await;
                 continue;
             }
         }

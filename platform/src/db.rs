@@ -6,7 +6,7 @@
 //!   API, relay, saga, projectors), with back-off, a log line per outage and
 //!   the `ordertrail_database_up` gauge at 0 meanwhile.
 //! - Every session the platform opens sets `idle_in_transaction_session_timeout`
-//!   (`DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS`, default 60, 0 = off): a
+//!   (`DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS`, default 60, 0 = off): a
 //!   transaction of ours left open by a bug is ended by the server instead of
 //!   holding back the relay, which reads below the oldest open transaction.
 //! - [`is_unreachable`] / [`is_unreachable_source`]: connection refused or
@@ -23,6 +23,8 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 
+use crate::retry::Backoff;
+
 /// All migrations under `migrations/`, embedded at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
@@ -31,13 +33,18 @@ const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// Environment variable: seconds a session of ours may sit idle inside a
 /// transaction before the server ends it (0: no limit).
-pub const IDLE_IN_TRANSACTION_ENV: &str = "DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS";
+pub const IDLE_IN_TRANSACTION_ENV: &str = "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS";
+
+/// The name [`IDLE_IN_TRANSACTION_ENV`] had before every database setting
+/// was named `DATABASE_*`; still read when the new one is unset.
+pub const IDLE_IN_TRANSACTION_ENV_DEPRECATED: &str = "DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS";
 
 /// Default of [`IDLE_IN_TRANSACTION_ENV`].
 pub const DEFAULT_IDLE_IN_TRANSACTION: Duration = Duration::from_secs(60);
 
-/// Longest pause between two connection attempts while the server is down.
-const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(5);
+/// Pauses between two connection attempts while the server is down: from
+/// 200 ms, at most 5 s.
+pub const CONNECT_BACKOFF: Backoff = Backoff::database(Duration::from_secs(5));
 
 /// The project's pool settings, at most `max_connections`.
 ///
@@ -61,12 +68,18 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
         })
 }
 
-/// The idle-in-transaction limit from [`IDLE_IN_TRANSACTION_ENV`].
+/// The idle-in-transaction limit from [`IDLE_IN_TRANSACTION_ENV`] (or its
+/// deprecated name), in seconds; [`DEFAULT_IDLE_IN_TRANSACTION`] when unset.
+pub fn idle_in_transaction_seconds_from_env() -> u64 {
+    [IDLE_IN_TRANSACTION_ENV, IDLE_IN_TRANSACTION_ENV_DEPRECATED]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok()?.trim().parse::<u64>().ok())
+        .unwrap_or(DEFAULT_IDLE_IN_TRANSACTION.as_secs())
+}
+
+/// The idle-in-transaction limit from the environment (`None`: no limit).
 pub fn idle_in_transaction_timeout() -> Option<Duration> {
-    let secs = std::env::var(IDLE_IN_TRANSACTION_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(DEFAULT_IDLE_IN_TRANSACTION.as_secs());
+    let secs = idle_in_transaction_seconds_from_env();
     (secs > 0).then(|| Duration::from_secs(secs))
 }
 
@@ -78,7 +91,15 @@ pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
 
 /// Add the platform's session settings (see the module docs) to `options`.
 pub fn with_session_settings(options: PgConnectOptions) -> PgConnectOptions {
-    match idle_in_transaction_timeout() {
+    with_idle_in_transaction_limit(options, idle_in_transaction_timeout())
+}
+
+/// Set `idle_in_transaction_session_timeout` to `limit` (none: no limit).
+pub fn with_idle_in_transaction_limit(
+    options: PgConnectOptions,
+    limit: Option<Duration>,
+) -> PgConnectOptions {
+    match limit {
         Some(limit) => options.options([(
             "idle_in_transaction_session_timeout",
             format!("{}ms", limit.as_millis()),
@@ -90,23 +111,33 @@ pub fn with_session_settings(options: PgConnectOptions) -> PgConnectOptions {
 /// Connect a pool of at most `max_connections`, waiting up to 30 s for the
 /// server to come up (command-line tools; services use [`connect_service`]).
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    connect_within(url, max_connections, Some(Duration::from_secs(30))).await
+    connect_within(
+        connect_options(url)?,
+        max_connections,
+        Some(TOOL_CONNECT_WAIT),
+    )
+    .await
 }
+
+/// How long a command-line tool waits for the server before giving up.
+pub const TOOL_CONNECT_WAIT: Duration = Duration::from_secs(30);
 
 /// Connect a pool for a long-running service: waits for the server as long
 /// as it takes (a PostgreSQL outage at start-up, or a start before the
 /// database in compose), with back-off. Only a configuration fault (a bad
 /// URL, a refused password, a missing database) ends it.
 pub async fn connect_service(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    connect_within(url, max_connections, None).await
+    connect_within(connect_options(url)?, max_connections, None).await
 }
 
-async fn connect_within(
-    url: &str,
+/// Connect a pool of at most `max_connections` with `connect` options,
+/// waiting out an unreachable server with [`CONNECT_BACKOFF`]: up to `wait`,
+/// or as long as it takes when `None`.
+pub async fn connect_within(
+    connect: PgConnectOptions,
     max_connections: u32,
     wait: Option<Duration>,
 ) -> Result<PgPool, sqlx::Error> {
-    let connect = connect_options(url)?;
     let options = pool_options(max_connections);
     let deadline = wait.map(|w| Instant::now() + w);
     let mut attempt = 0u32;
@@ -119,16 +150,11 @@ async fn connect_within(
             Err(e) if deadline.is_none_or(|d| Instant::now() < d) && is_unreachable(&e) => {
                 mark_unavailable(&e);
                 attempt = attempt.saturating_add(1);
-                tokio::time::sleep(backoff(attempt, MAX_CONNECT_BACKOFF)).await;
+                CONNECT_BACKOFF.sleep(attempt).await;
             }
             Err(e) => return Err(e),
         }
     }
-}
-
-/// Exponential back-off from 200 ms up to `max`.
-pub fn backoff(attempt: u32, max: Duration) -> Duration {
-    Duration::from_millis(200u64.saturating_mul(1 << attempt.min(10))).min(max)
 }
 
 /// Whether the database could not be reached or is going away (connection
@@ -234,7 +260,7 @@ pub async fn migrate_service(pool: &PgPool) -> Result<(), sqlx::migrate::Migrate
             Err(sqlx::migrate::MigrateError::Execute(e)) if is_unreachable(&e) => {
                 mark_unavailable(&e);
                 attempt = attempt.saturating_add(1);
-                tokio::time::sleep(backoff(attempt, MAX_CONNECT_BACKOFF)).await;
+                CONNECT_BACKOFF.sleep(attempt).await;
             }
             other => return other,
         }

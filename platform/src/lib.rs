@@ -1,19 +1,25 @@
 //! Process plumbing shared by every Ordertrail binary (API, relay, saga,
-//! projectors): one telemetry builder, the Prometheus metrics endpoint, the
-//! database pool with the project's migrations, the shared Kafka consumer
-//! settings, and the shutdown signal.
+//! projectors, tools): the process skeleton ([`process`]: shared argument
+//! groups and environment names, start-up, the migration policy and schema
+//! check), one telemetry builder, the Prometheus metrics endpoint, the
+//! database pool with the project's migrations, the one retry/back-off
+//! policy ([`retry`]), the shared Kafka consumer settings, and the shutdown
+//! signal.
 //!
 //! Also the commit-order reader of the event store ([`event_log`]) shared by the
 //! relay and replay, and the one consumer runtime ([`consumer`]) that feeds
 //! the saga and every projector from the store and from Kafka.
 //!
 //! Holds no business logic; may depend on `schemas` (the wire contract),
-//! tokio, sqlx, rdkafka, serde, chrono, uuid, tracing and metrics only.
+//! tokio, sqlx, rdkafka, serde, chrono, uuid, tracing, metrics, clap and
+//! rand only.
 
 pub mod consumer;
 pub mod db;
 pub mod event_log;
 pub mod kafka;
+pub mod process;
+pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
 

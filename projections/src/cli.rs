@@ -4,41 +4,47 @@
 //! `verify` (rebuild into shadow tables and compare with the live model).
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use ordertrail_platform::process::{DatabaseArgs, KafkaArgs, ServiceArgs};
 
 use crate::replay::{Progress, VerifyReport};
 use crate::{ProjectorKind, RuntimeConfig, rider_etas::EtaSettings};
 
 /// A projector process: maintains one read model from the event store and
 /// Kafka, and rebuilds or verifies it from the store.
+///
+/// `run` (the default) catches up from the event store in commit order, then
+/// follows Kafka (or, without `KAFKA_BROKERS`, keeps polling the store);
+/// instances with the same group split the partitions. `rebuild` rebuilds the
+/// read model in shadow tables and swaps it in; `verify` compares a rebuild
+/// with the live model. Database pool: 4 connections (at least 2) unless
+/// `DATABASE_POOL_SIZE` says otherwise. Never migrates: `run` waits until the
+/// migrate job has brought the schema up to date, `rebuild` and `verify`
+/// refuse a schema behind this build.
 #[derive(Debug, Clone, Parser)]
 #[command(version)]
 pub struct ProjectorArgs {
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// PostgreSQL holding the event store, the read models and the positions.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
-    pub database_url: Option<String>,
-    /// Kafka bootstrap servers (`run`); without them the projector follows
-    /// the event store by polling it.
-    #[arg(long, env = "KAFKA_BROKERS", global = true)]
-    pub kafka_brokers: Option<String>,
-    /// Topic prefix: `<prefix>.orders`, `<prefix>.payments`, `<prefix>.deliveries`.
-    #[arg(long, env = "TOPIC_PREFIX", default_value = ordertrail_schemas::topics::DEFAULT_PREFIX, global = true)]
-    pub topic_prefix: String,
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    #[command(flatten)]
+    pub projector: ProjectorOptions,
+}
+
+/// A projector's own options.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Projector")]
+pub struct ProjectorOptions {
     /// Consumer group; instances with the same group split the partitions
     /// (default: `ordertrail-<projector>`).
     #[arg(long, env = "GROUP_ID", global = true)]
     pub group_id: Option<String>,
-    /// Where to serve Prometheus metrics (`/metrics`); none if unset.
-    #[arg(long, env = "METRICS_ADDR", global = true)]
-    pub metrics_addr: Option<SocketAddr>,
     /// Most Kafka events applied per transaction.
     #[arg(long, env = "BATCH_SIZE", default_value_t = 2_000, global = true)]
     pub batch_size: usize,
@@ -55,12 +61,6 @@ pub struct ProjectorArgs {
     /// trying it again.
     #[arg(long, env = "STALL_RETRY_SECS", default_value_t = 30, global = true)]
     pub stall_retry_secs: u64,
-    /// Database pool size.
-    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 4, global = true)]
-    pub pool_size: u32,
-    /// Apply pending database migrations at start-up.
-    #[arg(long, env = "RUN_MIGRATIONS", default_value_t = true, action = clap::ArgAction::Set, global = true)]
-    pub run_migrations: bool,
     /// Rider ETAs only: speed assumed while a rider has too few reports, m/s.
     #[arg(
         long,
@@ -110,12 +110,23 @@ pub enum Command {
 
 impl ProjectorArgs {
     pub fn runtime_config(&self, projector: &str) -> RuntimeConfig {
+        self.projector
+            .runtime_config(projector, &self.service.kafka)
+    }
+
+    pub fn eta_settings(&self) -> EtaSettings {
+        self.projector.eta_settings()
+    }
+}
+
+impl ProjectorOptions {
+    fn runtime_config(&self, projector: &str, kafka: &KafkaArgs) -> RuntimeConfig {
         let group = self
             .group_id
             .clone()
             .unwrap_or_else(|| format!("ordertrail-{projector}"));
-        let mut config = match &self.kafka_brokers {
-            Some(brokers) => RuntimeConfig::new(brokers, &self.topic_prefix, group),
+        let mut config = match &kafka.kafka_brokers {
+            Some(brokers) => RuntimeConfig::new(brokers, &kafka.topic_prefix, group),
             None => RuntimeConfig::store_only(group),
         };
         config.batch_size = self.batch_size.max(1);
@@ -126,7 +137,7 @@ impl ProjectorArgs {
         config
     }
 
-    pub fn eta_settings(&self) -> EtaSettings {
+    fn eta_settings(&self) -> EtaSettings {
         EtaSettings {
             default_speed_mps: self.eta_default_speed_mps,
             min_reports: self.eta_min_reports,
@@ -191,31 +202,22 @@ pub async fn main(kind: fn(&ProjectorArgs) -> ProjectorKind) -> anyhow::Result<E
     let args = ProjectorArgs::parse();
     let kind = kind(&args);
     let name = kind.name();
-    ordertrail_platform::telemetry::init(name);
-    if let Some(addr) = args.metrics_addr {
-        ordertrail_platform::telemetry::serve_metrics(addr).context("serve metrics")?;
-    }
-    let Some(url) = &args.database_url else {
-        bail!("--database-url (DATABASE_URL) is required");
-    };
+    args.service.start(name)?;
     let command = args.command.clone().unwrap_or(Command::Run);
-    // A running projector waits out a database outage, however long; the
-    // one-shot commands (rebuild, verify) give up after a while.
-    let serving = matches!(command, Command::Run);
-    let pool = if serving {
-        ordertrail_platform::db::connect_service(url, args.pool_size.max(2)).await
+    // A running projector waits out a database outage and a schema behind
+    // it, however long; the one-shot commands (rebuild, verify) give up after
+    // a while and refuse a schema behind them.
+    let pool_size = args.service.database.pool_size(4).max(2);
+    let database = DatabaseArgs {
+        database_pool_size: Some(pool_size),
+        ..args.service.database.clone()
+    };
+    let pool = if matches!(command, Command::Run) {
+        database.connect_service(pool_size).await
     } else {
-        ordertrail_platform::db::connect(url, args.pool_size.max(2)).await
+        database.connect_tool(pool_size).await
     }
     .context("connect to PostgreSQL")?;
-    if args.run_migrations {
-        if serving {
-            ordertrail_platform::db::migrate_service(&pool).await
-        } else {
-            ordertrail_platform::db::migrate(&pool).await
-        }
-        .context("apply migrations")?;
-    }
     match command {
         Command::Run => {
             crate::run(
@@ -230,10 +232,14 @@ pub async fn main(kind: fn(&ProjectorArgs) -> ProjectorKind) -> anyhow::Result<E
         }
         Command::Rebuild { quiet, json } => {
             let bar = progress_bar(name, quiet);
-            let summary =
-                crate::rebuild(kind, &pool, args.store_batch_size, &mut on_progress(&bar))
-                    .await
-                    .with_context(|| format!("rebuild {name}"))?;
+            let summary = crate::rebuild(
+                kind,
+                &pool,
+                args.projector.store_batch_size,
+                &mut on_progress(&bar),
+            )
+            .await
+            .with_context(|| format!("rebuild {name}"))?;
             bar.finish_and_clear();
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -262,7 +268,7 @@ pub async fn main(kind: fn(&ProjectorArgs) -> ProjectorKind) -> anyhow::Result<E
             let report = crate::verify(
                 kind,
                 &pool,
-                args.store_batch_size,
+                args.projector.store_batch_size,
                 max_differences,
                 &mut on_progress(&bar),
             )

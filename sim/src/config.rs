@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+use ordertrail_platform::process::LogArgs;
 
 /// How the figures are shown while running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -18,9 +19,17 @@ pub enum Display {
 }
 
 /// Drives a lunch rush through the Ordertrail API.
+///
+/// Customers place orders, restaurants accept and prepare them, riders pick
+/// them up and deliver them, all through the public API with minted tokens,
+/// at a rate that rises to a peak and falls again; prints live figures and a
+/// summary (exit 1 if any answer was a server error). The first Ctrl-C stops
+/// new orders and lets the ones in flight finish; a second one exits at once.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "ordertrail-sim", version)]
+#[command(name = "ordertrail-sim", version, next_help_heading = "Simulation")]
 pub struct SimConfig {
+    #[command(flatten)]
+    pub log: LogArgs,
     /// Base URL of the API (without `/v1`).
     #[arg(long, env = "SIM_API_URL", default_value = "http://127.0.0.1:8080")]
     pub api_url: String,

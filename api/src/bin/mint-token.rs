@@ -12,8 +12,12 @@ use clap::Parser;
 use ordertrail_api::AuthConfig;
 
 /// Mint an HS256 bearer token for the Ordertrail API.
+///
+/// Signs a token for one role and subject with the server's `JWT_SECRET`
+/// (and its `JWT_ISSUER`, `JWT_AUDIENCE` and `JWT_SECRET_KID`, when it has
+/// them) and prints it on stdout, for local use with curl or the console.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "mint-token", version)]
 struct Args {
     /// customer, restaurant, rider, ops or admin.
     #[arg(long)]

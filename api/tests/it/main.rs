@@ -13,6 +13,7 @@ mod docs;
 mod flow;
 mod idempotency;
 mod outage;
+mod process;
 mod queries;
 mod security;
 mod streams;

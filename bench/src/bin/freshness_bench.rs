@@ -386,7 +386,7 @@ async fn main() -> Result<()> {
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("JWT_SECRET", &secret)
         .env("DROPOFF_CODE_KEY", format!("dropoff-{secret}"))
-        .env("DB_POOL_SIZE", args.db_pool_size.to_string())
+        .env("DATABASE_POOL_SIZE", args.db_pool_size.to_string())
         .env("RUST_LOG", "warn")
         .envs(ordertrail_bench::API_WITHOUT_RATE_LIMITS)
         .stdin(Stdio::null())

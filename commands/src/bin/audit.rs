@@ -14,18 +14,27 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use ordertrail_commands::audit::{self, AsOf, AuditPage};
-use ordertrail_platform::{db, telemetry};
+use ordertrail_platform::process::{self, DatabaseArgs, LogArgs, MetricsArgs};
 use ordertrail_schemas::AggregateKind;
 use uuid::Uuid;
 
+/// Audit reads from the event store.
+///
+/// The full history of one order, payment or delivery with its metadata,
+/// its state at a version or a time (folded by the domain aggregate), and
+/// every event of one business flow in commit order — read from the event
+/// store, never from a read model. A table by default, the API's JSON with
+/// `--json`. Every read is logged (target `audit`) with the operating-system
+/// user who ran it. Never migrates: refuses a schema behind this build.
 #[derive(Debug, Parser)]
-#[command(name = "ordertrail-audit", about = "Audit reads from the event store")]
+#[command(name = "ordertrail-audit", version)]
 struct Args {
-    /// PostgreSQL holding the event store.
-    #[arg(long, env = "DATABASE_URL", global = true)]
-    database_url: Option<String>,
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    log: LogArgs,
     /// Print JSON instead of a table.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Audit")]
     json: bool,
     #[command(subcommand)]
     command: Command,
@@ -129,12 +138,11 @@ fn table(page: &AuditPage) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init("ordertrail-audit");
     let args = Args::parse();
-    let url = args
-        .database_url
-        .context("set --database-url or DATABASE_URL")?;
-    let pool = db::connect(&url, 1)
+    process::start("ordertrail-audit", &args.log, &MetricsArgs::default())?;
+    let pool = args
+        .database
+        .connect_tool(1)
         .await
         .context("connect to the event store")?;
     let caller = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());

@@ -1,28 +1,36 @@
 //! The relay binary: publishes the event store on Kafka. Thin: parses the
 //! configuration and runs [`ordertrail_commands::relay::run`] until SIGTERM.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use ordertrail_commands::relay::{self, RelayConfig};
-use ordertrail_platform::{db, shutdown, telemetry};
+use ordertrail_platform::process::ServiceArgs;
+use ordertrail_platform::shutdown;
 
-/// Publishes every event committed to the PostgreSQL event store on Kafka, in
-/// commit order, at least once. Run two for a hot standby.
+/// Publishes the event store on Kafka, in commit order, at least once.
+///
+/// Reads every event committed to the PostgreSQL event store in commit order
+/// and publishes it on `<prefix>.orders`, `.payments` or `.deliveries`
+/// (topics created at start-up), advancing its checkpoint only after the
+/// broker acknowledged the whole batch. Run two for a hot standby: one holds
+/// the lease, the other takes over within seconds. Database pool: 4
+/// connections unless `DATABASE_POOL_SIZE` says otherwise. Never migrates:
+/// waits until the migrate job has brought the schema up to date.
 #[derive(Debug, Parser)]
-#[command(name = "relay", version)]
+#[command(name = "ordertrail-relay", version)]
 struct Config {
-    /// PostgreSQL URL of the event store (may hold a password: never shown).
-    #[arg(long, env, hide_env_values = true)]
-    database_url: String,
-    /// Kafka bootstrap servers, `host:port[,host:port...]`.
-    #[arg(long, env)]
-    kafka_brokers: String,
-    /// Topic prefix: events go to `<prefix>.orders`, `.payments`, `.deliveries`.
-    #[arg(long, env, default_value = ordertrail_schemas::topics::DEFAULT_PREFIX)]
-    topic_prefix: String,
+    #[command(flatten)]
+    service: ServiceArgs,
+    #[command(flatten)]
+    relay: RelayArgs,
+}
+
+/// The relay's own options.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Relay")]
+struct RelayArgs {
     /// Partitions of each topic the relay creates at start-up.
     #[arg(long, env, default_value_t = 6)]
     topic_partitions: i32,
@@ -36,36 +44,27 @@ struct Config {
     /// produced again (librdkafka `message.timeout.ms`).
     #[arg(long, env, default_value_t = 30_000)]
     relay_delivery_timeout_ms: u64,
-    /// Where to serve Prometheus metrics (`/metrics`); none when unset.
-    #[arg(long, env)]
-    metrics_addr: Option<SocketAddr>,
-    /// Apply pending database migrations at start-up.
-    #[arg(long, env, default_value_t = true, action = clap::ArgAction::Set)]
-    run_migrations: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    telemetry::init("relay");
-    if let Some(addr) = config.metrics_addr {
-        telemetry::serve_metrics(addr).context("serve metrics")?;
-    }
+    config.service.start("ordertrail-relay")?;
+    let brokers = config.service.kafka.brokers()?.to_owned();
     // The relay holds one dedicated connection (lock, reads, checkpoint) and
     // one for LISTEN; the rest serve lag queries and reconnects.
-    let pool = db::connect_service(&config.database_url, 4)
+    let pool = config
+        .service
+        .database
+        .connect_service(4)
         .await
         .context("connect to the event store")?;
-    if config.run_migrations {
-        db::migrate_service(&pool)
-            .await
-            .context("apply migrations")?;
-    }
-    let mut relay_config = RelayConfig::new(config.kafka_brokers, config.topic_prefix);
-    relay_config.topic_partitions = config.topic_partitions;
-    relay_config.topic_replication_factor = config.topic_replication_factor;
-    relay_config.batch_size = config.relay_batch_size;
-    relay_config.delivery_timeout = Duration::from_millis(config.relay_delivery_timeout_ms);
+    let relay_args = config.relay;
+    let mut relay_config = RelayConfig::new(brokers, config.service.kafka.topic_prefix);
+    relay_config.topic_partitions = relay_args.topic_partitions;
+    relay_config.topic_replication_factor = relay_args.topic_replication_factor;
+    relay_config.batch_size = relay_args.relay_batch_size;
+    relay_config.delivery_timeout = Duration::from_millis(relay_args.relay_delivery_timeout_ms);
     relay::run(relay_config, pool, shutdown::signal())
         .await
         .context("relay")?;

@@ -2,7 +2,6 @@
 //! Thin: parses the configuration and runs [`ordertrail_commands::saga::run`]
 //! until SIGTERM.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,29 +9,36 @@ use clap::Parser;
 use ordertrail_commands::provider_ledger::RecordingProvider;
 use ordertrail_commands::saga::{self, SagaConfig};
 use ordertrail_commands::service::CommandService;
-use ordertrail_platform::{db, shutdown, telemetry};
+use ordertrail_platform::process::ServiceArgs;
+use ordertrail_platform::shutdown;
 use ordertrail_schemas::privacy::DropoffCodeKey;
 
-/// Consumes the order, payment and delivery topics and sends the follow-up
-/// commands that take an order from placement to delivered and paid; fires
-/// the stored timeouts. Run several with the same group id to share the work.
+/// Drives orders, payments and deliveries from their events.
+///
+/// Consumes the order, payment and delivery topics (after catching up from
+/// the event store) and sends the follow-up commands that take an order from
+/// placement to delivered and paid; fires the stored timeouts. Run several
+/// with the same group id to share the work. Database pool: 8 connections
+/// unless `DATABASE_POOL_SIZE` says otherwise. Never migrates: waits until
+/// the migrate job has brought the schema up to date.
 #[derive(Debug, Parser)]
-#[command(name = "saga", version)]
+#[command(name = "ordertrail-saga", version)]
 struct Config {
-    /// PostgreSQL URL of the event store.
-    #[arg(long, env, hide_env_values = true)]
-    database_url: String,
+    #[command(flatten)]
+    service: ServiceArgs,
+    #[command(flatten)]
+    saga: SagaArgs,
+}
+
+/// The saga's own options.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Saga")]
+struct SagaArgs {
     /// Secret the drop-off codes are derived from and stored hashed with
     /// (HMAC-SHA256; at least 16 bytes; the same in the API and the saga;
     /// never logged).
     #[arg(long, env = "DROPOFF_CODE_KEY", hide_env_values = true)]
     dropoff_code_key: String,
-    /// Kafka bootstrap servers, `host:port[,host:port...]`.
-    #[arg(long, env)]
-    kafka_brokers: String,
-    /// Topic prefix: events come from `<prefix>.orders`, `.payments`, `.deliveries`.
-    #[arg(long, env, default_value = ordertrail_schemas::topics::DEFAULT_PREFIX)]
-    topic_prefix: String,
     /// Kafka consumer group; also the key of the positions stored in PostgreSQL.
     #[arg(long, env, default_value = saga::DEFAULT_GROUP_ID)]
     group_id: String,
@@ -67,36 +73,27 @@ struct Config {
     /// Milliseconds between two looks for due timers.
     #[arg(long, env, default_value_t = 1_000)]
     timer_poll_interval_ms: u64,
-    /// Where to serve Prometheus metrics (`/metrics`); none when unset.
-    #[arg(long, env)]
-    metrics_addr: Option<SocketAddr>,
-    /// Apply pending database migrations at start-up.
-    #[arg(long, env, default_value_t = true, action = clap::ArgAction::Set)]
-    run_migrations: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    telemetry::init("saga");
-    if let Some(addr) = config.metrics_addr {
-        telemetry::serve_metrics(addr).context("serve metrics")?;
-    }
+    config.service.start("ordertrail-saga")?;
+    let brokers = config.service.kafka.brokers()?.to_owned();
     // Commands, positions and timer claims each take a connection.
-    let pool = db::connect_service(&config.database_url, 8)
+    let pool = config
+        .service
+        .database
+        .connect_service(8)
         .await
         .context("connect to the event store")?;
-    if config.run_migrations {
-        db::migrate_service(&pool)
-            .await
-            .context("apply migrations")?;
-    }
+    let topic_prefix = config.service.kafka.topic_prefix;
+    let config = config.saga;
     let dropoff_code_key = DropoffCodeKey::new(config.dropoff_code_key.clone().into_bytes())
         .context("DROPOFF_CODE_KEY")?;
     let service = CommandService::new(pool.clone(), RecordingProvider::simulated(pool))
         .with_dropoff_code_key(dropoff_code_key);
-    let mut saga_config =
-        SagaConfig::new(config.kafka_brokers, config.topic_prefix, config.group_id);
+    let mut saga_config = SagaConfig::new(brokers, topic_prefix, config.group_id);
     saga_config.accept_timeout = Duration::from_secs(config.accept_timeout_secs);
     saga_config.assign_timeout = Duration::from_secs(config.assign_timeout_secs);
     saga_config.pickup_timeout = Duration::from_secs(config.pickup_timeout_secs);

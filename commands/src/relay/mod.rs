@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ordertrail_platform::event_log::{self, Position, StoredEvent};
+use ordertrail_platform::retry::Backoff;
 use ordertrail_schemas::topics::all_topics;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
@@ -192,9 +193,9 @@ struct Relay {
     topics: Vec<String>,
 }
 
-/// Exponential backoff from 200 ms up to `max`.
+/// The relay's back-off (the platform's database policy: from 200 ms) up to `max`.
 fn backoff(attempt: u32, max: Duration) -> Duration {
-    Duration::from_millis(200u64.saturating_mul(1 << attempt.min(10))).min(max)
+    Backoff::database(max).delay(attempt)
 }
 
 enum Wait {

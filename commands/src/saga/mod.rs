@@ -123,6 +123,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use ordertrail_platform::consumer::RuntimeConfig;
+use ordertrail_platform::retry::Backoff;
 
 use crate::service::{CommandError, CommandService};
 
@@ -253,9 +254,9 @@ impl From<SagaError> for Halt {
     }
 }
 
-/// Exponential backoff from 100 ms up to `max`.
+/// The saga's back-off (the platform's policy, from 100 ms) up to `max`.
 pub(crate) fn backoff(attempt: u32, max: Duration) -> Duration {
-    Duration::from_millis(100u64.saturating_mul(1 << attempt.min(10))).min(max)
+    Backoff::exponential(Duration::from_millis(100), max).delay(attempt)
 }
 
 /// Completes when shutdown is requested (or its sender is gone).

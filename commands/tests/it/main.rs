@@ -4,5 +4,6 @@
 
 mod audit;
 mod event_store;
+mod process;
 mod relay;
 mod saga;

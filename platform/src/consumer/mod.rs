@@ -52,6 +52,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::event_log::Position;
+use crate::retry::Backoff;
 
 pub use checkpoint::StoredPosition;
 pub use instances::ConsumerState;
@@ -414,11 +415,6 @@ async fn pause(stop: &watch::Receiver<bool>, d: Duration) -> Result<(), Stop> {
     }
 }
 
-/// Exponential back-off from 200 ms up to `max`.
-fn backoff(attempt: u32, max: Duration) -> Duration {
-    Duration::from_millis(200u64.saturating_mul(1 << attempt.min(10))).min(max)
-}
-
 /// Shared state of one running consumer.
 struct Context<'h, H> {
     handler: &'h H,
@@ -498,7 +494,7 @@ pub async fn run<H: Handler>(
                     cx.narrow = cx.config.store_batch_size;
                 }
                 Err(Failure::Unavailable(reason)) => {
-                    let wait = backoff(attempt, cx.config.max_backoff);
+                    let wait = Backoff::database(cx.config.max_backoff).delay(attempt);
                     attempt = attempt.saturating_add(1);
                     if attempt == 1 {
                         tracing::warn!(consumer = name, %reason, "consumer cannot make progress; retrying with back-off");

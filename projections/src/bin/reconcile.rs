@@ -17,18 +17,25 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
-use ordertrail_platform::{db, telemetry};
+use ordertrail_platform::process::{self, DatabaseArgs, LogArgs, MetricsArgs};
 use ordertrail_projections::reconcile::{self, Report, statement};
 
+/// Reconcile settlements and payments.
+///
+/// `settlements` recomputes the settlement figures from the events, by a
+/// path independent of the projector, and compares them with the read model
+/// to the cent; with a provider statement it also compares every payment
+/// operation with the provider's line. Breaks are reported by kind; exit 1
+/// when there is any, 0 when clean, 2 on an error. `provider-statement`
+/// prints the simulated provider's statement of one UTC day. Never migrates:
+/// refuses a schema behind this build.
 #[derive(Debug, Parser)]
-#[command(
-    name = "ordertrail-reconcile",
-    about = "Reconcile settlements and payments"
-)]
+#[command(name = "ordertrail-reconcile", version)]
 struct Args {
-    /// PostgreSQL holding the event store and the read models.
-    #[arg(long, env = "DATABASE_URL", global = true)]
-    database_url: Option<String>,
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    log: LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -124,10 +131,9 @@ fn table(report: &Report) -> String {
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let url = args
-        .database_url
-        .context("set --database-url or DATABASE_URL")?;
-    let pool = db::connect(&url, 2)
+    let pool = args
+        .database
+        .connect_tool(2)
         .await
         .context("connect to the database")?;
     match args.command {
@@ -177,8 +183,11 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    telemetry::init("ordertrail-reconcile");
     let args = Args::parse();
+    if let Err(e) = process::start("ordertrail-reconcile", &args.log, &MetricsArgs::default()) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
     match run(args).await {
         Ok(code) => code,
         Err(e) => {

@@ -5,6 +5,7 @@
 
 mod end_to_end;
 mod order_history;
+mod process;
 mod queries;
 mod reconcile;
 mod rider_etas;

@@ -9,12 +9,13 @@
 
 use anyhow::Context;
 use clap::Parser;
+use ordertrail_platform::process::{self, MetricsArgs};
 use ordertrail_sim::SimConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    ordertrail_platform::telemetry::init("ordertrail-sim");
     let config = SimConfig::parse();
+    process::start("ordertrail-sim", &config.log, &MetricsArgs::default())?;
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         ordertrail_platform::shutdown::signal().await;

@@ -296,3 +296,11 @@ async fn a_short_lunch_rush_ends_with_every_order_final_or_on_a_platform_timer()
 
     platform.stop().await;
 }
+
+#[test]
+fn the_simulator_help_reads_like_every_binary() {
+    use ordertrail_platform::process::{binaries_help_problems, heading};
+    let problems =
+        binaries_help_problems(&[(env!("CARGO_BIN_EXE_ordertrail-sim"), &[heading::LOGGING])]);
+    assert_eq!(problems, Vec::<String>::new());
+}
