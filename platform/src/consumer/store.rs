@@ -238,9 +238,8 @@ pub(super) async fn fence(
     Ok(())
 }
 
-/// Events and seconds the consumer is behind the store's readable head,
-/// counted from its store position (at most a million are counted), as
-/// metrics.
+/// Events and seconds the consumer is behind the store's head, counted from
+/// its store position (at most a million are counted), as metrics.
 pub(super) async fn measure_lag(
     pool: &PgPool,
     consumer: &'static str,
@@ -254,6 +253,10 @@ pub(super) async fn measure_lag(
 
 /// Events after the consumer's store position whose sequence the guard does
 /// not cover yet (at most a million are counted), and the age of the oldest.
+/// Every committed event counts, also those above the server's oldest open
+/// transaction that commit-order reading cannot hand out yet: a consumer
+/// held back by a long transaction anywhere on the server is behind, and
+/// says so.
 pub async fn lag(pool: &PgPool, consumer: &str, types: &[&str]) -> Result<(i64, f64), sqlx::Error> {
     let (events, seconds): (i64, Option<f64>) = sqlx::query_as(
         "WITH c AS (SELECT coalesce((SELECT store_txid FROM consumers WHERE consumer = $1), '0'::xid8) AS store_txid,
@@ -261,7 +264,6 @@ pub async fn lag(pool: &PgPool, consumer: &str, types: &[&str]) -> Result<(i64, 
               r AS (SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.recorded_at
                     FROM events e, c
                     WHERE (e.transaction_id, e.global_position) > (c.store_txid, c.store_position)
-                      AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
                       AND e.aggregate_type = ANY($2)
                     ORDER BY e.transaction_id, e.global_position
                     LIMIT 1000000)
