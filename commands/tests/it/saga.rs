@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 use ordertrail_commands::catalog::{self, seed_ids};
 use ordertrail_commands::provider_ledger::RecordingProvider;
-use ordertrail_commands::relay::{self, RelayConfig, topics};
+use ordertrail_commands::relay::{self, RelayConfig};
 use ordertrail_commands::saga::{self, SagaConfig};
 use ordertrail_commands::service::{CommandContext, CommandService, PlaceOrderInput};
 use ordertrail_domain::delivery::{AssignRider, CompleteDelivery, ConfirmPickup, FailDelivery};
@@ -105,10 +105,7 @@ impl Env {
         let db = TestDatabase::with_pool_size(20).await;
         catalog::seed(&db.pool).await.expect("seed");
         let kafka = TestKafka::start();
-        if let Some(mock) = kafka.mock() {
-            topics::create_on_mock_cluster(mock, &all_topics(&kafka.prefix), PARTITIONS)
-                .expect("create topics on the mock cluster");
-        }
+        kafka.create_topics(&all_topics(&kafka.prefix), PARTITIONS);
         let mut relay_config = RelayConfig::new(kafka.bootstrap.clone(), kafka.prefix.clone());
         relay_config.topic_partitions = PARTITIONS;
         relay_config.topic_replication_factor = 1;
