@@ -1,11 +1,12 @@
 //! Freshness benchmark: time from a command's HTTP response to its effect
 //! being visible through the query API, at a steady command rate.
 //!
-//! 1. Creates a fresh migrated and seeded database, hosts librdkafka's mock
-//!    cluster in-process (or uses `KAFKA_BROKERS`) with the three topics.
+//! 1. Creates a fresh migrated and seeded database; the launcher's `Stack`
+//!    hosts librdkafka's mock cluster in-process (or uses `KAFKA_BROKERS`)
+//!    with the three topics.
 //! 2. Starts the real `ordertrail-api` binary as its own process, and runs the
-//!    relay and the order-history projector in this process (as the launcher
-//!    does), exactly as in production: the API appends, the relay publishes
+//!    relay and the order-history projector in this process (the launcher's
+//!    `Stack`), exactly as in production: the API appends, the relay publishes
 //!    on LISTEN/NOTIFY, the projector applies in batches.
 //! 3. Drives the command API open-loop at `--rate` commands/s: each slot sends
 //!    the next step of an order in flight (authorize → confirm → accept →
@@ -32,10 +33,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use ordertrail_commands::catalog::seed_ids;
-use ordertrail_commands::relay::{self, RelayConfig};
-use ordertrail_projections::{ProjectorKind, RuntimeConfig};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
+use ordertrail_launcher::Stack;
+use ordertrail_projections::ProjectorKind;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
@@ -334,43 +333,18 @@ async fn main() -> Result<()> {
         .init();
     let (db_name, db_url, pool) = fresh_database(&args.database_url, 8, true).await?;
 
-    let prefix = format!("fresh{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let topics = ordertrail_schemas::topics::all_topics(&prefix);
-    let _mock: Option<MockCluster<'static, DefaultProducerContext>>;
-    let brokers = match &args.kafka_brokers {
-        Some(b) if !b.is_empty() => {
-            _mock = None;
-            b.clone()
-        }
-        _ => {
-            let m = MockCluster::new(1)?;
-            relay::topics::create_on_mock_cluster(&m, &topics, args.partitions)?;
-            let b = m.bootstrap_servers();
-            _mock = Some(m);
-            b
-        }
-    };
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let shutdown = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let mut relay_config = RelayConfig::new(brokers.clone(), prefix.clone());
-    relay_config.topic_partitions = args.partitions;
-    relay_config.topic_replication_factor = 1;
-    let relay_task = tokio::spawn(relay::run(relay_config, pool.clone(), shutdown()));
-    let mut projector_config =
-        RuntimeConfig::new(&brokers, &prefix, format!("freshness-{db_name}"));
-    projector_config.batch_size = args.batch_size;
-    let projector_task = tokio::spawn(ordertrail_projections::run(
-        ProjectorKind::OrderHistory,
-        projector_config,
-        pool.clone(),
-        shutdown(),
-    ));
+    // The relay and the order-history projector in this process (the
+    // launcher's `Stack`), on a hosted one-broker mock unless KAFKA_BROKERS.
+    let projector_batch = args.batch_size;
+    let stack = Stack::on_pool(pool.clone())
+        .kafka(args.kafka_brokers.clone().unwrap_or_default())
+        .mock_brokers(1)
+        .topic_prefix(format!("fresh{}", &Uuid::new_v4().simple().to_string()[..8]))
+        .partitions(args.partitions)
+        .projectors(vec![ProjectorKind::OrderHistory])
+        .projector_config(move |c| c.batch_size = projector_batch)
+        .start()
+        .await?;
 
     let secret = format!("bench-secret-{}", Uuid::new_v4().simple());
     let port = free_port()?;
@@ -544,13 +518,9 @@ async fn main() -> Result<()> {
         }
     );
 
-    let _ = stop_tx.send(true);
     let _ = api.kill().await;
-    if let Err(e) = relay_task.await? {
-        eprintln!("relay stopped with: {e}");
-    }
-    if let Err(e) = projector_task.await? {
-        eprintln!("projector stopped with: {e}");
+    if let Err(e) = stack.stop().await {
+        eprintln!("{e}");
     }
     pool.close().await;
     if !args.keep_database {
