@@ -201,7 +201,10 @@ impl Stack {
     }
 
     /// Run the relay, with its configuration changed by `tweak`.
-    pub fn relay_config(mut self, tweak: impl Fn(&mut RelayConfig) + Send + Sync + 'static) -> Self {
+    pub fn relay_config(
+        mut self,
+        tweak: impl Fn(&mut RelayConfig) + Send + Sync + 'static,
+    ) -> Self {
         self.relay = Some(Arc::new(tweak));
         self
     }
@@ -285,11 +288,9 @@ impl Stack {
     /// was given: what every mode does before starting services.
     pub async fn prepare(&self) -> Result<Prepared> {
         let pool = match &self.database {
-            Database::Url { url, pool_size } => {
-                ordertrail_platform::db::connect(url, *pool_size)
-                    .await
-                    .context("connect to PostgreSQL")?
-            }
+            Database::Url { url, pool_size } => ordertrail_platform::db::connect(url, *pool_size)
+                .await
+                .context("connect to PostgreSQL")?,
             Database::Pool(pool) => pool.clone(),
         };
         if self.migrate {
@@ -364,7 +365,9 @@ impl Stack {
             let (p, s) = (pool.clone(), shutdown());
             tasks.push((
                 "relay",
-                tokio::spawn(async move { relay::run(config, p, s).await.map_err(|e| e.to_string()) }),
+                tokio::spawn(
+                    async move { relay::run(config, p, s).await.map_err(|e| e.to_string()) },
+                ),
             ));
         }
         let mut projectors = Vec::new();
@@ -384,7 +387,8 @@ impl Stack {
             ));
         }
         if let Some(tweak) = &self.saga {
-            let mut config = SagaConfig::new(brokers.clone(), prefix.clone(), format!("{prefix}-saga"));
+            let mut config =
+                SagaConfig::new(brokers.clone(), prefix.clone(), format!("{prefix}-saga"));
             tweak(&mut config);
             let service = self.saga_service.unwrap_or_else(|| {
                 CommandService::new(pool.clone(), RecordingProvider::simulated(pool.clone()))
@@ -393,7 +397,9 @@ impl Stack {
             tasks.push((
                 "saga",
                 tokio::spawn(async move {
-                    saga::run(config, service, s).await.map_err(|e| e.to_string())
+                    saga::run(config, service, s)
+                        .await
+                        .map_err(|e| e.to_string())
                 }),
             ));
         }
@@ -429,7 +435,10 @@ impl std::fmt::Debug for RunningStack {
             .field("brokers", &self.brokers)
             .field("topic_prefix", &self.topic_prefix)
             .field("api_url", &self.api_url)
-            .field("tasks", &self.tasks.iter().map(|(n, _)| *n).collect::<Vec<_>>())
+            .field(
+                "tasks",
+                &self.tasks.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }

@@ -449,14 +449,7 @@ async fn a_refused_capture_is_recorded_and_answered_402() {
 
     let app = TestApp::new().await;
     let (_, customer) = app.customer();
-    let placed = app
-        .post("/v1/orders")
-        .token(&customer)
-        .json(crate::support::place_order_body(card()))
-        .send()
-        .await;
-    placed.assert(StatusCode::CREATED);
-    let order = crate::support::order_id(&placed);
+    let order = app.place_order(&customer, card()).await;
     let paid = app
         .post("/v1/payments")
         .token(&customer)

@@ -22,9 +22,10 @@
 //! Prints the achieved command rate, command latency, and freshness p50/p90/
 //! p99/max, plus the projector status at the end.
 
-use ordertrail_bench::{free_port, fresh_database, mint_token, ms, place_order_body, wait_ready};
+use ordertrail_bench::{
+    ApiProcess, fresh_database, mint_token, ms, place_order_body, spawn_api, wait_ready,
+};
 use std::collections::VecDeque;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -339,35 +340,21 @@ async fn main() -> Result<()> {
     let stack = Stack::on_pool(pool.clone())
         .kafka(args.kafka_brokers.clone().unwrap_or_default())
         .mock_brokers(1)
-        .topic_prefix(format!("fresh{}", &Uuid::new_v4().simple().to_string()[..8]))
+        .topic_prefix(format!(
+            "fresh{}",
+            &Uuid::new_v4().simple().to_string()[..8]
+        ))
         .partitions(args.partitions)
         .projectors(vec![ProjectorKind::OrderHistory])
         .projector_config(move |c| c.batch_size = projector_batch)
         .start()
         .await?;
 
-    let secret = format!("bench-secret-{}", Uuid::new_v4().simple());
-    let port = free_port()?;
-    let api_bin = match &args.api_bin {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("exe dir")?
-            .join("ordertrail-api"),
-    };
-    let mut api = tokio::process::Command::new(&api_bin)
-        .env("DATABASE_URL", &db_url)
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("JWT_SECRET", &secret)
-        .env("DROPOFF_CODE_KEY", format!("dropoff-{secret}"))
-        .env("DB_POOL_SIZE", args.db_pool_size.to_string())
-        .env("RUST_LOG", "warn")
-        .envs(ordertrail_bench::API_WITHOUT_RATE_LIMITS)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("start {}", api_bin.display()))?;
-    let base = format!("http://127.0.0.1:{port}");
+    let ApiProcess {
+        child: mut api,
+        base,
+        secret,
+    } = spawn_api(args.api_bin.as_deref(), &db_url, args.db_pool_size)?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1_024)
         .timeout(Duration::from_secs(10))

@@ -104,7 +104,11 @@ async fn bench(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
             b.clone()
         }
         _ => {
-            let m = mock::host(PARTITIONS_MOCK_BROKERS, &all_topics(&prefix), args.partitions)?;
+            let m = mock::host(
+                PARTITIONS_MOCK_BROKERS,
+                &all_topics(&prefix),
+                args.partitions,
+            )?;
             let b = m.bootstrap_servers();
             mock = Some(m);
             b

@@ -17,49 +17,13 @@ use ordertrail_schemas::{
 };
 use ordertrail_testkit::pg::TestDatabase;
 
+use crate::support::{berlin_order, card, customer, ops};
+
 async fn service() -> (TestDatabase, CommandService) {
     let db = TestDatabase::with_pool_size(20).await;
     catalog::seed(&db.pool).await.expect("seed");
     let service = CommandService::new(db.pool.clone(), Arc::new(SimulatedProvider::default()));
     (db, service)
-}
-
-fn ops() -> Actor {
-    Actor {
-        subject: "ops-1".into(),
-        role: ActorRole::Ops,
-    }
-}
-
-fn customer(id: CustomerId) -> Actor {
-    Actor {
-        subject: id.to_string(),
-        role: ActorRole::Customer,
-    }
-}
-
-fn berlin_order(customer_id: CustomerId) -> PlaceOrderInput {
-    PlaceOrderInput {
-        customer_id,
-        restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
-        items: vec![
-            (MenuItemId(seed_ids::menu_item(1, 1)), 2),
-            (MenuItemId(seed_ids::menu_item(1, 3)), 1),
-        ],
-        delivery_address: DeliveryAddress {
-            street: "Oranienstraße 1".into(),
-            city: "Berlin".into(),
-            postal_code: "10999".into(),
-            location: GeoPoint {
-                lat: 52.5010,
-                lon: 13.4190,
-            },
-        },
-        payment_method: PaymentMethod::Card {
-            payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_visa"),
-        },
-        tip_minor: Some(100),
-    }
 }
 
 async fn count_events(db: &TestDatabase) -> i64 {
@@ -106,7 +70,7 @@ async fn every_event_carries_the_command_metadata_and_store_columns() {
     let customer_id = CustomerId::new_random();
     let ctx = CommandContext::new(customer(customer_id), "req-meta");
     let outcome = service
-        .place_order(&ctx, berlin_order(customer_id))
+        .place_order(&ctx, berlin_order(customer_id, card("tok_visa")))
         .await
         .expect("place");
     assert_eq!(outcome.version, 1);
@@ -277,14 +241,14 @@ async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
     let first = service
         .place_order(
             &keyed(customer(customer_id), "k1", "h1"),
-            berlin_order(customer_id),
+            berlin_order(customer_id, card("tok_visa")),
         )
         .await
         .expect("first");
     let again = service
         .place_order(
             &keyed(customer(customer_id), "k1", "h1"),
-            berlin_order(customer_id),
+            berlin_order(customer_id, card("tok_visa")),
         )
         .await
         .expect("retry");
@@ -297,14 +261,17 @@ async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
     let reused = service
         .place_order(
             &keyed(customer(customer_id), "k1", "other-body"),
-            berlin_order(customer_id),
+            berlin_order(customer_id, card("tok_visa")),
         )
         .await;
     assert!(matches!(reused, Err(CommandError::IdempotencyKeyReused)));
     // The same key from another customer is another command.
     let other = CustomerId::new_random();
     let theirs = service
-        .place_order(&keyed(customer(other), "k1", "h1"), berlin_order(other))
+        .place_order(
+            &keyed(customer(other), "k1", "h1"),
+            berlin_order(other, card("tok_visa")),
+        )
         .await
         .expect("other");
     assert_ne!(theirs.aggregate_id, first.aggregate_id);
@@ -322,7 +289,7 @@ async fn identical_requests_racing_append_once() {
             service
                 .place_order(
                     &keyed(customer(customer_id), "race-key", "h"),
-                    berlin_order(customer_id),
+                    berlin_order(customer_id, card("tok_visa")),
                 )
                 .await
         }));
@@ -345,7 +312,7 @@ async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
     let customer_id = CustomerId::new_random();
     let ctx = keyed(customer(customer_id), "crash-key", "h");
     let first = service
-        .place_order(&ctx, berlin_order(customer_id))
+        .place_order(&ctx, berlin_order(customer_id, card("tok_visa")))
         .await
         .expect("first");
     // The process died after the commit and before it recorded the response:
@@ -357,7 +324,7 @@ async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
     .await
     .expect("forget response");
     let retry = service
-        .place_order(&ctx, berlin_order(customer_id))
+        .place_order(&ctx, berlin_order(customer_id, card("tok_visa")))
         .await
         .expect("retry");
     assert!(retry.replayed);
@@ -370,7 +337,7 @@ async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
 async fn a_retried_rejection_gets_the_same_rejection() {
     let (db, service) = service().await;
     let customer_id = CustomerId::new_random();
-    let mut input = berlin_order(customer_id);
+    let mut input = berlin_order(customer_id, card("tok_visa"));
     input.items = vec![];
     let ctx = keyed(customer(customer_id), "empty", "h");
     let first = service
@@ -390,14 +357,14 @@ async fn a_retried_rejection_gets_the_same_rejection() {
 async fn unknown_references_are_rejected_before_anything_is_appended() {
     let (db, service) = service().await;
     let customer_id = CustomerId::new_random();
-    let mut input = berlin_order(customer_id);
+    let mut input = berlin_order(customer_id, card("tok_visa"));
     input.restaurant_id = RestaurantId::new_random();
     let e = service
         .place_order(&CommandContext::new(customer(customer_id), "r"), input)
         .await
         .expect_err("unknown");
     assert_eq!(e.code(), "restaurant_not_found");
-    let mut input = berlin_order(customer_id);
+    let mut input = berlin_order(customer_id, card("tok_visa"));
     input.items.push((MenuItemId::new_random(), 1));
     let e = service
         .place_order(&CommandContext::new(customer(customer_id), "r"), input)

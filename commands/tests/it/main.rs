@@ -6,3 +6,4 @@ mod audit;
 mod event_store;
 mod relay;
 mod saga;
+mod support;

@@ -36,6 +36,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::support::{berlin_order, card, customer, ops, restaurant, rider, rider_n};
+
 const PARTITIONS: i32 = 3;
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -167,25 +169,7 @@ impl Env {
 
     async fn place(&self, payment_method: PaymentMethod) -> OrderId {
         let customer_id = CustomerId::new_random();
-        let input = PlaceOrderInput {
-            customer_id,
-            restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
-            items: vec![
-                (MenuItemId(seed_ids::menu_item(1, 1)), 2),
-                (MenuItemId(seed_ids::menu_item(1, 3)), 1),
-            ],
-            delivery_address: DeliveryAddress {
-                street: "Oranienstraße 1".into(),
-                city: "Berlin".into(),
-                postal_code: "10999".into(),
-                location: GeoPoint {
-                    lat: 52.5010,
-                    lon: 13.4190,
-                },
-            },
-            payment_method,
-            tip_minor: Some(100),
-        };
+        let input = berlin_order(customer_id, payment_method);
         let ctx = CommandContext::new(customer(customer_id), "req-place");
         let outcome = self
             .service
@@ -196,10 +180,7 @@ impl Env {
     }
 
     pub(crate) async fn place_card(&self, token: &str) -> OrderId {
-        self.place(PaymentMethod::Card {
-            payment_method_ref: ordertrail_schemas::privacy::payment_method_ref(token),
-        })
-        .await
+        self.place(card(token)).await
     }
 
     async fn order_cmd(&self, actor: Actor, order_id: OrderId, command: OrderCommand) {
@@ -442,38 +423,6 @@ impl Env {
         .await
         .expect("timers")
     }
-}
-
-fn customer(id: CustomerId) -> Actor {
-    Actor {
-        subject: id.to_string(),
-        role: ActorRole::Customer,
-    }
-}
-
-fn restaurant() -> Actor {
-    Actor {
-        subject: seed_ids::BERLIN_BURGERS.to_string(),
-        role: ActorRole::Restaurant,
-    }
-}
-
-fn rider(id: RiderId) -> Actor {
-    Actor {
-        subject: id.to_string(),
-        role: ActorRole::Rider,
-    }
-}
-
-fn ops() -> Actor {
-    Actor {
-        subject: "ops-1".into(),
-        role: ActorRole::Ops,
-    }
-}
-
-pub(crate) fn rider_n(n: u128) -> RiderId {
-    RiderId(seed_ids::rider(n))
 }
 
 fn strings(v: &[&str]) -> Vec<String> {

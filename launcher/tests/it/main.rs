@@ -4,5 +4,6 @@
 //! the truth for every consumer (rebuild, verify, recovery, restarts).
 
 mod end_to_end;
+mod stack;
 mod store_truth;
 mod support;

@@ -13,19 +13,19 @@ use ordertrail_commands::service::{CommandContext, CommandService};
 use ordertrail_domain::SimulatedProvider;
 use ordertrail_domain::order::AcceptOrder;
 use ordertrail_domain::payment::RefundPayment;
-use ordertrail_projections::rider_etas::EtaSettings;
 use ordertrail_launcher::all_projectors;
 use ordertrail_projections::ProjectorKind;
+use ordertrail_projections::rider_etas::EtaSettings;
 use ordertrail_schemas::{
     Actor, ActorRole, Currency, CustomerId, Money, OrderId, PaymentId, RestaurantId, RiderId,
 };
 use ordertrail_testkit::eventually;
 use ordertrail_testkit::kafka::TestKafka;
-use ordertrail_testkit::pg::TestDatabase;
+use ordertrail_testkit::pg::{TestDatabase, dump};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::{Commands, Platform, WAIT, binary, dump, place_card_order};
+use crate::support::{Commands, Platform, WAIT, binary, place_card_order};
 
 /// Every table of every read model, with the columns to sort a dump by.
 const TABLES: [(&str, &str); 10] = [

@@ -50,11 +50,7 @@ impl Platform {
                 Arc::new(SimulatedProvider::new()),
             ));
         }
-        let stack = stack
-            .test_timings()
-            .start()
-            .await
-            .expect("start the stack");
+        let stack = stack.test_timings().start().await.expect("start the stack");
         Self { stack }
     }
 
@@ -70,16 +66,6 @@ impl Platform {
     pub(crate) async fn stop(self) {
         self.stack.stop().await.expect("the stack stops cleanly");
     }
-}
-
-/// A read model as JSON, for comparing two states.
-pub(crate) async fn dump(pool: &PgPool, table: &str, order_by: &str) -> serde_json::Value {
-    sqlx::query_scalar(&format!(
-        "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY {order_by}), '[]'::jsonb) FROM {table} t"
-    ))
-    .fetch_one(pool)
-    .await
-    .unwrap_or_else(|e| panic!("dump {table}: {e}"))
 }
 
 /// A workspace binary (`scripts/test.sh` builds them all; alone:
@@ -388,4 +374,3 @@ pub(crate) async fn place_card_order(service: &CommandService) -> OrderId {
         .expect("place order");
     OrderId(placed.aggregate_id.parse().expect("order id"))
 }
-

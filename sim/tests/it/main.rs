@@ -37,8 +37,8 @@ async fn start_platform(pool: &PgPool, kafka: &TestKafka) -> RunningStack {
         trust_forwarded_for: false,
     };
     let commands = CommandService::new(pool.clone(), RecordingProvider::simulated(pool.clone()));
-    let state = AppState::new(commands, AuthConfig::new(SECRET.as_bytes(), None))
-        .with_rate_limits(limits);
+    let state =
+        AppState::new(commands, AuthConfig::new(SECRET.as_bytes(), None)).with_rate_limits(limits);
     Stack::on_pool(pool.clone())
         .kafka(&kafka.bootstrap)
         .topic_prefix(&kafka.prefix)
