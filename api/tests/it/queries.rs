@@ -92,14 +92,7 @@ impl TestApp {
         let restaurant = self.restaurant(berlin());
         let ops = self.ops();
         let rider_token = self.rider(me);
-        let requested = self
-            .post("/v1/deliveries")
-            .token(&restaurant)
-            .json(json!({"order_id": order}))
-            .send()
-            .await;
-        requested.assert(StatusCode::CREATED);
-        let delivery = requested.body["aggregate_id"].as_str().unwrap().to_owned();
+        let delivery = self.request_delivery(&restaurant, order).await;
         let code = self
             .commands
             .dropoff_code_for(ordertrail_schemas::OrderId(order));
@@ -182,14 +175,9 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
         .unwrap();
     // Customer C: an accepted order whose delivery rider 2 is on.
     let (on_the_way, c_token) = app.accepted_order().await;
-    let requested = app
-        .post("/v1/deliveries")
-        .token(&app.restaurant(berlin()))
-        .json(json!({"order_id": on_the_way}))
-        .send()
+    let delivery = app
+        .request_delivery(&app.restaurant(berlin()), on_the_way)
         .await;
-    requested.assert(StatusCode::CREATED);
-    let delivery = requested.body["aggregate_id"].as_str().unwrap().to_owned();
     let rider2 = app.rider(rider(2));
     app.post(&format!("/v1/deliveries/{delivery}/assign"))
         .token(&rider2)

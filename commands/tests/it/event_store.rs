@@ -5,12 +5,9 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use ordertrail_commands::catalog::{self, seed_ids};
-use ordertrail_commands::service::{
-    CommandContext, CommandError, CommandService, IdempotencyKey, PlaceOrderInput,
-};
+use ordertrail_commands::service::{CommandContext, CommandError, CommandService, IdempotencyKey};
 use ordertrail_domain::delivery::{AssignRider, ReportLocation, RequestDelivery};
 use ordertrail_domain::{DeliveryCommand, ErrorKind, SimulatedProvider};
-use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
 use ordertrail_schemas::{
     Actor, ActorRole, CustomerId, DeliveryId, EventMetadata, GeoPoint, MenuItemId, OrderId,
     RestaurantId, RiderId,

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use ordertrail_commands::catalog::{self, seed_ids};
+use ordertrail_commands::catalog;
 use ordertrail_commands::provider_ledger::RecordingProvider;
 use ordertrail_commands::relay::{self, RelayConfig};
 use ordertrail_commands::saga::{self, SagaConfig};
-use ordertrail_commands::service::{CommandContext, CommandService, PlaceOrderInput};
+use ordertrail_commands::service::{CommandContext, CommandService};
 use ordertrail_domain::delivery::{AssignRider, CompleteDelivery, ConfirmPickup, FailDelivery};
 use ordertrail_domain::order::{AcceptOrder, CancelOrder, RejectOrder};
 use ordertrail_domain::payment::AuthorizePayment;
@@ -22,11 +22,10 @@ use ordertrail_domain::{
     DeliveryCommand, DeliveryStatus, Order, OrderCommand, OrderStatus, Payment, PaymentCommand,
     PaymentStatus, SimulatedProvider,
 };
-use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
+use ordertrail_schemas::events::PaymentMethod;
 use ordertrail_schemas::topics::all_topics;
 use ordertrail_schemas::{
-    Actor, ActorRole, CustomerId, DeliveryId, EventMetadata, GeoPoint, MenuItemId, OrderId,
-    PaymentId, RestaurantId, RiderId,
+    Actor, ActorRole, CustomerId, DeliveryId, EventMetadata, OrderId, PaymentId, RiderId,
 };
 use ordertrail_testkit::eventually;
 use ordertrail_testkit::kafka::TestKafka;

@@ -353,13 +353,15 @@ async fn kill_9_during_a_rebuild_leaves_the_live_model_untouched_and_a_rerun_com
         free.then_some(())
     })
     .await;
-    let rerun = tokio::process::Command::new(&binary)
-        .args(["rebuild", "--quiet", "--json"])
-        .env("DATABASE_URL", &db.url)
-        .env_remove("KAFKA_BROKERS")
-        .output()
-        .await
-        .expect("rerun");
+    // `ordertrail-order-history <command> --quiet --json` on the test database.
+    let run = |command: &'static str| {
+        tokio::process::Command::new(&binary)
+            .args([command, "--quiet", "--json"])
+            .env("DATABASE_URL", &db.url)
+            .env_remove("KAFKA_BROKERS")
+            .output()
+    };
+    let rerun = run("rebuild").await.expect("rerun");
     assert!(
         rerun.status.success(),
         "{}",
@@ -369,13 +371,7 @@ async fn kill_9_during_a_rebuild_leaves_the_live_model_untouched_and_a_rerun_com
     assert!(summary["events"].as_u64().unwrap_or(0) > 0, "{summary}");
     assert_eq!(dump_all(&pool).await, before);
     // Verify from the binary: exit 0 on a clean model.
-    let verify = tokio::process::Command::new(&binary)
-        .args(["verify", "--quiet", "--json"])
-        .env("DATABASE_URL", &db.url)
-        .env_remove("KAFKA_BROKERS")
-        .output()
-        .await
-        .expect("verify");
+    let verify = run("verify").await.expect("verify");
     assert!(
         verify.status.success(),
         "{}",

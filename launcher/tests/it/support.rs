@@ -16,6 +16,7 @@ use ordertrail_domain::order::{
     AcceptOrder, ConfirmOrder, MarkDelivered, MarkPickedUp, MarkReadyForPickup,
 };
 use ordertrail_domain::payment::{AuthorizePayment, CapturePayment};
+use ordertrail_domain::{DeliveryCommand, OrderCommand, PaymentCommand};
 use ordertrail_launcher::{RunningStack, Stack};
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
 use ordertrail_schemas::topics::all_topics;
@@ -122,6 +123,22 @@ impl Commands {
         ctx(self.ops.actor.role, &self.ops.actor.subject)
     }
 
+    /// Execute `step` on the order's aggregate (or its payment's or
+    /// delivery's) and require `event` in the outcome.
+    async fn run(&self, ctx: &CommandContext, order: OrderId, step: Step, event: &str) {
+        let s = &self.service;
+        let outcome = match step {
+            Step::Order(c) => s.execute_order(ctx, order, c).await,
+            Step::Payment(c) => s.execute_payment(ctx, PaymentId::for_order(order), c).await,
+            Step::Delivery(c) => {
+                s.execute_delivery(ctx, DeliveryId::for_order(order), c)
+                    .await
+            }
+        }
+        .unwrap_or_else(|e| panic!("{event}: {e}"));
+        succeeded(&outcome, event);
+    }
+
     /// A card order placed, authorized, confirmed, accepted, delivered by
     /// `rider` with three location fixes, and captured.
     pub(crate) async fn delivered_card_order(
@@ -131,37 +148,14 @@ impl Commands {
     ) -> OrderId {
         let s = &self.service;
         let restaurant = RestaurantId(seed_ids::BERLIN_BURGERS);
+        // A fresh context (command id) per command: a reused one is a retry.
         let as_customer = || ctx(ActorRole::Customer, customer.0);
         let as_restaurant = || ctx(ActorRole::Restaurant, restaurant.0);
         let as_rider = || ctx(ActorRole::Rider, rider.0);
+        let ops = || self.ops();
 
         let placed = s
-            .place_order(
-                &as_customer(),
-                PlaceOrderInput {
-                    customer_id: customer,
-                    restaurant_id: restaurant,
-                    items: vec![
-                        (MenuItemId(seed_ids::menu_item(1, 1)), 2),
-                        (MenuItemId(seed_ids::menu_item(1, 3)), 1),
-                    ],
-                    delivery_address: DeliveryAddress {
-                        street: "Oranienstraße 25".into(),
-                        city: "Berlin".into(),
-                        postal_code: "10999".into(),
-                        location: GeoPoint {
-                            lat: 52.5003,
-                            lon: 13.4215,
-                        },
-                    },
-                    payment_method: PaymentMethod::Card {
-                        payment_method_ref: ordertrail_schemas::privacy::payment_method_ref(
-                            "tok_visa",
-                        ),
-                    },
-                    tip_minor: Some(150),
-                },
-            )
+            .place_order(&as_customer(), berlin_order(customer, Some(150)))
             .await
             .expect("place order");
         succeeded(&placed, "OrderPlaced");
@@ -174,165 +168,176 @@ impl Commands {
             "2×9.90 + 4.50, fee 1.99, service 1.22, tax 1.70, tip 1.50"
         );
         let payment = PaymentId::for_order(order);
-        let delivery = DeliveryId::for_order(order);
         let now = Utc::now;
-
-        let o = s
-            .execute_payment(
-                &as_customer(),
-                payment,
-                AuthorizePayment {
-                    payment_id: payment,
-                    order_id: order,
-                    restaurant_id: restaurant,
-                    amount: eur(total),
-                    payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_visa"),
-                    now: now(),
-                }
-                .into(),
-            )
-            .await
-            .expect("authorize");
-        succeeded(&o, "PaymentAuthorized");
-        let o = s
-            .execute_order(
-                &self.ops(),
-                order,
-                ConfirmOrder {
-                    payment_id: Some(payment),
-                    now: now(),
-                }
-                .into(),
-            )
-            .await
-            .expect("confirm");
-        succeeded(&o, "OrderConfirmed");
-        let o = s
-            .execute_order(
-                &as_restaurant(),
-                order,
-                AcceptOrder {
-                    preparation_minutes: 10,
-                    now: now(),
-                }
-                .into(),
-            )
-            .await
-            .expect("accept");
-        succeeded(&o, "OrderAccepted");
+        let authorize = AuthorizePayment {
+            payment_id: payment,
+            order_id: order,
+            restaurant_id: restaurant,
+            amount: eur(total),
+            payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_visa"),
+            now: now(),
+        };
+        self.run(
+            &as_customer(),
+            order,
+            Step::Payment(authorize.into()),
+            "PaymentAuthorized",
+        )
+        .await;
+        let confirm = ConfirmOrder {
+            payment_id: Some(payment),
+            now: now(),
+        };
+        self.run(&ops(), order, Step::Order(confirm.into()), "OrderConfirmed")
+            .await;
+        let accept = AcceptOrder {
+            preparation_minutes: 10,
+            now: now(),
+        };
+        self.run(
+            &as_restaurant(),
+            order,
+            Step::Order(accept.into()),
+            "OrderAccepted",
+        )
+        .await;
         let requested = s
             .request_delivery_for_order(&as_restaurant(), order)
             .await
             .expect("request delivery");
         succeeded(&requested, "DeliveryRequested");
         let code = s.dropoff_code_for(order);
-        let o = s
-            .execute_delivery(
-                &self.ops(),
-                delivery,
-                AssignRider {
-                    rider_id: rider,
-                    now: now(),
-                }
-                .into(),
-            )
-            .await
-            .expect("assign");
-        succeeded(&o, "RiderAssigned");
+        let assign = AssignRider {
+            rider_id: rider,
+            now: now(),
+        };
+        self.run(
+            &ops(),
+            order,
+            Step::Delivery(assign.into()),
+            "RiderAssigned",
+        )
+        .await;
         // Three fixes approaching the restaurant (52.4990, 13.4180), 20 s apart.
         for (i, (lat, lon)) in [(52.5060, 13.4100), (52.5030, 13.4140), (52.5000, 13.4170)]
             .into_iter()
             .enumerate()
         {
             let back = chrono::Duration::seconds(40 - 20 * i as i64);
-            let o = s
-                .execute_delivery(
-                    &as_rider(),
-                    delivery,
-                    ReportLocation {
-                        rider_id: rider,
-                        location: GeoPoint { lat, lon },
-                        reported_at: now() - back,
-                        accuracy_m: Some(5),
-                        now: now(),
-                    }
-                    .into(),
-                )
-                .await
-                .expect("report location");
-            succeeded(&o, "RiderLocationReported");
+            let fix = ReportLocation {
+                rider_id: rider,
+                location: GeoPoint { lat, lon },
+                reported_at: now() - back,
+                accuracy_m: Some(5),
+                now: now(),
+            };
+            self.run(
+                &as_rider(),
+                order,
+                Step::Delivery(fix.into()),
+                "RiderLocationReported",
+            )
+            .await;
         }
-        let o = s
-            .execute_order(
-                &as_restaurant(),
-                order,
-                MarkReadyForPickup { now: now() }.into(),
-            )
-            .await
-            .expect("ready");
-        succeeded(&o, "OrderReadyForPickup");
-        let o = s
-            .execute_delivery(
-                &as_rider(),
-                delivery,
-                ConfirmPickup {
-                    rider_id: rider,
-                    now: now(),
-                }
-                .into(),
-            )
-            .await
-            .expect("pickup");
-        succeeded(&o, "PickupConfirmed");
-        let o = s
-            .execute_order(
-                &self.ops(),
-                order,
-                MarkPickedUp {
-                    rider_id: rider,
-                    now: now(),
-                }
-                .into(),
-            )
-            .await
-            .expect("picked up");
-        succeeded(&o, "OrderPickedUp");
-        let o = s
-            .execute_delivery(
-                &as_rider(),
-                delivery,
-                CompleteDelivery {
-                    rider_id: rider,
-                    dropoff_code_hashes: s.dropoff_code_hashes(delivery, &code),
-                    dropoff_code: code,
-                    now: now(),
-                }
-                .into(),
-            )
-            .await
-            .expect("complete");
-        succeeded(&o, "DeliveryCompleted");
-        let o = s
-            .execute_order(&self.ops(), order, MarkDelivered { now: now() }.into())
-            .await
-            .expect("delivered");
-        succeeded(&o, "OrderDelivered");
-        let o = s
-            .execute_payment(
-                &self.ops(),
-                payment,
-                CapturePayment {
-                    amount: None,
-                    order_delivered: true,
-                    override_reason: None,
-                    now: now(),
-                }
-                .into(),
-            )
-            .await
-            .expect("capture");
-        succeeded(&o, "PaymentCaptured");
+        let ready = MarkReadyForPickup { now: now() };
+        self.run(
+            &as_restaurant(),
+            order,
+            Step::Order(ready.into()),
+            "OrderReadyForPickup",
+        )
+        .await;
+        let pickup = ConfirmPickup {
+            rider_id: rider,
+            now: now(),
+        };
+        self.run(
+            &as_rider(),
+            order,
+            Step::Delivery(pickup.into()),
+            "PickupConfirmed",
+        )
+        .await;
+        let picked_up = MarkPickedUp {
+            rider_id: rider,
+            now: now(),
+        };
+        self.run(
+            &ops(),
+            order,
+            Step::Order(picked_up.into()),
+            "OrderPickedUp",
+        )
+        .await;
+        let delivery = DeliveryId::for_order(order);
+        let complete = CompleteDelivery {
+            rider_id: rider,
+            dropoff_code_hashes: s.dropoff_code_hashes(delivery, &code),
+            dropoff_code: code,
+            now: now(),
+        };
+        self.run(
+            &as_rider(),
+            order,
+            Step::Delivery(complete.into()),
+            "DeliveryCompleted",
+        )
+        .await;
+        let delivered = MarkDelivered { now: now() };
+        self.run(
+            &ops(),
+            order,
+            Step::Order(delivered.into()),
+            "OrderDelivered",
+        )
+        .await;
+        let capture = CapturePayment {
+            amount: None,
+            order_delivered: true,
+            override_reason: None,
+            now: now(),
+        };
+        self.run(
+            &ops(),
+            order,
+            Step::Payment(capture.into()),
+            "PaymentCaptured",
+        )
+        .await;
         order
+    }
+}
+
+/// One command of a flow, on the aggregate it addresses.
+enum Step {
+    Order(OrderCommand),
+    Payment(PaymentCommand),
+    Delivery(DeliveryCommand),
+}
+
+/// Two burgers and fries from the seeded Berlin burger place, delivered in
+/// Kreuzberg, paid by card.
+pub(crate) fn berlin_order(customer: CustomerId, tip_minor: Option<i64>) -> PlaceOrderInput {
+    PlaceOrderInput {
+        customer_id: customer,
+        restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
+        items: vec![
+            (MenuItemId(seed_ids::menu_item(1, 1)), 2),
+            (MenuItemId(seed_ids::menu_item(1, 3)), 1),
+        ],
+        delivery_address: DeliveryAddress {
+            street: "Oranienstraße 25".into(),
+            city: "Berlin".into(),
+            postal_code: "10999".into(),
+            location: GeoPoint {
+                lat: 52.5003,
+                lon: 13.4215,
+            },
+        },
+        payment_method: PaymentMethod::Card {
+            payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_visa"),
+        },
+        tip_minor,
     }
 }
 
@@ -348,28 +353,10 @@ pub(crate) fn customer_ctx(customer: CustomerId) -> CommandContext {
 
 pub(crate) async fn place_card_order(service: &CommandService) -> OrderId {
     let customer = CustomerId(Uuid::new_v4());
+    let mut input = berlin_order(customer, None);
+    input.items = vec![(MenuItemId(seed_ids::menu_item(1, 1)), 1)];
     let placed = service
-        .place_order(
-            &customer_ctx(customer),
-            PlaceOrderInput {
-                customer_id: customer,
-                restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
-                items: vec![(MenuItemId(seed_ids::menu_item(1, 1)), 1)],
-                delivery_address: DeliveryAddress {
-                    street: "Oranienstraße 25".into(),
-                    city: "Berlin".into(),
-                    postal_code: "10999".into(),
-                    location: GeoPoint {
-                        lat: 52.5003,
-                        lon: 13.4215,
-                    },
-                },
-                payment_method: PaymentMethod::Card {
-                    payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_visa"),
-                },
-                tip_minor: None,
-            },
-        )
+        .place_order(&customer_ctx(customer), input)
         .await
         .expect("place order");
     OrderId(placed.aggregate_id.parse().expect("order id"))
