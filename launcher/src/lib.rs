@@ -47,6 +47,21 @@ pub enum Seed {
     Always,
 }
 
+/// The aggregate types a projector reads.
+fn sources(kind: &ProjectorKind) -> Vec<&'static str> {
+    use ordertrail_projections::runtime::Projector;
+    let kinds = match kind {
+        ProjectorKind::OrderHistory => {
+            ordertrail_projections::order_history::OrderHistory.sources()
+        }
+        ProjectorKind::RiderEtas(settings) => {
+            ordertrail_projections::rider_etas::RiderEtas::new(*settings).sources()
+        }
+        ProjectorKind::Settlements => ordertrail_projections::settlements::Settlements.sources(),
+    };
+    kinds.iter().map(|k| k.as_str()).collect()
+}
+
 /// Changes a service's configuration before it starts.
 type Tweak<T> = Arc<dyn Fn(&mut T) + Send + Sync>;
 
@@ -373,7 +388,7 @@ impl Stack {
         let mut projectors = Vec::new();
         for kind in self.projectors {
             let name = kind.name();
-            projectors.push(name);
+            projectors.push((name, sources(&kind)));
             let mut config = RuntimeConfig::new(&brokers, &prefix, format!("{prefix}-{name}"));
             (self.projector_config)(&mut config);
             let (p, s) = (pool.clone(), shutdown());
@@ -424,7 +439,8 @@ pub struct RunningStack {
     topic_prefix: String,
     api_url: Option<String>,
     mock: Option<Mock>,
-    projectors: Vec<&'static str>,
+    /// Each projector's name and the aggregate types it reads.
+    projectors: Vec<(&'static str, Vec<&'static str>)>,
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
 }
@@ -487,8 +503,9 @@ impl RunningStack {
             if let Ok(status) = ordertrail_projections::queries::projector_status(&self.pool).await
                 && status
                     .iter()
-                    .filter(|s| self.projectors.contains(&s.projector.as_str()))
+                    .filter(|s| self.projectors.iter().any(|(name, _)| s.projector == *name))
                     .all(|s| s.events_behind == 0 && s.state == "following")
+                && self.nothing_unapplied().await
             {
                 return Ok(());
             }
@@ -497,6 +514,30 @@ impl RunningStack {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Whether every committed event has passed each projector's sequence
+    /// guard. The status's lag counts only events below the oldest running
+    /// transaction of the whole PostgreSQL cluster (the readers' safe
+    /// horizon), which another database's long transaction holds back.
+    async fn nothing_unapplied(&self) -> bool {
+        for (name, types) in &self.projectors {
+            let unapplied: Result<i64, _> = sqlx::query_scalar(
+                "SELECT count(*) FROM events e
+                 WHERE e.aggregate_type = ANY($2)
+                   AND coalesce((SELECT s.last_sequence FROM projector_sequences s
+                                 WHERE s.projector = $1 AND s.aggregate_type = e.aggregate_type
+                                   AND s.aggregate_id = e.aggregate_id) < e.sequence, true)",
+            )
+            .bind(*name)
+            .bind(types)
+            .fetch_one(&self.pool)
+            .await;
+            if !matches!(unapplied, Ok(0)) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Stop every service and wait (30 s each) for it; an error names the

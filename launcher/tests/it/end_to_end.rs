@@ -7,25 +7,18 @@
 //! models must hold the hand-computed figures.
 
 use chrono::{Days, Utc};
-use ordertrail_commands::catalog::{self, seed_ids};
+use ordertrail_commands::catalog::seed_ids;
 use ordertrail_domain::payment::RefundPayment;
 use ordertrail_projections::queries::{self, Viewer};
 use ordertrail_schemas::{CustomerId, DeliveryId, PaymentId, RiderId};
-use ordertrail_testkit::kafka::TestKafka;
-use ordertrail_testkit::pg::TestDatabase;
 use uuid::Uuid;
 
-use crate::support::{Commands, Platform, eur, succeeded};
+use crate::support::{eur, seeded_platform, succeeded};
 
 #[tokio::test]
 async fn real_commands_through_the_relay_build_all_three_read_models() {
-    ordertrail_testkit::init_test_logging();
-    let db = TestDatabase::new().await;
-    catalog::seed(&db.pool).await.expect("seed");
+    let (db, _kafka, pipeline, commands) = seeded_platform().await;
     let pool = db.pool.clone();
-    let kafka = TestKafka::start();
-    let pipeline = Platform::start(&pool, &kafka, false).await;
-    let commands = Commands::new(&pool);
 
     let customer = CustomerId(Uuid::new_v4());
     let rider = RiderId(seed_ids::rider(1));

@@ -25,7 +25,7 @@ use ordertrail_testkit::pg::{TestDatabase, dump};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::{Commands, Platform, WAIT, binary, place_card_order};
+use crate::support::{Platform, WAIT, binary, place_card_order, seeded_platform};
 
 /// Every table of every read model, with the columns to sort a dump by.
 const TABLES: [(&str, &str); 10] = [
@@ -68,13 +68,8 @@ async fn verify_clean(pool: &PgPool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_equals_live_and_verify_reports_tampered_rows_precisely() {
-    ordertrail_testkit::init_test_logging();
-    let db = TestDatabase::new().await;
-    catalog::seed(&db.pool).await.expect("seed");
+    let (db, _kafka, stack, commands) = seeded_platform().await;
     let pool = db.pool.clone();
-    let kafka = TestKafka::start();
-    let stack = Platform::start(&pool, &kafka, false).await;
-    let commands = Commands::new(&pool);
     let rider = RiderId(seed_ids::rider(1));
     let mut orders = Vec::new();
     for _ in 0..3 {
@@ -277,13 +272,8 @@ async fn rebuild_equals_live_and_verify_reports_tampered_rows_precisely() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_rebuild_leaves_the_live_model_untouched_and_a_rerun_completes() {
-    ordertrail_testkit::init_test_logging();
-    let db = TestDatabase::new().await;
-    catalog::seed(&db.pool).await.expect("seed");
+    let (db, _kafka, stack, commands) = seeded_platform().await;
     let pool = db.pool.clone();
-    let kafka = TestKafka::start();
-    let stack = Platform::start(&pool, &kafka, false).await;
-    let commands = Commands::new(&pool);
     for _ in 0..2 {
         commands
             .delivered_card_order(CustomerId(Uuid::new_v4()), RiderId(seed_ids::rider(2)))
@@ -471,13 +461,8 @@ async fn the_platform_started_twice_with_a_fresh_broker_each_time_drives_every_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_whose_offsets_point_past_the_end_of_recreated_topics_recovers_from_the_store() {
-    ordertrail_testkit::init_test_logging();
-    let db = TestDatabase::new().await;
-    catalog::seed(&db.pool).await.expect("seed");
+    let (db, _kafka, stack, commands) = seeded_platform().await;
     let pool = db.pool.clone();
-    let kafka = TestKafka::start();
-    let stack = Platform::start(&pool, &kafka, false).await;
-    let commands = Commands::new(&pool);
     let first = commands
         .delivered_card_order(CustomerId(Uuid::new_v4()), RiderId(seed_ids::rider(3)))
         .await;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use ordertrail_commands::catalog::seed_ids;
+use ordertrail_commands::catalog::{self, seed_ids};
 use ordertrail_commands::service::{
     CommandContext, CommandOutcome, CommandService, PlaceOrderInput,
 };
@@ -25,6 +25,7 @@ use ordertrail_schemas::{
     PaymentId, RestaurantId, RiderId,
 };
 use ordertrail_testkit::kafka::TestKafka;
+use ordertrail_testkit::pg::TestDatabase;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -67,6 +68,18 @@ impl Platform {
     pub(crate) async fn stop(self) {
         self.stack.stop().await.expect("the stack stops cleanly");
     }
+}
+
+/// A seeded test database, the platform (no saga) on a broker of its own,
+/// and the write side.
+pub(crate) async fn seeded_platform() -> (TestDatabase, TestKafka, Platform, Commands) {
+    ordertrail_testkit::init_test_logging();
+    let db = TestDatabase::new().await;
+    catalog::seed(&db.pool).await.expect("seed");
+    let kafka = TestKafka::start();
+    let platform = Platform::start(&db.pool, &kafka, false).await;
+    let commands = Commands::new(&db.pool);
+    (db, kafka, platform, commands)
 }
 
 /// A workspace binary (`scripts/test.sh` builds them all; alone:
