@@ -40,8 +40,11 @@ impl Pipeline {
             .kafka(&kafka.bootstrap)
             .topic_prefix(&kafka.prefix)
             .partitions(PARTITIONS)
+            .relay_config(|c| {
+                c.poll_interval = Duration::from_millis(100);
+                c.standby_interval = Duration::from_millis(200);
+            })
             .projector_config(|c| c.batch_size = 100)
-            .test_timings()
             .start()
             .await
             .expect("start the stack");
