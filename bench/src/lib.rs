@@ -51,6 +51,53 @@ pub fn place_order_body() -> Value {
     })
 }
 
+/// The real `ordertrail-api` binary as a child process on a free loopback
+/// port, rate limits off, killed when dropped.
+#[derive(Debug)]
+pub struct ApiProcess {
+    /// The process.
+    pub child: tokio::process::Child,
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+    /// Its token secret (for [`mint_token`]).
+    pub secret: String,
+}
+
+/// Start the API binary (`api_bin`, or the one next to this executable)
+/// against `database_url` with a pool of `pool_size`.
+pub fn spawn_api(
+    api_bin: Option<&std::path::Path>,
+    database_url: &str,
+    pool_size: u32,
+) -> Result<ApiProcess> {
+    let secret = format!("bench-secret-{}", uuid::Uuid::new_v4().simple());
+    let port = free_port()?;
+    let api_bin = match api_bin {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("exe dir")?
+            .join("ordertrail-api"),
+    };
+    let child = tokio::process::Command::new(&api_bin)
+        .env("DATABASE_URL", database_url)
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("JWT_SECRET", &secret)
+        .env("DROPOFF_CODE_KEY", format!("dropoff-{secret}"))
+        .env("DATABASE_POOL_SIZE", pool_size.to_string())
+        .env("RUST_LOG", "warn")
+        .envs(API_WITHOUT_RATE_LIMITS)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("start {}", api_bin.display()))?;
+    Ok(ApiProcess {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        secret,
+    })
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?

@@ -9,12 +9,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
-use rdkafka::mocking::MockCluster;
-use tokio::process::{Child, Command};
+use ordertrail_launcher::processes::{self, Processes, Service};
+use ordertrail_launcher::{Prepared, Seed, Stack};
+use tokio::process::Command;
 
 /// Runs the Ordertrail platform locally.
 #[derive(Debug, Parser)]
@@ -55,56 +55,28 @@ struct Config {
     broker_down_file: Option<PathBuf>,
 }
 
-/// Brokers of the embedded Kafka-protocol cluster.
-const MOCK_BROKERS: i32 = 3;
-
-/// One service process of the platform.
-struct Service {
-    name: &'static str,
-    binary: &'static str,
-    env: Vec<(String, String)>,
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     ordertrail_platform::telemetry::init("ordertrail-local");
     let config = Config::parse();
-    let bin_dir = std::env::current_exe()
-        .context("locate own executable")?
-        .parent()
-        .map(Path::to_path_buf)
-        .context("executable has no directory")?;
+    let bin_dir = processes::own_directory()?;
 
-    let pool = ordertrail_platform::db::connect(&config.database_url, 4)
-        .await
-        .context("connect to PostgreSQL")?;
-    ordertrail_platform::db::migrate(&pool)
-        .await
-        .context("run migrations")?;
-    if !config.no_seed {
-        // Only into an empty catalog: a restart keeps what ops changed.
-        ordertrail_commands::catalog::seed_if_empty(&pool)
-            .await
-            .context("load seed data")?;
-    }
-    pool.close().await;
-
-    let topics = ordertrail_schemas::topics::all_topics(&config.topic_prefix);
+    let stack = Stack::connect(&config.database_url, 4)
+        .kafka(config.kafka_brokers.clone().unwrap_or_default())
+        .topic_prefix(&config.topic_prefix)
+        .partitions(config.topic_partitions)
+        .seed(if config.no_seed {
+            Seed::Skip
+        } else {
+            Seed::IfEmpty
+        });
     // Keep the embedded broker alive for the whole run.
-    let (brokers, _mock) = match &config.kafka_brokers {
-        Some(b) if !b.trim().is_empty() => (b.clone(), None),
-        _ => {
-            let mock = MockCluster::new(MOCK_BROKERS)
-                .context("start the embedded Kafka-protocol broker")?;
-            ordertrail_commands::relay::topics::create_on_mock_cluster(
-                &mock,
-                &topics,
-                config.topic_partitions,
-            )
-            .context("create topics on the embedded broker")?;
-            (mock.bootstrap_servers(), Some(mock))
-        }
-    };
+    let Prepared {
+        pool,
+        brokers,
+        mock,
+    } = stack.prepare().await?;
+    pool.close().await;
     let secret = jwt_secret(&config.jwt_secret_file)?;
     // The drop-off code key: DROPOFF_CODE_KEY, or derived from the local
     // token secret one way (SHA-256), so the key never reveals the secret.
@@ -201,20 +173,7 @@ async fn main() -> Result<()> {
             },
         );
     }
-    for s in &services {
-        let path = bin_dir.join(s.binary);
-        if !path.exists() {
-            bail!(
-                "{} is missing: build the workspace binaries first (scripts/run.sh does)",
-                path.display()
-            );
-        }
-    }
-
-    let mut children: Vec<(usize, Child)> = Vec::new();
-    for (i, s) in services.iter().enumerate() {
-        children.push((i, spawn(&bin_dir, s)?));
-    }
+    let children = Processes::spawn(&bin_dir, services)?;
     let console_token = mint_console_token(&bin_dir, &secret).await;
     println!();
     println!("Ordertrail is running.");
@@ -248,67 +207,18 @@ async fn main() -> Result<()> {
     }
     println!("Press Ctrl-C to stop.");
 
-    let shutdown = ordertrail_platform::shutdown::signal();
-    tokio::pin!(shutdown);
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut broker_down = false;
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            _ = tick.tick() => {
-                if let (Some(mock), Some(file)) = (&_mock, &config.broker_down_file) {
-                    let down = file.exists();
-                    if down != broker_down {
-                        broker_down = down;
-                        tracing::warn!(down, "fault drill: embedded broker {}", if down { "down" } else { "up" });
-                        for id in 1..=MOCK_BROKERS {
-                            let _ = if down { mock.broker_down(id) } else { mock.broker_up(id) };
-                        }
-                    }
-                }
-                for (i, child) in children.iter_mut() {
-                    if let Some(status) = child.try_wait().context("poll child")? {
-                        let s = &services[*i];
-                        tracing::error!(service = s.name, %status, "service exited; restarting in 1 s");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        *child = spawn(&bin_dir, s)?;
-                    }
-                }
-            }
-        }
-    }
-    for (i, child) in children.iter_mut() {
-        if let Some(pid) = child.id() {
-            // SIGTERM for a graceful stop; kill_on_drop is the backstop.
-            let _ = std::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status();
-        }
-        if tokio::time::timeout(Duration::from_secs(10), child.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(service = services[*i].name, "did not stop in 10 s; killing");
-            let _ = child.kill().await;
-        }
-    }
-    Ok(())
+    children
+        .supervise(
+            ordertrail_platform::shutdown::signal(),
+            mock.as_ref(),
+            config.broker_down_file.as_deref(),
+        )
+        .await
 }
 
 /// An environment variable's value, or `default` when unset.
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-fn spawn(bin_dir: &Path, s: &Service) -> Result<Child> {
-    tracing::info!(service = s.name, "starting");
-    Command::new(bin_dir.join(s.binary))
-        .envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("start {}", s.binary))
 }
 
 /// An ops token for the console's one-click local sign-in, minted by the

@@ -55,6 +55,18 @@ impl TestKafka {
         self.mock.as_ref()
     }
 
+    /// Create `topics` with `partitions` partitions on the mock cluster (it
+    /// has no CreateTopics API: its host creates them). A real broker is left
+    /// alone: the relay creates its topics there through the admin API.
+    pub fn create_topics(&self, topics: &[String], partitions: i32) {
+        if let Some(mock) = &self.mock {
+            for topic in topics {
+                mock.create_topic(topic, partitions, 1)
+                    .expect("create a topic on the mock cluster");
+            }
+        }
+    }
+
     /// Take every broker down (mock only): clients see an outage.
     pub fn stop_brokers(&self) {
         if let Some(mock) = &self.mock {

@@ -144,3 +144,14 @@ impl TestDatabase {
         }
     }
 }
+
+/// A table as one JSON array sorted by `order_by`: compare a read model
+/// across two states or two databases.
+pub async fn dump(pool: &PgPool, table: &str, order_by: &str) -> serde_json::Value {
+    sqlx::query_scalar(&format!(
+        "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY {order_by}), '[]'::jsonb) FROM {table} t"
+    ))
+    .fetch_one(pool)
+    .await
+    .unwrap_or_else(|e| panic!("dump {table}: {e}"))
+}

@@ -61,14 +61,7 @@ async fn an_order_goes_from_placement_to_delivery() {
     accepted.assert(StatusCode::OK);
     assert_eq!(accepted.event_types(), ["OrderAccepted"]);
 
-    let requested = app
-        .post("/v1/deliveries")
-        .token(&restaurant)
-        .json(json!({"order_id": order}))
-        .send()
-        .await;
-    requested.assert(StatusCode::CREATED);
-    let delivery = requested.body["aggregate_id"].as_str().unwrap().to_owned();
+    let delivery = app.request_delivery(&restaurant, order).await;
     let code = app
         .commands
         .dropoff_code_for(ordertrail_schemas::OrderId(order));
@@ -202,14 +195,7 @@ async fn a_cash_order_is_paid_when_the_assigned_rider_collects() {
         .send()
         .await
         .assert(StatusCode::OK);
-    let requested = app
-        .post("/v1/deliveries")
-        .token(&ops)
-        .json(json!({"order_id": order}))
-        .send()
-        .await;
-    requested.assert(StatusCode::CREATED);
-    let delivery = requested.body["aggregate_id"].as_str().unwrap().to_owned();
+    let delivery = app.request_delivery(&ops, order).await;
     app.post(&format!("/v1/deliveries/{delivery}/assign"))
         .token(&ops)
         .json(json!({"rider_id": rider(2)}))
@@ -449,14 +435,7 @@ async fn a_refused_capture_is_recorded_and_answered_402() {
 
     let app = TestApp::new().await;
     let (_, customer) = app.customer();
-    let placed = app
-        .post("/v1/orders")
-        .token(&customer)
-        .json(crate::support::place_order_body(card()))
-        .send()
-        .await;
-    placed.assert(StatusCode::CREATED);
-    let order = crate::support::order_id(&placed);
+    let order = app.place_order(&customer, card()).await;
     let paid = app
         .post("/v1/payments")
         .token(&customer)

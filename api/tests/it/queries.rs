@@ -10,140 +10,61 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode};
 use chrono::{Days, Utc};
 use ordertrail_commands::catalog::seed_ids;
-use ordertrail_commands::relay::{self, RelayConfig, topics};
+use ordertrail_launcher::{RunningStack, Stack};
+use ordertrail_projections::PROJECTORS;
 use ordertrail_projections::queries::settlements::CSV_HEADER;
-use ordertrail_projections::rider_etas::EtaSettings;
-use ordertrail_projections::{PROJECTORS, ProjectorKind, RuntimeConfig};
 use ordertrail_schemas::topics::all_topics;
 use ordertrail_schemas::{OrderId, PaymentId};
 use ordertrail_testkit::eventually;
 use ordertrail_testkit::kafka::TestKafka;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::support::{TestApp, berlin, card, place_order_body, rider};
 
 const PARTITIONS: i32 = 3;
 
-/// The relay and the three projectors running as tasks against `TestKafka`.
+/// The launcher's `Stack` (relay and the three projectors, as tasks) on the
+/// test's database and `TestKafka`.
 struct Pipeline {
+    stack: RunningStack,
     _kafka: TestKafka,
-    stop: watch::Sender<bool>,
-    tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
 }
 
 impl Pipeline {
-    fn start(pool: &PgPool) -> Self {
+    async fn start(pool: &PgPool) -> Self {
         let kafka = TestKafka::start();
-        if let Some(mock) = kafka.mock() {
-            topics::create_on_mock_cluster(mock, &all_topics(&kafka.prefix), PARTITIONS)
-                .expect("create topics on the mock cluster");
-        }
-        let (stop, stopped) = watch::channel(false);
-        let shutdown = move || {
-            let mut rx = stopped.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        let mut relay_config = RelayConfig::new(kafka.bootstrap.clone(), kafka.prefix.clone());
-        relay_config.topic_partitions = PARTITIONS;
-        relay_config.topic_replication_factor = 1;
-        relay_config.poll_interval = Duration::from_millis(100);
-        relay_config.standby_interval = Duration::from_millis(200);
-        let mut tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)> = Vec::new();
-        let (p, s) = (pool.clone(), shutdown());
-        tasks.push((
-            "relay",
-            tokio::spawn(async move {
-                relay::run(relay_config, p, s)
-                    .await
-                    .map_err(|e| e.to_string())
-            }),
-        ));
-        for kind in [
-            ProjectorKind::OrderHistory,
-            ProjectorKind::RiderEtas(EtaSettings::default()),
-            ProjectorKind::Settlements,
-        ] {
-            let name = kind.name();
-            let mut config = RuntimeConfig::new(
-                &kafka.bootstrap,
-                &kafka.prefix,
-                format!("{}-{name}", kafka.prefix),
-            );
-            config.batch_size = 100;
-            let (p, s) = (pool.clone(), shutdown());
-            tasks.push((
-                name,
-                tokio::spawn(async move {
-                    ordertrail_projections::run(kind, config, p, s)
-                        .await
-                        .map_err(|e| e.to_string())
-                }),
-            ));
-        }
+        kafka.create_topics(&all_topics(&kafka.prefix), PARTITIONS);
+        let stack = Stack::on_pool(pool.clone())
+            .kafka(&kafka.bootstrap)
+            .topic_prefix(&kafka.prefix)
+            .partitions(PARTITIONS)
+            .relay_config(|c| {
+                c.poll_interval = Duration::from_millis(100);
+                c.standby_interval = Duration::from_millis(200);
+            })
+            .projector_config(|c| c.batch_size = 100)
+            .start()
+            .await
+            .expect("start the stack");
         Self {
+            stack,
             _kafka: kafka,
-            stop,
-            tasks,
         }
     }
 
-    /// Wait until every projector has consumed every event in the store
-    /// (order history: all; rider ETAs: deliveries; settlements: orders and
-    /// payments), failing fast when a task stopped.
-    async fn caught_up(&self, pool: &PgPool) {
-        eventually(
-            "the projectors to consume every stored event",
-            Duration::from_secs(60),
-            || async {
-                for (name, task) in &self.tasks {
-                    assert!(!task.is_finished(), "{name} stopped early");
-                }
-                let (all, orders_payments, deliveries): (i64, i64, i64) = sqlx::query_as(
-                    "SELECT count(*),
-                            count(*) FILTER (WHERE aggregate_type IN ('Order', 'Payment')),
-                            count(*) FILTER (WHERE aggregate_type = 'Delivery')
-                     FROM events",
-                )
-                .fetch_one(pool)
-                .await
-                .ok()?;
-                let consumed: Vec<(String, i64)> = sqlx::query_as(
-                    "SELECT projector, sum(next_offset)::bigint FROM projector_offsets GROUP BY projector",
-                )
-                .fetch_all(pool)
-                .await
-                .ok()?;
-                let of = |name: &str| {
-                    consumed
-                        .iter()
-                        .find(|(p, _)| p == name)
-                        .map_or(0, |(_, n)| *n)
-                };
-                (of("order_history") >= all
-                    && of("settlements") >= orders_payments
-                    && of("rider_etas") >= deliveries)
-                    .then_some(())
-            },
-        )
-        .await;
+    /// Wait until every projector has applied every event in the store,
+    /// failing fast when a service stopped.
+    async fn caught_up(&self) {
+        self.stack
+            .caught_up(Duration::from_secs(60))
+            .await
+            .expect("the projectors consume every stored event");
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(true);
-        for (name, task) in self.tasks {
-            let result = tokio::time::timeout(Duration::from_secs(30), task)
-                .await
-                .unwrap_or_else(|_| panic!("{name} stops"));
-            result
-                .expect("task")
-                .unwrap_or_else(|e| panic!("{name} failed: {e}"));
-        }
+        self.stack.stop().await.expect("the stack stops cleanly");
     }
 }
 
@@ -174,14 +95,7 @@ impl TestApp {
         let restaurant = self.restaurant(berlin());
         let ops = self.ops();
         let rider_token = self.rider(me);
-        let requested = self
-            .post("/v1/deliveries")
-            .token(&restaurant)
-            .json(json!({"order_id": order}))
-            .send()
-            .await;
-        requested.assert(StatusCode::CREATED);
-        let delivery = requested.body["aggregate_id"].as_str().unwrap().to_owned();
+        let delivery = self.request_delivery(&restaurant, order).await;
         let code = self
             .commands
             .dropoff_code_for(ordertrail_schemas::OrderId(order));
@@ -235,7 +149,7 @@ impl TestApp {
 #[tokio::test]
 async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() {
     let app = TestApp::new().await;
-    let pipeline = Pipeline::start(&app.db.pool);
+    let pipeline = Pipeline::start(&app.db.pool).await;
     let ops = app.ops();
 
     // Customer A: three placed orders at the burger place.
@@ -264,14 +178,9 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
         .unwrap();
     // Customer C: an accepted order whose delivery rider 2 is on.
     let (on_the_way, c_token) = app.accepted_order().await;
-    let requested = app
-        .post("/v1/deliveries")
-        .token(&app.restaurant(berlin()))
-        .json(json!({"order_id": on_the_way}))
-        .send()
+    let delivery = app
+        .request_delivery(&app.restaurant(berlin()), on_the_way)
         .await;
-    requested.assert(StatusCode::CREATED);
-    let delivery = requested.body["aggregate_id"].as_str().unwrap().to_owned();
     let rider2 = app.rider(rider(2));
     app.post(&format!("/v1/deliveries/{delivery}/assign"))
         .token(&rider2)
@@ -286,7 +195,7 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
         .await
         .assert(StatusCode::OK);
 
-    pipeline.caught_up(&app.db.pool).await;
+    pipeline.caught_up().await;
     let all: HashSet<Uuid> = a_orders
         .iter()
         .copied()
@@ -958,7 +867,7 @@ async fn bad_query_parameters_are_answered_with_stable_codes() {
 #[tokio::test]
 async fn the_timeline_shows_each_role_only_its_fields() {
     let app = TestApp::new().await;
-    let pipeline = Pipeline::start(&app.db.pool);
+    let pipeline = Pipeline::start(&app.db.pool).await;
     let (order, delivery, code) = app.requested_delivery().await;
     let me = rider(3);
     let rider_token = app.rider(me);
@@ -968,7 +877,7 @@ async fn the_timeline_shows_each_role_only_its_fields() {
         .send()
         .await
         .assert(StatusCode::OK);
-    pipeline.caught_up(&app.db.pool).await;
+    pipeline.caught_up().await;
     let customer = app.token(
         "customer",
         &app.commands

@@ -280,19 +280,28 @@ impl TestApp {
         (order, customer)
     }
 
-    /// An accepted order with its delivery requested; returns (order id, delivery id, drop-off code).
-    pub async fn requested_delivery(&self) -> (Uuid, Uuid, String) {
-        let (order, _) = self.accepted_order().await;
+    /// Request the delivery of `order` as the caller of `token`; returns the delivery id.
+    pub async fn request_delivery(&self, token: &str, order: Uuid) -> String {
         let response = self
             .post("/v1/deliveries")
-            .token(&self.restaurant(berlin()))
+            .token(token)
             .json(json!({"order_id": order}))
             .send()
             .await;
         response.assert(StatusCode::CREATED);
-        let delivery = response.body["aggregate_id"]
+        response.body["aggregate_id"]
             .as_str()
-            .and_then(|s| s.parse().ok())
+            .expect("delivery id")
+            .to_owned()
+    }
+
+    /// An accepted order with its delivery requested; returns (order id, delivery id, drop-off code).
+    pub async fn requested_delivery(&self) -> (Uuid, Uuid, String) {
+        let (order, _) = self.accepted_order().await;
+        let delivery = self
+            .request_delivery(&self.restaurant(berlin()), order)
+            .await
+            .parse()
             .expect("delivery id");
         let code = self.commands.dropoff_code_for(OrderId(order));
         (order, delivery, code)

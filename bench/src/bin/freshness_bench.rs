@@ -1,11 +1,12 @@
 //! Freshness benchmark: time from a command's HTTP response to its effect
 //! being visible through the query API, at a steady command rate.
 //!
-//! 1. Creates a fresh migrated and seeded database, hosts librdkafka's mock
-//!    cluster in-process (or uses `KAFKA_BROKERS`) with the three topics.
+//! 1. Creates a fresh migrated and seeded database; the launcher's `Stack`
+//!    hosts librdkafka's mock cluster in-process (or uses `KAFKA_BROKERS`)
+//!    with the three topics.
 //! 2. Starts the real `ordertrail-api` binary as its own process, and runs the
-//!    relay and the order-history projector in this process (as the launcher
-//!    does), exactly as in production: the API appends, the relay publishes
+//!    relay and the order-history projector in this process (the launcher's
+//!    `Stack`), exactly as in production: the API appends, the relay publishes
 //!    on LISTEN/NOTIFY, the projector applies in batches.
 //! 3. Drives the command API open-loop at `--rate` commands/s: each slot sends
 //!    the next step of an order in flight (authorize → confirm → accept →
@@ -21,21 +22,20 @@
 //! Prints the achieved command rate, command latency, and freshness p50/p90/
 //! p99/max, plus the projector status at the end.
 
-use ordertrail_bench::{free_port, fresh_database, mint_token, ms, place_order_body, wait_ready};
+use ordertrail_bench::{
+    ApiProcess, fresh_database, mint_token, ms, place_order_body, spawn_api, wait_ready,
+};
 use std::collections::VecDeque;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use hdrhistogram::Histogram;
 use ordertrail_commands::catalog::seed_ids;
-use ordertrail_commands::relay::{self, RelayConfig};
-use ordertrail_projections::{ProjectorKind, RuntimeConfig};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
+use ordertrail_launcher::Stack;
+use ordertrail_projections::ProjectorKind;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
@@ -334,66 +334,27 @@ async fn main() -> Result<()> {
         .init();
     let (db_name, db_url, pool) = fresh_database(&args.database_url, 8, true).await?;
 
-    let prefix = format!("fresh{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let topics = ordertrail_schemas::topics::all_topics(&prefix);
-    let _mock: Option<MockCluster<'static, DefaultProducerContext>>;
-    let brokers = match &args.kafka_brokers {
-        Some(b) if !b.is_empty() => {
-            _mock = None;
-            b.clone()
-        }
-        _ => {
-            let m = MockCluster::new(1)?;
-            relay::topics::create_on_mock_cluster(&m, &topics, args.partitions)?;
-            let b = m.bootstrap_servers();
-            _mock = Some(m);
-            b
-        }
-    };
+    // The relay and the order-history projector in this process (the
+    // launcher's `Stack`), on a hosted one-broker mock unless KAFKA_BROKERS.
+    let projector_batch = args.batch_size;
+    let stack = Stack::on_pool(pool.clone())
+        .kafka(args.kafka_brokers.clone().unwrap_or_default())
+        .mock_brokers(1)
+        .topic_prefix(format!(
+            "fresh{}",
+            &Uuid::new_v4().simple().to_string()[..8]
+        ))
+        .partitions(args.partitions)
+        .projectors(vec![ProjectorKind::OrderHistory])
+        .projector_config(move |c| c.batch_size = projector_batch)
+        .start()
+        .await?;
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let shutdown = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let mut relay_config = RelayConfig::new(brokers.clone(), prefix.clone());
-    relay_config.topic_partitions = args.partitions;
-    relay_config.topic_replication_factor = 1;
-    let relay_task = tokio::spawn(relay::run(relay_config, pool.clone(), shutdown()));
-    let mut projector_config =
-        RuntimeConfig::new(&brokers, &prefix, format!("freshness-{db_name}"));
-    projector_config.batch_size = args.batch_size;
-    let projector_task = tokio::spawn(ordertrail_projections::run(
-        ProjectorKind::OrderHistory,
-        projector_config,
-        pool.clone(),
-        shutdown(),
-    ));
-
-    let secret = format!("bench-secret-{}", Uuid::new_v4().simple());
-    let port = free_port()?;
-    let api_bin = match &args.api_bin {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("exe dir")?
-            .join("ordertrail-api"),
-    };
-    let mut api = tokio::process::Command::new(&api_bin)
-        .env("DATABASE_URL", &db_url)
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("JWT_SECRET", &secret)
-        .env("DROPOFF_CODE_KEY", format!("dropoff-{secret}"))
-        .env("DATABASE_POOL_SIZE", args.db_pool_size.to_string())
-        .env("RUST_LOG", "warn")
-        .envs(ordertrail_bench::API_WITHOUT_RATE_LIMITS)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("start {}", api_bin.display()))?;
-    let base = format!("http://127.0.0.1:{port}");
+    let ApiProcess {
+        child: mut api,
+        base,
+        secret,
+    } = spawn_api(args.api_bin.as_deref(), &db_url, args.db_pool_size)?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1_024)
         .timeout(Duration::from_secs(10))
@@ -544,13 +505,9 @@ async fn main() -> Result<()> {
         }
     );
 
-    let _ = stop_tx.send(true);
     let _ = api.kill().await;
-    if let Err(e) = relay_task.await? {
-        eprintln!("relay stopped with: {e}");
-    }
-    if let Err(e) = projector_task.await? {
-        eprintln!("projector stopped with: {e}");
+    if let Err(e) = stack.stop().await {
+        eprintln!("{e}");
     }
     pool.close().await;
     if !args.keep_database {

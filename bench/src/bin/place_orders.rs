@@ -15,9 +15,8 @@
 //!
 //! Absolute numbers swing by 2x on shared machines; compare the ratio.
 
-use ordertrail_bench::{free_port, mint_token, ms, place_order_body, wait_ready};
+use ordertrail_bench::{ApiProcess, mint_token, ms, place_order_body, spawn_api, wait_ready};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -67,28 +66,15 @@ async fn main() -> Result<()> {
         .fetch_one(&pool)
         .await?;
 
-    let secret = format!("bench-secret-{}", uuid::Uuid::new_v4().simple());
-    let port = free_port()?;
-    let api_bin = match &config.api_bin {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("exe dir")?
-            .join("ordertrail-api"),
-    };
-    let mut api = tokio::process::Command::new(&api_bin)
-        .env("DATABASE_URL", &config.database_url)
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("JWT_SECRET", &secret)
-        .env("DROPOFF_CODE_KEY", format!("dropoff-{secret}"))
-        .env("DATABASE_POOL_SIZE", config.db_pool_size.to_string())
-        .env("RUST_LOG", "warn")
-        .envs(ordertrail_bench::API_WITHOUT_RATE_LIMITS)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("start {}", api_bin.display()))?;
-    let base = format!("http://127.0.0.1:{port}");
+    let ApiProcess {
+        child: mut api,
+        base,
+        secret,
+    } = spawn_api(
+        config.api_bin.as_deref(),
+        &config.database_url,
+        config.db_pool_size,
+    )?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(config.concurrency * 2)
         .timeout(Duration::from_secs(10))

@@ -17,13 +17,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use clap::Parser;
-use ordertrail_projections::rider_etas::EtaSettings;
-use ordertrail_projections::{ProjectorKind, RuntimeConfig};
+use ordertrail_launcher::{Stack, all_projectors, mock};
+use ordertrail_projections::ProjectorKind;
 use ordertrail_schemas::events::*;
 use ordertrail_schemas::*;
 use rdkafka::ClientConfig;
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use uuid::Uuid;
 
@@ -56,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let prefix = format!("bench{}", &Uuid::new_v4().simple().to_string()[..8]);
     let topics = ordertrail_schemas::topics::all_topics(&prefix);
-    let mock: Option<MockCluster<'static, DefaultProducerContext>>;
+    let mock: Option<mock::Mock>;
     let brokers = match &args.kafka_brokers {
         Some(b) if !b.is_empty() => {
             mock = None;
@@ -78,10 +77,7 @@ async fn main() -> anyhow::Result<()> {
             b.clone()
         }
         _ => {
-            let m = MockCluster::new(3)?;
-            for t in &topics {
-                m.create_topic(t, args.partitions, 1)?;
-            }
+            let m = mock::host(3, &topics, args.partitions)?;
             let b = m.bootstrap_servers();
             mock = Some(m);
             b
@@ -153,11 +149,7 @@ async fn main() -> anyhow::Result<()> {
         counts.get(&AggregateKind::Delivery).copied().unwrap_or(0),
     );
 
-    for kind in [
-        ProjectorKind::OrderHistory,
-        ProjectorKind::RiderEtas(EtaSettings::default()),
-        ProjectorKind::Settlements,
-    ] {
+    for kind in all_projectors() {
         let kinds: &[AggregateKind] = match kind {
             ProjectorKind::OrderHistory => &AggregateKind::ALL,
             ProjectorKind::RiderEtas(_) => &[AggregateKind::Delivery],
@@ -169,18 +161,18 @@ async fn main() -> anyhow::Result<()> {
             .sum();
         let name = kind.name();
         let (db_name, _url, pool) = fresh_database(&args.database_url, 4, false).await?;
-        let mut config = RuntimeConfig::new(&brokers, &prefix, format!("bench-{name}-{db_name}"));
-        config.batch_size = args.batch_size;
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        // The projector alone, in this process (the launcher's `Stack`).
+        let batch_size = args.batch_size;
         let started = Instant::now();
-        let task = tokio::spawn(ordertrail_projections::run(
-            kind,
-            config,
-            pool.clone(),
-            async move {
-                let _ = stop_rx.await;
-            },
-        ));
+        let stack = Stack::on_pool(pool.clone())
+            .kafka(&brokers)
+            .topic_prefix(&prefix)
+            .partitions(args.partitions)
+            .relay(false)
+            .projectors(vec![kind])
+            .projector_config(move |c| c.batch_size = batch_size)
+            .start()
+            .await?;
         let mut first_event = None;
         loop {
             let done: Option<i64> = sqlx::query_scalar(
@@ -196,18 +188,14 @@ async fn main() -> anyhow::Result<()> {
             if done >= expected {
                 break;
             }
-            if task.is_finished() {
-                let result = task.await?;
-                bail!("projector {name} stopped early: {result:?}");
-            }
+            stack.check_running()?;
             if started.elapsed() > Duration::from_secs(600) {
                 bail!("projector {name} did not catch up in 10 minutes ({done}/{expected})");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let took = started.elapsed();
-        let _ = stop_tx.send(());
-        task.await??;
+        stack.stop().await?;
         let warm = first_event.map(|f| took.saturating_sub(f)).unwrap_or(took);
         println!(
             "{name:>14}: {expected} events in {:.2}s = {:.0} events/s from start ({:.0} events/s after the first batch; group join {:.2}s)",

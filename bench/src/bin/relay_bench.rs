@@ -19,14 +19,13 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use ordertrail_commands::relay::{self, RelayConfig, checkpoint, topics};
+use ordertrail_commands::relay::checkpoint;
+use ordertrail_launcher::{Stack, mock};
 use ordertrail_platform::{db, event_log};
 use ordertrail_schemas::topics::all_topics;
 use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
@@ -98,15 +97,18 @@ async fn fresh_database(url: &str) -> anyhow::Result<(PgPool, String, String)> {
 
 async fn bench(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
     let prefix = format!("bench{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let mock: Option<MockCluster<'static, DefaultProducerContext>>;
+    let mock: Option<mock::Mock>;
     let brokers = match &args.kafka_brokers {
         Some(b) if !b.trim().is_empty() => {
             mock = None;
             b.clone()
         }
         _ => {
-            let m = MockCluster::new(PARTITIONS_MOCK_BROKERS).context("start mock cluster")?;
-            topics::create_on_mock_cluster(&m, &all_topics(&prefix), args.partitions)?;
+            let m = mock::host(
+                PARTITIONS_MOCK_BROKERS,
+                &all_topics(&prefix),
+                args.partitions,
+            )?;
             let b = m.bootstrap_servers();
             mock = Some(m);
             b
@@ -137,23 +139,23 @@ async fn bench(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let mut config = RelayConfig::new(brokers.clone(), prefix.clone());
-    config.topic_partitions = args.partitions;
-    config.topic_replication_factor = 1;
-    config.batch_size = args.batch_size;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let relay_task = tokio::spawn(relay::run(config, pool.clone(), async move {
-        let _ = stop_rx.await;
-    }));
+    // The relay alone, in this process (the launcher's `Stack`).
+    let batch_size = args.batch_size;
+    let stack = Stack::on_pool(pool.clone())
+        .kafka(&brokers)
+        .topic_prefix(&prefix)
+        .partitions(args.partitions)
+        .projectors(Vec::new())
+        .relay_config(move |c| c.batch_size = batch_size)
+        .start()
+        .await?;
     let started = Instant::now();
     loop {
         let mut conn = pool.acquire().await?;
         if checkpoint::load(&mut conn, &prefix).await? >= head {
             break;
         }
-        if relay_task.is_finished() {
-            bail!("relay stopped during catch-up: {:?}", relay_task.await);
-        }
+        stack.check_running().context("during catch-up")?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let took = started.elapsed().as_secs_f64();
@@ -170,8 +172,7 @@ async fn bench(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
          (commit -> consumed; target p99 <= 50 ms)",
         args.rate, args.seconds
     );
-    let _ = stop_tx.send(());
-    relay_task.await.context("relay task")??;
+    stack.stop().await?;
     drop(mock);
     Ok(())
 }

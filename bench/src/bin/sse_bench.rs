@@ -22,15 +22,16 @@
 //! p50/p90/p99/max and how many events each client received.
 
 use std::collections::{HashMap, VecDeque};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use ordertrail_bench::{free_port, fresh_database, mint_token, ms, place_order_body, wait_ready};
+use ordertrail_bench::{
+    ApiProcess, fresh_database, mint_token, ms, place_order_body, spawn_api, wait_ready,
+};
 use ordertrail_commands::catalog::seed_ids;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -320,28 +321,11 @@ async fn main() -> Result<()> {
         )
         .init();
     let (db_name, db_url, _pool) = fresh_database(&args.database_url, 2, true).await?;
-    let secret = format!("bench-secret-{}", Uuid::new_v4().simple());
-    let port = free_port()?;
-    let api_bin = match &args.api_bin {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("exe dir")?
-            .join("ordertrail-api"),
-    };
-    let mut api = tokio::process::Command::new(&api_bin)
-        .env("DATABASE_URL", &db_url)
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("JWT_SECRET", &secret)
-        .env("DROPOFF_CODE_KEY", format!("dropoff-{secret}"))
-        .env("DATABASE_POOL_SIZE", args.db_pool_size.to_string())
-        .env("RUST_LOG", "warn")
-        .envs(ordertrail_bench::API_WITHOUT_RATE_LIMITS)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("start {}", api_bin.display()))?;
-    let base = format!("http://127.0.0.1:{port}");
+    let ApiProcess {
+        child: mut api,
+        base,
+        secret,
+    } = spawn_api(args.api_bin.as_deref(), &db_url, args.db_pool_size)?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1_024)
         .timeout(Duration::from_secs(10))

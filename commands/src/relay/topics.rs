@@ -6,8 +6,6 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::ProducerContext;
 
 use super::RelayError;
 
@@ -41,8 +39,8 @@ fn admin_client(brokers: &str) -> Result<AdminClient<DefaultClientContext>, Kafk
 ///
 /// librdkafka's mock cluster does not implement CreateTopics: the request is
 /// never answered and times out. Whoever hosts the mock therefore creates the
-/// topics first (see [`create_on_mock_cluster`]); the lookup then finds them
-/// and no admin request is made.
+/// topics first (the launcher's `Stack`, the testkit); the lookup then finds
+/// them and no admin request is made.
 pub(crate) async fn ensure(
     brokers: &str,
     topics: &[String],
@@ -117,18 +115,4 @@ pub(crate) async fn ensure(
         }
     }
     Ok(TopicsOutcome::Created(created))
-}
-
-/// For the processes that host librdkafka's mock cluster (the local launcher
-/// and the test harness): the mock implements no CreateTopics API, so the host
-/// creates the relay's topics directly before starting the relay.
-pub fn create_on_mock_cluster<C: ProducerContext>(
-    mock: &MockCluster<'_, C>,
-    topics: &[String],
-    partitions: i32,
-) -> Result<(), KafkaError> {
-    for topic in topics {
-        mock.create_topic(topic, partitions, 1)?;
-    }
-    Ok(())
 }

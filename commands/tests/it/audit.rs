@@ -8,7 +8,8 @@ use ordertrail_domain::{OrderStatus, PaymentStatus};
 use ordertrail_schemas::{AggregateKind, DeliveryId, PaymentId};
 use uuid::Uuid;
 
-use crate::saga::{Env, rider_n};
+use crate::saga::Env;
+use crate::support::rider_n;
 
 fn meta(e: &AuditEvent, key: &str) -> String {
     e.metadata[key].as_str().unwrap_or_default().to_owned()

@@ -6,59 +6,21 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use ordertrail_commands::catalog::{self, seed_ids};
 use ordertrail_commands::service::{CommandContext, CommandError, CommandService, IdempotencyKey};
-use ordertrail_commands::workflows::PlaceOrder;
 use ordertrail_domain::delivery::{AssignRider, ReportLocation, RequestDelivery};
 use ordertrail_domain::{DeliveryCommand, ErrorKind, SimulatedProvider};
-use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
 use ordertrail_schemas::{
     Actor, ActorRole, CustomerId, DeliveryId, EventMetadata, GeoPoint, MenuItemId, OrderId,
     RestaurantId, RiderId,
 };
 use ordertrail_testkit::pg::TestDatabase;
 
+use crate::support::{berlin_order, card, customer, ops};
+
 async fn service() -> (TestDatabase, CommandService) {
     let db = TestDatabase::with_pool_size(20).await;
     catalog::seed(&db.pool).await.expect("seed");
     let service = CommandService::new(db.pool.clone(), Arc::new(SimulatedProvider::default()));
     (db, service)
-}
-
-fn ops() -> Actor {
-    Actor {
-        subject: "ops-1".into(),
-        role: ActorRole::Ops,
-    }
-}
-
-fn customer(id: CustomerId) -> Actor {
-    Actor {
-        subject: id.to_string(),
-        role: ActorRole::Customer,
-    }
-}
-
-fn berlin_order(customer_id: CustomerId) -> PlaceOrder {
-    PlaceOrder {
-        customer_id,
-        restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
-        items: vec![
-            (MenuItemId(seed_ids::menu_item(1, 1)), 2),
-            (MenuItemId(seed_ids::menu_item(1, 3)), 1),
-        ],
-        delivery_address: DeliveryAddress {
-            street: "Oranienstraße 1".into(),
-            city: "Berlin".into(),
-            postal_code: "10999".into(),
-            location: GeoPoint {
-                lat: 52.5010,
-                lon: 13.4190,
-            },
-        },
-        payment_method: PaymentMethod::Card {
-            payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_visa"),
-        },
-        tip_minor: Some(100),
-    }
 }
 
 async fn count_events(db: &TestDatabase) -> i64 {
@@ -105,7 +67,7 @@ async fn every_event_carries_the_command_metadata_and_store_columns() {
     let customer_id = CustomerId::new_random();
     let ctx = CommandContext::new(customer(customer_id), "req-meta");
     let outcome = service
-        .run(&ctx, berlin_order(customer_id))
+        .run(&ctx, berlin_order(customer_id, card("tok_visa")))
         .await
         .expect("place");
     assert_eq!(outcome.version, 1);
@@ -276,14 +238,14 @@ async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
     let first = service
         .run(
             &keyed(customer(customer_id), "k1", "h1"),
-            berlin_order(customer_id),
+            berlin_order(customer_id, card("tok_visa")),
         )
         .await
         .expect("first");
     let again = service
         .run(
             &keyed(customer(customer_id), "k1", "h1"),
-            berlin_order(customer_id),
+            berlin_order(customer_id, card("tok_visa")),
         )
         .await
         .expect("retry");
@@ -296,14 +258,17 @@ async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
     let reused = service
         .run(
             &keyed(customer(customer_id), "k1", "other-body"),
-            berlin_order(customer_id),
+            berlin_order(customer_id, card("tok_visa")),
         )
         .await;
     assert!(matches!(reused, Err(CommandError::IdempotencyKeyReused)));
     // The same key from another customer is another command.
     let other = CustomerId::new_random();
     let theirs = service
-        .run(&keyed(customer(other), "k1", "h1"), berlin_order(other))
+        .run(
+            &keyed(customer(other), "k1", "h1"),
+            berlin_order(other, card("tok_visa")),
+        )
         .await
         .expect("other");
     assert_ne!(theirs.aggregate_id, first.aggregate_id);
@@ -321,7 +286,7 @@ async fn identical_requests_racing_append_once() {
             service
                 .run(
                     &keyed(customer(customer_id), "race-key", "h"),
-                    berlin_order(customer_id),
+                    berlin_order(customer_id, card("tok_visa")),
                 )
                 .await
         }));
@@ -344,7 +309,7 @@ async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
     let customer_id = CustomerId::new_random();
     let ctx = keyed(customer(customer_id), "crash-key", "h");
     let first = service
-        .run(&ctx, berlin_order(customer_id))
+        .run(&ctx, berlin_order(customer_id, card("tok_visa")))
         .await
         .expect("first");
     // The process died after the commit and before it recorded the response:
@@ -356,7 +321,7 @@ async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
     .await
     .expect("forget response");
     let retry = service
-        .run(&ctx, berlin_order(customer_id))
+        .run(&ctx, berlin_order(customer_id, card("tok_visa")))
         .await
         .expect("retry");
     assert!(retry.replayed);
@@ -369,7 +334,7 @@ async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
 async fn a_retried_rejection_gets_the_same_rejection() {
     let (db, service) = service().await;
     let customer_id = CustomerId::new_random();
-    let mut input = berlin_order(customer_id);
+    let mut input = berlin_order(customer_id, card("tok_visa"));
     input.items = vec![];
     let ctx = keyed(customer(customer_id), "empty", "h");
     let first = service
@@ -386,14 +351,14 @@ async fn a_retried_rejection_gets_the_same_rejection() {
 async fn unknown_references_are_rejected_before_anything_is_appended() {
     let (db, service) = service().await;
     let customer_id = CustomerId::new_random();
-    let mut input = berlin_order(customer_id);
+    let mut input = berlin_order(customer_id, card("tok_visa"));
     input.restaurant_id = RestaurantId::new_random();
     let e = service
         .run(&CommandContext::new(customer(customer_id), "r"), input)
         .await
         .expect_err("unknown");
     assert_eq!(e.code(), "restaurant_not_found");
-    let mut input = berlin_order(customer_id);
+    let mut input = berlin_order(customer_id, card("tok_visa"));
     input.items.push((MenuItemId::new_random(), 1));
     let e = service
         .run(&CommandContext::new(customer(customer_id), "r"), input)

@@ -7,3 +7,4 @@ mod event_store;
 mod process;
 mod relay;
 mod saga;
+mod support;

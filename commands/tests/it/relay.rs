@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use ordertrail_commands::relay::{self, RelayConfig, topics};
+use ordertrail_commands::relay::{self, RelayConfig};
 use ordertrail_platform::event_log::{self, Position};
 use ordertrail_schemas::events::delivery::{
     DeliveryCompleted, DeliveryRequested, PickupConfirmed, RiderAssigned, RiderLocationReported,
@@ -47,12 +47,9 @@ async fn setup() -> Setup {
     ordertrail_testkit::init_test_logging();
     let db = TestDatabase::new().await;
     let kafka = TestKafka::start();
-    if let Some(mock) = kafka.mock() {
-        // The mock cluster has no CreateTopics API: its host creates the topics
-        // (the relay checks they exist and says so when they do not).
-        topics::create_on_mock_cluster(mock, &all_topics(&kafka.prefix), PARTITIONS)
-            .expect("create topics on the mock cluster");
-    }
+    // The mock cluster has no CreateTopics API: its host creates the topics
+    // (the relay checks they exist and says so when they do not).
+    kafka.create_topics(&all_topics(&kafka.prefix), PARTITIONS);
     Setup { db, kafka }
 }
 

@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use ordertrail_commands::catalog::{self, seed_ids};
+use ordertrail_commands::catalog;
 use ordertrail_commands::provider_ledger::RecordingProvider;
-use ordertrail_commands::relay::{self, RelayConfig, topics};
+use ordertrail_commands::relay::{self, RelayConfig};
 use ordertrail_commands::saga::{self, SagaConfig};
 use ordertrail_commands::service::{CommandContext, CommandService};
-use ordertrail_commands::workflows::PlaceOrder;
 use ordertrail_domain::delivery::{AssignRider, CompleteDelivery, ConfirmPickup, FailDelivery};
 use ordertrail_domain::order::{AcceptOrder, CancelOrder, RejectOrder};
 use ordertrail_domain::payment::AuthorizePayment;
@@ -23,11 +22,10 @@ use ordertrail_domain::{
     DeliveryCommand, DeliveryStatus, Order, OrderCommand, OrderStatus, Payment, PaymentCommand,
     PaymentStatus, SimulatedProvider,
 };
-use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
+use ordertrail_schemas::events::PaymentMethod;
 use ordertrail_schemas::topics::all_topics;
 use ordertrail_schemas::{
-    Actor, ActorRole, CustomerId, DeliveryId, EventMetadata, GeoPoint, MenuItemId, OrderId,
-    PaymentId, RestaurantId, RiderId,
+    Actor, ActorRole, CustomerId, DeliveryId, EventMetadata, OrderId, PaymentId, RiderId,
 };
 use ordertrail_testkit::eventually;
 use ordertrail_testkit::kafka::TestKafka;
@@ -36,6 +34,8 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
+
+use crate::support::{berlin_order, card, customer, ops, restaurant, rider, rider_n};
 
 const PARTITIONS: i32 = 3;
 const WAIT: Duration = Duration::from_secs(60);
@@ -106,10 +106,7 @@ impl Env {
         let db = TestDatabase::with_pool_size(20).await;
         catalog::seed(&db.pool).await.expect("seed");
         let kafka = TestKafka::start();
-        if let Some(mock) = kafka.mock() {
-            topics::create_on_mock_cluster(mock, &all_topics(&kafka.prefix), PARTITIONS)
-                .expect("create topics on the mock cluster");
-        }
+        kafka.create_topics(&all_topics(&kafka.prefix), PARTITIONS);
         let mut relay_config = RelayConfig::new(kafka.bootstrap.clone(), kafka.prefix.clone());
         relay_config.topic_partitions = PARTITIONS;
         relay_config.topic_replication_factor = 1;
@@ -171,35 +168,14 @@ impl Env {
 
     async fn place(&self, payment_method: PaymentMethod) -> OrderId {
         let customer_id = CustomerId::new_random();
-        let input = PlaceOrder {
-            customer_id,
-            restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
-            items: vec![
-                (MenuItemId(seed_ids::menu_item(1, 1)), 2),
-                (MenuItemId(seed_ids::menu_item(1, 3)), 1),
-            ],
-            delivery_address: DeliveryAddress {
-                street: "Oranienstraße 1".into(),
-                city: "Berlin".into(),
-                postal_code: "10999".into(),
-                location: GeoPoint {
-                    lat: 52.5010,
-                    lon: 13.4190,
-                },
-            },
-            payment_method,
-            tip_minor: Some(100),
-        };
+        let input = berlin_order(customer_id, payment_method);
         let ctx = CommandContext::new(customer(customer_id), "req-place");
         let outcome = self.service.run(&ctx, input).await.expect("place order");
         outcome.aggregate_id.parse().expect("order id")
     }
 
     pub(crate) async fn place_card(&self, token: &str) -> OrderId {
-        self.place(PaymentMethod::Card {
-            payment_method_ref: ordertrail_schemas::privacy::payment_method_ref(token),
-        })
-        .await
+        self.place(card(token)).await
     }
 
     async fn order_cmd(&self, actor: Actor, order_id: OrderId, command: OrderCommand) {
@@ -442,38 +418,6 @@ impl Env {
         .await
         .expect("timers")
     }
-}
-
-fn customer(id: CustomerId) -> Actor {
-    Actor {
-        subject: id.to_string(),
-        role: ActorRole::Customer,
-    }
-}
-
-fn restaurant() -> Actor {
-    Actor {
-        subject: seed_ids::BERLIN_BURGERS.to_string(),
-        role: ActorRole::Restaurant,
-    }
-}
-
-fn rider(id: RiderId) -> Actor {
-    Actor {
-        subject: id.to_string(),
-        role: ActorRole::Rider,
-    }
-}
-
-fn ops() -> Actor {
-    Actor {
-        subject: "ops-1".into(),
-        role: ActorRole::Ops,
-    }
-}
-
-pub(crate) fn rider_n(n: u128) -> RiderId {
-    RiderId(seed_ids::rider(n))
 }
 
 fn strings(v: &[&str]) -> Vec<String> {

@@ -7,7 +7,7 @@ use ordertrail_projections::ProjectorKind;
 use ordertrail_projections::queries::{self, Viewer};
 use ordertrail_schemas::*;
 use ordertrail_testkit::eventually;
-use ordertrail_testkit::pg::TestDatabase;
+use ordertrail_testkit::pg::{TestDatabase, dump};
 use sqlx::PgPool;
 
 use crate::settlements::{expected_days, scripted_day};
@@ -29,16 +29,6 @@ fn many_orders(n: usize, restaurant: RestaurantId) -> Script {
         );
     }
     s
-}
-
-/// A read model as JSON, for comparing two databases.
-pub(crate) async fn dump(pool: &PgPool, table: &str, order_by: &str) -> serde_json::Value {
-    sqlx::query_scalar(&format!(
-        "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY {order_by}), '[]'::jsonb) FROM {table} t"
-    ))
-    .fetch_one(pool)
-    .await
-    .unwrap_or_else(|e| panic!("dump {table}: {e}"))
 }
 
 async fn settlement_orders_total(pool: &PgPool, restaurant: RestaurantId) -> (i64, i64, i64) {

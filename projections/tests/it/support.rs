@@ -34,10 +34,8 @@ impl Env {
         let db = TestDatabase::new().await;
         let kafka = TestKafka::start();
         let topics = topics::all_topics(&kafka.prefix);
-        if let Some(mock) = kafka.mock() {
-            for t in &topics {
-                mock.create_topic(t, PARTITIONS, 1).expect("create topic");
-            }
+        if kafka.is_mock() {
+            kafka.create_topics(&topics, PARTITIONS);
         } else {
             let admin: AdminClient<_> = ClientConfig::new()
                 .set("bootstrap.servers", &kafka.bootstrap)

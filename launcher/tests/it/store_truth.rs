@@ -1,51 +1,31 @@
 //! The event store is the truth for every consumer: rebuild and verify from
 //! the store, recovery when the broker lost its data or the topics were
 //! recreated, and the platform started twice on one database with a fresh
-//! broker each time. Everything runs in-process against the real PostgreSQL
-//! and Kafka-protocol broker of the testkit.
+//! broker each time. Everything runs in-process (the launcher's `Stack`)
+//! against the real PostgreSQL and Kafka-protocol broker of the testkit.
 
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use ordertrail_commands::catalog::{self, seed_ids};
-use ordertrail_commands::relay::{self, RelayConfig, topics};
-use ordertrail_commands::saga::{self, SagaConfig};
 use ordertrail_commands::service::{CommandContext, CommandService};
-use ordertrail_commands::workflows::PlaceOrder;
 use ordertrail_domain::SimulatedProvider;
 use ordertrail_domain::order::AcceptOrder;
 use ordertrail_domain::payment::RefundPayment;
+use ordertrail_launcher::all_projectors;
+use ordertrail_projections::ProjectorKind;
 use ordertrail_projections::rider_etas::EtaSettings;
-use ordertrail_projections::{ProjectorKind, RuntimeConfig};
-use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
-use ordertrail_schemas::topics::all_topics;
 use ordertrail_schemas::{
-    Actor, ActorRole, Currency, CustomerId, GeoPoint, MenuItemId, Money, OrderId, PaymentId,
-    RestaurantId, RiderId,
+    Actor, ActorRole, Currency, CustomerId, Money, OrderId, PaymentId, RestaurantId, RiderId,
 };
 use ordertrail_testkit::eventually;
 use ordertrail_testkit::kafka::TestKafka;
-use ordertrail_testkit::pg::TestDatabase;
+use ordertrail_testkit::pg::{TestDatabase, dump};
 use sqlx::PgPool;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::end_to_end::Commands;
-use crate::runtime::dump;
-
-const PARTITIONS: i32 = 3;
-const WAIT: Duration = Duration::from_secs(90);
-
-fn kinds() -> [ProjectorKind; 3] {
-    [
-        ProjectorKind::OrderHistory,
-        ProjectorKind::RiderEtas(EtaSettings::default()),
-        ProjectorKind::Settlements,
-    ]
-}
+use crate::support::{Platform, WAIT, binary, place_card_order, seeded_platform};
 
 /// Every table of every read model, with the columns to sort a dump by.
 const TABLES: [(&str, &str); 10] = [
@@ -72,120 +52,8 @@ async fn dump_all(pool: &PgPool) -> Vec<serde_json::Value> {
     out
 }
 
-/// Relay, three projectors and (optionally) the saga, as tasks on one
-/// broker: the local platform.
-pub(crate) struct Stack {
-    stop: watch::Sender<bool>,
-    tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
-}
-
-impl Stack {
-    pub(crate) fn start(pool: &PgPool, kafka: &TestKafka, with_saga: bool) -> Self {
-        if let Some(mock) = kafka.mock() {
-            topics::create_on_mock_cluster(mock, &all_topics(&kafka.prefix), PARTITIONS)
-                .expect("create topics on the mock cluster");
-        }
-        let (stop, stopped) = watch::channel(false);
-        let shutdown = move || {
-            let mut rx = stopped.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        let mut relay_config = RelayConfig::new(kafka.bootstrap.clone(), kafka.prefix.clone());
-        relay_config.topic_partitions = PARTITIONS;
-        relay_config.topic_replication_factor = 1;
-        relay_config.poll_interval = Duration::from_millis(50);
-        let mut tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)> = Vec::new();
-        let (p, s) = (pool.clone(), shutdown());
-        tasks.push((
-            "relay",
-            tokio::spawn(async move {
-                relay::run(relay_config, p, s)
-                    .await
-                    .map_err(|e| e.to_string())
-            }),
-        ));
-        for kind in kinds() {
-            let name = kind.name();
-            let mut config = RuntimeConfig::new(
-                &kafka.bootstrap,
-                &kafka.prefix,
-                format!("{}-{name}", kafka.prefix),
-            );
-            config.heartbeat = Duration::from_millis(200);
-            config.fence = Duration::from_millis(200);
-            config.max_backoff = Duration::from_millis(500);
-            let (p, s) = (pool.clone(), shutdown());
-            tasks.push((
-                name,
-                tokio::spawn(async move {
-                    ordertrail_projections::run(kind, config, p, s)
-                        .await
-                        .map_err(|e| e.to_string())
-                }),
-            ));
-        }
-        if with_saga {
-            let mut config = SagaConfig::new(
-                kafka.bootstrap.clone(),
-                kafka.prefix.clone(),
-                format!("{}-saga", kafka.prefix),
-            );
-            config.timer_poll_interval = Duration::from_millis(100);
-            config.max_backoff = Duration::from_millis(500);
-            let service = CommandService::new(pool.clone(), Arc::new(SimulatedProvider::new()));
-            let s = shutdown();
-            tasks.push((
-                "saga",
-                tokio::spawn(async move {
-                    saga::run(config, service, s)
-                        .await
-                        .map_err(|e| e.to_string())
-                }),
-            ));
-        }
-        Self { stop, tasks }
-    }
-
-    /// Every projector has applied every event in the store (lag measured
-    /// against the store's head, not against Kafka).
-    pub(crate) async fn caught_up(&self, pool: &PgPool) {
-        eventually(
-            "every projector applied every stored event",
-            WAIT,
-            || async {
-                for (name, task) in &self.tasks {
-                    assert!(!task.is_finished(), "{name} stopped early");
-                }
-                let status = ordertrail_projections::queries::projector_status(pool)
-                    .await
-                    .ok()?;
-                status
-                    .iter()
-                    .filter(|s| s.projector != "saga")
-                    .all(|s| s.events_behind == 0 && s.state == "following")
-                    .then_some(())
-            },
-        )
-        .await;
-    }
-
-    pub(crate) async fn stop(self) {
-        let _ = self.stop.send(true);
-        for (name, task) in self.tasks {
-            let result = tokio::time::timeout(Duration::from_secs(30), task)
-                .await
-                .unwrap_or_else(|_| panic!("{name} stops"));
-            result
-                .expect("task")
-                .unwrap_or_else(|e| panic!("{name} failed: {e}"));
-        }
-    }
-}
-
 async fn verify_clean(pool: &PgPool) {
-    for kind in kinds() {
+    for kind in all_projectors() {
         let name = kind.name();
         let report = ordertrail_projections::verify(kind, pool, 7, 10, &mut |_| {})
             .await
@@ -200,13 +68,8 @@ async fn verify_clean(pool: &PgPool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_equals_live_and_verify_reports_tampered_rows_precisely() {
-    ordertrail_testkit::init_test_logging();
-    let db = TestDatabase::new().await;
-    catalog::seed(&db.pool).await.expect("seed");
+    let (db, _kafka, stack, commands) = seeded_platform().await;
     let pool = db.pool.clone();
-    let kafka = TestKafka::start();
-    let stack = Stack::start(&pool, &kafka, false);
-    let commands = Commands::new(&pool);
     let rider = RiderId(seed_ids::rider(1));
     let mut orders = Vec::new();
     for _ in 0..3 {
@@ -304,12 +167,12 @@ async fn rebuild_equals_live_and_verify_reports_tampered_rows_precisely() {
         .await
         .expect("capture recorded");
     assert!(failed.has_event("PaymentCaptureFailed"), "{failed:?}");
-    stack.caught_up(&pool).await;
+    stack.caught_up().await;
 
     // A clean model verifies clean, and a rebuild changes nothing.
     verify_clean(&pool).await;
     let before = dump_all(&pool).await;
-    for kind in kinds() {
+    for kind in all_projectors() {
         let name = kind.name();
         let summary = ordertrail_projections::rebuild(kind, &pool, 5, &mut |_| {})
             .await
@@ -332,7 +195,7 @@ async fn rebuild_equals_live_and_verify_reports_tampered_rows_precisely() {
     let another = commands
         .delivered_card_order(CustomerId(Uuid::new_v4()), rider)
         .await;
-    stack.caught_up(&pool).await;
+    stack.caught_up().await;
     let status: String = sqlx::query_scalar("SELECT status FROM order_history WHERE order_id = $1")
         .bind(another.0)
         .fetch_one(&pool)
@@ -409,19 +272,14 @@ async fn rebuild_equals_live_and_verify_reports_tampered_rows_precisely() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_rebuild_leaves_the_live_model_untouched_and_a_rerun_completes() {
-    ordertrail_testkit::init_test_logging();
-    let db = TestDatabase::new().await;
-    catalog::seed(&db.pool).await.expect("seed");
+    let (db, _kafka, stack, commands) = seeded_platform().await;
     let pool = db.pool.clone();
-    let kafka = TestKafka::start();
-    let stack = Stack::start(&pool, &kafka, false);
-    let commands = Commands::new(&pool);
     for _ in 0..2 {
         commands
             .delivered_card_order(CustomerId(Uuid::new_v4()), RiderId(seed_ids::rider(2)))
             .await;
     }
-    stack.caught_up(&pool).await;
+    stack.caught_up().await;
     let before = dump_all(&pool).await;
 
     // Hold the live projector's row so the rebuild stops right before its
@@ -431,8 +289,8 @@ async fn kill_9_during_a_rebuild_leaves_the_live_model_untouched_and_a_rerun_com
         .execute(&mut *holder)
         .await
         .expect("hold the row");
-    let binary = env!("CARGO_BIN_EXE_ordertrail-order-history");
-    let mut child = std::process::Command::new(binary)
+    let binary = binary("ordertrail-order-history");
+    let mut child = std::process::Command::new(&binary)
         .args(["rebuild", "--quiet", "--store-batch-size", "3"])
         .env("DATABASE_URL", &db.url)
         .env_remove("KAFKA_BROKERS")
@@ -485,13 +343,15 @@ async fn kill_9_during_a_rebuild_leaves_the_live_model_untouched_and_a_rerun_com
         free.then_some(())
     })
     .await;
-    let rerun = tokio::process::Command::new(binary)
-        .args(["rebuild", "--quiet", "--json"])
-        .env("DATABASE_URL", &db.url)
-        .env_remove("KAFKA_BROKERS")
-        .output()
-        .await
-        .expect("rerun");
+    // `ordertrail-order-history <command> --quiet --json` on the test database.
+    let run = |command: &'static str| {
+        tokio::process::Command::new(&binary)
+            .args([command, "--quiet", "--json"])
+            .env("DATABASE_URL", &db.url)
+            .env_remove("KAFKA_BROKERS")
+            .output()
+    };
+    let rerun = run("rebuild").await.expect("rerun");
     assert!(
         rerun.status.success(),
         "{}",
@@ -501,58 +361,13 @@ async fn kill_9_during_a_rebuild_leaves_the_live_model_untouched_and_a_rerun_com
     assert!(summary["events"].as_u64().unwrap_or(0) > 0, "{summary}");
     assert_eq!(dump_all(&pool).await, before);
     // Verify from the binary: exit 0 on a clean model.
-    let verify = tokio::process::Command::new(binary)
-        .args(["verify", "--quiet", "--json"])
-        .env("DATABASE_URL", &db.url)
-        .env_remove("KAFKA_BROKERS")
-        .output()
-        .await
-        .expect("verify");
+    let verify = run("verify").await.expect("verify");
     assert!(
         verify.status.success(),
         "{}",
         String::from_utf8_lossy(&verify.stdout)
     );
     stack.stop().await;
-}
-
-fn customer_ctx(customer: CustomerId) -> CommandContext {
-    CommandContext::new(
-        Actor {
-            subject: customer.0.to_string(),
-            role: ActorRole::Customer,
-        },
-        format!("req-{}", Uuid::new_v4()),
-    )
-}
-
-async fn place_card_order(service: &CommandService) -> OrderId {
-    let customer = CustomerId(Uuid::new_v4());
-    let placed = service
-        .run(
-            &customer_ctx(customer),
-            PlaceOrder {
-                customer_id: customer,
-                restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
-                items: vec![(MenuItemId(seed_ids::menu_item(1, 1)), 1)],
-                delivery_address: DeliveryAddress {
-                    street: "Oranienstraße 25".into(),
-                    city: "Berlin".into(),
-                    postal_code: "10999".into(),
-                    location: GeoPoint {
-                        lat: 52.5003,
-                        lon: 13.4215,
-                    },
-                },
-                payment_method: PaymentMethod::Card {
-                    payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_visa"),
-                },
-                tip_minor: None,
-            },
-        )
-        .await
-        .expect("place order");
-    OrderId(placed.aggregate_id.parse().expect("order id"))
 }
 
 /// The saga authorizes and confirms a card order; the restaurant accepts; the
@@ -621,12 +436,12 @@ async fn the_platform_started_twice_with_a_fresh_broker_each_time_drives_every_n
 
     for start in 0..3 {
         let kafka = TestKafka::start_with_prefix(&prefix);
-        let stack = Stack::start(&pool, &kafka, true);
+        let stack = Platform::start(&pool, &kafka, true).await;
         for _ in 0..2 {
             let order = place_card_order(&service).await;
             drive_and_see_everywhere(&pool, &service, order).await;
         }
-        stack.caught_up(&pool).await;
+        stack.caught_up().await;
         let recovered: i64 = if start == 0 {
             0
         } else {
@@ -646,17 +461,12 @@ async fn the_platform_started_twice_with_a_fresh_broker_each_time_drives_every_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_whose_offsets_point_past_the_end_of_recreated_topics_recovers_from_the_store() {
-    ordertrail_testkit::init_test_logging();
-    let db = TestDatabase::new().await;
-    catalog::seed(&db.pool).await.expect("seed");
+    let (db, _kafka, stack, commands) = seeded_platform().await;
     let pool = db.pool.clone();
-    let kafka = TestKafka::start();
-    let stack = Stack::start(&pool, &kafka, false);
-    let commands = Commands::new(&pool);
     let first = commands
         .delivered_card_order(CustomerId(Uuid::new_v4()), RiderId(seed_ids::rider(3)))
         .await;
-    stack.caught_up(&pool).await;
+    stack.caught_up().await;
     // The topics as a recreated (or truncated) topic would leave them:
     // positions far beyond what the partitions now hold, pointing at events
     // the broker does not have there.
@@ -704,7 +514,7 @@ async fn a_consumer_whose_offsets_point_past_the_end_of_recreated_topics_recover
     let order = commands
         .delivered_card_order(CustomerId(Uuid::new_v4()), RiderId(seed_ids::rider(3)))
         .await;
-    stack.caught_up(&pool).await;
+    stack.caught_up().await;
     let status: String = sqlx::query_scalar("SELECT status FROM order_history WHERE order_id = $1")
         .bind(order.0)
         .fetch_one(&pool)

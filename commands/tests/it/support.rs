@@ -1,0 +1,74 @@
+//! Fixtures shared by the commands crate's integration tests: actors and the
+//! Berlin order every write-side test places.
+
+use ordertrail_commands::catalog::seed_ids;
+use ordertrail_commands::workflows::PlaceOrder;
+use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
+use ordertrail_schemas::{
+    Actor, ActorRole, CustomerId, GeoPoint, MenuItemId, RestaurantId, RiderId,
+};
+
+pub(crate) fn ops() -> Actor {
+    Actor {
+        subject: "ops-1".into(),
+        role: ActorRole::Ops,
+    }
+}
+
+pub(crate) fn customer(id: CustomerId) -> Actor {
+    Actor {
+        subject: id.to_string(),
+        role: ActorRole::Customer,
+    }
+}
+
+/// The seeded Berlin burger place.
+pub(crate) fn restaurant() -> Actor {
+    Actor {
+        subject: seed_ids::BERLIN_BURGERS.to_string(),
+        role: ActorRole::Restaurant,
+    }
+}
+
+pub(crate) fn rider(id: RiderId) -> Actor {
+    Actor {
+        subject: id.to_string(),
+        role: ActorRole::Rider,
+    }
+}
+
+/// Seed rider `n` (1-based).
+pub(crate) fn rider_n(n: u128) -> RiderId {
+    RiderId(seed_ids::rider(n))
+}
+
+/// A card payment with the provider's test `token`.
+pub(crate) fn card(token: &str) -> PaymentMethod {
+    PaymentMethod::Card {
+        payment_method_ref: ordertrail_schemas::privacy::payment_method_ref(token),
+    }
+}
+
+/// Two burgers and fries from the seeded Berlin burger place, delivered in
+/// Kreuzberg, with a 1.00 tip.
+pub(crate) fn berlin_order(customer_id: CustomerId, payment_method: PaymentMethod) -> PlaceOrder {
+    PlaceOrder {
+        customer_id,
+        restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
+        items: vec![
+            (MenuItemId(seed_ids::menu_item(1, 1)), 2),
+            (MenuItemId(seed_ids::menu_item(1, 3)), 1),
+        ],
+        delivery_address: DeliveryAddress {
+            street: "Oranienstraße 1".into(),
+            city: "Berlin".into(),
+            postal_code: "10999".into(),
+            location: GeoPoint {
+                lat: 52.5010,
+                lon: 13.4190,
+            },
+        },
+        payment_method,
+        tip_minor: Some(100),
+    }
+}
