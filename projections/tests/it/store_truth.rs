@@ -553,7 +553,7 @@ async fn a_bulk_rebuild_of_orders_spanning_many_batches_equals_the_live_model() 
             .await
             .unwrap_or_else(|e| panic!("rebuild {name}: {e}"));
         assert!(
-            summary.events > 3 * 10 && summary.bulk_events == summary.events,
+            summary.events > 3 * 5 && summary.bulk_events == summary.events,
             "{name}: every event through the bulk fill, in many batches: {summary:?}"
         );
     }
