@@ -585,7 +585,8 @@ async fn apply_batch(
             orders.insert(o.order_id, o);
         }
         // Serialise with other instances on the orders whose time zone is
-        // still unknown and on the orders placed in this batch.
+        // still unknown and on the orders placed in this batch. A bulk fill
+        // is the only writer of its shadow: nothing to serialise with.
         let mut lock: Vec<i32> = unknown
             .iter()
             .filter(|o| !orders.contains_key(o))
@@ -594,7 +595,7 @@ async fn apply_batch(
             .collect();
         lock.sort_unstable();
         lock.dedup();
-        if !lock.is_empty() {
+        if !lock.is_empty() && store == Store::Guarded {
             sqlx::query(
                 "SELECT pg_advisory_xact_lock($1, k) FROM (SELECT k FROM unnest($2::int[]) AS k ORDER BY k) AS s",
             )
