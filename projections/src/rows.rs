@@ -194,7 +194,7 @@ impl CopyRows {
 /// fractional seconds of a timestamp it parses from text.
 fn pg_micros(v: DateTime<Utc>) -> i64 {
     let nanos = v.timestamp_subsec_nanos();
-    let micros = if nanos % 1_000 == 0 {
+    let micros = if nanos.is_multiple_of(1_000) {
         i64::from(nanos / 1_000)
     } else {
         let fraction: f64 = format!("0.{nanos:09}").parse().unwrap_or(0.0);
@@ -206,6 +206,49 @@ fn pg_micros(v: DateTime<Utc>) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Times with sub-microsecond digits (ties included) copied in binary
+    /// equal the same times read by PostgreSQL from their JSON text (the live
+    /// path), so a bulk rebuild and the live model cannot differ by 1 µs.
+    #[tokio::test]
+    async fn copied_times_round_like_postgres_reading_json() {
+        let db = ordertrail_testkit::pg::TestDatabase::new().await;
+        let mut conn = db.pool.acquire().await.expect("connect");
+        sqlx::query("CREATE TABLE times (i bigint, t timestamptz)")
+            .execute(&mut *conn)
+            .await
+            .expect("table");
+        let base = NaiveDate::from_ymd_opt(2026, 3, 1)
+            .and_then(|d| d.and_hms_opt(23, 59, 59))
+            .expect("time")
+            .and_utc();
+        let mut times = Vec::new();
+        for micros in [0u32, 1, 2, 3, 122_999, 123_456, 999_999] {
+            for sub in [0u32, 1, 499, 500, 501, 999] {
+                times.push(base + chrono::Duration::nanoseconds(i64::from(micros * 1_000 + sub)));
+            }
+        }
+        let mut copy = CopyRows::new("times", &["i", "t"]);
+        for (i, t) in times.iter().enumerate() {
+            copy.row().int8(i as i64).timestamptz(*t);
+        }
+        copy.copy(&mut conn).await.expect("copy");
+        let json: Vec<serde_json::Value> = times
+            .iter()
+            .map(|t| serde_json::to_value(t).expect("json"))
+            .collect();
+        let differ: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM times c JOIN
+               (SELECT ord - 1 AS i, (j #>> '{}')::timestamptz AS t
+                FROM jsonb_array_elements($1) WITH ORDINALITY AS x(j, ord)) p USING (i)
+             WHERE c.t IS DISTINCT FROM p.t",
+        )
+        .bind(Json(&json))
+        .fetch_one(&mut *conn)
+        .await
+        .expect("compare");
+        assert_eq!(differ, 0, "of {} times", times.len());
+    }
 
     #[test]
     fn dates_and_times_count_from_the_postgres_epoch() {
