@@ -19,7 +19,7 @@ use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::rows::{CopyRows, Table};
+use crate::rows::{CopyRows, Store, Table};
 use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent};
 
 /// The order-history projector.
@@ -261,16 +261,6 @@ impl Projector for OrderHistory {
     ) -> Result<(), ProjectionError> {
         apply_batch(tx, batch, Store::Bulk).await
     }
-}
-
-/// How a batch's timeline entries are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Store {
-    /// Inserted, ignoring entries already there (the live path).
-    Guarded,
-    /// Copied: a rebuild's bulk fill, every event new (see
-    /// `Projector::apply_bulk`).
-    Bulk,
 }
 
 /// Apply a batch: rows loaded, changed in memory event by event, stored once.

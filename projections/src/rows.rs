@@ -83,6 +83,16 @@ impl Table {
     }
 }
 
+/// How a projector stores a batch's rows in insert-only tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Store {
+    /// Inserted under the guard (the live path, catch-up, a rebuild's tail).
+    Guarded,
+    /// Copied ([`CopyRows`]): a rebuild's bulk fill, every event new (see
+    /// `Projector::apply_bulk`).
+    Bulk,
+}
+
 /// Rows for `COPY … FROM STDIN (FORMAT binary)`: the insert-only tables of a
 /// rebuild's bulk fill, which start empty in the shadow, are written this way
 /// (one multi-row insert per batch, no conflict checks, values not parsed

@@ -55,7 +55,7 @@ use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::rows::{CopyRows, Table};
+use crate::rows::{CopyRows, Store, Table};
 use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent};
 
 pub const NAME: &str = "settlements";
@@ -320,15 +320,6 @@ impl Projector for Settlements {
     ) -> Result<(), ProjectionError> {
         apply_batch(tx, batch, Store::Bulk).await
     }
-}
-
-/// How a batch's ledger entries are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Store {
-    /// Inserted (the live path).
-    Guarded,
-    /// Copied: a rebuild's bulk fill (see `Projector::apply_bulk`).
-    Bulk,
 }
 
 /// Apply a batch: facts loaded, entries and day sums computed in memory,
