@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use ordertrail_schemas::{AggregateKind, EventEnvelope, EventMetadata, upcasters};
+use serde::Deserialize;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
@@ -246,23 +247,33 @@ impl StoredEvent {
     /// version, metadata decoded from the stored string map. The relay
     /// publishes exactly this; store-fed consumers apply exactly this.
     pub fn envelope(&self) -> Result<EventEnvelope, String> {
-        let kind = AggregateKind::parse(&self.aggregate_type)
-            .ok_or_else(|| format!("unknown aggregate type {:?}", self.aggregate_type))?;
-        let map: HashMap<String, String> = serde_json::from_value(self.metadata.clone())
-            .map_err(|e| format!("metadata is not a string map: {e}"))?;
-        let metadata = EventMetadata::from_map(&map).map_err(|e| e.to_string())?;
-        let (event_version, payload) = upcasters::upcast_payload(
-            &self.event_type,
-            self.event_version.clone(),
-            self.payload.clone(),
-        );
+        self.clone().into_envelope().map_err(|(reason, _)| reason)
+    }
+
+    /// [`StoredEvent::envelope`], taking the event: its payload and strings
+    /// are moved, not copied (the store-fed consumers and rebuilds decode
+    /// every event this way). A failure gives the event back.
+    pub fn into_envelope(self) -> Result<EventEnvelope, (String, Box<StoredEvent>)> {
+        let Some(kind) = AggregateKind::parse(&self.aggregate_type) else {
+            let reason = format!("unknown aggregate type {:?}", self.aggregate_type);
+            return Err((reason, Box::new(self)));
+        };
+        let metadata = match HashMap::<String, String>::deserialize(&self.metadata) {
+            Err(e) => return Err((format!("metadata is not a string map: {e}"), Box::new(self))),
+            Ok(map) => match EventMetadata::from_map(&map) {
+                Ok(metadata) => metadata,
+                Err(e) => return Err((e.to_string(), Box::new(self))),
+            },
+        };
+        let (event_version, payload) =
+            upcasters::upcast_payload(&self.event_type, self.event_version, self.payload);
         Ok(EventEnvelope {
             event_id: self.event_id,
             aggregate_type: kind,
-            aggregate_id: self.aggregate_id.clone(),
+            aggregate_id: self.aggregate_id,
             sequence: self.sequence,
             global_position: self.global_position,
-            event_type: self.event_type.clone(),
+            event_type: self.event_type,
             event_version,
             payload,
             metadata,

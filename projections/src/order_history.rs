@@ -19,7 +19,7 @@ use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::rows::Table;
+use crate::rows::{CopyRows, Store, Table};
 use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent};
 
 /// The order-history projector.
@@ -251,6 +251,25 @@ impl Projector for OrderHistory {
         tx: &mut PgConnection,
         batch: &[SourcedEvent],
     ) -> Result<(), ProjectionError> {
+        apply_batch(tx, batch, Store::Guarded).await
+    }
+
+    async fn apply_bulk(
+        &self,
+        tx: &mut PgConnection,
+        batch: &[SourcedEvent],
+    ) -> Result<(), ProjectionError> {
+        apply_batch(tx, batch, Store::Bulk).await
+    }
+}
+
+/// Apply a batch: rows loaded, changed in memory event by event, stored once.
+async fn apply_batch(
+    tx: &mut PgConnection,
+    batch: &[SourcedEvent],
+    store: Store,
+) -> Result<(), ProjectionError> {
+    {
         // Load every row the batch may touch.
         let mut ids: [Vec<Uuid>; 3] = Default::default();
         for e in batch {
@@ -335,9 +354,55 @@ impl Projector for OrderHistory {
         ORDERS.upsert(tx, &order_rows).await?;
         PAYMENTS.upsert(tx, &payment_rows).await?;
         DELIVERIES.upsert(tx, &delivery_rows).await?;
-        insert_timeline(tx, &timeline).await?;
+        match store {
+            Store::Guarded => insert_timeline(tx, &timeline).await?,
+            Store::Bulk => copy_timeline(tx, &timeline).await?,
+        }
         Ok(())
     }
+}
+
+const TIMELINE_COLUMNS: &[&str] = &[
+    "event_id",
+    "order_id",
+    "aggregate_type",
+    "aggregate_id",
+    "sequence",
+    "global_position",
+    "event_type",
+    "event_version",
+    "payload",
+    "metadata",
+    "recorded_at",
+];
+
+/// Copy timeline entries into a table that cannot hold them yet (a bulk
+/// fill's shadow).
+async fn copy_timeline(
+    tx: &mut PgConnection,
+    rows: &[TimelineRow<'_>],
+) -> Result<(), ProjectionError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut copy = CopyRows::new("order_timeline", TIMELINE_COLUMNS);
+    for r in rows {
+        copy.row()
+            .uuid(r.event_id)
+            .uuid(r.order_id)
+            .text(r.aggregate_type)
+            .text(r.aggregate_id)
+            .int8(r.sequence)
+            .int8(r.global_position)
+            .text(r.event_type)
+            .text(r.event_version)
+            .jsonb(r.payload)
+            .and_then(|c| c.jsonb(r.metadata))
+            .map_err(|e| ProjectionError::Database(sqlx::Error::Encode(Box::new(e))))?
+            .timestamptz(r.recorded_at);
+    }
+    copy.copy(tx).await?;
+    Ok(())
 }
 
 /// Insert timeline entries, ignoring any already there. Typed arrays rather

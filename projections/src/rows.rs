@@ -2,6 +2,7 @@
 //! time: `to_jsonb(row)` to load, `jsonb_populate_recordset` to store. A row
 //! struct's fields are exactly its table's columns.
 
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::PgConnection;
@@ -79,5 +80,198 @@ impl Table {
         );
         sqlx::query(&sql).bind(Json(rows)).execute(&mut *tx).await?;
         Ok(())
+    }
+}
+
+/// How a projector stores a batch's rows in insert-only tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Store {
+    /// Inserted under the guard (the live path, catch-up, a rebuild's tail).
+    Guarded,
+    /// Copied ([`CopyRows`]): a rebuild's bulk fill, every event new (see
+    /// `Projector::apply_bulk`).
+    Bulk,
+}
+
+/// Rows for `COPY … FROM STDIN (FORMAT binary)`: the insert-only tables of a
+/// rebuild's bulk fill, which start empty in the shadow, are written this way
+/// (one multi-row insert per batch, no conflict checks, values not parsed
+/// from text except JSON).
+pub(crate) struct CopyRows {
+    table: &'static str,
+    columns: &'static [&'static str],
+    buf: Vec<u8>,
+}
+
+/// Microseconds / days between the Unix epoch and PostgreSQL's (2000-01-01).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+const PG_EPOCH_DAYS: i32 = 10_957;
+
+impl CopyRows {
+    pub(crate) fn new(table: &'static str, columns: &'static [&'static str]) -> Self {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+        buf.extend_from_slice(&0i32.to_be_bytes()); // header extension
+        Self {
+            table,
+            columns,
+            buf,
+        }
+    }
+
+    /// Start a row; its fields follow, one call per column, in order.
+    pub(crate) fn row(&mut self) -> &mut Self {
+        self.buf
+            .extend_from_slice(&(self.columns.len() as i16).to_be_bytes());
+        self
+    }
+
+    fn field(&mut self, bytes: &[u8]) -> &mut Self {
+        self.buf
+            .extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+        self.buf.extend_from_slice(bytes);
+        self
+    }
+
+    pub(crate) fn uuid(&mut self, v: Uuid) -> &mut Self {
+        self.field(v.as_bytes())
+    }
+
+    pub(crate) fn text(&mut self, v: &str) -> &mut Self {
+        self.field(v.as_bytes())
+    }
+
+    pub(crate) fn int8(&mut self, v: i64) -> &mut Self {
+        self.field(&v.to_be_bytes())
+    }
+
+    /// Rounded to microseconds exactly as PostgreSQL reads the JSON text
+    /// of the live path (`rint(strtod("0.<fraction>") * 1e6)`), so rows
+    /// written either way are equal.
+    pub(crate) fn timestamptz(&mut self, v: DateTime<Utc>) -> &mut Self {
+        self.int8(pg_micros(v) - PG_EPOCH_MICROS)
+    }
+
+    pub(crate) fn date(&mut self, v: Option<NaiveDate>) -> &mut Self {
+        match v {
+            None => self.null(),
+            Some(d) => {
+                let days = d.num_days_from_ce() - (PG_EPOCH_DAYS + 719_163);
+                self.field(&days.to_be_bytes())
+            }
+        }
+    }
+
+    pub(crate) fn null(&mut self) -> &mut Self {
+        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
+        self
+    }
+
+    /// A `jsonb` value: format version 1, then the JSON text.
+    pub(crate) fn jsonb<T: Serialize + ?Sized>(
+        &mut self,
+        v: &T,
+    ) -> Result<&mut Self, serde_json::Error> {
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&0i32.to_be_bytes());
+        self.buf.push(1);
+        serde_json::to_writer(&mut self.buf, v)?;
+        let len = (self.buf.len() - at - 4) as i32;
+        self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        Ok(self)
+    }
+
+    /// Send the rows in one `COPY`.
+    pub(crate) async fn copy(mut self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        let statement = format!(
+            "COPY {} ({}) FROM STDIN (FORMAT binary)",
+            self.table,
+            self.columns.join(", ")
+        );
+        let mut copy = tx.copy_in_raw(&statement).await?;
+        if let Err(e) = copy.send(self.buf).await {
+            let _ = copy.abort("send failed").await;
+            return Err(e);
+        }
+        copy.finish().await?;
+        Ok(())
+    }
+}
+
+/// Microseconds since the Unix epoch, rounded as PostgreSQL rounds the
+/// fractional seconds of a timestamp it parses from text.
+fn pg_micros(v: DateTime<Utc>) -> i64 {
+    let nanos = v.timestamp_subsec_nanos();
+    let micros = if nanos.is_multiple_of(1_000) {
+        i64::from(nanos / 1_000)
+    } else {
+        let fraction: f64 = format!("0.{nanos:09}").parse().unwrap_or(0.0);
+        (fraction * 1e6).round_ties_even() as i64
+    };
+    v.timestamp() * 1_000_000 + micros
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Times with sub-microsecond digits (ties included) copied in binary
+    /// equal the same times read by PostgreSQL from their JSON text (the live
+    /// path), so a bulk rebuild and the live model cannot differ by 1 µs.
+    #[tokio::test]
+    async fn copied_times_round_like_postgres_reading_json() {
+        let db = ordertrail_testkit::pg::TestDatabase::new().await;
+        let mut conn = db.pool.acquire().await.expect("connect");
+        sqlx::query("CREATE TABLE times (i bigint, t timestamptz)")
+            .execute(&mut *conn)
+            .await
+            .expect("table");
+        let base = NaiveDate::from_ymd_opt(2026, 3, 1)
+            .and_then(|d| d.and_hms_opt(23, 59, 59))
+            .expect("time")
+            .and_utc();
+        let mut times = Vec::new();
+        for micros in [0u32, 1, 2, 3, 122_999, 123_456, 999_999] {
+            for sub in [0u32, 1, 499, 500, 501, 999] {
+                times.push(base + chrono::Duration::nanoseconds(i64::from(micros * 1_000 + sub)));
+            }
+        }
+        let mut copy = CopyRows::new("times", &["i", "t"]);
+        for (i, t) in times.iter().enumerate() {
+            copy.row().int8(i as i64).timestamptz(*t);
+        }
+        copy.copy(&mut conn).await.expect("copy");
+        let json: Vec<serde_json::Value> = times
+            .iter()
+            .map(|t| serde_json::to_value(t).expect("json"))
+            .collect();
+        let differ: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM times c JOIN
+               (SELECT ord - 1 AS i, (j #>> '{}')::timestamptz AS t
+                FROM jsonb_array_elements($1) WITH ORDINALITY AS x(j, ord)) p USING (i)
+             WHERE c.t IS DISTINCT FROM p.t",
+        )
+        .bind(Json(&json))
+        .fetch_one(&mut *conn)
+        .await
+        .expect("compare");
+        assert_eq!(differ, 0, "of {} times", times.len());
+    }
+
+    #[test]
+    fn dates_and_times_count_from_the_postgres_epoch() {
+        let mut rows = CopyRows::new("t", &["d", "t"]);
+        let header = rows.buf.len();
+        let epoch = NaiveDate::from_ymd_opt(2000, 1, 2).expect("date");
+        rows.row()
+            .date(Some(epoch))
+            .timestamptz(epoch.and_hms_opt(0, 0, 1).expect("time").and_utc());
+        let fields = &rows.buf[header + 2..];
+        assert_eq!(fields[..8], [0, 0, 0, 4, 0, 0, 0, 1]);
+        let micros = (86_400_000_000i64 + 1_000_000).to_be_bytes();
+        assert_eq!(fields[8..12], [0, 0, 0, 8]);
+        assert_eq!(fields[12..20], micros);
     }
 }

@@ -55,7 +55,7 @@ use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::rows::Table;
+use crate::rows::{CopyRows, Store, Table};
 use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent};
 
 pub const NAME: &str = "settlements";
@@ -310,6 +310,26 @@ impl Projector for Settlements {
         tx: &mut PgConnection,
         batch: &[SourcedEvent],
     ) -> Result<(), ProjectionError> {
+        apply_batch(tx, batch, Store::Guarded).await
+    }
+
+    async fn apply_bulk(
+        &self,
+        tx: &mut PgConnection,
+        batch: &[SourcedEvent],
+    ) -> Result<(), ProjectionError> {
+        apply_batch(tx, batch, Store::Bulk).await
+    }
+}
+
+/// Apply a batch: facts loaded, entries and day sums computed in memory,
+/// stored once.
+async fn apply_batch(
+    tx: &mut PgConnection,
+    batch: &[SourcedEvent],
+    store: Store,
+) -> Result<(), ProjectionError> {
+    {
         // Decode, and load what the batch refers to.
         let mut decoded = Vec::with_capacity(batch.len());
         let mut order_ids = Vec::new();
@@ -556,7 +576,8 @@ impl Projector for Settlements {
             orders.insert(o.order_id, o);
         }
         // Serialise with other instances on the orders whose time zone is
-        // still unknown and on the orders placed in this batch.
+        // still unknown and on the orders placed in this batch. A bulk fill
+        // is the only writer of its shadow: nothing to serialise with.
         let mut lock: Vec<i32> = unknown
             .iter()
             .filter(|o| !orders.contains_key(o))
@@ -565,7 +586,7 @@ impl Projector for Settlements {
             .collect();
         lock.sort_unstable();
         lock.dedup();
-        if !lock.is_empty() {
+        if !lock.is_empty() && store == Store::Guarded {
             sqlx::query(
                 "SELECT pg_advisory_xact_lock($1, k) FROM (SELECT k FROM unnest($2::int[]) AS k ORDER BY k) AS s",
             )
@@ -656,12 +677,17 @@ impl Projector for Settlements {
             .collect();
         PAYMENTS.upsert(tx, &pays).await?;
         if !entries.is_empty() {
-            sqlx::query(
-                "INSERT INTO settlement_entries SELECT * FROM jsonb_populate_recordset(NULL::settlement_entries, $1)",
-            )
-            .bind(Json(&entries))
-            .execute(&mut *tx)
-            .await?;
+            match store {
+                Store::Guarded => {
+                    sqlx::query(
+                        "INSERT INTO settlement_entries SELECT * FROM jsonb_populate_recordset(NULL::settlement_entries, $1)",
+                    )
+                    .bind(Json(&entries))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Store::Bulk => copy_entries(tx, &entries).await?,
+            }
         }
         let day_rows: Vec<DayRow> = days
             .into_iter()
@@ -728,6 +754,58 @@ impl Projector for Settlements {
         }
         Ok(())
     }
+}
+
+const ENTRY_COLUMNS: &[&str] = &[
+    "event_id",
+    "event_type",
+    "restaurant_id",
+    "order_id",
+    "occurred_at",
+    "business_day",
+    "currency",
+    "orders",
+    "gross_sales_minor",
+    "tax_minor",
+    "delivery_fees_minor",
+    "service_fees_minor",
+    "tips_minor",
+    "commission_minor",
+    "provider_fees_minor",
+    "refunds_minor",
+    "cash_collected_minor",
+];
+
+/// Copy ledger entries into a table that cannot hold them yet (a bulk
+/// fill's shadow).
+async fn copy_entries(tx: &mut PgConnection, entries: &[Entry]) -> Result<(), sqlx::Error> {
+    let mut copy = CopyRows::new("settlement_entries", ENTRY_COLUMNS);
+    for en in entries {
+        let f = &en.figures;
+        copy.row()
+            .uuid(en.event_id)
+            .text(&en.event_type)
+            .uuid(en.restaurant_id)
+            .uuid(en.order_id)
+            .timestamptz(en.occurred_at)
+            .date(en.business_day)
+            .text(&en.currency);
+        for v in [
+            f.orders,
+            f.gross_sales_minor,
+            f.tax_minor,
+            f.delivery_fees_minor,
+            f.service_fees_minor,
+            f.tips_minor,
+            f.commission_minor,
+            f.provider_fees_minor,
+            f.refunds_minor,
+            f.cash_collected_minor,
+        ] {
+            copy.int8(v);
+        }
+    }
+    copy.copy(tx).await
 }
 
 #[cfg(test)]

@@ -37,9 +37,9 @@ impl Batch {
 
 fn from_store(event: StoredEvent) -> Result<SourcedEvent, ApplyError> {
     let origin = Origin::Store(event.position());
-    match event.envelope() {
+    match event.into_envelope() {
         Ok(envelope) => Ok(SourcedEvent { origin, envelope }),
-        Err(reason) => Err(ApplyError::Rejected {
+        Err((reason, event)) => Err(ApplyError::Rejected {
             event: Box::new(EventRef {
                 origin: origin.to_string(),
                 event_id: Some(event.event_id),

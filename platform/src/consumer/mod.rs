@@ -81,6 +81,21 @@ pub trait Handler: Send + Sync + 'static {
         batch: &'a [SourcedEvent],
     ) -> impl Future<Output = Result<(), ApplyError>> + Send + 'a;
 
+    /// Apply a batch during a rebuild's bulk fill ([`replay`]): the same
+    /// events→rows logic as [`Handler::apply`], into shadow tables that only
+    /// this fill writes, read from the store's start, so every event is new
+    /// and comes once, in order per aggregate. A handler may store its rows
+    /// more cheaply on that promise (e.g. `COPY` into insert-only tables);
+    /// anything it cannot apply this way is an error, and the rebuild falls
+    /// back to [`Handler::apply`] under the guard. By default: `apply`.
+    fn apply_bulk<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        batch: &'a [SourcedEvent],
+    ) -> impl Future<Output = Result<(), ApplyError>> + Send + 'a {
+        self.apply(tx, batch)
+    }
+
     /// Act on a batch outside any transaction, before its positions are
     /// recorded (effects elsewhere, idempotent by construction). Only called
     /// when [`Handler::ACTS`] is true.

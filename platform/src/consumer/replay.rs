@@ -96,6 +96,9 @@ pub struct RebuildSummary {
     pub events: u64,
     pub seconds: f64,
     pub events_per_second: f64,
+    /// Events applied by the bulk fill ([`Handler::apply_bulk`]); the rest
+    /// went through the guarded path.
+    pub bulk_events: u64,
     /// Events applied under the pause, after catching up.
     pub tail_events: u64,
     /// How long the live consumer was paused for the tail and the swap.
@@ -385,8 +388,9 @@ const READ_AHEAD: usize = 2;
 /// events once and in sequence order, so the sequence guard has nothing to
 /// drop or fill: the bulk fill skips it and records the guard once at the
 /// end. Reading and decoding run one batch ahead of applying. Each batch is
-/// still applied by the handler's own `apply`, with the shadow's store
-/// position, in one transaction.
+/// applied by the handler's [`Handler::apply_bulk`] (its own events→rows
+/// logic, stored the cheap way a fresh shadow allows), with the shadow's
+/// store position, in one transaction.
 ///
 /// A batch the handler cannot apply ends the bulk fill early (its
 /// transaction rolled back, the guard written for what was applied); the
@@ -430,7 +434,7 @@ async fn bulk_fill<H: Handler>(
         let Ok(batch) = batch else { break };
         let events = batch.into_events();
         let mut tx = shadow.pool.begin().await.map_err(db("begin"))?;
-        if let Err(e) = handler.apply(&mut tx, &events).await {
+        if let Err(e) = handler.apply_bulk(&mut tx, &events).await {
             tracing::info!(consumer = name, error = %e, "bulk fill stopped; the guarded fill takes over");
             break;
         }
@@ -521,6 +525,7 @@ struct Prepared {
     total: u64,
     shadow: Shadow,
     events: u64,
+    bulk_events: u64,
 }
 
 /// Take the replay lock, create the shadow and fill it from the store.
@@ -559,6 +564,7 @@ async fn prepare<H: Handler>(
         total,
         shadow,
         events,
+        bulk_events: bulk,
     })
 }
 
@@ -577,6 +583,7 @@ pub async fn rebuild<H: Handler>(
         total,
         shadow,
         events,
+        bulk_events,
     } = prepare(&handler, pool, batch_size, progress).await?;
 
     // Pause the live consumer, apply the tail, swap.
@@ -630,6 +637,7 @@ pub async fn rebuild<H: Handler>(
         events: all,
         seconds,
         events_per_second: all as f64 / seconds.max(1e-6),
+        bulk_events,
         tail_events,
         paused_seconds,
         rows,
@@ -723,6 +731,7 @@ pub async fn verify<H: Handler>(
         total,
         shadow,
         mut events,
+        ..
     } = prepare(&handler, pool, batch_size, progress).await?;
     let mut conn = pool.acquire().await.map_err(db("connect"))?;
     let deadline = Instant::now() + VERIFY_WAIT;
