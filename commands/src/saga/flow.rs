@@ -69,6 +69,16 @@ pub(crate) enum Handled {
     Nothing,
 }
 
+/// A failed void or refund, as the saga reacts to it.
+struct ReleaseFailure<'a> {
+    /// `void` or `refund`.
+    operation: &'static str,
+    attempt: u32,
+    answered: bool,
+    final_attempt: bool,
+    decline_code: &'a str,
+}
+
 /// What an authorization attempt leads to.
 enum Authorization {
     /// The provider answered: authorized or declined.
@@ -307,6 +317,26 @@ impl Flow {
                 };
                 self.schedule(cause, &timer).await?;
             }
+            PaymentEvent::PaymentVoidFailed(failed) => {
+                let failure = ReleaseFailure {
+                    operation: "void",
+                    attempt: failed.attempt,
+                    answered: failed.answered,
+                    final_attempt: failed.final_attempt,
+                    decline_code: &failed.decline_code,
+                };
+                return self.on_release_failed(cause, payment_id, failure).await;
+            }
+            PaymentEvent::PaymentRefundFailed(failed) => {
+                let failure = ReleaseFailure {
+                    operation: "refund",
+                    attempt: failed.attempt,
+                    answered: failed.answered,
+                    final_attempt: failed.final_attempt,
+                    decline_code: &failed.decline_code,
+                };
+                return self.on_release_failed(cause, payment_id, failure).await;
+            }
             PaymentEvent::PaymentCaptured(_)
             | PaymentEvent::PaymentVoided(_)
             | PaymentEvent::PaymentRefunded(_)
@@ -404,6 +434,72 @@ impl Flow {
         Ok(Handled::Acted)
     }
 
+    /// A void or refund failed (`PaymentVoidFailed` / `PaymentRefundFailed`).
+    /// Not final, and the order ended without delivery: a `release_retry`
+    /// timer (attempt n, `money_retry_backoff`·2ⁿ⁻¹ up to
+    /// `max_retry_delay`) releases again with new command ids derived from
+    /// this failure (an unanswered call's key is repeated by the payment).
+    /// Final: given up to ops (metric, alert); nothing retries it. A
+    /// failure of a void or refund ops asked for on a live order is theirs
+    /// to retry (the API answered them with it).
+    async fn on_release_failed(
+        &self,
+        cause: &Cause,
+        payment_id: PaymentId,
+        failure: ReleaseFailure<'_>,
+    ) -> Result<Handled, Halt> {
+        let ReleaseFailure {
+            operation,
+            attempt,
+            answered,
+            final_attempt,
+            decline_code,
+        } = failure;
+        let answer = if answered { "refused" } else { "unanswered" };
+        let is_final = if final_attempt { "true" } else { "false" };
+        metrics::counter!("ordertrail_payment_release_failures_total", "operation" => operation, "answer" => answer, "final" => is_final)
+            .increment(1);
+        let payment = self.payment(cause, payment_id).await?;
+        let Some(order_id) = payment.as_ref().and_then(Payment::order_id) else {
+            return Err(inconsistent(
+                cause,
+                "a void or refund failed on a payment that does not exist",
+            ));
+        };
+        if final_attempt {
+            metrics::counter!("ordertrail_payment_releases_given_up_total", "operation" => operation)
+                .increment(1);
+            tracing::warn!(%cause, %order_id, %payment_id, operation, attempt, code = decline_code, "{operation} refused too often; given up to ops (payment status {operation}_failed)");
+            return Ok(Handled::Nothing);
+        }
+        let order = self.order(cause, order_id).await?;
+        if !matches!(
+            order.status(),
+            Some(OrderStatus::Cancelled | OrderStatus::Rejected)
+        ) {
+            tracing::info!(%cause, %order_id, operation, status = ?order.status(), "a void or refund failed on an order that did not end; not retried by the saga");
+            return Ok(Handled::Nothing);
+        }
+        let retry = attempt.max(1);
+        let delay = retry_delay(self.money_retry_backoff, retry, self.max_retry_delay);
+        metrics::counter!("ordertrail_saga_retries_total", "command" => "release_payment", "reason" => if answered { "provider_refused_stored" } else { "provider_unavailable_stored" })
+            .increment(1);
+        tracing::info!(%cause, %order_id, operation, attempt, code = decline_code, answered, delay_ms = delay.as_millis() as u64, "releasing the money failed; retry stored");
+        let timer = NewTimer {
+            kind: TimerKind::ReleaseRetry,
+            aggregate_id: order_id.to_string(),
+            attempt: i32::try_from(retry).unwrap_or(i32::MAX),
+            due_at: after(Utc::now(), delay),
+            correlation_id: cause.correlation_id,
+            causation_id: cause.causation_id,
+            // The retry's commands derive their ids from this failure: a new
+            // provider call (the payment repeats an unanswered call's key).
+            origin: Some(cause.origin),
+        };
+        self.schedule(cause, &timer).await?;
+        Ok(Handled::Acted)
+    }
+
     // ------------------------------------------------------------ steps
 
     /// Authorize the order total on the order's card, unless the order no
@@ -486,9 +582,11 @@ impl Flow {
     /// Release the money and the delivery of an order that ended without
     /// delivery: void an authorization, refund what was captured, cancel a
     /// delivery that has not been picked up. A void or refund the provider
-    /// did not answer is not waited for here: a `release_retry` timer
-    /// (retry `retries + 1`, exponential back-off) repeats it later with the
-    /// same command id (same idempotency key), and the consume loop moves on.
+    /// refuses or does not answer is recorded by the payment
+    /// (`PaymentVoidFailed` / `PaymentRefundFailed`), which schedules the
+    /// next attempt (see [`Self::on_release_failed`]); nothing is waited for
+    /// here. (Should a payment ever report an outage instead of recording
+    /// it, a `release_retry` repeating the same command id is stored.)
     /// Returns what it did (a timer's outcome).
     async fn release(
         &self,
@@ -532,6 +630,13 @@ impl Flow {
                         }
                         None => None,
                     }
+                }
+                Some(PaymentStatus::VoidFailed | PaymentStatus::RefundFailed) => {
+                    // Given up after repeated refusals: only ops act now
+                    // (the failure events and the payment status say why).
+                    tracing::info!(%cause, %order_id, status = ?payment.status(), "releasing the money was given up to ops; not retried");
+                    outcome = "given_up_to_ops";
+                    None
                 }
                 status => {
                     tracing::debug!(%cause, %order_id, ?status, "no money to release");
