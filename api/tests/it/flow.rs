@@ -529,3 +529,106 @@ async fn a_refused_capture_is_recorded_and_answered_402() {
     captured.assert(StatusCode::OK);
     assert_eq!(captured.event_types(), ["PaymentCaptured"]);
 }
+
+/// A refund the provider refuses is recorded (`PaymentRefundFailed`) and
+/// answered 402 `payment_refund_failed` with the outcome; a retry with the
+/// same `Idempotency-Key` gets the same answer (replayed), a new key refunds.
+#[tokio::test]
+async fn a_refused_refund_is_recorded_and_answered_402_the_same_on_retry() {
+    use ordertrail_commands::service::{CommandContext, IdempotencyKey};
+    use ordertrail_schemas::{Actor, ActorRole};
+
+    let app = TestApp::new().await;
+    let (_, customer) = app.customer();
+    let placed = app
+        .post("/v1/orders")
+        .token(&customer)
+        .json(crate::support::place_order_body(card()))
+        .send()
+        .await;
+    placed.assert(StatusCode::CREATED);
+    let order = crate::support::order_id(&placed);
+    let paid = app
+        .post("/v1/payments")
+        .token(&customer)
+        .json(json!({"order_id": order}))
+        .send()
+        .await;
+    paid.assert(StatusCode::CREATED);
+    let payment = paid.body["aggregate_id"].as_str().unwrap().to_owned();
+    let ops = app.ops();
+    app.post(&format!("/v1/payments/{payment}/capture"))
+        .token(&ops)
+        .json(json!({"override_reason": "customer asked to be charged now"}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+
+    // The provider saw this refund's idempotency key before, with other
+    // parameters: it refuses the call.
+    let key = "refund-refused-1";
+    let command_id = CommandContext::new(
+        Actor {
+            subject: "ops-alice".into(),
+            role: ActorRole::Ops,
+        },
+        "req",
+    )
+    .with_idempotency_key(IdempotencyKey {
+        key: key.into(),
+        request_hash: String::new(),
+    })
+    .command_id();
+    sqlx::query(
+        "INSERT INTO simulated_provider_operations
+           (operation, provider_reference, payment_id, amount_minor, currency, fee_minor, occurred_at,
+            idempotency_key, request_fingerprint)
+         VALUES ('refund', 'sim_refund_other', 'other', 1, 'EUR', 0, now(), $1, 'other parameters')",
+    )
+    .bind(format!("ot-{command_id}"))
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+
+    let body = json!({"amount_minor": 500, "reason": "cold food"});
+    let refused = app
+        .post(&format!("/v1/payments/{payment}/refund"))
+        .token(&ops)
+        .header("Idempotency-Key", key)
+        .json(body.clone())
+        .send()
+        .await;
+    refused.assert_error(StatusCode::PAYMENT_REQUIRED, "payment_refund_failed");
+    assert_eq!(
+        refused.body["details"]["decline_code"],
+        "idempotency_key_reused"
+    );
+    assert_eq!(refused.body["details"]["final_attempt"], false);
+    let event = &refused.body["details"]["outcome"]["events"][0];
+    assert_eq!(event["event_type"], "PaymentRefundFailed");
+    assert_eq!(event["payload"]["amount"]["amount"], 500);
+    assert!(!refused.replayed());
+    let again = app
+        .post(&format!("/v1/payments/{payment}/refund"))
+        .token(&ops)
+        .header("Idempotency-Key", key)
+        .json(body.clone())
+        .send()
+        .await;
+    again.assert_error(StatusCode::PAYMENT_REQUIRED, "payment_refund_failed");
+    assert!(again.replayed(), "the same answer, replayed");
+    assert_eq!(
+        again.body["details"]["outcome"]["events"],
+        refused.body["details"]["outcome"]["events"]
+    );
+    assert_eq!(again.body["details"]["outcome"]["replayed"], true);
+    let refunded = app
+        .post(&format!("/v1/payments/{payment}/refund"))
+        .token(&ops)
+        .header("Idempotency-Key", "refund-refused-2")
+        .json(body)
+        .send()
+        .await;
+    refunded.assert(StatusCode::OK);
+    assert_eq!(refunded.event_types(), ["PaymentRefunded"]);
+}
