@@ -137,7 +137,8 @@ impl RecordingProvider {
     /// [`PROVIDER_FAULT_FILE_ENV`], if set.
     pub fn simulated(pool: PgPool) -> Arc<dyn PaymentProvider> {
         Arc::new(
-            Self::new(Arc::new(SimulatedProvider::new()), pool).with_fault(ProviderFault::from_env()),
+            Self::new(Arc::new(SimulatedProvider::new()), pool)
+                .with_fault(ProviderFault::from_env()),
         )
     }
 

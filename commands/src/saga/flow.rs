@@ -673,13 +673,7 @@ impl Flow {
                 reason: reason.to_owned(),
                 now: Utc::now(),
             };
-            self.dispatch
-                .send(
-                    cause,
-                    "cancel_delivery",
-                    SagaCommand::Delivery(delivery_id, cancel.into()),
-                    ProviderOutage::Wait,
-                )
+            self.send_delivery(cause, "cancel_delivery", delivery_id, cancel.into())
                 .await?;
         }
         Ok(outcome)
@@ -792,15 +786,10 @@ impl Flow {
                     by: ActorRole::System,
                     now: Utc::now(),
                 };
-                Ok(
-                    match self
-                        .send_order(cause, "cancel_order", order_id, cancel.into())
-                        .await?
-                    {
-                        Sent::Applied { .. } => "order_cancelled",
-                        Sent::Refused { .. } | Sent::ProviderUnavailable => "no_longer_needed",
-                    },
-                )
+                let sent = self
+                    .send_order(cause, "cancel_order", order_id, cancel.into())
+                    .await?;
+                Ok(outcome(sent, "order_cancelled"))
             }
             TimerKind::AssignTimeout => {
                 let delivery_id: DeliveryId = parse_id(cause, "delivery", &timer.aggregate_id)?;
@@ -864,18 +853,9 @@ impl Flow {
                             now: Utc::now(),
                         };
                         let sent = self
-                            .dispatch
-                            .send(
-                                cause,
-                                "unassign_rider",
-                                SagaCommand::Delivery(delivery_id, unassign.into()),
-                                ProviderOutage::Wait,
-                            )
+                            .send_delivery(cause, "unassign_rider", delivery_id, unassign.into())
                             .await?;
-                        Ok(match sent {
-                            Sent::Applied { .. } => "rider_unassigned",
-                            Sent::Refused { .. } | Sent::ProviderUnavailable => "no_longer_needed",
-                        })
+                        Ok(outcome(sent, "rider_unassigned"))
                     }
                     (
                         TimerKind::CompletionTimeout,
@@ -941,18 +921,9 @@ impl Flow {
             now: Utc::now(),
         };
         let sent = self
-            .dispatch
-            .send(
-                cause,
-                "flag_delivery",
-                SagaCommand::Delivery(delivery_id, flag.into()),
-                ProviderOutage::Wait,
-            )
+            .send_delivery(cause, "flag_delivery", delivery_id, flag.into())
             .await?;
-        Ok(match sent {
-            Sent::Applied { .. } => "delivery_flagged",
-            Sent::Refused { .. } | Sent::ProviderUnavailable => "no_longer_needed",
-        })
+        Ok(outcome(sent, "delivery_flagged"))
     }
 
     /// The id and type of the last event of `delivery_id` among `types`.
@@ -1015,6 +986,23 @@ impl Flow {
             .await
     }
 
+    async fn send_delivery(
+        &self,
+        cause: &Cause,
+        action: &str,
+        delivery_id: DeliveryId,
+        command: ordertrail_domain::DeliveryCommand,
+    ) -> Result<Sent, Halt> {
+        self.dispatch
+            .send(
+                cause,
+                action,
+                SagaCommand::Delivery(delivery_id, command),
+                ProviderOutage::Wait,
+            )
+            .await
+    }
+
     async fn send_payment(
         &self,
         cause: &Cause,
@@ -1071,6 +1059,15 @@ impl Flow {
             .await?
             .and_then(|d| d.order_id())
             .ok_or_else(|| inconsistent(cause, &format!("delivery {delivery_id} does not exist")))
+    }
+}
+
+/// A timer's outcome after sending its command: `done` when it was applied,
+/// `no_longer_needed` when the domain refused it (the world moved on).
+fn outcome(sent: Sent, done: &'static str) -> &'static str {
+    match sent {
+        Sent::Applied { .. } => done,
+        Sent::Refused { .. } | Sent::ProviderUnavailable => "no_longer_needed",
     }
 }
 

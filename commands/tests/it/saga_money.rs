@@ -343,7 +343,11 @@ async fn a_refused_void_is_an_event_retried_with_back_off_until_the_provider_voi
     let (env, saga, provider) = start_switchable(|_| {}).await;
     let a = env.place_card(test_tokens::VISA).await;
     env.wait_order(a, OrderStatus::Confirmed).await;
-    SwitchableProvider::refuse(&provider.voids_refused, PaymentId::for_order(a).to_string(), 2);
+    SwitchableProvider::refuse(
+        &provider.voids_refused,
+        PaymentId::for_order(a).to_string(),
+        2,
+    );
     env.cancel_by_ops(a).await;
     env.wait_payment(a, PaymentStatus::Voided).await;
     env.wait_saga_caught_up().await;
@@ -352,13 +356,23 @@ async fn a_refused_void_is_an_event_retried_with_back_off_until_the_provider_voi
         vec![(1, true, false), (2, true, false)]
     );
     let failures = env.payment_events(a, "PaymentVoidFailed").await;
-    assert!(failures.iter().all(|f| f["decline_code"] == "processing_error"));
+    assert!(
+        failures
+            .iter()
+            .all(|f| f["decline_code"] == "processing_error")
+    );
     // Every retry was a new provider call with a new key.
-    assert_ne!(failures[0]["idempotency_key"], failures[1]["idempotency_key"]);
+    assert_ne!(
+        failures[0]["idempotency_key"],
+        failures[1]["idempotency_key"]
+    );
     env.wait_timers(
         "release_retry",
         a,
-        vec![(1, Some("released".to_owned())), (2, Some("released".to_owned()))],
+        vec![
+            (1, Some("released".to_owned())),
+            (2, Some("released".to_owned())),
+        ],
     )
     .await;
     assert_eq!(env.provider_operations(a, "void").await, 1);
@@ -385,7 +399,10 @@ async fn a_refused_refund_is_an_event_retried_until_the_provider_refunds() {
     );
     let failed = &env.payment_events(a, "PaymentRefundFailed").await[0];
     assert_eq!(failed["decline_code"], "refund_declined");
-    assert_eq!(failed["amount"], env.payment_events(a, "PaymentCaptured").await[0]["amount"]);
+    assert_eq!(
+        failed["amount"],
+        env.payment_events(a, "PaymentCaptured").await[0]["amount"]
+    );
     env.wait_timers("release_retry", a, vec![(1, Some("released".to_owned()))])
         .await;
     assert_eq!(env.provider_operations(a, "refund").await, 1);
@@ -422,7 +439,10 @@ async fn voids_and_refunds_refused_for_ever_end_in_a_failed_state_given_up_to_op
         env.wait_timers(
             "release_retry",
             order,
-            vec![(1, Some("released".to_owned())), (2, Some("released".to_owned()))],
+            vec![
+                (1, Some("released".to_owned())),
+                (2, Some("released".to_owned())),
+            ],
         )
         .await;
     }

@@ -335,7 +335,9 @@ impl Payment {
 
     /// Failed attempts of the current refund so far.
     pub fn refund_attempts(&self) -> u32 {
-        self.state.as_ref().map_or(0, |s| s.refund_failures.attempts)
+        self.state
+            .as_ref()
+            .map_or(0, |s| s.refund_failures.attempts)
     }
 
     /// The decision: validates the command on this state, calls the provider

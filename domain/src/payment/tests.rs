@@ -920,8 +920,7 @@ fn refund_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_its
     let services =
         PaymentServices::new(Arc::new(SimulatedProvider::new())).for_command(uuid::Uuid::nil());
     let failed = refund_failed("provider_unavailable", false, &key, 1, false);
-    let history: Vec<PaymentEvent> =
-        vec![authorized().into(), captured().into(), failed.into()];
+    let history: Vec<PaymentEvent> = vec![authorized().into(), captured().into(), failed.into()];
     let payment = apply_all(history.clone());
     assert_eq!(payment.status(), Some(PaymentStatus::Captured));
     assert_eq!(payment.refund_attempts(), 1);

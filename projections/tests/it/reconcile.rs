@@ -333,7 +333,13 @@ fn money_held_day(restaurant: RestaurantId, customer: CustomerId) -> (Script, [O
         } else {
             "provider_unavailable"
         };
-        (code.to_owned(), answered, format!("ot-{attempt}"), attempt, final_attempt)
+        (
+            code.to_owned(),
+            answered,
+            format!("ot-{attempt}"),
+            attempt,
+            final_attempt,
+        )
     };
     for (n, spec) in specs.iter().enumerate() {
         let placed = at(2025, 1, 11, 12, 0) + m(10 * n as i64);
@@ -486,8 +492,18 @@ async fn money_a_cancelled_order_still_holds_is_a_break_until_released_and_ops_s
         .expect("reconcile");
     // The failures moved no money: settlements and ledger agree; only the
     // money still held is reported.
-    assert_eq!(count(&report, BreakKind::AuthorizationHeld), 2, "{:#?}", report.breaks);
-    assert_eq!(count(&report, BreakKind::RefundOutstanding), 1, "{:#?}", report.breaks);
+    assert_eq!(
+        count(&report, BreakKind::AuthorizationHeld),
+        2,
+        "{:#?}",
+        report.breaks
+    );
+    assert_eq!(
+        count(&report, BreakKind::RefundOutstanding),
+        1,
+        "{:#?}",
+        report.breaks
+    );
     assert_eq!(report.summary.breaks, 3, "{:#?}", report.breaks);
     assert_eq!(report.summary.breaks_by_kind["authorization_held"], 2);
     let field = |b: &reconcile::Break, name: &str| {
@@ -507,7 +523,12 @@ async fn money_a_cancelled_order_still_holds_is_a_break_until_released_and_ops_s
     let x = by_payment(held.payment_id());
     assert_eq!(
         (x.kind, x.subject.as_str(), x.day, x.currency.as_deref()),
-        (BreakKind::AuthorizationHeld, "void", Some(day(11)), Some("EUR"))
+        (
+            BreakKind::AuthorizationHeld,
+            "void",
+            Some(day(11)),
+            Some("EUR")
+        )
     );
     assert_eq!(field(x, "held_minor"), held.total().to_string());
     assert_eq!(field(x, "order_id"), held.order.to_string());
@@ -516,7 +537,10 @@ async fn money_a_cancelled_order_still_holds_is_a_break_until_released_and_ops_s
         "PaymentVoidFailed processing_error attempt 3 final"
     );
     let x = by_payment(kept.payment_id());
-    assert_eq!((x.kind, x.subject.as_str()), (BreakKind::RefundOutstanding, "refund"));
+    assert_eq!(
+        (x.kind, x.subject.as_str()),
+        (BreakKind::RefundOutstanding, "refund")
+    );
     assert_eq!(field(x, "held_minor"), kept.total().to_string());
     assert_eq!(
         field(x, "last_failure"),
