@@ -88,7 +88,7 @@ impl ProviderFault {
         let refuse = match mode.trim() {
             "refuse" => true,
             "unanswered" => false,
-            _ => n % 2 == 0,
+            _ => n.is_multiple_of(2),
         };
         tracing::info!(operation, refuse, "simulated provider fault injected");
         Some(if refuse {
