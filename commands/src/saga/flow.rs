@@ -303,18 +303,14 @@ impl Flow {
                     tracing::warn!(%cause, %order_id, %payment_id, attempt = failed.attempt, code = %failed.decline_code, "capture refused too often; given up to ops (payment status capture_failed)");
                     return Ok(Handled::Nothing);
                 }
-                let retry = failed.attempt.max(1);
-                let delay = retry_delay(self.money_retry_backoff, retry, self.max_retry_delay);
-                tracing::info!(%cause, %order_id, attempt = failed.attempt, code = %failed.decline_code, answered = failed.answered, delay_ms = delay.as_millis() as u64, "capture failed; retry stored");
-                let timer = NewTimer {
-                    kind: TimerKind::CaptureRetry,
-                    aggregate_id: order_id.to_string(),
-                    attempt: i32::try_from(retry).unwrap_or(i32::MAX),
-                    due_at: after(Utc::now(), delay),
-                    correlation_id: cause.correlation_id,
-                    causation_id: cause.causation_id,
-                    origin: None,
-                };
+                let timer = self.money_retry(
+                    cause,
+                    TimerKind::CaptureRetry,
+                    order_id,
+                    failed.attempt.max(1),
+                    None,
+                );
+                tracing::info!(%cause, %order_id, attempt = failed.attempt, code = %failed.decline_code, answered = failed.answered, due_at = %timer.due_at, "capture failed; retry stored");
                 self.schedule(cause, &timer).await?;
             }
             PaymentEvent::PaymentVoidFailed(failed) => {
@@ -480,22 +476,18 @@ impl Flow {
             tracing::info!(%cause, %order_id, operation, status = ?order.status(), "a void or refund failed on an order that did not end; not retried by the saga");
             return Ok(Handled::Nothing);
         }
-        let retry = attempt.max(1);
-        let delay = retry_delay(self.money_retry_backoff, retry, self.max_retry_delay);
         metrics::counter!("ordertrail_saga_retries_total", "command" => "release_payment", "reason" => if answered { "provider_refused_stored" } else { "provider_unavailable_stored" })
             .increment(1);
-        tracing::info!(%cause, %order_id, operation, attempt, code = decline_code, answered, delay_ms = delay.as_millis() as u64, "releasing the money failed; retry stored");
-        let timer = NewTimer {
-            kind: TimerKind::ReleaseRetry,
-            aggregate_id: order_id.to_string(),
-            attempt: i32::try_from(retry).unwrap_or(i32::MAX),
-            due_at: after(Utc::now(), delay),
-            correlation_id: cause.correlation_id,
-            causation_id: cause.causation_id,
-            // The retry's commands derive their ids from this failure: a new
-            // provider call (the payment repeats an unanswered call's key).
-            origin: Some(cause.origin),
-        };
+        // The retry's commands derive their ids from this failure: a new
+        // provider call (the payment repeats an unanswered call's key).
+        let timer = self.money_retry(
+            cause,
+            TimerKind::ReleaseRetry,
+            order_id,
+            attempt.max(1),
+            Some(cause.origin),
+        );
+        tracing::info!(%cause, %order_id, operation, attempt, code = decline_code, answered, due_at = %timer.due_at, "releasing the money failed; retry stored");
         self.schedule(cause, &timer).await?;
         Ok(Handled::Acted)
     }
@@ -645,19 +637,16 @@ impl Flow {
             };
             if sent == Some(Sent::ProviderUnavailable) {
                 let retry = retries.saturating_add(1);
-                let delay = retry_delay(self.money_retry_backoff, retry, self.max_retry_delay);
                 metrics::counter!("ordertrail_saga_retries_total", "command" => "release_payment", "reason" => "provider_unavailable_stored")
                     .increment(1);
-                tracing::warn!(%cause, %order_id, retry, delay_ms = delay.as_millis() as u64, "payment provider unavailable releasing the money; retry stored");
-                let timer = NewTimer {
-                    kind: TimerKind::ReleaseRetry,
-                    aggregate_id: order_id.to_string(),
-                    attempt: i32::try_from(retry).unwrap_or(i32::MAX),
-                    due_at: after(Utc::now(), delay),
-                    correlation_id: cause.correlation_id,
-                    causation_id: cause.causation_id,
-                    origin: Some(cause.origin),
-                };
+                let timer = self.money_retry(
+                    cause,
+                    TimerKind::ReleaseRetry,
+                    order_id,
+                    retry,
+                    Some(cause.origin),
+                );
+                tracing::warn!(%cause, %order_id, retry, due_at = %timer.due_at, "payment provider unavailable releasing the money; retry stored");
                 self.schedule(cause, &timer).await?;
                 outcome = "retry_scheduled";
             }
@@ -954,6 +943,28 @@ impl Flow {
     }
 
     // ------------------------------------------------------------ helpers
+
+    /// The stored retry `retry` (from 1) of an order's capture or release:
+    /// due after `money_retry_backoff`·2ⁿ⁻¹, at most `max_retry_delay`.
+    fn money_retry(
+        &self,
+        cause: &Cause,
+        kind: TimerKind,
+        order_id: OrderId,
+        retry: u32,
+        origin: Option<Uuid>,
+    ) -> NewTimer {
+        let delay = retry_delay(self.money_retry_backoff, retry, self.max_retry_delay);
+        NewTimer {
+            kind,
+            aggregate_id: order_id.to_string(),
+            attempt: i32::try_from(retry).unwrap_or(i32::MAX),
+            due_at: after(Utc::now(), delay),
+            correlation_id: cause.correlation_id,
+            causation_id: cause.causation_id,
+            origin,
+        }
+    }
 
     async fn schedule(&self, cause: &Cause, timer: &NewTimer) -> Result<(), Halt> {
         let new = db_retry(
