@@ -162,9 +162,8 @@ pub struct SagaConfig {
     /// A delivery not completed this long after its assignment is flagged
     /// for ops (`DeliveryFlagged`); the rider keeps it (they hold the food).
     pub completion_timeout: Duration,
-    /// Delay before the first retry of a failed capture, or of a void or
-    /// refund the provider did not answer; doubles per retry up to
-    /// `max_retry_delay`.
+    /// Delay before the first retry of a failed capture, void or refund;
+    /// doubles per retry up to `max_retry_delay`.
     pub money_retry_backoff: Duration,
     /// Longest delay between two stored retries of a provider call.
     pub max_retry_delay: Duration,
