@@ -7,8 +7,11 @@
 #   - restarts PostgreSQL,
 #   - stops the broker for 30 s,
 #   - holds an idle transaction (with a transaction id) open for 60 s,
-#   - makes the payment provider fail for a while (new orders pay with cards
-#     the simulated provider is unavailable for; see chaos_driver),
+#   - makes the payment provider fail for a while: new orders pay with cards
+#     the simulated provider is unavailable for (see chaos_driver), and every
+#     capture, void and refund is refused or unanswered meanwhile
+#     (ORDERTRAIL_PROVIDER_FAULT_FILE; the driver cancels some orders and
+#     refunds some deliveries so that voids and refunds happen),
 # then lets the system settle and prints orders placed / delivered / cancelled
 # with reasons, HTTP answers by status, lost and doubled effects, the
 # read-model verify of every projector and the money reconciliation.
@@ -17,7 +20,8 @@
 #   CHAOS_SHORT=1 scripts/chaos.sh  the test suite's ~45 s version (shorter faults)
 #   CHAOS_PROFILE=debug|release     which build to run (default release)
 #   CHAOS_RATE=2                    orders per second
-# Exit status 0 only when: no HTTP 500, nothing lost, nothing doubled, every
+# Exit status 0 only when: no HTTP 500, nothing lost, nothing doubled, no
+# cancelled order still holding money, every
 # verify clean, reconciliation without breaks.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -73,6 +77,9 @@ JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export JWT_SECRET_FILE=$WORK/jwt-secret
 export LISTEN_ADDR=127.0.0.1:$API_PORT
 export ORDERTRAIL_BROKER_DOWN_FILE=$WORK/broker-down
+# The simulated provider (API and saga) fails captures, voids and refunds
+# while this file exists (empty: refused and unanswered alternately).
+export ORDERTRAIL_PROVIDER_FAULT_FILE=$WORK/provider-outage
 # One client from one address sends far more than any real caller may.
 export RATE_LIMIT_COMMANDS_PER_SUBJECT=0 RATE_LIMIT_QUERIES_PER_SUBJECT=0
 export RATE_LIMIT_COMMANDS_PER_ADDRESS=0 RATE_LIMIT_QUERIES_PER_ADDRESS=0
@@ -140,16 +147,23 @@ UNCAPTURED="SELECT count(*) FROM events d WHERE d.event_type = 'OrderDelivered' 
   SELECT 1 FROM events a JOIN events c ON c.aggregate_type = a.aggregate_type AND c.aggregate_id = a.aggregate_id
     AND c.event_type = 'PaymentCaptured'
   WHERE a.event_type = 'PaymentAuthorized' AND a.payload->>'order_id' = d.aggregate_id)"
+# Cancelled or rejected orders whose authorization is neither voided nor
+# captured, or whose capture is not refunded: a release retry still waits.
+HELD="SELECT count(*) FROM events c JOIN events a ON a.event_type = 'PaymentAuthorized' AND a.payload->>'order_id' = c.aggregate_id
+  WHERE c.event_type IN ('OrderCancelled', 'OrderRejected') AND NOT EXISTS (
+    SELECT 1 FROM events r WHERE r.aggregate_type = 'Payment' AND r.aggregate_id = a.aggregate_id
+      AND r.event_type IN ('PaymentVoided', 'PaymentRefunded'))"
 log "letting the system settle"
 settled=0
-for _ in $(seq 1 120); do
+for _ in $(seq 1 150); do
   uncaptured=$(sql "$UNCAPTURED" 2>/dev/null || echo x)
+  held=$(sql "$HELD" 2>/dev/null || echo x)
   lag=$(curl -fsS -H "authorization: Bearer $("$BIN/mint-token" --role ops --sub chaos --ttl 600 2>/dev/null)" \
     "$BASE/v1/projectors/status" 2>/dev/null | python3 -c '
 import json,sys
 d=json.load(sys.stdin)
 print(sum(int(p.get("events_behind") or 0) for p in d["items"]))' 2>/dev/null || echo x)
-  if [ "$uncaptured" = 0 ] && [ "$lag" = 0 ]; then settled=1; break; fi
+  if [ "$uncaptured" = 0 ] && [ "$held" = 0 ] && [ "$lag" = 0 ]; then settled=1; break; fi
   sleep 1
 done
 kill -TERM "$LAUNCHER"; wait "$LAUNCHER" 2>/dev/null || true; LAUNCHER=""
@@ -165,6 +179,7 @@ delivered_ids=$(ids delivered_order_ids)
 lost_orders=$(sql "SELECT count(*) FROM unnest('$placed_ids'::text[]) id WHERE NOT EXISTS (SELECT 1 FROM events WHERE aggregate_type = 'Order' AND aggregate_id = id AND event_type = 'OrderPlaced')")
 lost_deliveries=$(sql "SELECT count(*) FROM unnest('$delivered_ids'::text[]) id WHERE NOT EXISTS (SELECT 1 FROM events WHERE aggregate_type = 'Order' AND aggregate_id = id AND event_type = 'OrderDelivered')")
 uncaptured=$(sql "$UNCAPTURED")
+held=$(sql "$HELD")
 double_capture=$(sql "SELECT count(*) FROM (SELECT aggregate_id FROM events WHERE event_type = 'PaymentCaptured' GROUP BY 1 HAVING count(*) > 1) x")
 double_provider=$(sql "SELECT count(*) FROM (SELECT payment_id, operation FROM simulated_provider_operations WHERE operation IN ('authorization', 'capture', 'void') GROUP BY 1, 2 HAVING count(*) > 1) x")
 store_orders=$(sql "SELECT count(*) FROM events WHERE event_type = 'OrderPlaced'")
@@ -174,7 +189,13 @@ echo "  delivered but no OrderDelivered:      $lost_deliveries"
 echo "  delivered but payment not captured:   $uncaptured"
 echo "  payments captured twice:              $double_capture"
 echo "  provider operations done twice:       $double_provider"
-echo "  settled (no lag, all captured):       $([ $settled = 1 ] && echo yes || echo NO)"
+echo "  cancelled but money not released:     $held"
+echo "  settled (no lag, captured, released): $([ $settled = 1 ] && echo yes || echo NO)"
+echo "  provider failures recorded as events:"
+sql "SELECT event_type || ' ' || CASE WHEN (payload->>'answered')::boolean THEN 'refused' ELSE 'unanswered' END, count(*)
+     FROM events WHERE event_type IN ('PaymentCaptureFailed', 'PaymentVoidFailed', 'PaymentRefundFailed')
+     GROUP BY 1 ORDER BY 1" | sed 's/^/    /'
+echo "  voids and refunds done:               $(sql "SELECT string_agg(event_type || ' ' || n, ', ') FROM (SELECT event_type, count(*) n FROM events WHERE event_type IN ('PaymentVoided', 'PaymentRefunded') GROUP BY 1 ORDER BY 1) x")"
 echo "  orders by final status (read model):"
 sql "SELECT status, count(*) FROM order_history GROUP BY 1 ORDER BY 2 DESC" | sed 's/^/    /'
 
@@ -206,8 +227,8 @@ sed 's/^/  /' "$WORK/reconcile.txt" | head -40
 
 http500=$(python3 -c 'import json,sys;print(sum(n for k, n in json.load(open(sys.argv[1]))["http"].items() if k.startswith("500")))' "$WORK/driver.json")
 echo "== verdict =="
-echo "  HTTP 500: $http500; lost: $((lost_orders + lost_deliveries)); doubled: $((double_capture + double_provider)); uncaptured: $uncaptured; verify: $([ $verify_ok = 1 ] && echo clean || echo BROKEN); reconciliation: $([ $reconcile_ok = 1 ] && echo clean || echo BREAKS)"
-if [ "$http500" = 0 ] && [ "$lost_orders" = 0 ] && [ "$lost_deliveries" = 0 ] && [ "$uncaptured" = 0 ] \
+echo "  HTTP 500: $http500; lost: $((lost_orders + lost_deliveries)); doubled: $((double_capture + double_provider)); uncaptured: $uncaptured; not released: $held; verify: $([ $verify_ok = 1 ] && echo clean || echo BROKEN); reconciliation: $([ $reconcile_ok = 1 ] && echo clean || echo BREAKS)"
+if [ "$http500" = 0 ] && [ "$lost_orders" = 0 ] && [ "$lost_deliveries" = 0 ] && [ "$uncaptured" = 0 ] && [ "$held" = 0 ] \
   && [ "$double_capture" = 0 ] && [ "$double_provider" = 0 ] && [ $verify_ok = 1 ] && [ $reconcile_ok = 1 ]; then
   echo "  PASS"
 else

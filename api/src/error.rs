@@ -50,6 +50,8 @@ pub const ERROR_CODES: &[(&str, StatusCode, &str)] = &[
     ("token_lifetime_too_long", StatusCode::UNAUTHORIZED, "the bearer token's lifetime (`exp - iat`, or `exp - now`) exceeds the configured maximum (24 h by default)"),
     ("payment_declined", StatusCode::PAYMENT_REQUIRED, "the card was declined; the decline is recorded (`details.outcome`)"),
     ("payment_capture_failed", StatusCode::PAYMENT_REQUIRED, "the provider refused the capture; the failure is recorded (`details.outcome`)"),
+    ("payment_void_failed", StatusCode::PAYMENT_REQUIRED, "the provider refused the void; the failure is recorded and the authorization is still held (`details.outcome`)"),
+    ("payment_refund_failed", StatusCode::PAYMENT_REQUIRED, "the provider refused the refund; the failure is recorded and nothing was returned (`details.outcome`)"),
     ("forbidden", StatusCode::FORBIDDEN, "the token's role or subject may not do this"),
     ("route_not_found", StatusCode::NOT_FOUND, "no such route"),
     ("order_not_found", StatusCode::NOT_FOUND, "the order does not exist"),

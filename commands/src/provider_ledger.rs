@@ -23,8 +23,18 @@
 //! (other parameters), before the wrapped provider is asked. So a command
 //! repeated after a crash between the provider's answer and the append (in
 //! whichever process) is not charged twice.
+//!
+//! **Fault injection (drills).** While the file named by
+//! [`PROVIDER_FAULT_FILE_ENV`] exists, the simulated provider fails every
+//! capture, void and refund without acting ([`ProviderFault`]): it refuses
+//! (`processing_error`) or does not answer, alternately, or only one of the
+//! two when the file says `refuse` or `unanswered`. Authorizations keep their
+//! card-token faults (`tok_flaky_<n>`, `tok_unavailable`). The switch is a
+//! file so a drill can flip it for every process at once (`scripts/chaos.sh`).
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -43,21 +53,93 @@ pub mod operation {
     pub const REFUND: &str = "refund";
 }
 
+/// The environment variable naming the simulated provider's fault switch
+/// file (see the module documentation).
+pub const PROVIDER_FAULT_FILE_ENV: &str = "ORDERTRAIL_PROVIDER_FAULT_FILE";
+
+/// The simulated provider's fault switch: while `file` exists, captures,
+/// voids and refunds fail without acting.
+#[derive(Debug)]
+pub struct ProviderFault {
+    file: PathBuf,
+    calls: AtomicU64,
+}
+
+impl ProviderFault {
+    pub fn new(file: impl Into<PathBuf>) -> Self {
+        Self {
+            file: file.into(),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// The switch named by [`PROVIDER_FAULT_FILE_ENV`], if set.
+    pub fn from_env() -> Option<Self> {
+        std::env::var_os(PROVIDER_FAULT_FILE_ENV)
+            .filter(|v| !v.is_empty())
+            .map(Self::new)
+    }
+
+    /// The failure of this call while the switch is on.
+    fn failure(&self, operation: &str) -> Option<ProviderError> {
+        // The file's content picks the failure; no file, no fault.
+        let mode = std::fs::read_to_string(&self.file).ok()?;
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        let refuse = match mode.trim() {
+            "refuse" => true,
+            "unanswered" => false,
+            _ => n.is_multiple_of(2),
+        };
+        tracing::info!(operation, refuse, "simulated provider fault injected");
+        Some(if refuse {
+            ProviderError::Declined {
+                code: "processing_error".to_owned(),
+            }
+        } else {
+            ProviderError::Unavailable {
+                reason: format!("simulated provider outage ({operation})"),
+            }
+        })
+    }
+
+    fn check(fault: &Option<Self>, operation: &str) -> Result<(), ProviderError> {
+        match fault.as_ref().and_then(|f| f.failure(operation)) {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A provider whose successful operations are written to the simulation's ledger.
 pub struct RecordingProvider {
     inner: Arc<dyn PaymentProvider>,
     pool: PgPool,
+    fault: Option<ProviderFault>,
 }
 
 impl RecordingProvider {
     pub fn new(inner: Arc<dyn PaymentProvider>, pool: PgPool) -> Self {
-        Self { inner, pool }
+        Self {
+            inner,
+            pool,
+            fault: None,
+        }
+    }
+
+    /// With a fault switch (see [`ProviderFault`]).
+    pub fn with_fault(mut self, fault: Option<ProviderFault>) -> Self {
+        self.fault = fault;
+        self
     }
 
     /// The [`SimulatedProvider`] with its ledger in `pool`'s database: what
-    /// the API and the saga run with.
+    /// the API and the saga run with; its fault switch is the file named by
+    /// [`PROVIDER_FAULT_FILE_ENV`], if set.
     pub fn simulated(pool: PgPool) -> Arc<dyn PaymentProvider> {
-        Arc::new(Self::new(Arc::new(SimulatedProvider::new()), pool))
+        Arc::new(
+            Self::new(Arc::new(SimulatedProvider::new()), pool)
+                .with_fault(ProviderFault::from_env()),
+        )
     }
 
     /// The ledger's answer to a call made before with `key`: `Ok(None)` when
@@ -190,6 +272,7 @@ impl PaymentProvider for RecordingProvider {
         amount: Money,
         idempotency_key: &str,
     ) -> Result<ProviderReceipt, ProviderError> {
+        ProviderFault::check(&self.fault, operation::CAPTURE)?;
         let fingerprint = request_fingerprint(operation::CAPTURE, provider_reference, amount);
         if let Some((_, fee)) = self.remembered(idempotency_key, &fingerprint).await? {
             return Ok(ProviderReceipt {
@@ -220,6 +303,7 @@ impl PaymentProvider for RecordingProvider {
         amount: Money,
         idempotency_key: &str,
     ) -> Result<ProviderReceipt, ProviderError> {
+        ProviderFault::check(&self.fault, operation::VOID)?;
         let fingerprint = request_fingerprint(operation::VOID, provider_reference, amount);
         if let Some((_, fee)) = self.remembered(idempotency_key, &fingerprint).await? {
             return Ok(ProviderReceipt {
@@ -251,6 +335,7 @@ impl PaymentProvider for RecordingProvider {
         reference: &str,
         idempotency_key: &str,
     ) -> Result<Refund, ProviderError> {
+        ProviderFault::check(&self.fault, operation::REFUND)?;
         let fingerprint = request_fingerprint(
             operation::REFUND,
             &format!("{provider_reference}|{reference}"),
@@ -281,5 +366,39 @@ impl PaymentProvider for RecordingProvider {
         )
         .await;
         Ok(refund)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fault_switch_fails_calls_only_while_its_file_exists_as_its_content_says() {
+        let file = std::env::temp_dir().join(format!("ot-fault-{}", uuid::Uuid::new_v4()));
+        let fault = Some(ProviderFault::new(&file));
+        assert_eq!(ProviderFault::check(&fault, "void"), Ok(()));
+        assert_eq!(ProviderFault::check(&None, "void"), Ok(()));
+        let refused = Err(ProviderError::Declined {
+            code: "processing_error".into(),
+        });
+        let unanswered = |op: &str| {
+            Err(ProviderError::Unavailable {
+                reason: format!("simulated provider outage ({op})"),
+            })
+        };
+        std::fs::write(&file, "").unwrap();
+        // Alternately refused and unanswered.
+        assert_eq!(ProviderFault::check(&fault, "capture"), refused);
+        assert_eq!(ProviderFault::check(&fault, "refund"), unanswered("refund"));
+        std::fs::write(&file, "refuse\n").unwrap();
+        for op in ["capture", "void"] {
+            assert_eq!(ProviderFault::check(&fault, op), refused);
+        }
+        std::fs::write(&file, "unanswered").unwrap();
+        assert_eq!(ProviderFault::check(&fault, "void"), unanswered("void"));
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(ProviderFault::check(&fault, "void"), Ok(()));
     }
 }

@@ -297,6 +297,34 @@ impl SimulatedProvider {
         });
     }
 
+    /// Answers a call made under idempotency key `key` the way providers
+    /// do: a key seen with the same parameters (`fingerprint`) gets the
+    /// remembered answer, with other parameters a refusal
+    /// ([`IDEMPOTENCY_KEY_REUSED`]); a new key runs `call` and remembers its
+    /// answer (a success or a decline, never an outage). `unpack` reads a
+    /// remembered success of this operation, `pack` stores one.
+    async fn answer_once<T: Clone>(
+        &self,
+        key: &str,
+        fingerprint: String,
+        unpack: fn(RememberedAnswer) -> Option<T>,
+        pack: fn(&T) -> RememberedAnswer,
+        call: impl std::future::Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        match self.remembered(key, &fingerprint) {
+            Some(Ok(RememberedAnswer::Declined { code })) => return Err(declined(&code)),
+            // A key remembered for another operation: its parameters differ.
+            Some(Ok(answer)) => {
+                return unpack(answer).ok_or_else(|| declined(IDEMPOTENCY_KEY_REUSED));
+            }
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+        let result = call.await;
+        self.remember(key, fingerprint, &result, pack);
+        result
+    }
+
     fn check_reference(provider_reference: &str) -> Result<&str, ProviderError> {
         match provider_reference.strip_prefix(AUTH_PREFIX) {
             Some(reference) if !reference.is_empty() => Ok(reference),
@@ -311,10 +339,15 @@ fn declined(code: &str) -> ProviderError {
     }
 }
 
-/// A key remembered for another operation: its parameters differ (the
-/// fingerprint names the operation), so the key is being reused.
-fn unexpected(_answer: RememberedAnswer) -> ProviderError {
-    declined(IDEMPOTENCY_KEY_REUSED)
+fn receipt(answer: RememberedAnswer) -> Option<ProviderReceipt> {
+    match answer {
+        RememberedAnswer::Receipt(r) => Some(r),
+        _ => None,
+    }
+}
+
+fn remembered_receipt(r: &ProviderReceipt) -> RememberedAnswer {
+    RememberedAnswer::Receipt(r.clone())
 }
 
 impl SimulatedProvider {
@@ -387,20 +420,17 @@ impl PaymentProvider for SimulatedProvider {
             &format!("{reference}|{payment_method_ref}"),
             amount,
         );
-        match self.remembered(idempotency_key, &fingerprint) {
-            Some(Ok(RememberedAnswer::Authorized(a))) => return Ok(a),
-            Some(Ok(RememberedAnswer::Declined { code })) => return Err(declined(&code)),
-            Some(Ok(other)) => return Err(unexpected(other)),
-            Some(Err(e)) => return Err(e),
-            None => {}
-        }
-        let result = self
-            .authorize_once(payment_method_ref, amount, reference)
-            .await;
-        self.remember(idempotency_key, fingerprint, &result, |a| {
-            RememberedAnswer::Authorized(a.clone())
-        });
-        result
+        self.answer_once(
+            idempotency_key,
+            fingerprint,
+            |answer| match answer {
+                RememberedAnswer::Authorized(a) => Some(a),
+                _ => None,
+            },
+            |a| RememberedAnswer::Authorized(a.clone()),
+            self.authorize_once(payment_method_ref, amount, reference),
+        )
+        .await
     }
 
     async fn capture(
@@ -410,32 +440,32 @@ impl PaymentProvider for SimulatedProvider {
         idempotency_key: &str,
     ) -> Result<ProviderReceipt, ProviderError> {
         let fingerprint = request_fingerprint("capture", provider_reference, amount);
-        match self.remembered(idempotency_key, &fingerprint) {
-            Some(Ok(RememberedAnswer::Receipt(r))) => return Ok(r),
-            Some(Ok(RememberedAnswer::Declined { code })) => return Err(declined(&code)),
-            Some(Ok(other)) => return Err(unexpected(other)),
-            Some(Err(e)) => return Err(e),
-            None => {}
-        }
-        let result = Self::check_reference(provider_reference).and_then(|_| {
-            if amount.amount <= 0 {
-                return Err(declined("invalid_amount"));
-            }
-            Ok(ProviderReceipt {
-                fee: Self::capture_fee(amount),
-                processed_at: None,
-            })
-        });
-        if result.is_ok() {
-            self.with_state(|s| {
-                let n = s.captures.entry(provider_reference.to_owned()).or_insert(0);
-                *n = n.saturating_add(1);
+        let call = async {
+            let result = Self::check_reference(provider_reference).and_then(|_| {
+                if amount.amount <= 0 {
+                    return Err(declined("invalid_amount"));
+                }
+                Ok(ProviderReceipt {
+                    fee: Self::capture_fee(amount),
+                    processed_at: None,
+                })
             });
-        }
-        self.remember(idempotency_key, fingerprint, &result, |r| {
-            RememberedAnswer::Receipt(r.clone())
-        });
-        result
+            if result.is_ok() {
+                self.with_state(|s| {
+                    let n = s.captures.entry(provider_reference.to_owned()).or_insert(0);
+                    *n = n.saturating_add(1);
+                });
+            }
+            result
+        };
+        self.answer_once(
+            idempotency_key,
+            fingerprint,
+            receipt,
+            remembered_receipt,
+            call,
+        )
+        .await
     }
 
     async fn void(
@@ -445,21 +475,20 @@ impl PaymentProvider for SimulatedProvider {
         idempotency_key: &str,
     ) -> Result<ProviderReceipt, ProviderError> {
         let fingerprint = request_fingerprint("void", provider_reference, amount);
-        match self.remembered(idempotency_key, &fingerprint) {
-            Some(Ok(RememberedAnswer::Receipt(r))) => return Ok(r),
-            Some(Ok(RememberedAnswer::Declined { code })) => return Err(declined(&code)),
-            Some(Ok(other)) => return Err(unexpected(other)),
-            Some(Err(e)) => return Err(e),
-            None => {}
-        }
-        let result = Self::check_reference(provider_reference).map(|_| ProviderReceipt {
-            fee: Money::zero(amount.currency),
-            processed_at: None,
-        });
-        self.remember(idempotency_key, fingerprint, &result, |r| {
-            RememberedAnswer::Receipt(r.clone())
-        });
-        result
+        let call = async {
+            Self::check_reference(provider_reference).map(|_| ProviderReceipt {
+                fee: Money::zero(amount.currency),
+                processed_at: None,
+            })
+        };
+        self.answer_once(
+            idempotency_key,
+            fingerprint,
+            receipt,
+            remembered_receipt,
+            call,
+        )
+        .await
     }
 
     async fn refund(
@@ -474,26 +503,28 @@ impl PaymentProvider for SimulatedProvider {
             &format!("{provider_reference}|{reference}"),
             amount,
         );
-        match self.remembered(idempotency_key, &fingerprint) {
-            Some(Ok(RememberedAnswer::Refunded(r))) => return Ok(r),
-            Some(Ok(RememberedAnswer::Declined { code })) => return Err(declined(&code)),
-            Some(Ok(other)) => return Err(unexpected(other)),
-            Some(Err(e)) => return Err(e),
-            None => {}
-        }
-        let result = Self::check_reference(provider_reference).and_then(|_| {
-            if amount.amount <= 0 {
-                return Err(declined("invalid_amount"));
-            }
-            Ok(Refund {
-                provider_reference: format!("sim_refund_{reference}"),
-                fee: Money::zero(amount.currency),
+        let call = async {
+            Self::check_reference(provider_reference).and_then(|_| {
+                if amount.amount <= 0 {
+                    return Err(declined("invalid_amount"));
+                }
+                Ok(Refund {
+                    provider_reference: format!("sim_refund_{reference}"),
+                    fee: Money::zero(amount.currency),
+                })
             })
-        });
-        self.remember(idempotency_key, fingerprint, &result, |r| {
-            RememberedAnswer::Refunded(r.clone())
-        });
-        result
+        };
+        self.answer_once(
+            idempotency_key,
+            fingerprint,
+            |answer| match answer {
+                RememberedAnswer::Refunded(r) => Some(r),
+                _ => None,
+            },
+            |r| RememberedAnswer::Refunded(r.clone()),
+            call,
+        )
+        .await
     }
 }
 

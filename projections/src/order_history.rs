@@ -661,6 +661,19 @@ fn apply_payment(
                         row.status = "capture_failed".into();
                     }
                 }
+                // The same for a void (the authorization stays held) and a
+                // refund (the money is not returned): ops see the final
+                // state in the payment status.
+                PaymentEvent::PaymentVoidFailed(f) => {
+                    if f.final_attempt {
+                        row.status = "void_failed".into();
+                    }
+                }
+                PaymentEvent::PaymentRefundFailed(f) => {
+                    if f.final_attempt {
+                        row.status = "refund_failed".into();
+                    }
+                }
                 PaymentEvent::PaymentAuthorized(_)
                 | PaymentEvent::PaymentDeclined(_)
                 | PaymentEvent::CashCollected(_) => {}

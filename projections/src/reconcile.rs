@@ -23,6 +23,14 @@
 //!    answer was lost shows as missing on our side until the retry (same
 //!    idempotency key) records its `PaymentCaptured`.
 //!
+//! 3. **Money an ended order still holds.** A cancelled or rejected order
+//!    whose card authorization was neither voided nor captured
+//!    (`authorization_held`), or whose capture was not refunded in full
+//!    (`refund_outstanding`), ended on or before `to`: one break each, with
+//!    the amount and the last `PaymentVoidFailed` / `PaymentRefundFailed`
+//!    (or `none` while nothing said why yet). Such money is reported until it
+//!    is released, never balanced away ([`HELD`]).
+//!
 //! Money is integer minor units throughout. Both sides pick the days by
 //! their own timestamps (our event's business time, the provider's
 //! `occurred_at`), so an operation a few milliseconds either side of UTC
@@ -89,10 +97,15 @@ pub enum BreakKind {
     FeeMismatch,
     /// The same operation and reference twice on one side.
     Duplicate,
+    /// A cancelled or rejected order's authorization is still held (not
+    /// voided, not captured).
+    AuthorizationHeld,
+    /// A cancelled or rejected order's capture is not refunded in full.
+    RefundOutstanding,
 }
 
 impl BreakKind {
-    pub const ALL: [BreakKind; 12] = [
+    pub const ALL: [BreakKind; 14] = [
         BreakKind::RestaurantDayMismatch,
         BreakKind::RestaurantDayMissing,
         BreakKind::RestaurantDayUnexpected,
@@ -105,6 +118,8 @@ impl BreakKind {
         BreakKind::CurrencyMismatch,
         BreakKind::FeeMismatch,
         BreakKind::Duplicate,
+        BreakKind::AuthorizationHeld,
+        BreakKind::RefundOutstanding,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -121,6 +136,8 @@ impl BreakKind {
             BreakKind::CurrencyMismatch => "currency_mismatch",
             BreakKind::FeeMismatch => "fee_mismatch",
             BreakKind::Duplicate => "duplicate",
+            BreakKind::AuthorizationHeld => "authorization_held",
+            BreakKind::RefundOutstanding => "refund_outstanding",
         }
     }
 }
@@ -380,6 +397,99 @@ FROM ops
 WHERE (occurred_at AT TIME ZONE 'UTC')::date BETWEEN $1 AND $2
 "#;
 
+/// The card payments of orders cancelled or rejected on or before `$1` (UTC
+/// date of the business time) that still hold money: order, payment, the
+/// UTC day the order ended, currency, authorization reference, authorized,
+/// captured and refunded amounts, whether voided, and the last failed void
+/// or refund (`type code attempt final`).
+pub const HELD: &str = r#"
+WITH ended AS (
+    SELECT aggregate_id AS order_id,
+           min((payload::jsonb ->> CASE event_type WHEN 'OrderCancelled' THEN 'cancelled_at'
+                                                   ELSE 'rejected_at' END)::timestamptz) AS ended_at
+    FROM events
+    WHERE aggregate_type = 'Order' AND event_type IN ('OrderCancelled', 'OrderRejected')
+    GROUP BY 1
+),
+pay AS (
+    SELECT DISTINCT aggregate_id AS payment_id, payload::jsonb ->> 'order_id' AS order_id
+    FROM events WHERE aggregate_type = 'Payment' AND event_type = 'PaymentAuthorized'
+),
+money AS (
+    SELECT p.payment_id, p.order_id,
+           max(e.payload::jsonb -> 'amount' ->> 'currency') FILTER (WHERE e.event_type = 'PaymentAuthorized') AS currency,
+           max(e.payload::jsonb ->> 'provider_reference') FILTER (WHERE e.event_type = 'PaymentAuthorized') AS reference,
+           coalesce(max((e.payload::jsonb -> 'amount' ->> 'amount')::bigint) FILTER (WHERE e.event_type = 'PaymentAuthorized'), 0) AS authorized,
+           coalesce(sum((e.payload::jsonb -> 'amount' ->> 'amount')::bigint) FILTER (WHERE e.event_type = 'PaymentCaptured'), 0)::bigint AS captured,
+           coalesce(sum((e.payload::jsonb -> 'amount' ->> 'amount')::bigint) FILTER (WHERE e.event_type = 'PaymentRefunded'), 0)::bigint AS refunded,
+           bool_or(e.event_type = 'PaymentVoided') AS voided,
+           (array_agg(e.event_type || ' ' || (e.payload::jsonb ->> 'decline_code') || ' attempt '
+                      || (e.payload::jsonb ->> 'attempt')
+                      || CASE WHEN (e.payload::jsonb ->> 'final_attempt')::boolean THEN ' final' ELSE '' END
+                      ORDER BY e.sequence DESC)
+              FILTER (WHERE e.event_type IN ('PaymentVoidFailed', 'PaymentRefundFailed')))[1] AS last_failure
+    FROM pay p JOIN events e ON e.aggregate_type = 'Payment' AND e.aggregate_id = p.payment_id
+    GROUP BY 1, 2
+)
+SELECT en.order_id, m.payment_id, (en.ended_at AT TIME ZONE 'UTC')::date AS day, m.currency,
+       m.reference, m.authorized, m.captured, m.refunded, m.voided, m.last_failure
+FROM money m JOIN ended en ON en.order_id = m.order_id
+WHERE (en.ended_at AT TIME ZONE 'UTC')::date <= $1
+  AND ((m.captured = 0 AND NOT m.voided) OR m.captured > m.refunded)
+ORDER BY en.ended_at, m.payment_id
+"#;
+
+/// One row of [`HELD`].
+#[derive(Debug, sqlx::FromRow)]
+struct HeldRow {
+    order_id: String,
+    payment_id: String,
+    day: NaiveDate,
+    currency: Option<String>,
+    reference: Option<String>,
+    authorized: i64,
+    captured: i64,
+    refunded: i64,
+    last_failure: Option<String>,
+}
+
+impl HeldRow {
+    fn into_break(self) -> Break {
+        let (kind, held) = if self.captured > 0 {
+            (
+                BreakKind::RefundOutstanding,
+                self.captured.saturating_sub(self.refunded),
+            )
+        } else {
+            (BreakKind::AuthorizationHeld, self.authorized)
+        };
+        let said = |field: &str, ours: String, theirs: &str| FieldDiff {
+            field: field.to_owned(),
+            ours: Some(ours),
+            theirs: Some(theirs.to_owned()),
+        };
+        Break {
+            kind,
+            subject: if self.captured > 0 { "refund" } else { "void" }.to_owned(),
+            day: Some(self.day),
+            currency: self.currency,
+            provider_reference: self.reference,
+            payment_id: Some(self.payment_id),
+            side: None,
+            diffs: vec![
+                // Held by the events' account; an ended order should hold 0.
+                said("held_minor", held.to_string(), "0"),
+                said("order_id", self.order_id, ""),
+                said(
+                    "last_failure",
+                    self.last_failure.unwrap_or_else(|| "none".to_owned()),
+                    "",
+                ),
+            ],
+        }
+    }
+}
+
 type DayKey = (String, String, NaiveDate, String);
 
 /// Reconcile `from..=to`: settlements against the events, and, when a
@@ -473,6 +583,10 @@ pub async fn reconcile(
         summary.statement_lines = lines.len();
         compare_ledger(&ours, lines, &mut breaks);
     }
+
+    // 3. Money ended orders still hold.
+    let held: Vec<HeldRow> = sqlx::query_as(HELD).bind(to).fetch_all(pool).await?;
+    breaks.extend(held.into_iter().map(HeldRow::into_break));
 
     for kind in BreakKind::ALL {
         summary.breaks_by_kind.insert(kind.as_str().to_owned(), 0);

@@ -16,6 +16,7 @@
 //! | `PaymentRefunded` | `refunded_at` | refunds += the restaurant's share (`allocation.items + allocation.tax`); commission −= `allocation.commission_reversed`; provider fees += fee. Events without an allocation (first written as v1): refunds += amount |
 //! | `CashCollected` | `collected_at` | cash collected += amount |
 //! | `PaymentCaptureFailed` | – | none: no money moved (the payment stays authorized) |
+//! | `PaymentVoidFailed`, `PaymentRefundFailed` | – | none: no money moved. The authorization still held, or the capture not refunded, of a cancelled or rejected order is reported by the reconciliation (`authorization_held`, `refund_outstanding`), never balanced away here |
 //!
 //! Sales are recognised only when an order is delivered: a cancelled or
 //! rejected order adds no sales, but the provider fees its payment caused
@@ -535,6 +536,8 @@ async fn apply_batch(
                                 PaymentEvent::PaymentAuthorized(_)
                                 | PaymentEvent::PaymentDeclined(_)
                                 | PaymentEvent::PaymentCaptureFailed(_)
+                                | PaymentEvent::PaymentVoidFailed(_)
+                                | PaymentEvent::PaymentRefundFailed(_)
                                 | PaymentEvent::CashCollected(_) => continue,
                             }
                         }

@@ -94,6 +94,16 @@ const PAYMENT_EVENTS: &[&str] = &[
     "PaymentVoided",
     "PaymentRefunded",
     "PaymentCaptureFailed",
+    "PaymentVoidFailed",
+    "PaymentRefundFailed",
+];
+
+/// The failed provider calls after authorization: what they record about
+/// the provider and the call is staff-only, like the capture's.
+const PAYMENT_FAILURES: &[&str] = &[
+    "PaymentCaptureFailed",
+    "PaymentVoidFailed",
+    "PaymentRefundFailed",
 ];
 
 /// The visibility table.
@@ -160,6 +170,8 @@ pub const RULES: &[FieldRule] = &[
             "PaymentAuthorized",
             "PaymentDeclined",
             "PaymentCaptureFailed",
+            "PaymentVoidFailed",
+            "PaymentRefundFailed",
         ]),
         path: "provider",
         visible_to: STAFF,
@@ -188,14 +200,19 @@ pub const RULES: &[FieldRule] = &[
     },
     FieldRule {
         area: "payment",
-        scope: Scope::Events(&["PaymentDeclined", "PaymentCaptureFailed"]),
+        scope: Scope::Events(&[
+            "PaymentDeclined",
+            "PaymentCaptureFailed",
+            "PaymentVoidFailed",
+            "PaymentRefundFailed",
+        ]),
         path: "decline_code",
         visible_to: [Y, N, N, Y, Y, Y],
         why: "about the customer's card",
     },
     FieldRule {
         area: "payment",
-        scope: Scope::Events(&["PaymentCaptureFailed"]),
+        scope: Scope::Events(PAYMENT_FAILURES),
         path: "idempotency_key",
         visible_to: STAFF,
         why: "internal: the key of our call to the provider",

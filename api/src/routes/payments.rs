@@ -4,10 +4,14 @@
 //! A decline is a fact, recorded as a `PaymentDeclined` event: the answer is
 //! 402 `payment_declined` with the decline code and the command outcome in
 //! `details` (a retry with the same `Idempotency-Key` gets the same 402).
-//! A failed capture is a fact too, recorded as `PaymentCaptureFailed`: 402
-//! `payment_capture_failed` when the provider refused it, 503
-//! `payment_provider_unavailable` when it did not answer (the next attempt
-//! repeats the call's idempotency key), with the outcome in `details`.
+//! A failed capture, void or refund is a fact too, recorded as
+//! `PaymentCaptureFailed` / `PaymentVoidFailed` / `PaymentRefundFailed`: 402
+//! `payment_capture_failed` / `payment_void_failed` / `payment_refund_failed`
+//! when the provider refused it, 503 `payment_provider_unavailable` when it
+//! did not answer (the next attempt repeats the call's idempotency key), with
+//! the decline code, whether the failure was final and the outcome in
+//! `details` (a retry with the same `Idempotency-Key` gets the same answer;
+//! a new key tries the provider again).
 
 use axum::Router;
 use axum::extract::State;
@@ -23,7 +27,7 @@ use uuid::Uuid;
 
 use super::{CommandResponse, NoBody, replayed_error, run};
 use crate::AppState;
-use crate::auth::{Authorized, CustomerOrStaff, Staff};
+use crate::auth::{AuthUser, Authorized, CustomerOrStaff, Staff};
 use crate::error::{ApiError, CommandErrors};
 use crate::extract::{ApiPath, CommandRequest};
 
@@ -151,32 +155,72 @@ pub async fn capture_payment(
         override_reason: req.body.override_reason.clone(),
     };
     let outcome = run(&state, &user, &req, capture).await?;
-    if let Some(failed) = outcome
+    answer_recorded(&user, outcome, Operation::CAPTURE)
+}
+
+/// A provider call after authorization, and how its recorded failure is answered.
+struct Operation {
+    /// The failure event, e.g. `PaymentCaptureFailed`.
+    failed_event: &'static str,
+    /// The code of a refusal (402).
+    refused_code: &'static str,
+    refused: &'static str,
+    unanswered: &'static str,
+}
+
+impl Operation {
+    const CAPTURE: Operation = Operation {
+        failed_event: "PaymentCaptureFailed",
+        refused_code: "payment_capture_failed",
+        refused: "the provider refused the capture; the failure is recorded",
+        unanswered: "the provider did not answer the capture; the failure is recorded",
+    };
+    const VOID: Operation = Operation {
+        failed_event: "PaymentVoidFailed",
+        refused_code: "payment_void_failed",
+        refused: "the provider refused the void; the failure is recorded and the authorization is still held",
+        unanswered: "the provider did not answer the void; the failure is recorded",
+    };
+    const REFUND: Operation = Operation {
+        failed_event: "PaymentRefundFailed",
+        refused_code: "payment_refund_failed",
+        refused: "the provider refused the refund; the failure is recorded and nothing was returned",
+        unanswered: "the provider did not answer the refund; the failure is recorded",
+    };
+}
+
+/// Answers a payment command: 200 with the outcome, or, when the outcome
+/// is `operation`'s recorded failure, 402 (refused) or 503 (unanswered)
+/// with `details.decline_code`, `details.final_attempt` and
+/// `details.outcome` — the same on an `Idempotency-Key` replay.
+fn answer_recorded(
+    user: &AuthUser,
+    outcome: CommandOutcome,
+    operation: Operation,
+) -> Result<CommandResponse, ApiError> {
+    let Some(failed) = outcome
         .events
         .iter()
-        .find(|e| e.event_type == "PaymentCaptureFailed")
-    {
-        let field = |name: &str| failed.payload.get(name).cloned().unwrap_or_default();
-        let details = serde_json::json!({
-            "decline_code": field("decline_code"),
-            "final_attempt": field("final_attempt"),
-            "outcome": super::visibility::outcome(&user, outcome.clone()),
-        });
-        let error = if field("answered") == serde_json::Value::Bool(true) {
-            ApiError::new(
-                "payment_capture_failed",
-                "the provider refused the capture; the failure is recorded",
-            )
-        } else {
-            ApiError::domain(
-                "payment_provider_unavailable",
-                ErrorKind::Unavailable,
-                "the provider did not answer the capture; the failure is recorded",
-            )
-        };
-        return Err(replayed_error(error.with_details(details), &outcome));
-    }
-    Ok(CommandResponse::ok(&user, outcome))
+        .find(|e| e.event_type == operation.failed_event)
+    else {
+        return Ok(CommandResponse::ok(user, outcome));
+    };
+    let field = |name: &str| failed.payload.get(name).cloned().unwrap_or_default();
+    let details = serde_json::json!({
+        "decline_code": field("decline_code"),
+        "final_attempt": field("final_attempt"),
+        "outcome": super::visibility::outcome(user, outcome.clone()),
+    });
+    let error = if field("answered") == serde_json::Value::Bool(true) {
+        ApiError::new(operation.refused_code, operation.refused)
+    } else {
+        ApiError::domain(
+            "payment_provider_unavailable",
+            ErrorKind::Unavailable,
+            operation.unanswered,
+        )
+    };
+    Err(replayed_error(error.with_details(details), &outcome))
 }
 
 /// Release an uncaptured authorization (ops, admin).
@@ -184,7 +228,11 @@ pub async fn capture_payment(
     post, path = "/v1/payments/{id}/void", tag = "payments",
     params(("id" = Uuid, Path, description = "Payment id"), ("Idempotency-Key" = Option<String>, Header)),
     request_body(content = NoBody, description = "Empty or `{}`"),
-    responses((status = 200, description = "Authorization voided", body = CommandOutcome), CommandErrors),
+    responses(
+        (status = 200, description = "Authorization voided", body = CommandOutcome),
+        (status = 402, description = "Void refused by the provider (the authorization is still held): code `payment_void_failed`, `details.decline_code`, `details.final_attempt` and `details.outcome` (the recorded `PaymentVoidFailed`)", body = crate::error::ErrorBody),
+        CommandErrors
+    ),
     security(("bearer" = []))
 )]
 pub async fn void_payment(
@@ -196,10 +244,8 @@ pub async fn void_payment(
     let void = VoidPayment {
         payment_id: PaymentId(id),
     };
-    Ok(CommandResponse::ok(
-        &user,
-        run(&state, &user, &req, void).await?,
-    ))
+    let outcome = run(&state, &user, &req, void).await?;
+    answer_recorded(&user, outcome, Operation::VOID)
 }
 
 /// Refund part or all of a captured payment (ops, admin).
@@ -207,7 +253,11 @@ pub async fn void_payment(
     post, path = "/v1/payments/{id}/refund", tag = "payments",
     params(("id" = Uuid, Path, description = "Payment id"), ("Idempotency-Key" = Option<String>, Header)),
     request_body = RefundPaymentRequest,
-    responses((status = 200, description = "Refund recorded", body = CommandOutcome), CommandErrors),
+    responses(
+        (status = 200, description = "Refund recorded", body = CommandOutcome),
+        (status = 402, description = "Refund refused by the provider (nothing returned): code `payment_refund_failed`, `details.decline_code`, `details.final_attempt` and `details.outcome` (the recorded `PaymentRefundFailed`)", body = crate::error::ErrorBody),
+        CommandErrors
+    ),
     security(("bearer" = []))
 )]
 pub async fn refund_payment(
@@ -221,8 +271,6 @@ pub async fn refund_payment(
         amount_minor: req.body.amount_minor,
         reason: req.body.reason.clone(),
     };
-    Ok(CommandResponse::ok(
-        &user,
-        run(&state, &user, &req, refund).await?,
-    ))
+    let outcome = run(&state, &user, &req, refund).await?;
+    answer_recorded(&user, outcome, Operation::REFUND)
 }

@@ -425,15 +425,8 @@ async fn health_endpoints_answer_without_a_token() {
     );
 }
 
-/// A capture the provider refuses is recorded (`PaymentCaptureFailed`) and
-/// answered 402 `payment_capture_failed` with the outcome; a retry with the
-/// same `Idempotency-Key` gets the same answer, a new attempt captures.
-#[tokio::test]
-async fn a_refused_capture_is_recorded_and_answered_402() {
-    use ordertrail_commands::service::{CommandContext, IdempotencyKey};
-    use ordertrail_schemas::{Actor, ActorRole};
-
-    let app = TestApp::new().await;
+/// A card order placed and authorized by its customer; its payment id.
+async fn authorized_card_order(app: &TestApp) -> String {
     let (_, customer) = app.customer();
     let order = app.place_order(&customer, card()).await;
     let paid = app
@@ -443,11 +436,16 @@ async fn a_refused_capture_is_recorded_and_answered_402() {
         .send()
         .await;
     paid.assert(StatusCode::CREATED);
-    let payment = paid.body["aggregate_id"].as_str().unwrap().to_owned();
+    paid.body["aggregate_id"].as_str().unwrap().to_owned()
+}
 
-    // The provider saw this capture's idempotency key before, with other
-    // parameters (its ledger says so): it refuses the call.
-    let key = "capture-refused-1";
+/// The provider's ledger holds the provider key of ops' command sent with
+/// `Idempotency-Key: key`, from a call with other parameters: the provider
+/// refuses that command's `operation` (`idempotency_key_reused`).
+async fn provider_saw_key_before(app: &TestApp, key: &str, operation: &str) {
+    use ordertrail_commands::service::{CommandContext, IdempotencyKey};
+    use ordertrail_schemas::{Actor, ActorRole};
+
     let command_id = CommandContext::new(
         Actor {
             subject: "ops-alice".into(),
@@ -464,12 +462,27 @@ async fn a_refused_capture_is_recorded_and_answered_402() {
         "INSERT INTO simulated_provider_operations
            (operation, provider_reference, payment_id, amount_minor, currency, fee_minor, occurred_at,
             idempotency_key, request_fingerprint)
-         VALUES ('capture', 'sim_auth_other', 'other', 1, 'EUR', 0, now(), $1, 'other parameters')",
+         VALUES ($2, 'sim_other', 'other', 1, 'EUR', 0, now(), $1, 'other parameters')",
     )
     .bind(format!("ot-{command_id}"))
+    .bind(operation)
     .execute(&app.db.pool)
     .await
     .unwrap();
+}
+
+/// A capture the provider refuses is recorded (`PaymentCaptureFailed`) and
+/// answered 402 `payment_capture_failed` with the outcome; a retry with the
+/// same `Idempotency-Key` gets the same answer, a new attempt captures.
+#[tokio::test]
+async fn a_refused_capture_is_recorded_and_answered_402() {
+    let app = TestApp::new().await;
+    let payment = authorized_card_order(&app).await;
+
+    // The provider saw this capture's idempotency key before, with other
+    // parameters (its ledger says so): it refuses the call.
+    let key = "capture-refused-1";
+    provider_saw_key_before(&app, key, "capture").await;
 
     let ops = app.ops();
     let body = json!({"override_reason": "customer asked to be charged now"});
@@ -507,4 +520,67 @@ async fn a_refused_capture_is_recorded_and_answered_402() {
         .await;
     captured.assert(StatusCode::OK);
     assert_eq!(captured.event_types(), ["PaymentCaptured"]);
+}
+
+/// A refund the provider refuses is recorded (`PaymentRefundFailed`) and
+/// answered 402 `payment_refund_failed` with the outcome; a retry with the
+/// same `Idempotency-Key` gets the same answer (replayed), a new key refunds.
+#[tokio::test]
+async fn a_refused_refund_is_recorded_and_answered_402_the_same_on_retry() {
+    let app = TestApp::new().await;
+    let payment = authorized_card_order(&app).await;
+    let ops = app.ops();
+    app.post(&format!("/v1/payments/{payment}/capture"))
+        .token(&ops)
+        .json(json!({"override_reason": "customer asked to be charged now"}))
+        .send()
+        .await
+        .assert(StatusCode::OK);
+
+    // The provider saw this refund's idempotency key before, with other
+    // parameters: it refuses the call.
+    let key = "refund-refused-1";
+    provider_saw_key_before(&app, key, "refund").await;
+
+    let body = json!({"amount_minor": 500, "reason": "cold food"});
+    let refused = app
+        .post(&format!("/v1/payments/{payment}/refund"))
+        .token(&ops)
+        .header("Idempotency-Key", key)
+        .json(body.clone())
+        .send()
+        .await;
+    refused.assert_error(StatusCode::PAYMENT_REQUIRED, "payment_refund_failed");
+    assert_eq!(
+        refused.body["details"]["decline_code"],
+        "idempotency_key_reused"
+    );
+    assert_eq!(refused.body["details"]["final_attempt"], false);
+    let event = &refused.body["details"]["outcome"]["events"][0];
+    assert_eq!(event["event_type"], "PaymentRefundFailed");
+    assert_eq!(event["payload"]["amount"]["amount"], 500);
+    assert!(!refused.replayed());
+    let again = app
+        .post(&format!("/v1/payments/{payment}/refund"))
+        .token(&ops)
+        .header("Idempotency-Key", key)
+        .json(body.clone())
+        .send()
+        .await;
+    again.assert_error(StatusCode::PAYMENT_REQUIRED, "payment_refund_failed");
+    assert!(again.replayed(), "the same answer, replayed");
+    assert_eq!(
+        again.body["details"]["outcome"]["events"],
+        refused.body["details"]["outcome"]["events"]
+    );
+    assert_eq!(again.body["details"]["outcome"]["replayed"], true);
+    let refunded = app
+        .post(&format!("/v1/payments/{payment}/refund"))
+        .token(&ops)
+        .header("Idempotency-Key", "refund-refused-2")
+        .json(body)
+        .send()
+        .await;
+    refunded.assert(StatusCode::OK);
+    assert_eq!(refunded.event_types(), ["PaymentRefunded"]);
 }

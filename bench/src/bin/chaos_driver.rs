@@ -14,7 +14,14 @@
 //! While `--provider-outage-file` exists, new orders pay with
 //! `tok_flaky_<n>` cards: the simulated provider is unavailable for their
 //! first authorizations (most recover within the saga's retries; one in ten
-//! outlasts them and the order is cancelled).
+//! outlasts them and the order is cancelled). The script points the
+//! simulated provider's own fault switch (`ORDERTRAIL_PROVIDER_FAULT_FILE`)
+//! at the same file, so captures, voids and refunds fail meanwhile too.
+//!
+//! So that voids and refunds happen at all: one order in seven is cancelled
+//! by its customer once confirmed (the saga voids the authorization), and
+//! one delivered order in five gets a partial refund from ops (retried with
+//! a new key after a recorded failure, until the provider refunds).
 //!
 //! Prints (and writes as JSON with `--out`) orders placed, delivered,
 //! cancelled with their reasons, unfinished with their last step, and every
@@ -29,7 +36,7 @@ use anyhow::Result;
 use clap::Parser;
 use ordertrail_bench::mint_token;
 use ordertrail_commands::catalog::seed_ids;
-use ordertrail_schemas::{DeliveryId, OrderId};
+use ordertrail_schemas::{DeliveryId, OrderId, PaymentId};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -74,6 +81,8 @@ struct Summary {
     http: BTreeMap<String, u64>,
     placed_order_ids: Vec<Uuid>,
     delivered_order_ids: Vec<Uuid>,
+    /// Partial refunds ops asked for and got.
+    refunded: u64,
 }
 
 struct Driver {
@@ -138,7 +147,11 @@ impl Driver {
                         }
                         _ => self.count(status.as_u16().to_string()).await,
                     }
-                    if status == StatusCode::SERVICE_UNAVAILABLE
+                    // A 503 with a recorded outcome (a provider call that
+                    // went unanswered, recorded as a failure event) is the
+                    // command's answer: its key replays it for ever.
+                    let recorded = !body["details"]["outcome"].is_null();
+                    if (status == StatusCode::SERVICE_UNAVAILABLE && !recorded)
                         || status == StatusCode::TOO_MANY_REQUESTS
                     {
                         if status == StatusCode::SERVICE_UNAVAILABLE && retry_after.is_none() {
@@ -208,7 +221,13 @@ impl Driver {
             if status.is_success() {
                 return Step::Done;
             }
-            if status != StatusCode::NOT_FOUND && status != StatusCode::CONFLICT {
+            // A provider failure recorded as an event (refused: 402;
+            // unanswered: 503 with the outcome) is tried again with a new key.
+            let provider_failed = !answer["details"]["outcome"].is_null()
+                && (status == StatusCode::PAYMENT_REQUIRED
+                    || status == StatusCode::SERVICE_UNAVAILABLE);
+            if status != StatusCode::NOT_FOUND && status != StatusCode::CONFLICT && !provider_failed
+            {
                 return Step::Failed(format!(
                     "{name}: {status} {}",
                     answer["code"].as_str().unwrap_or("")
@@ -221,6 +240,28 @@ impl Driver {
             }
             if Instant::now() > until {
                 return Step::Failed(format!("{name}: deadline"));
+            }
+            // The provider is failing: give it a moment.
+            let pause = if provider_failed { 2_000 } else { 300 };
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+    }
+
+    /// Wait until the order is confirmed (its card authorized); the order's
+    /// end when it ended first.
+    async fn confirmed(&self, order: Uuid, until: Instant) -> Step {
+        loop {
+            match self.order_state(order, until).await {
+                Some((state, _)) if state != "placed" && !state.is_empty() => {
+                    return match state.as_str() {
+                        "cancelled" | "rejected" => Step::Ended(state),
+                        _ => Step::Done,
+                    };
+                }
+                _ => {}
+            }
+            if Instant::now() > until {
+                return Step::Failed("confirm: deadline".into());
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
@@ -307,6 +348,22 @@ impl Driver {
             Step::Done => Ok(()),
             other => Err(other),
         };
+        if n % 7 == 3 {
+            // The customer cancels once the card is authorized: the saga
+            // voids the authorization (or records why not).
+            ok(self.confirmed(order, until).await)?;
+            ok(self
+                .step(
+                    order,
+                    "cancel",
+                    &format!("/v1/orders/{order}/cancel"),
+                    &customer,
+                    &json!({"reason": "changed my mind (chaos)"}),
+                    until,
+                )
+                .await)?;
+            return Err(Step::Ended("cancelled by the customer (chaos)".into()));
+        }
         ok(self
             .step(
                 order,
@@ -363,6 +420,28 @@ impl Driver {
                 until,
             )
             .await)?;
+        if n % 5 == 1 {
+            // Ops refund part of it once the saga captured (409 until then).
+            let payment = PaymentId::for_order(OrderId(order)).0;
+            let refund = self
+                .step(
+                    order,
+                    "refund",
+                    &format!("/v1/payments/{payment}/refund"),
+                    &self.ops,
+                    &json!({"amount_minor": 300, "reason": "cold fries (chaos)"}),
+                    until,
+                )
+                .await;
+            let mut s = self.summary.lock().await;
+            match refund {
+                Step::Done => s.refunded += 1,
+                // Delivered all the same; the refund is reported apart.
+                Step::Ended(why) | Step::Failed(why) => {
+                    *s.unfinished.entry(format!("delivered, {why}")).or_default() += 1;
+                }
+            }
+        }
         Ok(Some(order))
     }
 }
@@ -421,7 +500,10 @@ async fn main() -> Result<()> {
         args.duration_secs, args.rate
     );
     println!("orders placed:    {}", summary.placed);
-    println!("orders delivered: {}", summary.delivered);
+    println!(
+        "orders delivered: {} (partly refunded: {})",
+        summary.delivered, summary.refunded
+    );
     println!(
         "orders cancelled: {}",
         summary.cancelled.values().sum::<u64>()

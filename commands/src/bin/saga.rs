@@ -56,8 +56,8 @@ struct SagaArgs {
     /// then it is flagged for ops.
     #[arg(long, env, default_value_t = 5_400)]
     completion_timeout_secs: u64,
-    /// Milliseconds before the first retry of a failed capture (or a void or
-    /// refund the provider did not answer); doubles per retry.
+    /// Milliseconds before the first retry of a failed capture, void or
+    /// refund; doubles per retry.
     #[arg(long, env, default_value_t = 30_000)]
     money_retry_backoff_ms: u64,
     /// Longest delay, in seconds, between two stored retries of a provider call.

@@ -29,6 +29,16 @@ pub(crate) enum Handled {
     Nothing,
 }
 
+/// A failed void or refund, as the saga reacts to it.
+struct ReleaseFailure<'a> {
+    /// `void` or `refund`.
+    operation: &'static str,
+    attempt: u32,
+    answered: bool,
+    final_attempt: bool,
+    decline_code: &'a str,
+}
+
 /// What an authorization attempt leads to.
 enum Authorization {
     /// The provider answered: authorized or declined.
@@ -237,19 +247,35 @@ impl Flow {
                     tracing::warn!(%cause, %order_id, %payment_id, attempt = failed.attempt, code = %failed.decline_code, "capture refused too often; given up to ops (payment status capture_failed)");
                     return Ok(Handled::Nothing);
                 }
-                let retry = failed.attempt.max(1);
-                let delay = retry_delay(self.money_retry_backoff, retry, self.max_retry_delay);
-                tracing::info!(%cause, %order_id, attempt = failed.attempt, code = %failed.decline_code, answered = failed.answered, delay_ms = delay.as_millis() as u64, "capture failed; retry stored");
-                let timer = NewTimer {
-                    kind: TimerKind::CaptureRetry,
-                    aggregate_id: order_id.to_string(),
-                    attempt: i32::try_from(retry).unwrap_or(i32::MAX),
-                    due_at: after(Utc::now(), delay),
-                    correlation_id: cause.correlation_id,
-                    causation_id: cause.causation_id,
-                    origin: None,
-                };
+                let timer = self.money_retry(
+                    cause,
+                    TimerKind::CaptureRetry,
+                    order_id,
+                    failed.attempt.max(1),
+                    None,
+                );
+                tracing::info!(%cause, %order_id, attempt = failed.attempt, code = %failed.decline_code, answered = failed.answered, due_at = %timer.due_at, "capture failed; retry stored");
                 self.schedule(cause, &timer).await?;
+            }
+            PaymentEvent::PaymentVoidFailed(failed) => {
+                let failure = ReleaseFailure {
+                    operation: "void",
+                    attempt: failed.attempt,
+                    answered: failed.answered,
+                    final_attempt: failed.final_attempt,
+                    decline_code: &failed.decline_code,
+                };
+                return self.on_release_failed(cause, payment_id, failure).await;
+            }
+            PaymentEvent::PaymentRefundFailed(failed) => {
+                let failure = ReleaseFailure {
+                    operation: "refund",
+                    attempt: failed.attempt,
+                    answered: failed.answered,
+                    final_attempt: failed.final_attempt,
+                    decline_code: &failed.decline_code,
+                };
+                return self.on_release_failed(cause, payment_id, failure).await;
             }
             PaymentEvent::PaymentCaptured(_)
             | PaymentEvent::PaymentVoided(_)
@@ -348,6 +374,68 @@ impl Flow {
         Ok(Handled::Acted)
     }
 
+    /// A void or refund failed (`PaymentVoidFailed` / `PaymentRefundFailed`).
+    /// Not final, and the order ended without delivery: a `release_retry`
+    /// timer (attempt n, `money_retry_backoff`·2ⁿ⁻¹ up to
+    /// `max_retry_delay`) releases again with new command ids derived from
+    /// this failure (an unanswered call's key is repeated by the payment).
+    /// Final: given up to ops (metric, alert); nothing retries it. A
+    /// failure of a void or refund ops asked for on a live order is theirs
+    /// to retry (the API answered them with it).
+    async fn on_release_failed(
+        &self,
+        cause: &Cause,
+        payment_id: PaymentId,
+        failure: ReleaseFailure<'_>,
+    ) -> Result<Handled, Halt> {
+        let ReleaseFailure {
+            operation,
+            attempt,
+            answered,
+            final_attempt,
+            decline_code,
+        } = failure;
+        let answer = if answered { "refused" } else { "unanswered" };
+        let is_final = if final_attempt { "true" } else { "false" };
+        metrics::counter!("ordertrail_payment_release_failures_total", "operation" => operation, "answer" => answer, "final" => is_final)
+            .increment(1);
+        let payment = self.payment(cause, payment_id).await?;
+        let Some(order_id) = payment.as_ref().and_then(Payment::order_id) else {
+            return Err(inconsistent(
+                cause,
+                "a void or refund failed on a payment that does not exist",
+            ));
+        };
+        if final_attempt {
+            metrics::counter!("ordertrail_payment_releases_given_up_total", "operation" => operation)
+                .increment(1);
+            tracing::warn!(%cause, %order_id, %payment_id, operation, attempt, code = decline_code, "{operation} refused too often; given up to ops (payment status {operation}_failed)");
+            return Ok(Handled::Nothing);
+        }
+        let order = self.order(cause, order_id).await?;
+        if !matches!(
+            order.status(),
+            Some(OrderStatus::Cancelled | OrderStatus::Rejected)
+        ) {
+            tracing::info!(%cause, %order_id, operation, status = ?order.status(), "a void or refund failed on an order that did not end; not retried by the saga");
+            return Ok(Handled::Nothing);
+        }
+        metrics::counter!("ordertrail_saga_retries_total", "command" => "release_payment", "reason" => if answered { "provider_refused_stored" } else { "provider_unavailable_stored" })
+            .increment(1);
+        // The retry's commands derive their ids from this failure: a new
+        // provider call (the payment repeats an unanswered call's key).
+        let timer = self.money_retry(
+            cause,
+            TimerKind::ReleaseRetry,
+            order_id,
+            attempt.max(1),
+            Some(cause.origin),
+        );
+        tracing::info!(%cause, %order_id, operation, attempt, code = decline_code, answered, due_at = %timer.due_at, "releasing the money failed; retry stored");
+        self.schedule(cause, &timer).await?;
+        Ok(Handled::Acted)
+    }
+
     // ------------------------------------------------------------ steps
 
     /// Authorize the order total on the order's card, unless the order no
@@ -422,9 +510,11 @@ impl Flow {
     /// Release the money and the delivery of an order that ended without
     /// delivery: void an authorization, refund what was captured, cancel a
     /// delivery that has not been picked up. A void or refund the provider
-    /// did not answer is not waited for here: a `release_retry` timer
-    /// (retry `retries + 1`, exponential back-off) repeats it later with the
-    /// same command id (same idempotency key), and the consume loop moves on.
+    /// refuses or does not answer is recorded by the payment
+    /// (`PaymentVoidFailed` / `PaymentRefundFailed`), which schedules the
+    /// next attempt (see [`Self::on_release_failed`]); nothing is waited for
+    /// here. (Should a payment ever report an outage instead of recording
+    /// it, a `release_retry` repeating the same command id is stored.)
     /// Returns what it did (a timer's outcome).
     async fn release(
         &self,
@@ -469,6 +559,13 @@ impl Flow {
                         None => None,
                     }
                 }
+                Some(PaymentStatus::VoidFailed | PaymentStatus::RefundFailed) => {
+                    // Given up after repeated refusals: only ops act now
+                    // (the failure events and the payment status say why).
+                    tracing::info!(%cause, %order_id, status = ?payment.status(), "releasing the money was given up to ops; not retried");
+                    outcome = "given_up_to_ops";
+                    None
+                }
                 status => {
                     tracing::debug!(%cause, %order_id, ?status, "no money to release");
                     None
@@ -476,19 +573,16 @@ impl Flow {
             };
             if sent == Some(Sent::ProviderUnavailable) {
                 let retry = retries.saturating_add(1);
-                let delay = retry_delay(self.money_retry_backoff, retry, self.max_retry_delay);
                 metrics::counter!("ordertrail_saga_retries_total", "command" => "release_payment", "reason" => "provider_unavailable_stored")
                     .increment(1);
-                tracing::warn!(%cause, %order_id, retry, delay_ms = delay.as_millis() as u64, "payment provider unavailable releasing the money; retry stored");
-                let timer = NewTimer {
-                    kind: TimerKind::ReleaseRetry,
-                    aggregate_id: order_id.to_string(),
-                    attempt: i32::try_from(retry).unwrap_or(i32::MAX),
-                    due_at: after(Utc::now(), delay),
-                    correlation_id: cause.correlation_id,
-                    causation_id: cause.causation_id,
-                    origin: Some(cause.origin),
-                };
+                let timer = self.money_retry(
+                    cause,
+                    TimerKind::ReleaseRetry,
+                    order_id,
+                    retry,
+                    Some(cause.origin),
+                );
+                tracing::warn!(%cause, %order_id, retry, due_at = %timer.due_at, "payment provider unavailable releasing the money; retry stored");
                 self.schedule(cause, &timer).await?;
                 outcome = "retry_scheduled";
             }
@@ -504,13 +598,7 @@ impl Flow {
                 reason: reason.to_owned(),
                 now: Utc::now(),
             };
-            self.dispatch
-                .send(
-                    cause,
-                    "cancel_delivery",
-                    SagaCommand::Delivery(delivery_id, cancel.into()),
-                    ProviderOutage::Wait,
-                )
+            self.send_delivery(cause, "cancel_delivery", delivery_id, cancel.into())
                 .await?;
         }
         Ok(outcome)
@@ -621,10 +709,8 @@ impl Flow {
                         self.accept_timeout.as_secs()
                     ),
                 };
-                Ok(match self.run(cause, "cancel_order", cancel).await? {
-                    Sent::Applied { .. } => "order_cancelled",
-                    Sent::Refused { .. } | Sent::ProviderUnavailable => "no_longer_needed",
-                })
+                let sent = self.run(cause, "cancel_order", cancel).await?;
+                Ok(outcome(sent, "order_cancelled"))
             }
             TimerKind::AssignTimeout => {
                 let delivery_id: DeliveryId = parse_id(cause, "delivery", &timer.aggregate_id)?;
@@ -688,18 +774,9 @@ impl Flow {
                             now: Utc::now(),
                         };
                         let sent = self
-                            .dispatch
-                            .send(
-                                cause,
-                                "unassign_rider",
-                                SagaCommand::Delivery(delivery_id, unassign.into()),
-                                ProviderOutage::Wait,
-                            )
+                            .send_delivery(cause, "unassign_rider", delivery_id, unassign.into())
                             .await?;
-                        Ok(match sent {
-                            Sent::Applied { .. } => "rider_unassigned",
-                            Sent::Refused { .. } | Sent::ProviderUnavailable => "no_longer_needed",
-                        })
+                        Ok(outcome(sent, "rider_unassigned"))
                     }
                     (
                         TimerKind::CompletionTimeout,
@@ -765,18 +842,9 @@ impl Flow {
             now: Utc::now(),
         };
         let sent = self
-            .dispatch
-            .send(
-                cause,
-                "flag_delivery",
-                SagaCommand::Delivery(delivery_id, flag.into()),
-                ProviderOutage::Wait,
-            )
+            .send_delivery(cause, "flag_delivery", delivery_id, flag.into())
             .await?;
-        Ok(match sent {
-            Sent::Applied { .. } => "delivery_flagged",
-            Sent::Refused { .. } | Sent::ProviderUnavailable => "no_longer_needed",
-        })
+        Ok(outcome(sent, "delivery_flagged"))
     }
 
     /// The id and type of the last event of `delivery_id` among `types`.
@@ -807,6 +875,28 @@ impl Flow {
     }
 
     // ------------------------------------------------------------ helpers
+
+    /// The stored retry `retry` (from 1) of an order's capture or release:
+    /// due after `money_retry_backoff`·2ⁿ⁻¹, at most `max_retry_delay`.
+    fn money_retry(
+        &self,
+        cause: &Cause,
+        kind: TimerKind,
+        order_id: OrderId,
+        retry: u32,
+        origin: Option<Uuid>,
+    ) -> NewTimer {
+        let delay = retry_delay(self.money_retry_backoff, retry, self.max_retry_delay);
+        NewTimer {
+            kind,
+            aggregate_id: order_id.to_string(),
+            attempt: i32::try_from(retry).unwrap_or(i32::MAX),
+            due_at: after(Utc::now(), delay),
+            correlation_id: cause.correlation_id,
+            causation_id: cause.causation_id,
+            origin,
+        }
+    }
 
     async fn schedule(&self, cause: &Cause, timer: &NewTimer) -> Result<(), Halt> {
         let new = db_retry(
@@ -852,6 +942,23 @@ impl Flow {
                 cause,
                 action,
                 SagaCommand::Order(order_id, command),
+                ProviderOutage::Wait,
+            )
+            .await
+    }
+
+    async fn send_delivery(
+        &self,
+        cause: &Cause,
+        action: &str,
+        delivery_id: DeliveryId,
+        command: ordertrail_domain::DeliveryCommand,
+    ) -> Result<Sent, Halt> {
+        self.dispatch
+            .send(
+                cause,
+                action,
+                SagaCommand::Delivery(delivery_id, command),
                 ProviderOutage::Wait,
             )
             .await
@@ -913,6 +1020,15 @@ impl Flow {
             .await?
             .and_then(|d| d.order_id())
             .ok_or_else(|| inconsistent(cause, &format!("delivery {delivery_id} does not exist")))
+    }
+}
+
+/// A timer's outcome after sending its command: `done` when it was applied,
+/// `no_longer_needed` when the domain refused it (the world moved on).
+fn outcome(sent: Sent, done: &'static str) -> &'static str {
+    match sent {
+        Sent::Applied { .. } => done,
+        Sent::Refused { .. } | Sent::ProviderUnavailable => "no_longer_needed",
     }
 }
 

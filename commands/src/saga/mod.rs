@@ -15,7 +15,7 @@
 //! | `PaymentDeclined` | `CancelOrder` with reason `payment declined: <code>` |
 //! | `OrderConfirmed` | schedules the `accept_timeout` timer |
 //! | `OrderAccepted` | `RequestDelivery` (the `workflows::RequestDelivery` use case: restaurant → customer address) |
-//! | `OrderRejected`, `OrderCancelled` | money released: `VoidPayment` if authorized and uncaptured, `RefundPayment` of what is left if captured; `CancelDelivery` if the delivery exists and is requested/assigned. Provider unavailable → stored retry (`release_retry` timer, same command id, exponential back-off up to `max_retry_delay`, until it answers) |
+//! | `OrderRejected`, `OrderCancelled` | money released: `VoidPayment` if authorized and uncaptured, `RefundPayment` of what is left if captured; `CancelDelivery` if the delivery exists and is requested/assigned. A void or refund the provider refuses or does not answer is recorded by the payment (`PaymentVoidFailed` / `PaymentRefundFailed`, below) |
 //! | `DeliveryRequested` | schedules the `assign_timeout` timer |
 //! | `RiderAssigned` | schedules `pickup_timeout` and `completion_timeout` (from `assigned_at`), both watching this assignment |
 //! | `RiderUnassigned` | schedules a new `assign_timeout` from `unassigned_at` (a delivery that lost its rider is flagged again if none comes) |
@@ -23,13 +23,14 @@
 //! | `DeliveryCompleted` | `MarkDelivered` |
 //! | `OrderDelivered` | card: `CapturePayment` of the order total; cash: `RecordCashCollected` of the order total by the delivery's rider |
 //! | `PaymentCaptureFailed` | not final: schedules `capture_retry` (attempt n, `money_retry_backoff`·2ⁿ⁻¹ up to `max_retry_delay`); final (3rd refusal): nothing — the payment is `capture_failed`, metric `ordertrail_payment_captures_given_up_total`, alert `PaymentCaptureGivenUp` (`deploy/alerts/money.yml`) |
+//! | `PaymentVoidFailed`, `PaymentRefundFailed` | not final and the order cancelled/rejected: schedules `release_retry` (attempt n, `money_retry_backoff`·2ⁿ⁻¹ up to `max_retry_delay`; its commands' ids derive from the failure event); final (3rd refusal): nothing — the payment is `void_failed` / `refund_failed`, metric `ordertrail_payment_releases_given_up_total{operation}`, alert `PaymentReleaseGivenUp` |
 //! | `DeliveryFailed` | `CancelUndeliverableOrder` (see the policy below) |
 //! | timer `accept_timeout` | order still confirmed: `CancelOrder` (by system); the `OrderCancelled` releases the money |
 //! | timer `assign_timeout` | delivery still waiting for a rider since the event that scheduled it (request, or the last lost rider) and not flagged: `FlagDelivery` (`DeliveryFlagged`, listed by the backoffice) |
 //! | timer `pickup_timeout` | the watched assignment is current and the food not picked up: `UnassignRider` (reason `not picked up within …`); the delivery waits for a rider again |
 //! | timer `completion_timeout` | the watched assignment is current, assigned or picked up, not flagged: `FlagDelivery` (reason `not completed within …`); the rider keeps the delivery (they may hold the food) |
 //! | timer `capture_retry` | order delivered and payment still authorized: `CapturePayment` (new command id; after an unanswered attempt the payment repeats its idempotency key) |
-//! | timer `release_retry` | order cancelled/rejected: release again (same command ids as the first attempt) |
+//! | timer `release_retry` | order cancelled/rejected: release again (new command ids; an unanswered call's key is repeated by the payment); a payment given up (`void_failed`, `refund_failed`) is left to ops |
 //!
 //! # Money under provider faults
 //!
@@ -38,15 +39,23 @@
 //!   simulated provider (and its ledger, shared by the API and the saga)
 //!   answers a repeated key with the first answer and acts once, and refuses
 //!   the key with other parameters. A retry of a call whose answer was lost
-//!   repeats the key: authorize and release retries reuse the first
-//!   attempt's command id (the timer's `origin`); a capture after an
+//!   repeats the key: authorize retries reuse the first attempt's command
+//!   id (the timer's `origin`); a capture, void or refund after an
 //!   unanswered one reuses that attempt's key (kept on its
-//!   `PaymentCaptureFailed`).
+//!   `PaymentCaptureFailed` / `PaymentVoidFailed` / `PaymentRefundFailed`).
 //! - **Capture failures are events.** A refused or unanswered capture is
 //!   `PaymentCaptureFailed` (reason, attempt, answered, final); the payment
 //!   stays authorized until captured, or becomes `capture_failed` after
 //!   `CAPTURE_ATTEMPTS_MAX` refusals. So no payment stays authorized past
 //!   delivery without an event saying why.
+//! - **Void and refund failures are events** too: `PaymentVoidFailed` /
+//!   `PaymentRefundFailed` (reason, attempt, answered, final), retried from
+//!   `release_retry` timers while the order is cancelled/rejected; after
+//!   `VOID_ATTEMPTS_MAX` / `REFUND_ATTEMPTS_MAX` refusals the payment is
+//!   `void_failed` / `refund_failed` (order history, reconciliation break
+//!   `authorization_held` / `refund_outstanding`). So no order ends
+//!   cancelled with an authorization held or a capture not refunded without
+//!   an event saying why.
 //! - **Isolation.** No provider outage is waited out in the consume loop:
 //!   payment commands are sent with `ProviderOutage::Report` and
 //!   an outage becomes a stored per-order timer; the loop moves on to other
@@ -154,9 +163,8 @@ pub struct SagaConfig {
     /// A delivery not completed this long after its assignment is flagged
     /// for ops (`DeliveryFlagged`); the rider keeps it (they hold the food).
     pub completion_timeout: Duration,
-    /// Delay before the first retry of a failed capture, or of a void or
-    /// refund the provider did not answer; doubles per retry up to
-    /// `max_retry_delay`.
+    /// Delay before the first retry of a failed capture, void or refund;
+    /// doubles per retry up to `max_retry_delay`.
     pub money_retry_backoff: Duration,
     /// Longest delay between two stored retries of a provider call.
     pub max_retry_delay: Duration,

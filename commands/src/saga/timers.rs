@@ -29,7 +29,8 @@ pub enum TimerKind {
     AssignTimeout,
     /// Capture again after a `PaymentCaptureFailed` that was not final.
     CaptureRetry,
-    /// Void or refund again after the provider was unavailable.
+    /// Void or refund again after a `PaymentVoidFailed` /
+    /// `PaymentRefundFailed` that was not final.
     ReleaseRetry,
     /// Take a delivery from a rider who did not pick it up in time.
     PickupTimeout,

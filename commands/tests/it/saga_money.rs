@@ -3,7 +3,7 @@
 //! events with a retry policy, delivery timeouts, timers claimed in short
 //! transactions.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -22,12 +22,15 @@ use super::*;
 /// The recording simulated provider, with switches: cards whose
 /// authorizations go unanswered, payments whose captures, voids and refunds
 /// are performed but whose answers are lost (a timeout after the provider
-/// acted), payments whose captures are refused.
+/// acted), payments whose captures are refused, payments whose next voids or
+/// refunds are refused (a count per payment; `u32::MAX` for ever).
 struct SwitchableProvider {
     inner: Arc<dyn PaymentProvider>,
     cards_down: Mutex<HashSet<String>>,
     answers_lost: Mutex<HashSet<String>>,
     captures_refused: Mutex<HashSet<String>>,
+    voids_refused: Mutex<HashMap<String, u32>>,
+    refunds_refused: Mutex<HashMap<String, u32>>,
 }
 
 impl SwitchableProvider {
@@ -37,7 +40,32 @@ impl SwitchableProvider {
             cards_down: Mutex::default(),
             answers_lost: Mutex::default(),
             captures_refused: Mutex::default(),
+            voids_refused: Mutex::default(),
+            refunds_refused: Mutex::default(),
         })
+    }
+
+    /// Refuse the next `times` calls for `payment` (counted down).
+    fn refuse(counts: &Mutex<HashMap<String, u32>>, payment: String, times: u32) {
+        counts.lock().expect("switch").insert(payment, times);
+    }
+
+    /// Whether this call is refused (and counts it).
+    fn refused(counts: &Mutex<HashMap<String, u32>>, payment: &str) -> bool {
+        let mut counts = counts.lock().expect("switch");
+        match counts.get_mut(payment) {
+            Some(left) if *left > 0 => {
+                if *left != u32::MAX {
+                    *left -= 1;
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn declined(code: &str) -> ProviderError {
+        ProviderError::Declined { code: code.into() }
     }
 
     fn set(set: &Mutex<HashSet<String>>, key: String, on: bool) {
@@ -112,6 +140,9 @@ impl PaymentProvider for SwitchableProvider {
         amount: Money,
         key: &str,
     ) -> Result<ProviderReceipt, ProviderError> {
+        if Self::refused(&self.voids_refused, Self::payment_of(provider_reference)) {
+            return Err(Self::declined("processing_error"));
+        }
         let answer = self.inner.void(provider_reference, amount, key).await;
         if Self::has(&self.answers_lost, Self::payment_of(provider_reference)) {
             return Err(Self::lost());
@@ -126,6 +157,9 @@ impl PaymentProvider for SwitchableProvider {
         reference: &str,
         key: &str,
     ) -> Result<Refund, ProviderError> {
+        if Self::refused(&self.refunds_refused, Self::payment_of(provider_reference)) {
+            return Err(Self::declined("refund_declined"));
+        }
         let answer = self
             .inner
             .refund(provider_reference, amount, reference, key)
@@ -213,6 +247,224 @@ impl Env {
             "delivered orders whose payment stays authorized without an event saying why: {silent:?}"
         );
     }
+
+    /// Every cancelled or rejected card order released its money, or says
+    /// why not: an authorization is voided or has a `PaymentVoidFailed`; a
+    /// capture is refunded in full or has a `PaymentRefundFailed`.
+    async fn assert_no_silent_hold_after_cancellation(&self) {
+        let silent: Vec<String> = sqlx::query_scalar(
+            "WITH ended AS (
+                 SELECT aggregate_id AS order_id FROM events
+                 WHERE aggregate_type = 'Order' AND event_type IN ('OrderCancelled', 'OrderRejected')),
+             pay AS (
+                 SELECT a.aggregate_id AS payment_id, a.payload->>'order_id' AS order_id
+                 FROM events a WHERE a.aggregate_type = 'Payment' AND a.event_type = 'PaymentAuthorized'),
+             sums AS (
+                 SELECT p.order_id,
+                        count(*) FILTER (WHERE e.event_type = 'PaymentCaptured') AS captures,
+                        count(*) FILTER (WHERE e.event_type IN ('PaymentVoided', 'PaymentVoidFailed')) AS void_said,
+                        coalesce(sum((e.payload->'amount'->>'amount')::bigint) FILTER (WHERE e.event_type = 'PaymentCaptured'), 0)
+                          - coalesce(sum((e.payload->'amount'->>'amount')::bigint) FILTER (WHERE e.event_type = 'PaymentRefunded'), 0) AS kept,
+                        count(*) FILTER (WHERE e.event_type = 'PaymentRefundFailed') AS refund_failures
+                 FROM pay p JOIN events e ON e.aggregate_type = 'Payment' AND e.aggregate_id = p.payment_id
+                 GROUP BY p.order_id)
+             SELECT s.order_id FROM sums s JOIN ended USING (order_id)
+             WHERE (s.captures = 0 AND s.void_said = 0)
+                OR (s.captures > 0 AND s.kept > 0 AND s.refund_failures = 0)",
+        )
+        .fetch_all(&self.db.pool)
+        .await
+        .expect("invariant query");
+        assert!(
+            silent.is_empty(),
+            "cancelled orders holding the customer's money without an event saying why: {silent:?}"
+        );
+    }
+
+    /// Operations the provider performed on an order's payment (its ledger).
+    async fn provider_operations(&self, order_id: OrderId, operation: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM simulated_provider_operations
+             WHERE operation = $2 AND payment_id = $1",
+        )
+        .bind(PaymentId::for_order(order_id).to_string())
+        .bind(operation)
+        .fetch_one(&self.db.pool)
+        .await
+        .expect("ledger")
+    }
+
+    /// `(attempt, answered, final_attempt)` of an order's failure events.
+    async fn failures(&self, order_id: OrderId, event_type: &str) -> Vec<(u64, bool, bool)> {
+        self.payment_events(order_id, event_type)
+            .await
+            .iter()
+            .map(|f| {
+                (
+                    f["attempt"].as_u64().expect("attempt"),
+                    f["answered"].as_bool().expect("answered"),
+                    f["final_attempt"].as_bool().expect("final"),
+                )
+            })
+            .collect()
+    }
+
+    /// A card order, confirmed, then captured by ops before delivery (with
+    /// a reason), so that cancelling it must refund.
+    async fn captured_before_delivery(&self) -> OrderId {
+        let order = self.place_card(test_tokens::VISA).await;
+        self.wait_order(order, OrderStatus::Confirmed).await;
+        let ctx = CommandContext::new(ops(), "req-capture-early");
+        let capture = CapturePayment {
+            amount: None,
+            order_delivered: false,
+            override_reason: Some("customer asked to be charged now".into()),
+            now: Utc::now(),
+        };
+        self.service
+            .execute_payment(&ctx, PaymentId::for_order(order), capture.into())
+            .await
+            .expect("ops capture");
+        order
+    }
+
+    async fn cancel_by_ops(&self, order_id: OrderId) {
+        let cancel = ordertrail_domain::order::CancelOrder {
+            reason: "restaurant out of stock".into(),
+            by: ActorRole::Ops,
+            now: Utc::now(),
+        };
+        self.order_cmd(ops(), order_id, cancel.into()).await;
+    }
+}
+
+#[tokio::test]
+async fn a_refused_void_is_an_event_retried_with_back_off_until_the_provider_voids() {
+    let (env, saga, provider) = start_switchable(|_| {}).await;
+    let a = env.place_card(test_tokens::VISA).await;
+    env.wait_order(a, OrderStatus::Confirmed).await;
+    SwitchableProvider::refuse(
+        &provider.voids_refused,
+        PaymentId::for_order(a).to_string(),
+        2,
+    );
+    env.cancel_by_ops(a).await;
+    env.wait_payment(a, PaymentStatus::Voided).await;
+    env.wait_saga_caught_up().await;
+    assert_eq!(
+        env.failures(a, "PaymentVoidFailed").await,
+        vec![(1, true, false), (2, true, false)]
+    );
+    let failures = env.payment_events(a, "PaymentVoidFailed").await;
+    assert!(
+        failures
+            .iter()
+            .all(|f| f["decline_code"] == "processing_error")
+    );
+    // Every retry was a new provider call with a new key.
+    assert_ne!(
+        failures[0]["idempotency_key"],
+        failures[1]["idempotency_key"]
+    );
+    env.wait_timers(
+        "release_retry",
+        a,
+        vec![
+            (1, Some("released".to_owned())),
+            (2, Some("released".to_owned())),
+        ],
+    )
+    .await;
+    assert_eq!(env.provider_operations(a, "void").await, 1);
+    env.assert_no_silent_hold_after_cancellation().await;
+    saga.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_refund_is_an_event_retried_until_the_provider_refunds() {
+    let (env, saga, provider) = start_switchable(|_| {}).await;
+    let a = env.captured_before_delivery().await;
+    SwitchableProvider::refuse(
+        &provider.refunds_refused,
+        PaymentId::for_order(a).to_string(),
+        1,
+    );
+    env.cancel_by_ops(a).await;
+    let payment = env.wait_payment(a, PaymentStatus::Refunded).await;
+    assert_eq!(payment.refundable_amount().map(|m| m.amount), Some(0));
+    env.wait_saga_caught_up().await;
+    assert_eq!(
+        env.failures(a, "PaymentRefundFailed").await,
+        vec![(1, true, false)]
+    );
+    let failed = &env.payment_events(a, "PaymentRefundFailed").await[0];
+    assert_eq!(failed["decline_code"], "refund_declined");
+    assert_eq!(
+        failed["amount"],
+        env.payment_events(a, "PaymentCaptured").await[0]["amount"]
+    );
+    env.wait_timers("release_retry", a, vec![(1, Some("released".to_owned()))])
+        .await;
+    assert_eq!(env.provider_operations(a, "refund").await, 1);
+    env.assert_no_silent_hold_after_cancellation().await;
+    saga.stop().await;
+}
+
+#[tokio::test]
+async fn voids_and_refunds_refused_for_ever_end_in_a_failed_state_given_up_to_ops() {
+    let (env, saga, provider) = start_switchable(|_| {}).await;
+    let held = env.place_card(test_tokens::VISA).await;
+    let kept = env.captured_before_delivery().await;
+    env.wait_order(held, OrderStatus::Confirmed).await;
+    SwitchableProvider::refuse(
+        &provider.voids_refused,
+        PaymentId::for_order(held).to_string(),
+        u32::MAX,
+    );
+    SwitchableProvider::refuse(
+        &provider.refunds_refused,
+        PaymentId::for_order(kept).to_string(),
+        u32::MAX,
+    );
+    env.cancel_by_ops(held).await;
+    env.cancel_by_ops(kept).await;
+    env.wait_payment(held, PaymentStatus::VoidFailed).await;
+    env.wait_payment(kept, PaymentStatus::RefundFailed).await;
+    env.wait_saga_caught_up().await;
+    let budget = vec![(1, true, false), (2, true, false), (3, true, true)];
+    assert_eq!(env.failures(held, "PaymentVoidFailed").await, budget);
+    assert_eq!(env.failures(kept, "PaymentRefundFailed").await, budget);
+    // Two stored retries each; none after the final refusal.
+    for order in [held, kept] {
+        env.wait_timers(
+            "release_retry",
+            order,
+            vec![
+                (1, Some("released".to_owned())),
+                (2, Some("released".to_owned())),
+            ],
+        )
+        .await;
+    }
+    assert_eq!(env.provider_operations(held, "void").await, 0);
+    assert_eq!(env.provider_operations(kept, "refund").await, 0);
+    // Nothing moved silently: the failure events say why.
+    env.assert_no_silent_hold_after_cancellation().await;
+    // Ops may release the money once the provider accepts.
+    let ctx = CommandContext::new(ops(), "req-void-again");
+    env.service
+        .execute_payment(
+            &ctx,
+            PaymentId::for_order(held),
+            ordertrail_domain::payment::VoidPayment { now: Utc::now() }.into(),
+        )
+        .await
+        .expect("ops void");
+    assert_eq!(
+        env.payment(held).await.and_then(|p| p.status()),
+        Some(PaymentStatus::Voided)
+    );
+    saga.stop().await;
 }
 
 #[tokio::test]

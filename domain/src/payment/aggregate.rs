@@ -4,10 +4,13 @@ use std::sync::Arc;
 
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
-use ordertrail_schemas::events::payment::{CAPTURE_ATTEMPTS_MAX, PROVIDER_UNAVAILABLE};
+use ordertrail_schemas::events::payment::{
+    CAPTURE_ATTEMPTS_MAX, PROVIDER_UNAVAILABLE, REFUND_ATTEMPTS_MAX, VOID_ATTEMPTS_MAX,
+};
 use ordertrail_schemas::events::{
     CashCollected, PaymentAuthorized, PaymentCaptureFailed, PaymentCaptured, PaymentDeclined,
-    PaymentEvent, PaymentRefunded, PaymentVoided, RefundAllocation,
+    PaymentEvent, PaymentRefundFailed, PaymentRefunded, PaymentVoidFailed, PaymentVoided,
+    RefundAllocation,
 };
 use ordertrail_schemas::{Money, OrderId, PaymentId, RestaurantId, RiderId};
 use serde::{Deserialize, Serialize};
@@ -93,6 +96,14 @@ pub enum PaymentStatus {
     /// [`CAPTURE_ATTEMPTS_MAX`] times: nothing retries it; operations capture
     /// (with a reason) or void.
     CaptureFailed,
+    /// Authorized, and the provider refused the void [`VOID_ATTEMPTS_MAX`]
+    /// times: the authorization is still held; nothing retries it;
+    /// operations void again.
+    VoidFailed,
+    /// Captured, and the provider refused a refund [`REFUND_ATTEMPTS_MAX`]
+    /// times: the money is not returned; nothing retries it; operations
+    /// refund again.
+    RefundFailed,
 }
 
 impl PaymentStatus {
@@ -106,6 +117,8 @@ impl PaymentStatus {
             PaymentStatus::Voided => "voided",
             PaymentStatus::CashCollected => "cash_collected",
             PaymentStatus::CaptureFailed => "capture_failed",
+            PaymentStatus::VoidFailed => "void_failed",
+            PaymentStatus::RefundFailed => "refund_failed",
         }
     }
 }
@@ -157,6 +170,56 @@ struct PaymentState {
     /// The last failed capture's decline code.
     #[serde(default)]
     capture_failure: Option<String>,
+    /// Failed attempts of the void.
+    #[serde(default)]
+    void_failures: FailedCalls,
+    /// Failed attempts of the refund being asked for (cleared when a
+    /// refund succeeds).
+    #[serde(default)]
+    refund_failures: FailedCalls,
+}
+
+/// Failed provider calls of one operation (void, refund): counted against
+/// its refusal budget, with the key an unanswered call must be repeated with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct FailedCalls {
+    /// Failed attempts (refused or unanswered).
+    attempts: u32,
+    /// Refused attempts.
+    refusals: u32,
+    /// The key of the last attempt the provider did not answer: the next
+    /// attempt repeats it (the operation may have happened).
+    unanswered_key: Option<String>,
+    /// The last failure's decline code.
+    last_code: Option<String>,
+}
+
+impl FailedCalls {
+    /// The key of the next attempt: the unanswered one's, else `key`.
+    fn next_key(&self, key: String) -> String {
+        self.unanswered_key.clone().unwrap_or(key)
+    }
+
+    /// Records one failed attempt.
+    fn record(&mut self, attempt: u32, answered: bool, key: String, code: String) {
+        self.attempts = attempt.max(self.attempts);
+        if answered {
+            self.refusals = self.refusals.saturating_add(1);
+            self.unanswered_key = None;
+        } else {
+            self.unanswered_key = Some(key);
+        }
+        self.last_code = Some(code);
+    }
+}
+
+/// A provider error of a follow-up call as recorded on its failure event:
+/// decline code and whether the provider answered.
+fn failure(error: ProviderError) -> (String, bool) {
+    match error {
+        ProviderError::Declined { code } => (code, true),
+        ProviderError::Unavailable { .. } => (PROVIDER_UNAVAILABLE.to_owned(), false),
+    }
 }
 
 impl Payment {
@@ -255,6 +318,28 @@ impl Payment {
             .and_then(|s| s.capture_failure.as_deref())
     }
 
+    /// The decline code of the last failed void or refund, if any.
+    pub fn release_failure(&self) -> Option<&str> {
+        let state = self.state.as_ref()?;
+        state
+            .refund_failures
+            .last_code
+            .as_deref()
+            .or(state.void_failures.last_code.as_deref())
+    }
+
+    /// Failed attempts of the void so far.
+    pub fn void_attempts(&self) -> u32 {
+        self.state.as_ref().map_or(0, |s| s.void_failures.attempts)
+    }
+
+    /// Failed attempts of the current refund so far.
+    pub fn refund_attempts(&self) -> u32 {
+        self.state
+            .as_ref()
+            .map_or(0, |s| s.refund_failures.attempts)
+    }
+
     /// The decision: validates the command on this state, calls the provider
     /// where needed and returns the one event to record, or why not.
     pub async fn decide(
@@ -306,12 +391,16 @@ impl Payment {
                         state.capture(cmd, provider, key).await
                     }
                     PaymentCommand::VoidPayment(cmd) => {
-                        state.void(cmd, provider, &key("void", 0)).await
+                        let key = key("void", state.void_failures.attempts);
+                        state.void(cmd, provider, key).await
                     }
                     PaymentCommand::RefundPayment(cmd) => {
-                        state
-                            .refund(cmd, provider, &key("refund", state.refunds))
-                            .await
+                        // The n-th refund's m-th attempt.
+                        let n = state
+                            .refunds
+                            .saturating_mul(1_000)
+                            .saturating_add(state.refund_failures.attempts);
+                        state.refund(cmd, provider, key("refund", n)).await
                     }
                     PaymentCommand::AuthorizePayment(_)
                     | PaymentCommand::RecordCashCollected(_) => {
@@ -408,25 +497,6 @@ impl Payment {
     }
 }
 
-/// Maps a provider refusal of a follow-up operation (capture, void, refund).
-fn provider_error(
-    error: ProviderError,
-    provider: &dyn PaymentProvider,
-    operation: &'static str,
-) -> PaymentError {
-    let provider = provider.name().to_owned();
-    match error {
-        ProviderError::Declined { code } => PaymentError::ProviderRejected {
-            provider,
-            operation,
-            code,
-        },
-        ProviderError::Unavailable { reason } => {
-            PaymentError::ProviderUnavailable { provider, reason }
-        }
-    }
-}
-
 impl PaymentState {
     fn reference(&self) -> &str {
         // Set whenever the status is Authorized or later.
@@ -490,10 +560,7 @@ impl PaymentState {
         let receipt = match provider.capture(self.reference(), amount, &key).await {
             Ok(receipt) => receipt,
             Err(error) => {
-                let (decline_code, answered) = match error {
-                    ProviderError::Declined { code } => (code, true),
-                    ProviderError::Unavailable { .. } => (PROVIDER_UNAVAILABLE.to_owned(), false),
-                };
+                let (decline_code, answered) = failure(error);
                 let refusals = self.capture_refusals.saturating_add(u32::from(answered));
                 return Ok(PaymentCaptureFailed {
                     amount,
@@ -518,27 +585,48 @@ impl PaymentState {
         .into())
     }
 
+    /// Void; a refusal or an outage is recorded as `PaymentVoidFailed` (the
+    /// authorization stays held). An attempt after an unanswered one repeats
+    /// its idempotency key.
     async fn void(
         &self,
         cmd: VoidPayment,
         provider: &dyn PaymentProvider,
-        key: &str,
+        key: String,
     ) -> Result<PaymentEvent, PaymentError> {
         if self.kind == PaymentKind::Cash {
             return Err(PaymentError::CashOperationUnsupported { operation: "void" });
         }
         if !matches!(
             self.status,
-            PaymentStatus::Authorized | PaymentStatus::CaptureFailed
+            PaymentStatus::Authorized | PaymentStatus::CaptureFailed | PaymentStatus::VoidFailed
         ) {
             return Err(PaymentError::NotVoidable {
                 status: self.status,
             });
         }
-        let receipt = provider
-            .void(self.reference(), self.amount, key)
-            .await
-            .map_err(|e| provider_error(e, provider, "void"))?;
+        let key = self.void_failures.next_key(key);
+        let receipt = match provider.void(self.reference(), self.amount, &key).await {
+            Ok(receipt) => receipt,
+            Err(error) => {
+                let (decline_code, answered) = failure(error);
+                let refusals = self
+                    .void_failures
+                    .refusals
+                    .saturating_add(u32::from(answered));
+                return Ok(PaymentVoidFailed {
+                    amount: self.amount,
+                    provider: provider.name().to_owned(),
+                    decline_code,
+                    answered,
+                    idempotency_key: key,
+                    attempt: self.void_failures.attempts.saturating_add(1),
+                    final_attempt: answered && refusals >= VOID_ATTEMPTS_MAX,
+                    failed_at: cmd.now,
+                }
+                .into());
+            }
+        };
         Ok(PaymentVoided {
             amount: self.amount,
             fee: receipt.fee,
@@ -547,11 +635,14 @@ impl PaymentState {
         .into())
     }
 
+    /// Refund; a refusal or an outage is recorded as `PaymentRefundFailed`
+    /// (nothing returned). An attempt after an unanswered one repeats its
+    /// idempotency key (and its refund reference).
     async fn refund(
         &self,
         cmd: RefundPayment,
         provider: &dyn PaymentProvider,
-        key: &str,
+        key: String,
     ) -> Result<PaymentEvent, PaymentError> {
         if self.kind == PaymentKind::Cash {
             return Err(PaymentError::CashOperationUnsupported {
@@ -559,9 +650,12 @@ impl PaymentState {
             });
         }
         let captured = match (self.status, self.captured) {
-            (PaymentStatus::Captured | PaymentStatus::PartiallyRefunded, Some(captured)) => {
-                captured
-            }
+            (
+                PaymentStatus::Captured
+                | PaymentStatus::PartiallyRefunded
+                | PaymentStatus::RefundFailed,
+                Some(captured),
+            ) => captured,
             _ => {
                 return Err(PaymentError::NotRefundable {
                     status: self.status,
@@ -605,10 +699,32 @@ impl PaymentState {
             self.payment_id,
             self.refunds.saturating_add(1)
         );
-        let refund = provider
-            .refund(self.reference(), cmd.amount, &reference, key)
+        let key = self.refund_failures.next_key(key);
+        let refund = match provider
+            .refund(self.reference(), cmd.amount, &reference, &key)
             .await
-            .map_err(|e| provider_error(e, provider, "refund"))?;
+        {
+            Ok(refund) => refund,
+            Err(error) => {
+                let (decline_code, answered) = failure(error);
+                let refusals = self
+                    .refund_failures
+                    .refusals
+                    .saturating_add(u32::from(answered));
+                return Ok(PaymentRefundFailed {
+                    amount: cmd.amount,
+                    reason: cmd.reason,
+                    provider: provider.name().to_owned(),
+                    decline_code,
+                    answered,
+                    idempotency_key: key,
+                    attempt: self.refund_failures.attempts.saturating_add(1),
+                    final_attempt: answered && refusals >= REFUND_ATTEMPTS_MAX,
+                    failed_at: cmd.now,
+                }
+                .into());
+            }
+        };
         Ok(PaymentRefunded {
             amount: cmd.amount,
             fee: refund.fee,
@@ -675,6 +791,8 @@ impl Aggregate for Payment {
                     capture_refusals: 0,
                     unanswered_capture_key: None,
                     capture_failure: None,
+                    void_failures: FailedCalls::default(),
+                    refund_failures: FailedCalls::default(),
                 });
             }
             PaymentEvent::PaymentDeclined(e) => {
@@ -699,6 +817,8 @@ impl Aggregate for Payment {
                     capture_refusals: 0,
                     unanswered_capture_key: None,
                     capture_failure: None,
+                    void_failures: FailedCalls::default(),
+                    refund_failures: FailedCalls::default(),
                 });
             }
             PaymentEvent::CashCollected(e) => {
@@ -723,6 +843,8 @@ impl Aggregate for Payment {
                     capture_refusals: 0,
                     unanswered_capture_key: None,
                     capture_failure: None,
+                    void_failures: FailedCalls::default(),
+                    refund_failures: FailedCalls::default(),
                 });
             }
             PaymentEvent::PaymentCaptureFailed(e) => {
@@ -748,8 +870,35 @@ impl Aggregate for Payment {
                     state.fees = plus(state.fees, e.fee);
                 }
             }
+            PaymentEvent::PaymentVoidFailed(e) => {
+                if let Some(state) = self.state.as_mut() {
+                    state.void_failures.record(
+                        e.attempt,
+                        e.answered,
+                        e.idempotency_key,
+                        e.decline_code,
+                    );
+                    if e.final_attempt {
+                        state.status = PaymentStatus::VoidFailed;
+                    }
+                }
+            }
+            PaymentEvent::PaymentRefundFailed(e) => {
+                if let Some(state) = self.state.as_mut() {
+                    state.refund_failures.record(
+                        e.attempt,
+                        e.answered,
+                        e.idempotency_key,
+                        e.decline_code,
+                    );
+                    if e.final_attempt {
+                        state.status = PaymentStatus::RefundFailed;
+                    }
+                }
+            }
             PaymentEvent::PaymentVoided(e) => {
                 if let Some(state) = self.state.as_mut() {
+                    state.void_failures.unanswered_key = None;
                     state.status = PaymentStatus::Voided;
                     state.fees = plus(state.fees, e.fee);
                 }
@@ -758,6 +907,7 @@ impl Aggregate for Payment {
                 if let Some(state) = self.state.as_mut() {
                     state.refunded = plus(state.refunded, e.amount);
                     state.refunds = state.refunds.saturating_add(1);
+                    state.refund_failures = FailedCalls::default();
                     if let Some(allocation) = &e.allocation {
                         state.refunded_allocation = Some(match &state.refunded_allocation {
                             Some(before) => crate::pricing::add_allocations(before, allocation),

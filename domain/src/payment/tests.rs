@@ -657,18 +657,102 @@ fn void_only_authorized_payments() {
     }
 }
 
+fn void_failed(
+    code: &str,
+    answered: bool,
+    key: &str,
+    attempt: u32,
+    final_attempt: bool,
+) -> PaymentVoidFailed {
+    PaymentVoidFailed {
+        amount: eur(3_716),
+        provider: "simulated".into(),
+        decline_code: code.into(),
+        answered,
+        idempotency_key: key.into(),
+        attempt,
+        final_attempt,
+        failed_at: at(5),
+    }
+}
+
 #[test]
-fn void_when_the_provider_is_down() {
+fn void_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_its_key() {
     let services = PaymentServices::new(Arc::new(DownProvider));
-    expect_error(
-        given_with(
-            services,
-            vec![authorized().into()],
-            VoidPayment { now: at(5) },
-        ),
-        "payment_provider_unavailable",
-        ErrorKind::Unavailable,
+    let key = format!("{}-void-0", payment_id());
+    given_with(
+        services,
+        vec![authorized().into()],
+        VoidPayment { now: at(5) },
+    )
+    .then_expect_events(vec![
+        PaymentVoidFailed {
+            provider: "down".into(),
+            ..void_failed("provider_unavailable", false, &key, 1, false)
+        }
+        .into(),
+    ]);
+    // The provider is back: the retry (another command, another key
+    // offered) repeats the unanswered key, so a void that did happen is
+    // answered again, not done twice.
+    let services =
+        PaymentServices::new(Arc::new(SimulatedProvider::new())).for_command(uuid::Uuid::nil());
+    let failed = void_failed("provider_unavailable", false, &key, 1, false);
+    let payment = apply_all(vec![authorized().into(), failed.clone().into()]);
+    assert_eq!(payment.status(), Some(PaymentStatus::Authorized));
+    assert_eq!(payment.void_attempts(), 1);
+    assert_eq!(payment.release_failure(), Some("provider_unavailable"));
+    given_with(
+        services,
+        vec![authorized().into(), failed.into()],
+        VoidPayment { now: at(5) },
+    )
+    .then_expect_events(vec![voided().into()]);
+}
+
+#[test]
+fn refused_voids_are_recorded_and_the_third_gives_up_to_ops() {
+    // The simulated provider refuses references it did not issue.
+    let foreign = PaymentAuthorized {
+        provider_reference: "stripe_ch_1".into(),
+        ..authorized()
+    };
+    let key = |n: u32| format!("{}-void-{n}", payment_id());
+    given(vec![foreign.clone().into()], VoidPayment { now: at(5) }).then_expect_events(vec![
+        void_failed("unknown_reference", true, &key(0), 1, false).into(),
+    ]);
+    let history: Vec<PaymentEvent> = vec![
+        foreign.clone().into(),
+        void_failed("unknown_reference", true, &key(0), 1, false).into(),
+        void_failed("unknown_reference", true, &key(1), 2, false).into(),
+    ];
+    given(history.clone(), VoidPayment { now: at(5) }).then_expect_events(vec![
+        void_failed("unknown_reference", true, &key(2), 3, true).into(),
+    ]);
+    // An outage in between does not count against the budget.
+    let mut with_outage = history.clone();
+    with_outage.insert(
+        2,
+        void_failed("provider_unavailable", false, &key(1), 2, false).into(),
     );
+    let payment = apply_all(with_outage);
+    assert_eq!(payment.status(), Some(PaymentStatus::Authorized));
+    let mut final_history = history;
+    final_history.push(void_failed("unknown_reference", true, &key(2), 3, true).into());
+    let payment = apply_all(final_history.clone());
+    assert_eq!(payment.status(), Some(PaymentStatus::VoidFailed));
+    assert_eq!(payment.status().map(|s| s.as_str()), Some("void_failed"));
+    assert_eq!(payment.void_attempts(), 3);
+    assert_eq!(payment.release_failure(), Some("unknown_reference"));
+    // Given up: no capture; ops may void again.
+    expect_error(
+        given(final_history.clone(), capture(None)),
+        "payment_not_capturable",
+        ErrorKind::Conflict,
+    );
+    let mut real = final_history;
+    real[0] = authorized().into();
+    given(real, VoidPayment { now: at(5) }).then_expect_events(vec![voided().into()]);
 }
 
 // ---------------------------------------------------------------- RefundPayment
@@ -797,18 +881,85 @@ fn refund_needs_a_reason_a_positive_amount_and_the_currency() {
     );
 }
 
+fn refund_failed(
+    code: &str,
+    answered: bool,
+    key: &str,
+    attempt: u32,
+    final_attempt: bool,
+) -> PaymentRefundFailed {
+    PaymentRefundFailed {
+        amount: eur(100),
+        reason: "cold food".into(),
+        provider: "simulated".into(),
+        decline_code: code.into(),
+        answered,
+        idempotency_key: key.into(),
+        attempt,
+        final_attempt,
+        failed_at: at(60),
+    }
+}
+
 #[test]
-fn refund_when_the_provider_is_down() {
+fn refund_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_its_key() {
     let services = PaymentServices::new(Arc::new(DownProvider));
-    expect_error(
-        given_with(
-            services,
-            vec![authorized().into(), captured().into()],
-            refund(100),
-        ),
-        "payment_provider_unavailable",
-        ErrorKind::Unavailable,
-    );
+    let key = format!("{}-refund-0", payment_id());
+    given_with(
+        services,
+        vec![authorized().into(), captured().into()],
+        refund(100),
+    )
+    .then_expect_events(vec![
+        PaymentRefundFailed {
+            provider: "down".into(),
+            ..refund_failed("provider_unavailable", false, &key, 1, false)
+        }
+        .into(),
+    ]);
+    let services =
+        PaymentServices::new(Arc::new(SimulatedProvider::new())).for_command(uuid::Uuid::nil());
+    let failed = refund_failed("provider_unavailable", false, &key, 1, false);
+    let history: Vec<PaymentEvent> = vec![authorized().into(), captured().into(), failed.into()];
+    let payment = apply_all(history.clone());
+    assert_eq!(payment.status(), Some(PaymentStatus::Captured));
+    assert_eq!(payment.refund_attempts(), 1);
+    assert_eq!(payment.refunded_amount(), Some(eur(0)));
+    // The retry is the same refund (reference number 1), under the same key.
+    given_with(services, history, refund(100)).then_expect_events(vec![refunded(100, 1).into()]);
+}
+
+#[test]
+fn refused_refunds_are_recorded_the_third_gives_up_and_ops_may_refund_again() {
+    let foreign = PaymentAuthorized {
+        provider_reference: "stripe_ch_1".into(),
+        ..authorized()
+    };
+    let key = |n: u32| format!("{}-refund-{n}", payment_id());
+    let start: Vec<PaymentEvent> = vec![foreign.clone().into(), captured().into()];
+    given(start.clone(), refund(100)).then_expect_events(vec![
+        refund_failed("unknown_reference", true, &key(0), 1, false).into(),
+    ]);
+    let mut history = start;
+    history.push(refund_failed("unknown_reference", true, &key(0), 1, false).into());
+    history.push(refund_failed("unknown_reference", true, &key(1), 2, false).into());
+    given(history.clone(), refund(100)).then_expect_events(vec![
+        refund_failed("unknown_reference", true, &key(2), 3, true).into(),
+    ]);
+    history.push(refund_failed("unknown_reference", true, &key(2), 3, true).into());
+    let payment = apply_all(history.clone());
+    assert_eq!(payment.status(), Some(PaymentStatus::RefundFailed));
+    assert_eq!(payment.status().map(|s| s.as_str()), Some("refund_failed"));
+    assert_eq!(payment.refundable_amount(), Some(eur(3_716)));
+    assert_eq!(payment.release_failure(), Some("unknown_reference"));
+    // Ops refund again (the provider accepts this time): the refund is
+    // recorded, the status follows the amounts and the failures are cleared.
+    history[0] = authorized().into();
+    given(history.clone(), refund(100)).then_expect_events(vec![refunded(100, 1).into()]);
+    history.push(refunded(100, 1).into());
+    let payment = apply_all(history);
+    assert_eq!(payment.status(), Some(PaymentStatus::PartiallyRefunded));
+    assert_eq!(payment.refund_attempts(), 0);
 }
 
 // ---------------------------------------------------------------- RecordCashCollected

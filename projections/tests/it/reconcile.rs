@@ -6,11 +6,12 @@
 use chrono::NaiveDate;
 use ordertrail_projections::ProjectorKind;
 use ordertrail_projections::reconcile::{self, BreakKind, Report, StatementLine, statement};
+use ordertrail_schemas::events::*;
 use ordertrail_schemas::*;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::settlements::scripted_day;
+use crate::settlements::{BERLIN, scripted_day};
 use crate::support::*;
 
 fn day(d: u32) -> NaiveDate {
@@ -315,4 +316,256 @@ async fn a_clean_day_has_no_breaks_and_each_injected_break_is_reported_once() {
         the_break(&report, BreakKind::RestaurantDayMissing).day,
         Some(day(12))
     );
+}
+
+/// Cancelled orders of one Berlin restaurant on Jan 11 whose money was not
+/// released: `held` (void refused three times: `void_failed`), `kept`
+/// (captured by ops before delivery, refund refused three times:
+/// `refund_failed`), `waiting` (one unanswered void, a retry pending) and
+/// `released` (void refused once, then voided).
+fn money_held_day(restaurant: RestaurantId, customer: CustomerId) -> (Script, [OrderSpec; 4]) {
+    let mut s = Script::default();
+    let specs = [(); 4].map(|()| OrderSpec::new(restaurant, customer, BERLIN));
+    let m = chrono::Duration::minutes;
+    let failure = |attempt: u32, answered: bool, final_attempt: bool| {
+        let code = if answered {
+            "processing_error"
+        } else {
+            "provider_unavailable"
+        };
+        (
+            code.to_owned(),
+            answered,
+            format!("ot-{attempt}"),
+            attempt,
+            final_attempt,
+        )
+    };
+    for (n, spec) in specs.iter().enumerate() {
+        let placed = at(2025, 1, 11, 12, 0) + m(10 * n as i64);
+        let pay = spec.payment_id();
+        s.order(spec.order, spec.placed(placed), placed);
+        s.payment(
+            pay,
+            PaymentAuthorized {
+                payment_id: pay,
+                order_id: spec.order,
+                restaurant_id: restaurant,
+                amount: eur(spec.total()),
+                provider: "simulated".into(),
+                provider_reference: format!("sim_auth_{pay}"),
+                fee: eur(0),
+                authorized_at: placed,
+            },
+            placed,
+        );
+        if n == 1 {
+            s.payment(
+                pay,
+                PaymentCaptured {
+                    amount: eur(spec.total()),
+                    fee: eur(50),
+                    captured_at: placed + m(1),
+                    override_reason: Some("customer asked to be charged now".into()),
+                },
+                placed + m(1),
+            );
+        }
+        s.order(
+            spec.order,
+            OrderCancelled {
+                reason: "restaurant out of stock".into(),
+                cancelled_by: ActorRole::Ops,
+                cancelled_at: placed + m(2),
+            },
+            placed + m(2),
+        );
+        let failures = match n {
+            0 | 1 => vec![
+                failure(1, true, false),
+                failure(2, true, false),
+                failure(3, true, true),
+            ],
+            2 => vec![failure(1, false, false)],
+            _ => vec![failure(1, true, false)],
+        };
+        for (i, (decline_code, answered, idempotency_key, attempt, final_attempt)) in
+            failures.into_iter().enumerate()
+        {
+            let t = placed + m(3 + i as i64);
+            if n == 1 {
+                let failed = PaymentRefundFailed {
+                    amount: eur(spec.total()),
+                    reason: "order cancelled: restaurant out of stock".into(),
+                    provider: "simulated".into(),
+                    decline_code,
+                    answered,
+                    idempotency_key,
+                    attempt,
+                    final_attempt,
+                    failed_at: t,
+                };
+                s.payment(pay, failed, t);
+            } else {
+                let failed = PaymentVoidFailed {
+                    amount: eur(spec.total()),
+                    provider: "simulated".into(),
+                    decline_code,
+                    answered,
+                    idempotency_key,
+                    attempt,
+                    final_attempt,
+                    failed_at: t,
+                };
+                s.payment(pay, failed, t);
+            }
+        }
+        if n == 3 {
+            s.payment(
+                pay,
+                PaymentVoided {
+                    amount: eur(spec.total()),
+                    fee: eur(0),
+                    voided_at: placed + m(9),
+                },
+                placed + m(9),
+            );
+        }
+    }
+    (s, specs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn money_a_cancelled_order_still_holds_is_a_break_until_released_and_ops_see_why() {
+    let mut env = Env::start().await;
+    let restaurant = RestaurantId::new_random();
+    let (script, [held, kept, waiting, released]) =
+        money_held_day(restaurant, CustomerId::new_random());
+    store(env.pool(), &script.envelopes).await;
+    provider_ledger(env.pool(), &script.envelopes).await;
+    env.produce(&script.envelopes).await;
+    let settlements = Running::spawn(
+        ProjectorKind::Settlements,
+        env.config("settle"),
+        env.pool().clone(),
+    );
+    let history = Running::spawn(
+        ProjectorKind::OrderHistory,
+        env.config("history"),
+        env.pool().clone(),
+    );
+    env.caught_up(
+        "settlements",
+        &[AggregateKind::Order, AggregateKind::Payment],
+    )
+    .await;
+    env.caught_up("order_history", &AggregateKind::ALL).await;
+    settlements.stop().await;
+    history.stop().await;
+
+    // Ops see the final states in the order history.
+    let status = |spec: &OrderSpec| {
+        let pool = env.pool().clone();
+        let id = spec.order.as_uuid();
+        async move {
+            ordertrail_projections::queries::orders::order_detail(
+                &pool,
+                ordertrail_projections::queries::Viewer::All,
+                id,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("detail: {e}"))
+            .order
+            .payment_status
+        }
+    };
+    assert_eq!(status(&held).await.as_deref(), Some("void_failed"));
+    assert_eq!(status(&kept).await.as_deref(), Some("refund_failed"));
+    assert_eq!(status(&waiting).await.as_deref(), Some("authorized"));
+    assert_eq!(status(&released).await.as_deref(), Some("voided"));
+
+    let statement = reconcile::simulated_statement(env.pool(), day(10), day(12))
+        .await
+        .expect("statement");
+    let report = reconcile::reconcile(env.pool(), day(11), day(11), Some(&statement))
+        .await
+        .expect("reconcile");
+    // The failures moved no money: settlements and ledger agree; only the
+    // money still held is reported.
+    assert_eq!(
+        count(&report, BreakKind::AuthorizationHeld),
+        2,
+        "{:#?}",
+        report.breaks
+    );
+    assert_eq!(
+        count(&report, BreakKind::RefundOutstanding),
+        1,
+        "{:#?}",
+        report.breaks
+    );
+    assert_eq!(report.summary.breaks, 3, "{:#?}", report.breaks);
+    assert_eq!(report.summary.breaks_by_kind["authorization_held"], 2);
+    let field = |b: &reconcile::Break, name: &str| {
+        b.diffs
+            .iter()
+            .find(|d| d.field == name)
+            .and_then(|d| d.ours.clone())
+            .unwrap_or_default()
+    };
+    let by_payment = |p: PaymentId| {
+        report
+            .breaks
+            .iter()
+            .find(|b| b.payment_id == Some(p.to_string()))
+            .unwrap_or_else(|| panic!("no break for {p}: {:#?}", report.breaks))
+    };
+    let x = by_payment(held.payment_id());
+    assert_eq!(
+        (x.kind, x.subject.as_str(), x.day, x.currency.as_deref()),
+        (
+            BreakKind::AuthorizationHeld,
+            "void",
+            Some(day(11)),
+            Some("EUR")
+        )
+    );
+    assert_eq!(field(x, "held_minor"), held.total().to_string());
+    assert_eq!(field(x, "order_id"), held.order.to_string());
+    assert_eq!(
+        field(x, "last_failure"),
+        "PaymentVoidFailed processing_error attempt 3 final"
+    );
+    let x = by_payment(kept.payment_id());
+    assert_eq!(
+        (x.kind, x.subject.as_str()),
+        (BreakKind::RefundOutstanding, "refund")
+    );
+    assert_eq!(field(x, "held_minor"), kept.total().to_string());
+    assert_eq!(
+        field(x, "last_failure"),
+        "PaymentRefundFailed processing_error attempt 3 final"
+    );
+    let x = by_payment(waiting.payment_id());
+    assert_eq!(
+        field(x, "last_failure"),
+        "PaymentVoidFailed provider_unavailable attempt 1"
+    );
+    assert!(
+        report
+            .breaks
+            .iter()
+            .all(|b| b.payment_id != Some(released.payment_id().to_string())),
+        "released money is no break"
+    );
+    // Reported on every later reconciliation until released; not before
+    // the order ended.
+    let later = reconcile::reconcile(env.pool(), day(20), day(21), None)
+        .await
+        .expect("reconcile later");
+    assert_eq!(count(&later, BreakKind::AuthorizationHeld), 2);
+    let before = reconcile::reconcile(env.pool(), day(9), day(10), None)
+        .await
+        .expect("reconcile before");
+    assert_eq!(count(&before, BreakKind::AuthorizationHeld), 0);
 }

@@ -76,8 +76,70 @@ pub struct PaymentCaptureFailed {
 /// not count: the capture is retried until the provider answers.
 pub const CAPTURE_ATTEMPTS_MAX: u32 = 3;
 
-/// Decline code recorded when the provider did not answer a capture.
+/// Decline code recorded when the provider did not answer a capture, a void
+/// or a refund.
 pub const PROVIDER_UNAVAILABLE: &str = "provider_unavailable";
+
+/// A void (release) of an uncaptured authorization did not happen: the
+/// provider refused it (`answered`, with its decline code) or did not answer
+/// (`answered: false`, code `provider_unavailable`; the next attempt repeats
+/// `idempotency_key`). The authorization stays held on the customer's card.
+/// After [`VOID_ATTEMPTS_MAX`] refusals the failure is `final_attempt`: the
+/// payment is `void_failed`, nothing retries it and operations must act
+/// (void again, or settle with the customer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentVoidFailed {
+    /// The authorized amount the void was to release (still held).
+    pub amount: Money,
+    pub provider: String,
+    /// The provider's decline code, or `provider_unavailable`.
+    pub decline_code: String,
+    /// Whether the provider answered (a refusal) or not (an outage).
+    pub answered: bool,
+    /// The key the call was made with (derived from the command id).
+    pub idempotency_key: String,
+    /// Which void attempt of this payment failed (from 1).
+    pub attempt: u32,
+    /// Refused voids are not retried any more; operations must act.
+    pub final_attempt: bool,
+    pub failed_at: DateTime<Utc>,
+}
+
+/// A refund of a captured payment did not happen: the provider refused it
+/// (`answered`) or did not answer (`answered: false`, code
+/// `provider_unavailable`; the next attempt repeats `idempotency_key`). The
+/// money stays with us, not returned to the customer. After
+/// [`REFUND_ATTEMPTS_MAX`] refusals of one refund the failure is
+/// `final_attempt`: the payment is `refund_failed`, nothing retries it and
+/// operations must act (refund again, or pay the customer another way).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentRefundFailed {
+    /// The amount the refund was to return (not returned).
+    pub amount: Money,
+    /// Why the refund was asked for (as on `PaymentRefunded`).
+    pub reason: String,
+    pub provider: String,
+    /// The provider's decline code, or `provider_unavailable`.
+    pub decline_code: String,
+    /// Whether the provider answered (a refusal) or not (an outage).
+    pub answered: bool,
+    /// The key the call was made with (derived from the command id).
+    pub idempotency_key: String,
+    /// Which attempt of this refund failed (from 1; counted again after a
+    /// refund succeeds).
+    pub attempt: u32,
+    /// Refused refunds are not retried any more; operations must act.
+    pub final_attempt: bool,
+    pub failed_at: DateTime<Utc>,
+}
+
+/// Refused voids after which releasing an authorization is given up to
+/// operations (`PaymentVoidFailed.final_attempt`). Outages do not count.
+pub const VOID_ATTEMPTS_MAX: u32 = 3;
+
+/// Refused attempts of one refund after which it is given up to operations
+/// (`PaymentRefundFailed.final_attempt`). Outages do not count.
+pub const REFUND_ATTEMPTS_MAX: u32 = 3;
 
 /// Earlier versions of payment events, kept so their schemas stay published.
 /// Writers never produce these.
@@ -162,5 +224,7 @@ event_enum!(
         PaymentRefunded => "2",
         CashCollected => "1",
         PaymentCaptureFailed => "1",
+        PaymentVoidFailed => "1",
+        PaymentRefundFailed => "1",
     }
 );
