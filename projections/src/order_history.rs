@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use ordertrail_schemas::events::PaymentMethod;
-use ordertrail_schemas::{AggregateKind, DeliveryEvent, Money, OrderEvent, PaymentEvent};
+use ordertrail_schemas::{
+    AggregateKind, DeliveryEvent, DeliveryStatus, Money, OrderEvent, OrderStatus, PaymentEvent,
+};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use sqlx::types::Json;
@@ -461,7 +463,7 @@ fn apply_order(
             id,
             OrderRow {
                 order_id: id,
-                status: "placed".into(),
+                status: OrderStatus::Placed.as_str().into(),
                 customer_id: p.customer_id.as_uuid(),
                 restaurant_id: p.restaurant_id.as_uuid(),
                 restaurant_time_zone: p.restaurant_time_zone.clone(),
@@ -505,35 +507,35 @@ fn apply_order(
     match event {
         OrderEvent::OrderPlaced(_) => {}
         OrderEvent::OrderConfirmed(c) => {
-            row.status = "confirmed".into();
+            row.status = OrderStatus::Confirmed.as_str().into();
             row.payment_id = c.payment_id.map(|p| p.as_uuid());
             row.confirmed_at = Some(c.confirmed_at);
         }
         OrderEvent::OrderAccepted(a) => {
-            row.status = "accepted".into();
+            row.status = OrderStatus::Accepted.as_str().into();
             row.ready_by = Some(a.ready_by);
             row.accepted_at = Some(a.accepted_at);
         }
         OrderEvent::OrderRejected(r) => {
-            row.status = "rejected".into();
+            row.status = OrderStatus::Rejected.as_str().into();
             row.reason = Some(r.reason);
             row.rejected_at = Some(r.rejected_at);
         }
         OrderEvent::OrderReadyForPickup(r) => {
-            row.status = "ready_for_pickup".into();
+            row.status = OrderStatus::ReadyForPickup.as_str().into();
             row.ready_at = Some(r.ready_at);
         }
         OrderEvent::OrderPickedUp(p) => {
-            row.status = "picked_up".into();
+            row.status = OrderStatus::PickedUp.as_str().into();
             row.pickup_rider_id = Some(p.rider_id.as_uuid());
             row.picked_up_at = Some(p.picked_up_at);
         }
         OrderEvent::OrderDelivered(d) => {
-            row.status = "delivered".into();
+            row.status = OrderStatus::Delivered.as_str().into();
             row.delivered_at = Some(d.delivered_at);
         }
         OrderEvent::OrderCancelled(c) => {
-            row.status = "cancelled".into();
+            row.status = OrderStatus::Cancelled.as_str().into();
             row.reason = Some(c.reason);
             row.cancelled_at = Some(c.cancelled_at);
         }
@@ -701,7 +703,7 @@ fn apply_delivery(
             DeliveryRow {
                 delivery_id: id,
                 order_id: r.order_id.as_uuid(),
-                status: "requested".into(),
+                status: DeliveryStatus::Requested.as_str().into(),
                 rider_id: None,
                 requested_at: r.requested_at,
                 assigned_at: None,
@@ -721,31 +723,31 @@ fn apply_delivery(
     match event {
         DeliveryEvent::DeliveryRequested(_) => {}
         DeliveryEvent::RiderAssigned(a) => {
-            row.status = "assigned".into();
+            row.status = DeliveryStatus::Assigned.as_str().into();
             row.rider_id = Some(a.rider_id.as_uuid());
             row.assigned_at = Some(a.assigned_at);
         }
         DeliveryEvent::RiderUnassigned(_) => {
-            row.status = "requested".into();
+            row.status = DeliveryStatus::Requested.as_str().into();
             row.rider_id = None;
             row.assigned_at = None;
         }
         DeliveryEvent::RiderLocationReported(_) => return Ok(None),
         DeliveryEvent::PickupConfirmed(p) => {
-            row.status = "picked_up".into();
+            row.status = DeliveryStatus::PickedUp.as_str().into();
             row.picked_up_at = Some(p.picked_up_at);
         }
         DeliveryEvent::DropoffCodeRejected(_) | DeliveryEvent::DeliveryFlagged(_) => {}
         DeliveryEvent::DeliveryCompleted(c) => {
-            row.status = "completed".into();
+            row.status = DeliveryStatus::Completed.as_str().into();
             row.completed_at = Some(c.completed_at);
         }
         DeliveryEvent::DeliveryFailed(f) => {
-            row.status = "failed".into();
+            row.status = DeliveryStatus::Failed.as_str().into();
             row.failed_at = Some(f.failed_at);
         }
         DeliveryEvent::DeliveryCancelled(c) => {
-            row.status = "cancelled".into();
+            row.status = DeliveryStatus::Cancelled.as_str().into();
             row.cancelled_at = Some(c.cancelled_at);
         }
     }

@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
-use ordertrail_schemas::{AggregateKind, DeliveryEvent, GeoPoint};
+use ordertrail_schemas::{AggregateKind, DeliveryEvent, DeliveryStatus, GeoPoint};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -323,7 +323,7 @@ impl RiderEtas {
                     delivery_id: id,
                     order_id: r.order_id.as_uuid(),
                     restaurant_id: r.restaurant_id.as_uuid(),
-                    status: "requested".into(),
+                    status: DeliveryStatus::Requested.as_str().into(),
                     active: true,
                     rider_id: None,
                     pickup_lat: r.pickup.lat,
@@ -360,7 +360,7 @@ impl RiderEtas {
         match event {
             DeliveryEvent::DeliveryRequested(_) => {}
             DeliveryEvent::RiderAssigned(a) => {
-                row.status = "assigned".into();
+                row.status = DeliveryStatus::Assigned.as_str().into();
                 row.rider_id = Some(a.rider_id.as_uuid());
                 row.assigned_at = Some(a.assigned_at);
                 row.recent_reports.clear();
@@ -368,7 +368,7 @@ impl RiderEtas {
                 row.predicted_pickup_at = None;
             }
             DeliveryEvent::RiderUnassigned(_) => {
-                row.status = "requested".into();
+                row.status = DeliveryStatus::Requested.as_str().into();
                 row.rider_id = None;
                 row.assigned_at = None;
                 row.recent_reports.clear();
@@ -395,7 +395,7 @@ impl RiderEtas {
                 row.set_position(Some(fix));
             }
             DeliveryEvent::PickupConfirmed(p) => {
-                row.status = "picked_up".into();
+                row.status = DeliveryStatus::PickedUp.as_str().into();
                 row.picked_up_at = Some(p.picked_up_at);
                 // At pickup the rider is at the restaurant.
                 let newer = row.position().is_some_and(|f| f.at > p.picked_up_at);
@@ -409,7 +409,7 @@ impl RiderEtas {
             }
             DeliveryEvent::DropoffCodeRejected(_) | DeliveryEvent::DeliveryFlagged(_) => {}
             DeliveryEvent::DeliveryCompleted(c) => {
-                row.status = "completed".into();
+                row.status = DeliveryStatus::Completed.as_str().into();
                 row.active = false;
                 row.completed_at = Some(c.completed_at);
                 row.ended_at = Some(c.completed_at);
@@ -422,12 +422,12 @@ impl RiderEtas {
                 row.distance_to_dropoff_m = Some(0.0);
             }
             DeliveryEvent::DeliveryFailed(f) => {
-                row.status = "failed".into();
+                row.status = DeliveryStatus::Failed.as_str().into();
                 row.active = false;
                 row.ended_at = Some(f.failed_at);
             }
             DeliveryEvent::DeliveryCancelled(c) => {
-                row.status = "cancelled".into();
+                row.status = DeliveryStatus::Cancelled.as_str().into();
                 row.active = false;
                 row.ended_at = Some(c.cancelled_at);
             }
@@ -435,11 +435,13 @@ impl RiderEtas {
         let was_picked_up_prediction = row.predicted_dropoff_at;
         row.recompute(s);
         // Predictions kept for the accuracy report.
-        if row.status == "assigned" && row.predicted_pickup_at.is_none() && row.pickup_eta.is_some()
+        if row.status == DeliveryStatus::Assigned.as_str()
+            && row.predicted_pickup_at.is_none()
+            && row.pickup_eta.is_some()
         {
             row.predicted_pickup_at = row.pickup_eta;
         }
-        if row.status == "picked_up" && was_picked_up_prediction.is_none() {
+        if row.status == DeliveryStatus::PickedUp.as_str() && was_picked_up_prediction.is_none() {
             row.predicted_dropoff_at = row.dropoff_eta;
         }
         Ok(())
