@@ -11,5 +11,5 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
 COPY --from=build /src/target/release/ordertrail-api /src/target/release/ordertrail-relay \
     /src/target/release/ordertrail-saga /src/target/release/ordertrail-order-history \
     /src/target/release/ordertrail-rider-etas /src/target/release/ordertrail-settlements \
-    /src/target/release/mint-token /usr/local/bin/
+    /src/target/release/mint-token /src/target/release/ordertrail-local /usr/local/bin/
 USER ordertrail

@@ -55,7 +55,7 @@ SCRATCH_DB="schemathesis_$(date +%s)_$$"
 API_DB_URL="${DATABASE_URL%/*}/$SCRATCH_DB"
 
 log "building the API"
-cargo build -q --locked -p ordertrail-api --bins
+cargo build -q --locked -p ordertrail-api -p ordertrail-launcher --bins
 export JWT_SECRET DROPOFF_CODE_KEY
 JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 DROPOFF_CODE_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -63,7 +63,7 @@ PORT=$(free_port)
 BASE="http://127.0.0.1:$PORT"
 # The migrate job first (the API never migrates while serving), then the API.
 DATABASE_URL="$API_DB_URL" RUST_LOG=${RUST_LOG:-warn} \
-  "$TARGET/debug/ordertrail-api" --migrate-only --seed >"$WORK/migrate.log" 2>&1 \
+  "$TARGET/debug/ordertrail-local" --prepare-only --sim off >"$WORK/migrate.log" 2>&1 \
   || { cat "$WORK/migrate.log" >&2; exit 1; }
 # Rate limits off: the fuzzer sends bursts from one address and one subject.
 DATABASE_URL="$API_DB_URL" LISTEN_ADDR="127.0.0.1:$PORT" \

@@ -1,8 +1,8 @@
 //! `ordertrail-api`: the HTTP server of the write side. Parses its
 //! configuration, connects the database (waiting until its schema is
-//! current; optionally seeding it), and serves [`ordertrail_api::app`] until
+//! current), and serves [`ordertrail_api::app`] until
 //! SIGTERM or Ctrl-C. With `--migrate-only` it is instead the one-shot
-//! migrate job (compose's `migrate` service): migrate, seed, exit.
+//! migrate job: migrate, exit.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +12,6 @@ use anyhow::Context;
 use clap::Parser;
 use ordertrail_api::limits::{Budget, RateLimits, parse_origins};
 use ordertrail_api::{AppState, AuthConfig, DEFAULT_MAX_BODY_BYTES, app};
-use ordertrail_commands::catalog;
 use ordertrail_commands::provider_ledger::RecordingProvider;
 use ordertrail_commands::service::CommandService;
 use ordertrail_platform::process::{self, DatabaseArgs, LogArgs, MetricsArgs};
@@ -25,8 +24,7 @@ use ordertrail_schemas::privacy::DropoffCodeKey;
 /// the web console. Database pool: 16 connections unless
 /// `DATABASE_POOL_SIZE` says otherwise. Never migrates while serving: it
 /// waits (not ready) until the schema is current. `--migrate-only` makes it
-/// the migrate job instead: apply the migrations (and the seed data when
-/// asked), then exit.
+/// the migrate job instead: apply the migrations, then exit.
 #[derive(Parser)]
 #[command(name = "ordertrail-api", version)]
 struct Config {
@@ -103,17 +101,10 @@ struct ApiArgs {
     /// serving).
     #[arg(long, hide = true)]
     migrate: bool,
-    /// Load the seed reference data (restaurants, menus, riders) before
-    /// serving; overwrites the seed rows (see `--seed-if-empty`).
-    #[arg(long)]
-    seed: bool,
-    /// Load the seed reference data only when the catalog is empty (safe on
-    /// every start: never overwrites what ops changed).
-    #[arg(long)]
-    seed_if_empty: bool,
     /// Be the migrate job: apply pending migrations (waiting out a database
-    /// outage), load the seed data if `--seed` / `--seed-if-empty`, and exit
-    /// instead of serving (the `migrate` service in compose.yaml).
+    /// outage) and exit instead of serving. The demo data set is loaded by
+    /// `ordertrail-local --prepare-only` (the `migrate` service in
+    /// compose.yaml).
     #[arg(long)]
     migrate_only: bool,
 }
@@ -131,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
     } = Config::parse();
     process::start("ordertrail-api", &log, &metrics)?;
     if config.migrate_only {
-        return migrate_job(&database, &config).await;
+        return migrate_job(&database).await;
     }
     if config.migrate {
         anyhow::bail!(
@@ -147,7 +138,6 @@ async fn main() -> anyhow::Result<()> {
         .connect_service(POOL_SIZE)
         .await
         .context("connecting to the database")?;
-    seed(&pool, &config).await?;
     let dropoff_code_key = DropoffCodeKey::new(config.dropoff_code_key.clone().into_bytes())
         .context("DROPOFF_CODE_KEY")?;
     let commands = CommandService::new(pool.clone(), RecordingProvider::simulated(pool))
@@ -197,8 +187,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// The migrate job: wait for the server, apply the migrations (an outage
-/// meanwhile is waited out), seed when asked, exit.
-async fn migrate_job(database: &DatabaseArgs, config: &ApiArgs) -> anyhow::Result<()> {
+/// meanwhile is waited out), exit.
+async fn migrate_job(database: &DatabaseArgs) -> anyhow::Result<()> {
     let pool = database
         .connect_migrate_job(2)
         .await
@@ -206,24 +196,7 @@ async fn migrate_job(database: &DatabaseArgs, config: &ApiArgs) -> anyhow::Resul
     ordertrail_platform::db::migrate_service(&pool)
         .await
         .context("applying migrations")?;
-    seed(&pool, config).await?;
-    tracing::info!("migrations and seed data applied; exiting (--migrate-only)");
-    Ok(())
-}
-
-/// Load the seed reference data as `--seed` / `--seed-if-empty` ask.
-async fn seed(pool: &sqlx::PgPool, config: &ApiArgs) -> anyhow::Result<()> {
-    if config.seed {
-        catalog::seed(pool)
-            .await
-            .context("loading seed reference data")?;
-    } else if config.seed_if_empty
-        && catalog::seed_if_empty(pool)
-            .await
-            .context("loading seed reference data")?
-    {
-        tracing::info!("empty catalog: seed reference data loaded");
-    }
+    tracing::info!("migrations applied; exiting (--migrate-only)");
     Ok(())
 }
 

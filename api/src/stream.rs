@@ -29,8 +29,11 @@ use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 use ordertrail_platform::event_log::{self, Position, StoredEvent};
 use ordertrail_platform::retry::Backoff;
+use ordertrail_schemas::events::Event;
 use ordertrail_schemas::visibility::{Audience, redact_metadata, redact_payload};
-use ordertrail_schemas::{AggregateKind, DeliveryId, GeoPoint, OrderId, OrderStatus, PaymentId};
+use ordertrail_schemas::{
+    AggregateKind, DeliveryEvent, DeliveryId, GeoPoint, OrderId, OrderStatus, PaymentId,
+};
 use serde::Serialize;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -223,35 +226,21 @@ struct Facts {
     picked_up: bool,
 }
 
-fn uuid_at(value: &serde_json::Value, field: &str) -> Option<Uuid> {
-    value
-        .get(field)
-        .and_then(|v| v.as_str())
-        .and_then(|s| Uuid::parse_str(s).ok())
-}
-
-fn point_at(value: &serde_json::Value, field: &str) -> Option<GeoPoint> {
-    value
-        .get(field)
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-}
-
-fn time_at(value: &serde_json::Value, field: &str) -> Option<DateTime<Utc>> {
-    value
-        .get(field)
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-}
-
 impl Facts {
-    fn from_first_event(payload: &serde_json::Value) -> Self {
-        Self {
-            order_id: uuid_at(payload, "order_id"),
-            restaurant_id: uuid_at(payload, "restaurant_id"),
-            pickup: point_at(payload, "pickup"),
-            dropoff: point_at(payload, "dropoff"),
-            ready_by: time_at(payload, "ready_by"),
-            picked_up: false,
+    /// From an aggregate's first event (decoded with the contract's one
+    /// typed decode; an event this build cannot decode tells nothing).
+    fn from_first_event(event: Option<&Event>) -> Self {
+        let mut facts = Facts::default();
+        if let Some((order_id, restaurant_id)) = event.and_then(Event::order_and_restaurant) {
+            facts.order_id = Some(order_id.as_uuid());
+            facts.restaurant_id = Some(restaurant_id.as_uuid());
         }
+        if let Some(Event::Delivery(DeliveryEvent::DeliveryRequested(r))) = event {
+            facts.pickup = Some(r.pickup);
+            facts.dropoff = Some(r.dropoff);
+            facts.ready_by = r.ready_by;
+        }
+        facts
     }
 }
 
@@ -367,7 +356,7 @@ impl Feed {
                 let env = e
                     .envelope()
                     .map_err(|reason| FeedError::Unreadable(e.event_id, reason))?;
-                Facts::from_first_event(&env.payload)
+                Facts::from_first_event(env.event().ok().as_ref())
             }
             None => Facts::default(),
         };
@@ -402,8 +391,9 @@ impl Feed {
             .envelope()
             .map_err(|reason| FeedError::Unreadable(stored.event_id, reason))?;
         let kind = env.aggregate_type;
+        let event = env.event().ok();
         let mut facts = if env.sequence == 1 {
-            Facts::from_first_event(&env.payload)
+            Facts::from_first_event(event.as_ref())
         } else {
             self.facts(kind, &env.aggregate_id).await?
         };
@@ -413,24 +403,20 @@ impl Feed {
         if learn && env.sequence == 1 {
             self.remember(kind, &env.aggregate_id, &facts);
         }
-        let rider_id = uuid_at(&env.payload, "rider_id");
+        let rider_id = event
+            .as_ref()
+            .and_then(Event::rider_id)
+            .map(|r| r.as_uuid());
         let mut eta_now = None;
-        if kind == AggregateKind::Delivery {
-            match env.event_type.as_str() {
-                "PickupConfirmed" if learn => {
-                    facts.picked_up = true;
-                    self.remember(kind, &env.aggregate_id, &facts);
-                }
-                "RiderLocationReported" => {
-                    if let (Some(location), Some(at)) = (
-                        point_at(&env.payload, "location"),
-                        time_at(&env.payload, "reported_at"),
-                    ) {
-                        eta_now = eta(&facts, location, at, facts.picked_up);
-                    }
-                }
-                _ => {}
+        match &event {
+            Some(Event::Delivery(DeliveryEvent::PickupConfirmed(_))) if learn => {
+                facts.picked_up = true;
+                self.remember(kind, &env.aggregate_id, &facts);
             }
+            Some(Event::Delivery(DeliveryEvent::RiderLocationReported(r))) => {
+                eta_now = eta(&facts, r.location, r.reported_at, facts.picked_up);
+            }
+            _ => {}
         }
         let status = if kind == AggregateKind::Order {
             OrderStatus::after(&env.event_type).map(|s| s.as_str())

@@ -9,7 +9,7 @@ pub mod backlog;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ordertrail_commands::catalog::{self, seed_ids};
+use ordertrail_launcher::seed::seed_ids;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -140,7 +140,7 @@ pub async fn fresh_database(
     let pool = ordertrail_platform::db::connect(&url, pool_size).await?;
     ordertrail_platform::db::migrate(&pool).await?;
     if seed {
-        catalog::seed(&pool).await?;
+        ordertrail_launcher::seed::seed(&pool).await?;
     }
     Ok((name, url, pool))
 }

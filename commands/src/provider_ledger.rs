@@ -223,6 +223,41 @@ impl std::fmt::Debug for RecordingProvider {
     }
 }
 
+impl RecordingProvider {
+    /// A capture or a void: a repeated key is answered from the record
+    /// (never asked twice), a new one asks the provider (`call`, not polled
+    /// before) and records the answer.
+    async fn answered_once(
+        &self,
+        op: &'static str,
+        provider_reference: &str,
+        amount: Money,
+        idempotency_key: &str,
+        call: impl Future<Output = Result<ProviderReceipt, ProviderError>>,
+    ) -> Result<ProviderReceipt, ProviderError> {
+        ProviderFault::check(&self.fault, op)?;
+        let fingerprint = request_fingerprint(op, provider_reference, amount);
+        if let Some((_, fee)) = self.remembered(idempotency_key, &fingerprint).await? {
+            return Ok(ProviderReceipt {
+                fee: Money::new(fee, amount.currency),
+                processed_at: None,
+            });
+        }
+        let receipt = call.await?;
+        self.record(
+            op,
+            provider_reference,
+            None,
+            amount,
+            receipt.fee,
+            idempotency_key,
+            &fingerprint,
+        )
+        .await;
+        Ok(receipt)
+    }
+}
+
 #[async_trait]
 impl PaymentProvider for RecordingProvider {
     fn name(&self) -> &str {
@@ -272,29 +307,17 @@ impl PaymentProvider for RecordingProvider {
         amount: Money,
         idempotency_key: &str,
     ) -> Result<ProviderReceipt, ProviderError> {
-        ProviderFault::check(&self.fault, operation::CAPTURE)?;
-        let fingerprint = request_fingerprint(operation::CAPTURE, provider_reference, amount);
-        if let Some((_, fee)) = self.remembered(idempotency_key, &fingerprint).await? {
-            return Ok(ProviderReceipt {
-                fee: Money::new(fee, amount.currency),
-                processed_at: None,
-            });
-        }
-        let receipt = self
+        let call = self
             .inner
-            .capture(provider_reference, amount, idempotency_key)
-            .await?;
-        self.record(
+            .capture(provider_reference, amount, idempotency_key);
+        self.answered_once(
             operation::CAPTURE,
             provider_reference,
-            None,
             amount,
-            receipt.fee,
             idempotency_key,
-            &fingerprint,
+            call,
         )
-        .await;
-        Ok(receipt)
+        .await
     }
 
     async fn void(
@@ -303,29 +326,15 @@ impl PaymentProvider for RecordingProvider {
         amount: Money,
         idempotency_key: &str,
     ) -> Result<ProviderReceipt, ProviderError> {
-        ProviderFault::check(&self.fault, operation::VOID)?;
-        let fingerprint = request_fingerprint(operation::VOID, provider_reference, amount);
-        if let Some((_, fee)) = self.remembered(idempotency_key, &fingerprint).await? {
-            return Ok(ProviderReceipt {
-                fee: Money::new(fee, amount.currency),
-                processed_at: None,
-            });
-        }
-        let receipt = self
-            .inner
-            .void(provider_reference, amount, idempotency_key)
-            .await?;
-        self.record(
+        let call = self.inner.void(provider_reference, amount, idempotency_key);
+        self.answered_once(
             operation::VOID,
             provider_reference,
-            None,
             amount,
-            receipt.fee,
             idempotency_key,
-            &fingerprint,
+            call,
         )
-        .await;
-        Ok(receipt)
+        .await
     }
 
     async fn refund(

@@ -573,57 +573,24 @@ mod tests {
     #[tokio::test]
     async fn declining_tokens_give_their_codes() {
         let p = SimulatedProvider::new();
-        let code = |r: Result<Authorization, ProviderError>| match r {
-            Err(ProviderError::Declined { code }) => code,
-            other => panic!("expected a decline, got {other:?}"),
-        };
-        assert_eq!(
-            code(
-                p.authorize(&payment_method_ref("tok_declined"), eur(100), "r", &key())
-                    .await
-            ),
-            "card_declined"
-        );
-        assert_eq!(
-            code(
-                p.authorize(
-                    &payment_method_ref("tok_insufficient_funds"),
-                    eur(100),
-                    "r",
-                    &key()
-                )
-                .await
-            ),
-            "insufficient_funds"
-        );
-        assert_eq!(
-            code(
-                p.authorize(&payment_method_ref("tok_amex"), eur(100), "r", &key())
-                    .await
-            ),
-            "invalid_token"
-        );
-        assert_eq!(
-            code(
-                p.authorize(&payment_method_ref(""), eur(100), "r", &key())
-                    .await
-            ),
-            "invalid_token"
-        );
-        assert_eq!(
-            code(
-                p.authorize(&payment_method_ref("tok_flaky_x"), eur(100), "r", &key())
-                    .await
-            ),
-            "invalid_token"
-        );
-        assert_eq!(
-            code(
-                p.authorize(&payment_method_ref("tok_visa"), eur(0), "r", &key())
-                    .await
-            ),
-            "invalid_amount"
-        );
+        for (token, amount, expected) in [
+            ("tok_declined", 100, "card_declined"),
+            ("tok_insufficient_funds", 100, "insufficient_funds"),
+            ("tok_amex", 100, "invalid_token"),
+            ("", 100, "invalid_token"),
+            ("tok_flaky_x", 100, "invalid_token"),
+            ("tok_visa", 0, "invalid_amount"),
+        ] {
+            let answer = p
+                .authorize(&payment_method_ref(token), eur(amount), "r", &key())
+                .await;
+            match answer {
+                Err(ProviderError::Declined { code }) => {
+                    assert_eq!(code, expected, "token {token:?}, amount {amount}");
+                }
+                other => panic!("token {token:?}: expected a decline, got {other:?}"),
+            }
+        }
     }
 
     #[tokio::test]

@@ -17,13 +17,13 @@
 
 pub mod mock;
 pub mod processes;
+pub mod seed;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use ordertrail_commands::catalog;
 use ordertrail_commands::provider_ledger::RecordingProvider;
 use ordertrail_commands::relay::{self, RelayConfig};
 use ordertrail_commands::saga::{self, SagaConfig};
@@ -316,11 +316,9 @@ impl Stack {
         match self.seed {
             Seed::Skip => {}
             Seed::IfEmpty => {
-                catalog::seed_if_empty(&pool)
-                    .await
-                    .context("load seed data")?;
+                seed::seed_if_empty(&pool).await.context("load seed data")?;
             }
-            Seed::Always => catalog::seed(&pool).await.context("load seed data")?,
+            Seed::Always => seed::seed(&pool).await.context("load seed data")?,
         }
         let (brokers, mock) = match &self.brokers {
             Some(b) => (b.clone(), None),

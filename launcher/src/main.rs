@@ -39,9 +39,15 @@ struct Config {
     /// secret when missing) so `scripts/token.sh` can mint tokens.
     #[arg(long, env = "JWT_SECRET_FILE", default_value = ".local/jwt-secret")]
     jwt_secret_file: PathBuf,
-    /// Do not load the seed data set.
+    /// Do not load the demo data set (`ordertrail_launcher::seed`).
     #[arg(long)]
     no_seed: bool,
+    /// Be a migrate job: migrate, load the demo data set into an empty
+    /// catalog (unless `--no-seed`), create the topics on the embedded broker
+    /// when one is hosted, and exit instead of starting the services (the
+    /// `migrate` service in compose.yaml, scripts/schemathesis.sh).
+    #[arg(long)]
+    prepare_only: bool,
     /// The lunch-rush simulator (`ordertrail-sim`, a gentle rush that
     /// repeats; its `SIM_*` variables tune it): `on` or `off`.
     #[arg(long, env = "ORDERTRAIL_SIM", default_value = "on", value_parser = ["on", "off"])]
@@ -77,6 +83,11 @@ async fn main() -> Result<()> {
         mock,
     } = stack.prepare().await?;
     pool.close().await;
+    if config.prepare_only {
+        tracing::info!("migrated and seeded; exiting (--prepare-only)");
+        drop(mock);
+        return Ok(());
+    }
     let secret = jwt_secret(&config.jwt_secret_file)?;
     // The drop-off code key: DROPOFF_CODE_KEY, or derived from the local
     // token secret one way (SHA-256), so the key never reveals the secret.

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use ordertrail_schemas::events::PaymentMethod;
 use ordertrail_schemas::{
     AggregateKind, DeliveryEvent, DeliveryStatus, Money, OrderEvent, OrderStatus, PaymentEvent,
+    PaymentStatus,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -597,12 +598,12 @@ fn apply_payment(
             let row = payments.entry(id).or_insert_with(|| {
                 new_row(
                     d.order_id.as_uuid(),
-                    "declined",
+                    PaymentStatus::Declined.as_str(),
                     Some(d.provider.clone()),
                     d.amount.currency.to_string(),
                 )
             });
-            row.status = "declined".into();
+            row.status = PaymentStatus::Declined.as_str().into();
             row.declined_at = Some(d.declined_at);
             row.updated_at = now;
             Ok(row.order_id)
@@ -613,7 +614,7 @@ fn apply_payment(
             }
             let mut row = new_row(
                 c.order_id.as_uuid(),
-                "cash_collected",
+                PaymentStatus::CashCollected.as_str(),
                 None,
                 c.amount.currency.to_string(),
             );
@@ -630,14 +631,14 @@ fn apply_payment(
             row.updated_at = now;
             match other {
                 PaymentEvent::PaymentCaptured(c) => {
-                    row.status = "captured".into();
+                    row.status = PaymentStatus::Captured.as_str().into();
                     row.captured_minor = add(e, row.captured_minor, &row.currency, c.amount)?;
                     row.provider_fees_minor =
                         add(e, row.provider_fees_minor, &row.currency, c.fee)?;
                     row.captured_at = Some(c.captured_at);
                 }
                 PaymentEvent::PaymentVoided(v) => {
-                    row.status = "voided".into();
+                    row.status = PaymentStatus::Voided.as_str().into();
                     row.provider_fees_minor =
                         add(e, row.provider_fees_minor, &row.currency, v.fee)?;
                     row.voided_at = Some(v.voided_at);
@@ -650,9 +651,9 @@ fn apply_payment(
                     row.provider_fees_minor =
                         add(e, row.provider_fees_minor, &row.currency, r.fee)?;
                     row.status = if row.refunded_minor == row.captured_minor {
-                        "refunded".into()
+                        PaymentStatus::Refunded.as_str().into()
                     } else {
-                        "partially_refunded".into()
+                        PaymentStatus::PartiallyRefunded.as_str().into()
                     };
                     row.last_refunded_at = Some(r.refunded_at);
                 }
@@ -660,7 +661,7 @@ fn apply_payment(
                     // Timeline entry only, until the capture is given up
                     // to ops; no money moved.
                     if f.final_attempt {
-                        row.status = "capture_failed".into();
+                        row.status = PaymentStatus::CaptureFailed.as_str().into();
                     }
                 }
                 // The same for a void (the authorization stays held) and a
@@ -668,12 +669,12 @@ fn apply_payment(
                 // state in the payment status.
                 PaymentEvent::PaymentVoidFailed(f) => {
                     if f.final_attempt {
-                        row.status = "void_failed".into();
+                        row.status = PaymentStatus::VoidFailed.as_str().into();
                     }
                 }
                 PaymentEvent::PaymentRefundFailed(f) => {
                     if f.final_attempt {
-                        row.status = "refund_failed".into();
+                        row.status = PaymentStatus::RefundFailed.as_str().into();
                     }
                 }
                 PaymentEvent::PaymentAuthorized(_)

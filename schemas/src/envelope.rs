@@ -70,9 +70,4 @@ impl EventEnvelope {
             &self.payload,
         )
     }
-
-    /// Decode the payload as the event type of this aggregate.
-    pub fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<E, serde_json::Error> {
-        serde_json::from_value(self.payload.clone())
-    }
 }

@@ -33,4 +33,4 @@ pub use geo::GeoPoint;
 pub use ids::*;
 pub use metadata::{Actor, ActorRole, EventMetadata};
 pub use money::{Currency, Money, MoneyError};
-pub use status::{DeliveryStatus, OrderStatus};
+pub use status::{DeliveryStatus, OrderStatus, PaymentStatus};

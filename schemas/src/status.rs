@@ -1,5 +1,5 @@
-//! The life cycles' vocabulary: the statuses an order and a delivery go
-//! through, with their stable names. The domain decides on them, the read
+//! The life cycles' vocabulary: the statuses an order, a payment and a
+//! delivery go through, with their stable names. The domain decides on them, the read
 //! models store their names, the API filters and streams by them: one list.
 
 use schemars::JsonSchema;
@@ -186,5 +186,81 @@ mod tests {
             );
         }
         assert_eq!(OrderStatus::after("PaymentAuthorized"), None);
+    }
+}
+
+/// Where a payment is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// The last authorization attempt was declined; may be tried again.
+    Declined,
+    /// Card authorized, not captured yet.
+    Authorized,
+    /// Captured, nothing refunded.
+    Captured,
+    /// Captured, part of it refunded.
+    PartiallyRefunded,
+    /// Captured and refunded in full (final).
+    Refunded,
+    /// Authorization released without capture (final).
+    Voided,
+    /// Cash collected by the rider (final).
+    CashCollected,
+    /// Authorized, and the provider refused the capture
+    /// `CAPTURE_ATTEMPTS_MAX` times: nothing retries it; operations capture
+    /// (with a reason) or void.
+    CaptureFailed,
+    /// Authorized, and the provider refused the void `VOID_ATTEMPTS_MAX`
+    /// times: the authorization is still held; nothing retries it;
+    /// operations void again.
+    VoidFailed,
+    /// Captured, and the provider refused a refund `REFUND_ATTEMPTS_MAX`
+    /// times: the money is not returned; nothing retries it; operations
+    /// refund again.
+    RefundFailed,
+}
+
+impl PaymentStatus {
+    /// Every status (finals and given-up states last).
+    pub const ALL: [PaymentStatus; 10] = [
+        PaymentStatus::Declined,
+        PaymentStatus::Authorized,
+        PaymentStatus::Captured,
+        PaymentStatus::PartiallyRefunded,
+        PaymentStatus::Refunded,
+        PaymentStatus::Voided,
+        PaymentStatus::CashCollected,
+        PaymentStatus::CaptureFailed,
+        PaymentStatus::VoidFailed,
+        PaymentStatus::RefundFailed,
+    ];
+
+    /// The status named `s` (its `as_str`).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// The stable snake_case name (API, read models, metrics).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PaymentStatus::Declined => "declined",
+            PaymentStatus::Authorized => "authorized",
+            PaymentStatus::Captured => "captured",
+            PaymentStatus::PartiallyRefunded => "partially_refunded",
+            PaymentStatus::Refunded => "refunded",
+            PaymentStatus::Voided => "voided",
+            PaymentStatus::CashCollected => "cash_collected",
+            PaymentStatus::CaptureFailed => "capture_failed",
+            PaymentStatus::VoidFailed => "void_failed",
+            PaymentStatus::RefundFailed => "refund_failed",
+        }
+    }
+}
+
+impl std::fmt::Display for PaymentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }

@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use chrono::Utc;
 use ordertrail_api::AuthConfig;
-use ordertrail_commands::catalog::seed_ids;
+use ordertrail_launcher::seed::seed_ids;
 use serde_json::json;
 use uuid::Uuid;
 

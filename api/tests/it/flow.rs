@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use chrono::{Duration, Utc};
-use ordertrail_commands::catalog::seed_ids;
+use ordertrail_launcher::seed::seed_ids;
 use serde_json::json;
 use uuid::Uuid;
 

@@ -3,9 +3,9 @@
 
 use axum::http::StatusCode;
 use ordertrail_api::extract::request_fingerprint;
-use ordertrail_commands::catalog::seed_ids;
 use ordertrail_commands::service::{CommandContext, IdempotencyKey};
 use ordertrail_commands::workflows::{ConfirmOrder, PlaceOrder};
+use ordertrail_launcher::seed::seed_ids;
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
 use ordertrail_schemas::{
     Actor, ActorRole, CustomerId, GeoPoint, MenuItemId, OrderId, RestaurantId,

@@ -14,7 +14,6 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use ordertrail_api::{AppState, AuthConfig, app};
-use ordertrail_commands::catalog;
 use ordertrail_commands::provider_ledger::RecordingProvider;
 use ordertrail_commands::service::CommandService;
 use ordertrail_projections::{ProjectorKind, RuntimeConfig};
@@ -82,7 +81,7 @@ async fn postgres_restart_under_load_is_503_never_500_and_nothing_is_lost() {
     ordertrail_platform::db::migrate(&pool)
         .await
         .expect("migrate");
-    catalog::seed(&pool).await.expect("seed");
+    ordertrail_launcher::seed::seed(&pool).await.expect("seed");
     let commands = CommandService::new(pool.clone(), RecordingProvider::simulated(pool.clone()));
     let auth = AuthConfig::new(SECRET, None);
     let router = app(AppState::new(commands, auth.clone()));

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use chrono::{Days, Utc};
-use ordertrail_commands::catalog::seed_ids;
+use ordertrail_launcher::seed::seed_ids;
 use ordertrail_launcher::{RunningStack, Stack};
 use ordertrail_projections::PROJECTORS;
 use ordertrail_projections::queries::settlements::CSV_HEADER;

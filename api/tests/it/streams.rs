@@ -293,7 +293,7 @@ async fn a_customer_cannot_subscribe_to_another_customers_order() {
     );
 
     // Another restaurant and a rider not on the order: 404 too.
-    let brick_lane = ordertrail_commands::catalog::seed_ids::LONDON_CURRY;
+    let brick_lane = ordertrail_launcher::seed::seed_ids::LONDON_CURRY;
     for token in [
         app.restaurant(brick_lane),
         app.rider(crate::support::rider(1)),

@@ -5,9 +5,9 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use ordertrail_api::{AppState, AuthConfig, app};
-use ordertrail_commands::catalog::{self, seed_ids};
 use ordertrail_commands::provider_ledger::RecordingProvider;
 use ordertrail_commands::service::CommandService;
+use ordertrail_launcher::seed::seed_ids;
 use ordertrail_schemas::OrderId;
 use ordertrail_testkit::pg::TestDatabase;
 use serde_json::{Value, json};
@@ -166,7 +166,9 @@ impl TestApp {
     pub async fn configured(configure: impl FnOnce(AppState) -> AppState) -> Self {
         ordertrail_testkit::init_test_logging();
         let db = TestDatabase::new().await;
-        catalog::seed(&db.pool).await.expect("seed");
+        ordertrail_launcher::seed::seed(&db.pool)
+            .await
+            .expect("seed");
         // The provider client records its operations (the simulation's ledger).
         let commands = CommandService::new(
             db.pool.clone(),

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use clap::Parser;
 use ordertrail_bench::mint_token;
-use ordertrail_commands::catalog::seed_ids;
+use ordertrail_launcher::seed::seed_ids;
 use ordertrail_schemas::{DeliveryId, OrderId, PaymentId};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

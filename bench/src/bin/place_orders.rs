@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use ordertrail_commands::catalog::{self, seed_ids};
+use ordertrail_launcher::seed::seed_ids;
 
 /// Benchmark PlaceOrder through the API against the PostgreSQL ceiling.
 #[derive(Debug, Parser)]
@@ -60,7 +60,9 @@ async fn main() -> Result<()> {
     ordertrail_platform::db::migrate(&pool)
         .await
         .context("migrate")?;
-    catalog::seed(&pool).await.context("seed")?;
+    ordertrail_launcher::seed::seed(&pool)
+        .await
+        .context("seed")?;
     let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&pool).await?;
     let sync_commit: String = sqlx::query_scalar("SHOW synchronous_commit")
         .fetch_one(&pool)

@@ -32,7 +32,7 @@ use hdrhistogram::Histogram;
 use ordertrail_bench::{
     ApiProcess, fresh_database, mint_token, ms, place_order_body, spawn_api, wait_ready,
 };
-use ordertrail_commands::catalog::seed_ids;
+use ordertrail_launcher::seed::seed_ids;
 use serde_json::{Value, json};
 use uuid::Uuid;
 

@@ -87,9 +87,9 @@ impl SagaCommand {
         ctx: &CommandContext,
     ) -> Result<CommandOutcome, CommandError> {
         match self {
-            SagaCommand::Order(id, c) => service.execute_order(ctx, *id, c.clone()).await,
-            SagaCommand::Payment(id, c) => service.execute_payment(ctx, *id, c.clone()).await,
-            SagaCommand::Delivery(id, c) => service.execute_delivery(ctx, *id, c.clone()).await,
+            SagaCommand::Order(id, c) => service.execute(ctx, *id, c.clone()).await,
+            SagaCommand::Payment(id, c) => service.execute(ctx, *id, c.clone()).await,
+            SagaCommand::Delivery(id, c) => service.execute(ctx, *id, c.clone()).await,
             SagaCommand::Workflow(w) => service.run(ctx, w.clone()).await,
         }
     }

@@ -7,6 +7,7 @@ use cqrs_es::AggregateError;
 use ordertrail_domain::{DomainError, ErrorKind};
 use ordertrail_schemas::{AggregateKind, OrderId};
 
+use super::Target;
 use crate::catalog::CatalogError;
 
 /// Why a command did not succeed.
@@ -108,10 +109,21 @@ impl From<CatalogError> for CommandError {
 }
 
 pub(crate) fn order_not_found(id: OrderId) -> CommandError {
+    not_found(id)
+}
+
+/// The answer for an aggregate that does not exist, or that the caller may
+/// not see (answered the same, so that ids cannot be probed).
+pub(crate) fn not_found<T: Target>(id: T) -> CommandError {
+    let (code, noun) = match T::KIND {
+        AggregateKind::Order => ("order_not_found", "order"),
+        AggregateKind::Payment => ("payment_not_found", "payment"),
+        AggregateKind::Delivery => ("delivery_not_found", "delivery"),
+    };
     CommandError::rejected(
-        "order_not_found",
+        code,
         ErrorKind::NotFound,
-        format!("order {id} does not exist"),
+        format!("{noun} {id} does not exist"),
     )
 }
 

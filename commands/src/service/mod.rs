@@ -27,10 +27,11 @@ mod loading;
 
 use std::sync::Arc;
 
+use cqrs_es::Aggregate;
 use cqrs_es::persist::{EventUpcaster, PersistedEventStore};
 use ordertrail_domain::{
-    Delivery, DeliveryCommand, Order, OrderCommand, Payment, PaymentCommand, PaymentProvider,
-    PaymentServices,
+    Delivery, DeliveryCommand, DomainError, Order, OrderCommand, Payment, PaymentCommand,
+    PaymentProvider, PaymentServices,
 };
 use ordertrail_schemas::privacy::DropoffCodeKey;
 use ordertrail_schemas::{AggregateKind, DeliveryId, OrderId, PaymentId};
@@ -41,7 +42,7 @@ pub use context::{AppendedEvent, CommandContext, CommandOutcome, IdempotencyKey}
 pub use errors::CommandError;
 pub use ordertrail_domain::ErrorKind;
 
-pub(crate) use errors::order_not_found;
+pub(crate) use errors::{not_found, order_not_found};
 pub(crate) use executing::Start;
 pub(crate) use loading::{Store, rebuild};
 
@@ -138,41 +139,18 @@ impl CommandService {
         &self.inner.pool
     }
 
-    /// Execute one domain command on one order, as it is: the entry for
-    /// commands that need nothing but the order itself (the saga's follow-ups,
-    /// tests). Use cases that need more go through [`crate::workflows`].
-    pub async fn execute_order(
+    /// Execute one domain command on one aggregate, as it is: the entry for
+    /// commands that need nothing but the aggregate itself (the saga's
+    /// follow-ups, tests). Use cases that need more go through
+    /// [`crate::workflows`].
+    pub async fn execute<T: Target>(
         &self,
         ctx: &CommandContext,
-        id: OrderId,
-        command: OrderCommand,
+        id: T,
+        command: <T::Aggregate as Aggregate>::Command,
     ) -> Result<CommandOutcome, CommandError> {
-        let name = command.name();
-        let decide = self.decide_order(ctx, id, Start::Load, move |_, _| Ok(command));
-        self.answer(ctx, name, &id, decide).await
-    }
-
-    /// Execute one domain command on one payment (see [`Self::execute_order`]).
-    pub async fn execute_payment(
-        &self,
-        ctx: &CommandContext,
-        id: PaymentId,
-        command: PaymentCommand,
-    ) -> Result<CommandOutcome, CommandError> {
-        let name = command.name();
-        let decide = self.decide_payment(ctx, id, Start::Load, move |_, _| Ok(command));
-        self.answer(ctx, name, &id, decide).await
-    }
-
-    /// Execute one domain command on one delivery (see [`Self::execute_order`]).
-    pub async fn execute_delivery(
-        &self,
-        ctx: &CommandContext,
-        id: DeliveryId,
-        command: DeliveryCommand,
-    ) -> Result<CommandOutcome, CommandError> {
-        let name = command.name();
-        let decide = self.decide_delivery(ctx, id, Start::Load, move |_, _| Ok(command));
+        let name = T::command_name(&command);
+        let decide = self.decide_on(ctx, id, Start::Load, move |_, _| Ok(command));
         self.answer(ctx, name, &id, decide).await
     }
 
@@ -203,70 +181,95 @@ impl CommandService {
         .await
     }
 
-    /// Decide on an order (after [`Self::answer`]'s preflight).
-    pub(crate) async fn decide_order(
+    /// Decide on the aggregate `id` names (after [`Self::answer`]'s
+    /// preflight).
+    pub(crate) async fn decide_on<T: Target>(
         &self,
         ctx: &CommandContext,
-        id: OrderId,
-        start: Start<Order>,
-        build: impl FnOnce(&Order, i64) -> Result<OrderCommand, CommandError>,
+        id: T,
+        start: Start<T::Aggregate>,
+        build: impl FnOnce(
+            &T::Aggregate,
+            i64,
+        ) -> Result<<T::Aggregate as Aggregate>::Command, CommandError>,
     ) -> Result<CommandOutcome, CommandError> {
-        let target = (AggregateKind::Order, id.to_string());
-        self.decide(
-            &self.inner.orders,
-            &(),
-            ctx,
-            (target.0, &target.1),
-            start,
-            build,
-        )
-        .await
-    }
-
-    /// Decide on a payment; provider calls carry a key derived from the
-    /// command id.
-    pub(crate) async fn decide_payment(
-        &self,
-        ctx: &CommandContext,
-        id: PaymentId,
-        start: Start<Payment>,
-        build: impl FnOnce(&Payment, i64) -> Result<PaymentCommand, CommandError>,
-    ) -> Result<CommandOutcome, CommandError> {
-        let services = self.inner.payment_services.for_command(ctx.command_id());
-        let target = (AggregateKind::Payment, id.to_string());
-        self.decide(
-            &self.inner.payments,
-            &services,
-            ctx,
-            (target.0, &target.1),
-            start,
-            build,
-        )
-        .await
-    }
-
-    /// Decide on a delivery.
-    pub(crate) async fn decide_delivery(
-        &self,
-        ctx: &CommandContext,
-        id: DeliveryId,
-        start: Start<Delivery>,
-        build: impl FnOnce(&Delivery, i64) -> Result<DeliveryCommand, CommandError>,
-    ) -> Result<CommandOutcome, CommandError> {
-        let target = (AggregateKind::Delivery, id.to_string());
-        self.decide(
-            &self.inner.deliveries,
-            &(),
-            ctx,
-            (target.0, &target.1),
-            start,
-            build,
-        )
-        .await
+        let services = T::services(self, ctx);
+        let id = id.to_string();
+        self.decide(T::store(self), &services, ctx, (T::KIND, &id), start, build)
+            .await
     }
 
     /// The key drop-off codes are derived from and hashed with.
     pub(crate) fn dropoff_code_key(&self) -> &DropoffCodeKey {
         &self.inner.dropoff_code_key
+    }
+}
+
+/// An aggregate id the service decides on: its kind, its store and the
+/// services its commands get.
+pub trait Target: std::fmt::Display + Copy + Send + Sync + sealed::Sealed {
+    /// The aggregate the id names.
+    type Aggregate: Aggregate<Error = Self::Error>;
+    /// Its domain error.
+    type Error: DomainError;
+    /// Its kind in the store.
+    const KIND: AggregateKind;
+    #[doc(hidden)]
+    fn store(s: &CommandService) -> &Store<Self::Aggregate>;
+    #[doc(hidden)]
+    fn services(
+        s: &CommandService,
+        ctx: &CommandContext,
+    ) -> <Self::Aggregate as Aggregate>::Services;
+    #[doc(hidden)]
+    fn command_name(command: &<Self::Aggregate as Aggregate>::Command) -> &'static str;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for ordertrail_schemas::OrderId {}
+    impl Sealed for ordertrail_schemas::PaymentId {}
+    impl Sealed for ordertrail_schemas::DeliveryId {}
+}
+
+impl Target for OrderId {
+    type Aggregate = Order;
+    type Error = ordertrail_domain::OrderError;
+    const KIND: AggregateKind = AggregateKind::Order;
+    fn store(s: &CommandService) -> &Store<Order> {
+        &s.inner.orders
+    }
+    fn services(_: &CommandService, _: &CommandContext) {}
+    fn command_name(command: &OrderCommand) -> &'static str {
+        command.name()
+    }
+}
+
+/// Provider calls carry a key derived from the command id.
+impl Target for PaymentId {
+    type Aggregate = Payment;
+    type Error = ordertrail_domain::PaymentError;
+    const KIND: AggregateKind = AggregateKind::Payment;
+    fn store(s: &CommandService) -> &Store<Payment> {
+        &s.inner.payments
+    }
+    fn services(s: &CommandService, ctx: &CommandContext) -> PaymentServices {
+        s.inner.payment_services.for_command(ctx.command_id())
+    }
+    fn command_name(command: &PaymentCommand) -> &'static str {
+        command.name()
+    }
+}
+
+impl Target for DeliveryId {
+    type Aggregate = Delivery;
+    type Error = ordertrail_domain::DeliveryError;
+    const KIND: AggregateKind = AggregateKind::Delivery;
+    fn store(s: &CommandService) -> &Store<Delivery> {
+        &s.inner.deliveries
+    }
+    fn services(_: &CommandService, _: &CommandContext) {}
+    fn command_name(command: &DeliveryCommand) -> &'static str {
+        command.name()
     }
 }

@@ -14,16 +14,8 @@ use super::orders::accepted;
 use super::{restaurant_may_act, rider_may_act};
 use crate::catalog;
 use crate::service::{
-    CommandContext, CommandError, CommandOutcome, CommandService, Start, order_not_found,
+    CommandContext, CommandError, CommandOutcome, CommandService, Start, not_found, order_not_found,
 };
-
-fn delivery_not_found(id: DeliveryId) -> CommandError {
-    CommandError::rejected(
-        "delivery_not_found",
-        ErrorKind::NotFound,
-        format!("delivery {id} does not exist"),
-    )
-}
 
 /// Decide on an existing delivery the caller may act on (a rider: only the
 /// one assigned); `build` gets the delivery.
@@ -33,15 +25,44 @@ async fn on_delivery(
     id: DeliveryId,
     build: impl FnOnce(&Delivery) -> Result<DeliveryCommand, CommandError>,
 ) -> Result<CommandOutcome, CommandError> {
-    s.decide_delivery(ctx, id, Start::Load, |delivery, version| {
+    s.decide_on(ctx, id, Start::Load, |delivery, version| {
         if version == 0 {
-            return Err(delivery_not_found(id));
+            return Err(not_found(id));
         }
         rider_may_act(&ctx.actor, id, delivery)?;
         build(delivery)
     })
     .await
 }
+
+/// Workflows decided on an existing delivery the caller may act on, from
+/// the request alone (see [`on_delivery`]).
+macro_rules! on_delivery {
+    ($($name:ident),+ $(,)?) => {$(
+        impl $name {
+            pub(super) fn target(&self, _: &CommandContext) -> DeliveryId {
+                self.delivery_id
+            }
+
+            pub(super) async fn perform(
+                self,
+                s: &CommandService,
+                ctx: &CommandContext,
+            ) -> Result<CommandOutcome, CommandError> {
+                on_delivery(s, ctx, self.delivery_id, |_| self.decide(s, ctx)).await
+            }
+        }
+    )+};
+}
+
+on_delivery!(
+    UnassignRider,
+    ReportLocation,
+    ConfirmPickup,
+    CompleteDelivery,
+    FailDelivery,
+    CancelDelivery
+);
 
 /// The rider acting: only the assigned rider reports, picks up, completes.
 fn acting_rider(ctx: &CommandContext, what: &str) -> Result<RiderId, CommandError> {
@@ -95,7 +116,7 @@ impl RequestDelivery {
             ready_by: order.ready_by(),
             now: Utc::now(),
         };
-        s.decide_delivery(ctx, delivery_id, Start::Load, |_, _| Ok(request.into()))
+        s.decide_on(ctx, delivery_id, Start::Load, |_, _| Ok(request.into()))
             .await
     }
 }
@@ -126,9 +147,9 @@ impl AssignRider {
             ));
         }
         let rider = catalog::get_rider(s.pool(), rider_id).await?;
-        s.decide_delivery(ctx, id, Start::Load, |_, version| {
+        s.decide_on(ctx, id, Start::Load, |_, version| {
             if version == 0 {
-                return Err(delivery_not_found(id));
+                return Err(not_found(id));
             }
             match rider {
                 None => Err(CommandError::rejected(
@@ -160,23 +181,16 @@ pub struct UnassignRider {
 }
 
 impl UnassignRider {
-    pub(super) fn target(&self, _: &CommandContext) -> DeliveryId {
-        self.delivery_id
-    }
-
-    pub(super) async fn perform(
+    fn decide(
         self,
-        s: &CommandService,
-        ctx: &CommandContext,
-    ) -> Result<CommandOutcome, CommandError> {
-        let unassign = command::UnassignRider {
+        _: &CommandService,
+        _: &CommandContext,
+    ) -> Result<DeliveryCommand, CommandError> {
+        Ok(command::UnassignRider {
             reason: self.reason,
             now: Utc::now(),
-        };
-        s.decide_delivery(ctx, self.delivery_id, Start::Load, |_, _| {
-            Ok(unassign.into())
-        })
-        .await
+        }
+        .into())
     }
 }
 
@@ -190,26 +204,19 @@ pub struct ReportLocation {
 }
 
 impl ReportLocation {
-    pub(super) fn target(&self, _: &CommandContext) -> DeliveryId {
-        self.delivery_id
-    }
-
-    pub(super) async fn perform(
+    fn decide(
         self,
-        s: &CommandService,
+        _: &CommandService,
         ctx: &CommandContext,
-    ) -> Result<CommandOutcome, CommandError> {
-        on_delivery(s, ctx, self.delivery_id, |_| {
-            Ok(command::ReportLocation {
-                rider_id: acting_rider(ctx, "reports locations")?,
-                location: self.location,
-                reported_at: self.reported_at,
-                accuracy_m: self.accuracy_m,
-                now: Utc::now(),
-            }
-            .into())
-        })
-        .await
+    ) -> Result<DeliveryCommand, CommandError> {
+        Ok(command::ReportLocation {
+            rider_id: acting_rider(ctx, "reports locations")?,
+            location: self.location,
+            reported_at: self.reported_at,
+            accuracy_m: self.accuracy_m,
+            now: Utc::now(),
+        }
+        .into())
     }
 }
 
@@ -220,23 +227,16 @@ pub struct ConfirmPickup {
 }
 
 impl ConfirmPickup {
-    pub(super) fn target(&self, _: &CommandContext) -> DeliveryId {
-        self.delivery_id
-    }
-
-    pub(super) async fn perform(
+    fn decide(
         self,
-        s: &CommandService,
+        _: &CommandService,
         ctx: &CommandContext,
-    ) -> Result<CommandOutcome, CommandError> {
-        on_delivery(s, ctx, self.delivery_id, |_| {
-            Ok(command::ConfirmPickup {
-                rider_id: acting_rider(ctx, "confirms pickup")?,
-                now: Utc::now(),
-            }
-            .into())
-        })
-        .await
+    ) -> Result<DeliveryCommand, CommandError> {
+        Ok(command::ConfirmPickup {
+            rider_id: acting_rider(ctx, "confirms pickup")?,
+            now: Utc::now(),
+        }
+        .into())
     }
 }
 
@@ -249,27 +249,18 @@ pub struct CompleteDelivery {
 }
 
 impl CompleteDelivery {
-    pub(super) fn target(&self, _: &CommandContext) -> DeliveryId {
-        self.delivery_id
-    }
-
-    pub(super) async fn perform(
+    fn decide(
         self,
         s: &CommandService,
         ctx: &CommandContext,
-    ) -> Result<CommandOutcome, CommandError> {
-        let id = self.delivery_id;
-        let hashes = s.dropoff_code_hashes(id, &self.dropoff_code);
-        on_delivery(s, ctx, id, |_| {
-            Ok(command::CompleteDelivery {
-                rider_id: acting_rider(ctx, "completes a delivery")?,
-                dropoff_code: self.dropoff_code,
-                dropoff_code_hashes: hashes,
-                now: Utc::now(),
-            }
-            .into())
-        })
-        .await
+    ) -> Result<DeliveryCommand, CommandError> {
+        Ok(command::CompleteDelivery {
+            rider_id: acting_rider(ctx, "completes a delivery")?,
+            dropoff_code_hashes: s.dropoff_code_hashes(self.delivery_id, &self.dropoff_code),
+            dropoff_code: self.dropoff_code,
+            now: Utc::now(),
+        }
+        .into())
     }
 }
 
@@ -281,23 +272,16 @@ pub struct FailDelivery {
 }
 
 impl FailDelivery {
-    pub(super) fn target(&self, _: &CommandContext) -> DeliveryId {
-        self.delivery_id
-    }
-
-    pub(super) async fn perform(
+    fn decide(
         self,
-        s: &CommandService,
-        ctx: &CommandContext,
-    ) -> Result<CommandOutcome, CommandError> {
-        on_delivery(s, ctx, self.delivery_id, |_| {
-            Ok(command::FailDelivery {
-                reason: self.reason,
-                now: Utc::now(),
-            }
-            .into())
-        })
-        .await
+        _: &CommandService,
+        _: &CommandContext,
+    ) -> Result<DeliveryCommand, CommandError> {
+        Ok(command::FailDelivery {
+            reason: self.reason,
+            now: Utc::now(),
+        }
+        .into())
     }
 }
 
@@ -309,20 +293,15 @@ pub struct CancelDelivery {
 }
 
 impl CancelDelivery {
-    pub(super) fn target(&self, _: &CommandContext) -> DeliveryId {
-        self.delivery_id
-    }
-
-    pub(super) async fn perform(
+    fn decide(
         self,
-        s: &CommandService,
-        ctx: &CommandContext,
-    ) -> Result<CommandOutcome, CommandError> {
-        let cancel = command::CancelDelivery {
+        _: &CommandService,
+        _: &CommandContext,
+    ) -> Result<DeliveryCommand, CommandError> {
+        Ok(command::CancelDelivery {
             reason: self.reason,
             now: Utc::now(),
-        };
-        s.decide_delivery(ctx, self.delivery_id, Start::Load, |_, _| Ok(cancel.into()))
-            .await
+        }
+        .into())
     }
 }

@@ -43,11 +43,11 @@ pub use orders::{
 };
 pub use payments::{AuthorizePayment, CapturePayment, RefundPayment, VoidPayment};
 
-use ordertrail_domain::{Delivery, ErrorKind, Order};
+use ordertrail_domain::{Delivery, Order};
 use ordertrail_schemas::{Actor, ActorRole, DeliveryId, OrderId};
 
 use crate::service::{
-    CommandContext, CommandError, CommandOutcome, CommandService, order_not_found,
+    CommandContext, CommandError, CommandOutcome, CommandService, not_found, order_not_found,
 };
 
 macro_rules! workflows {
@@ -128,15 +128,6 @@ workflows!(
 
 // ------------------------------------------------------------ who may act
 
-/// A delivery the caller may not see is answered like a missing one.
-fn hidden_delivery(id: DeliveryId) -> CommandError {
-    CommandError::rejected(
-        "delivery_not_found",
-        ErrorKind::NotFound,
-        format!("delivery {id} does not exist"),
-    )
-}
-
 /// A customer acts only on their own orders; other roles are checked by the
 /// API's role rules (and the domain's, for cancellation).
 fn customer_may_act(actor: &Actor, id: OrderId, order: &Order) -> Result<(), CommandError> {
@@ -164,7 +155,7 @@ fn rider_may_act(actor: &Actor, id: DeliveryId, delivery: &Delivery) -> Result<(
     if actor.role == ActorRole::Rider
         && (actor.rider_id().is_none() || actor.rider_id() != delivery.assigned_rider())
     {
-        return Err(hidden_delivery(id));
+        return Err(not_found(id));
     }
     Ok(())
 }

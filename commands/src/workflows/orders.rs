@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use ordertrail_domain::order as command;
 use ordertrail_domain::payment::RecordCashCollected as RecordCash;
-use ordertrail_domain::{ErrorKind, Order, OrderStatus, PaymentStatus};
+use ordertrail_domain::{ErrorKind, Order, OrderCommand, OrderStatus, PaymentStatus};
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
 use ordertrail_schemas::{
     ActorRole, CustomerId, DeliveryId, MenuItemId, Money, OrderId, PaymentId, RestaurantId, RiderId,
@@ -76,27 +76,46 @@ impl PlaceOrder {
         // A new id: decided on the empty state without reading; should the
         // order exist after all, the append conflicts and the conflict path
         // answers from the command log.
-        s.decide_order(ctx, order_id, Start::New, |_, _| Ok(place.into()))
+        s.decide_on(ctx, order_id, Start::New, |_, _| Ok(place.into()))
             .await
     }
 }
 
-/// Decide on an existing order: `build` gets the order after the not-found
-/// check.
-async fn on_order(
-    s: &CommandService,
-    ctx: &CommandContext,
-    id: OrderId,
-    build: impl FnOnce(&Order) -> Result<ordertrail_domain::OrderCommand, CommandError>,
-) -> Result<CommandOutcome, CommandError> {
-    s.decide_order(ctx, id, Start::Load, |order, version| {
-        if version == 0 {
-            return Err(order_not_found(id));
+/// Workflows decided on an existing order alone: `decide` gets the order
+/// after the not-found check.
+macro_rules! on_order {
+    ($($name:ident),+ $(,)?) => {$(
+        impl $name {
+            pub(super) fn target(&self, _: &CommandContext) -> OrderId {
+                self.order_id
+            }
+
+            pub(super) async fn perform(
+                self,
+                s: &CommandService,
+                ctx: &CommandContext,
+            ) -> Result<CommandOutcome, CommandError> {
+                let id = self.order_id;
+                s.decide_on(ctx, id, Start::Load, |order, version| {
+                    if version == 0 {
+                        return Err(order_not_found(id));
+                    }
+                    self.decide(ctx, order)
+                })
+                .await
+            }
         }
-        build(order)
-    })
-    .await
+    )+};
 }
+
+on_order!(
+    AcceptOrder,
+    RejectOrder,
+    MarkReady,
+    MarkPickedUp,
+    MarkDelivered,
+    CancelOrder
+);
 
 /// Confirm an order for the restaurant: a card order only once its payment
 /// is authorized (the saga's step after the authorization; staff by hand).
@@ -119,7 +138,7 @@ impl ConfirmOrder {
         // The order and its payment in one round trip.
         let (order, payment) = s.load_order_and_payment(id).await?;
         let payment = payment.aggregate;
-        s.decide_order(ctx, id, Start::Loaded(order), move |order, version| {
+        s.decide_on(ctx, id, Start::Loaded(order), move |order, version| {
             if version == 0 {
                 return Err(order_not_found(id));
             }
@@ -153,24 +172,13 @@ pub struct AcceptOrder {
 }
 
 impl AcceptOrder {
-    pub(super) fn target(&self, _: &CommandContext) -> OrderId {
-        self.order_id
-    }
-
-    pub(super) async fn perform(
-        self,
-        s: &CommandService,
-        ctx: &CommandContext,
-    ) -> Result<CommandOutcome, CommandError> {
-        on_order(s, ctx, self.order_id, |order| {
-            restaurant_may_act(&ctx.actor, self.order_id, order)?;
-            Ok(command::AcceptOrder {
-                preparation_minutes: self.preparation_minutes,
-                now: Utc::now(),
-            }
-            .into())
-        })
-        .await
+    fn decide(self, ctx: &CommandContext, order: &Order) -> Result<OrderCommand, CommandError> {
+        restaurant_may_act(&ctx.actor, self.order_id, order)?;
+        Ok(command::AcceptOrder {
+            preparation_minutes: self.preparation_minutes,
+            now: Utc::now(),
+        }
+        .into())
     }
 }
 
@@ -182,24 +190,13 @@ pub struct RejectOrder {
 }
 
 impl RejectOrder {
-    pub(super) fn target(&self, _: &CommandContext) -> OrderId {
-        self.order_id
-    }
-
-    pub(super) async fn perform(
-        self,
-        s: &CommandService,
-        ctx: &CommandContext,
-    ) -> Result<CommandOutcome, CommandError> {
-        on_order(s, ctx, self.order_id, |order| {
-            restaurant_may_act(&ctx.actor, self.order_id, order)?;
-            Ok(command::RejectOrder {
-                reason: self.reason,
-                now: Utc::now(),
-            }
-            .into())
-        })
-        .await
+    fn decide(self, ctx: &CommandContext, order: &Order) -> Result<OrderCommand, CommandError> {
+        restaurant_may_act(&ctx.actor, self.order_id, order)?;
+        Ok(command::RejectOrder {
+            reason: self.reason,
+            now: Utc::now(),
+        }
+        .into())
     }
 }
 
@@ -210,20 +207,9 @@ pub struct MarkReady {
 }
 
 impl MarkReady {
-    pub(super) fn target(&self, _: &CommandContext) -> OrderId {
-        self.order_id
-    }
-
-    pub(super) async fn perform(
-        self,
-        s: &CommandService,
-        ctx: &CommandContext,
-    ) -> Result<CommandOutcome, CommandError> {
-        on_order(s, ctx, self.order_id, |order| {
-            restaurant_may_act(&ctx.actor, self.order_id, order)?;
-            Ok(command::MarkReadyForPickup { now: Utc::now() }.into())
-        })
-        .await
+    fn decide(self, ctx: &CommandContext, order: &Order) -> Result<OrderCommand, CommandError> {
+        restaurant_may_act(&ctx.actor, self.order_id, order)?;
+        Ok(command::MarkReadyForPickup { now: Utc::now() }.into())
     }
 }
 
@@ -238,23 +224,12 @@ pub struct MarkPickedUp {
 }
 
 impl MarkPickedUp {
-    pub(super) fn target(&self, _: &CommandContext) -> OrderId {
-        self.order_id
-    }
-
-    pub(super) async fn perform(
-        self,
-        s: &CommandService,
-        ctx: &CommandContext,
-    ) -> Result<CommandOutcome, CommandError> {
-        on_order(s, ctx, self.order_id, |_| {
-            Ok(command::MarkPickedUp {
-                rider_id: self.rider_id,
-                now: self.at.unwrap_or_else(Utc::now),
-            }
-            .into())
-        })
-        .await
+    fn decide(self, _: &CommandContext, _: &Order) -> Result<OrderCommand, CommandError> {
+        Ok(command::MarkPickedUp {
+            rider_id: self.rider_id,
+            now: self.at.unwrap_or_else(Utc::now),
+        }
+        .into())
     }
 }
 
@@ -269,22 +244,11 @@ pub struct MarkDelivered {
 }
 
 impl MarkDelivered {
-    pub(super) fn target(&self, _: &CommandContext) -> OrderId {
-        self.order_id
-    }
-
-    pub(super) async fn perform(
-        self,
-        s: &CommandService,
-        ctx: &CommandContext,
-    ) -> Result<CommandOutcome, CommandError> {
-        on_order(s, ctx, self.order_id, |_| {
-            Ok(command::MarkDelivered {
-                now: self.at.unwrap_or_else(Utc::now),
-            }
-            .into())
-        })
-        .await
+    fn decide(self, _: &CommandContext, _: &Order) -> Result<OrderCommand, CommandError> {
+        Ok(command::MarkDelivered {
+            now: self.at.unwrap_or_else(Utc::now),
+        }
+        .into())
     }
 }
 
@@ -297,25 +261,14 @@ pub struct CancelOrder {
 }
 
 impl CancelOrder {
-    pub(super) fn target(&self, _: &CommandContext) -> OrderId {
-        self.order_id
-    }
-
-    pub(super) async fn perform(
-        self,
-        s: &CommandService,
-        ctx: &CommandContext,
-    ) -> Result<CommandOutcome, CommandError> {
-        on_order(s, ctx, self.order_id, |order| {
-            customer_may_act(&ctx.actor, self.order_id, order)?;
-            Ok(command::CancelOrder {
-                reason: self.reason,
-                by: ctx.actor.role,
-                now: Utc::now(),
-            }
-            .into())
-        })
-        .await
+    fn decide(self, ctx: &CommandContext, order: &Order) -> Result<OrderCommand, CommandError> {
+        customer_may_act(&ctx.actor, self.order_id, order)?;
+        Ok(command::CancelOrder {
+            reason: self.reason,
+            by: ctx.actor.role,
+            now: Utc::now(),
+        }
+        .into())
     }
 }
 
@@ -379,7 +332,7 @@ impl RecordCashCollected {
             rider_id,
             now: Utc::now(),
         };
-        s.decide_payment(ctx, payment_id, Start::Load, |_, _| Ok(record.into()))
+        s.decide_on(ctx, payment_id, Start::Load, |_, _| Ok(record.into()))
             .await
     }
 }

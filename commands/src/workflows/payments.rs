@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::customer_may_act;
 use super::orders::restaurant_and_total;
 use crate::service::{
-    CommandContext, CommandError, CommandOutcome, CommandService, Start, order_not_found,
+    CommandContext, CommandError, CommandOutcome, CommandService, Start, not_found, order_not_found,
 };
 
 /// Authorize the order's total on its card: the card on file, or a new
@@ -46,7 +46,7 @@ impl AuthorizePayment {
         };
         // The order and its payment in one round trip.
         let (order, payment) = s.load_order_and_payment(order_id).await?;
-        s.decide_payment(ctx, payment_id, Start::Loaded(payment), move |_, _| {
+        s.decide_on(ctx, payment_id, Start::Loaded(payment), move |_, _| {
             if order.current_sequence == 0 {
                 return Err(order_not_found(order_id));
             }
@@ -83,13 +83,7 @@ async fn payment_and_order(
     s: &CommandService,
     id: PaymentId,
 ) -> Result<(Payment, Currency, Option<Order>), CommandError> {
-    let (payment, _) = s.load_payment(id).await?.ok_or_else(|| {
-        CommandError::rejected(
-            "payment_not_found",
-            ErrorKind::NotFound,
-            format!("payment {id} does not exist"),
-        )
-    })?;
+    let (payment, _) = s.load_payment(id).await?.ok_or_else(|| not_found(id))?;
     let currency = payment
         .authorized_amount()
         .or(payment.collected_amount())
@@ -130,7 +124,7 @@ impl CapturePayment {
             override_reason: self.override_reason,
             now: Utc::now(),
         };
-        s.decide_payment(ctx, self.payment_id, Start::Load, |_, _| Ok(capture.into()))
+        s.decide_on(ctx, self.payment_id, Start::Load, |_, _| Ok(capture.into()))
             .await
     }
 }
@@ -151,13 +145,9 @@ impl VoidPayment {
         s: &CommandService,
         ctx: &CommandContext,
     ) -> Result<CommandOutcome, CommandError> {
-        s.decide_payment(ctx, self.payment_id, Start::Load, |_, version| {
+        s.decide_on(ctx, self.payment_id, Start::Load, |_, version| {
             if version == 0 {
-                return Err(CommandError::rejected(
-                    "payment_not_found",
-                    ErrorKind::NotFound,
-                    format!("payment {} does not exist", self.payment_id),
-                ));
+                return Err(not_found(self.payment_id));
             }
             Ok(command::VoidPayment { now: Utc::now() }.into())
         })
@@ -190,7 +180,7 @@ impl RefundPayment {
             order_price: order.and_then(|o| o.price().cloned()),
             now: Utc::now(),
         };
-        s.decide_payment(ctx, self.payment_id, Start::Load, |_, _| Ok(refund.into()))
+        s.decide_on(ctx, self.payment_id, Start::Load, |_, _| Ok(refund.into()))
             .await
     }
 }

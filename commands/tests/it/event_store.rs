@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use ordertrail_commands::catalog::{self, seed_ids};
 use ordertrail_commands::service::{CommandContext, CommandError, CommandService, IdempotencyKey};
 use ordertrail_domain::delivery::{AssignRider, ReportLocation, RequestDelivery};
 use ordertrail_domain::{DeliveryCommand, ErrorKind, SimulatedProvider};
+use ordertrail_launcher::seed::seed_ids;
 use ordertrail_schemas::{
     Actor, ActorRole, CustomerId, DeliveryId, EventMetadata, GeoPoint, MenuItemId, OrderId,
     RestaurantId, RiderId,
@@ -18,7 +18,9 @@ use crate::support::{berlin_order, card, customer, ops};
 
 async fn service() -> (TestDatabase, CommandService) {
     let db = TestDatabase::with_pool_size(20).await;
-    catalog::seed(&db.pool).await.expect("seed");
+    ordertrail_launcher::seed::seed(&db.pool)
+        .await
+        .expect("seed");
     let service = CommandService::new(db.pool.clone(), Arc::new(SimulatedProvider::default()));
     (db, service)
 }
@@ -51,7 +53,7 @@ async fn requested_delivery(service: &CommandService) -> DeliveryId {
         now: Utc::now(),
     };
     service
-        .execute_delivery(
+        .execute(
             &CommandContext::new(ops(), "req"),
             id,
             DeliveryCommand::RequestDelivery(command),
@@ -113,7 +115,7 @@ async fn racing_riders_one_wins_the_others_conflict_and_nothing_is_overwritten()
                 "race",
             );
             service
-                .execute_delivery(
+                .execute(
                     &ctx,
                     delivery,
                     DeliveryCommand::AssignRider(AssignRider {
@@ -162,7 +164,7 @@ async fn concurrent_commands_on_one_aggregate_never_lose_or_overwrite_events() {
         role: ActorRole::Rider,
     };
     service
-        .execute_delivery(
+        .execute(
             &CommandContext::new(rider_actor.clone(), "assign"),
             delivery,
             DeliveryCommand::AssignRider(AssignRider {
@@ -190,7 +192,7 @@ async fn concurrent_commands_on_one_aggregate_never_lose_or_overwrite_events() {
                 now: Utc::now(),
             };
             service
-                .execute_delivery(
+                .execute(
                     &CommandContext::new(actor, "loc"),
                     delivery,
                     DeliveryCommand::ReportLocation(command),

@@ -805,8 +805,10 @@ async fn consumers_get_envelopes_and_headers_matching_the_checked_in_schemas() {
         v1_fixture()["payload"]["rider_id"]
     );
     let decoded: DeliveryEvent = upcast
-        .decode()
-        .expect("decodes as the current DeliveryEvent");
+        .event()
+        .expect("decodes as the current DeliveryEvent")
+        .try_into()
+        .expect("a delivery event");
     assert!(matches!(
         decoded,
         DeliveryEvent::RiderLocationReported(RiderLocationReported {

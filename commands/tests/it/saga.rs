@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use ordertrail_commands::catalog;
 use ordertrail_commands::provider_ledger::RecordingProvider;
 use ordertrail_commands::relay::{self, RelayConfig};
 use ordertrail_commands::saga::{self, SagaConfig};
@@ -104,7 +103,9 @@ impl Env {
     ) -> (Self, Running<saga::SagaError>) {
         ordertrail_testkit::init_test_logging();
         let db = TestDatabase::with_pool_size(20).await;
-        catalog::seed(&db.pool).await.expect("seed");
+        ordertrail_launcher::seed::seed(&db.pool)
+            .await
+            .expect("seed");
         let kafka = TestKafka::start();
         kafka.create_topics(&all_topics(&kafka.prefix), PARTITIONS);
         let mut relay_config = RelayConfig::new(kafka.bootstrap.clone(), kafka.prefix.clone());
@@ -181,7 +182,7 @@ impl Env {
     async fn order_cmd(&self, actor: Actor, order_id: OrderId, command: OrderCommand) {
         let ctx = CommandContext::new(actor, "req-order");
         self.service
-            .execute_order(&ctx, order_id, command)
+            .execute(&ctx, order_id, command)
             .await
             .unwrap_or_else(|e| panic!("order command on {order_id}: {e}"));
     }
@@ -189,7 +190,7 @@ impl Env {
     async fn delivery_cmd(&self, actor: Actor, order_id: OrderId, command: DeliveryCommand) {
         let ctx = CommandContext::new(actor, "req-delivery");
         self.service
-            .execute_delivery(&ctx, DeliveryId::for_order(order_id), command)
+            .execute(&ctx, DeliveryId::for_order(order_id), command)
             .await
             .unwrap_or_else(|e| panic!("delivery command for {order_id}: {e}"));
     }
@@ -1040,7 +1041,7 @@ async fn a_successful_retry_after_a_decline_is_not_cancelled() {
             now: Utc::now(),
         };
         env.service
-            .execute_payment(
+            .execute(
                 &CommandContext::new(customer_actor.clone(), "req-retry"),
                 payment_id,
                 PaymentCommand::AuthorizePayment(command),

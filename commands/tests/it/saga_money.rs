@@ -322,7 +322,7 @@ impl Env {
             now: Utc::now(),
         };
         self.service
-            .execute_payment(&ctx, PaymentId::for_order(order), capture.into())
+            .execute(&ctx, PaymentId::for_order(order), capture.into())
             .await
             .expect("ops capture");
         order
@@ -453,7 +453,7 @@ async fn voids_and_refunds_refused_for_ever_end_in_a_failed_state_given_up_to_op
     // Ops may release the money once the provider accepts.
     let ctx = CommandContext::new(ops(), "req-void-again");
     env.service
-        .execute_payment(
+        .execute(
             &ctx,
             PaymentId::for_order(held),
             ordertrail_domain::payment::VoidPayment { now: Utc::now() }.into(),
@@ -613,7 +613,7 @@ async fn refused_captures_are_events_retried_with_back_off_then_given_up_to_ops(
     // Ops can still release the money.
     let ctx = CommandContext::new(ops(), "req-void");
     env.service
-        .execute_payment(
+        .execute(
             &ctx,
             PaymentId::for_order(a),
             ordertrail_domain::payment::VoidPayment { now: Utc::now() }.into(),
@@ -656,7 +656,7 @@ async fn a_capture_repeated_with_its_command_id_is_charged_once() {
         now: Utc::now(),
     };
     let outcome = service
-        .execute_payment(&ctx, payment_id, capture.clone().into())
+        .execute(&ctx, payment_id, capture.clone().into())
         .await
         .expect("capture");
     assert!(!outcome.replayed);
@@ -666,7 +666,7 @@ async fn a_capture_repeated_with_its_command_id_is_charged_once() {
     assert_eq!(captured[0]["fee"]["amount"], first.fee.amount);
     // Sent once more: the command log answers; nothing is appended or charged.
     let again = service
-        .execute_payment(&ctx, payment_id, capture.into())
+        .execute(&ctx, payment_id, capture.into())
         .await
         .expect("repeat");
     assert!(again.replayed);

@@ -1,8 +1,8 @@
 //! Fixtures shared by the commands crate's integration tests: actors and the
 //! Berlin order every write-side test places.
 
-use ordertrail_commands::catalog::seed_ids;
 use ordertrail_commands::workflows::PlaceOrder;
+use ordertrail_launcher::seed::seed_ids;
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
 use ordertrail_schemas::{
     Actor, ActorRole, CustomerId, GeoPoint, MenuItemId, RestaurantId, RiderId,

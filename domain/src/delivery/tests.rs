@@ -196,6 +196,21 @@ fn apply_all(events: Vec<DeliveryEvent>) -> Delivery {
     delivery
 }
 
+/// `command` is refused as a conflict naming the status (`code`, `error`)
+/// in each of `statuses`.
+#[track_caller]
+fn refused_in<C: Into<DeliveryCommand>>(
+    statuses: &[DeliveryStatus],
+    command: impl Fn() -> C,
+    code: &str,
+    error: fn(DeliveryStatus) -> DeliveryError,
+) {
+    for &status in statuses {
+        let refused = expect_error(given(history(status), command()), code, ErrorKind::Conflict);
+        assert_eq!(refused, error(status), "in status {status}");
+    }
+}
+
 #[test]
 fn type_is_the_aggregate_kind() {
     assert_eq!(Delivery::TYPE, AggregateKind::Delivery.as_str());
@@ -412,14 +427,12 @@ fn assigning_the_same_rider_again_is_a_conflict() {
 
 #[test]
 fn finished_deliveries_are_not_assigned() {
-    for status in FINAL {
-        let error = expect_error(
-            given(history(status), assign(other_rider())),
-            "delivery_not_assignable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, DeliveryError::NotAssignable { status });
-    }
+    refused_in(
+        &FINAL,
+        || assign(other_rider()),
+        "delivery_not_assignable",
+        |status| DeliveryError::NotAssignable { status },
+    );
     // Also when nobody held it.
     let events = vec![requested().into(), cancelled().into()];
     expect_error(
@@ -446,20 +459,18 @@ fn unassign_before_pickup() {
 
 #[test]
 fn unassign_only_an_assigned_delivery_before_pickup() {
-    for status in [
-        DeliveryStatus::Requested,
-        DeliveryStatus::PickedUp,
-        DeliveryStatus::Completed,
-        DeliveryStatus::Failed,
-        DeliveryStatus::Cancelled,
-    ] {
-        let error = expect_error(
-            given(history(status), unassign()),
-            "delivery_not_unassignable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, DeliveryError::NotUnassignable { status });
-    }
+    refused_in(
+        &[
+            DeliveryStatus::Requested,
+            DeliveryStatus::PickedUp,
+            DeliveryStatus::Completed,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Cancelled,
+        ],
+        unassign,
+        "delivery_not_unassignable",
+        |status| DeliveryError::NotUnassignable { status },
+    );
 }
 
 #[test]
@@ -527,14 +538,12 @@ fn only_the_assigned_rider_reports() {
 
 #[test]
 fn finished_deliveries_take_no_locations() {
-    for status in FINAL {
-        let error = expect_error(
-            given(history(status), report(PICKUP, at(60))),
-            "delivery_not_trackable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, DeliveryError::NotTrackable { status });
-    }
+    refused_in(
+        &FINAL,
+        || report(PICKUP, at(60)),
+        "delivery_not_trackable",
+        |status| DeliveryError::NotTrackable { status },
+    );
 }
 
 #[test]
@@ -794,19 +803,17 @@ fn only_the_assigned_rider_completes() {
 
 #[test]
 fn complete_only_after_pickup_and_before_the_end() {
-    for status in [
-        DeliveryStatus::Assigned,
-        DeliveryStatus::Completed,
-        DeliveryStatus::Failed,
-        DeliveryStatus::Cancelled,
-    ] {
-        let error = expect_error(
-            given(history(status), complete("4821")),
-            "delivery_not_completable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, DeliveryError::NotCompletable { status });
-    }
+    refused_in(
+        &[
+            DeliveryStatus::Assigned,
+            DeliveryStatus::Completed,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Cancelled,
+        ],
+        || complete("4821"),
+        "delivery_not_completable",
+        |status| DeliveryError::NotCompletable { status },
+    );
     // Nobody holds a merely requested delivery.
     expect_error(
         given(history(DeliveryStatus::Requested), complete("4821")),
@@ -1009,18 +1016,16 @@ fn a_delivery_that_loses_its_rider_or_is_overdue_after_pickup_is_flagged_again()
 
 #[test]
 fn only_a_delivery_not_yet_ended_is_flagged() {
-    for status in [
-        DeliveryStatus::Completed,
-        DeliveryStatus::Failed,
-        DeliveryStatus::Cancelled,
-    ] {
-        let error = expect_error(
-            given(history(status), flag()),
-            "delivery_not_flaggable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, DeliveryError::NotFlaggable { status });
-    }
+    refused_in(
+        &[
+            DeliveryStatus::Completed,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Cancelled,
+        ],
+        flag,
+        "delivery_not_flaggable",
+        |status| DeliveryError::NotFlaggable { status },
+    );
     expect_error(
         given(vec![], flag()),
         "delivery_not_found",

@@ -278,6 +278,21 @@ fn expect_error(
     }
 }
 
+/// `command` is refused as a conflict naming the status (`code`, `error`)
+/// in every status but `allowed`.
+#[track_caller]
+fn only_in<C: Into<OrderCommand>>(
+    allowed: &[OrderStatus],
+    command: impl Fn() -> C,
+    code: &str,
+    error: fn(OrderStatus) -> OrderError,
+) {
+    for status in ALL_STATUSES.into_iter().filter(|s| !allowed.contains(s)) {
+        let refused = expect_error(given(history(status), command()), code, ErrorKind::Conflict);
+        assert_eq!(refused, error(status), "in status {status}");
+    }
+}
+
 #[track_caller]
 fn place_fails(cmd: PlaceOrder, code: &str, kind: ErrorKind) -> OrderError {
     expect_error(given(vec![], cmd), code, kind)
@@ -838,23 +853,15 @@ fn confirm_cash_order_refuses_a_payment_id() {
 
 #[test]
 fn confirm_only_placed_orders() {
-    for status in ALL_STATUSES
-        .into_iter()
-        .filter(|s| *s != OrderStatus::Placed)
-    {
-        let error = expect_error(
-            given(
-                history(status),
-                ConfirmOrder {
-                    payment_id: Some(payment_id()),
-                    now: at(3),
-                },
-            ),
-            "order_not_confirmable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, OrderError::NotConfirmable { status });
-    }
+    only_in(
+        &[OrderStatus::Placed],
+        || ConfirmOrder {
+            payment_id: Some(payment_id()),
+            now: at(3),
+        },
+        "order_not_confirmable",
+        |status| OrderError::NotConfirmable { status },
+    );
 }
 
 // ---------------------------------------------------------------- AcceptOrder
@@ -915,23 +922,15 @@ fn accept_preparation_time_bounds() {
 
 #[test]
 fn accept_only_confirmed_orders() {
-    for status in ALL_STATUSES
-        .into_iter()
-        .filter(|s| *s != OrderStatus::Confirmed)
-    {
-        let error = expect_error(
-            given(
-                history(status),
-                AcceptOrder {
-                    preparation_minutes: 10,
-                    now: at(3),
-                },
-            ),
-            "order_not_acceptable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, OrderError::NotAcceptable { status });
-    }
+    only_in(
+        &[OrderStatus::Confirmed],
+        || AcceptOrder {
+            preparation_minutes: 10,
+            now: at(3),
+        },
+        "order_not_acceptable",
+        |status| OrderError::NotAcceptable { status },
+    );
 }
 
 // ---------------------------------------------------------------- RejectOrder
@@ -962,23 +961,15 @@ fn reject_needs_a_reason() {
 
 #[test]
 fn reject_only_confirmed_orders() {
-    for status in ALL_STATUSES
-        .into_iter()
-        .filter(|s| *s != OrderStatus::Confirmed)
-    {
-        let error = expect_error(
-            given(
-                history(status),
-                RejectOrder {
-                    reason: "no".into(),
-                    now: at(3),
-                },
-            ),
-            "order_not_rejectable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, OrderError::NotRejectable { status });
-    }
+    only_in(
+        &[OrderStatus::Confirmed],
+        || RejectOrder {
+            reason: "no".into(),
+            now: at(3),
+        },
+        "order_not_rejectable",
+        |status| OrderError::NotRejectable { status },
+    );
 }
 
 // ---------------------------------------------------------------- MarkReadyForPickup
@@ -994,17 +985,12 @@ fn mark_ready_after_acceptance() {
 
 #[test]
 fn mark_ready_only_accepted_orders() {
-    for status in ALL_STATUSES
-        .into_iter()
-        .filter(|s| *s != OrderStatus::Accepted)
-    {
-        let error = expect_error(
-            given(history(status), MarkReadyForPickup { now: at(30) }),
-            "order_not_in_preparation",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, OrderError::NotInPreparation { status });
-    }
+    only_in(
+        &[OrderStatus::Accepted],
+        || MarkReadyForPickup { now: at(30) },
+        "order_not_in_preparation",
+        |status| OrderError::NotInPreparation { status },
+    );
 }
 
 // ---------------------------------------------------------------- MarkPickedUp
@@ -1031,27 +1017,15 @@ fn pick_up_when_ready_or_still_preparing() {
 
 #[test]
 fn pick_up_only_accepted_or_ready_orders() {
-    for status in [
-        OrderStatus::Placed,
-        OrderStatus::Confirmed,
-        OrderStatus::PickedUp,
-        OrderStatus::Delivered,
-        OrderStatus::Rejected,
-        OrderStatus::Cancelled,
-    ] {
-        let error = expect_error(
-            given(
-                history(status),
-                MarkPickedUp {
-                    rider_id: rider_id(),
-                    now: at(30),
-                },
-            ),
-            "order_not_awaiting_pickup",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, OrderError::NotAwaitingPickup { status });
-    }
+    only_in(
+        &[OrderStatus::Accepted, OrderStatus::ReadyForPickup],
+        || MarkPickedUp {
+            rider_id: rider_id(),
+            now: at(30),
+        },
+        "order_not_awaiting_pickup",
+        |status| OrderError::NotAwaitingPickup { status },
+    );
 }
 
 // ---------------------------------------------------------------- MarkDelivered
@@ -1067,17 +1041,12 @@ fn deliver_a_picked_up_order() {
 
 #[test]
 fn deliver_only_picked_up_orders() {
-    for status in ALL_STATUSES
-        .into_iter()
-        .filter(|s| *s != OrderStatus::PickedUp)
-    {
-        let error = expect_error(
-            given(history(status), MarkDelivered { now: at(50) }),
-            "order_not_deliverable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, OrderError::NotDeliverable { status });
-    }
+    only_in(
+        &[OrderStatus::PickedUp],
+        || MarkDelivered { now: at(50) },
+        "order_not_deliverable",
+        |status| OrderError::NotDeliverable { status },
+    );
 }
 
 // ---------------------------------------------------------------- CancelOrder

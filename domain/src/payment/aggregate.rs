@@ -74,60 +74,7 @@ pub enum PaymentKind {
     Cash,
 }
 
-/// Where a payment is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentStatus {
-    /// The last authorization attempt was declined; may be tried again.
-    Declined,
-    /// Card authorized, not captured yet.
-    Authorized,
-    /// Captured, nothing refunded.
-    Captured,
-    /// Captured, part of it refunded.
-    PartiallyRefunded,
-    /// Captured and refunded in full (final).
-    Refunded,
-    /// Authorization released without capture (final).
-    Voided,
-    /// Cash collected by the rider (final).
-    CashCollected,
-    /// Authorized, and the provider refused the capture
-    /// [`CAPTURE_ATTEMPTS_MAX`] times: nothing retries it; operations capture
-    /// (with a reason) or void.
-    CaptureFailed,
-    /// Authorized, and the provider refused the void [`VOID_ATTEMPTS_MAX`]
-    /// times: the authorization is still held; nothing retries it;
-    /// operations void again.
-    VoidFailed,
-    /// Captured, and the provider refused a refund [`REFUND_ATTEMPTS_MAX`]
-    /// times: the money is not returned; nothing retries it; operations
-    /// refund again.
-    RefundFailed,
-}
-
-impl PaymentStatus {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            PaymentStatus::Declined => "declined",
-            PaymentStatus::Authorized => "authorized",
-            PaymentStatus::Captured => "captured",
-            PaymentStatus::PartiallyRefunded => "partially_refunded",
-            PaymentStatus::Refunded => "refunded",
-            PaymentStatus::Voided => "voided",
-            PaymentStatus::CashCollected => "cash_collected",
-            PaymentStatus::CaptureFailed => "capture_failed",
-            PaymentStatus::VoidFailed => "void_failed",
-            PaymentStatus::RefundFailed => "refund_failed",
-        }
-    }
-}
-
-impl std::fmt::Display for PaymentStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use ordertrail_schemas::PaymentStatus;
 
 /// A payment. `Default` is the payment before its first event.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -177,6 +124,43 @@ struct PaymentState {
     /// refund succeeds).
     #[serde(default)]
     refund_failures: FailedCalls,
+}
+
+impl PaymentState {
+    /// The state a payment's first event (an authorization, a decline, cash)
+    /// starts: nothing captured, refunded or failed yet, no fees.
+    fn first(
+        (payment_id, order_id, restaurant_id): (PaymentId, OrderId, RestaurantId),
+        kind: PaymentKind,
+        status: PaymentStatus,
+        amount: Money,
+    ) -> Self {
+        let zero = Money::zero(amount.currency);
+        PaymentState {
+            payment_id,
+            order_id,
+            restaurant_id,
+            kind,
+            status,
+            amount,
+            provider: None,
+            provider_reference: None,
+            decline_code: None,
+            authorization_attempts: 0,
+            captured: None,
+            refunded: zero,
+            refunds: 0,
+            refunded_allocation: None,
+            fees: zero,
+            collected_by: None,
+            capture_attempts: 0,
+            capture_refusals: 0,
+            unanswered_capture_key: None,
+            capture_failure: None,
+            void_failures: FailedCalls::default(),
+            refund_failures: FailedCalls::default(),
+        }
+    }
 }
 
 /// Failed provider calls of one operation (void, refund): counted against
@@ -770,82 +754,39 @@ impl Aggregate for Payment {
         let attempts = self.authorization_attempts().saturating_add(1);
         match event {
             PaymentEvent::PaymentAuthorized(e) => {
-                self.state = Some(PaymentState {
-                    payment_id: e.payment_id,
-                    order_id: e.order_id,
-                    restaurant_id: e.restaurant_id,
-                    kind: PaymentKind::Card,
-                    status: PaymentStatus::Authorized,
-                    amount: e.amount,
-                    provider: Some(e.provider),
-                    provider_reference: Some(e.provider_reference),
-                    decline_code: None,
-                    authorization_attempts: attempts,
-                    captured: None,
-                    refunded: Money::zero(e.amount.currency),
-                    refunds: 0,
-                    refunded_allocation: None,
-                    fees: e.fee,
-                    collected_by: None,
-                    capture_attempts: 0,
-                    capture_refusals: 0,
-                    unanswered_capture_key: None,
-                    capture_failure: None,
-                    void_failures: FailedCalls::default(),
-                    refund_failures: FailedCalls::default(),
-                });
+                let mut state = PaymentState::first(
+                    (e.payment_id, e.order_id, e.restaurant_id),
+                    PaymentKind::Card,
+                    PaymentStatus::Authorized,
+                    e.amount,
+                );
+                state.provider = Some(e.provider);
+                state.provider_reference = Some(e.provider_reference);
+                state.authorization_attempts = attempts;
+                state.fees = e.fee;
+                self.state = Some(state);
             }
             PaymentEvent::PaymentDeclined(e) => {
-                self.state = Some(PaymentState {
-                    payment_id: e.payment_id,
-                    order_id: e.order_id,
-                    restaurant_id: e.restaurant_id,
-                    kind: PaymentKind::Card,
-                    status: PaymentStatus::Declined,
-                    amount: e.amount,
-                    provider: Some(e.provider),
-                    provider_reference: None,
-                    decline_code: Some(e.decline_code),
-                    authorization_attempts: attempts,
-                    captured: None,
-                    refunded: Money::zero(e.amount.currency),
-                    refunds: 0,
-                    refunded_allocation: None,
-                    fees: Money::zero(e.amount.currency),
-                    collected_by: None,
-                    capture_attempts: 0,
-                    capture_refusals: 0,
-                    unanswered_capture_key: None,
-                    capture_failure: None,
-                    void_failures: FailedCalls::default(),
-                    refund_failures: FailedCalls::default(),
-                });
+                let mut state = PaymentState::first(
+                    (e.payment_id, e.order_id, e.restaurant_id),
+                    PaymentKind::Card,
+                    PaymentStatus::Declined,
+                    e.amount,
+                );
+                state.provider = Some(e.provider);
+                state.decline_code = Some(e.decline_code);
+                state.authorization_attempts = attempts;
+                self.state = Some(state);
             }
             PaymentEvent::CashCollected(e) => {
-                self.state = Some(PaymentState {
-                    payment_id: e.payment_id,
-                    order_id: e.order_id,
-                    restaurant_id: e.restaurant_id,
-                    kind: PaymentKind::Cash,
-                    status: PaymentStatus::CashCollected,
-                    amount: e.amount,
-                    provider: None,
-                    provider_reference: None,
-                    decline_code: None,
-                    authorization_attempts: 0,
-                    captured: None,
-                    refunded: Money::zero(e.amount.currency),
-                    refunds: 0,
-                    refunded_allocation: None,
-                    fees: Money::zero(e.amount.currency),
-                    collected_by: Some(e.rider_id),
-                    capture_attempts: 0,
-                    capture_refusals: 0,
-                    unanswered_capture_key: None,
-                    capture_failure: None,
-                    void_failures: FailedCalls::default(),
-                    refund_failures: FailedCalls::default(),
-                });
+                let mut state = PaymentState::first(
+                    (e.payment_id, e.order_id, e.restaurant_id),
+                    PaymentKind::Cash,
+                    PaymentStatus::CashCollected,
+                    e.amount,
+                );
+                state.collected_by = Some(e.rider_id);
+                self.state = Some(state);
             }
             PaymentEvent::PaymentCaptureFailed(e) => {
                 if let Some(state) = self.state.as_mut() {

@@ -1,8 +1,7 @@
 //! Why a payment command was refused.
 
-use ordertrail_schemas::{Currency, Money, OrderId};
+use ordertrail_schemas::{Currency, Money, OrderId, PaymentStatus};
 
-use super::aggregate::PaymentStatus;
 use crate::{DomainError, ErrorKind};
 
 /// Why a payment command was refused. `code()` is stable; `kind()` says which

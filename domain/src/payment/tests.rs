@@ -186,6 +186,29 @@ fn refund(amount: i64) -> RefundPayment {
     }
 }
 
+/// A canonical history that leaves a payment in `status` (a partial refund
+/// of 100, a full refund of the whole 3,716).
+fn history(status: PaymentStatus) -> Vec<PaymentEvent> {
+    let mut events: Vec<PaymentEvent> = match status {
+        PaymentStatus::Declined => return vec![declined("card_declined").into()],
+        PaymentStatus::CashCollected => return vec![cash_collected().into()],
+        _ => vec![authorized().into()],
+    };
+    match status {
+        PaymentStatus::Captured => events.push(captured().into()),
+        PaymentStatus::Voided => events.push(voided().into()),
+        PaymentStatus::PartiallyRefunded => {
+            events.extend([captured().into(), refunded(100, 1).into()]);
+        }
+        PaymentStatus::Refunded => {
+            events.extend([captured().into(), refunded(3_716, 1).into()]);
+        }
+        PaymentStatus::Authorized => {}
+        other => panic!("no canonical history for {other}"),
+    }
+    events
+}
+
 fn given(
     events: Vec<PaymentEvent>,
     command: impl Into<PaymentCommand>,
@@ -328,36 +351,15 @@ fn a_declined_payment_stays_with_its_order() {
 
 #[test]
 fn authorizing_twice_is_a_conflict() {
-    let histories: Vec<(Vec<PaymentEvent>, PaymentStatus)> = vec![
-        (vec![authorized().into()], PaymentStatus::Authorized),
-        (
-            vec![authorized().into(), captured().into()],
-            PaymentStatus::Captured,
-        ),
-        (
-            vec![authorized().into(), voided().into()],
-            PaymentStatus::Voided,
-        ),
-        (
-            vec![
-                authorized().into(),
-                captured().into(),
-                refunded(100, 1).into(),
-            ],
-            PaymentStatus::PartiallyRefunded,
-        ),
-        (
-            vec![
-                authorized().into(),
-                captured().into(),
-                refunded(3_716, 1).into(),
-            ],
-            PaymentStatus::Refunded,
-        ),
-    ];
-    for (events, status) in histories {
+    for status in [
+        PaymentStatus::Authorized,
+        PaymentStatus::Captured,
+        PaymentStatus::Voided,
+        PaymentStatus::PartiallyRefunded,
+        PaymentStatus::Refunded,
+    ] {
         let error = expect_error(
-            given(events, authorize("tok_visa")),
+            given(history(status), authorize("tok_visa")),
             "payment_already_authorized",
             ErrorKind::Conflict,
         );
@@ -466,31 +468,14 @@ fn capture_amount_must_be_positive_and_in_the_payment_currency() {
 
 #[test]
 fn capture_only_once_and_only_authorized_payments() {
-    let histories: Vec<(Vec<PaymentEvent>, PaymentStatus)> = vec![
-        (
-            vec![declined("card_declined").into()],
-            PaymentStatus::Declined,
-        ),
-        (
-            vec![authorized().into(), captured().into()],
-            PaymentStatus::Captured,
-        ),
-        (
-            vec![authorized().into(), voided().into()],
-            PaymentStatus::Voided,
-        ),
-        (
-            vec![
-                authorized().into(),
-                captured().into(),
-                refunded(100, 1).into(),
-            ],
-            PaymentStatus::PartiallyRefunded,
-        ),
-    ];
-    for (events, status) in histories {
+    for status in [
+        PaymentStatus::Declined,
+        PaymentStatus::Captured,
+        PaymentStatus::Voided,
+        PaymentStatus::PartiallyRefunded,
+    ] {
         let error = expect_error(
-            given(events, capture(None)),
+            given(history(status), capture(None)),
             "payment_not_capturable",
             ErrorKind::Conflict,
         );
@@ -633,23 +618,13 @@ fn void_an_uncaptured_authorization() {
 
 #[test]
 fn void_only_authorized_payments() {
-    let histories: Vec<(Vec<PaymentEvent>, PaymentStatus)> = vec![
-        (
-            vec![declined("card_declined").into()],
-            PaymentStatus::Declined,
-        ),
-        (
-            vec![authorized().into(), captured().into()],
-            PaymentStatus::Captured,
-        ),
-        (
-            vec![authorized().into(), voided().into()],
-            PaymentStatus::Voided,
-        ),
-    ];
-    for (events, status) in histories {
+    for status in [
+        PaymentStatus::Declined,
+        PaymentStatus::Captured,
+        PaymentStatus::Voided,
+    ] {
         let error = expect_error(
-            given(events, VoidPayment { now: at(5) }),
+            given(history(status), VoidPayment { now: at(5) }),
             "payment_not_voidable",
             ErrorKind::Conflict,
         );
@@ -824,28 +799,14 @@ fn refund_of_a_partial_capture_is_bounded_by_the_capture() {
 
 #[test]
 fn refund_only_after_capture_and_while_something_is_left() {
-    let histories: Vec<(Vec<PaymentEvent>, PaymentStatus)> = vec![
-        (
-            vec![declined("card_declined").into()],
-            PaymentStatus::Declined,
-        ),
-        (vec![authorized().into()], PaymentStatus::Authorized),
-        (
-            vec![authorized().into(), voided().into()],
-            PaymentStatus::Voided,
-        ),
-        (
-            vec![
-                authorized().into(),
-                captured().into(),
-                refunded(3_716, 1).into(),
-            ],
-            PaymentStatus::Refunded,
-        ),
-    ];
-    for (events, status) in histories {
+    for status in [
+        PaymentStatus::Declined,
+        PaymentStatus::Authorized,
+        PaymentStatus::Voided,
+        PaymentStatus::Refunded,
+    ] {
         let error = expect_error(
-            given(events, refund(100)),
+            given(history(status), refund(100)),
             "payment_not_refundable",
             ErrorKind::Conflict,
         );
@@ -971,17 +932,13 @@ fn record_cash_creates_a_cash_payment() {
 
 #[test]
 fn record_cash_only_once_and_never_on_a_card_payment() {
-    let histories: Vec<(Vec<PaymentEvent>, PaymentStatus)> = vec![
-        (vec![cash_collected().into()], PaymentStatus::CashCollected),
-        (vec![authorized().into()], PaymentStatus::Authorized),
-        (
-            vec![declined("card_declined").into()],
-            PaymentStatus::Declined,
-        ),
-    ];
-    for (events, status) in histories {
+    for status in [
+        PaymentStatus::CashCollected,
+        PaymentStatus::Authorized,
+        PaymentStatus::Declined,
+    ] {
         let error = expect_error(
-            given(events, record_cash()),
+            given(history(status), record_cash()),
             "payment_already_exists",
             ErrorKind::Conflict,
         );

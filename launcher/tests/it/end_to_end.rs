@@ -7,8 +7,8 @@
 //! models must hold the hand-computed figures.
 
 use chrono::{Days, Utc};
-use ordertrail_commands::catalog::seed_ids;
 use ordertrail_domain::payment::RefundPayment;
+use ordertrail_launcher::seed::seed_ids;
 use ordertrail_projections::queries::{self, Viewer};
 use ordertrail_schemas::{CustomerId, DeliveryId, PaymentId, RiderId};
 use uuid::Uuid;
@@ -26,7 +26,7 @@ async fn real_commands_through_the_relay_build_all_three_read_models() {
     let refunded = commands.delivered_card_order(customer, rider).await;
     let o = commands
         .service
-        .execute_payment(
+        .execute(
             &commands.ops(),
             PaymentId::for_order(refunded),
             RefundPayment {

@@ -8,12 +8,12 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use chrono::Utc;
-use ordertrail_commands::catalog::{self, seed_ids};
 use ordertrail_commands::service::{CommandContext, CommandService};
 use ordertrail_domain::SimulatedProvider;
 use ordertrail_domain::order::AcceptOrder;
 use ordertrail_domain::payment::RefundPayment;
 use ordertrail_launcher::all_projectors;
+use ordertrail_launcher::seed::seed_ids;
 use ordertrail_projections::ProjectorKind;
 use ordertrail_projections::rider_etas::EtaSettings;
 use ordertrail_schemas::{
@@ -81,7 +81,7 @@ async fn rebuild_equals_live_and_verify_reports_tampered_rows_precisely() {
     }
     let refund = commands
         .service
-        .execute_payment(
+        .execute(
             &CommandContext::new(
                 Actor {
                     subject: "ops-store-truth".into(),
@@ -125,7 +125,7 @@ async fn rebuild_equals_live_and_verify_reports_tampered_rows_precisely() {
         .0;
     let price = placed.price().expect("price").total;
     let authorized = service
-        .execute_payment(
+        .execute(
             &ops(),
             payment,
             ordertrail_domain::payment::AuthorizePayment {
@@ -153,7 +153,7 @@ async fn rebuild_equals_live_and_verify_reports_tampered_rows_precisely() {
         .await
         .expect("a capture under the key");
     let failed = service
-        .execute_payment(
+        .execute(
             &capture_ctx,
             payment,
             ordertrail_domain::payment::CapturePayment {
@@ -430,7 +430,7 @@ async fn drive_and_see_everywhere(pool: &PgPool, service: &CommandService, order
     })
     .await;
     let accepted = service
-        .execute_order(
+        .execute(
             &CommandContext::new(
                 Actor {
                     subject: seed_ids::BERLIN_BURGERS.to_string(),
@@ -475,7 +475,9 @@ async fn the_platform_started_twice_with_a_fresh_broker_each_time_drives_every_n
     }
     drop(probe);
     let db = TestDatabase::new().await;
-    catalog::seed(&db.pool).await.expect("seed");
+    ordertrail_launcher::seed::seed(&db.pool)
+        .await
+        .expect("seed");
     let pool = db.pool.clone();
     let service = CommandService::new(pool.clone(), Arc::new(SimulatedProvider::new()));
     let prefix = format!("restart{}", &Uuid::new_v4().simple().to_string()[..8]);
@@ -537,7 +539,7 @@ async fn a_consumer_whose_offsets_point_past_the_end_of_recreated_topics_recover
     // New events, on the same partitions and on others, reach every model.
     let refund = commands
         .service
-        .execute_payment(
+        .execute(
             &CommandContext::new(
                 Actor {
                     subject: "ops-store-truth".into(),

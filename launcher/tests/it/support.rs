@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use ordertrail_commands::catalog::{self, seed_ids};
 use ordertrail_commands::service::{CommandContext, CommandOutcome, CommandService};
 use ordertrail_commands::workflows::{PlaceOrder, RequestDelivery};
 use ordertrail_domain::SimulatedProvider;
@@ -16,6 +15,7 @@ use ordertrail_domain::order::{
 };
 use ordertrail_domain::payment::{AuthorizePayment, CapturePayment};
 use ordertrail_domain::{DeliveryCommand, OrderCommand, PaymentCommand};
+use ordertrail_launcher::seed::seed_ids;
 use ordertrail_launcher::{RunningStack, Stack};
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
 use ordertrail_schemas::topics::all_topics;
@@ -74,7 +74,9 @@ impl Platform {
 pub(crate) async fn seeded_platform() -> (TestDatabase, TestKafka, Platform, Commands) {
     ordertrail_testkit::init_test_logging();
     let db = TestDatabase::new().await;
-    catalog::seed(&db.pool).await.expect("seed");
+    ordertrail_launcher::seed::seed(&db.pool)
+        .await
+        .expect("seed");
     let kafka = TestKafka::start();
     let platform = Platform::start(&db.pool, &kafka, false).await;
     let commands = Commands::new(&db.pool);
@@ -140,12 +142,9 @@ impl Commands {
     async fn run(&self, ctx: &CommandContext, order: OrderId, step: Step, event: &str) {
         let s = &self.service;
         let outcome = match step {
-            Step::Order(c) => s.execute_order(ctx, order, c).await,
-            Step::Payment(c) => s.execute_payment(ctx, PaymentId::for_order(order), c).await,
-            Step::Delivery(c) => {
-                s.execute_delivery(ctx, DeliveryId::for_order(order), c)
-                    .await
-            }
+            Step::Order(c) => s.execute(ctx, order, c).await,
+            Step::Payment(c) => s.execute(ctx, PaymentId::for_order(order), c).await,
+            Step::Delivery(c) => s.execute(ctx, DeliveryId::for_order(order), c).await,
         }
         .unwrap_or_else(|e| panic!("{event}: {e}"));
         succeeded(&outcome, event);

@@ -179,11 +179,16 @@ impl SourcedEvent {
             .map_err(|e| self.reject(e.to_string()))
     }
 
-    /// Decode the payload, or name the event that could not be decoded.
-    pub fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<E, ApplyError> {
-        self.envelope
-            .decode()
-            .map_err(|e| self.reject(format!("cannot decode payload: {e}")))
+    /// The event as one aggregate's events (`OrderEvent`, `PaymentEvent`,
+    /// `DeliveryEvent`), through the same typed decode as [`Self::event`];
+    /// an event of another aggregate is a rejection.
+    pub fn decode<E: TryFrom<ordertrail_schemas::events::Event>>(&self) -> Result<E, ApplyError> {
+        E::try_from(self.event()?).map_err(|_| {
+            self.reject(format!(
+                "a {} event where another aggregate's was expected",
+                self.envelope.aggregate_type.as_str()
+            ))
+        })
     }
 
     /// An invariant of the read model does not hold for this event.

@@ -199,7 +199,58 @@ impl Event {
             Event::Delivery(e) => e.type_name(),
         }
     }
+
+    /// The rider the event names: who picked up, collected cash, was
+    /// assigned or unassigned, reported a position, handed over.
+    pub fn rider_id(&self) -> Option<crate::RiderId> {
+        match self {
+            Event::Order(OrderEvent::OrderPickedUp(e)) => Some(e.rider_id),
+            Event::Payment(PaymentEvent::CashCollected(e)) => Some(e.rider_id),
+            Event::Delivery(DeliveryEvent::RiderAssigned(e)) => Some(e.rider_id),
+            Event::Delivery(DeliveryEvent::RiderUnassigned(e)) => Some(e.rider_id),
+            Event::Delivery(DeliveryEvent::RiderLocationReported(e)) => Some(e.rider_id),
+            Event::Delivery(DeliveryEvent::PickupConfirmed(e)) => Some(e.rider_id),
+            Event::Delivery(DeliveryEvent::DropoffCodeRejected(e)) => Some(e.rider_id),
+            Event::Delivery(DeliveryEvent::DeliveryCompleted(e)) => Some(e.rider_id),
+            _ => None,
+        }
+    }
+
+    /// The order and restaurant an aggregate's first event names (an order's
+    /// placement, a payment's first attempt or cash, a delivery's request).
+    pub fn order_and_restaurant(&self) -> Option<(crate::OrderId, crate::RestaurantId)> {
+        match self {
+            Event::Order(OrderEvent::OrderPlaced(e)) => Some((e.order_id, e.restaurant_id)),
+            Event::Payment(PaymentEvent::PaymentAuthorized(e)) => {
+                Some((e.order_id, e.restaurant_id))
+            }
+            Event::Payment(PaymentEvent::PaymentDeclined(e)) => Some((e.order_id, e.restaurant_id)),
+            Event::Payment(PaymentEvent::CashCollected(e)) => Some((e.order_id, e.restaurant_id)),
+            Event::Delivery(DeliveryEvent::DeliveryRequested(e)) => {
+                Some((e.order_id, e.restaurant_id))
+            }
+            _ => None,
+        }
+    }
 }
+
+/// One aggregate's events out of [`Event`]: `Err` gives back an event of
+/// another aggregate.
+macro_rules! narrow {
+    ($($variant:ident => $ty:ty),+ $(,)?) => {$(
+        impl TryFrom<Event> for $ty {
+            type Error = Event;
+            fn try_from(event: Event) -> Result<Self, Event> {
+                match event {
+                    Event::$variant(e) => Ok(e),
+                    other => Err(other),
+                }
+            }
+        }
+    )+};
+}
+
+narrow!(Order => OrderEvent, Payment => PaymentEvent, Delivery => DeliveryEvent);
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,6 @@ use std::time::Duration;
 use clap::Parser;
 use ordertrail_api::limits::{Budget, RateLimits};
 use ordertrail_api::{AppState, AuthConfig, app};
-use ordertrail_commands::catalog;
 use ordertrail_commands::provider_ledger::RecordingProvider;
 use ordertrail_commands::service::CommandService;
 use ordertrail_launcher::{RunningStack, Stack};
@@ -58,7 +57,9 @@ async fn start_platform(pool: &PgPool, kafka: &TestKafka) -> RunningStack {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_lunch_rush_ends_with_every_order_final_or_on_a_platform_timer() {
     let db = TestDatabase::new().await;
-    catalog::seed(&db.pool).await.expect("seed");
+    ordertrail_launcher::seed::seed(&db.pool)
+        .await
+        .expect("seed");
     let kafka = TestKafka::start();
     // The relay's metrics, for the lag in the view (one recorder per process).
     let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
