@@ -29,7 +29,7 @@ pub const MIN_PREPARATION_MINUTES: u32 = 1;
 pub const MAX_PREPARATION_MINUTES: u32 = 180;
 
 /// Whether `role` may cancel an order in `status`.
-pub fn cancellable_by(status: OrderStatus, role: ActorRole) -> bool {
+pub(crate) fn cancellable_by(status: OrderStatus, role: ActorRole) -> bool {
     use OrderStatus::*;
     match role {
         ActorRole::Customer => matches!(status, Placed | Confirmed),
