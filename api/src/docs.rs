@@ -87,6 +87,7 @@ on each operation."
         (name = "audit", description = "Event-store history, past states, business flows and money reconciliation (ops, admin, auditor)"),
     )
 )]
+#[derive(Debug)]
 pub struct ApiDoc;
 
 struct BearerAuth;

@@ -501,6 +501,7 @@ pub fn documented_errors(
 }
 
 /// Errors any command endpoint can answer.
+#[derive(Debug)]
 pub struct CommandErrors;
 
 impl utoipa::IntoResponses for CommandErrors {
@@ -510,6 +511,7 @@ impl utoipa::IntoResponses for CommandErrors {
 }
 
 /// Errors a reference-data read can answer.
+#[derive(Debug)]
 pub struct ReadErrors;
 
 impl utoipa::IntoResponses for ReadErrors {

@@ -64,6 +64,18 @@ pub struct AppState {
     pub feed: stream::Feed,
 }
 
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("commands", &self.commands)
+            .field("auth", &self.auth)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("rate_limiter", &self.rate_limiter)
+            .field("cors_origins", &self.cors_origins)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AppState {
     pub fn new(commands: CommandService, auth: AuthConfig) -> Self {
         let pool = commands.pool().clone();

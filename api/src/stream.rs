@@ -303,6 +303,12 @@ pub struct Feed {
     inner: Arc<FeedInner>,
 }
 
+impl std::fmt::Debug for Feed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feed").finish_non_exhaustive()
+    }
+}
+
 impl Feed {
     pub fn new(pool: PgPool) -> Self {
         Self {

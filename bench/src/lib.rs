@@ -53,7 +53,6 @@ pub fn place_order_body() -> Value {
 
 /// The real `ordertrail-api` binary as a child process on a free loopback
 /// port, rate limits off, killed when dropped.
-#[derive(Debug)]
 pub struct ApiProcess {
     /// The process.
     pub child: tokio::process::Child,
@@ -61,6 +60,16 @@ pub struct ApiProcess {
     pub base: String,
     /// Its token secret (for [`mint_token`]).
     pub secret: String,
+}
+
+/// Never shows the token secret.
+impl std::fmt::Debug for ApiProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiProcess")
+            .field("child", &self.child)
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Start the API binary (`api_bin`, or the one next to this executable)

@@ -140,7 +140,7 @@ impl Restaurant {
 /// Time-zone validation lives behind a tiny shim so this module does not care
 /// which tz database crate the workspace uses.
 mod chrono_tz_check {
-    pub use chrono_tz::Tz;
+    pub(crate) use chrono_tz::Tz;
 }
 
 const RESTAURANT_COLUMNS: &str =

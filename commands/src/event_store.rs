@@ -25,6 +25,14 @@ pub struct EventRepository {
     pool: PgPool,
 }
 
+impl std::fmt::Debug for EventRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventRepository")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
 impl EventRepository {
     pub fn new(pool: PgPool) -> Self {
         Self {

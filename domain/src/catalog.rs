@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 /// A restaurant (or store) as it is when the command is decided.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestaurantSnapshot {
+    /// The restaurant.
     pub id: RestaurantId,
+    /// Its name as customers see it.
     pub name: String,
+    /// Where it is: the pickup point of its deliveries.
     pub location: GeoPoint,
     /// IANA time zone, e.g. `Europe/Berlin`; defines its business day.
     pub time_zone: String,
@@ -26,9 +29,14 @@ pub struct RestaurantSnapshot {
 /// A menu item as it is when the order is placed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MenuItemSnapshot {
+    /// The menu item.
     pub id: MenuItemId,
+    /// The restaurant whose menu it is on.
     pub restaurant_id: RestaurantId,
+    /// Its name on the menu.
     pub name: String,
+    /// Its price, in the restaurant's currency.
     pub price: Money,
+    /// Whether it can be ordered right now.
     pub available: bool,
 }

@@ -21,6 +21,8 @@
 //! thiserror and async-trait. Must never do I/O, SQL or HTTP, and never depend
 //! on `commands`, `api` or `projections`.
 
+#![warn(missing_docs)]
+
 pub mod catalog;
 pub mod delivery;
 pub mod order;

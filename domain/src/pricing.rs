@@ -48,7 +48,9 @@ pub const MAX_SERVICE_FEE: i64 = 299;
 /// The most a customer can tip and an order can cost, minor units of one currency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrderCaps {
+    /// Largest tip, minor units.
     pub max_tip: i64,
+    /// Largest order total, minor units.
     pub max_total: i64,
 }
 

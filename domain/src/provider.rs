@@ -51,10 +51,16 @@ pub struct Refund {
 pub enum ProviderError {
     /// A final answer: the provider refused (e.g. `insufficient_funds`).
     #[error("declined by the payment provider: {code}")]
-    Declined { code: String },
+    Declined {
+        /// The provider's decline code, e.g. `card_declined`.
+        code: String,
+    },
     /// No answer: the provider could not be reached or failed; retry later.
     #[error("payment provider unavailable: {reason}")]
-    Unavailable { reason: String },
+    Unavailable {
+        /// What went wrong reaching the provider (for logs).
+        reason: String,
+    },
 }
 
 /// A card payment provider client.
@@ -120,10 +126,17 @@ pub const IDEMPOTENCY_KEY_REUSED: &str = "idempotency_key_reused";
 /// What a provider remembers of an answered call under its idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RememberedAnswer {
+    /// An authorization was given.
     Authorized(Authorization),
+    /// A capture or void was done.
     Receipt(ProviderReceipt),
+    /// A refund was paid out.
     Refunded(Refund),
-    Declined { code: String },
+    /// The call was declined with this code.
+    Declined {
+        /// The provider's decline code.
+        code: String,
+    },
 }
 
 /// The parameters of a call, as compared for a repeated idempotency key.
@@ -169,6 +182,7 @@ fn simulated_token_for(payment_method_ref_value: &str) -> Option<String> {
         .find(|token| payment_method_ref(token) == payment_method_ref_value)
 }
 
+/// Card tokens the [`SimulatedProvider`] understands, by behaviour.
 pub mod test_tokens {
     /// Always authorizes.
     pub const VISA: &str = "tok_visa";
@@ -225,8 +239,10 @@ struct SimulatedState {
 }
 
 impl SimulatedProvider {
+    /// The provider name recorded on events.
     pub const NAME: &'static str = "simulated";
 
+    /// A provider that has seen no calls yet.
     pub fn new() -> Self {
         Self::default()
     }

@@ -17,7 +17,7 @@ use ordertrail_launcher::{Prepared, Seed, Stack};
 use tokio::process::Command;
 
 /// Runs the Ordertrail platform locally.
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(version)]
 struct Config {
     /// PostgreSQL URL (scripts/run.sh provisions a private server and sets it).

@@ -27,6 +27,7 @@ pub struct EventEnvelope {
     pub event_version: String,
     /// The event payload in its current version (upcast where needed).
     pub payload: serde_json::Value,
+    /// Who caused the event and in which flow (command, correlation and causation ids, actor).
     pub metadata: EventMetadata,
     /// Commit time in the store.
     pub recorded_at: DateTime<Utc>,

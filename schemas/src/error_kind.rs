@@ -20,6 +20,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The kind's stable snake_case name, as used in error codes and logs.
     pub fn as_str(&self) -> &'static str {
         match self {
             ErrorKind::Invalid => "invalid",

@@ -20,8 +20,11 @@ use crate::{AggregateKind, DeliveryEvent, EventEnvelope, OrderEvent, PaymentEven
 /// The schema of one event type in one version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventSchema {
+    /// The event type, e.g. `OrderPlaced`.
     pub event_type: &'static str,
+    /// The payload version this schema describes, e.g. `2`.
     pub version: &'static str,
+    /// The JSON Schema document (draft 2020-12) of the payload.
     pub schema: Value,
 }
 

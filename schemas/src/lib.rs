@@ -11,6 +11,8 @@
 //! Must never depend on `domain`, `commands` or `projections`: readers that only
 //! know this crate can decode every event ever written.
 
+#![warn(missing_docs)]
+
 pub mod envelope;
 pub mod error_kind;
 pub mod events;

@@ -12,10 +12,15 @@ use crate::ids::{CustomerId, RestaurantId, RiderId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActorRole {
+    /// A customer ordering food.
     Customer,
+    /// A restaurant preparing orders.
     Restaurant,
+    /// A rider delivering orders.
     Rider,
+    /// Operations staff handling orders, payments and deliveries.
     Ops,
+    /// Administrators: everything ops may do, plus reference data.
     Admin,
     /// Read-only: may read every query and audit route, may command nothing.
     Auditor,
@@ -24,6 +29,7 @@ pub enum ActorRole {
 }
 
 impl ActorRole {
+    /// The role's wire name (`customer`, `rider`, ...), as in tokens and metadata.
     pub fn as_str(&self) -> &'static str {
         match self {
             ActorRole::Customer => "customer",
@@ -36,6 +42,7 @@ impl ActorRole {
         }
     }
 
+    /// The role named by its wire name; `None` for an unknown name.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "customer" => ActorRole::Customer,
@@ -59,7 +66,9 @@ impl std::fmt::Display for ActorRole {
 /// Who issued a command: the token's subject and role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Actor {
+    /// The token's subject: the customer, restaurant or rider id, or a staff login.
     pub subject: String,
+    /// The role the token grants.
     pub role: ActorRole,
 }
 
@@ -100,6 +109,7 @@ pub struct EventMetadata {
     pub correlation_id: Uuid,
     /// Id of the message (event or request) that caused the command.
     pub causation_id: Uuid,
+    /// Who issued the command that appended the event.
     pub actor: Actor,
     /// The HTTP request id, or the saga's own id for commands it sends.
     pub request_id: String,
@@ -109,15 +119,22 @@ pub struct EventMetadata {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("event metadata field {field} is missing or invalid")]
 pub struct MetadataError {
+    /// The metadata key that was missing or could not be parsed.
     pub field: &'static str,
 }
 
 impl EventMetadata {
+    /// Store metadata key of [`EventMetadata::command_id`].
     pub const COMMAND_ID: &'static str = "command_id";
+    /// Store metadata key of [`EventMetadata::correlation_id`].
     pub const CORRELATION_ID: &'static str = "correlation_id";
+    /// Store metadata key of [`EventMetadata::causation_id`].
     pub const CAUSATION_ID: &'static str = "causation_id";
+    /// Store metadata key of the actor's subject.
     pub const ACTOR_SUBJECT: &'static str = "actor_subject";
+    /// Store metadata key of the actor's role.
     pub const ACTOR_ROLE: &'static str = "actor_role";
+    /// Store metadata key of [`EventMetadata::request_id`].
     pub const REQUEST_ID: &'static str = "request_id";
 
     /// The flat string map cqrs-es stores in the `metadata` column.

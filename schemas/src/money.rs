@@ -17,19 +17,31 @@ pub struct Currency([u8; 3]);
 #[allow(dead_code)]
 struct CurrencyCode(#[schemars(regex(pattern = r"^[A-Z]{3}$"))] String);
 
+/// Why an amount or currency was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {
+    /// The code is not three upper-case letters.
     #[error("currency must be three upper-case letters, got {0:?}")]
     InvalidCurrency(String),
     #[error("currency mismatch: {left} vs {right}")]
-    CurrencyMismatch { left: Currency, right: Currency },
+    /// Two amounts in different currencies were added or compared.
+    CurrencyMismatch {
+        /// The currency of the left operand.
+        left: Currency,
+        /// The currency of the right operand.
+        right: Currency,
+    },
+    /// The result does not fit in `i64` minor units.
     #[error("amount overflow")]
     Overflow,
 }
 
 impl Currency {
+    /// Euro.
     pub const EUR: Currency = Currency(*b"EUR");
+    /// US dollar.
     pub const USD: Currency = Currency(*b"USD");
+    /// Pound sterling.
     pub const GBP: Currency = Currency(*b"GBP");
 
     /// Parse a currency code; only `[A-Z]{3}` is accepted.
@@ -42,6 +54,7 @@ impl Currency {
         }
     }
 
+    /// The ISO 4217 code, e.g. `EUR`.
     pub fn as_str(&self) -> &str {
         // Only ASCII upper-case letters are ever stored.
         std::str::from_utf8(&self.0).unwrap_or("XXX")
@@ -72,14 +85,17 @@ impl From<Currency> for String {
 pub struct Money {
     /// Amount in minor units (e.g. cents). May be negative only in reports.
     pub amount: i64,
+    /// The currency the amount is in.
     pub currency: Currency,
 }
 
 impl Money {
+    /// `amount` minor units of `currency`.
     pub fn new(amount: i64, currency: Currency) -> Self {
         Self { amount, currency }
     }
 
+    /// Nothing, in `currency`.
     pub fn zero(currency: Currency) -> Self {
         Self {
             amount: 0,
@@ -87,10 +103,12 @@ impl Money {
         }
     }
 
+    /// Whether the amount is zero.
     pub fn is_zero(&self) -> bool {
         self.amount == 0
     }
 
+    /// `self + other`; fails on different currencies or overflow.
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
         let amount = self
@@ -103,6 +121,7 @@ impl Money {
         })
     }
 
+    /// `self - other`; fails on different currencies or overflow.
     pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
         let amount = self

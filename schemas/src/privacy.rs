@@ -48,7 +48,9 @@ impl std::fmt::Debug for DropoffCodeKey {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a drop-off code key needs at least {min} bytes, got {len}")]
 pub struct DropoffCodeKeyTooShort {
+    /// Length of the key given, bytes.
     pub len: usize,
+    /// Shortest accepted length, bytes ([`DropoffCodeKey::MIN_LEN`]).
     pub min: usize,
 }
 
@@ -56,6 +58,7 @@ impl DropoffCodeKey {
     /// Shortest accepted key.
     pub const MIN_LEN: usize = 16;
 
+    /// The key that hashes drop-off codes; refused when shorter than [`Self::MIN_LEN`].
     pub fn new(key: impl Into<Vec<u8>>) -> Result<Self, DropoffCodeKeyTooShort> {
         let key = key.into();
         if key.len() < Self::MIN_LEN {

@@ -69,18 +69,30 @@ pub const NAME: TextRule = TextRule {
 /// Why a text was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TextError {
+    /// The text is empty or only whitespace.
     #[error("{field} must not be empty")]
-    Empty { field: &'static str },
+    Empty {
+        /// The field that was refused.
+        field: &'static str,
+    },
+    /// The text is longer than the field allows.
     #[error("{field} has {chars} characters; at most {max} are allowed")]
     TooLong {
+        /// The field that was refused.
         field: &'static str,
+        /// Characters given.
         chars: usize,
+        /// Characters allowed.
         max: usize,
     },
+    /// The text holds a control character the field does not allow.
     #[error("{field} contains the control character U+{code_point:04X} at character {position}")]
     ControlCharacter {
+        /// The field that was refused.
         field: &'static str,
+        /// The control character's Unicode code point.
         code_point: u32,
+        /// Its 0-based character position in the text.
         position: usize,
     },
 }
@@ -149,16 +161,19 @@ impl TextRule {
 pub struct Reason(String);
 
 impl Reason {
+    /// Check `text` against [`REASON`]; only a valid reason is returned.
     pub fn parse(text: impl Into<String>) -> Result<Self, TextError> {
         let text = text.into();
         REASON.check(&text)?;
         Ok(Self(text))
     }
 
+    /// The reason's text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// The reason's text, owned.
     pub fn into_inner(self) -> String {
         self.0
     }

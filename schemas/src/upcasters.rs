@@ -15,7 +15,9 @@ use crate::privacy::{LEGACY_PREFIX, legacy_dropoff_code_hash, payment_method_ref
 /// added as `null` (unknown / not recorded then).
 #[derive(Debug, Clone, Copy)]
 pub struct AddedOptionalField {
+    /// The event type this upcaster applies to.
     pub event_type: &'static str,
+    /// The field version 2 added.
     pub field: &'static str,
 }
 

@@ -16,16 +16,22 @@ use serde_json::Value;
 /// Who is asking, as far as visibility goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Audience {
+    /// The customer who placed the order.
     Customer,
+    /// The restaurant the order is from.
     Restaurant,
+    /// The rider assigned to the delivery.
     Rider,
+    /// Operations staff.
     Ops,
     /// Read-only staff checking the books.
     Auditor,
+    /// Administrators.
     Admin,
 }
 
 impl Audience {
+    /// Every audience, in the column order of [`FieldRule::visible_to`].
     pub const ALL: [Audience; 6] = [
         Audience::Customer,
         Audience::Restaurant,
@@ -46,6 +52,7 @@ impl Audience {
         }
     }
 
+    /// The audience's name, as in the rendered table.
     pub fn as_str(self) -> &'static str {
         match self {
             Audience::Customer => "customer",
@@ -75,8 +82,11 @@ pub enum Scope {
 pub struct FieldRule {
     /// Order, payment or delivery (documentation).
     pub area: &'static str,
+    /// Where the field lives: which payloads, metadata or the summary.
     pub scope: Scope,
+    /// Dot path of the field within its scope, e.g. `payment_method.card_token`.
     pub path: &'static str,
+    /// Whether each audience of [`Audience::ALL`] sees the field, in that order.
     pub visible_to: [bool; 6],
     /// Why (documentation).
     pub why: &'static str,

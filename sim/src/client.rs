@@ -93,6 +93,15 @@ pub struct Api {
     stats: Arc<Stats>,
 }
 
+/// Shows the base URL only: never the signing key or the minted tokens.
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Api {
     pub fn new(config: &SimConfig, stats: Arc<Stats>) -> Result<Self, SimError> {
         let secret = config.secret().map_err(SimError::Config)?;

@@ -25,7 +25,7 @@ pub enum Display {
 /// at a rate that rises to a peak and falls again; prints live figures and a
 /// summary (exit 1 if any answer was a server error). The first Ctrl-C stops
 /// new orders and lets the ones in flight finish; a second one exits at once.
-#[derive(Debug, Clone, Parser)]
+#[derive(Clone, Parser)]
 #[command(name = "ordertrail-sim", version, next_help_heading = "Simulation")]
 pub struct SimConfig {
     #[command(flatten)]
@@ -144,6 +144,26 @@ pub struct SimConfig {
     /// Seconds between two updates of the view (or two lines).
     #[arg(long, env = "SIM_REPORT_SECS", default_value_t = 1.0)]
     pub report_secs: f64,
+}
+
+/// Never shows the JWT secret.
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("api_url", &self.api_url)
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("jwt_secret_file", &self.jwt_secret_file)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_secret_kid", &self.jwt_secret_kid)
+            .field("peak_rate", &self.peak_rate)
+            .field("duration_secs", &self.duration_secs)
+            .field("cycles", &self.cycles)
+            .finish_non_exhaustive()
+    }
 }
 
 fn parse_speed(s: &str) -> Result<f64, String> {

@@ -44,6 +44,15 @@ pub struct Ctx {
     pub stats: Arc<Stats>,
 }
 
+/// Shows the world only: the configuration holds the JWT secret.
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("world", &self.world)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How an order ended (or where it was left).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {

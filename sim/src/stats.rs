@@ -66,6 +66,12 @@ pub struct Stats {
     inner: Mutex<Inner>,
 }
 
+impl std::fmt::Debug for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stats").finish_non_exhaustive()
+    }
+}
+
 /// Percentiles of a latency, milliseconds.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Latency {
@@ -496,6 +502,12 @@ impl Frame {
 pub struct DisplayHandle {
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for DisplayHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DisplayHandle").finish_non_exhaustive()
+    }
 }
 
 impl DisplayHandle {

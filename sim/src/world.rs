@@ -147,6 +147,7 @@ impl City {
     }
 }
 
+#[derive(Debug)]
 pub struct World {
     pub cities: Vec<City>,
 }

@@ -13,6 +13,15 @@ pub struct TestKafka {
     mock: Option<MockCluster<'static, DefaultProducerContext>>,
 }
 
+impl std::fmt::Debug for TestKafka {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestKafka")
+            .field("bootstrap", &self.bootstrap)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Brokers in the mock cluster.
 pub const MOCK_BROKERS: i32 = 3;
 

@@ -18,6 +18,16 @@ pub struct TestDatabase {
     pub name: String,
 }
 
+/// Never shows `url`: it may carry the server's password.
+impl std::fmt::Debug for TestDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDatabase")
+            .field("name", &self.name)
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
 fn server_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| {
         panic!(

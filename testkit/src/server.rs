@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// A PostgreSQL server owned by one test; stopped and removed on drop.
+#[derive(Debug)]
 pub struct PrivateServer {
     bindir: PathBuf,
     dir: PathBuf,

@@ -49,6 +49,7 @@ pub fn router() -> Router<AppState> {
     ),
     components(schemas(AuditPage, AuditState, Report))
 )]
+#[derive(Debug)]
 pub struct AuditDoc;
 
 fn kind_of(segment: &str) -> Result<AggregateKind, ApiError> {

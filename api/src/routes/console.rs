@@ -71,7 +71,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     response
 }
 
-#[derive(OpenApi)]
+#[derive(Debug, OpenApi)]
 #[openapi(paths(relay_status), components(schemas(RelayStatus, RelayStatusList)))]
 pub struct ConsoleDoc;
 

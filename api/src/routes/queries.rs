@@ -96,9 +96,11 @@ pub fn router() -> Router<AppState> {
 settlements, projector lag. Eventually consistent with the commands (see `GET /v1/projectors/status`)."),
     )
 )]
+#[derive(Debug)]
 pub struct QueryDoc;
 
 /// Errors any query route can answer.
+#[derive(Debug)]
 pub struct QueryErrors;
 
 impl utoipa::IntoResponses for QueryErrors {

@@ -38,6 +38,7 @@ pub fn router() -> Router<AppState> {
     components(schemas(VerifyJob)),
     tags((name = "replay", description = "Verify read models against the event store."))
 )]
+#[derive(Debug)]
 pub struct ReplayDoc;
 
 /// A verify job.

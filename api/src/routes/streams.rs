@@ -51,6 +51,7 @@ Each message's `id` is the event's commit-order position; reconnect with `Last-E
 what was missed. Event names: `order_status`, `payment`, `delivery`, `rider_position`; `data` is a \
 `StreamEvent` (JSON)."))
 )]
+#[derive(Debug)]
 pub struct StreamDoc;
 
 /// Largest body chunk: messages ready at once go out in one write.

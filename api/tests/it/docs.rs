@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use crate::support::TestApp;
 
 /// Every route the router serves (method, OpenAPI path).
-pub const ROUTES: &[(&str, &str)] = &[
+pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/orders"),
     ("post", "/v1/orders/{id}/confirm"),
     ("post", "/v1/orders/{id}/accept"),

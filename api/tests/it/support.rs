@@ -14,18 +14,18 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use uuid::Uuid;
 
-pub const SECRET: &[u8] = b"test-secret-of-the-api-suite";
+pub(crate) const SECRET: &[u8] = b"test-secret-of-the-api-suite";
 /// A small body limit, so the oversized-body test stays small.
-pub const MAX_BODY: usize = 16 * 1024;
+pub(crate) const MAX_BODY: usize = 16 * 1024;
 
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub router: Router,
     pub db: TestDatabase,
     pub auth: AuthConfig,
     pub commands: CommandService,
 }
 
-pub struct TestResponse {
+pub(crate) struct TestResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Value,
@@ -33,12 +33,12 @@ pub struct TestResponse {
 }
 
 impl TestResponse {
-    pub fn code(&self) -> &str {
+    pub(crate) fn code(&self) -> &str {
         self.body["code"].as_str().unwrap_or("")
     }
 
     #[track_caller]
-    pub fn assert(&self, status: StatusCode) -> &Self {
+    pub(crate) fn assert(&self, status: StatusCode) -> &Self {
         assert_eq!(
             self.status, status,
             "unexpected status; body: {}",
@@ -48,7 +48,7 @@ impl TestResponse {
     }
 
     #[track_caller]
-    pub fn assert_error(&self, status: StatusCode, code: &str) -> &Self {
+    pub(crate) fn assert_error(&self, status: StatusCode, code: &str) -> &Self {
         assert_eq!(
             (self.status, self.code()),
             (status, code),
@@ -68,13 +68,13 @@ impl TestResponse {
         self
     }
 
-    pub fn replayed(&self) -> bool {
+    pub(crate) fn replayed(&self) -> bool {
         self.headers
             .get("idempotent-replayed")
             .is_some_and(|v| v == "true")
     }
 
-    pub fn event_types(&self) -> Vec<String> {
+    pub(crate) fn event_types(&self) -> Vec<String> {
         self.body["events"]
             .as_array()
             .map(|a| {
@@ -86,42 +86,42 @@ impl TestResponse {
     }
 }
 
-pub struct Req<'a> {
+pub(crate) struct Req<'a> {
     app: &'a TestApp,
     builder: axum::http::request::Builder,
     body: Body,
 }
 
 impl Req<'_> {
-    pub fn token(mut self, token: &str) -> Self {
+    pub(crate) fn token(mut self, token: &str) -> Self {
         self.builder = self
             .builder
             .header("authorization", format!("Bearer {token}"));
         self
     }
 
-    pub fn header(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
         self.builder = self.builder.header(name, value);
         self
     }
 
-    pub fn key(self, key: &str) -> Self {
+    pub(crate) fn key(self, key: &str) -> Self {
         self.header("idempotency-key", key)
     }
 
-    pub fn json(mut self, value: Value) -> Self {
+    pub(crate) fn json(mut self, value: Value) -> Self {
         self.builder = self.builder.header("content-type", "application/json");
         self.body = Body::from(value.to_string());
         self
     }
 
-    pub fn raw(mut self, content_type: &str, body: impl Into<Body>) -> Self {
+    pub(crate) fn raw(mut self, content_type: &str, body: impl Into<Body>) -> Self {
         self.builder = self.builder.header("content-type", content_type);
         self.body = body.into();
         self
     }
 
-    pub async fn send(self) -> TestResponse {
+    pub(crate) async fn send(self) -> TestResponse {
         let request = self.builder.body(self.body).expect("request");
         let response = self
             .app
@@ -149,21 +149,21 @@ impl Req<'_> {
     }
 }
 
-pub fn berlin() -> Uuid {
+pub(crate) fn berlin() -> Uuid {
     seed_ids::BERLIN_BURGERS
 }
 
-pub fn rider(n: u128) -> Uuid {
+pub(crate) fn rider(n: u128) -> Uuid {
     seed_ids::rider(n)
 }
 
 impl TestApp {
-    pub async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         Self::configured(|state| state).await
     }
 
     /// The test application with its state adjusted (rate limits, CORS, ...).
-    pub async fn configured(configure: impl FnOnce(AppState) -> AppState) -> Self {
+    pub(crate) async fn configured(configure: impl FnOnce(AppState) -> AppState) -> Self {
         ordertrail_testkit::init_test_logging();
         let db = TestDatabase::new().await;
         ordertrail_launcher::seed::seed(&db.pool)
@@ -185,7 +185,7 @@ impl TestApp {
         }
     }
 
-    pub fn request(&self, method: Method, path: &str) -> Req<'_> {
+    pub(crate) fn request(&self, method: Method, path: &str) -> Req<'_> {
         Req {
             app: self,
             builder: Request::builder().method(method).uri(path),
@@ -193,52 +193,52 @@ impl TestApp {
         }
     }
 
-    pub fn post(&self, path: &str) -> Req<'_> {
+    pub(crate) fn post(&self, path: &str) -> Req<'_> {
         self.request(Method::POST, path)
     }
 
-    pub fn get(&self, path: &str) -> Req<'_> {
+    pub(crate) fn get(&self, path: &str) -> Req<'_> {
         self.request(Method::GET, path)
     }
 
-    pub fn put(&self, path: &str) -> Req<'_> {
+    pub(crate) fn put(&self, path: &str) -> Req<'_> {
         self.request(Method::PUT, path)
     }
 
-    pub fn token(&self, role: &str, sub: &str) -> String {
+    pub(crate) fn token(&self, role: &str, sub: &str) -> String {
         self.auth.mint(role, sub, 3600).expect("mint")
     }
 
-    pub fn ops(&self) -> String {
+    pub(crate) fn ops(&self) -> String {
         self.token("ops", "ops-alice")
     }
 
-    pub fn admin(&self) -> String {
+    pub(crate) fn admin(&self) -> String {
         self.token("admin", "admin-root")
     }
 
-    pub fn restaurant(&self, id: Uuid) -> String {
+    pub(crate) fn restaurant(&self, id: Uuid) -> String {
         self.token("restaurant", &id.to_string())
     }
 
-    pub fn rider(&self, id: Uuid) -> String {
+    pub(crate) fn rider(&self, id: Uuid) -> String {
         self.token("rider", &id.to_string())
     }
 
     /// A new customer: their id and token.
-    pub fn customer(&self) -> (Uuid, String) {
+    pub(crate) fn customer(&self) -> (Uuid, String) {
         let id = Uuid::new_v4();
         (id, self.token("customer", &id.to_string()))
     }
 
-    pub async fn event_count(&self) -> i64 {
+    pub(crate) async fn event_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events")
             .fetch_one(&self.db.pool)
             .await
             .expect("count events")
     }
 
-    pub async fn events_of_type(&self, event_type: &str) -> i64 {
+    pub(crate) async fn events_of_type(&self, event_type: &str) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
             .bind(event_type)
             .fetch_one(&self.db.pool)
@@ -247,7 +247,7 @@ impl TestApp {
     }
 
     /// Place a card order at the Berlin burger place; returns its id.
-    pub async fn place_order(&self, customer_token: &str, payment: Value) -> Uuid {
+    pub(crate) async fn place_order(&self, customer_token: &str, payment: Value) -> Uuid {
         let response = self
             .post("/v1/orders")
             .token(customer_token)
@@ -259,7 +259,7 @@ impl TestApp {
     }
 
     /// A card order, authorized, confirmed and accepted; returns (order id, customer token).
-    pub async fn accepted_order(&self) -> (Uuid, String) {
+    pub(crate) async fn accepted_order(&self) -> (Uuid, String) {
         let (_, customer) = self.customer();
         let order = self.place_order(&customer, card()).await;
         self.post("/v1/payments")
@@ -283,7 +283,7 @@ impl TestApp {
     }
 
     /// Request the delivery of `order` as the caller of `token`; returns the delivery id.
-    pub async fn request_delivery(&self, token: &str, order: Uuid) -> String {
+    pub(crate) async fn request_delivery(&self, token: &str, order: Uuid) -> String {
         let response = self
             .post("/v1/deliveries")
             .token(token)
@@ -298,7 +298,7 @@ impl TestApp {
     }
 
     /// An accepted order with its delivery requested; returns (order id, delivery id, drop-off code).
-    pub async fn requested_delivery(&self) -> (Uuid, Uuid, String) {
+    pub(crate) async fn requested_delivery(&self) -> (Uuid, Uuid, String) {
         let (order, _) = self.accepted_order().await;
         let delivery = self
             .request_delivery(&self.restaurant(berlin()), order)
@@ -310,11 +310,11 @@ impl TestApp {
     }
 }
 
-pub fn card() -> Value {
+pub(crate) fn card() -> Value {
     json!({"kind": "card", "card_token": "tok_visa"})
 }
 
-pub fn place_order_body(payment: Value) -> Value {
+pub(crate) fn place_order_body(payment: Value) -> Value {
     json!({
         "restaurant_id": berlin(),
         "items": [
@@ -332,7 +332,7 @@ pub fn place_order_body(payment: Value) -> Value {
     })
 }
 
-pub fn order_id(response: &TestResponse) -> Uuid {
+pub(crate) fn order_id(response: &TestResponse) -> Uuid {
     response.body["aggregate_id"]
         .as_str()
         .and_then(|s| s.parse().ok())

@@ -42,7 +42,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(name = "chaos_driver")]
 struct Args {
     /// The API's base URL.

@@ -21,7 +21,7 @@ use ordertrail_schemas::privacy::DropoffCodeKey;
 /// with the same group id to share the work. Database pool: 8 connections
 /// unless `DATABASE_POOL_SIZE` says otherwise. Never migrates: waits until
 /// the migrate job has brought the schema up to date.
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(name = "ordertrail-saga", version)]
 struct Config {
     #[command(flatten)]
@@ -30,8 +30,8 @@ struct Config {
     saga: SagaArgs,
 }
 
-/// The saga's own options.
-#[derive(Debug, clap::Args)]
+/// The saga's own options. Not `Debug`: it holds the drop-off code key.
+#[derive(clap::Args)]
 #[command(next_help_heading = "Saga")]
 struct SagaArgs {
     /// Secret the drop-off codes are derived from and stored hashed with

@@ -59,7 +59,7 @@ pub fn message(prefix: &str, event: &StoredEvent) -> Result<OutgoingMessage, Rel
 /// outage makes it report every failed connection attempt, and the relay
 /// reports outages itself, once each. The first client error of an outage is
 /// still logged as a warning straight away, long before deliveries time out.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RelayClientContext {
     outage_reported: Arc<AtomicBool>,
 }

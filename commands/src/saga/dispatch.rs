@@ -35,7 +35,7 @@ impl fmt::Display for Cause {
 
 impl Cause {
     /// The deterministic id of the command this cause sends for `action`.
-    pub fn command_id(&self, action: &str) -> Uuid {
+    pub(crate) fn command_id(&self, action: &str) -> Uuid {
         Uuid::new_v5(&self.origin, action.as_bytes())
     }
 
@@ -63,7 +63,7 @@ pub(crate) enum SagaCommand {
 }
 
 impl SagaCommand {
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             SagaCommand::Order(_, c) => c.name(),
             SagaCommand::Payment(_, c) => c.name(),
@@ -72,7 +72,7 @@ impl SagaCommand {
         }
     }
 
-    pub fn aggregate_id(&self, ctx: &CommandContext) -> String {
+    pub(crate) fn aggregate_id(&self, ctx: &CommandContext) -> String {
         match self {
             SagaCommand::Order(id, _) => id.to_string(),
             SagaCommand::Workflow(w) => w.aggregate_id(ctx),
@@ -124,7 +124,7 @@ pub(crate) struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(
+    pub(crate) fn new(
         service: CommandService,
         stop: watch::Receiver<bool>,
         max_backoff: Duration,
@@ -136,16 +136,16 @@ impl Dispatcher {
         }
     }
 
-    pub fn service(&self) -> &CommandService {
+    pub(crate) fn service(&self) -> &CommandService {
         &self.service
     }
 
-    pub fn stop(&self) -> &watch::Receiver<bool> {
+    pub(crate) fn stop(&self) -> &watch::Receiver<bool> {
         &self.stop
     }
 
     /// Send `command` for `cause` under the id derived from `action`.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         cause: &Cause,
         action: &str,
@@ -233,7 +233,7 @@ impl Dispatcher {
     }
 
     /// Run a read through the service, waiting out store outages.
-    pub async fn read<T, F, Fut>(
+    pub(crate) async fn read<T, F, Fut>(
         &self,
         cause: &Cause,
         what: &'static str,

@@ -90,7 +90,7 @@ fn parse_id<T: std::str::FromStr>(cause: &Cause, what: &str, id: &str) -> Result
 }
 
 impl Flow {
-    pub fn new(dispatch: Dispatcher, pool: PgPool, config: &SagaConfig) -> Self {
+    pub(crate) fn new(dispatch: Dispatcher, pool: PgPool, config: &SagaConfig) -> Self {
         Self {
             dispatch,
             pool,
@@ -109,7 +109,7 @@ impl Flow {
     // ------------------------------------------------------------ events
 
     /// React to one event of aggregate `aggregate_id`.
-    pub async fn on_event(
+    pub(crate) async fn on_event(
         &self,
         cause: &Cause,
         aggregate_id: &str,
@@ -683,7 +683,7 @@ impl Flow {
 
     /// Fire a due timer (claimed; no transaction open); returns what it did
     /// (stored as the timer's outcome).
-    pub async fn fire(&self, timer: &DueTimer) -> Result<&'static str, Halt> {
+    pub(crate) async fn fire(&self, timer: &DueTimer) -> Result<&'static str, Halt> {
         let cause = Cause {
             origin: timer.command_origin(),
             correlation_id: timer.correlation_id,

@@ -54,6 +54,15 @@ pub struct CommandService {
     inner: Arc<Inner>,
 }
 
+/// Shows no key: the drop-off code key and the provider stay out of logs.
+impl std::fmt::Debug for CommandService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandService")
+            .field("pool", &self.inner.pool)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     pool: PgPool,
     /// Idempotency-key bookkeeping commits asynchronously

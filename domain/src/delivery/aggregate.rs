@@ -60,26 +60,32 @@ impl Delivery {
         self.state.as_ref().map(|s| s.status)
     }
 
+    /// The delivery's id; `None` until requested.
     pub fn delivery_id(&self) -> Option<DeliveryId> {
         self.state.as_ref().map(|s| s.requested.delivery_id)
     }
 
+    /// The order being delivered; `None` until requested.
     pub fn order_id(&self) -> Option<OrderId> {
         self.state.as_ref().map(|s| s.requested.order_id)
     }
 
+    /// The restaurant the order is from; `None` until requested.
     pub fn restaurant_id(&self) -> Option<RestaurantId> {
         self.state.as_ref().map(|s| s.requested.restaurant_id)
     }
 
+    /// Where the rider picks the order up; `None` until requested.
     pub fn pickup(&self) -> Option<GeoPoint> {
         self.state.as_ref().map(|s| s.requested.pickup)
     }
 
+    /// Where the rider drops the order off; `None` until requested.
     pub fn dropoff(&self) -> Option<GeoPoint> {
         self.state.as_ref().map(|s| s.requested.dropoff)
     }
 
+    /// When the food is expected to be ready, if known.
     pub fn ready_by(&self) -> Option<DateTime<Utc>> {
         self.state.as_ref().and_then(|s| s.requested.ready_by)
     }
@@ -94,6 +100,7 @@ impl Delivery {
         self.state.as_ref().and_then(|s| s.last_location)
     }
 
+    /// Wrong drop-off codes entered so far (zero before any).
     pub fn failed_dropoff_attempts(&self) -> u32 {
         self.state.as_ref().map_or(0, |s| s.failed_dropoff_attempts)
     }

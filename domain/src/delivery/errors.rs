@@ -10,67 +10,149 @@ use ordertrail_schemas::DeliveryStatus;
 /// which HTTP status family it belongs to.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DeliveryError {
+    /// Delivery not found (command `command`).
     #[error("delivery not found (command {command})")]
-    NotFound { command: &'static str },
+    NotFound {
+        /// The command that found no delivery.
+        command: &'static str,
+    },
+    /// Delivery `delivery_id` has already been requested.
     #[error("delivery {delivery_id} has already been requested")]
-    AlreadyRequested { delivery_id: DeliveryId },
+    AlreadyRequested {
+        /// The delivery.
+        delivery_id: DeliveryId,
+    },
+    /// `field` has invalid coordinates (`lat`, `lon`).
     #[error("{field} has invalid coordinates ({lat}, {lon})")]
     InvalidCoordinates {
+        /// The field that was refused.
         field: &'static str,
+        /// Latitude given.
         lat: f64,
+        /// Longitude given.
         lon: f64,
     },
+    /// A dropoff code is exactly 4 digits (got `length` characters).
     #[error("a dropoff code is exactly 4 digits (got {length} characters)")]
-    InvalidDropoffCode { length: usize },
+    InvalidDropoffCode {
+        /// Characters given.
+        length: usize,
+    },
+    /// A delivery is requested with a keyed drop-off code hash (`hmac-sha256:` + 64 hex digits).
     #[error(
         "a delivery is requested with a keyed drop-off code hash (`hmac-sha256:` + 64 hex digits)"
     )]
     InvalidDropoffCodeHash,
+    /// Delivery in status `status` cannot be assigned.
     #[error("delivery in status {status} cannot be assigned")]
-    NotAssignable { status: DeliveryStatus },
+    NotAssignable {
+        /// The delivery's current status.
+        status: DeliveryStatus,
+    },
+    /// Delivery is already assigned to another rider.
     #[error("delivery is already assigned to another rider")]
-    AlreadyAssigned { rider_id: RiderId },
+    AlreadyAssigned {
+        /// The rider holding the delivery.
+        rider_id: RiderId,
+    },
+    /// Rider `rider_id` is already assigned to this delivery.
     #[error("rider {rider_id} is already assigned to this delivery")]
-    RiderAlreadyAssigned { rider_id: RiderId },
+    RiderAlreadyAssigned {
+        /// The rider named by the command.
+        rider_id: RiderId,
+    },
+    /// Delivery in status `status` cannot be unassigned.
     #[error("delivery in status {status} cannot be unassigned")]
-    NotUnassignable { status: DeliveryStatus },
+    NotUnassignable {
+        /// The delivery's current status.
+        status: DeliveryStatus,
+    },
+    /// Rider `rider_id` is not assigned to this delivery.
     #[error("rider {rider_id} is not assigned to this delivery")]
-    RiderNotAssigned { rider_id: RiderId },
+    RiderNotAssigned {
+        /// The rider named by the command.
+        rider_id: RiderId,
+    },
+    /// Delivery in status `status` takes no location reports.
     #[error("delivery in status {status} takes no location reports")]
-    NotTrackable { status: DeliveryStatus },
+    NotTrackable {
+        /// The delivery's current status.
+        status: DeliveryStatus,
+    },
+    /// Location reported at `reported_at` is before the previous report at `previous`.
     #[error("location reported at {reported_at} is before the previous report at {previous}")]
     LocationTimestampRegressed {
+        /// Device time of this report.
         reported_at: DateTime<Utc>,
+        /// Device time of the previous report.
         previous: DateTime<Utc>,
     },
+    /// Location reported at `reported_at` is more than `max_lead_seconds` s ahead of `now`.
     #[error("location reported at {reported_at} is more than {max_lead_seconds} s ahead of {now}")]
     LocationTimestampInFuture {
+        /// Device time of this report.
         reported_at: DateTime<Utc>,
+        /// Server time.
         now: DateTime<Utc>,
+        /// How far ahead of server time a fix may be, seconds.
         max_lead_seconds: i64,
     },
+    /// Rider moved `distance_m` m in `elapsed_ms` ms, faster than `max_kmh` km/h.
     #[error("rider moved {distance_m} m in {elapsed_ms} ms, faster than {max_kmh} km/h")]
     ImplausibleLocation {
+        /// The distance, metres.
         distance_m: u64,
+        /// Device time between the two fixes, milliseconds.
         elapsed_ms: i64,
+        /// The fastest plausible speed, km/h.
         max_kmh: u32,
     },
+    /// Delivery in status `status` is not awaiting pickup.
     #[error("delivery in status {status} is not awaiting pickup")]
-    NotAwaitingPickup { status: DeliveryStatus },
+    NotAwaitingPickup {
+        /// The delivery's current status.
+        status: DeliveryStatus,
+    },
+    /// Delivery in status `status` cannot be completed.
     #[error("delivery in status {status} cannot be completed")]
-    NotCompletable { status: DeliveryStatus },
+    NotCompletable {
+        /// The delivery's current status.
+        status: DeliveryStatus,
+    },
+    /// Dropoff code was wrong `attempts` times; no more attempts.
     #[error("dropoff code was wrong {attempts} times; no more attempts")]
-    DropoffAttemptsExhausted { attempts: u32 },
+    DropoffAttemptsExhausted {
+        /// Wrong codes entered so far.
+        attempts: u32,
+    },
+    /// Delivery in status `status` cannot fail.
     #[error("delivery in status {status} cannot fail")]
-    NotFailable { status: DeliveryStatus },
+    NotFailable {
+        /// The delivery's current status.
+        status: DeliveryStatus,
+    },
+    /// Delivery in status `status` cannot be cancelled.
     #[error("delivery in status {status} cannot be cancelled")]
-    NotCancellable { status: DeliveryStatus },
+    NotCancellable {
+        /// The delivery's current status.
+        status: DeliveryStatus,
+    },
+    /// Delivery in status `status` cannot be flagged.
     #[error("delivery in status {status} cannot be flagged")]
-    NotFlaggable { status: DeliveryStatus },
+    NotFlaggable {
+        /// The delivery's current status.
+        status: DeliveryStatus,
+    },
+    /// Delivery is already flagged for operations.
     #[error("delivery is already flagged for operations")]
     AlreadyFlagged,
+    /// A reason is required to `action`.
     #[error("a reason is required to {action}")]
-    ReasonRequired { action: &'static str },
+    ReasonRequired {
+        /// What the reason was needed for.
+        action: &'static str,
+    },
+    /// A reason or other text was refused (see [`TextError`](crate::text::TextError)).
     #[error(transparent)]
     InvalidText(#[from] crate::text::TextError),
 }

@@ -29,7 +29,7 @@ pub const MIN_PREPARATION_MINUTES: u32 = 1;
 pub const MAX_PREPARATION_MINUTES: u32 = 180;
 
 /// Whether `role` may cancel an order in `status`.
-pub fn cancellable_by(status: OrderStatus, role: ActorRole) -> bool {
+pub(crate) fn cancellable_by(status: OrderStatus, role: ActorRole) -> bool {
     use OrderStatus::*;
     match role {
         ActorRole::Customer => matches!(status, Placed | Confirmed),
@@ -67,22 +67,27 @@ impl Order {
         self.state.as_ref().map(|s| &s.placed)
     }
 
+    /// The order's id; `None` until placed.
     pub fn order_id(&self) -> Option<OrderId> {
         self.placed().map(|p| p.order_id)
     }
 
+    /// The customer who placed it; `None` until placed.
     pub fn customer_id(&self) -> Option<CustomerId> {
         self.placed().map(|p| p.customer_id)
     }
 
+    /// The restaurant it is from; `None` until placed.
     pub fn restaurant_id(&self) -> Option<RestaurantId> {
         self.placed().map(|p| p.restaurant_id)
     }
 
+    /// The price fixed at placement; `None` until placed.
     pub fn price(&self) -> Option<&PriceBreakdown> {
         self.placed().map(|p| &p.price)
     }
 
+    /// How the customer pays; `None` until placed.
     pub fn payment_method(&self) -> Option<&PaymentMethod> {
         self.placed().map(|p| &p.payment_method)
     }

@@ -17,20 +17,30 @@ pub type OrderItem = (MenuItemSnapshot, u32);
 /// their snapshots are identical; the merged quantity must still be 1..=50.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlaceOrder {
+    /// The order to create.
     pub order_id: OrderId,
+    /// The customer placing it.
     pub customer_id: CustomerId,
+    /// The restaurant as looked up now (open, currency, fees, tax).
     pub restaurant: RestaurantSnapshot,
+    /// What the customer asks for, as looked up on the menu.
     pub items: Vec<OrderItem>,
+    /// Where the order goes.
     pub delivery_address: DeliveryAddress,
+    /// How the customer pays.
     pub payment_method: PaymentMethod,
+    /// The customer's tip for the rider, in the restaurant's currency.
     pub tip: Option<Money>,
+    /// When the command is decided (server time); stamped on its event.
     pub now: DateTime<Utc>,
 }
 
 /// The order is paid for (card: authorized payment; cash: `None`) and goes to the restaurant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfirmOrder {
+    /// The authorized card payment; `None` for a cash order.
     pub payment_id: Option<PaymentId>,
+    /// When the command is decided (server time); stamped on its event.
     pub now: DateTime<Utc>,
 }
 
@@ -39,32 +49,39 @@ pub struct ConfirmOrder {
 pub struct AcceptOrder {
     /// 1..=180.
     pub preparation_minutes: u32,
+    /// When the command is decided (server time); stamped on its event.
     pub now: DateTime<Utc>,
 }
 
 /// The restaurant refuses a confirmed order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RejectOrder {
+    /// Why the restaurant refuses.
     pub reason: String,
+    /// When the command is decided (server time); stamped on its event.
     pub now: DateTime<Utc>,
 }
 
 /// The restaurant has the food ready.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MarkReadyForPickup {
+    /// When the command is decided (server time); stamped on its event.
     pub now: DateTime<Utc>,
 }
 
 /// A rider took the food (from Accepted or ReadyForPickup).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MarkPickedUp {
+    /// The rider who took the food.
     pub rider_id: RiderId,
+    /// When the command is decided (server time); stamped on its event.
     pub now: DateTime<Utc>,
 }
 
 /// The customer has the food.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MarkDelivered {
+    /// When the command is decided (server time); stamped on its event.
     pub now: DateTime<Utc>,
 }
 
@@ -72,8 +89,11 @@ pub struct MarkDelivered {
 /// accepts; ops, admin and the system until the food is picked up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CancelOrder {
+    /// Why the order is cancelled.
     pub reason: String,
+    /// The role of who cancels (decides whether it is still allowed).
     pub by: ActorRole,
+    /// When the command is decided (server time); stamped on its event.
     pub now: DateTime<Utc>,
 }
 
@@ -83,7 +103,9 @@ pub struct CancelOrder {
 /// until the order is final.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CancelUndeliverableOrder {
+    /// Why the delivery failed.
     pub reason: String,
+    /// When the command is decided (server time); stamped on its event.
     pub now: DateTime<Utc>,
 }
 
@@ -93,14 +115,23 @@ pub struct CancelUndeliverableOrder {
 // One command lives per request; boxing `PlaceOrder` would only cost ergonomics.
 #[allow(clippy::large_enum_variant)]
 pub enum OrderCommand {
+    /// Place a new order: see [`PlaceOrder`].
     PlaceOrder(PlaceOrder),
+    /// Send the paid order to the restaurant: see [`ConfirmOrder`].
     ConfirmOrder(ConfirmOrder),
+    /// The restaurant accepts: see [`AcceptOrder`].
     AcceptOrder(AcceptOrder),
+    /// The restaurant refuses: see [`RejectOrder`].
     RejectOrder(RejectOrder),
+    /// The food is ready: see [`MarkReadyForPickup`].
     MarkReadyForPickup(MarkReadyForPickup),
+    /// A rider took the food: see [`MarkPickedUp`].
     MarkPickedUp(MarkPickedUp),
+    /// The customer has the food: see [`MarkDelivered`].
     MarkDelivered(MarkDelivered),
+    /// Someone cancels: see [`CancelOrder`].
     CancelOrder(CancelOrder),
+    /// The system cancels after a failed delivery: see [`CancelUndeliverableOrder`].
     CancelUndeliverableOrder(CancelUndeliverableOrder),
 }
 

@@ -25,6 +25,7 @@ use crate::provider::{PaymentProvider, ProviderError, SimulatedProvider};
 /// What the payment aggregate needs from the outside world.
 #[derive(Clone)]
 pub struct PaymentServices {
+    /// The card payment provider the aggregate calls.
     pub provider: Arc<dyn PaymentProvider>,
     /// The idempotency key of this command's provider call: derived from the
     /// command id by the command service ([`Self::for_command`]). Without one
@@ -34,6 +35,7 @@ pub struct PaymentServices {
 }
 
 impl PaymentServices {
+    /// Services calling `provider`, with no idempotency key of a command.
     pub fn new(provider: Arc<dyn PaymentProvider>) -> Self {
         Self {
             provider,
@@ -70,7 +72,9 @@ impl std::fmt::Debug for PaymentServices {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentKind {
+    /// Paid by card through the provider.
     Card,
+    /// Paid in cash to the rider at the door.
     Cash,
 }
 
@@ -212,18 +216,22 @@ impl Payment {
         self.state.as_ref().map(|s| s.status)
     }
 
+    /// Card or cash; `None` until the payment exists.
     pub fn kind(&self) -> Option<PaymentKind> {
         self.state.as_ref().map(|s| s.kind)
     }
 
+    /// The payment's id; `None` until it exists.
     pub fn payment_id(&self) -> Option<PaymentId> {
         self.state.as_ref().map(|s| s.payment_id)
     }
 
+    /// The order it pays for; `None` until it exists.
     pub fn order_id(&self) -> Option<OrderId> {
         self.state.as_ref().map(|s| s.order_id)
     }
 
+    /// The restaurant the order is from; `None` until it exists.
     pub fn restaurant_id(&self) -> Option<RestaurantId> {
         self.state.as_ref().map(|s| s.restaurant_id)
     }
@@ -236,6 +244,7 @@ impl Payment {
             .map(|s| s.amount)
     }
 
+    /// The amount captured; `None` before capture.
     pub fn captured_amount(&self) -> Option<Money> {
         self.state.as_ref().and_then(|s| s.captured)
     }
@@ -261,6 +270,7 @@ impl Payment {
             .map(|s| s.amount)
     }
 
+    /// The rider who collected cash (cash payments).
     pub fn collected_by(&self) -> Option<RiderId> {
         self.state.as_ref().and_then(|s| s.collected_by)
     }
@@ -270,10 +280,12 @@ impl Payment {
         self.state.as_ref().map(|s| s.fees)
     }
 
+    /// The provider that handled the card, e.g. `simulated`.
     pub fn provider(&self) -> Option<&str> {
         self.state.as_ref().and_then(|s| s.provider.as_deref())
     }
 
+    /// The provider's reference of the authorization.
     pub fn provider_reference(&self) -> Option<&str> {
         self.state
             .as_ref()

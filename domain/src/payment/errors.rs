@@ -8,52 +8,130 @@ use crate::{DomainError, ErrorKind};
 /// HTTP status family it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PaymentError {
+    /// Payment not found (command `command`).
     #[error("payment not found (command {command})")]
-    NotFound { command: &'static str },
+    NotFound {
+        /// The command that found no payment.
+        command: &'static str,
+    },
+    /// Amount must be positive, got `amount`.
     #[error("amount must be positive, got {amount}")]
-    InvalidAmount { amount: Money },
+    InvalidAmount {
+        /// The amount given.
+        amount: Money,
+    },
+    /// `field` is in `found`, but the payment is in `expected`.
     #[error("{field} is in {found}, but the payment is in {expected}")]
     CurrencyMismatch {
+        /// The field that was refused.
         field: &'static str,
+        /// The currency required.
         expected: Currency,
+        /// The currency given.
         found: Currency,
     },
+    /// A card token is required.
     #[error("a card token is required")]
-    CardTokenRequired { order_id: OrderId },
+    CardTokenRequired {
+        /// The order.
+        order_id: OrderId,
+    },
+    /// Payment is already `status`.
     #[error("payment is already {status}")]
-    AlreadyAuthorized { status: PaymentStatus },
+    AlreadyAuthorized {
+        /// The payment's current status.
+        status: PaymentStatus,
+    },
+    /// A payment already exists (status `status`).
     #[error("a payment already exists (status {status})")]
-    AlreadyExists { status: PaymentStatus },
+    AlreadyExists {
+        /// The payment's current status.
+        status: PaymentStatus,
+    },
+    /// Payment belongs to order `expected`, not `found`.
     #[error("payment belongs to order {expected}, not {found}")]
-    OrderMismatch { expected: OrderId, found: OrderId },
+    OrderMismatch {
+        /// The order the payment belongs to.
+        expected: OrderId,
+        /// The order named by the command.
+        found: OrderId,
+    },
+    /// Payment in status `status` cannot be captured.
     #[error("payment in status {status} cannot be captured")]
-    NotCapturable { status: PaymentStatus },
+    NotCapturable {
+        /// The payment's current status.
+        status: PaymentStatus,
+    },
+    /// A payment is captured only after its order is delivered, unless ops give an override reason.
     #[error(
         "a payment is captured only after its order is delivered, unless ops give an override reason"
     )]
     CaptureBeforeDelivery,
+    /// Cannot capture `requested`: only `authorized` is authorized.
     #[error("cannot capture {requested}: only {authorized} is authorized")]
-    CaptureExceedsAuthorized { requested: Money, authorized: Money },
+    CaptureExceedsAuthorized {
+        /// The amount asked to capture.
+        requested: Money,
+        /// The authorized amount.
+        authorized: Money,
+    },
+    /// Payment in status `status` cannot be voided.
     #[error("payment in status {status} cannot be voided")]
-    NotVoidable { status: PaymentStatus },
+    NotVoidable {
+        /// The payment's current status.
+        status: PaymentStatus,
+    },
+    /// Payment in status `status` cannot be refunded.
     #[error("payment in status {status} cannot be refunded")]
-    NotRefundable { status: PaymentStatus },
+    NotRefundable {
+        /// The payment's current status.
+        status: PaymentStatus,
+    },
+    /// Cannot refund `requested`: only `refundable` of the captured amount is left.
     #[error("cannot refund {requested}: only {refundable} of the captured amount is left")]
-    RefundExceedsCaptured { requested: Money, refundable: Money },
+    RefundExceedsCaptured {
+        /// The amount asked to refund.
+        requested: Money,
+        /// What may still be refunded.
+        refundable: Money,
+    },
+    /// Cash payments do not support `operation`.
     #[error("cash payments do not support {operation}")]
-    CashOperationUnsupported { operation: &'static str },
+    CashOperationUnsupported {
+        /// The operation, e.g. `capture`.
+        operation: &'static str,
+    },
+    /// A reason is required to `action`.
     #[error("a reason is required to {action}")]
-    ReasonRequired { action: &'static str },
+    ReasonRequired {
+        /// What the reason was needed for.
+        action: &'static str,
+    },
+    /// A reason or other text was refused (see [`TextError`](crate::text::TextError)).
     #[error(transparent)]
     InvalidText(#[from] crate::text::TextError),
+    /// An amount of this payment is too large.
     #[error("an amount of this payment is too large")]
-    AmountOverflow { amount: Money },
+    AmountOverflow {
+        /// The amount given.
+        amount: Money,
+    },
+    /// Payment provider `provider` is unavailable: `reason`.
     #[error("payment provider {provider} is unavailable: {reason}")]
-    ProviderUnavailable { provider: String, reason: String },
+    ProviderUnavailable {
+        /// The provider's name, e.g. `simulated`.
+        provider: String,
+        /// What went wrong reaching the provider.
+        reason: String,
+    },
+    /// Payment provider `provider` refused to `operation`: `code`.
     #[error("payment provider {provider} refused to {operation}: {code}")]
     ProviderRejected {
+        /// The provider's name, e.g. `simulated`.
         provider: String,
+        /// The operation, e.g. `capture`.
         operation: &'static str,
+        /// The provider's decline code.
         code: String,
     },
 }

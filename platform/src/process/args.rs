@@ -13,7 +13,7 @@ use super::{StartError, env, schema};
 use crate::db;
 
 /// PostgreSQL settings (help heading "Database").
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Clone, Default, clap::Args)]
 #[command(next_help_heading = "Database")]
 pub struct DatabaseArgs {
     /// PostgreSQL URL of the event store and the read models (may hold a
@@ -29,6 +29,23 @@ pub struct DatabaseArgs {
     /// is read as a deprecated alias].
     #[arg(long, env = env::DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS, global = true)]
     pub database_idle_in_transaction_timeout_seconds: Option<u64>,
+}
+
+/// Never shows the URL: it may hold a password.
+impl std::fmt::Debug for DatabaseArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseArgs")
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "<redacted>"),
+            )
+            .field("database_pool_size", &self.database_pool_size)
+            .field(
+                "database_idle_in_transaction_timeout_seconds",
+                &self.database_idle_in_transaction_timeout_seconds,
+            )
+            .finish()
+    }
 }
 
 impl DatabaseArgs {

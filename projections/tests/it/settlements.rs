@@ -8,13 +8,13 @@ use ordertrail_schemas::*;
 
 use crate::support::*;
 
-pub const BERLIN: &str = "Europe/Berlin";
+pub(crate) const BERLIN: &str = "Europe/Berlin";
 
 /// Four orders of one Berlin restaurant (CET = UTC+1):
 /// A delivered 23:50 local on Jan 10; B delivered 00:20 local on Jan 11 and
 /// partly refunded on Jan 12; C cancelled and voided on Jan 11; D cash,
 /// delivered on Jan 11.
-pub fn scripted_day(
+pub(crate) fn scripted_day(
     restaurant: RestaurantId,
     customer: CustomerId,
     rider: RiderId,
@@ -141,7 +141,7 @@ fn day(d: u32) -> NaiveDate {
 }
 
 /// The hand-computed figures of [`scripted_day`].
-pub fn expected_days(restaurant: RestaurantId) -> Vec<RestaurantSettlementDay> {
+pub(crate) fn expected_days(restaurant: RestaurantId) -> Vec<RestaurantSettlementDay> {
     let r = restaurant.as_uuid();
     let row = |d: u32| RestaurantSettlementDay {
         restaurant_id: r,

@@ -18,9 +18,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-pub const PARTITIONS: i32 = 3;
+pub(crate) const PARTITIONS: i32 = 3;
 
-pub struct Env {
+pub(crate) struct Env {
     pub db: TestDatabase,
     pub kafka: TestKafka,
     pub producer: FutureProducer,
@@ -29,7 +29,7 @@ pub struct Env {
 }
 
 impl Env {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         ordertrail_testkit::init_test_logging();
         let db = TestDatabase::new().await;
         let kafka = TestKafka::start();
@@ -65,18 +65,18 @@ impl Env {
         }
     }
 
-    pub fn pool(&self) -> &PgPool {
+    pub(crate) fn pool(&self) -> &PgPool {
         &self.db.pool
     }
 
-    pub fn config(&self, group: &str) -> RuntimeConfig {
+    pub(crate) fn config(&self, group: &str) -> RuntimeConfig {
         let mut c = RuntimeConfig::new(&self.kafka.bootstrap, &self.kafka.prefix, group);
         c.batch_size = 50;
         c
     }
 
     /// Produce envelopes in order (each to its aggregate's topic, keyed by id).
-    pub async fn produce(&mut self, envelopes: &[EventEnvelope]) {
+    pub(crate) async fn produce(&mut self, envelopes: &[EventEnvelope]) {
         for e in envelopes {
             let topic = topics::topic_for(&self.kafka.prefix, e.aggregate_type);
             let value = serde_json::to_vec(e).expect("serialize envelope");
@@ -95,7 +95,7 @@ impl Env {
     }
 
     /// Produce a raw value (for poison-message tests).
-    pub async fn produce_raw(&mut self, kind: AggregateKind, key: &str, value: &[u8]) {
+    pub(crate) async fn produce_raw(&mut self, kind: AggregateKind, key: &str, value: &[u8]) {
         let topic = topics::topic_for(&self.kafka.prefix, kind);
         self.producer
             .send(
@@ -109,7 +109,7 @@ impl Env {
     }
 
     /// Messages produced on the topics a projector reads.
-    pub fn produced_for(&self, kinds: &[AggregateKind]) -> i64 {
+    pub(crate) fn produced_for(&self, kinds: &[AggregateKind]) -> i64 {
         kinds
             .iter()
             .map(|k| {
@@ -122,7 +122,7 @@ impl Env {
     }
 
     /// Wait until `projector` has consumed everything produced on its topics.
-    pub async fn caught_up(&self, projector: &str, kinds: &[AggregateKind]) {
+    pub(crate) async fn caught_up(&self, projector: &str, kinds: &[AggregateKind]) {
         let expected = self.produced_for(kinds);
         let pool = self.pool().clone();
         eventually(
@@ -147,13 +147,13 @@ impl Env {
 }
 
 /// A projector running in-process until stopped.
-pub struct Running {
+pub(crate) struct Running {
     stop: Option<oneshot::Sender<()>>,
     pub handle: JoinHandle<Result<(), RuntimeError>>,
 }
 
 impl Running {
-    pub fn spawn(kind: ProjectorKind, config: RuntimeConfig, pool: PgPool) -> Self {
+    pub(crate) fn spawn(kind: ProjectorKind, config: RuntimeConfig, pool: PgPool) -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(ordertrail_projections::run(
             kind,
@@ -169,7 +169,7 @@ impl Running {
         }
     }
 
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -180,13 +180,13 @@ impl Running {
     }
 }
 
-pub const EUR: Currency = Currency::EUR;
+pub(crate) const EUR: Currency = Currency::EUR;
 
-pub fn eur(amount: i64) -> Money {
+pub(crate) fn eur(amount: i64) -> Money {
     Money::new(amount, EUR)
 }
 
-pub fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+pub(crate) fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
         .single()
         .expect("valid time")
@@ -194,13 +194,13 @@ pub fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
 
 /// Builds envelopes with per-aggregate sequences and a global position.
 #[derive(Default)]
-pub struct Script {
+pub(crate) struct Script {
     sequences: HashMap<String, i64>,
     position: i64,
     pub envelopes: Vec<EventEnvelope>,
 }
 
-pub fn metadata(role: ActorRole) -> EventMetadata {
+pub(crate) fn metadata(role: ActorRole) -> EventMetadata {
     EventMetadata {
         command_id: Uuid::new_v4(),
         correlation_id: Uuid::new_v4(),
@@ -243,7 +243,7 @@ impl Script {
         env
     }
 
-    pub fn order(
+    pub(crate) fn order(
         &mut self,
         id: OrderId,
         ev: impl Into<OrderEvent>,
@@ -261,7 +261,7 @@ impl Script {
         )
     }
 
-    pub fn payment(
+    pub(crate) fn payment(
         &mut self,
         id: PaymentId,
         ev: impl Into<PaymentEvent>,
@@ -279,7 +279,7 @@ impl Script {
         )
     }
 
-    pub fn delivery(
+    pub(crate) fn delivery(
         &mut self,
         id: DeliveryId,
         ev: impl Into<DeliveryEvent>,
@@ -298,14 +298,14 @@ impl Script {
     }
 }
 
-pub const BERLIN_RESTAURANT: GeoPoint = GeoPoint {
+pub(crate) const BERLIN_RESTAURANT: GeoPoint = GeoPoint {
     lat: 52.5200,
     lon: 13.4050,
 };
 
 /// An order as the command side prices it: 2 × 12.50 + 1 × 3.99, delivery
 /// fee 3.19, service fee 1.45, tax 2.03 (7 %), commission 4.35 (15 %).
-pub struct OrderSpec {
+pub(crate) struct OrderSpec {
     pub order: OrderId,
     pub customer: CustomerId,
     pub restaurant: RestaurantId,
@@ -315,7 +315,11 @@ pub struct OrderSpec {
 }
 
 impl OrderSpec {
-    pub fn new(restaurant: RestaurantId, customer: CustomerId, time_zone: &'static str) -> Self {
+    pub(crate) fn new(
+        restaurant: RestaurantId,
+        customer: CustomerId,
+        time_zone: &'static str,
+    ) -> Self {
         Self {
             order: OrderId::new_random(),
             customer,
@@ -326,7 +330,7 @@ impl OrderSpec {
         }
     }
 
-    pub fn price(&self) -> PriceBreakdown {
+    pub(crate) fn price(&self) -> PriceBreakdown {
         let subtotal = 2_899;
         let (delivery_fee, service_fee, tax, commission) = (319, 145, 203, 435);
         PriceBreakdown {
@@ -340,11 +344,11 @@ impl OrderSpec {
         }
     }
 
-    pub fn total(&self) -> i64 {
+    pub(crate) fn total(&self) -> i64 {
         self.price().total.amount
     }
 
-    pub fn placed(&self, placed_at: DateTime<Utc>) -> OrderPlaced {
+    pub(crate) fn placed(&self, placed_at: DateTime<Utc>) -> OrderPlaced {
         OrderPlaced {
             order_id: self.order,
             customer_id: self.customer,
@@ -388,17 +392,17 @@ impl OrderSpec {
         }
     }
 
-    pub fn payment_id(&self) -> PaymentId {
+    pub(crate) fn payment_id(&self) -> PaymentId {
         PaymentId::for_order(self.order)
     }
 
-    pub fn delivery_id(&self) -> DeliveryId {
+    pub(crate) fn delivery_id(&self) -> DeliveryId {
         DeliveryId::for_order(self.order)
     }
 }
 
 /// The full happy path of a card order, delivered at `delivered`.
-pub fn delivered_card_order(
+pub(crate) fn delivered_card_order(
     s: &mut Script,
     spec: &OrderSpec,
     placed: DateTime<Utc>,

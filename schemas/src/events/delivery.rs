@@ -7,12 +7,18 @@ use serde::{Deserialize, Serialize};
 use super::event_enum;
 use crate::{DeliveryId, GeoPoint, OrderId, RestaurantId, RiderId};
 
+/// A delivery of an order from the restaurant to the customer was requested.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DeliveryRequested {
+    /// The delivery.
     pub delivery_id: DeliveryId,
+    /// The order to deliver.
     pub order_id: OrderId,
+    /// The restaurant the order is from.
     pub restaurant_id: RestaurantId,
+    /// Where the rider picks the order up (the restaurant).
     pub pickup: GeoPoint,
+    /// Where the rider drops the order off (the customer's address).
     pub dropoff: GeoPoint,
     /// Keyed hash of the 4-digit code the customer tells the rider at the
     /// door (`hmac-sha256:<hex>`; `sha256:<hex>` for events first written as
@@ -20,19 +26,27 @@ pub struct DeliveryRequested {
     pub dropoff_code_hash: String,
     /// When the food is expected to be ready (drives the pickup ETA).
     pub ready_by: Option<DateTime<Utc>>,
+    /// When the delivery was requested.
     pub requested_at: DateTime<Utc>,
 }
 
+/// A rider took the delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RiderAssigned {
+    /// The rider now assigned.
     pub rider_id: RiderId,
+    /// When the rider was assigned.
     pub assigned_at: DateTime<Utc>,
 }
 
+/// The assigned rider was taken off the delivery; it waits for another.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RiderUnassigned {
+    /// The rider taken off.
     pub rider_id: RiderId,
+    /// Why the rider was taken off.
     pub reason: String,
+    /// When the rider was taken off.
     pub unassigned_at: DateTime<Utc>,
 }
 
@@ -42,7 +56,9 @@ pub struct RiderUnassigned {
 /// version 2 when loaded and when published.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RiderLocationReported {
+    /// The rider whose device reported the fix.
     pub rider_id: RiderId,
+    /// Where the rider was.
     pub location: GeoPoint,
     /// Device time of the fix; never goes backwards within a delivery.
     pub reported_at: DateTime<Utc>,
@@ -55,6 +71,9 @@ pub struct RiderLocationReported {
 
 /// Earlier versions of delivery events, kept so their schemas stay published and
 /// their fixtures stay tested. Writers never produce these.
+// The v1 types' `///` lines are part of their published schemas, which stay
+// byte for byte what they were: no docs are added here.
+#[allow(missing_docs)]
 pub mod legacy {
     use super::*;
 
@@ -86,35 +105,50 @@ pub mod legacy {
     }
 }
 
+/// The rider confirmed picking the order up at the restaurant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PickupConfirmed {
+    /// The rider who picked it up.
     pub rider_id: RiderId,
+    /// When the rider picked it up.
     pub picked_up_at: DateTime<Utc>,
 }
 
+/// The rider entered a wrong drop-off code at the door.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DropoffCodeRejected {
+    /// The rider who entered it.
     pub rider_id: RiderId,
     /// Failed attempts so far, including this one.
     pub attempts: u32,
+    /// When the code was refused.
     pub rejected_at: DateTime<Utc>,
 }
 
+/// The rider handed the order over with the right drop-off code.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DeliveryCompleted {
+    /// The rider who delivered.
     pub rider_id: RiderId,
+    /// When the delivery was completed.
     pub completed_at: DateTime<Utc>,
 }
 
+/// The delivery could not be completed; it ends here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DeliveryFailed {
+    /// Why the delivery failed.
     pub reason: String,
+    /// When it failed.
     pub failed_at: DateTime<Utc>,
 }
 
+/// The delivery was called off before pickup; it ends here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DeliveryCancelled {
+    /// Why the delivery was cancelled.
     pub reason: String,
+    /// When it was cancelled.
     pub cancelled_at: DateTime<Utc>,
 }
 
@@ -125,6 +159,7 @@ pub struct DeliveryCancelled {
 pub struct DeliveryFlagged {
     /// Why it needs attention, e.g. `no rider assigned within 600 s`.
     pub reason: String,
+    /// When it was flagged.
     pub flagged_at: DateTime<Utc>,
 }
 

@@ -18,12 +18,16 @@ pub use payment::*;
 /// The three aggregate types, as stored in `events.aggregate_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum AggregateKind {
+    /// An order, from placement to delivery or its end.
     Order,
+    /// A payment for one order: authorization, capture, void, refund.
     Payment,
+    /// The delivery of one order by a rider.
     Delivery,
 }
 
 impl AggregateKind {
+    /// Every aggregate type, in a fixed order.
     pub const ALL: [AggregateKind; 3] = [
         AggregateKind::Order,
         AggregateKind::Payment,
@@ -39,6 +43,7 @@ impl AggregateKind {
         }
     }
 
+    /// The aggregate type named by its `events.aggregate_type` value.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "Order" => Some(AggregateKind::Order),
@@ -75,19 +80,24 @@ macro_rules! event_enum {
         // change the payload types every reader matches on, for no measurable gain.
         #[allow(clippy::large_enum_variant)]
         pub enum $enum {
-            $($variant($variant)),+
+            $(
+                #[doc = concat!("The [`", stringify!($variant), "`] event.")]
+                $variant($variant)
+            ),+
         }
 
         impl $enum {
             /// Every `(event_type, current version)` pair of this enum.
             pub const TYPES: &'static [(&'static str, &'static str)] = &[$((stringify!($variant), $version)),+];
 
+            /// The event type name of this variant, e.g. `OrderPlaced`.
             pub fn type_name(&self) -> &'static str {
                 match self {
                     $($enum::$variant(_) => stringify!($variant)),+
                 }
             }
 
+            /// The payload version writers produce for this variant.
             pub fn version(&self) -> &'static str {
                 match self {
                     $($enum::$variant(_) => $version),+
@@ -129,8 +139,11 @@ pub(crate) use event_enum;
 // One event lives at a time; `OrderPlaced` is large, as in the event enums.
 #[allow(clippy::large_enum_variant)]
 pub enum Event {
+    /// An event of an order.
     Order(OrderEvent),
+    /// An event of a payment.
     Payment(PaymentEvent),
+    /// An event of a delivery.
     Delivery(DeliveryEvent),
 }
 
@@ -141,13 +154,21 @@ pub enum DecodeError {
     /// upcaster missing): never guessed at.
     #[error("unknown {aggregate_type} event type {event_type} version {event_version}")]
     Unknown {
+        /// The aggregate type the event was stored under.
         aggregate_type: AggregateKind,
+        /// The stored event type.
         event_type: String,
+        /// The stored event version.
         event_version: String,
     },
     /// A known type whose payload does not match its schema.
     #[error("cannot decode the {event_type} payload: {reason}")]
-    Payload { event_type: String, reason: String },
+    Payload {
+        /// The stored event type.
+        event_type: String,
+        /// What serde found wrong with the payload.
+        reason: String,
+    },
 }
 
 impl Event {

@@ -8,11 +8,16 @@ use serde::{Deserialize, Serialize};
 use super::event_enum;
 use crate::{Money, OrderId, PaymentId, RestaurantId, RiderId};
 
+/// The provider reserved the order's amount on the customer's card.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentAuthorized {
+    /// The payment.
     pub payment_id: PaymentId,
+    /// The order it pays for.
     pub order_id: OrderId,
+    /// The restaurant the order is from.
     pub restaurant_id: RestaurantId,
+    /// The amount reserved: the order's total.
     pub amount: Money,
     /// Provider name, e.g. `simulated`.
     pub provider: String,
@@ -20,25 +25,37 @@ pub struct PaymentAuthorized {
     pub provider_reference: String,
     /// Fee charged by the provider for the authorization.
     pub fee: Money,
+    /// When the provider authorized.
     pub authorized_at: DateTime<Utc>,
 }
 
+/// The provider refused to authorize the order's amount.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentDeclined {
+    /// The payment.
     pub payment_id: PaymentId,
+    /// The order it was to pay for.
     pub order_id: OrderId,
+    /// The restaurant the order is from.
     pub restaurant_id: RestaurantId,
+    /// The amount that was refused.
     pub amount: Money,
+    /// Provider name, e.g. `simulated`.
     pub provider: String,
     /// The provider's decline code, e.g. `insufficient_funds`.
     pub decline_code: String,
+    /// When the provider declined.
     pub declined_at: DateTime<Utc>,
 }
 
+/// The authorized amount was taken from the customer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentCaptured {
+    /// The amount captured.
     pub amount: Money,
+    /// Fee charged by the provider for the capture.
     pub fee: Money,
+    /// When the provider captured.
     pub captured_at: DateTime<Utc>,
     /// Why ops captured before the order was delivered; `None` for every
     /// capture after delivery (and every event first written as version 1).
@@ -57,6 +74,7 @@ pub struct PaymentCaptured {
 pub struct PaymentCaptureFailed {
     /// The amount the capture asked for.
     pub amount: Money,
+    /// Provider name, e.g. `simulated`.
     pub provider: String,
     /// The provider's decline code, or `provider_unavailable`.
     pub decline_code: String,
@@ -68,6 +86,7 @@ pub struct PaymentCaptureFailed {
     pub attempt: u32,
     /// Refused captures are not retried any more; operations must act.
     pub final_attempt: bool,
+    /// When the attempt failed.
     pub failed_at: DateTime<Utc>,
 }
 
@@ -91,6 +110,7 @@ pub const PROVIDER_UNAVAILABLE: &str = "provider_unavailable";
 pub struct PaymentVoidFailed {
     /// The authorized amount the void was to release (still held).
     pub amount: Money,
+    /// Provider name, e.g. `simulated`.
     pub provider: String,
     /// The provider's decline code, or `provider_unavailable`.
     pub decline_code: String,
@@ -102,6 +122,7 @@ pub struct PaymentVoidFailed {
     pub attempt: u32,
     /// Refused voids are not retried any more; operations must act.
     pub final_attempt: bool,
+    /// When the attempt failed.
     pub failed_at: DateTime<Utc>,
 }
 
@@ -118,6 +139,7 @@ pub struct PaymentRefundFailed {
     pub amount: Money,
     /// Why the refund was asked for (as on `PaymentRefunded`).
     pub reason: String,
+    /// Provider name, e.g. `simulated`.
     pub provider: String,
     /// The provider's decline code, or `provider_unavailable`.
     pub decline_code: String,
@@ -130,6 +152,7 @@ pub struct PaymentRefundFailed {
     pub attempt: u32,
     /// Refused refunds are not retried any more; operations must act.
     pub final_attempt: bool,
+    /// When the attempt failed.
     pub failed_at: DateTime<Utc>,
 }
 
@@ -143,6 +166,9 @@ pub const REFUND_ATTEMPTS_MAX: u32 = 3;
 
 /// Earlier versions of payment events, kept so their schemas stay published.
 /// Writers never produce these.
+// The v1 types' `///` lines are part of their published schemas, which stay
+// byte for byte what they were: no docs are added here.
+#[allow(missing_docs)]
 pub mod legacy_payment {
     use super::*;
 
@@ -168,11 +194,14 @@ pub mod legacy_payment {
     }
 }
 
+/// The authorization was released without taking any money.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentVoided {
     /// The authorized amount released.
     pub amount: Money,
+    /// Fee charged by the provider for the void.
     pub fee: Money,
+    /// When the provider voided.
     pub voided_at: DateTime<Utc>,
 }
 
@@ -182,21 +211,32 @@ pub struct PaymentVoided {
 /// `items + tax` and gets `commission_reversed` back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RefundAllocation {
+    /// Refunded item sales.
     pub items: Money,
+    /// Refunded delivery fee.
     pub delivery_fee: Money,
+    /// Refunded service fee.
     pub service_fee: Money,
+    /// Refunded tax.
     pub tax: Money,
+    /// Refunded tip.
     pub tip: Money,
     /// Commission the platform gives back on the refunded item sales.
     pub commission_reversed: Money,
 }
 
+/// Captured money (all or part) was returned to the customer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentRefunded {
+    /// The amount returned.
     pub amount: Money,
+    /// Fee charged by the provider for the refund.
     pub fee: Money,
+    /// Why the refund was made.
     pub reason: String,
+    /// The provider's reference for this refund.
     pub provider_reference: String,
+    /// When the provider refunded.
     pub refunded_at: DateTime<Utc>,
     /// The refund by component; `None` for events first written as version 1
     /// (the whole amount was then charged to the restaurant).
@@ -204,13 +244,20 @@ pub struct PaymentRefunded {
     pub allocation: Option<RefundAllocation>,
 }
 
+/// The rider collected a cash order's amount at the door.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CashCollected {
+    /// The payment.
     pub payment_id: PaymentId,
+    /// The order it pays for.
     pub order_id: OrderId,
+    /// The restaurant the order is from.
     pub restaurant_id: RestaurantId,
+    /// The amount collected: the order's total.
     pub amount: Money,
+    /// The rider who collected it.
     pub rider_id: RiderId,
+    /// When the rider collected it.
     pub collected_at: DateTime<Utc>,
 }
 
