@@ -40,7 +40,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `POST /v1/payments`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizePaymentRequest {
     pub order_id: Uuid,
@@ -53,6 +53,16 @@ pub struct AuthorizePaymentRequest {
         pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
     )]
     pub card_token: Option<String>,
+}
+
+/// The card token is a secret: never printed.
+impl std::fmt::Debug for AuthorizePaymentRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizePaymentRequest")
+            .field("order_id", &self.order_id)
+            .field("card_token", &self.card_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// `POST /v1/payments/{id}/capture`.

@@ -18,11 +18,21 @@ use crate::service::{
 /// Authorize the order's total on its card: the card on file, or a new
 /// card token (a retry after a decline). The order's customer, staff or the
 /// saga.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuthorizePayment {
     pub order_id: OrderId,
     /// A new card for this attempt; the order's card when absent.
     pub card_token: Option<String>,
+}
+
+/// The card token is a secret: never printed.
+impl std::fmt::Debug for AuthorizePayment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizePayment")
+            .field("order_id", &self.order_id)
+            .field("card_token", &self.card_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl AuthorizePayment {
