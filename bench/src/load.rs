@@ -94,4 +94,3 @@ pub async fn run_load(
     total.elapsed = started.elapsed();
     Ok(total)
 }
-

@@ -73,7 +73,7 @@ pub async fn steady_lag(
     for w in 0..writers {
         let pool = pool.clone();
         let commits = commits.clone();
-        
+
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_writer as f64));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);

@@ -186,7 +186,11 @@ async fn measure_in(
         .topic_prefix(&prefix)
         .partitions(args.partitions)
         .projectors(Vec::new());
-    if let Some(b) = args.kafka_brokers.as_deref().filter(|b| !b.trim().is_empty()) {
+    if let Some(b) = args
+        .kafka_brokers
+        .as_deref()
+        .filter(|b| !b.trim().is_empty())
+    {
         stack = stack.kafka(b);
     }
     let stack = stack.start().await?;
@@ -253,7 +257,9 @@ async fn measure_in(
         format!("{}/v1/orders/{}", api.base, ids[i % ids.len()])
     })
     .await?;
-    println!("[{label}] GET /v1/orders p99 {list_p99:.2} ms, GET /v1/orders/{{id}} p99 {detail_p99:.2} ms");
+    println!(
+        "[{label}] GET /v1/orders p99 {list_p99:.2} ms, GET /v1/orders/{{id}} p99 {detail_p99:.2} ms"
+    );
 
     let (_, relay_p99, _, _) = steady_lag(
         pool,
@@ -294,7 +300,9 @@ async fn fill(pool: &PgPool, target: u64, reports: usize) -> Result<(usize, u64)
             position,
             ..Backlog::default()
         };
-        while (backlog.envelopes.len() as u64) < 50_000 && events + (backlog.envelopes.len() as u64) < target {
+        while (backlog.envelopes.len() as u64) < 50_000
+            && events + (backlog.envelopes.len() as u64) < target
+        {
             order(&mut backlog, orders, reports, &restaurants)?;
             orders += 1;
         }

@@ -18,11 +18,10 @@
 use ordertrail_bench::load::run_load;
 use ordertrail_bench::{ApiProcess, ms, spawn_api, wait_ready};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use hdrhistogram::Histogram;
 use ordertrail_commands::catalog::{self, seed_ids};
 
 /// Benchmark PlaceOrder through the API against the PostgreSQL ceiling.

@@ -12,22 +12,15 @@
 //! Runs against `DATABASE_URL` (a fresh database is created and dropped) and
 //! `KAFKA_BROKERS`, or an in-process librdkafka mock cluster when unset.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
-use hdrhistogram::Histogram;
 use ordertrail_bench::relay_lag::steady_lag;
 use ordertrail_commands::relay::checkpoint;
 use ordertrail_launcher::{Stack, mock};
 use ordertrail_platform::{db, event_log};
 use ordertrail_schemas::topics::all_topics;
-use rdkafka::ClientConfig;
-use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -167,7 +160,15 @@ async fn bench(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
     );
 
     // 2. Lag at a steady rate.
-    let (p50, p99, max, n) = steady_lag(pool, &brokers, &prefix, args.partitions, args.rate, args.seconds).await?;
+    let (p50, p99, max, n) = steady_lag(
+        pool,
+        &brokers,
+        &prefix,
+        args.partitions,
+        args.rate,
+        args.seconds,
+    )
+    .await?;
     println!(
         "publish lag at {}/s for {}s ({n} commands): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms \
          (commit -> consumed; target p99 <= 50 ms)",
@@ -218,4 +219,3 @@ FROM g
     .context("insert backlog")?;
     Ok(())
 }
-

@@ -89,7 +89,10 @@ async fn a_retry_inside_the_window_gets_its_first_answer_and_older_rows_are_prun
         )
         .await
         .expect("recent order");
-    let (old_command, recent_command) = (command_of(pool, "old").await, command_of(pool, "recent").await);
+    let (old_command, recent_command) = (
+        command_of(pool, "old").await,
+        command_of(pool, "recent").await,
+    );
     saga_at_head(pool).await;
     // The old request is older than both windows; the recent one is inside.
     exec(
@@ -97,11 +100,13 @@ async fn a_retry_inside_the_window_gets_its_first_answer_and_older_rows_are_prun
         "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE idempotency_key = 'old'",
     )
     .await;
-    sqlx::query("UPDATE command_log SET recorded_at = now() - interval '8 days' WHERE command_id = $1")
-        .bind(old_command)
-        .execute(pool)
-        .await
-        .expect("age the old command");
+    sqlx::query(
+        "UPDATE command_log SET recorded_at = now() - interval '8 days' WHERE command_id = $1",
+    )
+    .bind(old_command)
+    .execute(pool)
+    .await
+    .expect("age the old command");
 
     // One row per statement: the batching loop must walk to the end.
     let policy = RetentionPolicy::default().with_batch(1);
@@ -114,7 +119,11 @@ async fn a_retry_inside_the_window_gets_its_first_answer_and_older_rows_are_prun
     assert!(!logged(pool, old_command).await);
     assert!(logged(pool, recent_command).await);
     assert_eq!(
-        scalar(pool, "SELECT count(*) FROM idempotency_keys WHERE idempotency_key = 'recent'").await,
+        scalar(
+            pool,
+            "SELECT count(*) FROM idempotency_keys WHERE idempotency_key = 'recent'"
+        )
+        .await,
         1
     );
 
@@ -130,7 +139,10 @@ async fn a_retry_inside_the_window_gets_its_first_answer_and_older_rows_are_prun
     assert!(again.replayed);
     assert_eq!(again.aggregate_id, recent.aggregate_id);
     assert_eq!(again.events, recent.events);
-    assert_eq!(scalar(pool, "SELECT count(*) FROM events").await, events_before);
+    assert_eq!(
+        scalar(pool, "SELECT count(*) FROM events").await,
+        events_before
+    );
 
     // Past the window the key is forgotten: the same key is a new request.
     let late = service
@@ -160,18 +172,28 @@ async fn the_command_log_stays_while_the_saga_could_still_resend_its_commands() 
         .run(&keyed(c, "k"), berlin_order(c, card("tok_visa")))
         .await
         .expect("order");
-    exec(pool, "UPDATE command_log SET recorded_at = now() - interval '30 days'").await;
+    exec(
+        pool,
+        "UPDATE command_log SET recorded_at = now() - interval '30 days'",
+    )
+    .await;
     let policy = RetentionPolicy::default();
 
     // The saga never ran: it would start from the first event, so every
     // command id it could send must stay.
-    let pruned = retention::prune_once(pool, &policy).await.expect("prune").expect("lock");
+    let pruned = retention::prune_once(pool, &policy)
+        .await
+        .expect("prune")
+        .expect("lock");
     assert_eq!(pruned.command_log, 0);
 
     // The saga's store position is before the command: it may still
     // re-process the cause and re-send it.
     exec(pool, "INSERT INTO consumers (consumer) VALUES ('saga')").await;
-    let pruned = retention::prune_once(pool, &policy).await.expect("prune").expect("lock");
+    let pruned = retention::prune_once(pool, &policy)
+        .await
+        .expect("prune")
+        .expect("lock");
     assert_eq!(pruned.command_log, 0);
 
     // An unfired timer older than the row keeps it too (stored retries repeat
@@ -184,12 +206,18 @@ async fn the_command_log_stays_while_the_saga_could_still_resend_its_commands() 
                  now() - interval '31 days')",
     )
     .await;
-    let pruned = retention::prune_once(pool, &policy).await.expect("prune").expect("lock");
+    let pruned = retention::prune_once(pool, &policy)
+        .await
+        .expect("prune")
+        .expect("lock");
     assert_eq!(pruned.command_log, 0);
 
     // Past the saga and no timer waiting: the row goes.
     exec(pool, "UPDATE saga_timers SET fired_at = now()").await;
-    let pruned = retention::prune_once(pool, &policy).await.expect("prune").expect("lock");
+    let pruned = retention::prune_once(pool, &policy)
+        .await
+        .expect("prune")
+        .expect("lock");
     assert_eq!(pruned.command_log, 1);
     assert_eq!(scalar(pool, "SELECT count(*) FROM command_log").await, 0);
 }

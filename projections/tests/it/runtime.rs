@@ -390,7 +390,10 @@ async fn pruned_sequence_guards_still_drop_old_duplicates() {
     .await;
     let n = n as i64;
     let expected = (n, n * 2_899, n * (25 + 35));
-    assert_eq!(settlement_orders_total(env.pool(), restaurant).await, expected);
+    assert_eq!(
+        settlement_orders_total(env.pool(), restaurant).await,
+        expected
+    );
 
     let guards = "SELECT count(*) FROM projector_sequences WHERE projector = 'settlements'";
     let before: i64 = sqlx::query_scalar(guards)
@@ -398,20 +401,20 @@ async fn pruned_sequence_guards_still_drop_old_duplicates() {
         .await
         .unwrap_or_default();
     assert_eq!(before, n * 2, "one guard row per order and per payment");
-    let pruned = ordertrail_platform::consumer::prune_guards(
-        env.pool(),
-        "settlements",
-        Duration::ZERO,
-    )
-    .await
-    .expect("prune guards");
+    let pruned =
+        ordertrail_platform::consumer::prune_guards(env.pool(), "settlements", Duration::ZERO)
+            .await
+            .expect("prune guards");
     assert_eq!(pruned as i64, before);
 
     // Everything again on Kafka, as a relay that lost its checkpoint would.
     env.produce(&script.envelopes).await;
     env.caught_up("settlements", &kinds).await;
     settle.stop().await;
-    assert_eq!(settlement_orders_total(env.pool(), restaurant).await, expected);
+    assert_eq!(
+        settlement_orders_total(env.pool(), restaurant).await,
+        expected
+    );
     let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM settlement_entries")
         .fetch_one(env.pool())
         .await
