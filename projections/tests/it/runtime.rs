@@ -378,7 +378,7 @@ async fn pruned_sequence_guards_still_drop_old_duplicates() {
             async move {
                 let done: bool = sqlx::query_scalar(
                     "SELECT coalesce((SELECT store_position FROM consumers WHERE consumer = 'settlements'), 0)
-                            = (SELECT max(global_position) FROM events WHERE aggregate_type IN ('order', 'payment'))",
+                            = (SELECT max(global_position) FROM events WHERE aggregate_type IN ('Order', 'Payment'))",
                 )
                 .fetch_one(&pool)
                 .await
