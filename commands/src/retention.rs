@@ -197,6 +197,7 @@ async fn prune_locked(
 ) -> Result<Pruned, sqlx::Error> {
     let idempotency_keys = delete_in_batches(
         conn,
+        "idempotency_keys",
         "DELETE FROM idempotency_keys WHERE ctid IN (
              SELECT ctid FROM idempotency_keys
              WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)",
@@ -204,10 +205,10 @@ async fn prune_locked(
         policy.batch,
     )
     .await?;
-    count("idempotency_keys", idempotency_keys);
 
     let command_log = delete_in_batches(
         conn,
+        "command_log",
         "DELETE FROM command_log WHERE ctid IN (
              SELECT l.ctid FROM command_log l
              JOIN consumers c ON c.consumer = $3
@@ -220,10 +221,10 @@ async fn prune_locked(
         policy.batch,
     )
     .await?;
-    count("command_log", command_log);
 
     let saga_timers = delete_in_batches(
         conn,
+        "saga_timers",
         "DELETE FROM saga_timers WHERE ctid IN (
              SELECT t.ctid FROM saga_timers t
              WHERE t.fired_at < now() - make_interval(secs => $1)
@@ -235,7 +236,6 @@ async fn prune_locked(
         policy.batch,
     )
     .await?;
-    count("saga_timers", saga_timers);
 
     let consumers: Vec<String> = sqlx::query_scalar("SELECT consumer FROM consumers")
         .fetch_all(&mut *conn)
@@ -254,11 +254,12 @@ async fn prune_locked(
     })
 }
 
-/// Run `sql` (binds: window in seconds, batch size, the saga's consumer
-/// name) until a batch deletes
+/// Run `sql` deleting from `table` (binds: window in seconds, batch size,
+/// the saga's consumer name) until a batch deletes
 /// fewer rows than the batch size.
 async fn delete_in_batches(
     conn: &mut PgConnection,
+    table: &'static str,
     sql: &'static str,
     window: Duration,
     batch: i64,
@@ -274,6 +275,7 @@ async fn delete_in_batches(
             .rows_affected();
         total += gone;
         if (gone as i64) < batch {
+            count(table, total);
             return Ok(total);
         }
     }

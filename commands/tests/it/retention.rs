@@ -53,6 +53,14 @@ async fn saga_at_head(pool: &PgPool) {
     .await;
 }
 
+/// One pruning run; no other instance holds the lock in these tests.
+async fn prune(pool: &PgPool, policy: &RetentionPolicy) -> retention::Pruned {
+    retention::prune_once(pool, policy)
+        .await
+        .expect("prune")
+        .expect("no other instance holds the lock")
+}
+
 async fn command_of(pool: &PgPool, key: &str) -> Uuid {
     sqlx::query_scalar("SELECT command_id FROM idempotency_keys WHERE idempotency_key = $1")
         .bind(key)
@@ -165,10 +173,7 @@ async fn a_retry_inside_the_window_gets_its_first_answer_and_older_rows_are_prun
     let _ = old;
 
     // A second run finds nothing more to do.
-    let pruned = retention::prune_once(pool, &policy)
-        .await
-        .expect("prune")
-        .expect("lock");
+    let pruned = prune(pool, &policy).await;
     assert_eq!(pruned, retention::Pruned::default());
 }
 
@@ -199,19 +204,13 @@ async fn the_command_log_stays_while_the_saga_could_still_resend_its_commands() 
 
     // The saga never ran: it would start from the first event, so every
     // command id it could send must stay.
-    let pruned = retention::prune_once(pool, &policy)
-        .await
-        .expect("prune")
-        .expect("lock");
+    let pruned = prune(pool, &policy).await;
     assert_eq!(pruned.command_log, 0);
 
     // The saga's store position is before the command: it may still
     // re-process the cause and re-send it.
     exec(pool, "INSERT INTO consumers (consumer) VALUES ('saga')").await;
-    let pruned = retention::prune_once(pool, &policy)
-        .await
-        .expect("prune")
-        .expect("lock");
+    let pruned = prune(pool, &policy).await;
     assert_eq!(pruned.command_log, 0);
 
     // An unfired timer older than the row keeps it too (stored retries repeat
@@ -224,18 +223,12 @@ async fn the_command_log_stays_while_the_saga_could_still_resend_its_commands() 
                  now() - interval '31 days')",
     )
     .await;
-    let pruned = retention::prune_once(pool, &policy)
-        .await
-        .expect("prune")
-        .expect("lock");
+    let pruned = prune(pool, &policy).await;
     assert_eq!(pruned.command_log, 0);
 
     // Past the saga and no timer waiting: the row goes.
     exec(pool, "UPDATE saga_timers SET fired_at = now()").await;
-    let pruned = retention::prune_once(pool, &policy)
-        .await
-        .expect("prune")
-        .expect("lock");
+    let pruned = prune(pool, &policy).await;
     assert_eq!(pruned.command_log, 1);
     assert_eq!(scalar(pool, "SELECT count(*) FROM command_log").await, 1);
 }
