@@ -305,3 +305,49 @@ pub fn order(
     )?;
     Ok(())
 }
+
+/// Write envelopes into `events` as stored rows (their own event ids and
+/// times), 5,000 per statement, in order.
+pub async fn load(pool: &sqlx::PgPool, envelopes: &[EventEnvelope]) -> anyhow::Result<()> {
+    for chunk in envelopes.chunks(5_000) {
+        let mut types = Vec::with_capacity(chunk.len());
+        let mut ids = Vec::with_capacity(chunk.len());
+        let mut seqs = Vec::with_capacity(chunk.len());
+        let mut names = Vec::with_capacity(chunk.len());
+        let mut versions = Vec::with_capacity(chunk.len());
+        let mut payloads = Vec::with_capacity(chunk.len());
+        let mut metadata = Vec::with_capacity(chunk.len());
+        let mut event_ids = Vec::with_capacity(chunk.len());
+        let mut recorded = Vec::with_capacity(chunk.len());
+        for e in chunk {
+            types.push(e.aggregate_type.as_str());
+            ids.push(e.aggregate_id.as_str());
+            seqs.push(e.sequence);
+            names.push(e.event_type.as_str());
+            versions.push(e.event_version.as_str());
+            payloads.push(e.payload.clone());
+            metadata.push(serde_json::to_value(e.metadata.to_map())?);
+            event_ids.push(e.event_id);
+            recorded.push(e.recorded_at);
+        }
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                                 payload, metadata, event_id, recorded_at)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                                  $6::jsonb[], $7::jsonb[], $8::uuid[], $9::timestamptz[])",
+        )
+        .bind(&types)
+        .bind(&ids)
+        .bind(&seqs)
+        .bind(&names)
+        .bind(&versions)
+        .bind(&payloads)
+        .bind(&metadata)
+        .bind(&event_ids)
+        .bind(&recorded)
+        .execute(pool)
+        .await
+        .context("insert events")?;
+    }
+    Ok(())
+}

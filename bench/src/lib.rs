@@ -5,6 +5,8 @@
 //! May depend on every workspace crate; nothing depends on it.
 
 pub mod backlog;
+pub mod load;
+pub mod relay_lag;
 
 use std::time::{Duration, Instant};
 
@@ -166,4 +168,20 @@ pub async fn drop_database(server: &str, name: &str) -> Result<()> {
 /// Microseconds as milliseconds, for printing.
 pub fn ms(micros: u64) -> f64 {
     micros as f64 / 1000.0
+}
+
+/// The binary `ordertrail-<name>` beside the running one (same profile).
+pub fn projector_binary(name: &str) -> Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe
+        .parent()
+        .context("binary directory")?
+        .join(format!("ordertrail-{name}"));
+    if !path.exists() {
+        bail!(
+            "{} not found: build the projector binaries in the same profile",
+            path.display()
+        );
+    }
+    Ok(path)
 }

@@ -12,6 +12,9 @@
 //!   from the store (API audit routes and `ordertrail-audit`).
 //! - [`provider_ledger`]: the simulated payment provider's own record of its
 //!   operations (the simulation's side of the reconciliation).
+//! - [`retention`]: pruning of the bookkeeping tables that grow with traffic
+//!   (Idempotency-Keys, command log, fired timers, sequence guards), run by
+//!   the saga process.
 //! - The relay (store → Kafka) and the saga (events → follow-up commands) live
 //!   in their own modules with thin binaries under `src/bin/`.
 //!
@@ -23,6 +26,7 @@ pub mod catalog;
 pub mod event_store;
 pub mod provider_ledger;
 pub mod relay;
+pub mod retention;
 pub mod saga;
 pub mod service;
 pub mod workflows;

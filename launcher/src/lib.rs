@@ -518,6 +518,8 @@ impl RunningStack {
     /// guard. The status's lag counts only events below the oldest running
     /// transaction of the whole PostgreSQL cluster (the readers' safe
     /// horizon), which another database's long transaction holds back.
+    /// A guard row pruned by retention stands for the consumer's store
+    /// position, which only ever covers applied events.
     async fn nothing_unapplied(&self) -> bool {
         for (name, types) in &self.projectors {
             let unapplied: Result<i64, _> = sqlx::query_scalar(
@@ -525,7 +527,10 @@ impl RunningStack {
                  WHERE e.aggregate_type = ANY($2)
                    AND coalesce((SELECT s.last_sequence FROM projector_sequences s
                                  WHERE s.projector = $1 AND s.aggregate_type = e.aggregate_type
-                                   AND s.aggregate_id = e.aggregate_id) < e.sequence, true)",
+                                   AND s.aggregate_id = e.aggregate_id) < e.sequence,
+                                NOT coalesce((e.transaction_id, e.global_position) <=
+                                             (SELECT c.store_txid, c.store_position FROM consumers c
+                                              WHERE c.consumer = $1), false))",
             )
             .bind(*name)
             .bind(types)

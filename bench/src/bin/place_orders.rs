@@ -15,13 +15,13 @@
 //!
 //! Absolute numbers swing by 2x on shared machines; compare the ratio.
 
-use ordertrail_bench::{ApiProcess, mint_token, ms, place_order_body, spawn_api, wait_ready};
+use ordertrail_bench::load::run_load;
+use ordertrail_bench::{ApiProcess, ms, spawn_api, wait_ready};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use hdrhistogram::Histogram;
 use ordertrail_launcher::seed::seed_ids;
 
 /// Benchmark PlaceOrder through the API against the PostgreSQL ceiling.
@@ -179,85 +179,6 @@ async fn main() -> Result<()> {
     );
     let _ = std::fs::remove_file(&script_path);
     Ok(())
-}
-
-struct LoadResult {
-    ok: u64,
-    errors: u64,
-    elapsed: Duration,
-    hist: Histogram<u64>,
-}
-
-async fn run_load(
-    client: &reqwest::Client,
-    base: &str,
-    secret: &str,
-    concurrency: usize,
-    duration: Duration,
-) -> Result<LoadResult> {
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        let client = client.clone();
-        let url = format!("{base}/v1/orders");
-        // Each worker is its own customer.
-        let token = mint_token(secret, "customer", &uuid::Uuid::new_v4().to_string())?;
-        tasks.push(tokio::spawn(async move {
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-            let (mut ok, mut errors) = (0u64, 0u64);
-            let body = place_order_body();
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let response = client
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-                    .json(&body)
-                    .send()
-                    .await;
-                let micros = t.elapsed().as_micros() as u64;
-                match response {
-                    Ok(r) if r.status().as_u16() == 201 => {
-                        let _ = r.bytes().await;
-                        ok += 1;
-                        hist.record(micros.max(1))?;
-                    }
-                    Ok(r) => {
-                        errors += 1;
-                        if errors <= 3 {
-                            eprintln!(
-                                "unexpected {}: {}",
-                                r.status(),
-                                r.text().await.unwrap_or_default()
-                            );
-                        }
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        if errors <= 3 {
-                            eprintln!("request failed: {e}");
-                        }
-                    }
-                }
-            }
-            anyhow::Ok((ok, errors, hist))
-        }));
-    }
-    let mut total = LoadResult {
-        ok: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        hist: Histogram::new_with_bounds(1, 60_000_000, 3)?,
-    };
-    for task in tasks {
-        let (ok, errors, hist) = task.await??;
-        total.ok += ok;
-        total.errors += errors;
-        total.hist.add(hist)?;
-    }
-    total.elapsed = started.elapsed();
-    Ok(total)
 }
 
 /// The SQL the command service runs for one keyed PlaceOrder, in order: the

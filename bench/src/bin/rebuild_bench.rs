@@ -20,10 +20,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use ordertrail_bench::backlog::{Backlog, order};
-use ordertrail_bench::{drop_database, fresh_database};
+use ordertrail_bench::backlog::{Backlog, load, order};
+use ordertrail_bench::{drop_database, fresh_database, projector_binary};
 use ordertrail_schemas::RestaurantId;
-use sqlx::PgPool;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -42,67 +41,6 @@ struct Args {
     /// Keep the database afterwards.
     #[arg(long)]
     keep: bool,
-}
-
-/// Load the backlog into `events` in chunks, one transaction each.
-async fn load(pool: &PgPool, backlog: &Backlog) -> anyhow::Result<()> {
-    for chunk in backlog.envelopes.chunks(5_000) {
-        let mut types = Vec::with_capacity(chunk.len());
-        let mut ids = Vec::with_capacity(chunk.len());
-        let mut seqs = Vec::with_capacity(chunk.len());
-        let mut names = Vec::with_capacity(chunk.len());
-        let mut versions = Vec::with_capacity(chunk.len());
-        let mut payloads = Vec::with_capacity(chunk.len());
-        let mut metadata = Vec::with_capacity(chunk.len());
-        let mut event_ids = Vec::with_capacity(chunk.len());
-        let mut recorded = Vec::with_capacity(chunk.len());
-        for e in chunk {
-            types.push(e.aggregate_type.as_str());
-            ids.push(e.aggregate_id.as_str());
-            seqs.push(e.sequence);
-            names.push(e.event_type.as_str());
-            versions.push(e.event_version.as_str());
-            payloads.push(e.payload.clone());
-            metadata.push(serde_json::to_value(e.metadata.to_map())?);
-            event_ids.push(e.event_id);
-            recorded.push(e.recorded_at);
-        }
-        sqlx::query(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
-                                 payload, metadata, event_id, recorded_at)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-                                  $6::jsonb[], $7::jsonb[], $8::uuid[], $9::timestamptz[])",
-        )
-        .bind(&types)
-        .bind(&ids)
-        .bind(&seqs)
-        .bind(&names)
-        .bind(&versions)
-        .bind(&payloads)
-        .bind(&metadata)
-        .bind(&event_ids)
-        .bind(&recorded)
-        .execute(pool)
-        .await
-        .context("insert events")?;
-    }
-    Ok(())
-}
-
-/// A projector binary beside this one.
-fn binary(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe
-        .parent()
-        .context("binary directory")?
-        .join(format!("ordertrail-{name}"));
-    if !path.exists() {
-        bail!(
-            "{} not found: build the projector binaries in the same profile",
-            path.display()
-        );
-    }
-    Ok(path)
 }
 
 /// Peak resident memory of a process so far, in KiB.
@@ -168,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let events = backlog.envelopes.len();
     let started = Instant::now();
-    load(&pool, &backlog).await?;
+    load(&pool, &backlog.envelopes).await?;
     drop(backlog);
     sqlx::query("ANALYZE events").execute(&pool).await?;
     println!(
@@ -190,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|---|---|---|---|");
     for projector in ["order-history", "rider-etas", "settlements"] {
-        let bin = binary(projector)?;
+        let bin = projector_binary(projector)?;
         let (rebuild, rebuild_peak, out, ok) = timed(
             &bin,
             &["rebuild", "--json", "--quiet"],
@@ -236,7 +174,7 @@ async fn main() -> anyhow::Result<()> {
     ] {
         sqlx::query(statement).execute(&pool).await?;
     }
-    let bin = binary("order-history")?;
+    let bin = projector_binary("order-history")?;
     let started = Instant::now();
     let mut child = tokio::process::Command::new(&bin)
         .arg("run")

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use ordertrail_commands::provider_ledger::RecordingProvider;
+use ordertrail_commands::retention::{self, RetentionPolicy};
 use ordertrail_commands::saga::{self, SagaConfig};
 use ordertrail_commands::service::CommandService;
 use ordertrail_platform::process::ServiceArgs;
@@ -73,6 +74,33 @@ struct SagaArgs {
     /// Milliseconds between two looks for due timers.
     #[arg(long, env, default_value_t = 1_000)]
     timer_poll_interval_ms: u64,
+    #[command(flatten)]
+    retention: RetentionArgs,
+}
+
+/// Retention of the tables that grow with traffic (one saga instance at a
+/// time prunes; see `ordertrail_commands::retention`).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Retention")]
+struct RetentionArgs {
+    /// Seconds between two pruning runs; 0 switches pruning off.
+    #[arg(long, env, default_value_t = 3_600)]
+    retention_interval_secs: u64,
+    /// Seconds an Idempotency-Key is remembered: a retry within this window
+    /// gets the first answer.
+    #[arg(long, env, default_value_t = 86_400)]
+    idempotency_window_secs: u64,
+    /// Seconds the command log keeps a command; at least the idempotency
+    /// window, because retries are answered from it.
+    #[arg(long, env, default_value_t = 604_800)]
+    command_log_window_secs: u64,
+    /// Seconds a fired timer is kept.
+    #[arg(long, env, default_value_t = 604_800)]
+    fired_timer_window_secs: u64,
+    /// Seconds a consumer's sequence guard of an aggregate is kept after its
+    /// last applied event (older ones fall back to the store position).
+    #[arg(long, env, default_value_t = 604_800)]
+    sequence_guard_window_secs: u64,
 }
 
 #[tokio::main]
@@ -103,8 +131,28 @@ async fn main() -> anyhow::Result<()> {
     saga_config.payment_retry_limit = config.payment_retry_limit;
     saga_config.payment_retry_backoff = Duration::from_millis(config.payment_retry_backoff_ms);
     saga_config.timer_poll_interval = Duration::from_millis(config.timer_poll_interval_ms.max(10));
-    saga::run(saga_config, service, shutdown::signal())
-        .await
-        .context("saga")?;
+    let retention = config.retention;
+    let retention = if retention.retention_interval_secs == 0 {
+        None
+    } else {
+        let policy = RetentionPolicy::new(
+            Duration::from_secs(retention.idempotency_window_secs),
+            Duration::from_secs(retention.command_log_window_secs),
+            Duration::from_secs(retention.fired_timer_window_secs),
+            Duration::from_secs(retention.sequence_guard_window_secs),
+        )
+        .context("retention windows")?;
+        Some(tokio::spawn(retention::run(
+            service.pool().clone(),
+            policy,
+            Duration::from_secs(retention.retention_interval_secs),
+            shutdown::signal(),
+        )))
+    };
+    let result = saga::run(saga_config, service, shutdown::signal()).await;
+    if let Some(task) = retention {
+        task.abort();
+    }
+    result.context("saga")?;
     Ok(())
 }

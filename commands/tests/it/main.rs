@@ -6,5 +6,6 @@ mod audit;
 mod event_store;
 mod process;
 mod relay;
+mod retention;
 mod saga;
 mod support;

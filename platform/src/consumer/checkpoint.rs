@@ -188,10 +188,23 @@ pub(super) async fn load_sequences(
     // unnested keys lets the planner hash-join the projector's whole
     // sequence table (every aggregate ever seen) on every batch; a scalar
     // subquery cannot be flattened into such a join.
+    //
+    // An aggregate without a guard row is either new or had its row pruned
+    // by retention ([`prune_guards`]), which only removes a row whose last
+    // event lies at or below the consumer's store position. Everything up
+    // to that position is applied, so the aggregate's highest sequence up
+    // to it is what the pruned row said: a duplicate of an old event is
+    // still recognised and never re-applied. COALESCE evaluates the store
+    // probe only for aggregates without a row (a primary-key range scan of
+    // the aggregate's few events).
     let rows: Vec<(String, String, Option<i64>)> = sqlx::query_as(
         "SELECT x.t, x.i,
-                (SELECT s.last_sequence FROM projector_sequences s
-                 WHERE s.projector = $1 AND s.aggregate_type = x.t AND s.aggregate_id = x.i)
+                coalesce(
+                  (SELECT s.last_sequence FROM projector_sequences s
+                   WHERE s.projector = $1 AND s.aggregate_type = x.t AND s.aggregate_id = x.i),
+                  (SELECT max(e.sequence) FROM events e, consumers c
+                   WHERE c.consumer = $1 AND e.aggregate_type = x.t AND e.aggregate_id = x.i
+                     AND (e.transaction_id, e.global_position) <= (c.store_txid, c.store_position)))
          FROM unnest($2::text[], $3::text[]) AS x(t, i)",
     )
     .bind(projector)
@@ -263,4 +276,63 @@ pub(super) async fn beyond_end(
     .fetch_all(pool)
     .await?;
     Ok(rows)
+}
+
+/// Guard rows of one consumer examined per statement by [`prune_guards`].
+pub const GUARD_PRUNE_CHUNK: i64 = 10_000;
+
+/// Retention for the per-aggregate sequence guard of `consumer`: delete the
+/// rows whose last applied event lies at or below the consumer's store
+/// position (commit order) and was recorded more than `older_than` ago.
+///
+/// Safe because the guard then says nothing the store position does not:
+/// every event up to that position is applied, and [`load_sequences`]
+/// falls back to the aggregate's highest sequence up to it when a row is
+/// missing, so a late duplicate (Kafka, a relay retry, a recovery) is still
+/// dropped and a later event of the aggregate (a refund weeks after
+/// delivery) is applied exactly once. The fence and the lag only look at
+/// events after the store position, which a pruned row never covered.
+/// Walks the consumer's rows in key order, [`GUARD_PRUNE_CHUNK`] per
+/// statement, so no statement holds locks for long. Returns the rows removed.
+pub async fn prune_guards(
+    pool: &PgPool,
+    consumer: &str,
+    older_than: std::time::Duration,
+) -> Result<u64, sqlx::Error> {
+    let mut after = (String::new(), String::new());
+    let mut pruned = 0u64;
+    loop {
+        let (gone, last_type, last_id): (i64, Option<String>, Option<String>) = sqlx::query_as(
+            "WITH c AS (SELECT store_txid, store_position FROM consumers WHERE consumer = $1),
+                  chunk AS (SELECT s.aggregate_type, s.aggregate_id FROM projector_sequences s
+                            WHERE s.projector = $1 AND (s.aggregate_type, s.aggregate_id) > ($2, $3)
+                            ORDER BY s.aggregate_type, s.aggregate_id
+                            LIMIT $4),
+                  gone AS (DELETE FROM projector_sequences s
+                           USING chunk k, events e, c
+                           WHERE s.projector = $1
+                             AND s.aggregate_type = k.aggregate_type AND s.aggregate_id = k.aggregate_id
+                             AND e.aggregate_type = s.aggregate_type AND e.aggregate_id = s.aggregate_id
+                             AND e.sequence = s.last_sequence
+                             AND (e.transaction_id, e.global_position) <= (c.store_txid, c.store_position)
+                             AND e.recorded_at < now() - make_interval(secs => $5)
+                           RETURNING 1),
+                  last AS (SELECT aggregate_type, aggregate_id FROM chunk
+                           ORDER BY aggregate_type DESC, aggregate_id DESC LIMIT 1)
+             SELECT (SELECT count(*) FROM gone),
+                    (SELECT aggregate_type FROM last), (SELECT aggregate_id FROM last)",
+        )
+        .bind(consumer)
+        .bind(&after.0)
+        .bind(&after.1)
+        .bind(GUARD_PRUNE_CHUNK)
+        .bind(older_than.as_secs_f64())
+        .fetch_one(pool)
+        .await?;
+        pruned += gone.max(0) as u64;
+        match (last_type, last_id) {
+            (Some(t), Some(i)) => after = (t, i),
+            _ => return Ok(pruned),
+        }
+    }
 }

@@ -54,7 +54,7 @@ use uuid::Uuid;
 use crate::event_log::Position;
 use crate::retry::Backoff;
 
-pub use checkpoint::StoredPosition;
+pub use checkpoint::{GUARD_PRUNE_CHUNK, StoredPosition, prune_guards};
 pub use instances::ConsumerState;
 pub use store::{StorePosition, lag, reset_kafka_positions, store_position};
 

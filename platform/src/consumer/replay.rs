@@ -806,7 +806,14 @@ async fn guard_differences(
            FULL JOIN
            (SELECT aggregate_type, aggregate_id, last_sequence FROM {s}.projector_sequences WHERE projector = $1) b
            USING (aggregate_type, aggregate_id)
-         WHERE a.last_sequence IS DISTINCT FROM b.last_sequence"
+         WHERE a.last_sequence IS DISTINCT FROM b.last_sequence
+           -- A live row pruned by retention (`prune_guards`) stands for the
+           -- aggregate's highest sequence up to the live store position.
+           AND NOT (a.last_sequence IS NULL AND b.last_sequence =
+                    (SELECT max(e.sequence) FROM events e, {l}.consumers c
+                     WHERE c.consumer = $1 AND e.aggregate_type = b.aggregate_type
+                       AND e.aggregate_id = b.aggregate_id
+                       AND (e.transaction_id, e.global_position) <= (c.store_txid, c.store_position)))"
     ))
     .bind(name)
     .fetch_one(tx)

@@ -19,7 +19,7 @@ fn day(d: u32) -> NaiveDate {
 }
 
 /// Append the envelopes to the event store as the command service would.
-async fn store(pool: &PgPool, envelopes: &[EventEnvelope]) {
+pub(crate) async fn store(pool: &PgPool, envelopes: &[EventEnvelope]) {
     for e in envelopes {
         sqlx::query(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)

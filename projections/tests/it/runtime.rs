@@ -349,3 +349,80 @@ async fn an_event_it_cannot_apply_stalls_the_projector_visibly_naming_it() {
     );
     running.stop().await;
 }
+
+/// Retention removes sequence-guard rows of aggregates the store position
+/// has passed (`ordertrail_platform::consumer::prune_guards`). A duplicate
+/// of any of their events (the relay re-publishing everything) must still
+/// be dropped, through the fallback to the store position, and the guard
+/// must not come back for events that were dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruned_sequence_guards_still_drop_old_duplicates() {
+    let mut env = Env::start().await;
+    let restaurant = RestaurantId::new_random();
+    let n = 12;
+    let script = many_orders(n, restaurant);
+    crate::reconcile::store(env.pool(), &script.envelopes).await;
+    let kinds = [AggregateKind::Order, AggregateKind::Payment];
+    let settle = Running::spawn(
+        ProjectorKind::Settlements,
+        env.config("prune"),
+        env.pool().clone(),
+    );
+    // Caught up from the store: its store position is the last event of its types.
+    let pool = env.pool().clone();
+    eventually(
+        "settlements to catch up from the store",
+        Duration::from_secs(60),
+        || {
+            let pool = pool.clone();
+            async move {
+                let done: bool = sqlx::query_scalar(
+                    "SELECT coalesce((SELECT store_position FROM consumers WHERE consumer = 'settlements'), 0)
+                            = (SELECT max(global_position) FROM events WHERE aggregate_type IN ('Order', 'Payment'))",
+                )
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+                done.then_some(())
+            }
+        },
+    )
+    .await;
+    let n = n as i64;
+    let expected = (n, n * 2_899, n * (25 + 35));
+    assert_eq!(
+        settlement_orders_total(env.pool(), restaurant).await,
+        expected
+    );
+
+    let guards = "SELECT count(*) FROM projector_sequences WHERE projector = 'settlements'";
+    let before: i64 = sqlx::query_scalar(guards)
+        .fetch_one(env.pool())
+        .await
+        .unwrap_or_default();
+    assert_eq!(before, n * 2, "one guard row per order and per payment");
+    let pruned =
+        ordertrail_platform::consumer::prune_guards(env.pool(), "settlements", Duration::ZERO)
+            .await
+            .expect("prune guards");
+    assert_eq!(pruned as i64, before);
+
+    // Everything again on Kafka, as a relay that lost its checkpoint would.
+    env.produce(&script.envelopes).await;
+    env.caught_up("settlements", &kinds).await;
+    settle.stop().await;
+    assert_eq!(
+        settlement_orders_total(env.pool(), restaurant).await,
+        expected
+    );
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM settlement_entries")
+        .fetch_one(env.pool())
+        .await
+        .unwrap_or_default();
+    assert_eq!(entries, n * 3, "no entry applied twice");
+    let after: i64 = sqlx::query_scalar(guards)
+        .fetch_one(env.pool())
+        .await
+        .unwrap_or_default();
+    assert_eq!(after, 0, "dropped duplicates write no guard");
+}
