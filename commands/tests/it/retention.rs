@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ordertrail_commands::catalog;
 use ordertrail_commands::retention::{self, PolicyError, RetentionPolicy};
 use ordertrail_commands::service::{CommandContext, CommandError, CommandService, IdempotencyKey};
 use ordertrail_domain::SimulatedProvider;
