@@ -387,9 +387,9 @@ async fn copy_timeline(
 
 /// Insert timeline entries, ignoring any already there. Typed arrays rather
 /// than one JSON document: this is the read model's most frequent write.
-async fn insert_timeline<'a>(
+async fn insert_timeline(
     tx: &mut PgConnection,
-    rows: &[TimelineRow<'a>],
+    rows: &[TimelineRow<'_>],
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());

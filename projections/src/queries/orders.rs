@@ -291,7 +291,7 @@ pub async fn order_detail(
         .fetch_optional(pool)
         .await?
         .ok_or(QueryError::NotFound)?;
-    let timeline = timeline(pool, order_id).await?;
+    let timeline = read_timeline(pool, order_id).await?;
     Ok(OrderDetail {
         order,
         timeline,
@@ -303,7 +303,7 @@ pub async fn order_detail(
 /// event (payload, metadata, version) read from the store by id and upcast
 /// exactly as the relay and replay upcast it, so the entry is what the
 /// projector was given.
-async fn timeline(pool: &PgPool, order_id: Uuid) -> Result<Vec<TimelineEntry>, QueryError> {
+async fn read_timeline(pool: &PgPool, order_id: Uuid) -> Result<Vec<TimelineEntry>, QueryError> {
     let ids: Vec<Uuid> = sqlx::query_scalar(
         "SELECT event_id FROM order_timeline WHERE order_id = $1
          ORDER BY recorded_at, global_position, event_id",
@@ -320,12 +320,12 @@ async fn timeline(pool: &PgPool, order_id: Uuid) -> Result<Vec<TimelineEntry>, Q
     for id in ids {
         // The projector wrote the entry after the event committed, and the
         // store keeps every event: a missing or undecodable one is damage.
-        let event = events
-            .remove(&id)
-            .ok_or_else(|| sqlx::Error::Decode(format!("timeline event {id} is not in the store").into()))?;
-        let env = event
-            .into_envelope()
-            .map_err(|(reason, _)| sqlx::Error::Decode(format!("timeline event {id}: {reason}").into()))?;
+        let event = events.remove(&id).ok_or_else(|| {
+            sqlx::Error::Decode(format!("timeline event {id} is not in the store").into())
+        })?;
+        let env = event.into_envelope().map_err(|(reason, _)| {
+            sqlx::Error::Decode(format!("timeline event {id}: {reason}").into())
+        })?;
         timeline.push(TimelineEntry {
             event_id: env.event_id,
             aggregate_type: env.aggregate_type.as_str().to_owned(),

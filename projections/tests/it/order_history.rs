@@ -136,7 +136,13 @@ async fn the_order_detail_reads_each_timeline_event_from_the_store() {
     .expect("columns");
     assert_eq!(
         columns,
-        ["event_id", "order_id", "global_position", "event_type", "recorded_at"]
+        [
+            "event_id",
+            "order_id",
+            "global_position",
+            "event_type",
+            "recorded_at"
+        ]
     );
 
     let mut shown = 0;

@@ -157,7 +157,7 @@ pub async fn store_events(pool: &PgPool, envelopes: &[EventEnvelope]) {
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
                              payload, metadata, event_id, recorded_at)
          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-                              $6::json[], $7::json[], $8::uuid[], $9::timestamptz[])",
+                              $6::jsonb[], $7::jsonb[], $8::uuid[], $9::timestamptz[])",
     )
     .bind(column(|e| e.aggregate_type.as_str().to_owned()))
     .bind(column(|e| e.aggregate_id.clone()))
