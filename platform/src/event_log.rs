@@ -125,6 +125,10 @@ ORDER BY e.sequence
 LIMIT $4"
 );
 
+/// The events with the given ids (the `events_event_id` unique index finds
+/// each), in no particular order.
+const READ_BY_EVENT_IDS: &str = select_events!("WHERE e.event_id = ANY($1)");
+
 /// One correlation's events in commit order (served by the
 /// `events_correlation` index of migration 0008).
 const READ_CORRELATION: &str = select_events!(
@@ -298,6 +302,23 @@ pub async fn read_aggregate<'e, E: PgExecutor<'e>>(
         .bind(aggregate_id)
         .bind(after_sequence)
         .bind(limit)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.into_iter().map(stored_event).collect())
+}
+
+/// The stored events with the given ids, in no particular order; ids not in
+/// the store are left out. What a read model that keeps only an event's id
+/// (order history's timeline) reads the event itself with.
+pub async fn read_by_event_ids<'e, E: PgExecutor<'e>>(
+    executor: E,
+    event_ids: &[Uuid],
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    if event_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Row> = sqlx::query_as(READ_BY_EVENT_IDS)
+        .bind(event_ids)
         .fetch_all(executor)
         .await?;
     Ok(rows.into_iter().map(stored_event).collect())

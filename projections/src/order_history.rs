@@ -1,8 +1,10 @@
 //! Order history: one row per order (`order_history`, from the orders topic),
 //! its payment (`order_history_payments`) and delivery
 //! (`order_history_deliveries`), and the order's timeline (`order_timeline`:
-//! every order, payment and delivery event with its metadata, except rider
-//! location reports, which live in the rider-ETA model).
+//! every order, payment and delivery event, except rider location reports,
+//! which live in the rider-ETA model). A timeline row lists and orders an
+//! event (id, order, position, type, time); its payload and metadata stay in
+//! `events` and the order-detail query reads them from there by event id.
 //!
 //! Each table is written by one topic only, so two instances owning different
 //! partitions never write the same row, and the model is the same whatever the
@@ -19,7 +21,6 @@ use ordertrail_schemas::{
 };
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
-use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::rows::{CopyRows, Store, Table};
@@ -178,18 +179,14 @@ struct DeliveryRow {
     updated_at: DateTime<Utc>,
 }
 
+/// A timeline entry as stored: what lists and orders it. The event itself is
+/// read from `events` by `event_id` (`queries::orders::order_detail`).
 #[derive(Debug, Clone, Serialize)]
 struct TimelineRow<'a> {
     event_id: Uuid,
     order_id: Uuid,
-    aggregate_type: &'static str,
-    aggregate_id: &'a str,
-    sequence: i64,
     global_position: i64,
     event_type: &'a str,
-    event_version: &'a str,
-    payload: &'a serde_json::Value,
-    metadata: &'a ordertrail_schemas::EventMetadata,
     recorded_at: DateTime<Utc>,
 }
 
@@ -328,14 +325,8 @@ async fn apply_batch(
                 timeline.push(TimelineRow {
                     event_id: env.event_id,
                     order_id,
-                    aggregate_type: env.aggregate_type.as_str(),
-                    aggregate_id: &env.aggregate_id,
-                    sequence: env.sequence,
                     global_position: env.global_position,
                     event_type: &env.event_type,
-                    event_version: &env.event_version,
-                    payload: &env.payload,
-                    metadata: &env.metadata,
                     recorded_at: env.recorded_at,
                 });
             }
@@ -368,14 +359,8 @@ async fn apply_batch(
 const TIMELINE_COLUMNS: &[&str] = &[
     "event_id",
     "order_id",
-    "aggregate_type",
-    "aggregate_id",
-    "sequence",
     "global_position",
     "event_type",
-    "event_version",
-    "payload",
-    "metadata",
     "recorded_at",
 ];
 
@@ -393,15 +378,8 @@ async fn copy_timeline(
         copy.row()
             .uuid(r.event_id)
             .uuid(r.order_id)
-            .text(r.aggregate_type)
-            .text(r.aggregate_id)
-            .int8(r.sequence)
             .int8(r.global_position)
             .text(r.event_type)
-            .text(r.event_version)
-            .jsonb(r.payload)
-            .and_then(|c| c.jsonb(r.metadata))
-            .map_err(|e| ProjectionError::Database(sqlx::Error::Encode(Box::new(e))))?
             .timestamptz(r.recorded_at);
     }
     copy.copy(tx).await?;
@@ -409,35 +387,23 @@ async fn copy_timeline(
 }
 
 /// Insert timeline entries, ignoring any already there. Typed arrays rather
-/// than one JSON document: every entry carries its payload and metadata, and
-/// this is the read model's largest write.
-async fn insert_timeline<'a>(
+/// than one JSON document: this is the read model's most frequent write.
+async fn insert_timeline(
     tx: &mut PgConnection,
-    rows: &[TimelineRow<'a>],
+    rows: &[TimelineRow<'_>],
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
     }
-    let column = |f: fn(&TimelineRow<'a>) -> &'a str| rows.iter().map(f).collect::<Vec<&str>>();
     sqlx::query(
-        "INSERT INTO order_timeline (event_id, order_id, aggregate_type, aggregate_id, sequence,
-                                     global_position, event_type, event_version, payload, metadata,
-                                     recorded_at)
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
-                              $6::bigint[], $7::text[], $8::text[], $9::jsonb[], $10::jsonb[],
-                              $11::timestamptz[])
+        "INSERT INTO order_timeline (event_id, order_id, global_position, event_type, recorded_at)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::timestamptz[])
          ON CONFLICT (event_id) DO NOTHING",
     )
     .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.order_id).collect::<Vec<_>>())
-    .bind(column(|r| r.aggregate_type))
-    .bind(column(|r| r.aggregate_id))
-    .bind(rows.iter().map(|r| r.sequence).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.global_position).collect::<Vec<_>>())
-    .bind(column(|r| r.event_type))
-    .bind(column(|r| r.event_version))
-    .bind(rows.iter().map(|r| Json(r.payload)).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| Json(r.metadata)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.event_type).collect::<Vec<&str>>())
     .bind(rows.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;

@@ -168,20 +168,6 @@ impl CopyRows {
         self
     }
 
-    /// A `jsonb` value: format version 1, then the JSON text.
-    pub(crate) fn jsonb<T: Serialize + ?Sized>(
-        &mut self,
-        v: &T,
-    ) -> Result<&mut Self, serde_json::Error> {
-        let at = self.buf.len();
-        self.buf.extend_from_slice(&0i32.to_be_bytes());
-        self.buf.push(1);
-        serde_json::to_writer(&mut self.buf, v)?;
-        let len = (self.buf.len() - at - 4) as i32;
-        self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
-        Ok(self)
-    }
-
     /// Send the rows in one `COPY`.
     pub(crate) async fn copy(mut self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
         self.buf.extend_from_slice(&(-1i16).to_be_bytes());

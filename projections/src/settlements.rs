@@ -659,19 +659,24 @@ async fn apply_batch(
                 resolved_ids.push(en.event_id);
                 resolved_days.push(day);
             }
-            sqlx::query(
-                "UPDATE settlement_entries e SET business_day = x.d
-                 FROM unnest($1::uuid[], $2::date[]) AS x(i, d) WHERE e.event_id = x.i",
-            )
-            .bind(&resolved_ids)
-            .bind(&resolved_days)
-            .execute(&mut *tx)
-            .await?;
+            if !resolved_ids.is_empty() {
+                sqlx::query(
+                    "UPDATE settlement_entries e SET business_day = x.d
+                     FROM unnest($1::uuid[], $2::date[]) AS x(i, d) WHERE e.event_id = x.i",
+                )
+                .bind(&resolved_ids)
+                .bind(&resolved_days)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
 
         // Store.
         let placed: Vec<&OrderFacts> = new_orders.iter().filter_map(|o| orders.get(o)).collect();
-        ORDERS.insert_new(tx, &placed).await?;
+        match store {
+            Store::Guarded => ORDERS.insert_new(tx, &placed).await?,
+            Store::Bulk => copy_orders(tx, &placed).await?,
+        }
         changed_payments.sort_unstable();
         changed_payments.dedup();
         let pays: Vec<&PaymentFacts> = changed_payments
@@ -757,6 +762,33 @@ async fn apply_batch(
         }
         Ok(())
     }
+}
+
+/// Copy the orders placed in a batch into a table that cannot hold them yet
+/// (a bulk fill's shadow: every `OrderPlaced` is new there).
+async fn copy_orders(tx: &mut PgConnection, orders: &[&OrderFacts]) -> Result<(), sqlx::Error> {
+    if orders.is_empty() {
+        return Ok(());
+    }
+    let mut copy = CopyRows::new(ORDERS.name, ORDERS.columns);
+    for o in orders {
+        copy.row()
+            .uuid(o.order_id)
+            .uuid(o.restaurant_id)
+            .text(&o.time_zone)
+            .text(&o.currency);
+        for v in [
+            o.subtotal_minor,
+            o.tax_minor,
+            o.delivery_fee_minor,
+            o.service_fee_minor,
+            o.tip_minor,
+            o.commission_minor,
+        ] {
+            copy.int8(v);
+        }
+    }
+    copy.copy(tx).await
 }
 
 const ENTRY_COLUMNS: &[&str] = &[

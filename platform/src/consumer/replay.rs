@@ -597,21 +597,8 @@ pub async fn rebuild<H: Handler>(
     for t in tables {
         swap_table(&mut tx, &shadow, t.name).await?;
     }
+    install_guard(&mut tx, &shadow, name).await?;
     let (s, l) = (quote(&shadow.schema), quote(&shadow.live));
-    sqlx::query(&format!(
-        "DELETE FROM {l}.projector_sequences WHERE projector = $1"
-    ))
-    .bind(name)
-    .execute(&mut *tx)
-    .await
-    .map_err(db("clear the live guard"))?;
-    sqlx::query(&format!(
-        "INSERT INTO {l}.projector_sequences SELECT * FROM {s}.projector_sequences WHERE projector = $1"
-    ))
-    .bind(name)
-    .execute(&mut *tx)
-    .await
-    .map_err(db("install the rebuilt guard"))?;
     sqlx::query(&format!(
         "UPDATE {l}.consumers c SET store_txid = r.store_txid, store_position = r.store_position, updated_at = now()
          FROM {s}.consumers r WHERE c.consumer = $1 AND r.consumer = $1"
@@ -642,6 +629,44 @@ pub async fn rebuild<H: Handler>(
         paused_seconds,
         rows,
     })
+}
+
+/// Make the live sequence guard of `name` equal to the rebuilt one, writing
+/// only the rows that differ. A rebuild of a model the live consumer keeps
+/// up to date finds the two guards almost equal (one row per aggregate):
+/// deleting every live row and inserting every rebuilt one wrote twice the
+/// guard, each insert checking its key against the deleted row, in the
+/// paused window.
+async fn install_guard(
+    tx: &mut PgConnection,
+    shadow: &Shadow,
+    name: &str,
+) -> Result<(), ReplayError> {
+    let (s, l) = (quote(&shadow.schema), quote(&shadow.live));
+    sqlx::query(&format!(
+        "DELETE FROM {l}.projector_sequences p WHERE p.projector = $1 AND NOT EXISTS
+           (SELECT 1 FROM {s}.projector_sequences r WHERE r.projector = $1
+              AND r.aggregate_type = p.aggregate_type AND r.aggregate_id = p.aggregate_id)"
+    ))
+    .bind(name)
+    .execute(&mut *tx)
+    .await
+    .map_err(db("clear the live guard"))?;
+    sqlx::query(&format!(
+        "INSERT INTO {l}.projector_sequences
+         SELECT r.* FROM {s}.projector_sequences r
+           LEFT JOIN {l}.projector_sequences q ON q.projector = $1
+             AND q.aggregate_type = r.aggregate_type AND q.aggregate_id = r.aggregate_id
+         WHERE r.projector = $1 AND q.last_sequence IS DISTINCT FROM r.last_sequence
+         ORDER BY r.aggregate_type, r.aggregate_id
+         ON CONFLICT (projector, aggregate_type, aggregate_id)
+           DO UPDATE SET last_sequence = EXCLUDED.last_sequence"
+    ))
+    .bind(name)
+    .execute(&mut *tx)
+    .await
+    .map_err(db("install the rebuilt guard"))?;
+    Ok(())
 }
 
 async fn counts_live(

@@ -1,7 +1,10 @@
 //! Order list (filters, sort by placed time, keyset pagination) and order
 //! detail with the timeline.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
+use ordertrail_platform::event_log::{self, StoredEvent};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use utoipa::ToSchema;
@@ -288,18 +291,53 @@ pub async fn order_detail(
         .fetch_optional(pool)
         .await?
         .ok_or(QueryError::NotFound)?;
-    let timeline: Vec<TimelineEntry> = sqlx::query_as(
-        "SELECT event_id, aggregate_type, aggregate_id, sequence, event_type, event_version,
-                payload, metadata, recorded_at
-         FROM order_timeline WHERE order_id = $1
-         ORDER BY recorded_at, global_position, event_id",
-    )
-    .bind(order_id)
-    .fetch_all(pool)
-    .await?;
+    let timeline = read_timeline(pool, order_id).await?;
     Ok(OrderDetail {
         order,
         timeline,
         dropoff_code: None,
     })
+}
+
+/// An order's timeline: its entries in order from `order_timeline`, each
+/// event (payload, metadata, version) read from the store by id and upcast
+/// exactly as the relay and replay upcast it, so the entry is what the
+/// projector was given.
+async fn read_timeline(pool: &PgPool, order_id: Uuid) -> Result<Vec<TimelineEntry>, QueryError> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT event_id FROM order_timeline WHERE order_id = $1
+         ORDER BY recorded_at, global_position, event_id",
+    )
+    .bind(order_id)
+    .fetch_all(pool)
+    .await?;
+    let mut events: HashMap<Uuid, StoredEvent> = event_log::read_by_event_ids(pool, &ids)
+        .await?
+        .into_iter()
+        .map(|e| (e.event_id, e))
+        .collect();
+    let mut timeline = Vec::with_capacity(ids.len());
+    for id in ids {
+        // The projector wrote the entry after the event committed, and the
+        // store keeps every event: a missing or undecodable one is damage.
+        let event = events.remove(&id).ok_or_else(|| {
+            sqlx::Error::Decode(format!("timeline event {id} is not in the store").into())
+        })?;
+        let env = event.into_envelope().map_err(|(reason, _)| {
+            sqlx::Error::Decode(format!("timeline event {id}: {reason}").into())
+        })?;
+        timeline.push(TimelineEntry {
+            event_id: env.event_id,
+            aggregate_type: env.aggregate_type.as_str().to_owned(),
+            aggregate_id: env.aggregate_id,
+            sequence: env.sequence,
+            event_type: env.event_type,
+            event_version: env.event_version,
+            payload: env.payload,
+            metadata: serde_json::to_value(&env.metadata)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            recorded_at: env.recorded_at,
+        });
+    }
+    Ok(timeline)
 }

@@ -22,6 +22,7 @@ async fn rows_and_timelines_follow_orders_payments_and_deliveries() {
     );
     env.caught_up("order_history", &AggregateKind::ALL).await;
     running.stop().await;
+    store_events(env.pool(), &script.envelopes).await;
 
     let detail = |id: OrderId| {
         let pool = env.pool().clone();
@@ -85,4 +86,100 @@ async fn rows_and_timelines_follow_orders_payments_and_deliveries() {
     assert_eq!(d.order.payment_method, "cash");
     assert_eq!(d.order.payment_status.as_deref(), Some("cash_collected"));
     assert_eq!(d.order.cash_collected_minor, 2_899 + 319 + 145 + 203);
+}
+
+/// The timeline keeps only what lists and orders an entry; the order detail
+/// reads each event from the store by id. Every entry still carries the
+/// event's type, version, payload and metadata exactly as the projector was
+/// given it, and an event stored in an older version is shown upcast, as the
+/// relay publishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_detail_reads_each_timeline_event_from_the_store() {
+    let mut env = Env::start().await;
+    let (script, specs) = scripted_day(
+        RestaurantId::new_random(),
+        CustomerId::new_random(),
+        RiderId::new_random(),
+    );
+    env.produce(&script.envelopes).await;
+    let running = Running::spawn(
+        ProjectorKind::OrderHistory,
+        env.config("history-store"),
+        env.pool().clone(),
+    );
+    env.caught_up("order_history", &AggregateKind::ALL).await;
+    running.stop().await;
+    // The capture as a v1 writer stored it (no `override_reason`).
+    let mut stored = script.envelopes.clone();
+    let captured = stored
+        .iter_mut()
+        .find(|e| e.event_type == "PaymentCaptured")
+        .expect("a capture in the script");
+    let captured_id = captured.event_id;
+    assert_eq!(captured.event_version, "2");
+    let removed = captured
+        .payload
+        .as_object_mut()
+        .and_then(|p| p.remove("override_reason"));
+    assert_eq!(removed, Some(serde_json::Value::Null));
+    captured.event_version = "1".into();
+    store_events(env.pool(), &stored).await;
+
+    // The table holds no copy of the event.
+    let columns: Vec<String> = sqlx::query_scalar(
+        "SELECT column_name::text FROM information_schema.columns
+         WHERE table_name = 'order_timeline' AND table_schema = current_schema()
+         ORDER BY ordinal_position",
+    )
+    .fetch_all(env.pool())
+    .await
+    .expect("columns");
+    assert_eq!(
+        columns,
+        [
+            "event_id",
+            "order_id",
+            "global_position",
+            "event_type",
+            "recorded_at"
+        ]
+    );
+
+    let mut shown = 0;
+    for spec in &specs {
+        let detail = queries::orders::order_detail(env.pool(), Viewer::All, spec.order.as_uuid())
+            .await
+            .unwrap_or_else(|e| panic!("detail: {e}"));
+        assert!(!detail.timeline.is_empty());
+        for entry in &detail.timeline {
+            let sent = script
+                .envelopes
+                .iter()
+                .find(|e| e.event_id == entry.event_id)
+                .expect("an entry is a produced event");
+            let expected = queries::orders::TimelineEntry {
+                event_id: sent.event_id,
+                aggregate_type: sent.aggregate_type.as_str().to_owned(),
+                aggregate_id: sent.aggregate_id.clone(),
+                sequence: sent.sequence,
+                event_type: sent.event_type.clone(),
+                event_version: sent.event_version.clone(),
+                payload: sent.payload.clone(),
+                metadata: serde_json::to_value(&sent.metadata).expect("metadata"),
+                recorded_at: sent.recorded_at,
+            };
+            assert_eq!(*entry, expected);
+            if entry.event_id == captured_id {
+                assert_eq!(entry.event_version, "2");
+                assert_eq!(entry.payload["override_reason"], serde_json::Value::Null);
+            }
+            shown += 1;
+        }
+    }
+    let listed = script
+        .envelopes
+        .iter()
+        .filter(|e| e.event_type != "RiderLocationReported")
+        .count();
+    assert_eq!(shown, listed, "every listed event of every order is shown");
 }

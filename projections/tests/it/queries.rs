@@ -56,6 +56,7 @@ async fn filters_pagination_and_visibility() {
     );
     env.caught_up("order_history", &AggregateKind::ALL).await;
     running.stop().await;
+    store_events(env.pool(), &s.envelopes).await;
     let pool = env.pool();
 
     let list = |viewer: Viewer, filter: OrderFilter| async move {

@@ -18,26 +18,6 @@ fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2025, 1, d).unwrap_or_default()
 }
 
-/// Append the envelopes to the event store as the command service would.
-pub(crate) async fn store(pool: &PgPool, envelopes: &[EventEnvelope]) {
-    for e in envelopes {
-        sqlx::query(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(e.aggregate_type.as_str())
-        .bind(&e.aggregate_id)
-        .bind(e.sequence)
-        .bind(&e.event_type)
-        .bind(&e.event_version)
-        .bind(sqlx::types::Json(&e.payload))
-        .bind(sqlx::types::Json(e.metadata.to_map()))
-        .execute(pool)
-        .await
-        .expect("append event");
-    }
-}
-
 /// What the provider did, as its own ledger records it (one row per
 /// provider operation of the payment events).
 async fn provider_ledger(pool: &PgPool, envelopes: &[EventEnvelope]) {
@@ -119,7 +99,7 @@ async fn a_clean_day_has_no_breaks_and_each_injected_break_is_reported_once() {
         .filter(|e| e.aggregate_type != AggregateKind::Delivery)
         .cloned()
         .collect();
-    store(env.pool(), &script.envelopes).await;
+    store_events(env.pool(), &script.envelopes).await;
     provider_ledger(env.pool(), &script.envelopes).await;
     env.produce(&money).await;
     let running = Running::spawn(
@@ -441,7 +421,7 @@ async fn money_a_cancelled_order_still_holds_is_a_break_until_released_and_ops_s
     let restaurant = RestaurantId::new_random();
     let (script, [held, kept, waiting, released]) =
         money_held_day(restaurant, CustomerId::new_random());
-    store(env.pool(), &script.envelopes).await;
+    store_events(env.pool(), &script.envelopes).await;
     provider_ledger(env.pool(), &script.envelopes).await;
     env.produce(&script.envelopes).await;
     let settlements = Running::spawn(

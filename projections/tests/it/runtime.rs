@@ -155,6 +155,7 @@ async fn redelivered_and_republished_events_have_no_effect() {
     .await
     .unwrap_or_default();
     assert_eq!(days, expected_days(restaurant));
+    store_events(env.pool(), &script.envelopes).await;
     let detail = queries::orders::order_detail(env.pool(), Viewer::All, specs[0].order.as_uuid())
         .await
         .unwrap_or_else(|e| panic!("detail: {e}"));
@@ -361,7 +362,7 @@ async fn pruned_sequence_guards_still_drop_old_duplicates() {
     let restaurant = RestaurantId::new_random();
     let n = 12;
     let script = many_orders(n, restaurant);
-    crate::reconcile::store(env.pool(), &script.envelopes).await;
+    crate::support::store_events(env.pool(), &script.envelopes).await;
     let kinds = [AggregateKind::Order, AggregateKind::Payment];
     let settle = Running::spawn(
         ProjectorKind::Settlements,

@@ -146,6 +146,43 @@ impl Env {
     }
 }
 
+/// Append envelopes to the event store as the command service would have
+/// (their event ids, versions and commit times kept), one transaction. The
+/// tests produce straight to Kafka; where the store matters too (the order
+/// detail reads each timeline entry's event from it, reconciliation reads
+/// the store) they put the same events here.
+pub async fn store_events(pool: &PgPool, envelopes: &[EventEnvelope]) {
+    let column = |f: fn(&EventEnvelope) -> String| envelopes.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                             payload, metadata, event_id, recorded_at)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                              $6::jsonb[], $7::jsonb[], $8::uuid[], $9::timestamptz[])",
+    )
+    .bind(column(|e| e.aggregate_type.as_str().to_owned()))
+    .bind(column(|e| e.aggregate_id.clone()))
+    .bind(envelopes.iter().map(|e| e.sequence).collect::<Vec<_>>())
+    .bind(column(|e| e.event_type.clone()))
+    .bind(column(|e| e.event_version.clone()))
+    .bind(
+        envelopes
+            .iter()
+            .map(|e| sqlx::types::Json(&e.payload))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        envelopes
+            .iter()
+            .map(|e| sqlx::types::Json(e.metadata.to_map()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(envelopes.iter().map(|e| e.event_id).collect::<Vec<_>>())
+    .bind(envelopes.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
+    .execute(pool)
+    .await
+    .expect("append events");
+}
+
 /// A projector running in-process until stopped.
 pub(crate) struct Running {
     stop: Option<oneshot::Sender<()>>,
