@@ -60,7 +60,10 @@ impl std::fmt::Debug for AuthorizePaymentRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthorizePaymentRequest")
             .field("order_id", &self.order_id)
-            .field("card_token", &self.card_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "card_token",
+                &self.card_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

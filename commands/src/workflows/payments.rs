@@ -30,7 +30,10 @@ impl std::fmt::Debug for AuthorizePayment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthorizePayment")
             .field("order_id", &self.order_id)
-            .field("card_token", &self.card_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "card_token",
+                &self.card_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

@@ -18,7 +18,9 @@ use crate::support::{berlin_order, card, customer};
 
 async fn service() -> (TestDatabase, CommandService) {
     let db = TestDatabase::new().await;
-    ordertrail_launcher::seed::seed(&db.pool).await.expect("seed");
+    ordertrail_launcher::seed::seed(&db.pool)
+        .await
+        .expect("seed");
     let service = CommandService::new(db.pool.clone(), Arc::new(SimulatedProvider::default()));
     (db, service)
 }

@@ -151,7 +151,7 @@ impl Env {
 /// tests produce straight to Kafka; where the store matters too (the order
 /// detail reads each timeline entry's event from it, reconciliation reads
 /// the store) they put the same events here.
-pub async fn store_events(pool: &PgPool, envelopes: &[EventEnvelope]) {
+pub(crate) async fn store_events(pool: &PgPool, envelopes: &[EventEnvelope]) {
     let column = |f: fn(&EventEnvelope) -> String| envelopes.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
