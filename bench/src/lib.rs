@@ -5,6 +5,7 @@
 //! May depend on every workspace crate; nothing depends on it.
 
 pub mod backlog;
+pub mod lifecycle;
 pub mod load;
 pub mod relay_lag;
 
@@ -184,4 +185,24 @@ pub fn projector_binary(name: &str) -> Result<std::path::PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// Log to stderr at `default` level unless `RUST_LOG` says otherwise.
+pub fn init_tracing(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .init();
+}
+
+/// A copy of a histogram the load tasks record into.
+pub fn snapshot(
+    histogram: &std::sync::Mutex<hdrhistogram::Histogram<u64>>,
+) -> Result<hdrhistogram::Histogram<u64>> {
+    Ok(histogram
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone())
 }

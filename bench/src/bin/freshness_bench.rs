@@ -22,10 +22,8 @@
 //! Prints the achieved command rate, command latency, and freshness p50/p90/
 //! p99/max, plus the projector status at the end.
 
-use ordertrail_bench::{
-    ApiProcess, fresh_database, mint_token, ms, place_order_body, spawn_api, wait_ready,
-};
-use std::collections::VecDeque;
+use ordertrail_bench::lifecycle::{Driver, Due, LoadArgs, Sent, Step};
+use ordertrail_bench::{fresh_database, init_tracing, ms, snapshot};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,9 +32,8 @@ use anyhow::Result;
 use clap::Parser;
 use hdrhistogram::Histogram;
 use ordertrail_launcher::Stack;
-use ordertrail_launcher::seed::seed_ids;
 use ordertrail_projections::ProjectorKind;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
@@ -49,15 +46,8 @@ struct Args {
     /// Kafka bootstrap servers; an in-process mock cluster when unset.
     #[arg(long, env = "KAFKA_BROKERS")]
     kafka_brokers: Option<String>,
-    /// Commands per second, sent open-loop.
-    #[arg(long, default_value_t = 1_000)]
-    rate: u32,
-    /// Measured seconds.
-    #[arg(long, default_value_t = 30)]
-    duration_secs: u64,
-    /// Warm-up seconds at the same rate before measuring.
-    #[arg(long, default_value_t = 5)]
-    warmup_secs: u64,
+    #[command(flatten)]
+    load: LoadArgs,
     /// Measure the freshness of one command in this many (each sampled
     /// command costs about ten GETs while it is polled).
     #[arg(long, default_value_t = 20)]
@@ -68,15 +58,6 @@ struct Args {
     /// Partitions per topic.
     #[arg(long, default_value_t = 6)]
     partitions: i32,
-    /// Most commands in flight; a slot that finds this many is counted as missed.
-    #[arg(long, default_value_t = 512)]
-    max_in_flight: u64,
-    /// The API binary (default: next to this one).
-    #[arg(long)]
-    api_bin: Option<std::path::PathBuf>,
-    /// API database pool size.
-    #[arg(long, default_value_t = 16)]
-    db_pool_size: u32,
     /// Events per projector transaction.
     #[arg(long, default_value_t = 2_000)]
     batch_size: usize,
@@ -85,169 +66,63 @@ struct Args {
     keep_database: bool,
 }
 
-/// The steps of an order the load drives, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    Place,
-    Authorize,
-    Confirm,
-    Accept,
-    Ready,
-}
-
-impl Step {
-    fn next(self) -> Option<Step> {
-        match self {
-            Step::Place => Some(Step::Authorize),
-            Step::Authorize => Some(Step::Confirm),
-            Step::Confirm => Some(Step::Accept),
-            Step::Accept => Some(Step::Ready),
-            Step::Ready => None,
-        }
+/// Whether the order's read-model row shows this step's effect (or a
+/// later step's, which implies it: the next step may follow within ms).
+fn visible_in(step: Step, order: &Value) -> bool {
+    let rank = match order["status"].as_str() {
+        Some("placed") => 0,
+        Some("confirmed") => 1,
+        Some("accepted") => 2,
+        Some("ready_for_pickup") => 3,
+        Some(_) => 4,
+        None => return false,
+    };
+    match step {
+        Step::Place => true,
+        Step::Authorize => order["payment_status"].is_string(),
+        Step::Confirm => rank >= 1,
+        Step::Accept => rank >= 2,
+        Step::Ready => rank >= 3,
     }
-
-    /// Whether the order's read-model row shows this step's effect (or a
-    /// later step's, which implies it: the next step may follow within ms).
-    fn visible_in(self, order: &Value) -> bool {
-        let rank = match order["status"].as_str() {
-            Some("placed") => 0,
-            Some("confirmed") => 1,
-            Some("accepted") => 2,
-            Some("ready_for_pickup") => 3,
-            Some(_) => 4,
-            None => return false,
-        };
-        match self {
-            Step::Place => true,
-            Step::Authorize => order["payment_status"].is_string(),
-            Step::Confirm => rank >= 1,
-            Step::Accept => rank >= 2,
-            Step::Ready => rank >= 3,
-        }
-    }
-}
-
-/// An order in flight: what to send next.
-#[derive(Debug, Clone)]
-struct Due {
-    order: Uuid,
-    customer_token: Arc<str>,
-    step: Step,
 }
 
 struct Shared {
-    client: reqwest::Client,
-    base: String,
-    secret: String,
+    driver: Driver,
     /// Poll interval of a sampled command's order.
     poll: Duration,
-    ops: String,
-    restaurant: String,
-    due: Mutex<VecDeque<Due>>,
-    in_flight: AtomicU64,
     /// Sampled commands whose effect is still being polled for.
     polling: AtomicU64,
     measuring: std::sync::atomic::AtomicBool,
     ok: AtomicU64,
     errors: AtomicU64,
-    missed: AtomicU64,
     timeouts: AtomicU64,
     latency: Mutex<Histogram<u64>>,
     freshness: Mutex<Histogram<u64>>,
     freshness_by_step: Mutex<Vec<(Step, u64)>>,
 }
 
-/// Send one command; on success, queue the order's next step and, for a
-/// sampled command, measure when its effect becomes visible.
+/// Send one command; for a sampled command that succeeded, measure when
+/// its effect becomes visible.
 async fn send(shared: Arc<Shared>, due: Option<Due>, sampled: bool) {
     let measuring = shared.measuring.load(Ordering::Relaxed);
-    let (order, customer_token, step, request) = match due {
-        None => {
-            let customer = Uuid::new_v4();
-            let Ok(t) = mint_token(&shared.secret, "customer", &customer.to_string()) else {
-                shared.errors.fetch_add(1, Ordering::Relaxed);
-                return;
-            };
-            let request = shared
-                .client
-                .post(format!("{}/v1/orders", shared.base))
-                .bearer_auth(&t)
-                .json(&place_order_body());
-            (None, Arc::<str>::from(t), Step::Place, request)
-        }
-        Some(d) => {
-            let (path, bearer, body) = match d.step {
-                Step::Authorize => (
-                    "/v1/payments".to_owned(),
-                    d.customer_token.to_string(),
-                    json!({"order_id": d.order}),
-                ),
-                Step::Confirm => (
-                    format!("/v1/orders/{}/confirm", d.order),
-                    shared.ops.clone(),
-                    json!({}),
-                ),
-                Step::Accept => (
-                    format!("/v1/orders/{}/accept", d.order),
-                    shared.restaurant.clone(),
-                    json!({"preparation_minutes": 12}),
-                ),
-                // `Place` is never due (a new order is placed instead).
-                Step::Ready | Step::Place => (
-                    format!("/v1/orders/{}/ready", d.order),
-                    shared.restaurant.clone(),
-                    json!({}),
-                ),
-            };
-            let request = shared
-                .client
-                .post(format!("{}{path}", shared.base))
-                .bearer_auth(bearer)
-                .json(&body);
-            (Some(d.order), d.customer_token, d.step, request)
-        }
-    };
-    let sent = Instant::now();
-    let response = request.send().await;
-    let answered = Instant::now();
-    let order = match response {
-        Ok(r) if r.status().is_success() => match order {
-            Some(o) => Some(o),
-            None => r
-                .json::<Value>()
-                .await
-                .ok()
-                .and_then(|b| b["aggregate_id"].as_str().and_then(|s| s.parse().ok())),
-        },
-        Ok(r) => {
-            tracing::warn!(status = %r.status(), ?step, "command failed");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, ?step, "command not answered");
-            None
-        }
-    };
-    shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-    let Some(order) = order else {
+    let sent = shared.driver.send(due).await;
+    let Some(Sent {
+        order: Some(order),
+        step,
+        outcome: Some(_),
+        latency,
+        answered,
+        ..
+    }) = sent
+    else {
         shared.errors.fetch_add(1, Ordering::Relaxed);
         return;
     };
     if measuring {
         shared.ok.fetch_add(1, Ordering::Relaxed);
-        let micros = answered.duration_since(sent).as_micros() as u64;
         if let Ok(mut h) = shared.latency.lock() {
-            let _ = h.record(micros.max(1));
+            let _ = h.record((latency.as_micros() as u64).max(1));
         }
-    }
-    if let Some(next) = step.next()
-        && let Ok(mut due) = shared.due.lock()
-    {
-        due.push_back(Due {
-            order,
-            customer_token,
-            step: next,
-        });
     }
     if sampled {
         shared.polling.fetch_add(1, Ordering::Relaxed);
@@ -264,17 +139,18 @@ async fn watch_visibility(
     answered: Instant,
     measuring: bool,
 ) {
-    let url = format!("{}/v1/orders/{order}", shared.base);
+    let url = format!("{}/v1/orders/{order}", shared.driver.base);
     loop {
         if let Ok(r) = shared
+            .driver
             .client
             .get(&url)
-            .bearer_auth(&shared.ops)
+            .bearer_auth(&shared.driver.ops)
             .send()
             .await
             && r.status().is_success()
             && let Ok(body) = r.json::<Value>().await
-            && step.visible_in(&body["order"])
+            && visible_in(step, &body["order"])
         {
             if measuring {
                 let micros = answered.elapsed().as_micros() as u64;
@@ -297,41 +173,23 @@ async fn watch_visibility(
     }
 }
 
-/// Send at `rate` for `duration`, open-loop, ticking every 10 ms.
+/// Send at `rate` for `duration`, open-loop; one command in
+/// `--sample-every` is sampled.
 async fn drive(shared: &Arc<Shared>, args: &Args, duration: Duration, counter: &mut u64) {
-    let tick = Duration::from_millis(10);
-    let per_tick = f64::from(args.rate) / 100.0;
-    let start = tokio::time::Instant::now();
-    let mut owed = 0.0_f64;
-    let mut next = start;
-    while next.duration_since(start) < duration {
-        tokio::time::sleep_until(next).await;
-        owed += per_tick;
-        while owed >= 1.0 {
-            owed -= 1.0;
-            if shared.in_flight.load(Ordering::Relaxed) >= args.max_in_flight {
-                shared.missed.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
+    shared
+        .driver
+        .drive(args.load.rate, duration, |due| {
             *counter += 1;
             let sampled = (*counter).is_multiple_of(args.sample_every.max(1));
-            let due = shared.due.lock().ok().and_then(|mut d| d.pop_front());
-            shared.in_flight.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(send(Arc::clone(shared), due, sampled));
-        }
-        next += tick;
-    }
+        })
+        .await;
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    init_tracing("warn");
     let (db_name, db_url, pool) = fresh_database(&args.database_url, 8, true).await?;
 
     // The relay and the order-history projector in this process (the
@@ -350,31 +208,15 @@ async fn main() -> Result<()> {
         .start()
         .await?;
 
-    let ApiProcess {
-        child: mut api,
-        base,
-        secret,
-    } = spawn_api(args.api_bin.as_deref(), &db_url, args.db_pool_size)?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1_024)
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    wait_ready(&client, &base).await?;
+    let (mut api, driver) = Driver::start(&args.load, &db_url).await?;
 
     let shared = Arc::new(Shared {
-        client,
-        base,
-        ops: mint_token(&secret, "ops", "ops-bench")?,
-        restaurant: mint_token(&secret, "restaurant", &seed_ids::BERLIN_BURGERS.to_string())?,
-        secret,
+        driver,
         poll: Duration::from_millis(args.poll_ms.max(1)),
-        due: Mutex::new(VecDeque::new()),
-        in_flight: AtomicU64::new(0),
         polling: AtomicU64::new(0),
         measuring: std::sync::atomic::AtomicBool::new(false),
         ok: AtomicU64::new(0),
         errors: AtomicU64::new(0),
-        missed: AtomicU64::new(0),
         timeouts: AtomicU64::new(0),
         latency: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
         freshness: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
@@ -388,9 +230,9 @@ async fn main() -> Result<()> {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
-        args.rate,
-        args.duration_secs,
-        args.warmup_secs,
+        args.load.rate,
+        args.load.duration_secs,
+        args.load.warmup_secs,
         args.sample_every,
         args.poll_ms,
         args.partitions,
@@ -400,19 +242,19 @@ async fn main() -> Result<()> {
     drive(
         &shared,
         &args,
-        Duration::from_secs(args.warmup_secs),
+        Duration::from_secs(args.load.warmup_secs),
         &mut counter,
     )
     .await;
     shared.measuring.store(true, Ordering::Relaxed);
     shared.errors.store(0, Ordering::Relaxed);
-    shared.missed.store(0, Ordering::Relaxed);
+    shared.driver.missed.store(0, Ordering::Relaxed);
     let measured_from = Instant::now();
     let sent_before = counter;
     drive(
         &shared,
         &args,
-        Duration::from_secs(args.duration_secs),
+        Duration::from_secs(args.load.duration_secs),
         &mut counter,
     )
     .await;
@@ -421,32 +263,23 @@ async fn main() -> Result<()> {
     shared.measuring.store(false, Ordering::Relaxed);
     // Let the commands and polls of the window finish (a poll gives up after 10 s).
     let drain = Instant::now();
-    while (shared.in_flight.load(Ordering::Relaxed) > 0
-        || shared.polling.load(Ordering::Relaxed) > 0)
+    while (shared.driver.in_flight() > 0 || shared.polling.load(Ordering::Relaxed) > 0)
         && drain.elapsed() < Duration::from_secs(30)
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     let ok = shared.ok.load(Ordering::Relaxed);
-    let latency = shared
-        .latency
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?
-        .clone();
-    let fresh = shared
-        .freshness
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?
-        .clone();
+    let latency = snapshot(&shared.latency)?;
+    let fresh = snapshot(&shared.freshness)?;
     println!(
         "commands: {sent} sent in {:.1} s = {:.0}/s; {ok} succeeded ({:.0}/s); errors {}; missed slots (>{} in flight) {}",
         window.as_secs_f64(),
         sent as f64 / window.as_secs_f64(),
         ok as f64 / window.as_secs_f64(),
         shared.errors.load(Ordering::Relaxed),
-        args.max_in_flight,
-        shared.missed.load(Ordering::Relaxed),
+        args.load.max_in_flight,
+        shared.driver.missed.load(Ordering::Relaxed),
     );
     println!(
         "command latency: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -465,13 +298,7 @@ async fn main() -> Result<()> {
         ms(fresh.max()),
     );
     if let Ok(by_step) = shared.freshness_by_step.lock() {
-        for step in [
-            Step::Place,
-            Step::Authorize,
-            Step::Confirm,
-            Step::Accept,
-            Step::Ready,
-        ] {
+        for step in Step::ALL {
             let mut v: Vec<u64> = by_step
                 .iter()
                 .filter(|(s, _)| *s == step)

@@ -21,7 +21,7 @@
 //! Prints the achieved command rate, command latency, push latency
 //! p50/p90/p99/max and how many events each client received.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,12 +29,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use ordertrail_bench::{
-    ApiProcess, fresh_database, mint_token, ms, place_order_body, spawn_api, wait_ready,
-};
-use ordertrail_launcher::seed::seed_ids;
-use serde_json::{Value, json};
-use uuid::Uuid;
+use ordertrail_bench::lifecycle::{Driver, Due, LoadArgs, Sent, Step};
+use ordertrail_bench::{fresh_database, init_tracing, ms, snapshot};
 
 /// Command response → SSE client push latency.
 #[derive(Debug, Parser)]
@@ -42,58 +38,14 @@ struct Args {
     /// PostgreSQL server (a role allowed to CREATE DATABASE).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
-    /// Commands per second, sent open-loop.
-    #[arg(long, default_value_t = 1_000)]
-    rate: u32,
+    #[command(flatten)]
+    load: LoadArgs,
     /// Connected SSE clients.
     #[arg(long, default_value_t = 200)]
     clients: usize,
-    /// Measured seconds.
-    #[arg(long, default_value_t = 30)]
-    duration_secs: u64,
-    /// Warm-up seconds at the same rate before measuring.
-    #[arg(long, default_value_t = 5)]
-    warmup_secs: u64,
-    /// Most commands in flight; a slot that finds this many is counted as missed.
-    #[arg(long, default_value_t = 512)]
-    max_in_flight: u64,
-    /// The API binary (default: next to this one).
-    #[arg(long)]
-    api_bin: Option<std::path::PathBuf>,
-    /// API database pool size.
-    #[arg(long, default_value_t = 16)]
-    db_pool_size: u32,
     /// Keep the benchmark database afterwards.
     #[arg(long)]
     keep_database: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    Place,
-    Authorize,
-    Confirm,
-    Accept,
-    Ready,
-}
-
-impl Step {
-    fn next(self) -> Option<Step> {
-        match self {
-            Step::Place => Some(Step::Authorize),
-            Step::Authorize => Some(Step::Confirm),
-            Step::Confirm => Some(Step::Accept),
-            Step::Accept => Some(Step::Ready),
-            Step::Ready => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Due {
-    order: Uuid,
-    customer_token: Arc<str>,
-    step: Step,
 }
 
 /// An order whose events are timed (one in 16, by its id).
@@ -102,85 +54,27 @@ fn sampled(order_id: &str) -> bool {
 }
 
 struct Shared {
-    client: reqwest::Client,
-    base: String,
-    secret: String,
-    ops: String,
-    restaurant: String,
-    due: Mutex<VecDeque<Due>>,
-    in_flight: AtomicU64,
+    driver: Driver,
     measuring: AtomicBool,
     ok: AtomicU64,
     errors: AtomicU64,
-    missed: AtomicU64,
     latency: Mutex<Histogram<u64>>,
     /// When each sampled order command was answered, by (order, version).
     answered: Mutex<HashMap<(String, i64), Instant>>,
 }
 
+/// Send one command; note when a sampled order command was answered.
 async fn send(shared: Arc<Shared>, due: Option<Due>) {
     let measuring = shared.measuring.load(Ordering::Relaxed);
-    let (due_order, customer_token, step, request) = match due {
-        None => {
-            let customer = Uuid::new_v4();
-            let Ok(t) = mint_token(&shared.secret, "customer", &customer.to_string()) else {
-                shared.errors.fetch_add(1, Ordering::Relaxed);
-                return;
-            };
-            let request = shared
-                .client
-                .post(format!("{}/v1/orders", shared.base))
-                .bearer_auth(&t)
-                .json(&place_order_body());
-            (None, Arc::<str>::from(t), Step::Place, request)
-        }
-        Some(d) => {
-            let (path, bearer, body) = match d.step {
-                Step::Authorize => (
-                    "/v1/payments".to_owned(),
-                    d.customer_token.to_string(),
-                    json!({"order_id": d.order}),
-                ),
-                Step::Confirm => (
-                    format!("/v1/orders/{}/confirm", d.order),
-                    shared.ops.clone(),
-                    json!({}),
-                ),
-                Step::Accept => (
-                    format!("/v1/orders/{}/accept", d.order),
-                    shared.restaurant.clone(),
-                    json!({"preparation_minutes": 12}),
-                ),
-                Step::Ready | Step::Place => (
-                    format!("/v1/orders/{}/ready", d.order),
-                    shared.restaurant.clone(),
-                    json!({}),
-                ),
-            };
-            let request = shared
-                .client
-                .post(format!("{}{path}", shared.base))
-                .bearer_auth(bearer)
-                .json(&body);
-            (Some(d.order), d.customer_token, d.step, request)
-        }
-    };
-    let sent = Instant::now();
-    let response = request.send().await;
-    let answered = Instant::now();
-    let outcome = match response {
-        Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
-        Ok(r) => {
-            tracing::warn!(status = %r.status(), ?step, "command failed");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, ?step, "command not answered");
-            None
-        }
-    };
-    shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-    let Some(outcome) = outcome else {
+    let sent = shared.driver.send(due).await;
+    let Some(Sent {
+        step,
+        outcome: Some(outcome),
+        latency,
+        answered,
+        ..
+    }) = sent
+    else {
         shared.errors.fetch_add(1, Ordering::Relaxed);
         return;
     };
@@ -193,10 +87,11 @@ async fn send(shared: Arc<Shared>, due: Option<Due>) {
     };
     if measuring {
         shared.ok.fetch_add(1, Ordering::Relaxed);
-        let micros = answered.duration_since(sent).as_micros() as u64;
         if let Ok(mut h) = shared.latency.lock() {
-            let _ = h.record(micros.max(1));
+            let _ = h.record((latency.as_micros() as u64).max(1));
         }
+        // The authorization is a payment event, which the ops stream does
+        // not carry.
         if step != Step::Authorize
             && sampled(aggregate_id)
             && let Ok(mut a) = shared.answered.lock()
@@ -204,42 +99,15 @@ async fn send(shared: Arc<Shared>, due: Option<Due>) {
             a.insert((aggregate_id.to_owned(), version), answered);
         }
     }
-    // The authorization answers with the payment; the order is the one due.
-    let Some(order) = due_order.or_else(|| aggregate_id.parse().ok()) else {
-        return;
-    };
-    if let Some(next) = step.next()
-        && let Ok(mut due) = shared.due.lock()
-    {
-        due.push_back(Due {
-            order,
-            customer_token,
-            step: next,
-        });
-    }
 }
 
 async fn drive(shared: &Arc<Shared>, args: &Args, duration: Duration) {
-    let tick = Duration::from_millis(10);
-    let per_tick = f64::from(args.rate) / 100.0;
-    let start = tokio::time::Instant::now();
-    let mut owed = 0.0_f64;
-    let mut next = start;
-    while next.duration_since(start) < duration {
-        tokio::time::sleep_until(next).await;
-        owed += per_tick;
-        while owed >= 1.0 {
-            owed -= 1.0;
-            if shared.in_flight.load(Ordering::Relaxed) >= args.max_in_flight {
-                shared.missed.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let due = shared.due.lock().ok().and_then(|mut d| d.pop_front());
-            shared.in_flight.fetch_add(1, Ordering::Relaxed);
+    shared
+        .driver
+        .drive(args.load.rate, duration, |due| {
             tokio::spawn(send(Arc::clone(shared), due));
-        }
-        next += tick;
-    }
+        })
+        .await;
 }
 
 /// What one SSE client saw.
@@ -314,24 +182,11 @@ async fn sse_client(
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    init_tracing("warn");
     let (db_name, db_url, _pool) = fresh_database(&args.database_url, 2, true).await?;
-    let ApiProcess {
-        child: mut api,
-        base,
-        secret,
-    } = spawn_api(args.api_bin.as_deref(), &db_url, args.db_pool_size)?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1_024)
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    wait_ready(&client, &base).await?;
-    let ops = mint_token(&secret, "ops", "ops-bench")?;
+    let (mut api, driver) = Driver::start(&args.load, &db_url).await?;
+    let ops = driver.ops.clone();
+    let base = driver.base.clone();
 
     // The SSE clients, each on its own connection.
     let connected = Arc::new(AtomicU64::new(0));
@@ -360,35 +215,28 @@ async fn main() -> Result<()> {
     }
     println!(
         "{} SSE clients connected to /v1/stream/ops; driving {} commands/s",
-        args.clients, args.rate
+        args.clients, args.load.rate
     );
 
     let shared = Arc::new(Shared {
-        client,
-        base,
-        restaurant: mint_token(&secret, "restaurant", &seed_ids::BERLIN_BURGERS.to_string())?,
-        ops,
-        secret,
-        due: Mutex::new(VecDeque::new()),
-        in_flight: AtomicU64::new(0),
+        driver,
         measuring: AtomicBool::new(false),
         ok: AtomicU64::new(0),
         errors: AtomicU64::new(0),
-        missed: AtomicU64::new(0),
         latency: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
         answered: Mutex::new(HashMap::new()),
     });
-    drive(&shared, &args, Duration::from_secs(args.warmup_secs)).await;
+    drive(&shared, &args, Duration::from_secs(args.load.warmup_secs)).await;
     shared.errors.store(0, Ordering::Relaxed);
-    shared.missed.store(0, Ordering::Relaxed);
+    shared.driver.missed.store(0, Ordering::Relaxed);
     shared.measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
-    drive(&shared, &args, Duration::from_secs(args.duration_secs)).await;
+    drive(&shared, &args, Duration::from_secs(args.load.duration_secs)).await;
     shared.measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
     // Let in-flight commands answer and their events arrive.
     let drain = Instant::now() + Duration::from_secs(10);
-    while shared.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < drain {
+    while shared.driver.in_flight() > 0 && Instant::now() < drain {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -427,18 +275,14 @@ async fn main() -> Result<()> {
     let _ = api.kill().await;
 
     let ok = shared.ok.load(Ordering::Relaxed);
-    let lat = shared
-        .latency
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?
-        .clone();
+    let lat = snapshot(&shared.latency)?;
     println!(
         "commands: {ok} ok in {:.1} s = {:.0}/s (target {}), {} errors, {} slots missed",
         elapsed.as_secs_f64(),
         ok as f64 / elapsed.as_secs_f64(),
-        args.rate,
+        args.load.rate,
         shared.errors.load(Ordering::Relaxed),
-        shared.missed.load(Ordering::Relaxed)
+        shared.driver.missed.load(Ordering::Relaxed)
     );
     println!(
         "command latency ms: p50 {:.1}  p99 {:.1}  max {:.1}",
@@ -463,7 +307,7 @@ async fn main() -> Result<()> {
     let target = push.value_at_quantile(0.99) <= 250_000;
     println!(
         "target p99 <= 250 ms at {} commands/s with {} clients: {}",
-        args.rate,
+        args.load.rate,
         args.clients,
         if target { "met" } else { "NOT met" }
     );
