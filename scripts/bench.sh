@@ -25,12 +25,7 @@ case "$what" in
   *) echo "unknown benchmark: $what" >&2; exit 2 ;;
 esac
 cargo build --release --locked -p ordertrail-api -p ordertrail-projections -p ordertrail-bench --bins
-if [ -z "${DATABASE_URL:-}" ]; then
-  PGDIR=$(mktemp -d /tmp/ordertrail-bench-pg.XXXXXX)
-  PGPORT=$(free_port)
-  trap 'stop_private_pg "$PGDIR"; rm -rf "$PGDIR" "$PGDIR.initdb.log"' EXIT
-  log "starting a private PostgreSQL (fsync on) on 127.0.0.1:$PGPORT"
-  start_private_pg "$PGDIR" "$PGPORT" on
-  export DATABASE_URL="postgres://ordertrail@127.0.0.1:$PGPORT/ordertrail"
-fi
+PGDIR=""
+trap remove_private_pg EXIT
+private_pg_unless_given bench on
 "${CARGO_TARGET_DIR:-$ROOT/target}/release/$bin" "$@"

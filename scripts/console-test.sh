@@ -31,24 +31,14 @@ WORK=$(mktemp -d /tmp/ordertrail-console.XXXXXX)
 LAUNCHER_PID="" PGDIR="" SCRATCH_DB=""
 cleanup() {
   if [ -n "$LAUNCHER_PID" ]; then kill "$LAUNCHER_PID" 2>/dev/null; wait "$LAUNCHER_PID" 2>/dev/null; fi
-  if [ -n "$SCRATCH_DB" ]; then
-    "$(pg_bindir)/psql" "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$SCRATCH_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
-  fi
-  if [ -n "$PGDIR" ]; then stop_private_pg "$PGDIR"; rm -rf "$PGDIR" "$PGDIR.initdb.log"; fi
+  drop_scratch_db
+  remove_private_pg
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-if [ -z "${DATABASE_URL:-}" ]; then
-  PGDIR=$(mktemp -d /tmp/ordertrail-console-pg.XXXXXX)
-  PGPORT=$(free_port)
-  log "starting a private PostgreSQL on 127.0.0.1:$PGPORT"
-  start_private_pg "$PGDIR" "$PGPORT" off
-  DATABASE_URL="postgres://ordertrail@127.0.0.1:$PGPORT/ordertrail"
-fi
-ADMIN_URL="${DATABASE_URL%/*}/postgres"
-SCRATCH_DB="console_$(date +%s)_$$"
-"$(pg_bindir)/psql" "$ADMIN_URL" -qc "CREATE DATABASE \"$SCRATCH_DB\"" >/dev/null
+private_pg_unless_given console off
+create_scratch_db console
 
 log "building the workspace binaries"
 cargo build -q --locked --workspace --bins

@@ -74,3 +74,35 @@ stop_private_pg() {
   [ "$(id -u)" = 0 ] && as=(runuser -u postgres --)
   [ -f "$dir/postmaster.pid" ] && "${as[@]}" "$(pg_bindir)/pg_ctl" -D "$dir" -m fast -w stop >/dev/null 2>&1 || true
 }
+
+# private_pg_unless_given LABEL FSYNC(on|off): when DATABASE_URL is unset,
+# start a throw-away cluster in a new /tmp/ordertrail-LABEL-pg.* directory,
+# set PGDIR to it and export DATABASE_URL; remove_private_pg undoes it.
+private_pg_unless_given() {
+  if [ -n "${DATABASE_URL:-}" ]; then return 0; fi
+  local port
+  PGDIR=$(mktemp -d "/tmp/ordertrail-$1-pg.XXXXXX")
+  port=$(free_port)
+  log "starting a private PostgreSQL (fsync $2) on 127.0.0.1:$port"
+  start_private_pg "$PGDIR" "$port" "$2"
+  export DATABASE_URL="postgres://ordertrail@127.0.0.1:$port/ordertrail"
+}
+
+# Stop and delete the cluster private_pg_unless_given started, if any.
+remove_private_pg() {
+  if [ -n "${PGDIR:-}" ]; then stop_private_pg "$PGDIR"; rm -rf "$PGDIR" "$PGDIR.initdb.log"; fi
+}
+
+# create_scratch_db PREFIX: a new database next to the one DATABASE_URL names;
+# sets ADMIN_URL and SCRATCH_DB (drop_scratch_db removes it).
+create_scratch_db() {
+  ADMIN_URL="${DATABASE_URL%/*}/postgres"
+  SCRATCH_DB="$1_$(date +%s)_$$"
+  "$(pg_bindir)/psql" "$ADMIN_URL" -qc "CREATE DATABASE \"$SCRATCH_DB\"" >/dev/null
+}
+
+drop_scratch_db() {
+  if [ -n "${SCRATCH_DB:-}" ]; then
+    "$(pg_bindir)/psql" "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$SCRATCH_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
+}

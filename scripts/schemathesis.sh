@@ -27,10 +27,8 @@ API_PID="" PGDIR="" SCRATCH_DB=""
 
 cleanup() {
   [ -n "$API_PID" ] && kill "$API_PID" 2>/dev/null && wait "$API_PID" 2>/dev/null
-  if [ -n "$SCRATCH_DB" ]; then
-    "$(pg_bindir)/psql" "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$SCRATCH_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
-  fi
-  if [ -n "$PGDIR" ]; then stop_private_pg "$PGDIR"; rm -rf "$PGDIR" "$PGDIR.initdb.log"; fi
+  drop_scratch_db
+  remove_private_pg
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -41,17 +39,8 @@ if [ ! -x "$VENV/bin/schemathesis" ] || ! "$VENV/bin/schemathesis" --version 2>/
   "$VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-if [ -z "${DATABASE_URL:-}" ]; then
-  PGDIR=$(mktemp -d /tmp/ordertrail-st-pg.XXXXXX)
-  PGPORT=$(free_port)
-  log "starting a private PostgreSQL on 127.0.0.1:$PGPORT"
-  start_private_pg "$PGDIR" "$PGPORT" off
-  DATABASE_URL="postgres://ordertrail@127.0.0.1:$PGPORT/ordertrail"
-fi
-# A scratch database next to the one DATABASE_URL names.
-ADMIN_URL="${DATABASE_URL%/*}/postgres"
-SCRATCH_DB="schemathesis_$(date +%s)_$$"
-"$(pg_bindir)/psql" "$ADMIN_URL" -qc "CREATE DATABASE \"$SCRATCH_DB\"" >/dev/null
+private_pg_unless_given st off
+create_scratch_db schemathesis
 API_DB_URL="${DATABASE_URL%/*}/$SCRATCH_DB"
 
 log "building the API"

@@ -7,14 +7,9 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_packages
 
-if [ -z "${DATABASE_URL:-}" ]; then
-  PGDIR=$(mktemp -d /tmp/ordertrail-test-pg.XXXXXX)
-  PGPORT=$(free_port)
-  trap 'stop_private_pg "$PGDIR"; rm -rf "$PGDIR" "$PGDIR.initdb.log"' EXIT
-  log "starting a private PostgreSQL for the tests on 127.0.0.1:$PGPORT"
-  start_private_pg "$PGDIR" "$PGPORT" off
-  export DATABASE_URL="postgres://ordertrail@127.0.0.1:$PGPORT/ordertrail"
-fi
+PGDIR=""
+trap remove_private_pg EXIT
+private_pg_unless_given test off
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
