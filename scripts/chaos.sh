@@ -88,11 +88,7 @@ export RUST_LOG=${RUST_LOG:-warn,ordertrail=info}
 "$BIN/ordertrail-local" --no-sim >"$WORK/stack.log" 2>&1 &
 LAUNCHER=$!
 BASE=http://127.0.0.1:$API_PORT
-for _ in $(seq 1 120); do
-  curl -fsS "$BASE/health/ready" >/dev/null 2>&1 && break
-  sleep 0.5
-done
-curl -fsS "$BASE/health/ready" >/dev/null || { tail -50 "$WORK/stack.log" >&2; log "the stack did not become ready"; exit 1; }
+wait_ready "$BASE" "$LAUNCHER" "$WORK/stack.log" 60
 
 log "driving orders for ${DURATION}s at ${RATE}/s while injecting faults (logs: $WORK)"
 "$BIN/chaos_driver" --base "$BASE" --duration-secs "$DURATION" --rate "$RATE" \

@@ -51,12 +51,7 @@ DATABASE_URL="${DATABASE_URL%/*}/$SCRATCH_DB" LISTEN_ADDR="127.0.0.1:$PORT" JWT_
   JWT_SECRET_FILE="$WORK/jwt-secret" RUST_LOG=${RUST_LOG:-warn} \
   "$TARGET/debug/ordertrail-local" ${CONSOLE_TEST_LAUNCHER_ARGS:---no-sim} >"$WORK/platform.log" 2>&1 &
 LAUNCHER_PID=$!
-for _ in $(seq 1 240); do
-  curl -fsS "$BASE/health/ready" >/dev/null 2>&1 && break
-  kill -0 "$LAUNCHER_PID" 2>/dev/null || { cat "$WORK/platform.log" >&2; exit 1; }
-  sleep 0.5
-done
-curl -fsS "$BASE/health/ready" >/dev/null || { log "the platform did not become ready"; cat "$WORK/platform.log" >&2; exit 1; }
+wait_ready "$BASE" "$LAUNCHER_PID" "$WORK/platform.log" 120
 grep -q "/console/#token=" "$WORK/platform.log" || { log "the launcher printed no console sign-in link"; cat "$WORK/platform.log" >&2; exit 1; }
 
 mint() { JWT_SECRET="$JWT_SECRET" "$TARGET/debug/mint-token" --role "$1" --sub "$2" --ttl 3600; }

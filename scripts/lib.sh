@@ -106,3 +106,18 @@ drop_scratch_db() {
     "$(pg_bindir)/psql" "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$SCRATCH_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
   fi
 }
+
+# wait_ready BASE PID LOG SECONDS: poll BASE/health/ready every 0.5 s until
+# it answers; fail, showing the end of LOG, if process PID exits first or
+# SECONDS pass.
+wait_ready() {
+  local base=$1 pid=$2 logfile=$3 i
+  for i in $(seq 1 $(($4 * 2))); do
+    curl -fsS "$base/health/ready" >/dev/null 2>&1 && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  curl -fsS "$base/health/ready" >/dev/null 2>&1 && return 0
+  log "$base did not become ready"; tail -n 50 "$logfile" >&2
+  return 1
+}

@@ -61,12 +61,7 @@ DATABASE_URL="$API_DB_URL" LISTEN_ADDR="127.0.0.1:$PORT" \
   RUST_LOG=${RUST_LOG:-warn} \
   "$TARGET/debug/ordertrail-api" >"$WORK/api.log" 2>&1 &
 API_PID=$!
-for _ in $(seq 1 120); do
-  curl -fsS "$BASE/health/ready" >/dev/null 2>&1 && break
-  kill -0 "$API_PID" 2>/dev/null || { cat "$WORK/api.log" >&2; exit 1; }
-  sleep 0.5
-done
-curl -fsS "$BASE/health/ready" >/dev/null || { log "the API did not become ready"; cat "$WORK/api.log" >&2; exit 1; }
+wait_ready "$BASE" "$API_PID" "$WORK/api.log" 60
 
 # One token per role; seed ids for the restaurant and the rider.
 declare -A SUBJECTS=(

@@ -4,11 +4,12 @@
 //! a new order, so the mix settles at one `PlaceOrder` to four follow-ups.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use hdrhistogram::Histogram;
 use ordertrail_launcher::seed::seed_ids;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -81,21 +82,21 @@ pub struct Due {
     pub step: Step,
 }
 
-/// One command the driver sent, as answered.
+/// One command the driver sent that succeeded.
 #[derive(Debug)]
 pub struct Sent {
     /// The order (from the due step, or from a placed order's answer).
-    pub order: Option<Uuid>,
+    pub order: Uuid,
     /// Its customer's token.
     pub customer_token: Arc<str>,
     /// The step sent.
     pub step: Step,
-    /// The answer's body, when it was a success.
-    pub outcome: Option<Value>,
-    /// How long the command took.
-    pub latency: Duration,
+    /// The answer's body.
+    pub outcome: Value,
     /// When the answer arrived.
     pub answered: Instant,
+    /// Whether it was sent inside the measured window.
+    pub measured: bool,
 }
 
 /// The API, the tokens, and the queue of orders in flight.
@@ -111,9 +112,17 @@ pub struct Driver {
     restaurant: String,
     due: Mutex<VecDeque<Due>>,
     in_flight: AtomicU64,
+    max_in_flight: u64,
+    /// Whether commands sent now count (after the warm-up).
+    pub measuring: AtomicBool,
+    /// Commands that succeeded inside the measured window.
+    pub ok: AtomicU64,
+    /// Commands that failed or were not answered.
+    pub errors: AtomicU64,
     /// Slots skipped because too many commands were in flight.
     pub missed: AtomicU64,
-    max_in_flight: u64,
+    /// Latency of the measured commands that succeeded, microseconds.
+    pub latency: Mutex<Histogram<u64>>,
 }
 
 impl Driver {
@@ -152,8 +161,12 @@ impl Driver {
             secret,
             due: Mutex::new(VecDeque::new()),
             in_flight: AtomicU64::new(0),
-            missed: AtomicU64::new(0),
             max_in_flight,
+            measuring: AtomicBool::new(false),
+            ok: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
+            latency: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
         })
     }
 
@@ -189,25 +202,43 @@ impl Driver {
         }
     }
 
-    /// Send `due`'s step (or place a new order) and queue the order's next
-    /// step when it succeeded. `None` when no token could be minted.
+    /// Start the measured window: errors and missed slots counted so far
+    /// (the warm-up's) are forgotten.
+    pub fn start_measuring(&self) {
+        self.errors.store(0, Ordering::Relaxed);
+        self.missed.store(0, Ordering::Relaxed);
+        self.measuring.store(true, Ordering::Relaxed);
+    }
+
+    /// Send `due`'s step (or place a new order), count it, and queue the
+    /// order's next step when it succeeded; `None` when it failed.
     pub async fn send(&self, due: Option<Due>) -> Option<Sent> {
-        let sent = self.send_step(due).await;
+        let measured = self.measuring.load(Ordering::Relaxed);
+        let sent = self.send_step(due, measured).await;
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if let Some(s) = &sent
-            && let (Some(order), Some(_), Some(next)) = (s.order, &s.outcome, s.step.next())
+        let Some((sent, latency)) = sent else {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        if measured {
+            self.ok.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut h) = self.latency.lock() {
+                let _ = h.record((latency.as_micros() as u64).max(1));
+            }
+        }
+        if let Some(next) = sent.step.next()
             && let Ok(mut due) = self.due.lock()
         {
             due.push_back(Due {
-                order,
-                customer_token: Arc::clone(&s.customer_token),
+                order: sent.order,
+                customer_token: Arc::clone(&sent.customer_token),
                 step: next,
             });
         }
-        sent
+        Some(sent)
     }
 
-    async fn send_step(&self, due: Option<Due>) -> Option<Sent> {
+    async fn send_step(&self, due: Option<Due>, measured: bool) -> Option<(Sent, Duration)> {
         let (order, customer_token, step, path, bearer, body) = match due {
             None => {
                 let token =
@@ -249,34 +280,34 @@ impl Driver {
             .post(format!("{}{path}", self.base))
             .bearer_auth(bearer)
             .json(&body);
-        let sent = Instant::now();
+        let sent_at = Instant::now();
         let response = request.send().await;
         let answered = Instant::now();
         let outcome = match response {
-            Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+            Ok(r) if r.status().is_success() => r.json::<Value>().await.ok()?,
             Ok(r) => {
                 tracing::warn!(status = %r.status(), ?step, "command failed");
-                None
+                return None;
             }
             Err(e) => {
                 tracing::warn!(error = %e, ?step, "command not answered");
-                None
+                return None;
             }
         };
         // A placed order is known by its answer; the authorization answers
         // with the payment, and its order is the one that was due.
-        let order = order.or_else(|| {
-            outcome
-                .as_ref()
-                .and_then(|b| b["aggregate_id"].as_str()?.parse().ok())
-        });
-        Some(Sent {
+        let order = match order {
+            Some(o) => o,
+            None => outcome["aggregate_id"].as_str()?.parse().ok()?,
+        };
+        let sent = Sent {
             order,
             customer_token,
             step,
             outcome,
-            latency: answered.duration_since(sent),
             answered,
-        })
+            measured,
+        };
+        Some((sent, answered.duration_since(sent_at)))
     }
 }

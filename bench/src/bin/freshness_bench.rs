@@ -22,7 +22,7 @@
 //! Prints the achieved command rate, command latency, and freshness p50/p90/
 //! p99/max, plus the projector status at the end.
 
-use ordertrail_bench::lifecycle::{Driver, Due, LoadArgs, Sent, Step};
+use ordertrail_bench::lifecycle::{Driver, Due, LoadArgs, Step};
 use ordertrail_bench::{fresh_database, init_tracing, ms, snapshot};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -92,11 +92,7 @@ struct Shared {
     poll: Duration,
     /// Sampled commands whose effect is still being polled for.
     polling: AtomicU64,
-    measuring: std::sync::atomic::AtomicBool,
-    ok: AtomicU64,
-    errors: AtomicU64,
     timeouts: AtomicU64,
-    latency: Mutex<Histogram<u64>>,
     freshness: Mutex<Histogram<u64>>,
     freshness_by_step: Mutex<Vec<(Step, u64)>>,
 }
@@ -104,29 +100,12 @@ struct Shared {
 /// Send one command; for a sampled command that succeeded, measure when
 /// its effect becomes visible.
 async fn send(shared: Arc<Shared>, due: Option<Due>, sampled: bool) {
-    let measuring = shared.measuring.load(Ordering::Relaxed);
-    let sent = shared.driver.send(due).await;
-    let Some(Sent {
-        order: Some(order),
-        step,
-        outcome: Some(_),
-        latency,
-        answered,
-        ..
-    }) = sent
-    else {
-        shared.errors.fetch_add(1, Ordering::Relaxed);
+    let Some(sent) = shared.driver.send(due).await else {
         return;
     };
-    if measuring {
-        shared.ok.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut h) = shared.latency.lock() {
-            let _ = h.record((latency.as_micros() as u64).max(1));
-        }
-    }
     if sampled {
         shared.polling.fetch_add(1, Ordering::Relaxed);
-        watch_visibility(&shared, order, step, answered, measuring).await;
+        watch_visibility(&shared, sent.order, sent.step, sent.answered, sent.measured).await;
         shared.polling.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -214,11 +193,7 @@ async fn main() -> Result<()> {
         driver,
         poll: Duration::from_millis(args.poll_ms.max(1)),
         polling: AtomicU64::new(0),
-        measuring: std::sync::atomic::AtomicBool::new(false),
-        ok: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
         timeouts: AtomicU64::new(0),
-        latency: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
         freshness: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
         freshness_by_step: Mutex::new(Vec::new()),
     });
@@ -246,9 +221,7 @@ async fn main() -> Result<()> {
         &mut counter,
     )
     .await;
-    shared.measuring.store(true, Ordering::Relaxed);
-    shared.errors.store(0, Ordering::Relaxed);
-    shared.driver.missed.store(0, Ordering::Relaxed);
+    shared.driver.start_measuring();
     let measured_from = Instant::now();
     let sent_before = counter;
     drive(
@@ -260,7 +233,7 @@ async fn main() -> Result<()> {
     .await;
     let sent = counter - sent_before;
     let window = measured_from.elapsed();
-    shared.measuring.store(false, Ordering::Relaxed);
+    shared.driver.measuring.store(false, Ordering::Relaxed);
     // Let the commands and polls of the window finish (a poll gives up after 10 s).
     let drain = Instant::now();
     while (shared.driver.in_flight() > 0 || shared.polling.load(Ordering::Relaxed) > 0)
@@ -269,15 +242,15 @@ async fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let ok = shared.ok.load(Ordering::Relaxed);
-    let latency = snapshot(&shared.latency)?;
+    let ok = shared.driver.ok.load(Ordering::Relaxed);
+    let latency = snapshot(&shared.driver.latency)?;
     let fresh = snapshot(&shared.freshness)?;
     println!(
         "commands: {sent} sent in {:.1} s = {:.0}/s; {ok} succeeded ({:.0}/s); errors {}; missed slots (>{} in flight) {}",
         window.as_secs_f64(),
         sent as f64 / window.as_secs_f64(),
         ok as f64 / window.as_secs_f64(),
-        shared.errors.load(Ordering::Relaxed),
+        shared.driver.errors.load(Ordering::Relaxed),
         args.load.max_in_flight,
         shared.driver.missed.load(Ordering::Relaxed),
     );

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use ordertrail_bench::lifecycle::{Driver, Due, LoadArgs, Sent, Step};
+use ordertrail_bench::lifecycle::{Driver, Due, LoadArgs, Step};
 use ordertrail_bench::{fresh_database, init_tracing, ms, snapshot};
 
 /// Command response → SSE client push latency.
@@ -55,49 +55,31 @@ fn sampled(order_id: &str) -> bool {
 
 struct Shared {
     driver: Driver,
-    measuring: AtomicBool,
-    ok: AtomicU64,
-    errors: AtomicU64,
-    latency: Mutex<Histogram<u64>>,
     /// When each sampled order command was answered, by (order, version).
     answered: Mutex<HashMap<(String, i64), Instant>>,
 }
 
-/// Send one command; note when a sampled order command was answered.
+/// Send one command; note when a sampled order command of the measured
+/// window was answered.
 async fn send(shared: Arc<Shared>, due: Option<Due>) {
-    let measuring = shared.measuring.load(Ordering::Relaxed);
-    let sent = shared.driver.send(due).await;
-    let Some(Sent {
-        step,
-        outcome: Some(outcome),
-        latency,
-        answered,
-        ..
-    }) = sent
-    else {
-        shared.errors.fetch_add(1, Ordering::Relaxed);
+    let Some(sent) = shared.driver.send(due).await else {
         return;
     };
     let (Some(aggregate_id), Some(version)) = (
-        outcome["aggregate_id"].as_str(),
-        outcome["version"].as_i64(),
+        sent.outcome["aggregate_id"].as_str(),
+        sent.outcome["version"].as_i64(),
     ) else {
-        shared.errors.fetch_add(1, Ordering::Relaxed);
+        shared.driver.errors.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    if measuring {
-        shared.ok.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut h) = shared.latency.lock() {
-            let _ = h.record((latency.as_micros() as u64).max(1));
-        }
-        // The authorization is a payment event, which the ops stream does
-        // not carry.
-        if step != Step::Authorize
-            && sampled(aggregate_id)
-            && let Ok(mut a) = shared.answered.lock()
-        {
-            a.insert((aggregate_id.to_owned(), version), answered);
-        }
+    // The authorization is a payment event, which the ops stream does not
+    // carry.
+    if sent.measured
+        && sent.step != Step::Authorize
+        && sampled(aggregate_id)
+        && let Ok(mut a) = shared.answered.lock()
+    {
+        a.insert((aggregate_id.to_owned(), version), sent.answered);
     }
 }
 
@@ -220,19 +202,13 @@ async fn main() -> Result<()> {
 
     let shared = Arc::new(Shared {
         driver,
-        measuring: AtomicBool::new(false),
-        ok: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-        latency: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
         answered: Mutex::new(HashMap::new()),
     });
     drive(&shared, &args, Duration::from_secs(args.load.warmup_secs)).await;
-    shared.errors.store(0, Ordering::Relaxed);
-    shared.driver.missed.store(0, Ordering::Relaxed);
-    shared.measuring.store(true, Ordering::Relaxed);
+    shared.driver.start_measuring();
     let started = Instant::now();
     drive(&shared, &args, Duration::from_secs(args.load.duration_secs)).await;
-    shared.measuring.store(false, Ordering::Relaxed);
+    shared.driver.measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
     // Let in-flight commands answer and their events arrive.
     let drain = Instant::now() + Duration::from_secs(10);
@@ -274,14 +250,14 @@ async fn main() -> Result<()> {
     }
     let _ = api.kill().await;
 
-    let ok = shared.ok.load(Ordering::Relaxed);
-    let lat = snapshot(&shared.latency)?;
+    let ok = shared.driver.ok.load(Ordering::Relaxed);
+    let lat = snapshot(&shared.driver.latency)?;
     println!(
         "commands: {ok} ok in {:.1} s = {:.0}/s (target {}), {} errors, {} slots missed",
         elapsed.as_secs_f64(),
         ok as f64 / elapsed.as_secs_f64(),
         args.load.rate,
-        shared.errors.load(Ordering::Relaxed),
+        shared.driver.errors.load(Ordering::Relaxed),
         shared.driver.missed.load(Ordering::Relaxed)
     );
     println!(
