@@ -29,7 +29,9 @@ fn metadata() -> EventMetadata {
 /// Envelopes of realistic order lifecycles, numbered as the store would.
 #[derive(Debug, Default)]
 pub struct Backlog {
+    /// The envelopes, in store order.
     pub envelopes: Vec<EventEnvelope>,
+    /// The last global position given.
     pub position: i64,
 }
 
@@ -78,7 +80,8 @@ impl Backlog {
         )
     }
 
-    fn payment(
+    /// Append a payment event (e.g. a refund after the lifecycle).
+    pub fn payment(
         &mut self,
         id: PaymentId,
         seq: &mut i64,
@@ -115,21 +118,93 @@ impl Backlog {
     }
 }
 
-/// One delivered card order with `reports` location fixes.
+/// One delivered card order's ids, amounts and times: what the benchmarks'
+/// days vary.
+#[derive(Debug, Clone)]
+pub struct CardOrder {
+    /// The order (its payment and delivery ids follow from it).
+    pub order: OrderId,
+    /// Where it is placed.
+    pub restaurant: RestaurantId,
+    /// When it is placed; the rest of its life follows within 30 minutes.
+    pub placed: DateTime<Utc>,
+    /// The one line's name.
+    pub item: &'static str,
+    /// The price, minor units (the total is the sum of the parts).
+    pub subtotal: i64,
+    /// Delivery fee.
+    pub delivery_fee: i64,
+    /// Service fee.
+    pub service_fee: i64,
+    /// Tax.
+    pub tax: i64,
+    /// Tip.
+    pub tip: i64,
+    /// The platform's commission.
+    pub commission: i64,
+    /// The provider's reference for the authorization.
+    pub authorization_reference: String,
+    /// The provider's fee for the authorization.
+    pub authorization_fee: i64,
+    /// The provider's fee for the capture.
+    pub capture_fee: i64,
+    /// Rider location fixes between assignment and pick-up.
+    pub reports: usize,
+}
+
+impl CardOrder {
+    /// What the customer pays.
+    pub fn total(&self) -> i64 {
+        self.subtotal + self.delivery_fee + self.service_fee + self.tax + self.tip
+    }
+
+    /// When it is delivered and its payment captured.
+    pub fn delivered_at(&self) -> DateTime<Utc> {
+        self.placed + chrono::Duration::minutes(30)
+    }
+}
+
+/// One delivered card order with `reports` location fixes, the `i`-th of a
+/// backlog that places one every 3 s.
 pub fn order(
     b: &mut Backlog,
     i: usize,
     reports: usize,
     restaurants: &[RestaurantId],
 ) -> anyhow::Result<()> {
-    let m = chrono::Duration::minutes;
     let start = Utc
         .with_ymd_and_hms(2025, 1, 1, 8, 0, 0)
         .single()
         .context("start time")?;
-    let placed = start + chrono::Duration::seconds(i as i64 * 3);
-    let order = OrderId::new_random();
-    let restaurant = restaurants[i % restaurants.len()];
+    card_order(
+        b,
+        &CardOrder {
+            order: OrderId::new_random(),
+            restaurant: restaurants[i % restaurants.len()],
+            placed: start + chrono::Duration::seconds(i as i64 * 3),
+            item: "Pizza",
+            subtotal: 2_899,
+            delivery_fee: 319,
+            service_fee: 145,
+            tax: 203,
+            tip: 150,
+            commission: 435,
+            authorization_reference: "auth".into(),
+            authorization_fee: 25,
+            capture_fee: 35,
+            reports,
+        },
+    )
+    .map(drop)
+}
+
+/// Every event of `o`'s life: placed, authorized, confirmed, accepted;
+/// delivery requested, assigned, located `reports` times, picked up,
+/// completed; order delivered, payment captured. Returns the payment's
+/// last sequence (for events after the lifecycle).
+pub fn card_order(b: &mut Backlog, o: &CardOrder) -> anyhow::Result<i64> {
+    let m = chrono::Duration::minutes;
+    let (order, restaurant, placed) = (o.order, o.restaurant, o.placed);
     let pay = PaymentId::for_order(order);
     let del = DeliveryId::for_order(order);
     let rider = RiderId::new_random();
@@ -141,7 +216,7 @@ pub fn order(
         lat: 52.53,
         lon: 13.43,
     };
-    let total = 2_899 + 319 + 145 + 203 + 150;
+    let total = o.total();
     let (mut so, mut sp, mut sd) = (0, 0, 0);
     b.order(
         order,
@@ -154,10 +229,10 @@ pub fn order(
             restaurant_time_zone: "Europe/Berlin".into(),
             lines: vec![OrderLine {
                 menu_item_id: MenuItemId(Uuid::from_u128(1)),
-                name: "Pizza".into(),
-                unit_price: eur(2_899),
+                name: o.item.into(),
+                unit_price: eur(o.subtotal),
                 quantity: 1,
-                line_total: eur(2_899),
+                line_total: eur(o.subtotal),
             }],
             delivery_address: DeliveryAddress {
                 street: "Karl-Marx-Allee 1".into(),
@@ -169,13 +244,13 @@ pub fn order(
                 payment_method_ref: "pm_0123456789abcdef0123456789abcdef".into(),
             },
             price: PriceBreakdown {
-                subtotal: eur(2_899),
-                delivery_fee: eur(319),
-                service_fee: eur(145),
-                tax: eur(203),
-                tip: eur(150),
+                subtotal: eur(o.subtotal),
+                delivery_fee: eur(o.delivery_fee),
+                service_fee: eur(o.service_fee),
+                tax: eur(o.tax),
+                tip: eur(o.tip),
                 total: eur(total),
-                commission: eur(435),
+                commission: eur(o.commission),
             },
             placed_at: placed,
         },
@@ -190,8 +265,8 @@ pub fn order(
             restaurant_id: restaurant,
             amount: eur(total),
             provider: "simulated".into(),
-            provider_reference: "auth".into(),
-            fee: eur(25),
+            provider_reference: o.authorization_reference.clone(),
+            fee: eur(o.authorization_fee),
             authorized_at: placed,
         },
         placed,
@@ -239,7 +314,7 @@ pub fn order(
         },
         placed + m(2),
     )?;
-    for r in 0..reports {
+    for r in 0..o.reports {
         let at = placed + m(3) + chrono::Duration::seconds(r as i64 * 15);
         let location = GeoPoint {
             lat: 52.50 + r as f64 * 0.001,
@@ -297,13 +372,13 @@ pub fn order(
         &mut sp,
         PaymentCaptured {
             amount: eur(total),
-            fee: eur(35),
+            fee: eur(o.capture_fee),
             captured_at: placed + m(30),
             override_reason: None,
         },
         placed + m(30),
     )?;
-    Ok(())
+    Ok(sp)
 }
 
 /// Write envelopes into `events` as stored rows (their own event ids and
