@@ -23,7 +23,7 @@
 //! p99/max, plus the projector status at the end.
 
 use ordertrail_bench::lifecycle::{Driver, Due, LoadArgs, Step};
-use ordertrail_bench::{fresh_database, init_tracing, ms, snapshot};
+use ordertrail_bench::{drop_database, fresh_database, init_tracing, ms, snapshot};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,7 +34,6 @@ use hdrhistogram::Histogram;
 use ordertrail_launcher::Stack;
 use ordertrail_projections::ProjectorKind;
 use serde_json::Value;
-use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 /// Command → query-API freshness at a steady command rate.
@@ -311,10 +310,7 @@ async fn main() -> Result<()> {
     }
     pool.close().await;
     if !args.keep_database {
-        let mut admin = PgConnection::connect(&args.database_url).await?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-            .execute(&mut admin)
-            .await?;
+        drop_database(&args.database_url, &db_name).await?;
     }
     Ok(())
 }

@@ -93,22 +93,17 @@ async fn main() -> Result<()> {
         config.duration_secs,
         config.warmup_secs
     );
-    let _ = run_load(
-        &client,
-        &base,
-        &secret,
-        config.concurrency,
-        Duration::from_secs(config.warmup_secs),
-    )
-    .await?;
-    let result = run_load(
-        &client,
-        &base,
-        &secret,
-        config.concurrency,
-        Duration::from_secs(config.duration_secs),
-    )
-    .await?;
+    let load = |secs| {
+        run_load(
+            &client,
+            &base,
+            &secret,
+            config.concurrency,
+            Duration::from_secs(secs),
+        )
+    };
+    load(config.warmup_secs).await?;
+    let result = load(config.duration_secs).await?;
     let api_rate = result.ok as f64 / result.elapsed.as_secs_f64();
     println!(
         "api: {} orders in {:.1} s = {:.0} orders/s; errors {}; latency p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use ordertrail_bench::relay_lag::steady_lag;
+use ordertrail_bench::{drop_database, fresh_database};
 use ordertrail_commands::relay::checkpoint;
 use ordertrail_launcher::{Stack, mock};
-use ordertrail_platform::{db, event_log};
+use ordertrail_platform::event_log;
 use ordertrail_schemas::topics::all_topics;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 /// Measures relay catch-up throughput and publish lag.
@@ -56,37 +57,13 @@ const PARTITIONS_MOCK_BROKERS: i32 = 3;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ordertrail_platform::telemetry::init("relay-bench");
-    let (pool, admin_url, db_name) = fresh_database(&args.database_url).await?;
+    let (db_name, _url, pool) = fresh_database(&args.database_url, 24, false).await?;
     let result = bench(&args, &pool).await;
     pool.close().await;
-    let mut admin = PgConnection::connect(&admin_url)
-        .await
-        .context("connect admin")?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name}"))
-        .execute(&mut admin)
+    drop_database(&args.database_url, &db_name)
         .await
         .context("drop bench database")?;
     result
-}
-
-async fn fresh_database(url: &str) -> anyhow::Result<(PgPool, String, String)> {
-    let name = format!("relay_bench_{}", Uuid::new_v4().simple());
-    let cut = url
-        .rfind('/')
-        .context("DATABASE_URL has no database part")?;
-    let (base, rest) = url.split_at(cut);
-    let query = rest.find('?').map(|i| &rest[i..]).unwrap_or("");
-    let admin_url = format!("{base}/postgres{query}");
-    let mut admin = PgConnection::connect(&admin_url)
-        .await
-        .context("connect admin")?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .context("create bench database")?;
-    let pool = db::connect(&format!("{base}/{name}{query}"), 24).await?;
-    db::migrate(&pool).await?;
-    Ok((pool, admin_url, name))
 }
 
 async fn bench(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
