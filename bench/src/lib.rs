@@ -25,6 +25,19 @@ pub const API_WITHOUT_RATE_LIMITS: [(&str, &str); 4] = [
     ("RATE_LIMIT_QUERIES_PER_ADDRESS", "0"),
 ];
 
+/// Where a benchmark runs: the PostgreSQL server it makes its own database
+/// on, and the Kafka cluster (an in-process mock when unset).
+#[derive(Debug, clap::Args)]
+pub struct Servers {
+    /// PostgreSQL server (a role allowed to CREATE DATABASE); the benchmark
+    /// creates and drops its own database.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Kafka bootstrap servers; an in-process mock cluster when unset.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+}
+
 /// An HS256 token for `role`/`sub`, valid for a day.
 pub fn mint_token(secret: &str, role: &str, sub: &str) -> Result<String> {
     let now = chrono::Utc::now().timestamp();

@@ -23,7 +23,7 @@
 //! p99/max, plus the projector status at the end.
 
 use ordertrail_bench::lifecycle::{Driver, Due, LoadArgs, Step};
-use ordertrail_bench::{drop_database, fresh_database, init_tracing, ms, snapshot};
+use ordertrail_bench::{Servers, drop_database, fresh_database, init_tracing, ms, snapshot};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,12 +39,8 @@ use uuid::Uuid;
 /// Command → query-API freshness at a steady command rate.
 #[derive(Debug, Parser)]
 struct Args {
-    /// PostgreSQL server (a role allowed to CREATE DATABASE).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
-    /// Kafka bootstrap servers; an in-process mock cluster when unset.
-    #[arg(long, env = "KAFKA_BROKERS")]
-    kafka_brokers: Option<String>,
+    #[command(flatten)]
+    servers: Servers,
     #[command(flatten)]
     load: LoadArgs,
     /// Measure the freshness of one command in this many (each sampled
@@ -168,13 +164,13 @@ async fn drive(shared: &Arc<Shared>, args: &Args, duration: Duration, counter: &
 async fn main() -> Result<()> {
     let args = Args::parse();
     init_tracing("warn");
-    let (db_name, db_url, pool) = fresh_database(&args.database_url, 8, true).await?;
+    let (db_name, db_url, pool) = fresh_database(&args.servers.database_url, 8, true).await?;
 
     // The relay and the order-history projector in this process (the
     // launcher's `Stack`), on a hosted one-broker mock unless KAFKA_BROKERS.
     let projector_batch = args.batch_size;
     let stack = Stack::on_pool(pool.clone())
-        .kafka(args.kafka_brokers.clone().unwrap_or_default())
+        .kafka(args.servers.kafka_brokers.clone().unwrap_or_default())
         .mock_brokers(1)
         .topic_prefix(format!(
             "fresh{}",
@@ -310,7 +306,7 @@ async fn main() -> Result<()> {
     }
     pool.close().await;
     if !args.keep_database {
-        drop_database(&args.database_url, &db_name).await?;
+        drop_database(&args.servers.database_url, &db_name).await?;
     }
     Ok(())
 }

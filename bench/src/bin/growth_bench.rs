@@ -33,7 +33,7 @@ use ordertrail_bench::backlog::{Backlog, load, order};
 use ordertrail_bench::load::run_load;
 use ordertrail_bench::relay_lag::steady_lag;
 use ordertrail_bench::{
-    drop_database, fresh_database, mint_token, ms, projector_binary, spawn_api, wait_ready,
+    Servers, drop_database, fresh_database, mint_token, ms, projector_binary, spawn_api, wait_ready,
 };
 use ordertrail_launcher::Stack;
 use ordertrail_schemas::RestaurantId;
@@ -43,12 +43,8 @@ use uuid::Uuid;
 /// Compares latencies and disk of an empty store with a grown one.
 #[derive(Debug, Parser)]
 struct Args {
-    /// PostgreSQL server (a role allowed to CREATE DATABASE).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
-    /// Kafka bootstrap servers; the embedded broker when unset.
-    #[arg(long, env = "KAFKA_BROKERS")]
-    kafka_brokers: Option<String>,
+    #[command(flatten)]
+    servers: Servers,
     /// Events in the grown store (9 per order with `--reports 0`).
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
@@ -144,11 +140,11 @@ async fn main() -> Result<()> {
 
 async fn measure(args: &Args, grown: bool) -> Result<Figures> {
     let label = if grown { "grown" } else { "empty" };
-    let (name, url, pool) = fresh_database(&args.database_url, 8, true).await?;
+    let (name, url, pool) = fresh_database(&args.servers.database_url, 8, true).await?;
     let result = measure_in(args, grown, label, &url, &pool).await;
     pool.close().await;
     if !args.keep {
-        drop_database(&args.database_url, &name).await?;
+        drop_database(&args.servers.database_url, &name).await?;
     } else {
         println!("[{label}] kept database {name}");
     }
@@ -187,6 +183,7 @@ async fn measure_in(
         .partitions(args.partitions)
         .projectors(Vec::new());
     if let Some(b) = args
+        .servers
         .kafka_brokers
         .as_deref()
         .filter(|b| !b.trim().is_empty())

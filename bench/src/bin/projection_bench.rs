@@ -11,7 +11,7 @@
 //! `KAFKA_BROKERS`, or an in-process librdkafka mock cluster when unset.
 
 use ordertrail_bench::backlog::{Backlog, order};
-use ordertrail_bench::{drop_database, fresh_database};
+use ordertrail_bench::{Servers, drop_database, fresh_database};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -28,12 +28,8 @@ use uuid::Uuid;
 
 #[derive(Debug, Parser)]
 struct Args {
-    /// PostgreSQL server (a role allowed to CREATE DATABASE).
-    #[arg(long, env = "DATABASE_URL")]
-    database_url: String,
-    /// Kafka bootstrap servers; an in-process mock cluster when unset.
-    #[arg(long, env = "KAFKA_BROKERS")]
-    kafka_brokers: Option<String>,
+    #[command(flatten)]
+    servers: Servers,
     /// Orders in the backlog.
     #[arg(long, default_value_t = 10_000)]
     orders: usize,
@@ -56,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
     let prefix = format!("bench{}", &Uuid::new_v4().simple().to_string()[..8]);
     let topics = ordertrail_schemas::topics::all_topics(&prefix);
     let mock: Option<mock::Mock>;
-    let brokers = match &args.kafka_brokers {
+    let brokers = match &args.servers.kafka_brokers {
         Some(b) if !b.is_empty() => {
             mock = None;
             let admin: rdkafka::admin::AdminClient<_> =
@@ -160,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
             .map(|k| counts.get(k).copied().unwrap_or(0))
             .sum();
         let name = kind.name();
-        let (db_name, _url, pool) = fresh_database(&args.database_url, 4, false).await?;
+        let (db_name, _url, pool) = fresh_database(&args.servers.database_url, 4, false).await?;
         // The projector alone, in this process (the launcher's `Stack`).
         let batch_size = args.batch_size;
         let started = Instant::now();
@@ -205,7 +201,7 @@ async fn main() -> anyhow::Result<()> {
             first_event.map(|f| f.as_secs_f64()).unwrap_or(0.0),
         );
         pool.close().await;
-        drop_database(&args.database_url, &db_name).await?;
+        drop_database(&args.servers.database_url, &db_name).await?;
     }
     drop(mock);
     Ok(())

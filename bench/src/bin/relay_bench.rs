@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use ordertrail_bench::relay_lag::steady_lag;
-use ordertrail_bench::{drop_database, fresh_database};
+use ordertrail_bench::{Servers, drop_database, fresh_database};
 use ordertrail_commands::relay::checkpoint;
 use ordertrail_launcher::{Stack, mock};
 use ordertrail_platform::event_log;
@@ -28,12 +28,8 @@ use uuid::Uuid;
 /// Measures relay catch-up throughput and publish lag.
 #[derive(Debug, Parser)]
 struct Args {
-    /// PostgreSQL server; the benchmark creates and drops its own database.
-    #[arg(long, env)]
-    database_url: String,
-    /// Kafka bootstrap servers; an in-process mock cluster when unset.
-    #[arg(long, env)]
-    kafka_brokers: Option<String>,
+    #[command(flatten)]
+    servers: Servers,
     /// Stored events to catch up on.
     #[arg(long, default_value_t = 200_000)]
     backlog: i64,
@@ -57,10 +53,10 @@ const PARTITIONS_MOCK_BROKERS: i32 = 3;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ordertrail_platform::telemetry::init("relay-bench");
-    let (db_name, _url, pool) = fresh_database(&args.database_url, 24, false).await?;
+    let (db_name, _url, pool) = fresh_database(&args.servers.database_url, 24, false).await?;
     let result = bench(&args, &pool).await;
     pool.close().await;
-    drop_database(&args.database_url, &db_name)
+    drop_database(&args.servers.database_url, &db_name)
         .await
         .context("drop bench database")?;
     result
@@ -69,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
 async fn bench(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
     let prefix = format!("bench{}", &Uuid::new_v4().simple().to_string()[..8]);
     let mock: Option<mock::Mock>;
-    let brokers = match &args.kafka_brokers {
+    let brokers = match &args.servers.kafka_brokers {
         Some(b) if !b.trim().is_empty() => {
             mock = None;
             b.clone()
