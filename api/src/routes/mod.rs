@@ -1,5 +1,142 @@
 //! Route modules, one per resource. Each exposes `router()`; [`crate::app`]
-//! merges them.
+//! merges them. The command resources (orders, payments, deliveries) declare
+//! their routes with [`command_routes!`].
+
+/// Declares a resource's command routes and its `router()`.
+///
+/// Every command route has the same shape: its OpenAPI operation (`POST`,
+/// the resource's tag, the path id, the `Idempotency-Key` header, the
+/// request body, the success answer, any extra documented failures, then
+/// [`crate::error::CommandErrors`] and bearer security) and a handler that
+/// parses the body and the path id, checks the token's role, runs the one
+/// workflow its block builds ([`run`]) and answers. The answer is the
+/// documented status with the outcome as the caller may see it, or another
+/// [`Answer`] named after `->`. A block may use `?`; the handler's name is
+/// the operation id.
+///
+/// ```ignore
+/// command_routes! {
+///     tag = "orders", id = "Order id";
+///
+///     /// Accept a confirmed order (the order's restaurant).
+///     post "/v1/orders/{id}/accept" => 200 "Order accepted";
+///     fn accept_order(user: RestaurantRole, body: AcceptOrderRequest, id: Uuid) {
+///         AcceptOrder { order_id: OrderId(id), preparation_minutes: body.preparation_minutes }
+///     }
+///
+///     /// A route without a path id, a body-less command and another answer:
+///     post "/v1/payments" => 201 "Payment authorized", (status = 402, description = "...");
+///     fn authorize_payment(user: CustomerOrStaff, _: NoBody) -> answer_authorized { ... }
+/// }
+/// ```
+macro_rules! command_routes {
+    (
+        tag = $tag:tt, id = $id_desc:tt;
+        $(
+            $(#[doc = $doc:tt])*
+            post $path:tt => $status:tt $desc:tt $(, $extra:tt)*;
+            fn $name:ident($user:ident: $role:ty, $body:tt: $req:ident $(, $id:ident: Uuid)?)
+                $(-> $answer:path)? $build:block
+        )*
+    ) => {
+        pub fn router() -> ::axum::Router<$crate::AppState> {
+            ::axum::Router::new()
+                $(.route($path, ::axum::routing::post($name)))*
+        }
+        $(
+            $crate::routes::command_routes! {
+                @body [$($doc)*] $tag $path $status $desc [$($extra)*] $name $user $role,
+                $body $req [$($id $id_desc)?] [$($answer)?] $build
+            }
+        )*
+    };
+    // The request body: `NoBody` is documented as "empty or `{}`".
+    (@body $docs:tt $tag:tt $path:tt $status:tt $desc:tt $extra:tt $name:ident
+        $user:ident $role:ty, $body:tt NoBody $($rest:tt)*) => {
+        $crate::routes::command_routes! {
+            @emit $docs $tag $path $status $desc $extra $name $user $role,
+            [request_body(content = NoBody, description = "Empty or `{}`")] $body NoBody $($rest)*
+        }
+    };
+    (@body $docs:tt $tag:tt $path:tt $status:tt $desc:tt $extra:tt $name:ident
+        $user:ident $role:ty, $body:tt $req:ident $($rest:tt)*) => {
+        $crate::routes::command_routes! {
+            @emit $docs $tag $path $status $desc $extra $name $user $role,
+            [request_body = $req] $body $req $($rest)*
+        }
+    };
+    // A route on an item: its id is a path parameter.
+    (@emit [$($doc:tt)*] $tag:tt $path:tt $status:tt $desc:tt [$($extra:tt)*]
+        $name:ident $user:ident $role:ty, [$($request_body:tt)*] $body:tt $req:ident
+        [$id:ident $id_desc:tt] [$($answer:path)?] $build:block) => {
+        $(#[doc = $doc])*
+        #[utoipa::path(
+            post, path = $path, tag = $tag,
+            params(("id" = ::uuid::Uuid, Path, description = $id_desc), ("Idempotency-Key" = Option<String>, Header)),
+            $($request_body)*,
+            responses(
+                (status = $status, description = $desc, body = ::ordertrail_commands::service::CommandOutcome),
+                $($extra,)*
+                $crate::error::CommandErrors
+            ),
+            security(("bearer" = []))
+        )]
+        pub async fn $name(
+            ::axum::extract::State(state): ::axum::extract::State<$crate::AppState>,
+            $user: $crate::auth::Authorized<$role>,
+            $crate::extract::ApiPath($id): $crate::extract::ApiPath<::uuid::Uuid>,
+            req: $crate::extract::CommandRequest<$req>,
+        ) -> Result<$crate::routes::CommandResponse, $crate::error::ApiError> {
+            let workflow = {
+                let $body = &req.body;
+                $build
+            };
+            let outcome = $crate::routes::run(&state, &$user, &req, workflow).await?;
+            $crate::routes::Answer::answer(
+                &$crate::routes::command_routes!(@answer $status $($answer)?),
+                &$user,
+                outcome,
+            )
+        }
+    };
+    // A route on the collection: no path id.
+    (@emit [$($doc:tt)*] $tag:tt $path:tt $status:tt $desc:tt [$($extra:tt)*]
+        $name:ident $user:ident $role:ty, [$($request_body:tt)*] $body:tt $req:ident
+        [] [$($answer:path)?] $build:block) => {
+        $(#[doc = $doc])*
+        #[utoipa::path(
+            post, path = $path, tag = $tag,
+            params(("Idempotency-Key" = Option<String>, Header)),
+            $($request_body)*,
+            responses(
+                (status = $status, description = $desc, body = ::ordertrail_commands::service::CommandOutcome),
+                $($extra,)*
+                $crate::error::CommandErrors
+            ),
+            security(("bearer" = []))
+        )]
+        pub async fn $name(
+            ::axum::extract::State(state): ::axum::extract::State<$crate::AppState>,
+            $user: $crate::auth::Authorized<$role>,
+            req: $crate::extract::CommandRequest<$req>,
+        ) -> Result<$crate::routes::CommandResponse, $crate::error::ApiError> {
+            let workflow = {
+                let $body = &req.body;
+                $build
+            };
+            let outcome = $crate::routes::run(&state, &$user, &req, workflow).await?;
+            $crate::routes::Answer::answer(
+                &$crate::routes::command_routes!(@answer $status $($answer)?),
+                &$user,
+                outcome,
+            )
+        }
+    };
+    (@answer $status:tt $answer:path) => { $answer };
+    (@answer 200) => { ::axum::http::StatusCode::OK };
+    (@answer 201) => { ::axum::http::StatusCode::CREATED };
+}
+pub(crate) use command_routes;
 
 pub mod audit;
 pub mod console;
@@ -61,6 +198,40 @@ impl IntoResponse for CommandResponse {
                 .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
         }
         response
+    }
+}
+
+/// How a command route answers its workflow's outcome (see [`command_routes!`]).
+pub(crate) trait Answer {
+    fn answer(&self, user: &AuthUser, outcome: CommandOutcome)
+    -> Result<CommandResponse, ApiError>;
+}
+
+/// The outcome, as `user` may see it ([`visibility::outcome`]), with this status.
+impl Answer for StatusCode {
+    fn answer(
+        &self,
+        user: &AuthUser,
+        outcome: CommandOutcome,
+    ) -> Result<CommandResponse, ApiError> {
+        Ok(CommandResponse {
+            status: *self,
+            outcome: visibility::outcome(user, outcome),
+        })
+    }
+}
+
+/// An answer that looks at the outcome first (e.g. a recorded decline).
+impl<F> Answer for F
+where
+    F: Fn(&AuthUser, CommandOutcome) -> Result<CommandResponse, ApiError>,
+{
+    fn answer(
+        &self,
+        user: &AuthUser,
+        outcome: CommandOutcome,
+    ) -> Result<CommandResponse, ApiError> {
+        self(user, outcome)
     }
 }
 
