@@ -16,7 +16,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{CommandResponse, NoBody, ReasonBody, replayed_error};
+use axum::http::StatusCode;
+
+use super::{CommandResponse, NoBody, ReasonBody, answer_or_refusal};
 use crate::auth::{AuthUser, RestaurantOrStaff, RiderOrStaff, RiderRole, Staff};
 use crate::error::ApiError;
 
@@ -139,25 +141,25 @@ command_routes! {
 }
 
 /// 200 with the outcome, or 422 `dropoff_code_invalid` when the outcome is
-/// a recorded `DropoffCodeRejected` (the same on an `Idempotency-Key` replay).
+/// a recorded `DropoffCodeRejected`.
 fn answer_completed(user: &AuthUser, outcome: CommandOutcome) -> Result<CommandResponse, ApiError> {
-    if let Some(rejected) = outcome
-        .events
-        .iter()
-        .find(|e| e.event_type == "DropoffCodeRejected")
-    {
-        let attempts = rejected
-            .payload
-            .get("attempts")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0);
-        let error = ApiError::new("dropoff_code_invalid", "the drop-off code is wrong")
-            .with_details(serde_json::json!({
-                "attempts": attempts,
-                "attempts_left": u64::from(MAX_DROPOFF_ATTEMPTS).saturating_sub(attempts),
-                "outcome": super::visibility::outcome(user, outcome.clone()),
-            }));
-        return Err(replayed_error(error, &outcome));
-    }
-    Ok(CommandResponse::ok(user, outcome))
+    answer_or_refusal(
+        user,
+        outcome,
+        StatusCode::OK,
+        "DropoffCodeRejected",
+        |rejected, outcome| {
+            let attempts = rejected
+                .get("attempts")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            ApiError::new("dropoff_code_invalid", "the drop-off code is wrong").with_details(
+                serde_json::json!({
+                    "attempts": attempts,
+                    "attempts_left": u64::from(MAX_DROPOFF_ATTEMPTS).saturating_sub(attempts),
+                    "outcome": outcome,
+                }),
+            )
+        },
+    )
 }

@@ -65,14 +65,17 @@ macro_rules! command_routes {
             [request_body = $req] $body $req $($rest)*
         }
     };
-    // A route on an item: its id is a path parameter.
+    // The route: on an item when it has a path id, else on the collection.
     (@emit [$($doc:tt)*] $tag:tt $path:tt $status:tt $desc:tt [$($extra:tt)*]
         $name:ident $user:ident $role:ty, [$($request_body:tt)*] $body:tt $req:ident
-        [$id:ident $id_desc:tt] [$($answer:path)?] $build:block) => {
+        [$($id:ident $id_desc:tt)?] [$($answer:path)?] $build:block) => {
         $(#[doc = $doc])*
         #[utoipa::path(
             post, path = $path, tag = $tag,
-            params(("id" = ::uuid::Uuid, Path, description = $id_desc), ("Idempotency-Key" = Option<String>, Header)),
+            params(
+                $(("id" = ::uuid::Uuid, Path, description = $id_desc),)?
+                ("Idempotency-Key" = Option<String>, Header)
+            ),
             $($request_body)*,
             responses(
                 (status = $status, description = $desc, body = ::ordertrail_commands::service::CommandOutcome),
@@ -84,40 +87,7 @@ macro_rules! command_routes {
         pub async fn $name(
             ::axum::extract::State(state): ::axum::extract::State<$crate::AppState>,
             $user: $crate::auth::Authorized<$role>,
-            $crate::extract::ApiPath($id): $crate::extract::ApiPath<::uuid::Uuid>,
-            req: $crate::extract::CommandRequest<$req>,
-        ) -> Result<$crate::routes::CommandResponse, $crate::error::ApiError> {
-            let workflow = {
-                let $body = &req.body;
-                $build
-            };
-            let outcome = $crate::routes::run(&state, &$user, &req, workflow).await?;
-            $crate::routes::Answer::answer(
-                &$crate::routes::command_routes!(@answer $status $($answer)?),
-                &$user,
-                outcome,
-            )
-        }
-    };
-    // A route on the collection: no path id.
-    (@emit [$($doc:tt)*] $tag:tt $path:tt $status:tt $desc:tt [$($extra:tt)*]
-        $name:ident $user:ident $role:ty, [$($request_body:tt)*] $body:tt $req:ident
-        [] [$($answer:path)?] $build:block) => {
-        $(#[doc = $doc])*
-        #[utoipa::path(
-            post, path = $path, tag = $tag,
-            params(("Idempotency-Key" = Option<String>, Header)),
-            $($request_body)*,
-            responses(
-                (status = $status, description = $desc, body = ::ordertrail_commands::service::CommandOutcome),
-                $($extra,)*
-                $crate::error::CommandErrors
-            ),
-            security(("bearer" = []))
-        )]
-        pub async fn $name(
-            ::axum::extract::State(state): ::axum::extract::State<$crate::AppState>,
-            $user: $crate::auth::Authorized<$role>,
+            $($crate::extract::ApiPath($id): $crate::extract::ApiPath<::uuid::Uuid>,)?
             req: $crate::extract::CommandRequest<$req>,
         ) -> Result<$crate::routes::CommandResponse, $crate::error::ApiError> {
             let workflow = {
@@ -170,24 +140,6 @@ pub struct CommandResponse {
     pub outcome: CommandOutcome,
 }
 
-impl CommandResponse {
-    /// 201 with the outcome as `user` may see it ([`visibility::outcome`]).
-    pub fn created(user: &AuthUser, outcome: CommandOutcome) -> Self {
-        Self {
-            status: StatusCode::CREATED,
-            outcome: visibility::outcome(user, outcome),
-        }
-    }
-
-    /// 200 with the outcome as `user` may see it ([`visibility::outcome`]).
-    pub fn ok(user: &AuthUser, outcome: CommandOutcome) -> Self {
-        Self {
-            status: StatusCode::OK,
-            outcome: visibility::outcome(user, outcome),
-        }
-    }
-}
-
 impl IntoResponse for CommandResponse {
     fn into_response(self) -> Response {
         let replayed = self.outcome.replayed;
@@ -235,12 +187,26 @@ where
     }
 }
 
-/// Mark an error that answers a replayed command like a replayed success.
-pub(crate) fn replayed_error(error: ApiError, outcome: &CommandOutcome) -> ApiError {
+/// Answers `status` with the outcome, unless the outcome records a refusal
+/// as a fact (an `event_type` event, e.g. `PaymentDeclined`): then the error
+/// `refusal` makes of that event's payload and of the outcome as `user` may
+/// see it — marked `Idempotent-Replayed` when the outcome is a replay, so a
+/// retry with the same key gets the same answer.
+pub(crate) fn answer_or_refusal(
+    user: &AuthUser,
+    outcome: CommandOutcome,
+    status: StatusCode,
+    event_type: &str,
+    refusal: impl FnOnce(&serde_json::Value, CommandOutcome) -> ApiError,
+) -> Result<CommandResponse, ApiError> {
+    let Some(refused) = outcome.events.iter().find(|e| e.event_type == event_type) else {
+        return status.answer(user, outcome);
+    };
+    let error = refusal(&refused.payload, visibility::outcome(user, outcome.clone()));
     if outcome.replayed {
-        error.with_header(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"))
+        Err(error.with_header(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true")))
     } else {
-        error
+        Err(error)
     }
 }
 

@@ -22,7 +22,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Answer, CommandResponse, NoBody, replayed_error};
+use axum::http::StatusCode;
+
+use super::{Answer, CommandResponse, NoBody, answer_or_refusal};
 use crate::auth::{AuthUser, CustomerOrStaff, Staff};
 use crate::error::ApiError;
 
@@ -136,26 +138,23 @@ command_routes! {
 }
 
 /// 201 with the outcome, or 402 `payment_declined` when the outcome is a
-/// recorded `PaymentDeclined` (the same on an `Idempotency-Key` replay).
+/// recorded `PaymentDeclined`.
 fn answer_authorized(
     user: &AuthUser,
     outcome: CommandOutcome,
 ) -> Result<CommandResponse, ApiError> {
-    if let Some(declined) = outcome
-        .events
-        .iter()
-        .find(|e| e.event_type == "PaymentDeclined")
-    {
-        let decline_code = declined
-            .payload
-            .get("decline_code")
-            .cloned()
-            .unwrap_or_default();
-        let error = ApiError::new("payment_declined", "the card was declined")
-            .with_details(serde_json::json!({ "decline_code": decline_code, "outcome": super::visibility::outcome(user, outcome.clone()) }));
-        return Err(replayed_error(error, &outcome));
-    }
-    Ok(CommandResponse::created(user, outcome))
+    answer_or_refusal(
+        user,
+        outcome,
+        StatusCode::CREATED,
+        "PaymentDeclined",
+        |declined, outcome| {
+            let decline_code = declined.get("decline_code").cloned().unwrap_or_default();
+            ApiError::new("payment_declined", "the card was declined").with_details(
+                serde_json::json!({ "decline_code": decline_code, "outcome": outcome }),
+            )
+        },
+    )
 }
 
 /// A provider call after authorization, and how its recorded failure is answered.
@@ -192,35 +191,36 @@ impl Operation {
 /// Answers a payment command: 200 with the outcome, or, when the outcome
 /// is the operation's recorded failure, 402 (refused) or 503 (unanswered)
 /// with `details.decline_code`, `details.final_attempt` and
-/// `details.outcome` — the same on an `Idempotency-Key` replay.
+/// `details.outcome`.
 impl Answer for Operation {
     fn answer(
         &self,
         user: &AuthUser,
         outcome: CommandOutcome,
     ) -> Result<CommandResponse, ApiError> {
-        let Some(failed) = outcome
-            .events
-            .iter()
-            .find(|e| e.event_type == self.failed_event)
-        else {
-            return Ok(CommandResponse::ok(user, outcome));
-        };
-        let field = |name: &str| failed.payload.get(name).cloned().unwrap_or_default();
-        let details = serde_json::json!({
-            "decline_code": field("decline_code"),
-            "final_attempt": field("final_attempt"),
-            "outcome": super::visibility::outcome(user, outcome.clone()),
-        });
-        let error = if field("answered") == serde_json::Value::Bool(true) {
-            ApiError::new(self.refused_code, self.refused)
-        } else {
-            ApiError::domain(
-                "payment_provider_unavailable",
-                ErrorKind::Unavailable,
-                self.unanswered,
-            )
-        };
-        Err(replayed_error(error.with_details(details), &outcome))
+        answer_or_refusal(
+            user,
+            outcome,
+            StatusCode::OK,
+            self.failed_event,
+            |failed, outcome| {
+                let field = |name: &str| failed.get(name).cloned().unwrap_or_default();
+                let details = serde_json::json!({
+                    "decline_code": field("decline_code"),
+                    "final_attempt": field("final_attempt"),
+                    "outcome": outcome,
+                });
+                let error = if field("answered") == serde_json::Value::Bool(true) {
+                    ApiError::new(self.refused_code, self.refused)
+                } else {
+                    ApiError::domain(
+                        "payment_provider_unavailable",
+                        ErrorKind::Unavailable,
+                        self.unanswered,
+                    )
+                };
+                error.with_details(details)
+            },
+        )
     }
 }
