@@ -108,6 +108,57 @@ macro_rules! command_routes {
 }
 pub(crate) use command_routes;
 
+/// Declares a resource's other routes (queries, audit, reference data) and
+/// its `router()`: each route's OpenAPI operation (method, path, the
+/// resource's tag, its parameters and request body, the success answer, the
+/// error set, bearer security) and its handler's signature (the state, the
+/// token's role, the extractors) from one declaration; the block answers.
+///
+/// ```ignore
+/// api_routes! {
+///     tag = "queries";
+///
+///     /// Doc comment: the operation's summary.
+///     get "/v1/orders/{id}" params(("id" = Uuid, Path, description = "Order id"))
+///         => (status = 200, description = "The order", body = OrderDetail), QueryErrors;
+///     fn order_detail(state, user: AuthUser, ApiPath(id): ApiPath<Uuid>) -> Json<OrderDetail> {
+///         ...
+///     }
+/// }
+/// ```
+macro_rules! api_routes {
+    (
+        tag = $tag:tt;
+        $(
+            $(#[doc = $doc:tt])*
+            $method:ident $path:tt $(params $params:tt)? $(request_body = $req:ident)?
+                => $ok:tt, $errors:ident;
+            fn $name:ident($state:ident, $user:ident: $role:ty $(, $ext:ident $inner:tt: $ext_ty:ty)*)
+                -> $ret:ty $build:block
+        )*
+    ) => {
+        pub fn router() -> ::axum::Router<$crate::AppState> {
+            ::axum::Router::new()
+                $(.route($path, ::axum::routing::$method($name)))*
+        }
+        $(
+            $(#[doc = $doc])*
+            #[utoipa::path(
+                $method, path = $path, tag = $tag,
+                $(params $params,)?
+                $(request_body = $req,)?
+                responses($ok, $errors),
+                security(("bearer" = []))
+            )]
+            pub async fn $name(
+                ::axum::extract::State($state): ::axum::extract::State<$crate::AppState>,
+                $user: $role,
+                $($ext $inner: $ext_ty,)*
+            ) -> Result<$ret, $crate::error::ApiError> $build
+        )*
+    };
+}
+
 pub mod audit;
 pub mod console;
 pub mod deliveries;
