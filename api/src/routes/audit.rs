@@ -24,8 +24,8 @@ use uuid::Uuid;
 
 use crate::auth::{Authorized, StaffOrAuditor};
 use crate::error::ApiError;
-use crate::extract::ApiPath;
-use crate::routes::queries::{ApiQuery, QueryErrors};
+use crate::extract::{ApiPath, ApiQuery};
+use crate::routes::queries::QueryErrors;
 
 /// The audit routes' part of the OpenAPI document (merged in [`crate::docs`]).
 #[derive(OpenApi)]

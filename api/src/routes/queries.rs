@@ -14,10 +14,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, Query};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use ordertrail_projections::queries::{
@@ -26,7 +23,6 @@ use ordertrail_projections::queries::{
     RestaurantSettlementDay, SortOrder, TimelineEntry, Viewer,
 };
 use ordertrail_schemas::{ActorRole, OrderId, OrderStatus};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
@@ -34,7 +30,7 @@ use uuid::Uuid;
 use super::visibility;
 use crate::auth::{AuthUser, Authorized, RestaurantOrReader, RiderOrReader, StaffOrAuditor};
 use crate::error::{ApiError, documented_errors};
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, ApiQuery};
 
 /// The query routes' part of the OpenAPI document (merged in [`crate::docs`]).
 #[derive(OpenApi)]
@@ -87,29 +83,6 @@ impl utoipa::IntoResponses for QueryErrors {
     }
 }
 
-/// Query-string parameters; anything that does not parse (or is unknown) is
-/// 400 `invalid_query` with the reason in `details`.
-#[derive(Debug)]
-pub struct ApiQuery<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for ApiQuery<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Query(value) = Query::<T>::from_request_parts(parts, state).await.map_err(
-            |rejection: QueryRejection| {
-                ApiError::new("invalid_query", "a query parameter is missing or malformed")
-                    .with_details(serde_json::json!({ "reason": rejection.body_text() }))
-            },
-        )?;
-        Ok(Self(value))
-    }
-}
-
 /// What the token allows the caller to see.
 fn viewer(user: &AuthUser) -> Result<Viewer, ApiError> {
     let own =
@@ -121,6 +94,19 @@ fn viewer(user: &AuthUser) -> Result<Viewer, ApiError> {
         ActorRole::Rider => Viewer::Rider(own(user.rider_id().map(|r| r.0))?),
         ActorRole::System => return Err(ApiError::forbidden("the system role reads nothing here")),
     })
+}
+
+/// An order status filter must name a status, else 400 `invalid_query`
+/// with the allowed names.
+pub(crate) fn check_order_status(status: Option<&str>) -> Result<(), ApiError> {
+    match status {
+        Some(status) if OrderStatus::parse(status).is_none() => Err(ApiError::new(
+            "invalid_query",
+            format!("unknown order status {status:?}"),
+        )
+        .with_details(serde_json::json!({ "field": "status", "allowed": OrderStatus::names() }))),
+        _ => Ok(()),
+    }
 }
 
 /// A [`QueryError`] as the API answers it; `not_found` names what was asked for.
@@ -277,16 +263,7 @@ api_routes! {
         ApiQuery(params): ApiQuery<OrderListParams>
     ) -> Json<OrderList> {
         let viewer = viewer(&user)?;
-        if let Some(status) = &params.status
-            && OrderStatus::parse(status).is_none()
-        {
-            return Err(
-                ApiError::new("invalid_query", format!("unknown order status {status:?}"))
-                    .with_details(
-                        serde_json::json!({ "field": "status", "allowed": OrderStatus::names() }),
-                    ),
-            );
-        }
+        check_order_status(params.status.as_deref())?;
         let filter = OrderFilter {
             status: params.status,
             restaurant_id: params.restaurant_id,

@@ -24,12 +24,12 @@ use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
 use uuid::Uuid;
 
-use super::queries::{ApiQuery, QueryErrors};
+use super::queries::{QueryErrors, check_order_status};
 use super::visibility;
 use crate::AppState;
 use crate::auth::{AuthUser, Authorized, StaffOrAuditor};
 use crate::error::ApiError;
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::stream::{self, FeedError, Scope, StreamEta, StreamEvent, StreamId};
 use ordertrail_schemas::OrderStatus;
 
@@ -221,16 +221,7 @@ pub async fn ops_stream(
     ApiQuery(params): ApiQuery<OpsStreamParams>,
 ) -> Result<Response, ApiError> {
     let resume = last_event_id(&headers)?;
-    if let Some(status) = &params.status
-        && OrderStatus::parse(status).is_none()
-    {
-        return Err(
-            ApiError::new("invalid_query", format!("unknown order status {status:?}"))
-                .with_details(
-                    serde_json::json!({ "field": "status", "allowed": OrderStatus::names() }),
-                ),
-        );
-    }
+    check_order_status(params.status.as_deref())?;
     let scope = Scope::Ops {
         restaurant_id: params.restaurant_id,
         status: params.status,
