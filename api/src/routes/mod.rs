@@ -1,6 +1,7 @@
 //! Route modules, one per resource. Each exposes `router()`; [`crate::app`]
 //! merges them. The command resources (orders, payments, deliveries) declare
-//! their routes with [`command_routes!`].
+//! their routes with [`command_routes!`]; queries, audit and reference data
+//! with [`api_routes!`].
 
 /// Declares a resource's command routes and its `router()`.
 ///
