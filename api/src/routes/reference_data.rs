@@ -82,6 +82,14 @@ pub struct RiderRequest {
     pub active: bool,
 }
 
+/// 404 `restaurant_not_found` for `id`.
+fn restaurant_not_found(id: RestaurantId) -> ApiError {
+    ApiError::new(
+        "restaurant_not_found",
+        format!("restaurant {id} does not exist"),
+    )
+}
+
 api_routes! {
     tag = "reference data";
 
@@ -130,19 +138,13 @@ api_routes! {
         ApiJson(body): ApiJson<RestaurantOpenRequest>
     ) -> Json<Restaurant> {
         let id = RestaurantId(id);
-        let not_found = || {
-            ApiError::new(
-                "restaurant_not_found",
-                format!("restaurant {id} does not exist"),
-            )
-        };
         if !catalog::set_restaurant_open(&state.pool, id, body.is_open).await? {
-            return Err(not_found());
+            return Err(restaurant_not_found(id));
         }
         Ok(Json(
             catalog::get_restaurant(&state.pool, id)
                 .await?
-                .ok_or_else(not_found)?,
+                .ok_or_else(|| restaurant_not_found(id))?,
         ))
     }
 
@@ -173,10 +175,7 @@ api_routes! {
     fn restaurant_menu(state, _user: AuthUser, ApiPath(id): ApiPath<Uuid>) -> Json<Vec<MenuItem>> {
         let id = RestaurantId(id);
         if catalog::get_restaurant(&state.pool, id).await?.is_none() {
-            return Err(ApiError::new(
-                "restaurant_not_found",
-                format!("restaurant {id} does not exist"),
-            ));
+            return Err(restaurant_not_found(id));
         }
         Ok(Json(catalog::list_menu(&state.pool, id).await?))
     }
