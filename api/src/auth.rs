@@ -687,34 +687,24 @@ mod tests {
         let plain = AuthConfig::new(b"secret", None);
         let strict = AuthConfig::new(b"secret", Some("ordertrail".into()))
             .with_audience(Some("ordertrail-api".into()));
-        // Neither iss nor aud: refused by the strict configuration.
-        let bare = plain.mint("ops", "alice", 60).unwrap();
-        assert_eq!(strict.verify(&bare).unwrap_err().code(), "invalid_token");
-        // Right issuer, no audience: refused.
-        let iss_only = AuthConfig::new(b"secret", Some("ordertrail".into()))
-            .mint("ops", "alice", 60)
-            .unwrap();
-        assert_eq!(
-            strict.verify(&iss_only).unwrap_err().code(),
-            "invalid_token"
-        );
-        // Wrong issuer or wrong audience: refused.
-        let wrong_iss = AuthConfig::new(b"secret", Some("someone-else".into()))
-            .with_audience(Some("ordertrail-api".into()))
-            .mint("ops", "alice", 60)
-            .unwrap();
-        assert_eq!(
-            strict.verify(&wrong_iss).unwrap_err().code(),
-            "invalid_token"
-        );
-        let wrong_aud = AuthConfig::new(b"secret", Some("ordertrail".into()))
-            .with_audience(Some("billing".into()))
-            .mint("ops", "alice", 60)
-            .unwrap();
-        assert_eq!(
-            strict.verify(&wrong_aud).unwrap_err().code(),
-            "invalid_token"
-        );
+        // Refused by the strict configuration: neither iss nor aud, the right
+        // issuer without audience, a wrong issuer, a wrong audience.
+        for (what, iss, aud) in [
+            ("neither iss nor aud", None, None),
+            ("right issuer, no audience", Some("ordertrail"), None),
+            ("wrong issuer", Some("someone-else"), Some("ordertrail-api")),
+            ("wrong audience", Some("ordertrail"), Some("billing")),
+        ] {
+            let token = AuthConfig::new(b"secret", iss.map(Into::into))
+                .with_audience(aud.map(Into::into))
+                .mint("ops", "alice", 60)
+                .unwrap();
+            assert_eq!(
+                strict.verify(&token).unwrap_err().code(),
+                "invalid_token",
+                "{what}"
+            );
+        }
         // Both right: accepted, also with aud as an array.
         let good = strict.mint("ops", "alice", 60).unwrap();
         assert!(strict.verify(&good).is_ok());
@@ -797,31 +787,34 @@ mod tests {
         let server = AuthConfig::new(b"local-secret", None)
             .with_hs256_key("2026-11", b"old-secret-old-secret")
             .with_hs256_key("2026-12", b"new-secret-new-secret");
-        let old = AuthConfig::new(b"old-secret-old-secret", None)
-            .with_signing_kid(Some("2026-11".into()));
-        let new = AuthConfig::new(b"new-secret-new-secret", None)
-            .with_signing_kid(Some("2026-12".into()));
-        assert!(server.verify(&old.mint("ops", "a", 60).unwrap()).is_ok());
-        assert!(server.verify(&new.mint("ops", "a", 60).unwrap()).is_ok());
+        let minted = |secret: &[u8], kid: &str| {
+            AuthConfig::new(secret, None)
+                .with_signing_kid(Some(kid.into()))
+                .mint("ops", "a", 60)
+                .unwrap()
+        };
+        assert!(
+            server
+                .verify(&minted(b"old-secret-old-secret", "2026-11"))
+                .is_ok()
+        );
+        assert!(
+            server
+                .verify(&minted(b"new-secret-new-secret", "2026-12"))
+                .is_ok()
+        );
         // A kid names one key: the new secret under the old kid is refused.
-        let crossed = AuthConfig::new(b"new-secret-new-secret", None)
-            .with_signing_kid(Some("2026-11".into()));
-        assert_eq!(
-            server
-                .verify(&crossed.mint("ops", "a", 60).unwrap())
-                .unwrap_err()
-                .code(),
-            "invalid_token"
-        );
         // An unknown kid is refused, even when the default secret signed it.
-        let unknown = AuthConfig::new(b"local-secret", None).with_signing_kid(Some("nope".into()));
-        assert_eq!(
-            server
-                .verify(&unknown.mint("ops", "a", 60).unwrap())
-                .unwrap_err()
-                .code(),
-            "invalid_token"
-        );
+        for (secret, kid) in [
+            (&b"new-secret-new-secret"[..], "2026-11"),
+            (&b"local-secret"[..], "nope"),
+        ] {
+            assert_eq!(
+                server.verify(&minted(secret, kid)).unwrap_err().code(),
+                "invalid_token",
+                "{kid}"
+            );
+        }
         // The local secret under its own kid works too.
         let named = AuthConfig::new(b"local-secret", None).with_signing_kid(Some("local".into()));
         assert!(named.verify(&named.mint("ops", "a", 60).unwrap()).is_ok());

@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ordertrail_commands::catalog::CatalogError;
@@ -430,6 +430,13 @@ impl From<JsonRejection> for ApiError {
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
         ApiError::new("invalid_id", "an id in the path is not a valid UUID")
+            .with_details(serde_json::json!({ "reason": rejection.body_text() }))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::new("invalid_query", "a query parameter is missing or malformed")
             .with_details(serde_json::json!({ "reason": rejection.body_text() }))
     }
 }

@@ -6,9 +6,10 @@
 //!   body) and the request id.
 //! - [`ApiJson<T>`]: a JSON body alone (for non-command routes).
 //! - [`ApiPath<T>`]: path parameters; a malformed id is 400 `invalid_id`.
+//! - [`ApiQuery<T>`]: query-string parameters; a bad one is 400 `invalid_query`.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName};
@@ -154,19 +155,36 @@ where
     }
 }
 
-/// Path parameters; a value that does not parse is 400 `invalid_id`.
-#[derive(Debug)]
-pub struct ApiPath<T>(pub T);
+/// Declares `$name<T>`: axum's `$axum<T>` extractor with its rejection
+/// answered as an [`ApiError`] (the `From` rejections in [`crate::error`]).
+macro_rules! parts_extractor {
+    ($(#[doc = $doc:tt])* $name:ident($axum:ident)) => {
+        $(#[doc = $doc])*
+        #[derive(Debug)]
+        pub struct $name<T>(pub T);
 
-impl<T, S> FromRequestParts<S> for ApiPath<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
+        impl<T, S> FromRequestParts<S> for $name<T>
+        where
+            T: DeserializeOwned + Send,
+            S: Send + Sync,
+        {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(value) = Path::<T>::from_request_parts(parts, state).await?;
-        Ok(Self(value))
-    }
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+                let $axum(value) = $axum::<T>::from_request_parts(parts, state).await?;
+                Ok(Self(value))
+            }
+        }
+    };
+}
+
+parts_extractor! {
+    /// Path parameters; a value that does not parse is 400 `invalid_id`.
+    ApiPath(Path)
+}
+
+parts_extractor! {
+    /// Query-string parameters; anything that does not parse (or is unknown)
+    /// is 400 `invalid_query` with the reason in `details`.
+    ApiQuery(Query)
 }

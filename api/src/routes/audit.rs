@@ -13,9 +13,7 @@
 //!   events and (with `provider_statement=true`) the payment events against
 //!   the simulated provider's statement of those days.
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, NaiveDate, Utc};
 use ordertrail_commands::audit::{self, AsOf, AuditError, AuditPage, AuditState};
 use ordertrail_projections::reconcile::{self, ReconcileError, Report};
@@ -24,19 +22,10 @@ use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::auth::{Authorized, StaffOrAuditor};
 use crate::error::ApiError;
-use crate::extract::ApiPath;
-use crate::routes::queries::{ApiQuery, QueryErrors};
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/audit/{kind}/{id}/events", get(aggregate_events))
-        .route("/v1/audit/{kind}/{id}/state", get(aggregate_state))
-        .route("/v1/audit/correlations/{id}", get(correlation_events))
-        .route("/v1/reconciliation/settlements", get(reconcile_settlements))
-}
+use crate::extract::{ApiPath, ApiQuery};
+use crate::routes::queries::QueryErrors;
 
 /// The audit routes' part of the OpenAPI document (merged in [`crate::docs`]).
 #[derive(OpenApi)]
@@ -127,37 +116,6 @@ fn limit(limit: Option<u32>) -> Result<Option<i64>, ApiError> {
     }
 }
 
-/// Every event of one order, payment or delivery with its metadata (actor,
-/// command, correlation and causation ids, request id, recorded_at), by
-/// sequence, from the event store. Ops, admin, auditor.
-#[utoipa::path(
-    get, path = "/v1/audit/{kind}/{id}/events", tag = "audit",
-    params(("kind" = String, Path, description = "`orders`, `payments` or `deliveries`"),
-           ("id" = Uuid, Path, description = "The aggregate id"), PageParams),
-    responses((status = 200, description = "One page of events", body = AuditPage), QueryErrors),
-    security(("bearer" = []))
-)]
-pub async fn aggregate_events(
-    State(state): State<AppState>,
-    user: Authorized<StaffOrAuditor>,
-    ApiPath((kind, id)): ApiPath<(String, Uuid)>,
-    ApiQuery(page): ApiQuery<PageParams>,
-) -> Result<Json<AuditPage>, ApiError> {
-    let kind = kind_of(&kind)?;
-    log_read(&user, "events", &format!("{kind} {id}"));
-    let limit = limit(page.limit)?;
-    audit::history(
-        &state.pool,
-        kind,
-        &id.to_string(),
-        page.cursor.as_deref(),
-        limit,
-    )
-    .await
-    .map(Json)
-    .map_err(|e| audit_error(e, Some(kind)))
-}
-
 /// `…/state` parameters: at most one of them; neither means the latest state.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -167,68 +125,6 @@ pub struct StateParams {
     pub version: Option<i64>,
     /// The state after every event recorded at or before this instant (RFC 3339).
     pub at: Option<DateTime<Utc>>,
-}
-
-/// The aggregate as it stood at a version or a time, folded by the same
-/// domain aggregate code the write side uses; the answer carries the version
-/// and `recorded_at` it stands at. 404 when it did not exist yet (or never
-/// reached that version). Ops, admin, auditor.
-#[utoipa::path(
-    get, path = "/v1/audit/{kind}/{id}/state", tag = "audit",
-    params(("kind" = String, Path, description = "`orders`, `payments` or `deliveries`"),
-           ("id" = Uuid, Path, description = "The aggregate id"), StateParams),
-    responses((status = 200, description = "The folded state", body = AuditState), QueryErrors),
-    security(("bearer" = []))
-)]
-pub async fn aggregate_state(
-    State(state): State<AppState>,
-    user: Authorized<StaffOrAuditor>,
-    ApiPath((kind, id)): ApiPath<(String, Uuid)>,
-    ApiQuery(p): ApiQuery<StateParams>,
-) -> Result<Json<AuditState>, ApiError> {
-    let kind = kind_of(&kind)?;
-    let as_of = match (p.version, p.at) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::new(
-                "invalid_query",
-                "give `version` or `at`, not both",
-            ));
-        }
-        (Some(v), None) if v < 1 => {
-            return Err(ApiError::new("invalid_query", "`version` starts at 1"));
-        }
-        (Some(v), None) => AsOf::Version(v),
-        (None, Some(t)) => AsOf::Time(t),
-        (None, None) => AsOf::Latest,
-    };
-    log_read(&user, "state", &format!("{kind} {id} {as_of:?}"));
-    audit::state_as_of(&state.pool, kind, &id.to_string(), as_of)
-        .await
-        .map(Json)
-        .map_err(|e| audit_error(e, Some(kind)))
-}
-
-/// Every event of one business flow (its correlation id, e.g. one order's
-/// whole story) across orders, payments and deliveries, in commit order:
-/// who did what, and what the saga did in reaction. Ops, admin, auditor.
-#[utoipa::path(
-    get, path = "/v1/audit/correlations/{id}", tag = "audit",
-    params(("id" = Uuid, Path, description = "The correlation id"), CorrelationPageParams),
-    responses((status = 200, description = "One page of events", body = AuditPage), QueryErrors),
-    security(("bearer" = []))
-)]
-pub async fn correlation_events(
-    State(state): State<AppState>,
-    user: Authorized<StaffOrAuditor>,
-    ApiPath(id): ApiPath<Uuid>,
-    ApiQuery(page): ApiQuery<CorrelationPageParams>,
-) -> Result<Json<AuditPage>, ApiError> {
-    log_read(&user, "correlation", &id.to_string());
-    let limit = limit(page.limit)?;
-    audit::correlation(&state.pool, id, page.cursor.as_deref(), limit)
-        .await
-        .map(Json)
-        .map_err(|e| audit_error(e, None))
 }
 
 /// `GET /v1/reconciliation/settlements` parameters.
@@ -246,39 +142,118 @@ pub struct ReconcileParams {
     pub provider_statement: Option<bool>,
 }
 
-/// Settlement figures recomputed from the events and compared with the read
-/// model to the cent; optionally the payment events against the provider's
-/// statement. Breaks by kind; money in integer minor units. Ops, admin, auditor.
-#[utoipa::path(
-    get, path = "/v1/reconciliation/settlements", tag = "audit",
-    params(ReconcileParams),
-    responses((status = 200, description = "The report (`summary.breaks` = 0 when clean)", body = Report), QueryErrors),
-    security(("bearer" = []))
-)]
-pub async fn reconcile_settlements(
-    State(state): State<AppState>,
-    user: Authorized<StaffOrAuditor>,
-    ApiQuery(p): ApiQuery<ReconcileParams>,
-) -> Result<Json<Report>, ApiError> {
-    log_read(&user, "reconciliation", &format!("{}..{}", p.from, p.to));
-    let reconcile_error = |e: ReconcileError| match e {
-        ReconcileError::InvalidRange(reason) => ApiError::new("invalid_range", reason)
-            .with_details(serde_json::json!({ "field": "to" })),
-        ReconcileError::Database(e) => e.into(),
-    };
-    if p.to < p.from || (p.to - p.from).num_days() >= reconcile::MAX_DAYS {
-        return Err(reconcile_error(ReconcileError::InvalidRange(format!(
-            "from..to must be 1..={} days",
-            reconcile::MAX_DAYS
-        ))));
-    }
-    let statement = if p.provider_statement.unwrap_or(false) {
-        Some(reconcile::simulated_statement(&state.pool, p.from, p.to).await?)
-    } else {
-        None
-    };
-    reconcile::reconcile(&state.pool, p.from, p.to, statement.as_deref())
+api_routes! {
+    tag = "audit";
+
+    /// Every event of one order, payment or delivery with its metadata (actor,
+    /// command, correlation and causation ids, request id, recorded_at), by
+    /// sequence, from the event store. Ops, admin, auditor.
+    get "/v1/audit/{kind}/{id}/events" params(("kind" = String, Path, description = "`orders`, `payments` or `deliveries`"), ("id" = Uuid, Path, description = "The aggregate id"), PageParams)
+        => (status = 200, description = "One page of events", body = AuditPage), QueryErrors;
+    fn aggregate_events(
+        state,
+        user: Authorized<StaffOrAuditor>,
+        ApiPath((kind, id)): ApiPath<(String, Uuid)>,
+        ApiQuery(page): ApiQuery<PageParams>
+    ) -> Json<AuditPage> {
+        let kind = kind_of(&kind)?;
+        log_read(&user, "events", &format!("{kind} {id}"));
+        let limit = limit(page.limit)?;
+        audit::history(
+            &state.pool,
+            kind,
+            &id.to_string(),
+            page.cursor.as_deref(),
+            limit,
+        )
         .await
         .map(Json)
-        .map_err(reconcile_error)
+        .map_err(|e| audit_error(e, Some(kind)))
+    }
+
+    /// The aggregate as it stood at a version or a time, folded by the same
+    /// domain aggregate code the write side uses; the answer carries the version
+    /// and `recorded_at` it stands at. 404 when it did not exist yet (or never
+    /// reached that version). Ops, admin, auditor.
+    get "/v1/audit/{kind}/{id}/state" params(("kind" = String, Path, description = "`orders`, `payments` or `deliveries`"), ("id" = Uuid, Path, description = "The aggregate id"), StateParams)
+        => (status = 200, description = "The folded state", body = AuditState), QueryErrors;
+    fn aggregate_state(
+        state,
+        user: Authorized<StaffOrAuditor>,
+        ApiPath((kind, id)): ApiPath<(String, Uuid)>,
+        ApiQuery(p): ApiQuery<StateParams>
+    ) -> Json<AuditState> {
+        let kind = kind_of(&kind)?;
+        let as_of = match (p.version, p.at) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::new(
+                    "invalid_query",
+                    "give `version` or `at`, not both",
+                ));
+            }
+            (Some(v), None) if v < 1 => {
+                return Err(ApiError::new("invalid_query", "`version` starts at 1"));
+            }
+            (Some(v), None) => AsOf::Version(v),
+            (None, Some(t)) => AsOf::Time(t),
+            (None, None) => AsOf::Latest,
+        };
+        log_read(&user, "state", &format!("{kind} {id} {as_of:?}"));
+        audit::state_as_of(&state.pool, kind, &id.to_string(), as_of)
+            .await
+            .map(Json)
+            .map_err(|e| audit_error(e, Some(kind)))
+    }
+
+    /// Every event of one business flow (its correlation id, e.g. one order's
+    /// whole story) across orders, payments and deliveries, in commit order:
+    /// who did what, and what the saga did in reaction. Ops, admin, auditor.
+    get "/v1/audit/correlations/{id}" params(("id" = Uuid, Path, description = "The correlation id"), CorrelationPageParams)
+        => (status = 200, description = "One page of events", body = AuditPage), QueryErrors;
+    fn correlation_events(
+        state,
+        user: Authorized<StaffOrAuditor>,
+        ApiPath(id): ApiPath<Uuid>,
+        ApiQuery(page): ApiQuery<CorrelationPageParams>
+    ) -> Json<AuditPage> {
+        log_read(&user, "correlation", &id.to_string());
+        let limit = limit(page.limit)?;
+        audit::correlation(&state.pool, id, page.cursor.as_deref(), limit)
+            .await
+            .map(Json)
+            .map_err(|e| audit_error(e, None))
+    }
+
+    /// Settlement figures recomputed from the events and compared with the read
+    /// model to the cent; optionally the payment events against the provider's
+    /// statement. Breaks by kind; money in integer minor units. Ops, admin, auditor.
+    get "/v1/reconciliation/settlements" params(ReconcileParams)
+        => (status = 200, description = "The report (`summary.breaks` = 0 when clean)", body = Report), QueryErrors;
+    fn reconcile_settlements(
+        state,
+        user: Authorized<StaffOrAuditor>,
+        ApiQuery(p): ApiQuery<ReconcileParams>
+    ) -> Json<Report> {
+        log_read(&user, "reconciliation", &format!("{}..{}", p.from, p.to));
+        let reconcile_error = |e: ReconcileError| match e {
+            ReconcileError::InvalidRange(reason) => ApiError::new("invalid_range", reason)
+                .with_details(serde_json::json!({ "field": "to" })),
+            ReconcileError::Database(e) => e.into(),
+        };
+        if p.to < p.from || (p.to - p.from).num_days() >= reconcile::MAX_DAYS {
+            return Err(reconcile_error(ReconcileError::InvalidRange(format!(
+                "from..to must be 1..={} days",
+                reconcile::MAX_DAYS
+            ))));
+        }
+        let statement = if p.provider_statement.unwrap_or(false) {
+            Some(reconcile::simulated_statement(&state.pool, p.from, p.to).await?)
+        } else {
+            None
+        };
+        reconcile::reconcile(&state.pool, p.from, p.to, statement.as_deref())
+            .await
+            .map(Json)
+            .map_err(reconcile_error)
+    }
 }

@@ -5,9 +5,6 @@
 //! answer is 422 `dropoff_code_invalid` with `details.attempts_left` and the
 //! command outcome.
 
-use axum::Router;
-use axum::extract::State;
-use axum::routing::post;
 use chrono::{DateTime, Utc};
 use ordertrail_commands::service::CommandOutcome;
 use ordertrail_commands::workflows::{
@@ -19,23 +16,11 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{CommandResponse, NoBody, ReasonBody, replayed_error, run};
-use crate::AppState;
-use crate::auth::{Authorized, RestaurantOrStaff, RiderOrStaff, RiderRole, Staff};
-use crate::error::{ApiError, CommandErrors};
-use crate::extract::{ApiPath, CommandRequest};
+use axum::http::StatusCode;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/deliveries", post(request_delivery))
-        .route("/v1/deliveries/{id}/assign", post(assign_rider))
-        .route("/v1/deliveries/{id}/unassign", post(unassign_rider))
-        .route("/v1/deliveries/{id}/locations", post(report_location))
-        .route("/v1/deliveries/{id}/pickup", post(confirm_pickup))
-        .route("/v1/deliveries/{id}/complete", post(complete_delivery))
-        .route("/v1/deliveries/{id}/fail", post(fail_delivery))
-        .route("/v1/deliveries/{id}/cancel", post(cancel_delivery))
-}
+use super::{CommandResponse, NoBody, ReasonBody, answer_or_refusal};
+use crate::auth::{AuthUser, RestaurantOrStaff, RiderOrStaff, RiderRole, Staff};
+use crate::error::ApiError;
 
 /// `POST /v1/deliveries`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -75,218 +60,106 @@ pub struct CompleteDeliveryRequest {
     pub dropoff_code: String,
 }
 
-/// Request the delivery of an accepted order (ops, admin, the order's
-/// restaurant). The delivery id is derived from the order id.
-#[utoipa::path(
-    post, path = "/v1/deliveries", tag = "deliveries",
-    request_body = RequestDeliveryRequest,
-    params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, description = "Delivery requested", body = CommandOutcome), CommandErrors),
-    security(("bearer" = []))
-)]
-pub async fn request_delivery(
-    State(state): State<AppState>,
-    user: Authorized<RestaurantOrStaff>,
-    req: CommandRequest<RequestDeliveryRequest>,
-) -> Result<CommandResponse, ApiError> {
-    let request = RequestDelivery {
-        order_id: OrderId(req.body.order_id),
-    };
-    Ok(CommandResponse::created(
-        &user,
-        run(&state, &user, &req, request).await?,
-    ))
-}
+command_routes! {
+    tag = "deliveries", id = "Delivery id";
 
-/// Assign a rider (ops, admin: any active rider; a rider: only themselves).
-/// When two riders race, one wins and the other gets 409.
-#[utoipa::path(
-    post, path = "/v1/deliveries/{id}/assign", tag = "deliveries",
-    params(("id" = Uuid, Path, description = "Delivery id"), ("Idempotency-Key" = Option<String>, Header)),
-    request_body = AssignRiderRequest,
-    responses((status = 200, description = "Rider assigned", body = CommandOutcome), CommandErrors),
-    security(("bearer" = []))
-)]
-pub async fn assign_rider(
-    State(state): State<AppState>,
-    user: Authorized<RiderOrStaff>,
-    ApiPath(id): ApiPath<Uuid>,
-    req: CommandRequest<AssignRiderRequest>,
-) -> Result<CommandResponse, ApiError> {
-    let assign = AssignRider {
-        delivery_id: DeliveryId(id),
-        rider_id: RiderId(req.body.rider_id),
-    };
-    Ok(CommandResponse::ok(
-        &user,
-        run(&state, &user, &req, assign).await?,
-    ))
-}
-
-/// Take the delivery away from its rider, before pickup (ops, admin).
-#[utoipa::path(
-    post, path = "/v1/deliveries/{id}/unassign", tag = "deliveries",
-    params(("id" = Uuid, Path, description = "Delivery id"), ("Idempotency-Key" = Option<String>, Header)),
-    request_body = ReasonBody,
-    responses((status = 200, description = "Rider unassigned", body = CommandOutcome), CommandErrors),
-    security(("bearer" = []))
-)]
-pub async fn unassign_rider(
-    State(state): State<AppState>,
-    user: Authorized<Staff>,
-    ApiPath(id): ApiPath<Uuid>,
-    req: CommandRequest<ReasonBody>,
-) -> Result<CommandResponse, ApiError> {
-    let unassign = UnassignRider {
-        delivery_id: DeliveryId(id),
-        reason: req.body.reason.clone(),
-    };
-    Ok(CommandResponse::ok(
-        &user,
-        run(&state, &user, &req, unassign).await?,
-    ))
-}
-
-/// A location fix from the assigned rider's device (the assigned rider only).
-#[utoipa::path(
-    post, path = "/v1/deliveries/{id}/locations", tag = "deliveries",
-    params(("id" = Uuid, Path, description = "Delivery id"), ("Idempotency-Key" = Option<String>, Header)),
-    request_body = ReportLocationRequest,
-    responses((status = 200, description = "Location recorded", body = CommandOutcome), CommandErrors),
-    security(("bearer" = []))
-)]
-pub async fn report_location(
-    State(state): State<AppState>,
-    user: Authorized<RiderRole>,
-    ApiPath(id): ApiPath<Uuid>,
-    req: CommandRequest<ReportLocationRequest>,
-) -> Result<CommandResponse, ApiError> {
-    let report = ReportLocation {
-        delivery_id: DeliveryId(id),
-        location: GeoPoint {
-            lat: req.body.lat,
-            lon: req.body.lon,
-        },
-        reported_at: req.body.reported_at,
-        accuracy_m: req.body.accuracy_m,
-    };
-    Ok(CommandResponse::ok(
-        &user,
-        run(&state, &user, &req, report).await?,
-    ))
-}
-
-/// The assigned rider has the food (the assigned rider only).
-#[utoipa::path(
-    post, path = "/v1/deliveries/{id}/pickup", tag = "deliveries",
-    params(("id" = Uuid, Path, description = "Delivery id"), ("Idempotency-Key" = Option<String>, Header)),
-    request_body(content = NoBody, description = "Empty or `{}`"),
-    responses((status = 200, description = "Pickup confirmed", body = CommandOutcome), CommandErrors),
-    security(("bearer" = []))
-)]
-pub async fn confirm_pickup(
-    State(state): State<AppState>,
-    user: Authorized<RiderRole>,
-    ApiPath(id): ApiPath<Uuid>,
-    req: CommandRequest<NoBody>,
-) -> Result<CommandResponse, ApiError> {
-    let pickup = ConfirmPickup {
-        delivery_id: DeliveryId(id),
-    };
-    Ok(CommandResponse::ok(
-        &user,
-        run(&state, &user, &req, pickup).await?,
-    ))
-}
-
-/// Hand over the food with the customer's drop-off code (the assigned rider only).
-#[utoipa::path(
-    post, path = "/v1/deliveries/{id}/complete", tag = "deliveries",
-    params(("id" = Uuid, Path, description = "Delivery id"), ("Idempotency-Key" = Option<String>, Header)),
-    request_body = CompleteDeliveryRequest,
-    responses(
-        (status = 200, description = "Delivery completed", body = CommandOutcome),
-        (status = 422, description = "Wrong code: `dropoff_code_invalid` with `details.attempts`, `details.attempts_left` and `details.outcome` (the recorded `DropoffCodeRejected`); or a validation error", body = crate::error::ErrorBody),
-        CommandErrors
-    ),
-    security(("bearer" = []))
-)]
-pub async fn complete_delivery(
-    State(state): State<AppState>,
-    user: Authorized<RiderRole>,
-    ApiPath(id): ApiPath<Uuid>,
-    req: CommandRequest<CompleteDeliveryRequest>,
-) -> Result<CommandResponse, ApiError> {
-    let complete = CompleteDelivery {
-        delivery_id: DeliveryId(id),
-        dropoff_code: req.body.dropoff_code.clone(),
-    };
-    let outcome = run(&state, &user, &req, complete).await?;
-    if let Some(rejected) = outcome
-        .events
-        .iter()
-        .find(|e| e.event_type == "DropoffCodeRejected")
-    {
-        let attempts = rejected
-            .payload
-            .get("attempts")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0);
-        let error = ApiError::new("dropoff_code_invalid", "the drop-off code is wrong")
-            .with_details(serde_json::json!({
-                "attempts": attempts,
-                "attempts_left": u64::from(MAX_DROPOFF_ATTEMPTS).saturating_sub(attempts),
-                "outcome": super::visibility::outcome(&user, outcome.clone()),
-            }));
-        return Err(replayed_error(error, &outcome));
+    /// Request the delivery of an accepted order (ops, admin, the order's
+    /// restaurant). The delivery id is derived from the order id.
+    post "/v1/deliveries" => 201 "Delivery requested";
+    fn request_delivery(user: RestaurantOrStaff, body: RequestDeliveryRequest) {
+        RequestDelivery {
+            order_id: OrderId(body.order_id),
+        }
     }
-    Ok(CommandResponse::ok(&user, outcome))
+
+    /// Assign a rider (ops, admin: any active rider; a rider: only themselves).
+    /// When two riders race, one wins and the other gets 409.
+    post "/v1/deliveries/{id}/assign" => 200 "Rider assigned";
+    fn assign_rider(user: RiderOrStaff, body: AssignRiderRequest, id: Uuid) {
+        AssignRider {
+            delivery_id: DeliveryId(id),
+            rider_id: RiderId(body.rider_id),
+        }
+    }
+
+    /// Take the delivery away from its rider, before pickup (ops, admin).
+    post "/v1/deliveries/{id}/unassign" => 200 "Rider unassigned";
+    fn unassign_rider(user: Staff, body: ReasonBody, id: Uuid) {
+        UnassignRider {
+            delivery_id: DeliveryId(id),
+            reason: body.reason.clone(),
+        }
+    }
+
+    /// A location fix from the assigned rider's device (the assigned rider only).
+    post "/v1/deliveries/{id}/locations" => 200 "Location recorded";
+    fn report_location(user: RiderRole, body: ReportLocationRequest, id: Uuid) {
+        ReportLocation {
+            delivery_id: DeliveryId(id),
+            location: GeoPoint {
+                lat: body.lat,
+                lon: body.lon,
+            },
+            reported_at: body.reported_at,
+            accuracy_m: body.accuracy_m,
+        }
+    }
+
+    /// The assigned rider has the food (the assigned rider only).
+    post "/v1/deliveries/{id}/pickup" => 200 "Pickup confirmed";
+    fn confirm_pickup(user: RiderRole, _: NoBody, id: Uuid) {
+        ConfirmPickup { delivery_id: DeliveryId(id) }
+    }
+
+    /// Hand over the food with the customer's drop-off code (the assigned rider only).
+    post "/v1/deliveries/{id}/complete" => 200 "Delivery completed",
+        (status = 422, description = "Wrong code: `dropoff_code_invalid` with `details.attempts`, `details.attempts_left` and `details.outcome` (the recorded `DropoffCodeRejected`); or a validation error", body = crate::error::ErrorBody);
+    fn complete_delivery(user: RiderRole, body: CompleteDeliveryRequest, id: Uuid) -> answer_completed {
+        CompleteDelivery {
+            delivery_id: DeliveryId(id),
+            dropoff_code: body.dropoff_code.clone(),
+        }
+    }
+
+    /// Give up the delivery (the assigned rider, ops, admin).
+    post "/v1/deliveries/{id}/fail" => 200 "Delivery failed";
+    fn fail_delivery(user: RiderOrStaff, body: ReasonBody, id: Uuid) {
+        FailDelivery {
+            delivery_id: DeliveryId(id),
+            reason: body.reason.clone(),
+        }
+    }
+
+    /// The delivery is no longer needed, before pickup (ops, admin).
+    post "/v1/deliveries/{id}/cancel" => 200 "Delivery cancelled";
+    fn cancel_delivery(user: Staff, body: ReasonBody, id: Uuid) {
+        CancelDelivery {
+            delivery_id: DeliveryId(id),
+            reason: body.reason.clone(),
+        }
+    }
 }
 
-/// Give up the delivery (the assigned rider, ops, admin).
-#[utoipa::path(
-    post, path = "/v1/deliveries/{id}/fail", tag = "deliveries",
-    params(("id" = Uuid, Path, description = "Delivery id"), ("Idempotency-Key" = Option<String>, Header)),
-    request_body = ReasonBody,
-    responses((status = 200, description = "Delivery failed", body = CommandOutcome), CommandErrors),
-    security(("bearer" = []))
-)]
-pub async fn fail_delivery(
-    State(state): State<AppState>,
-    user: Authorized<RiderOrStaff>,
-    ApiPath(id): ApiPath<Uuid>,
-    req: CommandRequest<ReasonBody>,
-) -> Result<CommandResponse, ApiError> {
-    let fail = FailDelivery {
-        delivery_id: DeliveryId(id),
-        reason: req.body.reason.clone(),
-    };
-    Ok(CommandResponse::ok(
-        &user,
-        run(&state, &user, &req, fail).await?,
-    ))
-}
-
-/// The delivery is no longer needed, before pickup (ops, admin).
-#[utoipa::path(
-    post, path = "/v1/deliveries/{id}/cancel", tag = "deliveries",
-    params(("id" = Uuid, Path, description = "Delivery id"), ("Idempotency-Key" = Option<String>, Header)),
-    request_body = ReasonBody,
-    responses((status = 200, description = "Delivery cancelled", body = CommandOutcome), CommandErrors),
-    security(("bearer" = []))
-)]
-pub async fn cancel_delivery(
-    State(state): State<AppState>,
-    user: Authorized<Staff>,
-    ApiPath(id): ApiPath<Uuid>,
-    req: CommandRequest<ReasonBody>,
-) -> Result<CommandResponse, ApiError> {
-    let cancel = CancelDelivery {
-        delivery_id: DeliveryId(id),
-        reason: req.body.reason.clone(),
-    };
-    Ok(CommandResponse::ok(
-        &user,
-        run(&state, &user, &req, cancel).await?,
-    ))
+/// 200 with the outcome, or 422 `dropoff_code_invalid` when the outcome is
+/// a recorded `DropoffCodeRejected`.
+fn answer_completed(user: &AuthUser, outcome: CommandOutcome) -> Result<CommandResponse, ApiError> {
+    answer_or_refusal(
+        user,
+        outcome,
+        StatusCode::OK,
+        "DropoffCodeRejected",
+        |rejected, outcome| {
+            let attempts = rejected
+                .get("attempts")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            ApiError::new("dropoff_code_invalid", "the drop-off code is wrong").with_details(
+                serde_json::json!({
+                    "attempts": attempts,
+                    "attempts_left": u64::from(MAX_DROPOFF_ATTEMPTS).saturating_sub(attempts),
+                    "outcome": outcome,
+                }),
+            )
+        },
+    )
 }

@@ -13,9 +13,6 @@
 //! `details` (a retry with the same `Idempotency-Key` gets the same answer;
 //! a new key tries the provider again).
 
-use axum::Router;
-use axum::extract::State;
-use axum::routing::post;
 use ordertrail_commands::service::{CommandOutcome, ErrorKind};
 use ordertrail_commands::workflows::{
     AuthorizePayment, CapturePayment, RefundPayment, VoidPayment,
@@ -25,19 +22,11 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{CommandResponse, NoBody, replayed_error, run};
-use crate::AppState;
-use crate::auth::{AuthUser, Authorized, CustomerOrStaff, Staff};
-use crate::error::{ApiError, CommandErrors};
-use crate::extract::{ApiPath, CommandRequest};
+use axum::http::StatusCode;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/payments", post(authorize_payment))
-        .route("/v1/payments/{id}/capture", post(capture_payment))
-        .route("/v1/payments/{id}/void", post(void_payment))
-        .route("/v1/payments/{id}/refund", post(refund_payment))
-}
+use super::{Answer, CommandResponse, NoBody, answer_or_refusal};
+use crate::auth::{AuthUser, CustomerOrStaff, Staff};
+use crate::error::ApiError;
 
 /// `POST /v1/payments`.
 #[derive(Deserialize, ToSchema)]
@@ -104,71 +93,68 @@ pub struct RefundPaymentRequest {
     pub reason: String,
 }
 
-/// Authorize the order's total on a card (the order's customer, ops, admin).
-/// The payment id is derived from the order id.
-#[utoipa::path(
-    post, path = "/v1/payments", tag = "payments",
-    request_body = AuthorizePaymentRequest,
-    params(("Idempotency-Key" = Option<String>, Header)),
-    responses(
-        (status = 201, description = "Payment authorized", body = CommandOutcome),
-        (status = 402, description = "Declined: code `payment_declined`, `details.decline_code` and `details.outcome` (the recorded `PaymentDeclined`)", body = crate::error::ErrorBody),
-        CommandErrors
-    ),
-    security(("bearer" = []))
-)]
-pub async fn authorize_payment(
-    State(state): State<AppState>,
-    user: Authorized<CustomerOrStaff>,
-    req: CommandRequest<AuthorizePaymentRequest>,
-) -> Result<CommandResponse, ApiError> {
-    let authorize = AuthorizePayment {
-        order_id: OrderId(req.body.order_id),
-        card_token: req.body.card_token.clone(),
-    };
-    let outcome = run(&state, &user, &req, authorize).await?;
-    if let Some(declined) = outcome
-        .events
-        .iter()
-        .find(|e| e.event_type == "PaymentDeclined")
-    {
-        let decline_code = declined
-            .payload
-            .get("decline_code")
-            .cloned()
-            .unwrap_or_default();
-        let error = ApiError::new("payment_declined", "the card was declined")
-            .with_details(serde_json::json!({ "decline_code": decline_code, "outcome": super::visibility::outcome(&user, outcome.clone()) }));
-        return Err(replayed_error(error, &outcome));
+command_routes! {
+    tag = "payments", id = "Payment id";
+
+    /// Authorize the order's total on a card (the order's customer, ops, admin).
+    /// The payment id is derived from the order id.
+    post "/v1/payments" => 201 "Payment authorized",
+        (status = 402, description = "Declined: code `payment_declined`, `details.decline_code` and `details.outcome` (the recorded `PaymentDeclined`)", body = crate::error::ErrorBody);
+    fn authorize_payment(user: CustomerOrStaff, body: AuthorizePaymentRequest) -> answer_authorized {
+        AuthorizePayment {
+            order_id: OrderId(body.order_id),
+            card_token: body.card_token.clone(),
+        }
     }
-    Ok(CommandResponse::created(&user, outcome))
+
+    /// Capture an authorization, all or part of it (ops, admin).
+    post "/v1/payments/{id}/capture" => 200 "Payment captured",
+        (status = 402, description = "Capture refused by the provider: code `payment_capture_failed`, `details.decline_code`, `details.final_attempt` and `details.outcome` (the recorded `PaymentCaptureFailed`)", body = crate::error::ErrorBody);
+    fn capture_payment(user: Staff, body: CapturePaymentRequest, id: Uuid) -> Operation::CAPTURE {
+        CapturePayment {
+            payment_id: PaymentId(id),
+            amount_minor: body.amount_minor,
+            override_reason: body.override_reason.clone(),
+        }
+    }
+
+    /// Release an uncaptured authorization (ops, admin).
+    post "/v1/payments/{id}/void" => 200 "Authorization voided",
+        (status = 402, description = "Void refused by the provider (the authorization is still held): code `payment_void_failed`, `details.decline_code`, `details.final_attempt` and `details.outcome` (the recorded `PaymentVoidFailed`)", body = crate::error::ErrorBody);
+    fn void_payment(user: Staff, _: NoBody, id: Uuid) -> Operation::VOID {
+        VoidPayment { payment_id: PaymentId(id) }
+    }
+
+    /// Refund part or all of a captured payment (ops, admin).
+    post "/v1/payments/{id}/refund" => 200 "Refund recorded",
+        (status = 402, description = "Refund refused by the provider (nothing returned): code `payment_refund_failed`, `details.decline_code`, `details.final_attempt` and `details.outcome` (the recorded `PaymentRefundFailed`)", body = crate::error::ErrorBody);
+    fn refund_payment(user: Staff, body: RefundPaymentRequest, id: Uuid) -> Operation::REFUND {
+        RefundPayment {
+            payment_id: PaymentId(id),
+            amount_minor: body.amount_minor,
+            reason: body.reason.clone(),
+        }
+    }
 }
 
-/// Capture an authorization, all or part of it (ops, admin).
-#[utoipa::path(
-    post, path = "/v1/payments/{id}/capture", tag = "payments",
-    params(("id" = Uuid, Path, description = "Payment id"), ("Idempotency-Key" = Option<String>, Header)),
-    request_body = CapturePaymentRequest,
-    responses(
-        (status = 200, description = "Payment captured", body = CommandOutcome),
-        (status = 402, description = "Capture refused by the provider: code `payment_capture_failed`, `details.decline_code`, `details.final_attempt` and `details.outcome` (the recorded `PaymentCaptureFailed`)", body = crate::error::ErrorBody),
-        CommandErrors
-    ),
-    security(("bearer" = []))
-)]
-pub async fn capture_payment(
-    State(state): State<AppState>,
-    user: Authorized<Staff>,
-    ApiPath(id): ApiPath<Uuid>,
-    req: CommandRequest<CapturePaymentRequest>,
+/// 201 with the outcome, or 402 `payment_declined` when the outcome is a
+/// recorded `PaymentDeclined`.
+fn answer_authorized(
+    user: &AuthUser,
+    outcome: CommandOutcome,
 ) -> Result<CommandResponse, ApiError> {
-    let capture = CapturePayment {
-        payment_id: PaymentId(id),
-        amount_minor: req.body.amount_minor,
-        override_reason: req.body.override_reason.clone(),
-    };
-    let outcome = run(&state, &user, &req, capture).await?;
-    answer_recorded(&user, outcome, Operation::CAPTURE)
+    answer_or_refusal(
+        user,
+        outcome,
+        StatusCode::CREATED,
+        "PaymentDeclined",
+        |declined, outcome| {
+            let decline_code = declined.get("decline_code").cloned().unwrap_or_default();
+            ApiError::new("payment_declined", "the card was declined").with_details(
+                serde_json::json!({ "decline_code": decline_code, "outcome": outcome }),
+            )
+        },
+    )
 }
 
 /// A provider call after authorization, and how its recorded failure is answered.
@@ -203,87 +189,38 @@ impl Operation {
 }
 
 /// Answers a payment command: 200 with the outcome, or, when the outcome
-/// is `operation`'s recorded failure, 402 (refused) or 503 (unanswered)
+/// is the operation's recorded failure, 402 (refused) or 503 (unanswered)
 /// with `details.decline_code`, `details.final_attempt` and
-/// `details.outcome` — the same on an `Idempotency-Key` replay.
-fn answer_recorded(
-    user: &AuthUser,
-    outcome: CommandOutcome,
-    operation: Operation,
-) -> Result<CommandResponse, ApiError> {
-    let Some(failed) = outcome
-        .events
-        .iter()
-        .find(|e| e.event_type == operation.failed_event)
-    else {
-        return Ok(CommandResponse::ok(user, outcome));
-    };
-    let field = |name: &str| failed.payload.get(name).cloned().unwrap_or_default();
-    let details = serde_json::json!({
-        "decline_code": field("decline_code"),
-        "final_attempt": field("final_attempt"),
-        "outcome": super::visibility::outcome(user, outcome.clone()),
-    });
-    let error = if field("answered") == serde_json::Value::Bool(true) {
-        ApiError::new(operation.refused_code, operation.refused)
-    } else {
-        ApiError::domain(
-            "payment_provider_unavailable",
-            ErrorKind::Unavailable,
-            operation.unanswered,
+/// `details.outcome`.
+impl Answer for Operation {
+    fn answer(
+        &self,
+        user: &AuthUser,
+        outcome: CommandOutcome,
+    ) -> Result<CommandResponse, ApiError> {
+        answer_or_refusal(
+            user,
+            outcome,
+            StatusCode::OK,
+            self.failed_event,
+            |failed, outcome| {
+                let field = |name: &str| failed.get(name).cloned().unwrap_or_default();
+                let details = serde_json::json!({
+                    "decline_code": field("decline_code"),
+                    "final_attempt": field("final_attempt"),
+                    "outcome": outcome,
+                });
+                let error = if field("answered") == serde_json::Value::Bool(true) {
+                    ApiError::new(self.refused_code, self.refused)
+                } else {
+                    ApiError::domain(
+                        "payment_provider_unavailable",
+                        ErrorKind::Unavailable,
+                        self.unanswered,
+                    )
+                };
+                error.with_details(details)
+            },
         )
-    };
-    Err(replayed_error(error.with_details(details), &outcome))
-}
-
-/// Release an uncaptured authorization (ops, admin).
-#[utoipa::path(
-    post, path = "/v1/payments/{id}/void", tag = "payments",
-    params(("id" = Uuid, Path, description = "Payment id"), ("Idempotency-Key" = Option<String>, Header)),
-    request_body(content = NoBody, description = "Empty or `{}`"),
-    responses(
-        (status = 200, description = "Authorization voided", body = CommandOutcome),
-        (status = 402, description = "Void refused by the provider (the authorization is still held): code `payment_void_failed`, `details.decline_code`, `details.final_attempt` and `details.outcome` (the recorded `PaymentVoidFailed`)", body = crate::error::ErrorBody),
-        CommandErrors
-    ),
-    security(("bearer" = []))
-)]
-pub async fn void_payment(
-    State(state): State<AppState>,
-    user: Authorized<Staff>,
-    ApiPath(id): ApiPath<Uuid>,
-    req: CommandRequest<NoBody>,
-) -> Result<CommandResponse, ApiError> {
-    let void = VoidPayment {
-        payment_id: PaymentId(id),
-    };
-    let outcome = run(&state, &user, &req, void).await?;
-    answer_recorded(&user, outcome, Operation::VOID)
-}
-
-/// Refund part or all of a captured payment (ops, admin).
-#[utoipa::path(
-    post, path = "/v1/payments/{id}/refund", tag = "payments",
-    params(("id" = Uuid, Path, description = "Payment id"), ("Idempotency-Key" = Option<String>, Header)),
-    request_body = RefundPaymentRequest,
-    responses(
-        (status = 200, description = "Refund recorded", body = CommandOutcome),
-        (status = 402, description = "Refund refused by the provider (nothing returned): code `payment_refund_failed`, `details.decline_code`, `details.final_attempt` and `details.outcome` (the recorded `PaymentRefundFailed`)", body = crate::error::ErrorBody),
-        CommandErrors
-    ),
-    security(("bearer" = []))
-)]
-pub async fn refund_payment(
-    State(state): State<AppState>,
-    user: Authorized<Staff>,
-    ApiPath(id): ApiPath<Uuid>,
-    req: CommandRequest<RefundPaymentRequest>,
-) -> Result<CommandResponse, ApiError> {
-    let refund = RefundPayment {
-        payment_id: PaymentId(id),
-        amount_minor: req.body.amount_minor,
-        reason: req.body.reason.clone(),
-    };
-    let outcome = run(&state, &user, &req, refund).await?;
-    answer_recorded(&user, outcome, Operation::REFUND)
+    }
 }

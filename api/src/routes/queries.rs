@@ -14,13 +14,8 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use chrono::{DateTime, NaiveDate, Utc};
 use ordertrail_projections::queries::{
     self, DeliveryEta, EtaAccuracyDay, EtaBounds, OrderDetail, OrderFilter, OrderSummary,
@@ -28,35 +23,14 @@ use ordertrail_projections::queries::{
     RestaurantSettlementDay, SortOrder, TimelineEntry, Viewer,
 };
 use ordertrail_schemas::{ActorRole, OrderId, OrderStatus};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use super::visibility;
-use crate::AppState;
 use crate::auth::{AuthUser, Authorized, RestaurantOrReader, RiderOrReader, StaffOrAuditor};
 use crate::error::{ApiError, documented_errors};
-use crate::extract::ApiPath;
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        // `/v1/orders` also has `POST` (orders::router); axum merges the
-        // method routers of one path when the routers are merged.
-        .route("/v1/orders", get(list_orders))
-        .route("/v1/orders/{id}", get(order_detail))
-        .route("/v1/orders/{id}/eta", get(order_eta))
-        .route("/v1/riders/{id}/etas", get(rider_etas))
-        .route("/v1/deliveries/active", get(active_deliveries))
-        .route("/v1/eta-accuracy", get(eta_accuracy))
-        .route(
-            "/v1/settlements/restaurants/{id}",
-            get(restaurant_settlements),
-        )
-        .route("/v1/settlements/days/{date}", get(settlement_day))
-        .route("/v1/settlements/export.csv", get(settlement_export))
-        .route("/v1/projectors/status", get(projector_status))
-}
+use crate::extract::{ApiPath, ApiQuery};
 
 /// The query routes' part of the OpenAPI document (merged in [`crate::docs`]).
 #[derive(OpenApi)]
@@ -109,29 +83,6 @@ impl utoipa::IntoResponses for QueryErrors {
     }
 }
 
-/// Query-string parameters; anything that does not parse (or is unknown) is
-/// 400 `invalid_query` with the reason in `details`.
-#[derive(Debug)]
-pub struct ApiQuery<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for ApiQuery<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Query(value) = Query::<T>::from_request_parts(parts, state).await.map_err(
-            |rejection: QueryRejection| {
-                ApiError::new("invalid_query", "a query parameter is missing or malformed")
-                    .with_details(serde_json::json!({ "reason": rejection.body_text() }))
-            },
-        )?;
-        Ok(Self(value))
-    }
-}
-
 /// What the token allows the caller to see.
 fn viewer(user: &AuthUser) -> Result<Viewer, ApiError> {
     let own =
@@ -143,6 +94,19 @@ fn viewer(user: &AuthUser) -> Result<Viewer, ApiError> {
         ActorRole::Rider => Viewer::Rider(own(user.rider_id().map(|r| r.0))?),
         ActorRole::System => return Err(ApiError::forbidden("the system role reads nothing here")),
     })
+}
+
+/// An order status filter must name a status, else 400 `invalid_query`
+/// with the allowed names.
+pub(crate) fn check_order_status(status: Option<&str>) -> Result<(), ApiError> {
+    match status {
+        Some(status) if OrderStatus::parse(status).is_none() => Err(ApiError::new(
+            "invalid_query",
+            format!("unknown order status {status:?}"),
+        )
+        .with_details(serde_json::json!({ "field": "status", "allowed": OrderStatus::names() }))),
+        _ => Ok(()),
+    }
 }
 
 /// A [`QueryError`] as the API answers it; `not_found` names what was asked for.
@@ -213,132 +177,10 @@ pub struct OrderList {
     pub next_cursor: Option<String>,
 }
 
-/// Orders visible to the caller (ops/admin: all; restaurant: its own;
-/// customer: their own; rider: those they deliver), newest first by default,
-/// keyset-paginated.
-#[utoipa::path(
-    get, path = "/v1/orders", tag = "queries",
-    params(OrderListParams),
-    responses((status = 200, description = "One page of orders", body = OrderList), QueryErrors),
-    security(("bearer" = []))
-)]
-pub async fn list_orders(
-    State(state): State<AppState>,
-    user: AuthUser,
-    ApiQuery(params): ApiQuery<OrderListParams>,
-) -> Result<Json<OrderList>, ApiError> {
-    let viewer = viewer(&user)?;
-    if let Some(status) = &params.status
-        && OrderStatus::parse(status).is_none()
-    {
-        return Err(
-            ApiError::new("invalid_query", format!("unknown order status {status:?}"))
-                .with_details(
-                    serde_json::json!({ "field": "status", "allowed": OrderStatus::names() }),
-                ),
-        );
-    }
-    let filter = OrderFilter {
-        status: params.status,
-        restaurant_id: params.restaurant_id,
-        customer_id: params.customer_id,
-        rider_id: params.rider_id,
-        placed_from: params.placed_from,
-        placed_to: params.placed_to,
-        sort: match params.sort.unwrap_or_default() {
-            OrderSort::PlacedAsc => SortOrder::Asc,
-            OrderSort::PlacedDesc => SortOrder::Desc,
-        },
-        limit: params.limit,
-        cursor: params.cursor,
-    };
-    let mut page = queries::orders::list_orders(&state.pool, viewer, &filter)
-        .await
-        .map_err(|e| query_error(e, "order_not_found"))?;
-    let audience = visibility::audience(&user);
-    for order in &mut page.orders {
-        visibility::summary(audience, order);
-    }
-    Ok(Json(OrderList {
-        items: page.orders,
-        next_cursor: page.next_cursor,
-    }))
-}
-
-/// One order with its payment and delivery state and the timeline of its
-/// events (with metadata). 404 when the caller may not see it.
-#[utoipa::path(
-    get, path = "/v1/orders/{id}", tag = "queries",
-    params(("id" = Uuid, Path, description = "Order id")),
-    responses((status = 200, description = "The order and its timeline", body = OrderDetail), QueryErrors),
-    security(("bearer" = []))
-)]
-pub async fn order_detail(
-    State(state): State<AppState>,
-    user: AuthUser,
-    ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<OrderDetail>, ApiError> {
-    let viewer = viewer(&user)?;
-    let mut detail = queries::orders::order_detail(&state.pool, viewer, id)
-        .await
-        .map_err(|e| query_error(e, "order_not_found"))?;
-    visibility::detail(&user, &mut detail, || {
-        state.commands.dropoff_code_for(OrderId(id))
-    });
-    Ok(Json(detail))
-}
-
-/// The ETA of an order's delivery: the rider's last position, distances and
-/// arrival estimates (404 before a delivery is requested, or when the caller
-/// may not see the order).
-#[utoipa::path(
-    get, path = "/v1/orders/{id}/eta", tag = "queries",
-    params(("id" = Uuid, Path, description = "Order id")),
-    responses((status = 200, description = "The delivery's ETA", body = DeliveryEta), QueryErrors),
-    security(("bearer" = []))
-)]
-pub async fn order_eta(
-    State(state): State<AppState>,
-    user: AuthUser,
-    ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<DeliveryEta>, ApiError> {
-    let viewer = viewer(&user)?;
-    queries::etas::eta_by_order(&state.pool, viewer, id)
-        .await
-        .map(Json)
-        .map_err(|e| query_error(e, "delivery_not_found"))
-}
-
 /// A list of delivery ETAs.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EtaList {
     pub items: Vec<DeliveryEta>,
-}
-
-/// A rider's active deliveries with their ETAs (ops, admin, or that rider).
-#[utoipa::path(
-    get, path = "/v1/riders/{id}/etas", tag = "queries",
-    params(("id" = Uuid, Path, description = "Rider id")),
-    responses((status = 200, description = "The rider's active deliveries", body = EtaList), QueryErrors),
-    security(("bearer" = []))
-)]
-pub async fn rider_etas(
-    State(state): State<AppState>,
-    user: Authorized<RiderOrReader>,
-    ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<EtaList>, ApiError> {
-    let viewer = viewer(&user)?;
-    if let Viewer::Rider(own) = viewer
-        && own != id
-    {
-        return Err(ApiError::forbidden(
-            "a rider sees only their own deliveries",
-        ));
-    }
-    let items = queries::etas::etas_by_rider(&state.pool, viewer, id)
-        .await
-        .map_err(|e| query_error(e, "rider_not_found"))?;
-    Ok(Json(EtaList { items }))
 }
 
 /// `GET /v1/deliveries/active` parameters: a bounding box in degrees. A
@@ -362,48 +204,6 @@ pub struct BoundsParams {
     pub max_lon: Option<f64>,
 }
 
-/// Every active delivery (ops, admin), optionally only those whose rider (or,
-/// before the first fix, whose pickup) is inside a bounding box.
-#[utoipa::path(
-    get, path = "/v1/deliveries/active", tag = "queries",
-    params(BoundsParams),
-    responses((status = 200, description = "Active deliveries", body = EtaList), QueryErrors),
-    security(("bearer" = []))
-)]
-pub async fn active_deliveries(
-    State(state): State<AppState>,
-    user: Authorized<StaffOrAuditor>,
-    ApiQuery(p): ApiQuery<BoundsParams>,
-) -> Result<Json<EtaList>, ApiError> {
-    let bounds = match (p.min_lat, p.min_lon, p.max_lat, p.max_lon) {
-        (None, None, None, None) => None,
-        (min_lat, min_lon, max_lat, max_lon) => {
-            let b = EtaBounds {
-                min_lat: min_lat.unwrap_or(-90.0),
-                min_lon: min_lon.unwrap_or(-180.0),
-                max_lat: max_lat.unwrap_or(90.0),
-                max_lon: max_lon.unwrap_or(180.0),
-            };
-            let within = |v: f64, edge: f64| v.is_finite() && v.abs() <= edge;
-            if !(within(b.min_lat, 90.0)
-                && within(b.max_lat, 90.0)
-                && within(b.min_lon, 180.0)
-                && within(b.max_lon, 180.0))
-            {
-                return Err(ApiError::new(
-                    "invalid_query",
-                    "latitudes must be within ±90, longitudes within ±180",
-                ));
-            }
-            Some(b)
-        }
-    };
-    let items = queries::etas::active_deliveries(&state.pool, viewer(&user)?, bounds)
-        .await
-        .map_err(|e| query_error(e, "delivery_not_found"))?;
-    Ok(Json(EtaList { items }))
-}
-
 /// A date range, both ends included (`YYYY-MM-DD`); `to` before `from` is
 /// an empty range (an empty answer, not an error).
 #[derive(Debug, Deserialize, IntoParams)]
@@ -422,78 +222,10 @@ pub struct EtaAccuracyList {
     pub items: Vec<EtaAccuracyDay>,
 }
 
-/// Predicted versus actual arrival of completed deliveries: mean and p90
-/// absolute error per UTC day (ops, admin).
-#[utoipa::path(
-    get, path = "/v1/eta-accuracy", tag = "queries",
-    params(DateRangeParams),
-    responses((status = 200, description = "ETA error per day", body = EtaAccuracyList), QueryErrors),
-    security(("bearer" = []))
-)]
-pub async fn eta_accuracy(
-    State(state): State<AppState>,
-    user: Authorized<StaffOrAuditor>,
-    ApiQuery(range): ApiQuery<DateRangeParams>,
-) -> Result<Json<EtaAccuracyList>, ApiError> {
-    let items = queries::etas::eta_accuracy(&state.pool, viewer(&user)?, range.from, range.to)
-        .await
-        .map_err(|e| query_error(e, "route_not_found"))?;
-    Ok(Json(EtaAccuracyList { items }))
-}
-
 /// A restaurant's settlement days.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RestaurantSettlementList {
     pub items: Vec<RestaurantSettlementDay>,
-}
-
-/// A restaurant's settlement figures per business day (its time zone),
-/// `from..=to` (ops, admin, or that restaurant). Days without activity have
-/// no row.
-#[utoipa::path(
-    get, path = "/v1/settlements/restaurants/{id}", tag = "queries",
-    params(("id" = Uuid, Path, description = "Restaurant id"), DateRangeParams),
-    responses((status = 200, description = "One row per business day and currency", body = RestaurantSettlementList), QueryErrors),
-    security(("bearer" = []))
-)]
-pub async fn restaurant_settlements(
-    State(state): State<AppState>,
-    user: Authorized<RestaurantOrReader>,
-    ApiPath(id): ApiPath<Uuid>,
-    ApiQuery(range): ApiQuery<DateRangeParams>,
-) -> Result<Json<RestaurantSettlementList>, ApiError> {
-    let items = queries::settlements::restaurant_days(
-        &state.pool,
-        viewer(&user)?,
-        id,
-        range.from,
-        range.to,
-    )
-    .await
-    .map_err(|e| query_error(e, "restaurant_not_found"))?;
-    Ok(Json(RestaurantSettlementList { items }))
-}
-
-/// The platform-wide settlement summary of one day (ops, admin): totals per
-/// currency, every restaurant's business day, and each payment provider's
-/// authorized, captured, voided, refunded and fee figures for that UTC date.
-#[utoipa::path(
-    get, path = "/v1/settlements/days/{date}", tag = "queries",
-    params(("date" = NaiveDate, Path, description = "The day, `YYYY-MM-DD`")),
-    responses((status = 200, description = "The day's summary", body = PlatformDaySummary), QueryErrors),
-    security(("bearer" = []))
-)]
-pub async fn settlement_day(
-    State(state): State<AppState>,
-    user: Authorized<StaffOrAuditor>,
-    ApiPath(date): ApiPath<String>,
-) -> Result<Json<PlatformDaySummary>, ApiError> {
-    let date = NaiveDate::parse_from_str(&date, "%Y-%m-%d")
-        .map_err(|_| ApiError::new("invalid_date", "the date in the path must be YYYY-MM-DD"))?;
-    queries::settlements::day_summary(&state.pool, viewer(&user)?, date)
-        .await
-        .map(Json)
-        .map_err(|e| query_error(e, "route_not_found"))
 }
 
 /// `GET /v1/settlements/export.csv` parameters.
@@ -509,62 +241,241 @@ pub struct ExportParams {
     pub restaurant_id: Option<Uuid>,
 }
 
-/// The restaurant settlement days `from..=to` as CSV (header line, then one
-/// line per business day, restaurant and currency; integer minor units).
-/// Ops and admin get every restaurant (or the one asked for); a restaurant
-/// only its own.
-#[utoipa::path(
-    get, path = "/v1/settlements/export.csv", tag = "queries",
-    params(ExportParams),
-    responses((status = 200, description = "CSV", content_type = "text/csv", body = String), QueryErrors),
-    security(("bearer" = []))
-)]
-pub async fn settlement_export(
-    State(state): State<AppState>,
-    user: Authorized<RestaurantOrReader>,
-    ApiQuery(p): ApiQuery<ExportParams>,
-) -> Result<Response, ApiError> {
-    let csv = queries::settlements::export_csv(
-        &state.pool,
-        viewer(&user)?,
-        p.restaurant_id,
-        p.from,
-        p.to,
-    )
-    .await
-    .map_err(|e| query_error(e, "restaurant_not_found"))?;
-    let filename = format!(
-        "attachment; filename=\"settlements-{}-{}.csv\"",
-        p.from, p.to
-    );
-    Ok((
-        [
-            (CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (CONTENT_DISPOSITION, filename),
-        ],
-        csv,
-    )
-        .into_response())
-}
-
 /// Every projector's lag.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProjectorStatusList {
     pub items: Vec<ProjectorStatus>,
 }
 
-/// Each projector's position and lag, in events and seconds behind (ops, admin).
-#[utoipa::path(
-    get, path = "/v1/projectors/status", tag = "queries",
-    responses((status = 200, description = "Every projector, also those not started yet", body = ProjectorStatusList), QueryErrors),
-    security(("bearer" = []))
-)]
-pub async fn projector_status(
-    State(state): State<AppState>,
-    _user: Authorized<StaffOrAuditor>,
-) -> Result<Json<ProjectorStatusList>, ApiError> {
-    let items = queries::projector_status(&state.pool)
+api_routes! {
+    tag = "queries";
+
+    // `/v1/orders` also has `POST` (orders::router); axum merges the
+    // method routers of one path when the routers are merged.
+    /// Orders visible to the caller (ops/admin: all; restaurant: its own;
+    /// customer: their own; rider: those they deliver), newest first by default,
+    /// keyset-paginated.
+    get "/v1/orders" params(OrderListParams)
+        => (status = 200, description = "One page of orders", body = OrderList), QueryErrors;
+    fn list_orders(
+        state,
+        user: AuthUser,
+        ApiQuery(params): ApiQuery<OrderListParams>
+    ) -> Json<OrderList> {
+        let viewer = viewer(&user)?;
+        check_order_status(params.status.as_deref())?;
+        let filter = OrderFilter {
+            status: params.status,
+            restaurant_id: params.restaurant_id,
+            customer_id: params.customer_id,
+            rider_id: params.rider_id,
+            placed_from: params.placed_from,
+            placed_to: params.placed_to,
+            sort: match params.sort.unwrap_or_default() {
+                OrderSort::PlacedAsc => SortOrder::Asc,
+                OrderSort::PlacedDesc => SortOrder::Desc,
+            },
+            limit: params.limit,
+            cursor: params.cursor,
+        };
+        let mut page = queries::orders::list_orders(&state.pool, viewer, &filter)
+            .await
+            .map_err(|e| query_error(e, "order_not_found"))?;
+        let audience = visibility::audience(&user);
+        for order in &mut page.orders {
+            visibility::summary(audience, order);
+        }
+        Ok(Json(OrderList {
+            items: page.orders,
+            next_cursor: page.next_cursor,
+        }))
+    }
+
+    /// One order with its payment and delivery state and the timeline of its
+    /// events (with metadata). 404 when the caller may not see it.
+    get "/v1/orders/{id}" params(("id" = Uuid, Path, description = "Order id"))
+        => (status = 200, description = "The order and its timeline", body = OrderDetail), QueryErrors;
+    fn order_detail(state, user: AuthUser, ApiPath(id): ApiPath<Uuid>) -> Json<OrderDetail> {
+        let viewer = viewer(&user)?;
+        let mut detail = queries::orders::order_detail(&state.pool, viewer, id)
+            .await
+            .map_err(|e| query_error(e, "order_not_found"))?;
+        visibility::detail(&user, &mut detail, || {
+            state.commands.dropoff_code_for(OrderId(id))
+        });
+        Ok(Json(detail))
+    }
+
+    /// The ETA of an order's delivery: the rider's last position, distances and
+    /// arrival estimates (404 before a delivery is requested, or when the caller
+    /// may not see the order).
+    get "/v1/orders/{id}/eta" params(("id" = Uuid, Path, description = "Order id"))
+        => (status = 200, description = "The delivery's ETA", body = DeliveryEta), QueryErrors;
+    fn order_eta(state, user: AuthUser, ApiPath(id): ApiPath<Uuid>) -> Json<DeliveryEta> {
+        let viewer = viewer(&user)?;
+        queries::etas::eta_by_order(&state.pool, viewer, id)
+            .await
+            .map(Json)
+            .map_err(|e| query_error(e, "delivery_not_found"))
+    }
+
+    /// A rider's active deliveries with their ETAs (ops, admin, or that rider).
+    get "/v1/riders/{id}/etas" params(("id" = Uuid, Path, description = "Rider id"))
+        => (status = 200, description = "The rider's active deliveries", body = EtaList), QueryErrors;
+    fn rider_etas(
+        state,
+        user: Authorized<RiderOrReader>,
+        ApiPath(id): ApiPath<Uuid>
+    ) -> Json<EtaList> {
+        let viewer = viewer(&user)?;
+        if let Viewer::Rider(own) = viewer
+            && own != id
+        {
+            return Err(ApiError::forbidden(
+                "a rider sees only their own deliveries",
+            ));
+        }
+        let items = queries::etas::etas_by_rider(&state.pool, viewer, id)
+            .await
+            .map_err(|e| query_error(e, "rider_not_found"))?;
+        Ok(Json(EtaList { items }))
+    }
+
+    /// Every active delivery (ops, admin), optionally only those whose rider (or,
+    /// before the first fix, whose pickup) is inside a bounding box.
+    get "/v1/deliveries/active" params(BoundsParams)
+        => (status = 200, description = "Active deliveries", body = EtaList), QueryErrors;
+    fn active_deliveries(
+        state,
+        user: Authorized<StaffOrAuditor>,
+        ApiQuery(p): ApiQuery<BoundsParams>
+    ) -> Json<EtaList> {
+        let bounds = match (p.min_lat, p.min_lon, p.max_lat, p.max_lon) {
+            (None, None, None, None) => None,
+            (min_lat, min_lon, max_lat, max_lon) => {
+                let b = EtaBounds {
+                    min_lat: min_lat.unwrap_or(-90.0),
+                    min_lon: min_lon.unwrap_or(-180.0),
+                    max_lat: max_lat.unwrap_or(90.0),
+                    max_lon: max_lon.unwrap_or(180.0),
+                };
+                let within = |v: f64, edge: f64| v.is_finite() && v.abs() <= edge;
+                if !(within(b.min_lat, 90.0)
+                    && within(b.max_lat, 90.0)
+                    && within(b.min_lon, 180.0)
+                    && within(b.max_lon, 180.0))
+                {
+                    return Err(ApiError::new(
+                        "invalid_query",
+                        "latitudes must be within ±90, longitudes within ±180",
+                    ));
+                }
+                Some(b)
+            }
+        };
+        let items = queries::etas::active_deliveries(&state.pool, viewer(&user)?, bounds)
+            .await
+            .map_err(|e| query_error(e, "delivery_not_found"))?;
+        Ok(Json(EtaList { items }))
+    }
+
+    /// Predicted versus actual arrival of completed deliveries: mean and p90
+    /// absolute error per UTC day (ops, admin).
+    get "/v1/eta-accuracy" params(DateRangeParams)
+        => (status = 200, description = "ETA error per day", body = EtaAccuracyList), QueryErrors;
+    fn eta_accuracy(
+        state,
+        user: Authorized<StaffOrAuditor>,
+        ApiQuery(range): ApiQuery<DateRangeParams>
+    ) -> Json<EtaAccuracyList> {
+        let items = queries::etas::eta_accuracy(&state.pool, viewer(&user)?, range.from, range.to)
+            .await
+            .map_err(|e| query_error(e, "route_not_found"))?;
+        Ok(Json(EtaAccuracyList { items }))
+    }
+
+    /// A restaurant's settlement figures per business day (its time zone),
+    /// `from..=to` (ops, admin, or that restaurant). Days without activity have
+    /// no row.
+    get "/v1/settlements/restaurants/{id}" params(("id" = Uuid, Path, description = "Restaurant id"), DateRangeParams)
+        => (status = 200, description = "One row per business day and currency", body = RestaurantSettlementList), QueryErrors;
+    fn restaurant_settlements(
+        state,
+        user: Authorized<RestaurantOrReader>,
+        ApiPath(id): ApiPath<Uuid>,
+        ApiQuery(range): ApiQuery<DateRangeParams>
+    ) -> Json<RestaurantSettlementList> {
+        let items = queries::settlements::restaurant_days(
+            &state.pool,
+            viewer(&user)?,
+            id,
+            range.from,
+            range.to,
+        )
         .await
-        .map_err(|e| query_error(e, "route_not_found"))?;
-    Ok(Json(ProjectorStatusList { items }))
+        .map_err(|e| query_error(e, "restaurant_not_found"))?;
+        Ok(Json(RestaurantSettlementList { items }))
+    }
+
+    /// The platform-wide settlement summary of one day (ops, admin): totals per
+    /// currency, every restaurant's business day, and each payment provider's
+    /// authorized, captured, voided, refunded and fee figures for that UTC date.
+    get "/v1/settlements/days/{date}" params(("date" = NaiveDate, Path, description = "The day, `YYYY-MM-DD`"))
+        => (status = 200, description = "The day's summary", body = PlatformDaySummary), QueryErrors;
+    fn settlement_day(
+        state,
+        user: Authorized<StaffOrAuditor>,
+        ApiPath(date): ApiPath<String>
+    ) -> Json<PlatformDaySummary> {
+        let date = NaiveDate::parse_from_str(&date, "%Y-%m-%d")
+            .map_err(|_| ApiError::new("invalid_date", "the date in the path must be YYYY-MM-DD"))?;
+        queries::settlements::day_summary(&state.pool, viewer(&user)?, date)
+            .await
+            .map(Json)
+            .map_err(|e| query_error(e, "route_not_found"))
+    }
+
+    /// The restaurant settlement days `from..=to` as CSV (header line, then one
+    /// line per business day, restaurant and currency; integer minor units).
+    /// Ops and admin get every restaurant (or the one asked for); a restaurant
+    /// only its own.
+    get "/v1/settlements/export.csv" params(ExportParams)
+        => (status = 200, description = "CSV", content_type = "text/csv", body = String), QueryErrors;
+    fn settlement_export(
+        state,
+        user: Authorized<RestaurantOrReader>,
+        ApiQuery(p): ApiQuery<ExportParams>
+    ) -> Response {
+        let csv = queries::settlements::export_csv(
+            &state.pool,
+            viewer(&user)?,
+            p.restaurant_id,
+            p.from,
+            p.to,
+        )
+        .await
+        .map_err(|e| query_error(e, "restaurant_not_found"))?;
+        let filename = format!(
+            "attachment; filename=\"settlements-{}-{}.csv\"",
+            p.from, p.to
+        );
+        Ok((
+            [
+                (CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (CONTENT_DISPOSITION, filename),
+            ],
+            csv,
+        )
+            .into_response())
+    }
+
+    /// Each projector's position and lag, in events and seconds behind (ops, admin).
+    get "/v1/projectors/status"
+        => (status = 200, description = "Every projector, also those not started yet", body = ProjectorStatusList), QueryErrors;
+    fn projector_status(state, _user: Authorized<StaffOrAuditor>) -> Json<ProjectorStatusList> {
+        let items = queries::projector_status(&state.pool)
+            .await
+            .map_err(|e| query_error(e, "route_not_found"))?;
+        Ok(Json(ProjectorStatusList { items }))
+    }
 }

@@ -9,27 +9,32 @@
 //! metadata are cut by the visibility table per role. Both streams resume
 //! after `Last-Event-ID` from the event store, with no gap and no duplicate.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::FromRequestParts;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ordertrail_schemas::{ActorRole, OrderId};
 use serde::Deserialize;
-use utoipa::{IntoParams, OpenApi};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::{ContentBuilder, RefOr, Required, ResponseBuilder};
+use utoipa::{IntoParams, IntoResponses, OpenApi};
 use uuid::Uuid;
 
-use super::queries::{ApiQuery, QueryErrors};
+use super::queries::{QueryErrors, check_order_status};
 use super::visibility;
 use crate::AppState;
 use crate::auth::{AuthUser, Authorized, StaffOrAuditor};
 use crate::error::ApiError;
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::stream::{self, FeedError, Scope, StreamEta, StreamEvent, StreamId};
 use ordertrail_schemas::OrderStatus;
 
@@ -59,21 +64,71 @@ const MAX_CHUNK: usize = 64 * 1024;
 /// A comment line this often keeps idle connections (and proxies) open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-fn last_event_id(headers: &HeaderMap) -> Result<Option<StreamId>, ApiError> {
-    let Some(value) = headers.get("last-event-id") else {
-        return Ok(None);
-    };
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| v.parse::<StreamId>().ok())
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::new(
-                "invalid_last_event_id",
-                "Last-Event-ID is not an id this stream sent (`<transaction>-<position>`)",
+/// The `Last-Event-ID` header (an SSE id this API sent), if any; anything
+/// else is 400 `invalid_last_event_id`. Documents itself as that header.
+#[derive(Debug)]
+pub struct LastEventId(pub Option<StreamId>);
+
+impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get("last-event-id") else {
+            return Ok(Self(None));
+        };
+        value
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<StreamId>().ok())
+            .map(|id| Self(Some(id)))
+            .ok_or_else(|| {
+                ApiError::new(
+                    "invalid_last_event_id",
+                    "Last-Event-ID is not an id this stream sent (`<transaction>-<position>`)",
+                )
+            })
+    }
+}
+
+impl IntoParams for LastEventId {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .pattern(Some(LAST_EVENT_ID_PATTERN));
+        vec![
+            ParameterBuilder::new()
+                .name("Last-Event-ID")
+                .parameter_in(ParameterIn::Header)
+                .description(Some(
+                    "Resume after this event id (sent by the browser on reconnect)",
+                ))
+                .required(Required::False)
+                .schema(Some(schema))
+                .build(),
+        ]
+    }
+}
+
+/// A stream's answers: 200 with a never-ending `text/event-stream`, or an error.
+struct StreamResponses;
+
+impl IntoResponses for StreamResponses {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        let stream = ResponseBuilder::new()
+            .description(
+                "`text/event-stream` of `StreamEvent`s (never ends; keep-alive comments every 15 s)",
             )
-        })
+            .content(
+                "text/event-stream",
+                ContentBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .build(),
+            )
+            .build();
+        let mut responses = QueryErrors::responses();
+        responses.insert("200".to_owned(), stream.into());
+        responses
+    }
 }
 
 fn feed_error(e: FeedError) -> ApiError {
@@ -154,25 +209,16 @@ async fn ensure_visible(state: &AppState, user: &AuthUser, id: OrderId) -> Resul
 /// may not see.
 #[utoipa::path(
     get, path = "/v1/orders/{id}/events/stream", tag = "streams",
-    params(
-        ("id" = Uuid, Path, description = "Order id"),
-        ("Last-Event-ID" = Option<String>, Header, pattern = "^[0-9]{1,19}-[0-9]{1,19}$",
-         description = "Resume after this event id (sent by the browser on reconnect)"),
-    ),
-    responses(
-        (status = 200, description = "`text/event-stream` of `StreamEvent`s (never ends; keep-alive comments every 15 s)",
-         content_type = "text/event-stream", body = String),
-        QueryErrors
-    ),
+    params(("id" = Uuid, Path, description = "Order id"), LastEventId),
+    responses(StreamResponses),
     security(("bearer" = []))
 )]
 pub async fn order_stream(
     State(state): State<AppState>,
     user: AuthUser,
-    headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
+    LastEventId(resume): LastEventId,
 ) -> Result<Response, ApiError> {
-    let resume = last_event_id(&headers)?;
     let id = OrderId(id);
     ensure_visible(&state, &user, id).await?;
     let from_start = StreamId(ordertrail_platform::event_log::Position::START);
@@ -202,35 +248,17 @@ pub struct OpsStreamParams {
 /// Ops, admin and auditor.
 #[utoipa::path(
     get, path = "/v1/stream/ops", tag = "streams",
-    params(
-        OpsStreamParams,
-        ("Last-Event-ID" = Option<String>, Header, pattern = "^[0-9]{1,19}-[0-9]{1,19}$",
-         description = "Resume after this event id (sent by the browser on reconnect)"),
-    ),
-    responses(
-        (status = 200, description = "`text/event-stream` of `StreamEvent`s (never ends; keep-alive comments every 15 s)",
-         content_type = "text/event-stream", body = String),
-        QueryErrors
-    ),
+    params(OpsStreamParams, LastEventId),
+    responses(StreamResponses),
     security(("bearer" = []))
 )]
 pub async fn ops_stream(
     State(state): State<AppState>,
     user: Authorized<StaffOrAuditor>,
-    headers: HeaderMap,
     ApiQuery(params): ApiQuery<OpsStreamParams>,
+    LastEventId(resume): LastEventId,
 ) -> Result<Response, ApiError> {
-    let resume = last_event_id(&headers)?;
-    if let Some(status) = &params.status
-        && OrderStatus::parse(status).is_none()
-    {
-        return Err(
-            ApiError::new("invalid_query", format!("unknown order status {status:?}"))
-                .with_details(
-                    serde_json::json!({ "field": "status", "allowed": OrderStatus::names() }),
-                ),
-        );
-    }
+    check_order_status(params.status.as_deref())?;
     let scope = Scope::Ops {
         restaurant_id: params.restaurant_id,
         status: params.status,
