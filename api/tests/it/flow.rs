@@ -14,10 +14,7 @@ async fn an_order_goes_from_placement_to_delivery() {
     let (customer_id, customer) = app.customer();
 
     let placed = app
-        .post("/v1/orders")
-        .token(&customer)
-        .json(crate::support::place_order_body(card()))
-        .send()
+        .place(&customer, crate::support::place_order_body(card()))
         .await;
     placed.assert(StatusCode::CREATED);
     assert_eq!(placed.event_types(), ["OrderPlaced"]);
@@ -31,12 +28,7 @@ async fn an_order_goes_from_placement_to_delivery() {
     let order = crate::support::order_id(&placed);
     let total = placed.body["events"][0]["payload"]["price"]["total"].clone();
 
-    let paid = app
-        .post("/v1/payments")
-        .token(&customer)
-        .json(json!({"order_id": order}))
-        .send()
-        .await;
+    let paid = app.authorize(&customer, order).await;
     paid.assert(StatusCode::CREATED);
     assert_eq!(paid.event_types(), ["PaymentAuthorized"]);
     assert_eq!(
@@ -47,16 +39,16 @@ async fn an_order_goes_from_placement_to_delivery() {
 
     let ops = app.ops();
     let restaurant = app.restaurant(berlin());
-    app.post(&format!("/v1/orders/{order}/confirm"))
-        .token(&ops)
-        .send()
+    app.order_step(&ops, order, "confirm")
         .await
         .assert(StatusCode::OK);
     let accepted = app
-        .post(&format!("/v1/orders/{order}/accept"))
-        .token(&restaurant)
-        .json(json!({"preparation_minutes": 15}))
-        .send()
+        .order_step_with(
+            &restaurant,
+            order,
+            "accept",
+            json!({"preparation_minutes": 15}),
+        )
         .await;
     accepted.assert(StatusCode::OK);
     assert_eq!(accepted.event_types(), ["OrderAccepted"]);
@@ -69,47 +61,36 @@ async fn an_order_goes_from_placement_to_delivery() {
     let me = rider(1);
     let rider_token = app.rider(me);
     let assigned = app
-        .post(&format!("/v1/deliveries/{delivery}/assign"))
-        .token(&rider_token)
-        .json(json!({"rider_id": me}))
-        .send()
+        .delivery_step_with(&rider_token, &delivery, "assign", json!({"rider_id": me}))
         .await;
     assigned.assert(StatusCode::OK);
     assert_eq!(assigned.event_types(), ["RiderAssigned"]);
 
     let fix = json!({"lat": 52.4995, "lon": 13.4185, "reported_at": Utc::now() - Duration::seconds(5), "accuracy_m": 6});
     let located = app
-        .post(&format!("/v1/deliveries/{delivery}/locations"))
-        .token(&rider_token)
-        .json(fix)
-        .send()
+        .delivery_step_with(&rider_token, &delivery, "locations", fix)
         .await;
     located.assert(StatusCode::OK);
     assert_eq!(located.event_types(), ["RiderLocationReported"]);
 
-    app.post(&format!("/v1/orders/{order}/ready"))
-        .token(&restaurant)
-        .send()
+    app.order_step(&restaurant, order, "ready")
         .await
         .assert(StatusCode::OK);
-    app.post(&format!("/v1/deliveries/{delivery}/pickup"))
-        .token(&rider_token)
-        .send()
+    app.delivery_step(&rider_token, &delivery, "pickup")
         .await
         .assert(StatusCode::OK);
-    app.post(&format!("/v1/orders/{order}/picked-up"))
-        .token(&ops)
-        .json(json!({"rider_id": me}))
-        .send()
+    app.order_step_with(&ops, order, "picked-up", json!({"rider_id": me}))
         .await
         .assert(StatusCode::OK);
 
     let wrong = if code == "0000" { "1111" } else { "0000" };
     let rejected = app
-        .post(&format!("/v1/deliveries/{delivery}/complete"))
-        .token(&rider_token)
-        .json(json!({"dropoff_code": wrong}))
-        .send()
+        .delivery_step_with(
+            &rider_token,
+            &delivery,
+            "complete",
+            json!({"dropoff_code": wrong}),
+        )
         .await;
     rejected.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "dropoff_code_invalid");
     assert_eq!(rejected.body["details"]["attempts_left"], 2);
@@ -119,33 +100,31 @@ async fn an_order_goes_from_placement_to_delivery() {
     );
 
     let completed = app
-        .post(&format!("/v1/deliveries/{delivery}/complete"))
-        .token(&rider_token)
-        .json(json!({"dropoff_code": code}))
-        .send()
+        .delivery_step_with(
+            &rider_token,
+            &delivery,
+            "complete",
+            json!({"dropoff_code": code}),
+        )
         .await;
     completed.assert(StatusCode::OK);
     assert_eq!(completed.event_types(), ["DeliveryCompleted"]);
-    app.post(&format!("/v1/orders/{order}/delivered"))
-        .token(&ops)
-        .json(json!({}))
-        .send()
+    app.order_step_with(&ops, order, "delivered", json!({}))
         .await
         .assert(StatusCode::OK);
 
     let captured = app
-        .post(&format!("/v1/payments/{payment}/capture"))
-        .token(&ops)
-        .json(json!({}))
-        .send()
+        .payment_step_with(&ops, &payment, "capture", json!({}))
         .await;
     captured.assert(StatusCode::OK);
     assert_eq!(captured.event_types(), ["PaymentCaptured"]);
     let refunded = app
-        .post(&format!("/v1/payments/{payment}/refund"))
-        .token(&ops)
-        .json(json!({"amount_minor": 100, "reason": "fries were cold"}))
-        .send()
+        .payment_step_with(
+            &ops,
+            &payment,
+            "refund",
+            json!({"amount_minor": 100, "reason": "fries were cold"}),
+        )
         .await;
     refunded.assert(StatusCode::OK);
     assert_eq!(refunded.event_types(), ["PaymentRefunded"]);
@@ -177,9 +156,7 @@ async fn a_cash_order_is_paid_when_the_assigned_rider_collects() {
     let (_, customer) = app.customer();
     let order = app.place_order(&customer, json!({"kind": "cash"})).await;
     let ops = app.ops();
-    app.post(&format!("/v1/orders/{order}/confirm"))
-        .token(&ops)
-        .send()
+    app.order_step(&ops, order, "confirm")
         .await
         .assert(StatusCode::OK);
     // A cash order cannot be authorized on a card.
@@ -189,30 +166,25 @@ async fn a_cash_order_is_paid_when_the_assigned_rider_collects() {
         .send()
         .await
         .assert_error(StatusCode::CONFLICT, "payment_method_mismatch");
-    app.post(&format!("/v1/orders/{order}/accept"))
-        .token(&app.restaurant(berlin()))
-        .json(json!({"preparation_minutes": 5}))
-        .send()
-        .await
-        .assert(StatusCode::OK);
+    app.order_step_with(
+        &app.restaurant(berlin()),
+        order,
+        "accept",
+        json!({"preparation_minutes": 5}),
+    )
+    .await
+    .assert(StatusCode::OK);
     let delivery = app.request_delivery(&ops, order).await;
-    app.post(&format!("/v1/deliveries/{delivery}/assign"))
-        .token(&ops)
-        .json(json!({"rider_id": rider(2)}))
-        .send()
+    app.delivery_step_with(&ops, &delivery, "assign", json!({"rider_id": rider(2)}))
         .await
         .assert(StatusCode::OK);
 
     // Another rider may not record it (for them the order does not exist); the assigned one may.
-    app.post(&format!("/v1/orders/{order}/cash-collected"))
-        .token(&app.rider(rider(3)))
-        .send()
+    app.order_step(&app.rider(rider(3)), order, "cash-collected")
         .await
         .assert_error(StatusCode::NOT_FOUND, "order_not_found");
     let collected = app
-        .post(&format!("/v1/orders/{order}/cash-collected"))
-        .token(&app.rider(rider(2)))
-        .send()
+        .order_step(&app.rider(rider(2)), order, "cash-collected")
         .await;
     collected.assert(StatusCode::CREATED);
     assert_eq!(collected.event_types(), ["CashCollected"]);
@@ -230,12 +202,7 @@ async fn a_declined_card_is_recorded_and_answered_with_402() {
         )
         .await;
     let before = app.event_count().await;
-    let declined = app
-        .post("/v1/payments")
-        .token(&customer)
-        .json(json!({"order_id": order}))
-        .send()
-        .await;
+    let declined = app.authorize(&customer, order).await;
     declined.assert_error(StatusCode::PAYMENT_REQUIRED, "payment_declined");
     assert!(
         declined.body["details"]["decline_code"].is_string(),
@@ -252,9 +219,7 @@ async fn a_declined_card_is_recorded_and_answered_with_402() {
         "the decline is recorded"
     );
     // The order cannot be confirmed on a declined payment.
-    app.post(&format!("/v1/orders/{order}/confirm"))
-        .token(&app.ops())
-        .send()
+    app.order_step(&app.ops(), order, "confirm")
         .await
         .assert_error(StatusCode::CONFLICT, "payment_not_authorized");
     // Another card works.
@@ -274,29 +239,30 @@ async fn customers_cancel_before_acceptance_and_ops_after() {
     let (_, customer) = app.customer();
     let order = app.place_order(&customer, card()).await;
     let cancelled = app
-        .post(&format!("/v1/orders/{order}/cancel"))
-        .token(&customer)
-        .json(json!({"reason": "changed my mind"}))
-        .send()
+        .order_step_with(
+            &customer,
+            order,
+            "cancel",
+            json!({"reason": "changed my mind"}),
+        )
         .await;
     cancelled.assert(StatusCode::OK);
     assert_eq!(cancelled.event_types(), ["OrderCancelled"]);
 
     let (order, customer) = app.accepted_order().await;
     let before = app.event_count().await;
-    app.post(&format!("/v1/orders/{order}/cancel"))
-        .token(&customer)
-        .json(json!({"reason": "too slow"}))
-        .send()
+    app.order_step_with(&customer, order, "cancel", json!({"reason": "too slow"}))
         .await
         .assert_error(StatusCode::FORBIDDEN, "cancellation_not_allowed_for_role");
     assert_eq!(app.event_count().await, before);
-    app.post(&format!("/v1/orders/{order}/cancel"))
-        .token(&app.ops())
-        .json(json!({"reason": "kitchen fire"}))
-        .send()
-        .await
-        .assert(StatusCode::OK);
+    app.order_step_with(
+        &app.ops(),
+        order,
+        "cancel",
+        json!({"reason": "kitchen fire"}),
+    )
+    .await
+    .assert(StatusCode::OK);
 }
 
 #[tokio::test]
@@ -390,18 +356,22 @@ async fn reference_data_is_managed_by_admins_and_read_by_everyone_signed_in() {
 
     // An inactive rider cannot be assigned; an unknown one is rejected.
     let (_, delivery, _) = app.requested_delivery().await;
-    app.post(&format!("/v1/deliveries/{delivery}/assign"))
-        .token(&app.ops())
-        .json(json!({"rider_id": rider_id}))
-        .send()
-        .await
-        .assert_error(StatusCode::CONFLICT, "rider_inactive");
-    app.post(&format!("/v1/deliveries/{delivery}/assign"))
-        .token(&app.ops())
-        .json(json!({"rider_id": Uuid::new_v4()}))
-        .send()
-        .await
-        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "rider_not_found");
+    app.delivery_step_with(
+        &app.ops(),
+        &delivery,
+        "assign",
+        json!({"rider_id": rider_id}),
+    )
+    .await
+    .assert_error(StatusCode::CONFLICT, "rider_inactive");
+    app.delivery_step_with(
+        &app.ops(),
+        &delivery,
+        "assign",
+        json!({"rider_id": Uuid::new_v4()}),
+    )
+    .await
+    .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "rider_not_found");
     let _ = seed_ids::BERLIN_MART;
 }
 
@@ -429,12 +399,7 @@ async fn health_endpoints_answer_without_a_token() {
 async fn authorized_card_order(app: &TestApp) -> String {
     let (_, customer) = app.customer();
     let order = app.place_order(&customer, card()).await;
-    let paid = app
-        .post("/v1/payments")
-        .token(&customer)
-        .json(json!({"order_id": order}))
-        .send()
-        .await;
+    let paid = app.authorize(&customer, order).await;
     paid.assert(StatusCode::CREATED);
     paid.body["aggregate_id"].as_str().unwrap().to_owned()
 }
@@ -530,12 +495,14 @@ async fn a_refused_refund_is_recorded_and_answered_402_the_same_on_retry() {
     let app = TestApp::new().await;
     let payment = authorized_card_order(&app).await;
     let ops = app.ops();
-    app.post(&format!("/v1/payments/{payment}/capture"))
-        .token(&ops)
-        .json(json!({"override_reason": "customer asked to be charged now"}))
-        .send()
-        .await
-        .assert(StatusCode::OK);
+    app.payment_step_with(
+        &ops,
+        &payment,
+        "capture",
+        json!({"override_reason": "customer asked to be charged now"}),
+    )
+    .await
+    .assert(StatusCode::OK);
 
     // The provider saw this refund's idempotency key before, with other
     // parameters: it refuses the call.

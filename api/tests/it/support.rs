@@ -1,5 +1,7 @@
 //! The test application, a request builder, and ready-made orders.
 
+use std::fmt::Display;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
@@ -157,6 +159,38 @@ pub(crate) fn rider(n: u128) -> Uuid {
     seed_ids::rider(n)
 }
 
+/// `$step(token, id, action)` sends `POST $prefix/{id}/{action}` without a
+/// body as the bearer of `token`; `$step_with(token, id, action, body)` sends
+/// `body` as JSON.
+macro_rules! aggregate_steps {
+    ($step:ident, $step_with:ident, $prefix:literal) => {
+        pub(crate) async fn $step(
+            &self,
+            token: &str,
+            id: impl Display,
+            action: &str,
+        ) -> TestResponse {
+            self.step(token, format!(concat!($prefix, "/{}/{}"), id, action), None)
+                .await
+        }
+
+        pub(crate) async fn $step_with(
+            &self,
+            token: &str,
+            id: impl Display,
+            action: &str,
+            body: Value,
+        ) -> TestResponse {
+            self.step(
+                token,
+                format!(concat!($prefix, "/{}/{}"), id, action),
+                Some(body),
+            )
+            .await
+        }
+    };
+}
+
 impl TestApp {
     pub(crate) async fn new() -> Self {
         Self::configured(|state| state).await
@@ -246,14 +280,38 @@ impl TestApp {
             .expect("count events")
     }
 
+    /// `POST /v1/orders` with `body` as the bearer of `token`.
+    pub(crate) async fn place(&self, token: &str, body: Value) -> TestResponse {
+        self.post("/v1/orders").token(token).json(body).send().await
+    }
+
+    /// `POST /v1/payments` authorizing `order`'s payment, as the bearer of `token`.
+    pub(crate) async fn authorize(&self, token: &str, order: impl Display) -> TestResponse {
+        self.post("/v1/payments")
+            .token(token)
+            .json(json!({"order_id": order.to_string()}))
+            .send()
+            .await
+    }
+
+    aggregate_steps!(order_step, order_step_with, "/v1/orders");
+    aggregate_steps!(delivery_step, delivery_step_with, "/v1/deliveries");
+    aggregate_steps!(payment_step, payment_step_with, "/v1/payments");
+
+    /// `POST path` as the bearer of `token`, with `body` as JSON when given.
+    async fn step(&self, token: &str, path: String, body: Option<Value>) -> TestResponse {
+        let request = self.post(&path).token(token);
+        match body {
+            Some(body) => request.json(body),
+            None => request,
+        }
+        .send()
+        .await
+    }
+
     /// Place a card order at the Berlin burger place; returns its id.
     pub(crate) async fn place_order(&self, customer_token: &str, payment: Value) -> Uuid {
-        let response = self
-            .post("/v1/orders")
-            .token(customer_token)
-            .json(place_order_body(payment))
-            .send()
-            .await;
+        let response = self.place(customer_token, place_order_body(payment)).await;
         response.assert(StatusCode::CREATED);
         order_id(&response)
     }
@@ -262,21 +320,15 @@ impl TestApp {
     pub(crate) async fn accepted_order(&self) -> (Uuid, String) {
         let (_, customer) = self.customer();
         let order = self.place_order(&customer, card()).await;
-        self.post("/v1/payments")
-            .token(&customer)
-            .json(json!({"order_id": order}))
-            .send()
+        self.authorize(&customer, order)
             .await
             .assert(StatusCode::CREATED);
-        self.post(&format!("/v1/orders/{order}/confirm"))
-            .token(&self.ops())
-            .send()
+        self.order_step(&self.ops(), order, "confirm")
             .await
             .assert(StatusCode::OK);
-        self.post(&format!("/v1/orders/{order}/accept"))
-            .token(&self.restaurant(berlin()))
-            .json(json!({"preparation_minutes": 12}))
-            .send()
+        let accept = json!({"preparation_minutes": 12});
+        let restaurant = self.restaurant(berlin());
+        self.order_step_with(&restaurant, order, "accept", accept)
             .await
             .assert(StatusCode::OK);
         (order, customer)

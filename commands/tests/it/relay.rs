@@ -31,9 +31,9 @@ use rdkafka::message::Headers;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgExecutor, PgPool};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
+
+use crate::support::{Running, stopped};
 
 const PARTITIONS: i32 = 3;
 const WAIT: Duration = Duration::from_secs(60);
@@ -77,37 +77,8 @@ impl Setup {
 
 /// A relay running as a task: stop it gracefully or abort it (a crash: the
 /// future is dropped at whatever await it was in, its connections close).
-struct RunningRelay {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), relay::RelayError>>,
-}
-
-fn spawn_relay(config: RelayConfig, pool: PgPool) -> RunningRelay {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(relay::run(config, pool, async move {
-        let _ = stopped.await;
-    }));
-    RunningRelay {
-        stop: Some(stop),
-        task,
-    }
-}
-
-impl RunningRelay {
-    async fn kill(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let result = tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("relay stops");
-        result.expect("relay task").expect("relay ran cleanly");
-    }
+fn spawn_relay(config: RelayConfig, pool: PgPool) -> Running<relay::RelayError> {
+    Running::spawn(|signal| relay::run(config, pool, stopped(signal)))
 }
 
 fn metadata() -> EventMetadata {

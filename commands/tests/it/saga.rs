@@ -30,50 +30,16 @@ use ordertrail_testkit::eventually;
 use ordertrail_testkit::kafka::TestKafka;
 use ordertrail_testkit::pg::TestDatabase;
 use serde_json::Value;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::support::{berlin_order, card, customer, ops, restaurant, rider, rider_n};
+use crate::support::{
+    Running, berlin_order, card, customer, ops, restaurant, rider, rider_n, stopped,
+};
 
 const PARTITIONS: i32 = 3;
 const WAIT: Duration = Duration::from_secs(60);
 
 // ------------------------------------------------------------------ harness
-
-/// A task running `relay::run` or `saga::run`, stoppable gracefully or
-/// abortable (a crash: the future is dropped wherever it was).
-pub(crate) struct Running<E> {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), E>>,
-}
-
-impl<E: std::fmt::Debug> Running<E> {
-    async fn kill(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
-
-    pub(crate) async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let result = tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("task stops");
-        result.expect("task joins").expect("task ran cleanly");
-    }
-}
-
-fn stop_channel() -> (
-    oneshot::Sender<()>,
-    impl Future<Output = ()> + Send + 'static,
-) {
-    let (tx, rx) = oneshot::channel::<()>();
-    (tx, async move {
-        let _ = rx.await;
-    })
-}
 
 pub(crate) struct Env {
     pub(crate) db: TestDatabase,
@@ -114,11 +80,8 @@ impl Env {
         relay_config.poll_interval = Duration::from_millis(50);
         relay_config.delivery_timeout = Duration::from_secs(5);
         relay_config.max_backoff = Duration::from_millis(500);
-        let (stop, stopped) = stop_channel();
-        let relay = Running {
-            stop: Some(stop),
-            task: tokio::spawn(relay::run(relay_config, db.pool.clone(), stopped)),
-        };
+        let pool = db.pool.clone();
+        let relay = Running::spawn(|signal| relay::run(relay_config, pool, stopped(signal)));
         let mut saga_config = SagaConfig::new(
             kafka.bootstrap.clone(),
             kafka.prefix.clone(),
@@ -158,11 +121,8 @@ impl Env {
             .clone()
             .unwrap_or_else(|| RecordingProvider::simulated(self.db.pool.clone()));
         let service = CommandService::new(self.db.pool.clone(), provider);
-        let (stop, stopped) = stop_channel();
-        Running {
-            stop: Some(stop),
-            task: tokio::spawn(saga::run(self.saga_config.clone(), service, stopped)),
-        }
+        let config = self.saga_config.clone();
+        Running::spawn(|signal| saga::run(config, service, stopped(signal)))
     }
 
     // -------------------------------------------------------- client calls

@@ -49,13 +49,7 @@ async fn filters_pagination_and_visibility() {
         );
     }
     env.produce(&s.envelopes).await;
-    let running = Running::spawn(
-        ProjectorKind::OrderHistory,
-        env.config("q"),
-        env.pool().clone(),
-    );
-    env.caught_up("order_history", &AggregateKind::ALL).await;
-    running.stop().await;
+    env.project(ProjectorKind::OrderHistory, "q").await;
     store_events(env.pool(), &s.envelopes).await;
     let pool = env.pool();
 

@@ -102,17 +102,7 @@ async fn a_clean_day_has_no_breaks_and_each_injected_break_is_reported_once() {
     store_events(env.pool(), &script.envelopes).await;
     provider_ledger(env.pool(), &script.envelopes).await;
     env.produce(&money).await;
-    let running = Running::spawn(
-        ProjectorKind::Settlements,
-        env.config("settle"),
-        env.pool().clone(),
-    );
-    env.caught_up(
-        "settlements",
-        &[AggregateKind::Order, AggregateKind::Payment],
-    )
-    .await;
-    running.stop().await;
+    env.project(ProjectorKind::Settlements, "settle").await;
 
     // The statement as the simulated provider exports it, through its CSV.
     let csv = statement::to_csv(
@@ -424,24 +414,8 @@ async fn money_a_cancelled_order_still_holds_is_a_break_until_released_and_ops_s
     store_events(env.pool(), &script.envelopes).await;
     provider_ledger(env.pool(), &script.envelopes).await;
     env.produce(&script.envelopes).await;
-    let settlements = Running::spawn(
-        ProjectorKind::Settlements,
-        env.config("settle"),
-        env.pool().clone(),
-    );
-    let history = Running::spawn(
-        ProjectorKind::OrderHistory,
-        env.config("history"),
-        env.pool().clone(),
-    );
-    env.caught_up(
-        "settlements",
-        &[AggregateKind::Order, AggregateKind::Payment],
-    )
-    .await;
-    env.caught_up("order_history", &AggregateKind::ALL).await;
-    settlements.stop().await;
-    history.stop().await;
+    env.project(ProjectorKind::Settlements, "settle").await;
+    env.project(ProjectorKind::OrderHistory, "history").await;
 
     // Ops see the final states in the order history.
     let status = |spec: &OrderSpec| {

@@ -116,21 +116,10 @@ async fn redelivered_and_republished_events_have_no_effect() {
     // after the first copy of later events.
     env.produce(&script.envelopes).await;
     env.produce(&script.envelopes).await;
-    let settle = Running::spawn(
-        ProjectorKind::Settlements,
-        env.config("dup-s"),
-        env.pool().clone(),
-    );
-    let history = Running::spawn(
-        ProjectorKind::OrderHistory,
-        env.config("dup-h"),
-        env.pool().clone(),
-    );
-    env.caught_up(
-        "settlements",
-        &[AggregateKind::Order, AggregateKind::Payment],
-    )
-    .await;
+    let settle = env.spawn(ProjectorKind::Settlements, "dup-s");
+    let history = env.spawn(ProjectorKind::OrderHistory, "dup-h");
+    env.caught_up("settlements", topics_read_by(&ProjectorKind::Settlements))
+        .await;
     env.caught_up("order_history", &AggregateKind::ALL).await;
     settle.stop().await;
     history.stop().await;

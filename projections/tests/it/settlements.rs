@@ -217,12 +217,9 @@ async fn restaurant_and_provider_days_match_hand_computed_figures() {
         .cloned()
         .collect();
     env.produce(&payments).await;
-    let running = Running::spawn(
-        ProjectorKind::Settlements,
-        env.config("settle"),
-        env.pool().clone(),
-    );
-    env.caught_up("settlements", &kinds).await;
+    let running = env
+        .spawn_caught_up(ProjectorKind::Settlements, "settle")
+        .await;
     let pending: i64 =
         sqlx::query_scalar("SELECT count(*) FROM settlement_entries WHERE business_day IS NULL")
             .fetch_one(env.pool())
@@ -368,15 +365,8 @@ async fn allocated_refunds_and_huge_sums_on_one_day() {
             placed + Duration::minutes(30),
         );
     }
-    let kinds = [AggregateKind::Order, AggregateKind::Payment];
     env.produce(&s.envelopes).await;
-    let running = Running::spawn(
-        ProjectorKind::Settlements,
-        env.config("settle-13"),
-        env.pool().clone(),
-    );
-    env.caught_up("settlements", &kinds).await;
-    running.stop().await;
+    env.project(ProjectorKind::Settlements, "settle-13").await;
 
     let refund_day: (String, String, String) = sqlx::query_as(
         "SELECT refunds_minor::text, commission_minor::text, net_payable_minor::text

@@ -121,6 +121,26 @@ impl Env {
             .sum()
     }
 
+    /// `kind` running in-process in consumer group `group`, on this database.
+    pub(crate) fn spawn(&self, kind: ProjectorKind, group: &str) -> Running {
+        Running::spawn(kind, self.config(group), self.pool().clone())
+    }
+
+    /// `kind` running in consumer group `group`, once it has consumed
+    /// everything produced on the topics it reads.
+    pub(crate) async fn spawn_caught_up(&self, kind: ProjectorKind, group: &str) -> Running {
+        let (name, kinds) = (kind.name(), topics_read_by(&kind));
+        let running = self.spawn(kind, group);
+        self.caught_up(name, kinds).await;
+        running
+    }
+
+    /// Run `kind` in consumer group `group` until it has consumed everything
+    /// produced on its topics, then stop it.
+    pub(crate) async fn project(&self, kind: ProjectorKind, group: &str) {
+        self.spawn_caught_up(kind, group).await.stop().await;
+    }
+
     /// Wait until `projector` has consumed everything produced on its topics.
     pub(crate) async fn caught_up(&self, projector: &str, kinds: &[AggregateKind]) {
         let expected = self.produced_for(kinds);
@@ -143,6 +163,15 @@ impl Env {
             },
         )
         .await;
+    }
+}
+
+/// The aggregates whose topics a projector reads.
+pub(crate) fn topics_read_by(kind: &ProjectorKind) -> &'static [AggregateKind] {
+    match kind {
+        ProjectorKind::OrderHistory => &AggregateKind::ALL,
+        ProjectorKind::RiderEtas(_) => &[AggregateKind::Delivery],
+        ProjectorKind::Settlements => &[AggregateKind::Order, AggregateKind::Payment],
     }
 }
 
@@ -333,6 +362,25 @@ impl Script {
             at,
         )
     }
+
+    /// `rider` assigned to `delivery` at `at`.
+    pub(crate) fn rider_assigned(
+        &mut self,
+        delivery: DeliveryId,
+        rider: RiderId,
+        at: DateTime<Utc>,
+    ) {
+        let assigned = RiderAssigned {
+            rider_id: rider,
+            assigned_at: at,
+        };
+        self.delivery(delivery, assigned, at);
+    }
+}
+
+/// A drop-off code hash of the right shape (the projectors never check it).
+pub(crate) fn placeholder_code_hash() -> String {
+    format!("hmac-sha256:{}", "0".repeat(64))
 }
 
 pub(crate) const BERLIN_RESTAURANT: GeoPoint = GeoPoint {
@@ -492,20 +540,13 @@ pub(crate) fn delivered_card_order(
                 lat: 52.5300,
                 lon: 13.4300,
             },
-            dropoff_code_hash: format!("hmac-sha256:{}", "0".repeat(64)),
+            dropoff_code_hash: placeholder_code_hash(),
             ready_by: Some(placed + m(17)),
             requested_at: placed + m(2),
         },
         placed + m(2),
     );
-    s.delivery(
-        del,
-        RiderAssigned {
-            rider_id: rider,
-            assigned_at: placed + m(3),
-        },
-        placed + m(3),
-    );
+    s.rider_assigned(del, rider, placed + m(3));
     s.order(
         spec.order,
         OrderReadyForPickup {
