@@ -113,18 +113,10 @@ async fn bad_bodies_are_told_apart_and_append_nothing() {
         .await
         .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_quantity");
 
-    app.post("/v1/orders")
-        .token(&customer)
-        .key("")
-        .json(place_order_body(card()))
-        .send()
+    app.place_keyed(&customer, "", place_order_body(card()))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_idempotency_key");
-    app.post("/v1/orders")
-        .token(&customer)
-        .key(&"k".repeat(256))
-        .json(place_order_body(card()))
-        .send()
+    app.place_keyed(&customer, &"k".repeat(256), place_order_body(card()))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_idempotency_key");
 

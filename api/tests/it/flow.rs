@@ -6,7 +6,7 @@ use ordertrail_launcher::seed::seed_ids;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{TestApp, berlin, card, rider};
+use crate::support::{TestApp, TestResponse, berlin, card, rider};
 
 #[tokio::test]
 async fn an_order_goes_from_placement_to_delivery() {
@@ -436,29 +436,30 @@ async fn provider_saw_key_before(app: &TestApp, key: &str, operation: &str) {
     .unwrap();
 }
 
-/// A capture the provider refuses is recorded (`PaymentCaptureFailed`) and
-/// answered 402 `payment_capture_failed` with the outcome; a retry with the
-/// same `Idempotency-Key` gets the same answer, a new attempt captures.
-#[tokio::test]
-async fn a_refused_capture_is_recorded_and_answered_402() {
-    let app = TestApp::new().await;
-    let payment = authorized_card_order(&app).await;
-
-    // The provider saw this capture's idempotency key before, with other
-    // parameters (its ledger says so): it refuses the call.
-    let key = "capture-refused-1";
-    provider_saw_key_before(&app, key, "capture").await;
-
+/// Ops send `action` on `payment` with `body`: twice with an
+/// `Idempotency-Key` whose provider key the provider saw before with other
+/// parameters (it refuses the call: 402 `code`, the outcome recording
+/// `failed_event`), then with a new key, which succeeds with
+/// `succeeded_event`. Returns the first and the repeated refusal.
+async fn refused_then_retried(
+    app: &TestApp,
+    payment: &str,
+    action: &str,
+    body: serde_json::Value,
+    (code, failed_event, succeeded_event): (&str, &str, &str),
+) -> (TestResponse, TestResponse) {
+    let key = format!("{action}-refused-1");
+    provider_saw_key_before(app, &key, action).await;
     let ops = app.ops();
-    let body = json!({"override_reason": "customer asked to be charged now"});
-    let refused = app
-        .post(&format!("/v1/payments/{payment}/capture"))
-        .token(&ops)
-        .header("Idempotency-Key", key)
-        .json(body.clone())
-        .send()
-        .await;
-    refused.assert_error(StatusCode::PAYMENT_REQUIRED, "payment_capture_failed");
+    let send = |key: String, body: serde_json::Value| {
+        app.post(&format!("/v1/payments/{payment}/{action}"))
+            .token(&ops)
+            .key(&key)
+            .json(body)
+            .send()
+    };
+    let refused = send(key.clone(), body.clone()).await;
+    refused.assert_error(StatusCode::PAYMENT_REQUIRED, code);
     assert_eq!(
         refused.body["details"]["decline_code"],
         "idempotency_key_reused"
@@ -466,25 +467,30 @@ async fn a_refused_capture_is_recorded_and_answered_402() {
     assert_eq!(refused.body["details"]["final_attempt"], false);
     assert_eq!(
         refused.body["details"]["outcome"]["events"][0]["event_type"],
-        "PaymentCaptureFailed"
+        failed_event
     );
-    let again = app
-        .post(&format!("/v1/payments/{payment}/capture"))
-        .token(&ops)
-        .header("Idempotency-Key", key)
-        .json(body.clone())
-        .send()
-        .await;
-    again.assert_error(StatusCode::PAYMENT_REQUIRED, "payment_capture_failed");
-    let captured = app
-        .post(&format!("/v1/payments/{payment}/capture"))
-        .token(&ops)
-        .header("Idempotency-Key", "capture-refused-2")
-        .json(body)
-        .send()
-        .await;
-    captured.assert(StatusCode::OK);
-    assert_eq!(captured.event_types(), ["PaymentCaptured"]);
+    let again = send(key, body.clone()).await;
+    again.assert_error(StatusCode::PAYMENT_REQUIRED, code);
+    let succeeded = send(format!("{action}-refused-2"), body).await;
+    succeeded.assert(StatusCode::OK);
+    assert_eq!(succeeded.event_types(), [succeeded_event]);
+    (refused, again)
+}
+
+/// A capture the provider refuses is recorded (`PaymentCaptureFailed`) and
+/// answered 402 `payment_capture_failed` with the outcome; a retry with the
+/// same `Idempotency-Key` gets the same answer, a new attempt captures.
+#[tokio::test]
+async fn a_refused_capture_is_recorded_and_answered_402() {
+    let app = TestApp::new().await;
+    let payment = authorized_card_order(&app).await;
+    let body = json!({"override_reason": "customer asked to be charged now"});
+    let expected = (
+        "payment_capture_failed",
+        "PaymentCaptureFailed",
+        "PaymentCaptured",
+    );
+    refused_then_retried(&app, &payment, "capture", body, expected).await;
 }
 
 /// A refund the provider refuses is recorded (`PaymentRefundFailed`) and
@@ -494,60 +500,25 @@ async fn a_refused_capture_is_recorded_and_answered_402() {
 async fn a_refused_refund_is_recorded_and_answered_402_the_same_on_retry() {
     let app = TestApp::new().await;
     let payment = authorized_card_order(&app).await;
-    let ops = app.ops();
-    app.payment_step_with(
-        &ops,
-        &payment,
-        "capture",
-        json!({"override_reason": "customer asked to be charged now"}),
-    )
-    .await
-    .assert(StatusCode::OK);
-
-    // The provider saw this refund's idempotency key before, with other
-    // parameters: it refuses the call.
-    let key = "refund-refused-1";
-    provider_saw_key_before(&app, key, "refund").await;
+    let capture = json!({"override_reason": "customer asked to be charged now"});
+    app.payment_step_with(&app.ops(), &payment, "capture", capture)
+        .await
+        .assert(StatusCode::OK);
 
     let body = json!({"amount_minor": 500, "reason": "cold food"});
-    let refused = app
-        .post(&format!("/v1/payments/{payment}/refund"))
-        .token(&ops)
-        .header("Idempotency-Key", key)
-        .json(body.clone())
-        .send()
-        .await;
-    refused.assert_error(StatusCode::PAYMENT_REQUIRED, "payment_refund_failed");
-    assert_eq!(
-        refused.body["details"]["decline_code"],
-        "idempotency_key_reused"
+    let expected = (
+        "payment_refund_failed",
+        "PaymentRefundFailed",
+        "PaymentRefunded",
     );
-    assert_eq!(refused.body["details"]["final_attempt"], false);
+    let (refused, again) = refused_then_retried(&app, &payment, "refund", body, expected).await;
     let event = &refused.body["details"]["outcome"]["events"][0];
-    assert_eq!(event["event_type"], "PaymentRefundFailed");
     assert_eq!(event["payload"]["amount"]["amount"], 500);
     assert!(!refused.replayed());
-    let again = app
-        .post(&format!("/v1/payments/{payment}/refund"))
-        .token(&ops)
-        .header("Idempotency-Key", key)
-        .json(body.clone())
-        .send()
-        .await;
-    again.assert_error(StatusCode::PAYMENT_REQUIRED, "payment_refund_failed");
     assert!(again.replayed(), "the same answer, replayed");
     assert_eq!(
         again.body["details"]["outcome"]["events"],
         refused.body["details"]["outcome"]["events"]
     );
     assert_eq!(again.body["details"]["outcome"]["replayed"], true);
-    let refunded = app
-        .post(&format!("/v1/payments/{payment}/refund"))
-        .token(&ops)
-        .header("Idempotency-Key", "refund-refused-2")
-        .json(body)
-        .send()
-        .await;
-    refunded.assert(StatusCode::OK);
-    assert_eq!(refunded.event_types(), ["PaymentRefunded"]);
 }

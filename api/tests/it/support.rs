@@ -285,6 +285,16 @@ impl TestApp {
         self.post("/v1/orders").token(token).json(body).send().await
     }
 
+    /// `POST /v1/orders` with `body` and `Idempotency-Key: key`, as the bearer of `token`.
+    pub(crate) async fn place_keyed(&self, token: &str, key: &str, body: Value) -> TestResponse {
+        self.post("/v1/orders")
+            .token(token)
+            .key(key)
+            .json(body)
+            .send()
+            .await
+    }
+
     /// `POST /v1/payments` authorizing `order`'s payment, as the bearer of `token`.
     pub(crate) async fn authorize(&self, token: &str, order: impl Display) -> TestResponse {
         self.post("/v1/payments")

@@ -139,6 +139,13 @@ impl Env {
         self.place(card(token)).await
     }
 
+    /// A card order placed with `token`, once the saga has confirmed it.
+    pub(crate) async fn confirmed_card_order(&self, token: &str) -> OrderId {
+        let order_id = self.place_card(token).await;
+        self.wait_order(order_id, OrderStatus::Confirmed).await;
+        order_id
+    }
+
     async fn order_cmd(&self, actor: Actor, order_id: OrderId, command: OrderCommand) {
         let ctx = CommandContext::new(actor, "req-order");
         self.service
@@ -502,8 +509,7 @@ async fn declined_card_cancels_the_order_with_the_reason() {
 #[tokio::test]
 async fn flaky_provider_is_retried_from_stored_attempts_until_authorized() {
     let (env, saga) = Env::start(|_| {}).await;
-    let order_id = env.place_card("tok_flaky_2").await;
-    env.wait_order(order_id, OrderStatus::Confirmed).await;
+    let order_id = env.confirmed_card_order("tok_flaky_2").await;
     env.wait_payment(order_id, PaymentStatus::Authorized).await;
     // First attempt on OrderPlaced, then two stored retries; the second succeeded.
     env.wait_timers(
@@ -556,8 +562,7 @@ async fn unavailable_provider_cancels_the_order_after_the_retry_limit() {
 #[tokio::test]
 async fn restaurant_rejection_voids_the_authorization() {
     let (env, saga) = Env::start(|_| {}).await;
-    let order_id = env.place_card("tok_visa").await;
-    env.wait_order(order_id, OrderStatus::Confirmed).await;
+    let order_id = env.confirmed_card_order("tok_visa").await;
     let reject = RejectOrder {
         reason: "kitchen closed early".into(),
         now: Utc::now(),
@@ -648,8 +653,7 @@ async fn cancellations_release_the_money_and_the_delivery() {
 #[tokio::test]
 async fn failed_delivery_after_pickup_cancels_the_order_and_voids_the_payment() {
     let (env, saga) = Env::start(|_| {}).await;
-    let order_id = env.place_card("tok_visa").await;
-    env.wait_order(order_id, OrderStatus::Confirmed).await;
+    let order_id = env.confirmed_card_order("tok_visa").await;
     env.accept(order_id).await;
     env.wait_delivery(order_id, DeliveryStatus::Requested).await;
     env.assign(order_id, rider_n(4)).await;
@@ -698,8 +702,7 @@ async fn failed_delivery_after_pickup_cancels_the_order_and_voids_the_payment() 
 #[tokio::test]
 async fn order_not_accepted_in_time_is_cancelled_even_across_a_restart() {
     let (env, saga) = Env::start(|c| c.accept_timeout = Duration::from_secs(2)).await;
-    let order_id = env.place_card("tok_visa").await;
-    env.wait_order(order_id, OrderStatus::Confirmed).await;
+    let order_id = env.confirmed_card_order("tok_visa").await;
     // The timeout is stored: a saga restarted meanwhile still fires it.
     eventually("the accept timeout stored", WAIT, || async {
         (env.timers("accept_timeout", order_id).await == vec![(0, None)]).then_some(())
@@ -731,8 +734,7 @@ async fn order_not_accepted_in_time_is_cancelled_even_across_a_restart() {
 #[tokio::test]
 async fn delivery_without_rider_in_time_is_flagged_for_ops_and_can_still_be_taken() {
     let (env, saga) = Env::start(|c| c.assign_timeout = Duration::from_secs(1)).await;
-    let order_id = env.place_card("tok_visa").await;
-    env.wait_order(order_id, OrderStatus::Confirmed).await;
+    let order_id = env.confirmed_card_order("tok_visa").await;
     env.accept(order_id).await;
     let delivery_id = DeliveryId::for_order(order_id);
     eventually("the delivery flagged", WAIT, || async {
