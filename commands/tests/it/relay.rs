@@ -33,9 +33,8 @@ use serde_json::{Value, json};
 use sqlx::{Connection, PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::support::{Running, stopped};
+use crate::support::{PARTITIONS, Running, relay_config, stopped};
 
-const PARTITIONS: i32 = 3;
 const WAIT: Duration = Duration::from_secs(60);
 
 struct Setup {
@@ -55,14 +54,13 @@ async fn setup() -> Setup {
 
 impl Setup {
     fn config(&self) -> RelayConfig {
-        let mut c = RelayConfig::new(self.kafka.bootstrap.clone(), self.kafka.prefix.clone());
-        c.topic_partitions = PARTITIONS;
-        c.topic_replication_factor = 1;
+        let mut c = relay_config(
+            &self.kafka,
+            Duration::from_millis(100),
+            Duration::from_secs(3),
+        );
         c.batch_size = 50;
-        c.poll_interval = Duration::from_millis(100);
         c.standby_interval = Duration::from_millis(200);
-        c.delivery_timeout = Duration::from_secs(3);
-        c.max_backoff = Duration::from_millis(500);
         c.report_interval = Duration::from_secs(1);
         c
     }

@@ -373,10 +373,7 @@ async fn a_refused_void_is_an_event_retried_with_back_off_until_the_provider_voi
     env.wait_timers(
         "release_retry",
         a,
-        vec![
-            (1, Some("released".to_owned())),
-            (2, Some("released".to_owned())),
-        ],
+        &[(1, Some("released")), (2, Some("released"))],
     )
     .await;
     assert_eq!(env.provider_operations(a, "void").await, 1);
@@ -407,7 +404,7 @@ async fn a_refused_refund_is_an_event_retried_until_the_provider_refunds() {
         failed["amount"],
         env.payment_events(a, "PaymentCaptured").await[0]["amount"]
     );
-    env.wait_timers("release_retry", a, vec![(1, Some("released".to_owned()))])
+    env.wait_timers("release_retry", a, &[(1, Some("released"))])
         .await;
     assert_eq!(env.provider_operations(a, "refund").await, 1);
     env.assert_no_silent_hold_after_cancellation().await;
@@ -443,10 +440,7 @@ async fn voids_and_refunds_refused_for_ever_end_in_a_failed_state_given_up_to_op
         env.wait_timers(
             "release_retry",
             order,
-            vec![
-                (1, Some("released".to_owned())),
-                (2, Some("released".to_owned())),
-            ],
+            &[(1, Some("released")), (2, Some("released"))],
         )
         .await;
     }
@@ -590,10 +584,7 @@ async fn refused_captures_are_events_retried_with_back_off_then_given_up_to_ops(
     env.wait_timers(
         "capture_retry",
         a,
-        vec![
-            (1, Some("capture_sent".to_owned())),
-            (2, Some("capture_sent".to_owned())),
-        ],
+        &[(1, Some("capture_sent")), (2, Some("capture_sent"))],
     )
     .await;
     assert_eq!(env.provider_captures(a).await, 0);
@@ -725,7 +716,7 @@ async fn a_rider_who_does_not_pick_up_in_time_loses_the_delivery_which_is_flagge
     env.wait_timers(
         "pickup_timeout",
         DeliveryId::for_order(a),
-        vec![(0, Some("rider_unassigned".to_owned()))],
+        &[(0, Some("rider_unassigned"))],
     )
     .await;
     saga.stop().await;
@@ -759,7 +750,7 @@ async fn a_delivery_not_completed_in_time_is_flagged_and_can_still_complete() {
     env.wait_timers(
         "completion_timeout",
         DeliveryId::for_order(a),
-        vec![(0, Some("delivery_flagged".to_owned()))],
+        &[(0, Some("delivery_flagged"))],
     )
     .await;
     env.wait_order(a, OrderStatus::PickedUp).await;

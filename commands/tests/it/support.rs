@@ -5,14 +5,35 @@
 use std::future::Future;
 use std::time::Duration;
 
+use ordertrail_commands::relay::RelayConfig;
 use ordertrail_commands::workflows::PlaceOrder;
 use ordertrail_launcher::seed::seed_ids;
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
 use ordertrail_schemas::{
     Actor, ActorRole, CustomerId, GeoPoint, MenuItemId, RestaurantId, RiderId,
 };
+use ordertrail_testkit::kafka::TestKafka;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// Partitions of every test topic.
+pub(crate) const PARTITIONS: i32 = 3;
+
+/// The relay's configuration for `kafka`'s topics (`PARTITIONS` each, one
+/// replica), polling the store every `poll_interval`, with short back-off.
+pub(crate) fn relay_config(
+    kafka: &TestKafka,
+    poll_interval: Duration,
+    delivery_timeout: Duration,
+) -> RelayConfig {
+    let mut c = RelayConfig::new(kafka.bootstrap.clone(), kafka.prefix.clone());
+    c.topic_partitions = PARTITIONS;
+    c.topic_replication_factor = 1;
+    c.poll_interval = poll_interval;
+    c.delivery_timeout = delivery_timeout;
+    c.max_backoff = Duration::from_millis(500);
+    c
+}
 
 /// How long a stopping relay or saga may take.
 const STOP_WAIT: Duration = Duration::from_secs(60);

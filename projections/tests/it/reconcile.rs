@@ -315,20 +315,7 @@ fn money_held_day(restaurant: RestaurantId, customer: CustomerId) -> (Script, [O
         let placed = at(2025, 1, 11, 12, 0) + m(10 * n as i64);
         let pay = spec.payment_id();
         s.order(spec.order, spec.placed(placed), placed);
-        s.payment(
-            pay,
-            PaymentAuthorized {
-                payment_id: pay,
-                order_id: spec.order,
-                restaurant_id: restaurant,
-                amount: eur(spec.total()),
-                provider: "simulated".into(),
-                provider_reference: format!("sim_auth_{pay}"),
-                fee: eur(0),
-                authorized_at: placed,
-            },
-            placed,
-        );
+        s.authorized(spec, format!("sim_auth_{pay}"), 0, placed);
         if n == 1 {
             s.payment(
                 pay,

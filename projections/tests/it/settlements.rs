@@ -52,20 +52,7 @@ pub(crate) fn scripted_day(
     let c = OrderSpec::new(restaurant, customer, BERLIN);
     let placed = at(2025, 1, 11, 12, 0);
     s.order(c.order, c.placed(placed), placed);
-    s.payment(
-        c.payment_id(),
-        PaymentAuthorized {
-            payment_id: c.payment_id(),
-            order_id: c.order,
-            restaurant_id: restaurant,
-            amount: eur(c.total()),
-            provider: "simulated".into(),
-            provider_reference: "auth-c".into(),
-            fee: eur(25),
-            authorized_at: placed + Duration::minutes(1),
-        },
-        placed + Duration::minutes(1),
-    );
+    s.authorized(&c, "auth-c".into(), 25, placed + Duration::minutes(1));
     // An ops capture before delivery, refused by the provider: a fact on
     // the timeline that moves no money.
     s.payment(

@@ -363,6 +363,28 @@ impl Script {
         )
     }
 
+    /// `spec`'s payment for its total authorized at `at` by the simulated
+    /// provider, under `provider_reference` and for a fee of `fee_minor`.
+    pub(crate) fn authorized(
+        &mut self,
+        spec: &OrderSpec,
+        provider_reference: String,
+        fee_minor: i64,
+        at: DateTime<Utc>,
+    ) {
+        let authorized = PaymentAuthorized {
+            payment_id: spec.payment_id(),
+            order_id: spec.order,
+            restaurant_id: spec.restaurant,
+            amount: eur(spec.total()),
+            provider: "simulated".into(),
+            provider_reference,
+            fee: eur(fee_minor),
+            authorized_at: at,
+        };
+        self.payment(spec.payment_id(), authorized, at);
+    }
+
     /// `rider` assigned to `delivery` at `at`.
     pub(crate) fn rider_assigned(
         &mut self,
@@ -498,20 +520,7 @@ pub(crate) fn delivered_card_order(
     let pay = spec.payment_id();
     let del = spec.delivery_id();
     s.order(spec.order, spec.placed(placed), placed);
-    s.payment(
-        pay,
-        PaymentAuthorized {
-            payment_id: pay,
-            order_id: spec.order,
-            restaurant_id: spec.restaurant,
-            amount: eur(spec.total()),
-            provider: "simulated".into(),
-            provider_reference: "auth-1".into(),
-            fee: eur(25),
-            authorized_at: placed + m(1),
-        },
-        placed + m(1),
-    );
+    s.authorized(spec, "auth-1".into(), 25, placed + m(1));
     s.order(
         spec.order,
         OrderConfirmed {
