@@ -279,6 +279,23 @@ pub(crate) fn metadata(role: ActorRole) -> EventMetadata {
     }
 }
 
+/// `$method(id, event, at)` appends one event of the `$kind` aggregate `id`,
+/// recorded at `at`.
+macro_rules! script_appends {
+    ($method:ident, $id:ty, $event:ty, $kind:expr) => {
+        pub(crate) fn $method(
+            &mut self,
+            id: $id,
+            ev: impl Into<$event>,
+            at: DateTime<Utc>,
+        ) -> EventEnvelope {
+            let ev: $event = ev.into();
+            let payload = serde_json::to_value(&ev).expect("payload");
+            self.push($kind, id.0, ev.type_name(), ev.version(), payload, at)
+        }
+    };
+}
+
 impl Script {
     fn push(
         &mut self,
@@ -309,59 +326,9 @@ impl Script {
         env
     }
 
-    pub(crate) fn order(
-        &mut self,
-        id: OrderId,
-        ev: impl Into<OrderEvent>,
-        at: DateTime<Utc>,
-    ) -> EventEnvelope {
-        let ev: OrderEvent = ev.into();
-        let payload = serde_json::to_value(&ev).expect("payload");
-        self.push(
-            AggregateKind::Order,
-            id.0,
-            ev.type_name(),
-            ev.version(),
-            payload,
-            at,
-        )
-    }
-
-    pub(crate) fn payment(
-        &mut self,
-        id: PaymentId,
-        ev: impl Into<PaymentEvent>,
-        at: DateTime<Utc>,
-    ) -> EventEnvelope {
-        let ev: PaymentEvent = ev.into();
-        let payload = serde_json::to_value(&ev).expect("payload");
-        self.push(
-            AggregateKind::Payment,
-            id.0,
-            ev.type_name(),
-            ev.version(),
-            payload,
-            at,
-        )
-    }
-
-    pub(crate) fn delivery(
-        &mut self,
-        id: DeliveryId,
-        ev: impl Into<DeliveryEvent>,
-        at: DateTime<Utc>,
-    ) -> EventEnvelope {
-        let ev: DeliveryEvent = ev.into();
-        let payload = serde_json::to_value(&ev).expect("payload");
-        self.push(
-            AggregateKind::Delivery,
-            id.0,
-            ev.type_name(),
-            ev.version(),
-            payload,
-            at,
-        )
-    }
+    script_appends!(order, OrderId, OrderEvent, AggregateKind::Order);
+    script_appends!(payment, PaymentId, PaymentEvent, AggregateKind::Payment);
+    script_appends!(delivery, DeliveryId, DeliveryEvent, AggregateKind::Delivery);
 
     /// `spec`'s payment for its total authorized at `at` by the simulated
     /// provider, under `provider_reference` and for a fee of `fee_minor`.
