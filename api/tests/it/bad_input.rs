@@ -130,26 +130,23 @@ async fn unknown_ids_routes_and_methods() {
     let before = app.event_count().await;
     let nobody = Uuid::new_v4();
 
-    app.order_step(&ops, nobody, "confirm")
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "order_not_found");
-    app.order_step(&ops, nobody, "delivered")
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "order_not_found");
-    app.payment_step(&ops, &nobody, "void")
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "payment_not_found");
-    app.delivery_step_with(
-        &ops,
-        &nobody,
-        "assign",
-        json!({"rider_id": crate::support::rider(1)}),
-    )
-    .await
-    .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
-    app.delivery_step_with(&ops, &nobody, "cancel", json!({"reason": "x"}))
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
+    // Unknown ids: 404 with the code of the aggregate not found.
+    let assign = json!({"rider_id": crate::support::rider(1)});
+    let cancel = json!({"reason": "x"});
+    for (aggregates, action, body, code) in [
+        ("orders", "confirm", None, "order_not_found"),
+        ("orders", "delivered", None, "order_not_found"),
+        ("payments", "void", None, "payment_not_found"),
+        ("deliveries", "assign", Some(assign), "delivery_not_found"),
+        ("deliveries", "cancel", Some(cancel), "delivery_not_found"),
+    ] {
+        let path = format!("/v1/{aggregates}/{nobody}/{action}");
+        app.step(&ops, path.clone(), body).await.assert_case_error(
+            &path,
+            StatusCode::NOT_FOUND,
+            code,
+        );
+    }
     app.authorize(&ops, nobody)
         .await
         .assert_error(StatusCode::NOT_FOUND, "order_not_found");

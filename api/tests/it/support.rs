@@ -51,20 +51,26 @@ impl TestResponse {
 
     #[track_caller]
     pub(crate) fn assert_error(&self, status: StatusCode, code: &str) -> &Self {
+        self.assert_case_error("request", status, code)
+    }
+
+    /// [`Self::assert_error`] for one case of a table, named in the failure.
+    #[track_caller]
+    pub(crate) fn assert_case_error(&self, case: &str, status: StatusCode, code: &str) -> &Self {
         assert_eq!(
             (self.status, self.code()),
             (status, code),
-            "body: {}",
+            "{case}: body: {}",
             self.text
         );
         assert!(
             self.body["message"].is_string(),
-            "error without message: {}",
+            "{case}: error without message: {}",
             self.text
         );
         assert!(
             self.body.get("details").is_some(),
-            "error without details: {}",
+            "{case}: error without details: {}",
             self.text
         );
         self
@@ -308,7 +314,12 @@ impl TestApp {
     aggregate_steps!(payment_step, payment_step_with, "/v1/payments");
 
     /// `POST path` as the bearer of `token`, with `body` as JSON when given.
-    async fn step(&self, token: &str, path: String, body: Option<Value>) -> TestResponse {
+    pub(crate) async fn step(
+        &self,
+        token: &str,
+        path: String,
+        body: Option<Value>,
+    ) -> TestResponse {
         let request = self.post(&path).token(token);
         match body {
             Some(body) => request.json(body),
