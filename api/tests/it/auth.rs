@@ -109,22 +109,12 @@ async fn roles_are_checked_before_the_body_is_read() {
         .send()
         .await
         .assert_error(StatusCode::FORBIDDEN, "forbidden");
-    app.order_step_with(
-        &app.ops(),
-        order,
-        "accept",
-        json!({"preparation_minutes": 10}),
-    )
-    .await
-    .assert_error(StatusCode::FORBIDDEN, "forbidden");
-    app.order_step_with(
-        &app.rider(rider(1)),
-        order,
-        "cancel",
-        json!({"reason": "x"}),
-    )
-    .await
-    .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.accept_order(&app.ops(), order, 10)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.cancel_order(&app.rider(rider(1)), order, "x")
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
     app.post("/v1/payments/00000000-0000-0000-0000-000000000000/refund")
         .token(&customer)
         .json(json!({"amount_minor": 1, "reason": "x"}))
@@ -149,7 +139,7 @@ async fn customers_act_only_on_their_own_orders() {
     let order = app.place_order(&alice, card()).await;
     let before = app.event_count().await;
 
-    app.order_step_with(&mallory, order, "cancel", json!({"reason": "mine now"}))
+    app.cancel_order(&mallory, order, "mine now")
         .await
         .assert_error(StatusCode::NOT_FOUND, "order_not_found");
     app.authorize(&mallory, order)
@@ -158,7 +148,7 @@ async fn customers_act_only_on_their_own_orders() {
     assert_eq!(app.event_count().await, before);
 
     // The order's own customer may.
-    app.order_step_with(&alice, order, "cancel", json!({"reason": "oops"}))
+    app.cancel_order(&alice, order, "oops")
         .await
         .assert(StatusCode::OK);
 }
@@ -174,7 +164,7 @@ async fn restaurants_act_only_on_their_own_orders() {
     let before = app.event_count().await;
 
     let other = app.restaurant(seed_ids::LONDON_CURRY);
-    app.order_step_with(&other, order, "accept", json!({"preparation_minutes": 10}))
+    app.accept_order(&other, order, 10)
         .await
         .assert_error(StatusCode::NOT_FOUND, "order_not_found");
     app.order_step_with(&other, order, "reject", json!({"reason": "not ours"}))

@@ -184,14 +184,9 @@ async fn invalid_transitions_are_409_with_their_own_code_and_append_nothing() {
     let before = app.event_count().await;
 
     // Not confirmed yet: the restaurant cannot accept or mark it ready.
-    app.order_step_with(
-        &restaurant,
-        order,
-        "accept",
-        json!({"preparation_minutes": 10}),
-    )
-    .await
-    .assert_error(StatusCode::CONFLICT, "order_not_acceptable");
+    app.accept_order(&restaurant, order, 10)
+        .await
+        .assert_error(StatusCode::CONFLICT, "order_not_acceptable");
     app.order_step(&restaurant, order, "ready")
         .await
         .assert_error(StatusCode::CONFLICT, "order_not_in_preparation");
@@ -204,14 +199,9 @@ async fn invalid_transitions_are_409_with_their_own_code_and_append_nothing() {
         .await
         .assert(StatusCode::OK);
     let confirmed_at = app.event_count().await;
-    app.order_step_with(
-        &restaurant,
-        order,
-        "accept",
-        json!({"preparation_minutes": 0}),
-    )
-    .await
-    .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_preparation_time");
+    app.accept_order(&restaurant, order, 0)
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_preparation_time");
     app.order_step(&app.ops(), order, "confirm")
         .await
         .assert_error(StatusCode::CONFLICT, "order_not_confirmable");

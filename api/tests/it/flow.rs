@@ -42,14 +42,7 @@ async fn an_order_goes_from_placement_to_delivery() {
     app.order_step(&ops, order, "confirm")
         .await
         .assert(StatusCode::OK);
-    let accepted = app
-        .order_step_with(
-            &restaurant,
-            order,
-            "accept",
-            json!({"preparation_minutes": 15}),
-        )
-        .await;
+    let accepted = app.accept_order(&restaurant, order, 15).await;
     accepted.assert(StatusCode::OK);
     assert_eq!(accepted.event_types(), ["OrderAccepted"]);
 
@@ -166,14 +159,9 @@ async fn a_cash_order_is_paid_when_the_assigned_rider_collects() {
         .send()
         .await
         .assert_error(StatusCode::CONFLICT, "payment_method_mismatch");
-    app.order_step_with(
-        &app.restaurant(berlin()),
-        order,
-        "accept",
-        json!({"preparation_minutes": 5}),
-    )
-    .await
-    .assert(StatusCode::OK);
+    app.accept_order(&app.restaurant(berlin()), order, 5)
+        .await
+        .assert(StatusCode::OK);
     let delivery = app.request_delivery(&ops, order).await;
     app.delivery_step_with(&ops, &delivery, "assign", json!({"rider_id": rider(2)}))
         .await
@@ -238,31 +226,19 @@ async fn customers_cancel_before_acceptance_and_ops_after() {
     let app = TestApp::new().await;
     let (_, customer) = app.customer();
     let order = app.place_order(&customer, card()).await;
-    let cancelled = app
-        .order_step_with(
-            &customer,
-            order,
-            "cancel",
-            json!({"reason": "changed my mind"}),
-        )
-        .await;
+    let cancelled = app.cancel_order(&customer, order, "changed my mind").await;
     cancelled.assert(StatusCode::OK);
     assert_eq!(cancelled.event_types(), ["OrderCancelled"]);
 
     let (order, customer) = app.accepted_order().await;
     let before = app.event_count().await;
-    app.order_step_with(&customer, order, "cancel", json!({"reason": "too slow"}))
+    app.cancel_order(&customer, order, "too slow")
         .await
         .assert_error(StatusCode::FORBIDDEN, "cancellation_not_allowed_for_role");
     assert_eq!(app.event_count().await, before);
-    app.order_step_with(
-        &app.ops(),
-        order,
-        "cancel",
-        json!({"reason": "kitchen fire"}),
-    )
-    .await
-    .assert(StatusCode::OK);
+    app.cancel_order(&app.ops(), order, "kitchen fire")
+        .await
+        .assert(StatusCode::OK);
 }
 
 #[tokio::test]

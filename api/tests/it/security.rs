@@ -56,23 +56,13 @@ async fn a_nul_in_a_reason_is_422_and_a_newline_is_fine() {
     let (_, customer) = app.customer();
     let order = app.place_order(&customer, json!({"kind": "cash"})).await;
     let before = app.event_count().await;
-    app.order_step_with(
-        &customer,
-        order,
-        "cancel",
-        json!({"reason": "changed\u{0} my mind"}),
-    )
-    .await
-    .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "text_control_character");
+    app.cancel_order(&customer, order, "changed\u{0} my mind")
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "text_control_character");
     assert_eq!(app.event_count().await, before);
-    app.order_step_with(
-        &customer,
-        order,
-        "cancel",
-        json!({"reason": "changed my mind\n\tsorry"}),
-    )
-    .await
-    .assert(StatusCode::OK);
+    app.cancel_order(&customer, order, "changed my mind\n\tsorry")
+        .await
+        .assert(StatusCode::OK);
 }
 
 #[tokio::test]
@@ -81,33 +71,14 @@ async fn a_reason_of_501_characters_is_422_and_500_pass() {
     let (_, customer) = app.customer();
     let order = app.place_order(&customer, json!({"kind": "cash"})).await;
     let before = app.event_count().await;
-    let r = app
-        .order_step_with(
-            &customer,
-            order,
-            "cancel",
-            json!({"reason": "x".repeat(501)}),
-        )
-        .await;
+    let r = app.cancel_order(&customer, order, "x".repeat(501)).await;
     r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "text_too_long");
-    let r = app
-        .order_step_with(
-            &customer,
-            order,
-            "cancel",
-            json!({"reason": "x".repeat(10_000)}),
-        )
-        .await;
+    let r = app.cancel_order(&customer, order, "x".repeat(10_000)).await;
     r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "text_too_long");
     assert_eq!(app.event_count().await, before);
-    app.order_step_with(
-        &customer,
-        order,
-        "cancel",
-        json!({"reason": "ü".repeat(500)}),
-    )
-    .await
-    .assert(StatusCode::OK);
+    app.cancel_order(&customer, order, "ü".repeat(500))
+        .await
+        .assert(StatusCode::OK);
 }
 
 #[tokio::test]

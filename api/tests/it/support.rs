@@ -313,6 +313,28 @@ impl TestApp {
     aggregate_steps!(delivery_step, delivery_step_with, "/v1/deliveries");
     aggregate_steps!(payment_step, payment_step_with, "/v1/payments");
 
+    /// `POST /v1/orders/{order}/cancel` for `reason`, as the bearer of `token`.
+    pub(crate) async fn cancel_order(
+        &self,
+        token: &str,
+        order: impl Display,
+        reason: impl Into<String>,
+    ) -> TestResponse {
+        let body = json!({"reason": reason.into()});
+        self.order_step_with(token, order, "cancel", body).await
+    }
+
+    /// `POST /v1/orders/{order}/accept` with the restaurant's estimate.
+    pub(crate) async fn accept_order(
+        &self,
+        token: &str,
+        order: impl Display,
+        preparation_minutes: i64,
+    ) -> TestResponse {
+        let body = json!({"preparation_minutes": preparation_minutes});
+        self.order_step_with(token, order, "accept", body).await
+    }
+
     /// `POST path` as the bearer of `token`, with `body` as JSON when given.
     pub(crate) async fn step(
         &self,
@@ -346,9 +368,7 @@ impl TestApp {
         self.order_step(&self.ops(), order, "confirm")
             .await
             .assert(StatusCode::OK);
-        let accept = json!({"preparation_minutes": 12});
-        let restaurant = self.restaurant(berlin());
-        self.order_step_with(&restaurant, order, "accept", accept)
+        self.accept_order(&self.restaurant(berlin()), order, 12)
             .await
             .assert(StatusCode::OK);
         (order, customer)
