@@ -6,10 +6,9 @@ use axum::http::{HeaderValue, StatusCode};
 use chrono::Utc;
 use ordertrail_api::auth::Claims;
 use ordertrail_api::limits::{Budget, RateLimits};
-use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{TestApp, card, place_order_body, rider};
+use crate::support::{TestApp, card, cash, place_order_body, rider};
 
 #[tokio::test]
 async fn a_token_valid_until_the_year_3000_is_refused_with_a_stable_code() {
@@ -65,7 +64,7 @@ async fn a_token_valid_until_the_year_3000_is_refused_with_a_stable_code() {
 async fn a_rider_not_assigned_gets_the_same_404_on_cash_and_card_orders() {
     let app = TestApp::new().await;
     let (_, customer) = app.customer();
-    let cash = app.place_order(&customer, json!({"kind": "cash"})).await;
+    let cash = app.place_order(&customer, cash()).await;
     let card_order = app.place_order(&customer, card()).await;
     let unknown = Uuid::new_v4();
     let prober = app.rider(rider(3));

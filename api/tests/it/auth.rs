@@ -7,7 +7,7 @@ use ordertrail_launcher::seed::seed_ids;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{SECRET, TestApp, berlin, card, place_order_body, rider};
+use crate::support::{SECRET, TestApp, berlin, card, cash, place_order_body, rider};
 
 #[tokio::test]
 async fn missing_malformed_forged_and_expired_tokens_are_401() {
@@ -88,9 +88,7 @@ async fn missing_malformed_forged_and_expired_tokens_are_401() {
 
 #[tokio::test]
 async fn roles_are_checked_before_the_body_is_read() {
-    let app = TestApp::new().await;
-    let (_, customer) = app.customer();
-    let order = app.place_order(&customer, card()).await;
+    let (app, customer, order) = TestApp::with_order(card()).await;
     let before = app.event_count().await;
 
     // Restaurants, riders and staff do not place orders.
@@ -155,9 +153,7 @@ async fn customers_act_only_on_their_own_orders() {
 
 #[tokio::test]
 async fn restaurants_act_only_on_their_own_orders() {
-    let app = TestApp::new().await;
-    let (_, customer) = app.customer();
-    let order = app.place_order(&customer, json!({"kind": "cash"})).await;
+    let (app, _, order) = TestApp::with_order(cash()).await;
     app.order_step(&app.ops(), order, "confirm")
         .await
         .assert(StatusCode::OK);

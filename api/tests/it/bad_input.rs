@@ -4,7 +4,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{MAX_BODY, TestApp, berlin, card, place_order_body};
+use crate::support::{MAX_BODY, TestApp, berlin, card, cash, place_order_body};
 
 #[tokio::test]
 async fn bad_bodies_are_told_apart_and_append_nothing() {
@@ -177,9 +177,7 @@ async fn unknown_ids_routes_and_methods() {
 
 #[tokio::test]
 async fn invalid_transitions_are_409_with_their_own_code_and_append_nothing() {
-    let app = TestApp::new().await;
-    let (_, customer) = app.customer();
-    let order = app.place_order(&customer, json!({"kind": "cash"})).await;
+    let (app, _, order) = TestApp::with_order(cash()).await;
     let restaurant = app.restaurant(berlin());
     let before = app.event_count().await;
 
@@ -211,9 +209,7 @@ async fn invalid_transitions_are_409_with_their_own_code_and_append_nothing() {
 
 #[tokio::test]
 async fn internal_errors_are_logged_not_returned() {
-    let app = TestApp::new().await;
-    let (_, customer) = app.customer();
-    let order = app.place_order(&customer, json!({"kind": "cash"})).await;
+    let (app, _, order) = TestApp::with_order(cash()).await;
     sqlx::query("UPDATE events SET payload = '{\"type\": \"SecretInternalShape\"}'::jsonb WHERE aggregate_id = $1")
         .bind(order.to_string())
         .execute(&app.db.pool)

@@ -6,7 +6,7 @@ use ordertrail_launcher::seed::seed_ids;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{TestApp, TestResponse, berlin, card, rider};
+use crate::support::{TestApp, TestResponse, berlin, card, cash, rider};
 
 #[tokio::test]
 async fn an_order_goes_from_placement_to_delivery() {
@@ -145,9 +145,7 @@ async fn an_order_goes_from_placement_to_delivery() {
 
 #[tokio::test]
 async fn a_cash_order_is_paid_when_the_assigned_rider_collects() {
-    let app = TestApp::new().await;
-    let (_, customer) = app.customer();
-    let order = app.place_order(&customer, json!({"kind": "cash"})).await;
+    let (app, customer, order) = TestApp::with_order(cash()).await;
     let ops = app.ops();
     app.order_step(&ops, order, "confirm")
         .await
@@ -223,9 +221,7 @@ async fn a_declined_card_is_recorded_and_answered_with_402() {
 
 #[tokio::test]
 async fn customers_cancel_before_acceptance_and_ops_after() {
-    let app = TestApp::new().await;
-    let (_, customer) = app.customer();
-    let order = app.place_order(&customer, card()).await;
+    let (app, customer, order) = TestApp::with_order(card()).await;
     let cancelled = app.cancel_order(&customer, order, "changed my mind").await;
     cancelled.assert(StatusCode::OK);
     assert_eq!(cancelled.event_types(), ["OrderCancelled"]);

@@ -13,7 +13,7 @@ use ordertrail_schemas::{
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{TestApp, card, order_id, place_order_body};
+use crate::support::{TestApp, card, cash, order_id, place_order_body};
 
 #[tokio::test]
 async fn a_retry_returns_the_first_response_and_appends_nothing() {
@@ -176,7 +176,7 @@ async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
     assert_eq!(app.event_count().await, before);
 
     // The same for a transition (ops confirming a cash order).
-    let order = app.place_order(&customer, json!({"kind": "cash"})).await;
+    let order = app.place_order(&customer, cash()).await;
     let path = format!("/v1/orders/{order}/confirm");
     let key = IdempotencyKey {
         key: "confirm-1".into(),

@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use serde_json::json;
 
-use crate::support::{TestApp, berlin, card, place_order_body, rider};
+use crate::support::{TestApp, berlin, card, cash, place_order_body, rider};
 
 /// Every stored event's payload as text, for "the secret is nowhere" checks.
 async fn stored_payloads(app: &TestApp) -> String {
@@ -52,9 +52,7 @@ async fn a_nul_in_the_street_is_422_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn a_nul_in_a_reason_is_422_and_a_newline_is_fine() {
-    let app = TestApp::new().await;
-    let (_, customer) = app.customer();
-    let order = app.place_order(&customer, json!({"kind": "cash"})).await;
+    let (app, customer, order) = TestApp::with_order(cash()).await;
     let before = app.event_count().await;
     app.cancel_order(&customer, order, "changed\u{0} my mind")
         .await
@@ -67,9 +65,7 @@ async fn a_nul_in_a_reason_is_422_and_a_newline_is_fine() {
 
 #[tokio::test]
 async fn a_reason_of_501_characters_is_422_and_500_pass() {
-    let app = TestApp::new().await;
-    let (_, customer) = app.customer();
-    let order = app.place_order(&customer, json!({"kind": "cash"})).await;
+    let (app, customer, order) = TestApp::with_order(cash()).await;
     let before = app.event_count().await;
     let r = app.cancel_order(&customer, order, "x".repeat(501)).await;
     r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "text_too_long");

@@ -358,6 +358,15 @@ impl TestApp {
         order_id(&response)
     }
 
+    /// The test application with one Berlin order placed by a new customer
+    /// paying by `payment`: (app, customer token, order id).
+    pub(crate) async fn with_order(payment: Value) -> (Self, String, Uuid) {
+        let app = Self::new().await;
+        let (_, customer) = app.customer();
+        let order = app.place_order(&customer, payment).await;
+        (app, customer, order)
+    }
+
     /// A card order, authorized, confirmed and accepted; returns (order id, customer token).
     pub(crate) async fn accepted_order(&self) -> (Uuid, String) {
         let (_, customer) = self.customer();
@@ -400,6 +409,10 @@ impl TestApp {
         let code = self.commands.dropoff_code_for(OrderId(order));
         (order, delivery, code)
     }
+}
+
+pub(crate) fn cash() -> Value {
+    json!({"kind": "cash"})
 }
 
 pub(crate) fn card() -> Value {
