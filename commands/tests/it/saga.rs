@@ -200,13 +200,24 @@ impl Env {
     /// Restaurant accepts, the saga requests the delivery, a rider takes it,
     /// picks up (the saga marks the order picked up) and hands it over.
     pub(crate) async fn run_delivery(&self, order_id: OrderId, rider_id: RiderId) {
+        self.accept_and_pick_up(order_id, rider_id).await;
+        self.wait_order(order_id, OrderStatus::PickedUp).await;
+        self.complete(order_id, rider_id).await;
+    }
+
+    /// Restaurant accepts; `rider_id` takes the delivery the saga requests
+    /// and picks it up.
+    async fn accept_and_pick_up(&self, order_id: OrderId, rider_id: RiderId) {
         self.accept(order_id).await;
+        self.rider_takes(order_id, rider_id).await;
+        self.pick_up(order_id, rider_id).await;
+    }
+
+    /// Once the saga has requested the delivery, `rider_id` takes it.
+    async fn rider_takes(&self, order_id: OrderId, rider_id: RiderId) {
         self.wait_delivery(order_id, DeliveryStatus::Requested)
             .await;
         self.assign(order_id, rider_id).await;
-        self.pick_up(order_id, rider_id).await;
-        self.wait_order(order_id, OrderStatus::PickedUp).await;
-        self.complete(order_id, rider_id).await;
     }
 
     // -------------------------------------------------------- observations
@@ -632,8 +643,7 @@ async fn cancellations_release_the_money_and_the_delivery() {
 
     env.wait_order(by_ops, OrderStatus::Confirmed).await;
     env.accept(by_ops).await;
-    env.wait_delivery(by_ops, DeliveryStatus::Requested).await;
-    env.assign(by_ops, rider_n(3)).await;
+    env.rider_takes(by_ops, rider_n(3)).await;
     let cancel = CancelOrder {
         reason: "restaurant out of stock".into(),
         by: ActorRole::Ops,
@@ -681,10 +691,7 @@ async fn cancellations_release_the_money_and_the_delivery() {
 async fn failed_delivery_after_pickup_cancels_the_order_and_voids_the_payment() {
     let (env, saga) = Env::start(|_| {}).await;
     let order_id = env.confirmed_card_order("tok_visa").await;
-    env.accept(order_id).await;
-    env.wait_delivery(order_id, DeliveryStatus::Requested).await;
-    env.assign(order_id, rider_n(4)).await;
-    env.pick_up(order_id, rider_n(4)).await;
+    env.accept_and_pick_up(order_id, rider_n(4)).await;
     env.wait_order(order_id, OrderStatus::PickedUp).await;
     let fail = FailDelivery {
         reason: "customer not at the address".into(),
@@ -854,8 +861,7 @@ async fn killing_the_saga_mid_flow_changes_nothing_in_the_outcome() {
     }
     for (n, order) in orders.iter().enumerate() {
         let rider_id = rider_n(n as u128 + 1);
-        env.wait_delivery(*order, DeliveryStatus::Requested).await;
-        env.assign(*order, rider_id).await;
+        env.rider_takes(*order, rider_id).await;
         env.pick_up(*order, rider_id).await;
         env.wait_order(*order, OrderStatus::PickedUp).await;
         env.complete(*order, rider_id).await;

@@ -677,8 +677,7 @@ async fn a_rider_who_does_not_pick_up_in_time_loses_the_delivery_which_is_flagge
     .await;
     let a = env.confirmed_card_order(test_tokens::VISA).await;
     env.accept(a).await;
-    env.wait_delivery(a, DeliveryStatus::Requested).await;
-    env.assign(a, rider_n(1)).await;
+    env.rider_takes(a, rider_n(1)).await;
     let events = eventually(
         "the rider is taken off and the delivery flagged again",
         WAIT,
@@ -729,10 +728,7 @@ async fn a_delivery_not_completed_in_time_is_flagged_and_can_still_complete() {
     })
     .await;
     let a = env.confirmed_card_order(test_tokens::VISA).await;
-    env.accept(a).await;
-    env.wait_delivery(a, DeliveryStatus::Requested).await;
-    env.assign(a, rider_n(1)).await;
-    env.pick_up(a, rider_n(1)).await;
+    env.accept_and_pick_up(a, rider_n(1)).await;
     let flagged = eventually("the overdue delivery is flagged", WAIT, || async {
         env.delivery_events(a)
             .await
