@@ -3,7 +3,6 @@
 use chrono::Duration;
 use ordertrail_projections::ProjectorKind;
 use ordertrail_projections::queries::{self, OrderFilter, QueryError, SortOrder, Viewer};
-use ordertrail_schemas::events::*;
 use ordertrail_schemas::*;
 
 use crate::support::*;
@@ -38,13 +37,10 @@ async fn filters_pagination_and_visibility() {
         let spec = OrderSpec::new(r2, alice, "Europe/Berlin");
         let placed = base + Duration::minutes(i);
         s.order(spec.order, spec.placed(placed), placed);
-        s.order(
+        s.order_cancelled(
             spec.order,
-            OrderCancelled {
-                reason: "closed".into(),
-                cancelled_by: ActorRole::Restaurant,
-                cancelled_at: placed + Duration::minutes(1),
-            },
+            "closed",
+            ActorRole::Restaurant,
             placed + Duration::minutes(1),
         );
     }

@@ -328,13 +328,10 @@ fn money_held_day(restaurant: RestaurantId, customer: CustomerId) -> (Script, [O
                 placed + m(1),
             );
         }
-        s.order(
+        s.order_cancelled(
             spec.order,
-            OrderCancelled {
-                reason: "restaurant out of stock".into(),
-                cancelled_by: ActorRole::Ops,
-                cancelled_at: placed + m(2),
-            },
+            "restaurant out of stock",
+            ActorRole::Ops,
             placed + m(2),
         );
         let failures = match n {

@@ -245,6 +245,22 @@ async fn status_where(
     .await
 }
 
+/// `kind` running in group `group` with a 100 ms heartbeat, once its status
+/// shows it stalled.
+async fn spawn_until_stalled(
+    env: &Env,
+    kind: ProjectorKind,
+    group: &str,
+) -> (Running, queries::ProjectorStatus) {
+    let name = kind.name();
+    let mut config = env.config(group);
+    config.heartbeat = Duration::from_millis(100);
+    let running = Running::spawn(kind, config, env.pool().clone());
+    let stalled = format!("{name} stalled");
+    let status = status_where(env.pool(), name, &stalled, |s| s.state == "stalled").await;
+    (running, status)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_it_cannot_apply_stalls_the_projector_visibly_naming_it() {
     // The process's metrics (each nextest test is a process of its own).
@@ -260,13 +276,7 @@ async fn an_event_it_cannot_apply_stalls_the_projector_visibly_naming_it() {
     bad.event_type = "OrderTeleported".into();
     bad.payload = serde_json::json!({"type": "OrderTeleported"});
     env.produce(&[bad.clone()]).await;
-    let mut config = env.config("poison");
-    config.heartbeat = Duration::from_millis(100);
-    let running = Running::spawn(ProjectorKind::OrderHistory, config, env.pool().clone());
-    let status = status_where(env.pool(), "order_history", "order history stalled", |s| {
-        s.state == "stalled"
-    })
-    .await;
+    let (running, status) = spawn_until_stalled(&env, ProjectorKind::OrderHistory, "poison").await;
     let event = status
         .stalled_event
         .clone()
@@ -323,13 +333,7 @@ async fn an_event_it_cannot_apply_stalls_the_projector_visibly_naming_it() {
     let mut env2 = Env::start().await;
     env2.produce_raw(AggregateKind::Payment, "k", b"not json")
         .await;
-    let mut config = env2.config("poison2");
-    config.heartbeat = Duration::from_millis(100);
-    let running = Running::spawn(ProjectorKind::Settlements, config, env2.pool().clone());
-    let status = status_where(env2.pool(), "settlements", "settlements stalled", |s| {
-        s.state == "stalled"
-    })
-    .await;
+    let (running, status) = spawn_until_stalled(&env2, ProjectorKind::Settlements, "poison2").await;
     let event = status.stalled_event.clone().expect("stalled event");
     let reason = event["reason"].as_str().unwrap_or_default();
     let origin = event["origin"].as_str().unwrap_or_default();

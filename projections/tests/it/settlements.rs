@@ -69,13 +69,10 @@ pub(crate) fn scripted_day(
         },
         placed + Duration::minutes(2),
     );
-    s.order(
+    s.order_cancelled(
         c.order,
-        OrderCancelled {
-            reason: "customer changed their mind".into(),
-            cancelled_by: ActorRole::Customer,
-            cancelled_at: placed + Duration::minutes(5),
-        },
+        "customer changed their mind",
+        ActorRole::Customer,
         placed + Duration::minutes(5),
     );
     s.payment(

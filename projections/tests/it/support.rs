@@ -352,6 +352,22 @@ impl Script {
         self.payment(spec.payment_id(), authorized, at);
     }
 
+    /// `order` cancelled by `by` for `reason` at `at`.
+    pub(crate) fn order_cancelled(
+        &mut self,
+        order: OrderId,
+        reason: &str,
+        by: ActorRole,
+        at: DateTime<Utc>,
+    ) {
+        let cancelled = OrderCancelled {
+            reason: reason.into(),
+            cancelled_by: by,
+            cancelled_at: at,
+        };
+        self.order(order, cancelled, at);
+    }
+
     /// `rider` assigned to `delivery` at `at`.
     pub(crate) fn rider_assigned(
         &mut self,
