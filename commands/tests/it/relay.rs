@@ -137,6 +137,21 @@ fn location_ping(rider: RiderId, n: i64) -> Value {
 /// Append `per_aggregate` location pings to each of `deliveries`, one
 /// transaction per ping, interleaving the aggregates; `from` is the first
 /// sequence number.
+/// Append `events` to the `kind` aggregate `aggregate_id`, from sequence 1,
+/// each with its schema version (`version`).
+async fn append_history<E: serde::Serialize>(
+    pool: &PgPool,
+    kind: AggregateKind,
+    aggregate_id: &str,
+    events: &[E],
+    version: fn(&E) -> &'static str,
+) {
+    for (sequence, e) in (1..).zip(events) {
+        let payload = serde_json::to_value(e).expect("json");
+        append(pool, kind, aggregate_id, sequence, &payload, version(e)).await;
+    }
+}
+
 async fn append_pings(pool: &PgPool, deliveries: &[String], from: i64, per_aggregate: i64) {
     let rider = RiderId::new_random();
     for seq in from..from + per_aggregate {
@@ -689,18 +704,14 @@ async fn consumers_get_envelopes_and_headers_matching_the_checked_in_schemas() {
             cancelled_at: now,
         }),
     ];
-    for (i, e) in order_events.iter().enumerate() {
-        let seq = i64::try_from(i).expect("small") + 1;
-        append(
-            &s.db.pool,
-            AggregateKind::Order,
-            &order,
-            seq,
-            &serde_json::to_value(e).expect("json"),
-            e.version(),
-        )
-        .await;
-    }
+    append_history(
+        &s.db.pool,
+        AggregateKind::Order,
+        &order,
+        &order_events,
+        OrderEvent::version,
+    )
+    .await;
     let delivery = DeliveryId::new_random().to_string();
     let delivery_events = [
         DeliveryEvent::PickupConfirmed(PickupConfirmed {
@@ -712,18 +723,14 @@ async fn consumers_get_envelopes_and_headers_matching_the_checked_in_schemas() {
             completed_at: now,
         }),
     ];
-    for (i, e) in delivery_events.iter().enumerate() {
-        let seq = i64::try_from(i).expect("small") + 1;
-        append(
-            &s.db.pool,
-            AggregateKind::Delivery,
-            &delivery,
-            seq,
-            &serde_json::to_value(e).expect("json"),
-            e.version(),
-        )
-        .await;
-    }
+    append_history(
+        &s.db.pool,
+        AggregateKind::Delivery,
+        &delivery,
+        &delivery_events,
+        DeliveryEvent::version,
+    )
+    .await;
 
     let relay = spawn_relay(s.config(), s.db.pool.clone());
     let store = stored(&s.db.pool).await;
