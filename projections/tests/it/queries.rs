@@ -22,7 +22,7 @@ async fn filters_pagination_and_visibility() {
     for i in 0..3 {
         let spec = OrderSpec::new(r1, alice, "Europe/Berlin");
         let placed = base + Duration::minutes(i);
-        delivered_card_order(&mut s, &spec, placed, placed + Duration::minutes(40), rider);
+        s.delivered_card_order(&spec, rider, placed, placed + Duration::minutes(40));
         r1_alice.push(spec.order);
     }
     for i in 3..5 {

@@ -20,13 +20,7 @@ fn many_orders(n: usize, restaurant: RestaurantId) -> Script {
     for i in 0..n {
         let spec = OrderSpec::new(restaurant, CustomerId::new_random(), "Europe/Berlin");
         let placed = at(2025, 2, 1, 10, 0) + chrono::Duration::seconds(i as i64);
-        delivered_card_order(
-            &mut s,
-            &spec,
-            placed,
-            placed + chrono::Duration::minutes(30),
-            rider,
-        );
+        s.delivered_card_order(&spec, rider, placed, placed + chrono::Duration::minutes(30));
     }
     s
 }

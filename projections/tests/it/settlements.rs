@@ -21,21 +21,9 @@ pub(crate) fn scripted_day(
 ) -> (Script, Vec<OrderSpec>) {
     let mut s = Script::default();
     let a = OrderSpec::new(restaurant, customer, BERLIN);
-    delivered_card_order(
-        &mut s,
-        &a,
-        at(2025, 1, 10, 22, 30),
-        at(2025, 1, 10, 22, 50),
-        rider,
-    );
+    s.delivered_card_order(&a, rider, at(2025, 1, 10, 22, 30), at(2025, 1, 10, 22, 50));
     let b = OrderSpec::new(restaurant, customer, BERLIN);
-    delivered_card_order(
-        &mut s,
-        &b,
-        at(2025, 1, 10, 22, 55),
-        at(2025, 1, 10, 23, 20),
-        rider,
-    );
+    s.delivered_card_order(&b, rider, at(2025, 1, 10, 22, 55), at(2025, 1, 10, 23, 20));
     s.payment(
         b.payment_id(),
         PaymentRefunded {
@@ -299,13 +287,7 @@ async fn allocated_refunds_and_huge_sums_on_one_day() {
     let rider = RiderId::new_random();
     let mut s = Script::default();
     let a = OrderSpec::new(restaurant, customer, BERLIN);
-    delivered_card_order(
-        &mut s,
-        &a,
-        at(2025, 2, 3, 10, 0),
-        at(2025, 2, 3, 10, 40),
-        rider,
-    );
+    s.delivered_card_order(&a, rider, at(2025, 2, 3, 10, 0), at(2025, 2, 3, 10, 40));
     // The worked example of `pricing::allocate_refund`: 10.00 of 37.16.
     s.payment(
         a.payment_id(),

@@ -368,6 +368,105 @@ impl Script {
         self.order(order, cancelled, at);
     }
 
+    /// The full happy path of a card order placed at `placed`, delivered by
+    /// `rider` at `delivered`.
+    pub(crate) fn delivered_card_order(
+        &mut self,
+        spec: &OrderSpec,
+        rider: RiderId,
+        placed: DateTime<Utc>,
+        delivered: DateTime<Utc>,
+    ) {
+        let m = chrono::Duration::minutes;
+        let pay = spec.payment_id();
+        let del = spec.delivery_id();
+        self.order(spec.order, spec.placed(placed), placed);
+        self.authorized(spec, "auth-1".into(), 25, placed + m(1));
+        self.order(
+            spec.order,
+            OrderConfirmed {
+                payment_id: Some(pay),
+                confirmed_at: placed + m(1),
+            },
+            placed + m(1),
+        );
+        self.order(
+            spec.order,
+            OrderAccepted {
+                preparation_minutes: 15,
+                ready_by: placed + m(17),
+                accepted_at: placed + m(2),
+            },
+            placed + m(2),
+        );
+        self.delivery(
+            del,
+            DeliveryRequested {
+                delivery_id: del,
+                order_id: spec.order,
+                restaurant_id: spec.restaurant,
+                pickup: BERLIN_RESTAURANT,
+                dropoff: GeoPoint {
+                    lat: 52.5300,
+                    lon: 13.4300,
+                },
+                dropoff_code_hash: placeholder_code_hash(),
+                ready_by: Some(placed + m(17)),
+                requested_at: placed + m(2),
+            },
+            placed + m(2),
+        );
+        self.rider_assigned(del, rider, placed + m(3));
+        self.order(
+            spec.order,
+            OrderReadyForPickup {
+                ready_at: placed + m(17),
+            },
+            placed + m(17),
+        );
+        self.delivery(
+            del,
+            PickupConfirmed {
+                rider_id: rider,
+                picked_up_at: placed + m(18),
+            },
+            placed + m(18),
+        );
+        self.order(
+            spec.order,
+            OrderPickedUp {
+                rider_id: rider,
+                picked_up_at: placed + m(18),
+            },
+            placed + m(18),
+        );
+        self.delivery(
+            del,
+            DeliveryCompleted {
+                rider_id: rider,
+                completed_at: delivered,
+            },
+            delivered,
+        );
+        self.order(
+            spec.order,
+            OrderDelivered {
+                delivered_at: delivered,
+            },
+            delivered,
+        );
+        self.payment(
+            pay,
+            PaymentCaptured {
+                amount: eur(spec.total()),
+                fee: eur(35),
+                captured_at: delivered,
+                override_reason: None,
+            },
+            delivered,
+        );
+    }
+
     /// `rider` assigned to `delivery` at `at`.
     pub(crate) fn rider_assigned(
         &mut self,
@@ -489,102 +588,4 @@ impl OrderSpec {
     pub(crate) fn delivery_id(&self) -> DeliveryId {
         DeliveryId::for_order(self.order)
     }
-}
-
-/// The full happy path of a card order, delivered at `delivered`.
-pub(crate) fn delivered_card_order(
-    s: &mut Script,
-    spec: &OrderSpec,
-    placed: DateTime<Utc>,
-    delivered: DateTime<Utc>,
-    rider: RiderId,
-) {
-    let m = chrono::Duration::minutes;
-    let pay = spec.payment_id();
-    let del = spec.delivery_id();
-    s.order(spec.order, spec.placed(placed), placed);
-    s.authorized(spec, "auth-1".into(), 25, placed + m(1));
-    s.order(
-        spec.order,
-        OrderConfirmed {
-            payment_id: Some(pay),
-            confirmed_at: placed + m(1),
-        },
-        placed + m(1),
-    );
-    s.order(
-        spec.order,
-        OrderAccepted {
-            preparation_minutes: 15,
-            ready_by: placed + m(17),
-            accepted_at: placed + m(2),
-        },
-        placed + m(2),
-    );
-    s.delivery(
-        del,
-        DeliveryRequested {
-            delivery_id: del,
-            order_id: spec.order,
-            restaurant_id: spec.restaurant,
-            pickup: BERLIN_RESTAURANT,
-            dropoff: GeoPoint {
-                lat: 52.5300,
-                lon: 13.4300,
-            },
-            dropoff_code_hash: placeholder_code_hash(),
-            ready_by: Some(placed + m(17)),
-            requested_at: placed + m(2),
-        },
-        placed + m(2),
-    );
-    s.rider_assigned(del, rider, placed + m(3));
-    s.order(
-        spec.order,
-        OrderReadyForPickup {
-            ready_at: placed + m(17),
-        },
-        placed + m(17),
-    );
-    s.delivery(
-        del,
-        PickupConfirmed {
-            rider_id: rider,
-            picked_up_at: placed + m(18),
-        },
-        placed + m(18),
-    );
-    s.order(
-        spec.order,
-        OrderPickedUp {
-            rider_id: rider,
-            picked_up_at: placed + m(18),
-        },
-        placed + m(18),
-    );
-    s.delivery(
-        del,
-        DeliveryCompleted {
-            rider_id: rider,
-            completed_at: delivered,
-        },
-        delivered,
-    );
-    s.order(
-        spec.order,
-        OrderDelivered {
-            delivered_at: delivered,
-        },
-        delivered,
-    );
-    s.payment(
-        pay,
-        PaymentCaptured {
-            amount: eur(spec.total()),
-            fee: eur(35),
-            captured_at: delivered,
-            override_reason: None,
-        },
-        delivered,
-    );
 }
