@@ -193,27 +193,17 @@ async fn riders_act_only_on_deliveries_assigned_to_them() {
 
     // A rider may not assign someone else; before being assigned, the
     // delivery does not exist for them (404, as for an unknown id).
-    app.delivery_step_with(
-        &app.rider(bilal),
-        &delivery,
-        "assign",
-        json!({"rider_id": ada}),
-    )
-    .await
-    .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.assign_rider(&app.rider(bilal), &delivery, ada)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
     app.delivery_step(&app.rider(ada), &delivery, "pickup")
         .await
         .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
     assert_eq!(app.event_count().await, before);
 
-    app.delivery_step_with(
-        &app.rider(ada),
-        &delivery,
-        "assign",
-        json!({"rider_id": ada}),
-    )
-    .await
-    .assert(StatusCode::OK);
+    app.assign_rider(&app.rider(ada), &delivery, ada)
+        .await
+        .assert(StatusCode::OK);
     let assigned = app.event_count().await;
 
     // Assigned to Ada, the delivery does not exist for Bilal.

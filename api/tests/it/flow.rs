@@ -53,9 +53,7 @@ async fn an_order_goes_from_placement_to_delivery() {
 
     let me = rider(1);
     let rider_token = app.rider(me);
-    let assigned = app
-        .delivery_step_with(&rider_token, &delivery, "assign", json!({"rider_id": me}))
-        .await;
+    let assigned = app.assign_rider(&rider_token, &delivery, me).await;
     assigned.assert(StatusCode::OK);
     assert_eq!(assigned.event_types(), ["RiderAssigned"]);
 
@@ -77,14 +75,7 @@ async fn an_order_goes_from_placement_to_delivery() {
         .assert(StatusCode::OK);
 
     let wrong = if code == "0000" { "1111" } else { "0000" };
-    let rejected = app
-        .delivery_step_with(
-            &rider_token,
-            &delivery,
-            "complete",
-            json!({"dropoff_code": wrong}),
-        )
-        .await;
+    let rejected = app.complete_delivery(&rider_token, &delivery, wrong).await;
     rejected.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "dropoff_code_invalid");
     assert_eq!(rejected.body["details"]["attempts_left"], 2);
     assert_eq!(
@@ -92,14 +83,7 @@ async fn an_order_goes_from_placement_to_delivery() {
         "DropoffCodeRejected"
     );
 
-    let completed = app
-        .delivery_step_with(
-            &rider_token,
-            &delivery,
-            "complete",
-            json!({"dropoff_code": code}),
-        )
-        .await;
+    let completed = app.complete_delivery(&rider_token, &delivery, code).await;
     completed.assert(StatusCode::OK);
     assert_eq!(completed.event_types(), ["DeliveryCompleted"]);
     app.order_step_with(&ops, order, "delivered", json!({}))
@@ -161,7 +145,7 @@ async fn a_cash_order_is_paid_when_the_assigned_rider_collects() {
         .await
         .assert(StatusCode::OK);
     let delivery = app.request_delivery(&ops, order).await;
-    app.delivery_step_with(&ops, &delivery, "assign", json!({"rider_id": rider(2)}))
+    app.assign_rider(&ops, &delivery, rider(2))
         .await
         .assert(StatusCode::OK);
 
@@ -328,22 +312,12 @@ async fn reference_data_is_managed_by_admins_and_read_by_everyone_signed_in() {
 
     // An inactive rider cannot be assigned; an unknown one is rejected.
     let (_, delivery, _) = app.requested_delivery().await;
-    app.delivery_step_with(
-        &app.ops(),
-        &delivery,
-        "assign",
-        json!({"rider_id": rider_id}),
-    )
-    .await
-    .assert_error(StatusCode::CONFLICT, "rider_inactive");
-    app.delivery_step_with(
-        &app.ops(),
-        &delivery,
-        "assign",
-        json!({"rider_id": Uuid::new_v4()}),
-    )
-    .await
-    .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "rider_not_found");
+    app.assign_rider(&app.ops(), &delivery, rider_id)
+        .await
+        .assert_error(StatusCode::CONFLICT, "rider_inactive");
+    app.assign_rider(&app.ops(), &delivery, Uuid::new_v4())
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "rider_not_found");
     let _ = seed_ids::BERLIN_MART;
 }
 

@@ -177,7 +177,7 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
         .request_delivery(&app.restaurant(berlin()), on_the_way)
         .await;
     let rider2 = app.rider(rider(2));
-    app.delivery_step_with(&rider2, &delivery, "assign", json!({"rider_id": rider(2)}))
+    app.assign_rider(&rider2, &delivery, rider(2))
         .await
         .assert(StatusCode::OK);
     app.delivery_step_with(
@@ -865,7 +865,7 @@ async fn the_timeline_shows_each_role_only_its_fields() {
     let (order, delivery, code) = app.requested_delivery().await;
     let me = rider(3);
     let rider_token = app.rider(me);
-    app.delivery_step_with(&rider_token, &delivery, "assign", json!({"rider_id": me}))
+    app.assign_rider(&rider_token, &delivery, me)
         .await
         .assert(StatusCode::OK);
     pipeline.caught_up().await;

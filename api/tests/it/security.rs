@@ -183,9 +183,7 @@ async fn the_restaurant_reads_no_code_from_post_deliveries() {
     // Staff see the hash, never the code.
     let delivery = requested.body["aggregate_id"].as_str().unwrap().to_owned();
     let me = rider(1);
-    let assigned = app
-        .delivery_step_with(&app.ops(), &delivery, "assign", json!({"rider_id": me}))
-        .await;
+    let assigned = app.assign_rider(&app.ops(), &delivery, me).await;
     assigned.assert(StatusCode::OK);
     // The rider cannot finish without the code: a guess is recorded.
     let rider_token = app.rider(me);
@@ -193,22 +191,12 @@ async fn the_restaurant_reads_no_code_from_post_deliveries() {
         .await
         .assert(StatusCode::OK);
     let wrong = if code == "0000" { "0001" } else { "0000" };
-    app.delivery_step_with(
-        &rider_token,
-        &delivery,
-        "complete",
-        json!({"dropoff_code": wrong}),
-    )
-    .await
-    .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "dropoff_code_invalid");
-    app.delivery_step_with(
-        &rider_token,
-        &delivery,
-        "complete",
-        json!({"dropoff_code": code}),
-    )
-    .await
-    .assert(StatusCode::OK);
+    app.complete_delivery(&rider_token, &delivery, wrong)
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "dropoff_code_invalid");
+    app.complete_delivery(&rider_token, &delivery, code)
+        .await
+        .assert(StatusCode::OK);
 }
 
 #[tokio::test]

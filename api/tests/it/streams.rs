@@ -350,14 +350,9 @@ async fn the_ops_stream_filters_by_status_and_rider_positions_carry_an_eta() {
     assert_eq!(first.data["order_id"], json!(order));
 
     let rider = crate::support::rider(2);
-    app.delivery_step_with(
-        &app.rider(rider),
-        &delivery,
-        "assign",
-        json!({"rider_id": rider}),
-    )
-    .await
-    .assert(StatusCode::OK);
+    app.assign_rider(&app.rider(rider), &delivery, rider)
+        .await
+        .assert(StatusCode::OK);
     app.delivery_step_with(
         &app.rider(rider),
         &delivery,

@@ -12,6 +12,7 @@ use ordertrail_commands::service::CommandService;
 use ordertrail_launcher::seed::seed_ids;
 use ordertrail_schemas::OrderId;
 use ordertrail_testkit::pg::TestDatabase;
+use serde::Serialize;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -333,6 +334,30 @@ impl TestApp {
     ) -> TestResponse {
         let body = json!({"preparation_minutes": preparation_minutes});
         self.order_step_with(token, order, "accept", body).await
+    }
+
+    /// `POST /v1/deliveries/{delivery}/assign` of `rider`.
+    pub(crate) async fn assign_rider(
+        &self,
+        token: &str,
+        delivery: impl Display,
+        rider: impl Serialize,
+    ) -> TestResponse {
+        let body = json!({"rider_id": rider});
+        self.delivery_step_with(token, delivery, "assign", body)
+            .await
+    }
+
+    /// `POST /v1/deliveries/{delivery}/complete` with the drop-off `code`.
+    pub(crate) async fn complete_delivery(
+        &self,
+        token: &str,
+        delivery: impl Display,
+        code: impl Serialize,
+    ) -> TestResponse {
+        let body = json!({"dropoff_code": code});
+        self.delivery_step_with(token, delivery, "complete", body)
+            .await
     }
 
     /// `POST path` as the bearer of `token`, with `body` as JSON when given.
