@@ -6,10 +6,9 @@ use axum::http::{HeaderValue, StatusCode};
 use chrono::Utc;
 use ordertrail_api::auth::Claims;
 use ordertrail_api::limits::{Budget, RateLimits};
-use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{TestApp, card, place_order_body, rider};
+use crate::support::{TestApp, card, cash, place_order_body, rider};
 
 #[tokio::test]
 async fn a_token_valid_until_the_year_3000_is_refused_with_a_stable_code() {
@@ -30,10 +29,7 @@ async fn a_token_valid_until_the_year_3000_is_refused_with_a_stable_code() {
                 aud: None,
             })
             .unwrap();
-        app.post("/v1/orders")
-            .token(&token)
-            .json(place_order_body(card()))
-            .send()
+        app.place(&token, place_order_body(card()))
             .await
             .assert_error(StatusCode::UNAUTHORIZED, "token_lifetime_too_long");
         app.get("/v1/orders")
@@ -68,7 +64,7 @@ async fn a_token_valid_until_the_year_3000_is_refused_with_a_stable_code() {
 async fn a_rider_not_assigned_gets_the_same_404_on_cash_and_card_orders() {
     let app = TestApp::new().await;
     let (_, customer) = app.customer();
-    let cash = app.place_order(&customer, json!({"kind": "cash"})).await;
+    let cash = app.place_order(&customer, cash()).await;
     let card_order = app.place_order(&customer, card()).await;
     let unknown = Uuid::new_v4();
     let prober = app.rider(rider(3));
@@ -76,11 +72,7 @@ async fn a_rider_not_assigned_gets_the_same_404_on_cash_and_card_orders() {
 
     let mut answers = Vec::new();
     for order in [cash, card_order, unknown] {
-        let r = app
-            .post(&format!("/v1/orders/{order}/cash-collected"))
-            .token(&prober)
-            .send()
-            .await;
+        let r = app.order_step(&prober, order, "cash-collected").await;
         r.assert_error(StatusCode::NOT_FOUND, "order_not_found");
         // Apart from the id, the message is the same as for an unknown order.
         answers.push(
@@ -94,9 +86,7 @@ async fn a_rider_not_assigned_gets_the_same_404_on_cash_and_card_orders() {
     assert_eq!(app.event_count().await, before);
 
     // Ops still learn the payment method mismatch.
-    app.post(&format!("/v1/orders/{card_order}/cash-collected"))
-        .token(&app.ops())
-        .send()
+    app.order_step(&app.ops(), card_order, "cash-collected")
         .await
         .assert_error(StatusCode::CONFLICT, "payment_method_mismatch");
 }
@@ -126,20 +116,12 @@ async fn commands_over_a_subjects_budget_get_429_with_retry_after() {
     let (_, bob) = app.customer();
 
     for _ in 0..2 {
-        app.post("/v1/orders")
-            .token(&alice)
-            .json(place_order_body(card()))
-            .send()
+        app.place(&alice, place_order_body(card()))
             .await
             .assert(StatusCode::CREATED);
     }
     let before = app.event_count().await;
-    let limited = app
-        .post("/v1/orders")
-        .token(&alice)
-        .json(place_order_body(card()))
-        .send()
-        .await;
+    let limited = app.place(&alice, place_order_body(card())).await;
     limited.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     let retry_after: u64 = limited.headers["retry-after"]
         .to_str()
@@ -159,10 +141,7 @@ async fn commands_over_a_subjects_budget_get_429_with_retry_after() {
     );
 
     // Another subject has its own budget; queries have their own budget.
-    app.post("/v1/orders")
-        .token(&bob)
-        .json(place_order_body(card()))
-        .send()
+    app.place(&bob, place_order_body(card()))
         .await
         .assert(StatusCode::CREATED);
     for _ in 0..3 {

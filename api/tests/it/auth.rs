@@ -7,7 +7,7 @@ use ordertrail_launcher::seed::seed_ids;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{SECRET, TestApp, berlin, card, place_order_body, rider};
+use crate::support::{SECRET, TestApp, berlin, card, cash, place_order_body, rider};
 
 #[tokio::test]
 async fn missing_malformed_forged_and_expired_tokens_are_401() {
@@ -26,30 +26,23 @@ async fn missing_malformed_forged_and_expired_tokens_are_401() {
         .send()
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
-    app.post("/v1/orders")
-        .token("not-a-jwt")
-        .json(place_order_body(card()))
-        .send()
-        .await
-        .assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
-
     let forged = AuthConfig::new(b"someone-elses-secret", None)
         .mint("customer", &customer_id, 3600)
         .unwrap();
-    app.post("/v1/orders")
-        .token(&forged)
-        .json(place_order_body(card()))
-        .send()
-        .await
-        .assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
-
     let expired = app.auth.mint("customer", &customer_id, -3600).unwrap();
-    app.post("/v1/orders")
-        .token(&expired)
-        .json(place_order_body(card()))
-        .send()
-        .await
-        .assert_error(StatusCode::UNAUTHORIZED, "token_expired");
+    for (case, token, code) in [
+        ("not a JWT", "not-a-jwt", "invalid_token"),
+        (
+            "signed with another secret",
+            forged.as_str(),
+            "invalid_token",
+        ),
+        ("expired", expired.as_str(), "token_expired"),
+    ] {
+        app.place(token, place_order_body(card()))
+            .await
+            .assert_case_error(case, StatusCode::UNAUTHORIZED, code);
+    }
 
     // Well signed but not acceptable: unknown role, non-UUID subject for a customer, no exp.
     let raw = |claims: serde_json::Value| {
@@ -68,10 +61,7 @@ async fn missing_malformed_forged_and_expired_tokens_are_401() {
         json!({"sub": customer_id, "role": "customer", "iat": exp - 600}),
     ] {
         let r = app
-            .post("/v1/orders")
-            .token(&raw(claims.clone()))
-            .json(place_order_body(card()))
-            .send()
+            .place(&raw(claims.clone()), place_order_body(card()))
             .await;
         assert_eq!(
             (r.status, r.code()),
@@ -98,24 +88,17 @@ async fn missing_malformed_forged_and_expired_tokens_are_401() {
 
 #[tokio::test]
 async fn roles_are_checked_before_the_body_is_read() {
-    let app = TestApp::new().await;
-    let (_, customer) = app.customer();
-    let order = app.place_order(&customer, card()).await;
+    let (app, customer, order) = TestApp::with_order(card()).await;
     let before = app.event_count().await;
 
     // Restaurants, riders and staff do not place orders.
     for token in [app.restaurant(berlin()), app.rider(rider(1)), app.ops()] {
-        app.post("/v1/orders")
-            .token(&token)
-            .json(place_order_body(card()))
-            .send()
+        app.place(&token, place_order_body(card()))
             .await
             .assert_error(StatusCode::FORBIDDEN, "forbidden");
     }
     // Customers do not confirm, accept or assign; riders do not cancel orders.
-    app.post(&format!("/v1/orders/{order}/confirm"))
-        .token(&customer)
-        .send()
+    app.order_step(&customer, order, "confirm")
         .await
         .assert_error(StatusCode::FORBIDDEN, "forbidden");
     app.post(&format!("/v1/orders/{order}/accept"))
@@ -124,16 +107,10 @@ async fn roles_are_checked_before_the_body_is_read() {
         .send()
         .await
         .assert_error(StatusCode::FORBIDDEN, "forbidden");
-    app.post(&format!("/v1/orders/{order}/accept"))
-        .token(&app.ops())
-        .json(json!({"preparation_minutes": 10}))
-        .send()
+    app.accept_order(&app.ops(), order, 10)
         .await
         .assert_error(StatusCode::FORBIDDEN, "forbidden");
-    app.post(&format!("/v1/orders/{order}/cancel"))
-        .token(&app.rider(rider(1)))
-        .json(json!({"reason": "x"}))
-        .send()
+    app.cancel_order(&app.rider(rider(1)), order, "x")
         .await
         .assert_error(StatusCode::FORBIDDEN, "forbidden");
     app.post("/v1/payments/00000000-0000-0000-0000-000000000000/refund")
@@ -160,52 +137,33 @@ async fn customers_act_only_on_their_own_orders() {
     let order = app.place_order(&alice, card()).await;
     let before = app.event_count().await;
 
-    app.post(&format!("/v1/orders/{order}/cancel"))
-        .token(&mallory)
-        .json(json!({"reason": "mine now"}))
-        .send()
+    app.cancel_order(&mallory, order, "mine now")
         .await
         .assert_error(StatusCode::NOT_FOUND, "order_not_found");
-    app.post("/v1/payments")
-        .token(&mallory)
-        .json(json!({"order_id": order}))
-        .send()
+    app.authorize(&mallory, order)
         .await
         .assert_error(StatusCode::NOT_FOUND, "order_not_found");
     assert_eq!(app.event_count().await, before);
 
     // The order's own customer may.
-    app.post(&format!("/v1/orders/{order}/cancel"))
-        .token(&alice)
-        .json(json!({"reason": "oops"}))
-        .send()
+    app.cancel_order(&alice, order, "oops")
         .await
         .assert(StatusCode::OK);
 }
 
 #[tokio::test]
 async fn restaurants_act_only_on_their_own_orders() {
-    let app = TestApp::new().await;
-    let (_, customer) = app.customer();
-    let order = app.place_order(&customer, json!({"kind": "cash"})).await;
-    app.post(&format!("/v1/orders/{order}/confirm"))
-        .token(&app.ops())
-        .send()
+    let (app, _, order) = TestApp::with_order(cash()).await;
+    app.order_step(&app.ops(), order, "confirm")
         .await
         .assert(StatusCode::OK);
     let before = app.event_count().await;
 
     let other = app.restaurant(seed_ids::LONDON_CURRY);
-    app.post(&format!("/v1/orders/{order}/accept"))
-        .token(&other)
-        .json(json!({"preparation_minutes": 10}))
-        .send()
+    app.accept_order(&other, order, 10)
         .await
         .assert_error(StatusCode::NOT_FOUND, "order_not_found");
-    app.post(&format!("/v1/orders/{order}/reject"))
-        .token(&other)
-        .json(json!({"reason": "not ours"}))
-        .send()
+    app.order_step_with(&other, order, "reject", json!({"reason": "not ours"}))
         .await
         .assert_error(StatusCode::NOT_FOUND, "order_not_found");
     app.post("/v1/deliveries")
@@ -216,12 +174,14 @@ async fn restaurants_act_only_on_their_own_orders() {
         .assert_error(StatusCode::NOT_FOUND, "order_not_found");
     assert_eq!(app.event_count().await, before);
 
-    app.post(&format!("/v1/orders/{order}/reject"))
-        .token(&app.restaurant(berlin()))
-        .json(json!({"reason": "out of buns"}))
-        .send()
-        .await
-        .assert(StatusCode::OK);
+    app.order_step_with(
+        &app.restaurant(berlin()),
+        order,
+        "reject",
+        json!({"reason": "out of buns"}),
+    )
+    .await
+    .assert(StatusCode::OK);
 }
 
 #[tokio::test]
@@ -233,71 +193,60 @@ async fn riders_act_only_on_deliveries_assigned_to_them() {
 
     // A rider may not assign someone else; before being assigned, the
     // delivery does not exist for them (404, as for an unknown id).
-    app.post(&format!("/v1/deliveries/{delivery}/assign"))
-        .token(&app.rider(bilal))
-        .json(json!({"rider_id": ada}))
-        .send()
+    app.assign_rider(&app.rider(bilal), &delivery, ada)
         .await
         .assert_error(StatusCode::FORBIDDEN, "forbidden");
-    app.post(&format!("/v1/deliveries/{delivery}/pickup"))
-        .token(&app.rider(ada))
-        .send()
+    app.delivery_step(&app.rider(ada), &delivery, "pickup")
         .await
         .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
     assert_eq!(app.event_count().await, before);
 
-    app.post(&format!("/v1/deliveries/{delivery}/assign"))
-        .token(&app.rider(ada))
-        .json(json!({"rider_id": ada}))
-        .send()
+    app.assign_rider(&app.rider(ada), &delivery, ada)
         .await
         .assert(StatusCode::OK);
     let assigned = app.event_count().await;
 
+    // Assigned to Ada, the delivery does not exist for Bilal.
     let bilal_token = app.rider(bilal);
     let fix = json!({"lat": 52.4995, "lon": 13.4185, "reported_at": Utc::now()});
-    app.post(&format!("/v1/deliveries/{delivery}/locations"))
-        .token(&bilal_token)
-        .json(fix)
-        .send()
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
-    app.post(&format!("/v1/deliveries/{delivery}/pickup"))
-        .token(&bilal_token)
-        .send()
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
-    app.post(&format!("/v1/deliveries/{delivery}/complete"))
-        .token(&bilal_token)
-        .json(json!({"dropoff_code": code}))
-        .send()
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
-    app.post(&format!("/v1/deliveries/{delivery}/fail"))
-        .token(&bilal_token)
-        .json(json!({"reason": "flat tyre"}))
-        .send()
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
+    for (action, body) in [
+        ("locations", Some(fix)),
+        ("pickup", None),
+        ("complete", Some(json!({"dropoff_code": code}))),
+        ("fail", Some(json!({"reason": "flat tyre"}))),
+    ] {
+        let path = format!("/v1/deliveries/{delivery}/{action}");
+        app.step(&bilal_token, path, body).await.assert_case_error(
+            action,
+            StatusCode::NOT_FOUND,
+            "delivery_not_found",
+        );
+    }
     // Unassigning and cancelling are for ops.
-    app.post(&format!("/v1/deliveries/{delivery}/unassign"))
-        .token(&app.rider(ada))
-        .json(json!({"reason": "x"}))
-        .send()
-        .await
-        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.delivery_step_with(
+        &app.rider(ada),
+        &delivery,
+        "unassign",
+        json!({"reason": "x"}),
+    )
+    .await
+    .assert_error(StatusCode::FORBIDDEN, "forbidden");
     assert_eq!(app.event_count().await, assigned);
 
-    app.post(&format!("/v1/deliveries/{delivery}/unassign"))
-        .token(&app.ops())
-        .json(json!({"reason": "rider went home"}))
-        .send()
-        .await
-        .assert(StatusCode::OK);
-    app.post(&format!("/v1/deliveries/{delivery}/cancel"))
-        .token(&app.ops())
-        .json(json!({"reason": "order cancelled"}))
-        .send()
-        .await
-        .assert(StatusCode::OK);
+    app.delivery_step_with(
+        &app.ops(),
+        &delivery,
+        "unassign",
+        json!({"reason": "rider went home"}),
+    )
+    .await
+    .assert(StatusCode::OK);
+    app.delivery_step_with(
+        &app.ops(),
+        &delivery,
+        "cancel",
+        json!({"reason": "order cancelled"}),
+    )
+    .await
+    .assert(StatusCode::OK);
 }

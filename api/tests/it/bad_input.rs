@@ -4,7 +4,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{MAX_BODY, TestApp, berlin, card, place_order_body};
+use crate::support::{MAX_BODY, TestApp, berlin, card, cash, place_order_body};
 
 #[tokio::test]
 async fn bad_bodies_are_told_apart_and_append_nothing() {
@@ -22,12 +22,7 @@ async fn bad_bodies_are_told_apart_and_append_nothing() {
 
     let mut wrong_type = place_order_body(card());
     wrong_type["items"][0]["quantity"] = json!("two");
-    let wrong = app
-        .post("/v1/orders")
-        .token(&customer)
-        .json(wrong_type)
-        .send()
-        .await;
+    let wrong = app.place(&customer, wrong_type).await;
     wrong.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
     assert_eq!(
         wrong.body["details"]["path"], "items[0].quantity",
@@ -37,21 +32,13 @@ async fn bad_bodies_are_told_apart_and_append_nothing() {
 
     let mut negative = place_order_body(card());
     negative["items"][0]["quantity"] = json!(-1);
-    app.post("/v1/orders")
-        .token(&customer)
-        .json(negative)
-        .send()
+    app.place(&customer, negative)
         .await
         .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
 
     let mut missing = place_order_body(card());
     missing.as_object_mut().unwrap().remove("delivery_address");
-    let missing = app
-        .post("/v1/orders")
-        .token(&customer)
-        .json(missing)
-        .send()
-        .await;
+    let missing = app.place(&customer, missing).await;
     missing.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
     assert!(
         missing.body["details"]["reason"]
@@ -64,12 +51,7 @@ async fn bad_bodies_are_told_apart_and_append_nothing() {
 
     let mut unknown = place_order_body(card());
     unknown["discount_minor"] = json!(500);
-    let unknown = app
-        .post("/v1/orders")
-        .token(&customer)
-        .json(unknown)
-        .send()
-        .await;
+    let unknown = app.place(&customer, unknown).await;
     unknown.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
     assert!(
         unknown.body["details"]["reason"]
@@ -83,19 +65,13 @@ async fn bad_bodies_are_told_apart_and_append_nothing() {
     let mut unknown_nested =
         place_order_body(json!({"kind": "card", "card_token": "tok_visa", "cvv": "123"}));
     unknown_nested["tip_minor"] = json!(0);
-    app.post("/v1/orders")
-        .token(&customer)
-        .json(unknown_nested)
-        .send()
+    app.place(&customer, unknown_nested)
         .await
         .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
 
     let mut bad_kind = place_order_body(json!({"kind": "crypto"}));
     bad_kind["tip_minor"] = json!(0);
-    app.post("/v1/orders")
-        .token(&customer)
-        .json(bad_kind)
-        .send()
+    app.place(&customer, bad_kind)
         .await
         .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
 
@@ -114,10 +90,7 @@ async fn bad_bodies_are_told_apart_and_append_nothing() {
 
     let mut huge = place_order_body(card());
     huge["delivery_address"]["street"] = json!("x".repeat(MAX_BODY + 1));
-    app.post("/v1/orders")
-        .token(&customer)
-        .json(huge)
-        .send()
+    app.place(&customer, huge)
         .await
         .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 
@@ -131,33 +104,19 @@ async fn bad_bodies_are_told_apart_and_append_nothing() {
     // Domain validation: unknown restaurant, unknown menu item, bad quantity.
     let mut ghost = place_order_body(card());
     ghost["restaurant_id"] = json!(Uuid::new_v4());
-    app.post("/v1/orders")
-        .token(&customer)
-        .json(ghost)
-        .send()
+    app.place(&customer, ghost)
         .await
         .assert_error(StatusCode::NOT_FOUND, "restaurant_not_found");
     let mut zero = place_order_body(card());
     zero["items"][0]["quantity"] = json!(0);
-    app.post("/v1/orders")
-        .token(&customer)
-        .json(zero)
-        .send()
+    app.place(&customer, zero)
         .await
         .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_quantity");
 
-    app.post("/v1/orders")
-        .token(&customer)
-        .key("")
-        .json(place_order_body(card()))
-        .send()
+    app.place_keyed(&customer, "", place_order_body(card()))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_idempotency_key");
-    app.post("/v1/orders")
-        .token(&customer)
-        .key(&"k".repeat(256))
-        .json(place_order_body(card()))
-        .send()
+    app.place_keyed(&customer, &"k".repeat(256), place_order_body(card()))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_idempotency_key");
 
@@ -171,37 +130,24 @@ async fn unknown_ids_routes_and_methods() {
     let before = app.event_count().await;
     let nobody = Uuid::new_v4();
 
-    app.post(&format!("/v1/orders/{nobody}/confirm"))
-        .token(&ops)
-        .send()
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "order_not_found");
-    app.post(&format!("/v1/orders/{nobody}/delivered"))
-        .token(&ops)
-        .send()
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "order_not_found");
-    app.post(&format!("/v1/payments/{nobody}/void"))
-        .token(&ops)
-        .send()
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "payment_not_found");
-    app.post(&format!("/v1/deliveries/{nobody}/assign"))
-        .token(&ops)
-        .json(json!({"rider_id": crate::support::rider(1)}))
-        .send()
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
-    app.post(&format!("/v1/deliveries/{nobody}/cancel"))
-        .token(&ops)
-        .json(json!({"reason": "x"}))
-        .send()
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
-    app.post("/v1/payments")
-        .token(&ops)
-        .json(json!({"order_id": nobody}))
-        .send()
+    // Unknown ids: 404 with the code of the aggregate not found.
+    let assign = json!({"rider_id": crate::support::rider(1)});
+    let cancel = json!({"reason": "x"});
+    for (aggregates, action, body, code) in [
+        ("orders", "confirm", None, "order_not_found"),
+        ("orders", "delivered", None, "order_not_found"),
+        ("payments", "void", None, "payment_not_found"),
+        ("deliveries", "assign", Some(assign), "delivery_not_found"),
+        ("deliveries", "cancel", Some(cancel), "delivery_not_found"),
+    ] {
+        let path = format!("/v1/{aggregates}/{nobody}/{action}");
+        app.step(&ops, path.clone(), body).await.assert_case_error(
+            &path,
+            StatusCode::NOT_FOUND,
+            code,
+        );
+    }
+    app.authorize(&ops, nobody)
         .await
         .assert_error(StatusCode::NOT_FOUND, "order_not_found");
 
@@ -231,46 +177,30 @@ async fn unknown_ids_routes_and_methods() {
 
 #[tokio::test]
 async fn invalid_transitions_are_409_with_their_own_code_and_append_nothing() {
-    let app = TestApp::new().await;
-    let (_, customer) = app.customer();
-    let order = app.place_order(&customer, json!({"kind": "cash"})).await;
+    let (app, _, order) = TestApp::with_order(cash()).await;
     let restaurant = app.restaurant(berlin());
     let before = app.event_count().await;
 
     // Not confirmed yet: the restaurant cannot accept or mark it ready.
-    app.post(&format!("/v1/orders/{order}/accept"))
-        .token(&restaurant)
-        .json(json!({"preparation_minutes": 10}))
-        .send()
+    app.accept_order(&restaurant, order, 10)
         .await
         .assert_error(StatusCode::CONFLICT, "order_not_acceptable");
-    app.post(&format!("/v1/orders/{order}/ready"))
-        .token(&restaurant)
-        .send()
+    app.order_step(&restaurant, order, "ready")
         .await
         .assert_error(StatusCode::CONFLICT, "order_not_in_preparation");
-    app.post(&format!("/v1/orders/{order}/delivered"))
-        .token(&app.ops())
-        .send()
+    app.order_step(&app.ops(), order, "delivered")
         .await
         .assert_error(StatusCode::CONFLICT, "order_not_deliverable");
 
     // A wrong preparation estimate is a validation error.
-    app.post(&format!("/v1/orders/{order}/confirm"))
-        .token(&app.ops())
-        .send()
+    app.order_step(&app.ops(), order, "confirm")
         .await
         .assert(StatusCode::OK);
     let confirmed_at = app.event_count().await;
-    app.post(&format!("/v1/orders/{order}/accept"))
-        .token(&restaurant)
-        .json(json!({"preparation_minutes": 0}))
-        .send()
+    app.accept_order(&restaurant, order, 0)
         .await
         .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_preparation_time");
-    app.post(&format!("/v1/orders/{order}/confirm"))
-        .token(&app.ops())
-        .send()
+    app.order_step(&app.ops(), order, "confirm")
         .await
         .assert_error(StatusCode::CONFLICT, "order_not_confirmable");
     assert_eq!(app.event_count().await, confirmed_at);
@@ -279,19 +209,13 @@ async fn invalid_transitions_are_409_with_their_own_code_and_append_nothing() {
 
 #[tokio::test]
 async fn internal_errors_are_logged_not_returned() {
-    let app = TestApp::new().await;
-    let (_, customer) = app.customer();
-    let order = app.place_order(&customer, json!({"kind": "cash"})).await;
+    let (app, _, order) = TestApp::with_order(cash()).await;
     sqlx::query("UPDATE events SET payload = '{\"type\": \"SecretInternalShape\"}'::jsonb WHERE aggregate_id = $1")
         .bind(order.to_string())
         .execute(&app.db.pool)
         .await
         .expect("corrupt the stored event");
-    let broken = app
-        .post(&format!("/v1/orders/{order}/confirm"))
-        .token(&app.ops())
-        .send()
-        .await;
+    let broken = app.order_step(&app.ops(), order, "confirm").await;
     broken.assert_error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error");
     assert!(
         !broken.text.contains("SecretInternalShape") && !broken.text.contains("variant"),

@@ -240,17 +240,11 @@ async fn schema_valid_requests_are_accepted() {
     let mut body = crate::support::place_order_body(crate::support::card());
     body["items"][0]["quantity"] = serde_json::json!(2.0);
     body["tip_minor"] = serde_json::json!(150.0);
-    app.post("/v1/orders")
-        .token(&customer)
-        .json(body.clone())
-        .send()
+    app.place(&customer, body.clone())
         .await
         .assert(StatusCode::CREATED);
     body["items"][0]["quantity"] = serde_json::json!(2.5);
-    app.post("/v1/orders")
-        .token(&customer)
-        .json(body)
-        .send()
+    app.place(&customer, body)
         .await
         .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
 }

@@ -13,29 +13,21 @@ use ordertrail_schemas::{
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{TestApp, card, order_id, place_order_body};
+use crate::support::{TestApp, card, cash, order_id, place_order_body};
 
 #[tokio::test]
 async fn a_retry_returns_the_first_response_and_appends_nothing() {
     let app = TestApp::new().await;
     let (_, customer) = app.customer();
     let first = app
-        .post("/v1/orders")
-        .token(&customer)
-        .key("order-1")
-        .json(place_order_body(card()))
-        .send()
+        .place_keyed(&customer, "order-1", place_order_body(card()))
         .await;
     first.assert(StatusCode::CREATED);
     assert!(!first.replayed());
     let after_first = app.event_count().await;
 
     let retry = app
-        .post("/v1/orders")
-        .token(&customer)
-        .key("order-1")
-        .json(place_order_body(card()))
-        .send()
+        .place_keyed(&customer, "order-1", place_order_body(card()))
         .await;
     retry.assert(StatusCode::CREATED);
     assert!(retry.replayed(), "missing Idempotent-Replayed");
@@ -47,11 +39,7 @@ async fn a_retry_returns_the_first_response_and_appends_nothing() {
     // The same key from another customer is another request.
     let (_, other) = app.customer();
     let theirs = app
-        .post("/v1/orders")
-        .token(&other)
-        .key("order-1")
-        .json(place_order_body(card()))
-        .send()
+        .place_keyed(&other, "order-1", place_order_body(card()))
         .await;
     theirs.assert(StatusCode::CREATED);
     assert!(!theirs.replayed());
@@ -76,21 +64,13 @@ async fn a_retry_returns_the_first_response_and_appends_nothing() {
 async fn the_same_key_with_another_body_is_422() {
     let app = TestApp::new().await;
     let (_, customer) = app.customer();
-    app.post("/v1/orders")
-        .token(&customer)
-        .key("k")
-        .json(place_order_body(card()))
-        .send()
+    app.place_keyed(&customer, "k", place_order_body(card()))
         .await
         .assert(StatusCode::CREATED);
     let before = app.event_count().await;
     let mut other = place_order_body(card());
     other["tip_minor"] = json!(999);
-    app.post("/v1/orders")
-        .token(&customer)
-        .key("k")
-        .json(other)
-        .send()
+    app.place_keyed(&customer, "k", other)
         .await
         .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
     assert_eq!(app.event_count().await, before);
@@ -196,7 +176,7 @@ async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
     assert_eq!(app.event_count().await, before);
 
     // The same for a transition (ops confirming a cash order).
-    let order = app.place_order(&customer, json!({"kind": "cash"})).await;
+    let order = app.place_order(&customer, cash()).await;
     let path = format!("/v1/orders/{order}/confirm");
     let key = IdempotencyKey {
         key: "confirm-1".into(),

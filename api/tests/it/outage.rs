@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use ordertrail_api::{AppState, AuthConfig, app};
 use ordertrail_commands::provider_ledger::RecordingProvider;
 use ordertrail_commands::service::CommandService;
@@ -20,10 +19,9 @@ use ordertrail_projections::{ProjectorKind, RuntimeConfig};
 use ordertrail_testkit::eventually;
 use ordertrail_testkit::server::PrivateServer;
 use tokio::sync::Mutex;
-use tower::ServiceExt;
 use uuid::Uuid;
 
-use crate::support::{SECRET, card, place_order_body};
+use crate::support::{SECRET, card, place_order_body, send};
 
 #[derive(Default)]
 struct Tally {
@@ -39,36 +37,20 @@ async fn place(router: &axum::Router, token: &str) -> (StatusCode, Option<String
         .header("idempotency-key", Uuid::new_v4().to_string())
         .body(Body::from(place_order_body(card()).to_string()))
         .expect("request");
-    let response = router.clone().oneshot(request).await.expect("infallible");
-    let status = response.status();
+    let response = send(router, request).await;
     let retry_after = response
-        .headers()
+        .headers
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (
-        status,
-        retry_after,
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
+    (response.status, retry_after, response.text)
 }
 
 async fn ready(router: &axum::Router) -> StatusCode {
     let request = Request::get("/health/ready")
         .body(Body::empty())
         .expect("request");
-    router
-        .clone()
-        .oneshot(request)
-        .await
-        .expect("infallible")
-        .status()
+    send(router, request).await.status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

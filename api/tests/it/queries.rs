@@ -164,12 +164,7 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
     let mut mart_body = place_order_body(card());
     mart_body["restaurant_id"] = json!(seed_ids::BERLIN_MART);
     mart_body["items"] = json!([{"menu_item_id": seed_ids::menu_item(4, 1), "quantity": 3}]);
-    let placed = app
-        .post("/v1/orders")
-        .token(&b_token)
-        .json(mart_body)
-        .send()
-        .await;
+    let placed = app.place(&b_token, mart_body).await;
     placed.assert(StatusCode::CREATED);
     let mart_order: Uuid = placed.body["aggregate_id"]
         .as_str()
@@ -182,18 +177,17 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
         .request_delivery(&app.restaurant(berlin()), on_the_way)
         .await;
     let rider2 = app.rider(rider(2));
-    app.post(&format!("/v1/deliveries/{delivery}/assign"))
-        .token(&rider2)
-        .json(json!({"rider_id": rider(2)}))
-        .send()
+    app.assign_rider(&rider2, &delivery, rider(2))
         .await
         .assert(StatusCode::OK);
-    app.post(&format!("/v1/deliveries/{delivery}/locations"))
-        .token(&rider2)
-        .json(json!({"lat": 52.5100, "lon": 13.4000, "reported_at": Utc::now(), "accuracy_m": 5}))
-        .send()
-        .await
-        .assert(StatusCode::OK);
+    app.delivery_step_with(
+        &rider2,
+        &delivery,
+        "locations",
+        json!({"lat": 52.5100, "lon": 13.4000, "reported_at": Utc::now(), "accuracy_m": 5}),
+    )
+    .await
+    .assert(StatusCode::OK);
 
     pipeline.caught_up().await;
     let all: HashSet<Uuid> = a_orders
@@ -871,10 +865,7 @@ async fn the_timeline_shows_each_role_only_its_fields() {
     let (order, delivery, code) = app.requested_delivery().await;
     let me = rider(3);
     let rider_token = app.rider(me);
-    app.post(&format!("/v1/deliveries/{delivery}/assign"))
-        .token(&rider_token)
-        .json(json!({"rider_id": me}))
-        .send()
+    app.assign_rider(&rider_token, &delivery, me)
         .await
         .assert(StatusCode::OK);
     pipeline.caught_up().await;

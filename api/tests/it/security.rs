@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use serde_json::json;
 
-use crate::support::{TestApp, berlin, card, place_order_body, rider};
+use crate::support::{TestApp, berlin, card, cash, place_order_body, rider};
 
 /// Every stored event's payload as text, for "the secret is nowhere" checks.
 async fn stored_payloads(app: &TestApp) -> String {
@@ -27,12 +27,7 @@ async fn a_nul_in_the_street_is_422_and_nothing_is_stored() {
     let before = app.event_count().await;
     let mut body = place_order_body(card());
     body["delivery_address"]["street"] = json!("Main St\u{0} 1");
-    let r = app
-        .post("/v1/orders")
-        .token(&customer)
-        .json(body)
-        .send()
-        .await;
+    let r = app.place(&customer, body).await;
     r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "text_control_character");
     assert_eq!(
         r.body["details"]["path"], "delivery_address.street",
@@ -48,10 +43,7 @@ async fn a_nul_in_the_street_is_422_and_nothing_is_stored() {
     ] {
         let mut body = place_order_body(card());
         body["delivery_address"][field] = json!(value);
-        app.post("/v1/orders")
-            .token(&customer)
-            .json(body)
-            .send()
+        app.place(&customer, body)
             .await
             .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "text_control_character");
     }
@@ -60,50 +52,27 @@ async fn a_nul_in_the_street_is_422_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn a_nul_in_a_reason_is_422_and_a_newline_is_fine() {
-    let app = TestApp::new().await;
-    let (_, customer) = app.customer();
-    let order = app.place_order(&customer, json!({"kind": "cash"})).await;
+    let (app, customer, order) = TestApp::with_order(cash()).await;
     let before = app.event_count().await;
-    app.post(&format!("/v1/orders/{order}/cancel"))
-        .token(&customer)
-        .json(json!({"reason": "changed\u{0} my mind"}))
-        .send()
+    app.cancel_order(&customer, order, "changed\u{0} my mind")
         .await
         .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "text_control_character");
     assert_eq!(app.event_count().await, before);
-    app.post(&format!("/v1/orders/{order}/cancel"))
-        .token(&customer)
-        .json(json!({"reason": "changed my mind\n\tsorry"}))
-        .send()
+    app.cancel_order(&customer, order, "changed my mind\n\tsorry")
         .await
         .assert(StatusCode::OK);
 }
 
 #[tokio::test]
 async fn a_reason_of_501_characters_is_422_and_500_pass() {
-    let app = TestApp::new().await;
-    let (_, customer) = app.customer();
-    let order = app.place_order(&customer, json!({"kind": "cash"})).await;
+    let (app, customer, order) = TestApp::with_order(cash()).await;
     let before = app.event_count().await;
-    let r = app
-        .post(&format!("/v1/orders/{order}/cancel"))
-        .token(&customer)
-        .json(json!({"reason": "x".repeat(501)}))
-        .send()
-        .await;
+    let r = app.cancel_order(&customer, order, "x".repeat(501)).await;
     r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "text_too_long");
-    let r = app
-        .post(&format!("/v1/orders/{order}/cancel"))
-        .token(&customer)
-        .json(json!({"reason": "x".repeat(10_000)}))
-        .send()
-        .await;
+    let r = app.cancel_order(&customer, order, "x".repeat(10_000)).await;
     r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "text_too_long");
     assert_eq!(app.event_count().await, before);
-    app.post(&format!("/v1/orders/{order}/cancel"))
-        .token(&customer)
-        .json(json!({"reason": "ü".repeat(500)}))
-        .send()
+    app.cancel_order(&customer, order, "ü".repeat(500))
         .await
         .assert(StatusCode::OK);
 }
@@ -116,22 +85,14 @@ async fn address_fields_have_length_limits() {
     for (field, len) in [("street", 201), ("city", 101), ("postal_code", 17)] {
         let mut body = place_order_body(card());
         body["delivery_address"][field] = json!("a".repeat(len));
-        app.post("/v1/orders")
-            .token(&customer)
-            .json(body)
-            .send()
+        app.place(&customer, body)
             .await
             .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "text_too_long");
     }
     assert_eq!(app.event_count().await, before);
     let mut body = place_order_body(card());
     body["delivery_address"]["street"] = json!("a".repeat(200));
-    app.post("/v1/orders")
-        .token(&customer)
-        .json(body)
-        .send()
-        .await
-        .assert(StatusCode::CREATED);
+    app.place(&customer, body).await.assert(StatusCode::CREATED);
 }
 
 #[tokio::test]
@@ -142,22 +103,14 @@ async fn huge_tips_are_422_and_the_cap_is_accepted() {
     for tip in [9_000_000_000_000_000_000_i64, 10_001] {
         let mut body = place_order_body(card());
         body["tip_minor"] = json!(tip);
-        app.post("/v1/orders")
-            .token(&customer)
-            .json(body)
-            .send()
+        app.place(&customer, body)
             .await
             .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "tip_too_large");
     }
     assert_eq!(app.event_count().await, before, "nothing was appended");
     let mut body = place_order_body(card());
     body["tip_minor"] = json!(10_000);
-    let placed = app
-        .post("/v1/orders")
-        .token(&customer)
-        .json(body)
-        .send()
-        .await;
+    let placed = app.place(&customer, body).await;
     placed.assert(StatusCode::CREATED);
     assert_eq!(
         placed.body["events"][0]["payload"]["price"]["tip"]["amount"],
@@ -169,12 +122,7 @@ async fn huge_tips_are_422_and_the_cap_is_accepted() {
 async fn the_card_token_is_in_no_event_and_no_answer() {
     let app = TestApp::new().await;
     let (_, customer) = app.customer();
-    let placed = app
-        .post("/v1/orders")
-        .token(&customer)
-        .json(place_order_body(card()))
-        .send()
-        .await;
+    let placed = app.place(&customer, place_order_body(card())).await;
     placed.assert(StatusCode::CREATED);
     assert!(!placed.text.contains("tok_visa"), "{}", placed.text);
     let method = &placed.body["events"][0]["payload"]["payment_method"];
@@ -188,10 +136,7 @@ async fn the_card_token_is_in_no_event_and_no_answer() {
     );
     // The simulated provider still knows what the reference stands for.
     let order = crate::support::order_id(&placed);
-    app.post("/v1/payments")
-        .token(&customer)
-        .json(json!({"order_id": order}))
-        .send()
+    app.authorize(&customer, order)
         .await
         .assert(StatusCode::CREATED);
     // A retry with another card: declined by its token's behaviour.
@@ -238,31 +183,18 @@ async fn the_restaurant_reads_no_code_from_post_deliveries() {
     // Staff see the hash, never the code.
     let delivery = requested.body["aggregate_id"].as_str().unwrap().to_owned();
     let me = rider(1);
-    let assigned = app
-        .post(&format!("/v1/deliveries/{delivery}/assign"))
-        .token(&app.ops())
-        .json(json!({"rider_id": me}))
-        .send()
-        .await;
+    let assigned = app.assign_rider(&app.ops(), &delivery, me).await;
     assigned.assert(StatusCode::OK);
     // The rider cannot finish without the code: a guess is recorded.
     let rider_token = app.rider(me);
-    app.post(&format!("/v1/deliveries/{delivery}/pickup"))
-        .token(&rider_token)
-        .send()
+    app.delivery_step(&rider_token, &delivery, "pickup")
         .await
         .assert(StatusCode::OK);
     let wrong = if code == "0000" { "0001" } else { "0000" };
-    app.post(&format!("/v1/deliveries/{delivery}/complete"))
-        .token(&rider_token)
-        .json(json!({"dropoff_code": wrong}))
-        .send()
+    app.complete_delivery(&rider_token, &delivery, wrong)
         .await
         .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "dropoff_code_invalid");
-    app.post(&format!("/v1/deliveries/{delivery}/complete"))
-        .token(&rider_token)
-        .json(json!({"dropoff_code": code}))
-        .send()
+    app.complete_delivery(&rider_token, &delivery, code)
         .await
         .assert(StatusCode::OK);
 }
@@ -273,17 +205,17 @@ async fn staff_capture_only_after_delivery_unless_they_record_why() {
     let (order, _) = app.accepted_order().await;
     let payment = ordertrail_schemas::PaymentId::for_order(ordertrail_schemas::OrderId(order));
     let before = app.event_count().await;
-    app.post(&format!("/v1/payments/{payment}/capture"))
-        .token(&app.ops())
-        .send()
+    app.payment_step(&app.ops(), &payment, "capture")
         .await
         .assert_error(StatusCode::CONFLICT, "capture_before_delivery");
     assert_eq!(app.event_count().await, before);
     let captured = app
-        .post(&format!("/v1/payments/{payment}/capture"))
-        .token(&app.ops())
-        .json(json!({"override_reason": "customer asked to be charged now"}))
-        .send()
+        .payment_step_with(
+            &app.ops(),
+            &payment,
+            "capture",
+            json!({"override_reason": "customer asked to be charged now"}),
+        )
         .await;
     captured.assert(StatusCode::OK);
     assert_eq!(

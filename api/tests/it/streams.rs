@@ -188,10 +188,7 @@ async fn an_appended_event_appears_on_the_ops_stream_and_the_order_stream() {
     assert!(first.data["metadata"]["actor"].get("subject").is_none());
 
     // A later command reaches the open stream live.
-    app.post("/v1/payments")
-        .token(&customer)
-        .json(json!({"order_id": order}))
-        .send()
+    app.authorize(&customer, order)
         .await
         .assert(StatusCode::CREATED);
     let live = own.next().await;
@@ -353,18 +350,17 @@ async fn the_ops_stream_filters_by_status_and_rider_positions_carry_an_eta() {
     assert_eq!(first.data["order_id"], json!(order));
 
     let rider = crate::support::rider(2);
-    app.post(&format!("/v1/deliveries/{delivery}/assign"))
-        .token(&app.rider(rider))
-        .json(json!({"rider_id": rider}))
-        .send()
+    app.assign_rider(&app.rider(rider), &delivery, rider)
         .await
         .assert(StatusCode::OK);
-    app.post(&format!("/v1/deliveries/{delivery}/locations"))
-        .token(&app.rider(rider))
-        .json(json!({"lat": 52.5070, "lon": 13.3900, "reported_at": chrono::Utc::now()}))
-        .send()
-        .await
-        .assert(StatusCode::OK);
+    app.delivery_step_with(
+        &app.rider(rider),
+        &delivery,
+        "locations",
+        json!({"lat": 52.5070, "lon": 13.3900, "reported_at": chrono::Utc::now()}),
+    )
+    .await
+    .assert(StatusCode::OK);
     let seen = everything.until(|m| m.event == "rider_position").await;
     let position = seen.last().unwrap();
     assert_eq!(position.data["order_id"], json!(order));

@@ -1,5 +1,7 @@
 //! The test application, a request builder, and ready-made orders.
 
+use std::fmt::Display;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
@@ -10,6 +12,7 @@ use ordertrail_commands::service::CommandService;
 use ordertrail_launcher::seed::seed_ids;
 use ordertrail_schemas::OrderId;
 use ordertrail_testkit::pg::TestDatabase;
+use serde::Serialize;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -49,20 +52,26 @@ impl TestResponse {
 
     #[track_caller]
     pub(crate) fn assert_error(&self, status: StatusCode, code: &str) -> &Self {
+        self.assert_case_error("request", status, code)
+    }
+
+    /// [`Self::assert_error`] for one case of a table, named in the failure.
+    #[track_caller]
+    pub(crate) fn assert_case_error(&self, case: &str, status: StatusCode, code: &str) -> &Self {
         assert_eq!(
             (self.status, self.code()),
             (status, code),
-            "body: {}",
+            "{case}: body: {}",
             self.text
         );
         assert!(
             self.body["message"].is_string(),
-            "error without message: {}",
+            "{case}: error without message: {}",
             self.text
         );
         assert!(
             self.body.get("details").is_some(),
-            "error without details: {}",
+            "{case}: error without details: {}",
             self.text
         );
         self
@@ -123,29 +132,28 @@ impl Req<'_> {
 
     pub(crate) async fn send(self) -> TestResponse {
         let request = self.builder.body(self.body).expect("request");
-        let response = self
-            .app
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        TestResponse {
-            status,
-            headers,
-            body,
-            text,
-        }
+        send(&self.app.router, request).await
+    }
+}
+
+/// Send `request` through `router` and read the whole answer.
+pub(crate) async fn send(router: &Router, request: Request<Body>) -> TestResponse {
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    TestResponse {
+        status,
+        headers,
+        body,
+        text,
     }
 }
 
@@ -155,6 +163,38 @@ pub(crate) fn berlin() -> Uuid {
 
 pub(crate) fn rider(n: u128) -> Uuid {
     seed_ids::rider(n)
+}
+
+/// `$step(token, id, action)` sends `POST $prefix/{id}/{action}` without a
+/// body as the bearer of `token`; `$step_with(token, id, action, body)` sends
+/// `body` as JSON.
+macro_rules! aggregate_steps {
+    ($step:ident, $step_with:ident, $prefix:literal) => {
+        pub(crate) async fn $step(
+            &self,
+            token: &str,
+            id: impl Display,
+            action: &str,
+        ) -> TestResponse {
+            self.step(token, format!(concat!($prefix, "/{}/{}"), id, action), None)
+                .await
+        }
+
+        pub(crate) async fn $step_with(
+            &self,
+            token: &str,
+            id: impl Display,
+            action: &str,
+            body: Value,
+        ) -> TestResponse {
+            self.step(
+                token,
+                format!(concat!($prefix, "/{}/{}"), id, action),
+                Some(body),
+            )
+            .await
+        }
+    };
 }
 
 impl TestApp {
@@ -246,37 +286,123 @@ impl TestApp {
             .expect("count events")
     }
 
+    /// `POST /v1/orders` with `body` as the bearer of `token`.
+    pub(crate) async fn place(&self, token: &str, body: Value) -> TestResponse {
+        self.post("/v1/orders").token(token).json(body).send().await
+    }
+
+    /// `POST /v1/orders` with `body` and `Idempotency-Key: key`, as the bearer of `token`.
+    pub(crate) async fn place_keyed(&self, token: &str, key: &str, body: Value) -> TestResponse {
+        self.post("/v1/orders")
+            .token(token)
+            .key(key)
+            .json(body)
+            .send()
+            .await
+    }
+
+    /// `POST /v1/payments` authorizing `order`'s payment, as the bearer of `token`.
+    pub(crate) async fn authorize(&self, token: &str, order: impl Display) -> TestResponse {
+        self.post("/v1/payments")
+            .token(token)
+            .json(json!({"order_id": order.to_string()}))
+            .send()
+            .await
+    }
+
+    aggregate_steps!(order_step, order_step_with, "/v1/orders");
+    aggregate_steps!(delivery_step, delivery_step_with, "/v1/deliveries");
+    aggregate_steps!(payment_step, payment_step_with, "/v1/payments");
+
+    /// `POST /v1/orders/{order}/cancel` for `reason`, as the bearer of `token`.
+    pub(crate) async fn cancel_order(
+        &self,
+        token: &str,
+        order: impl Display,
+        reason: impl Into<String>,
+    ) -> TestResponse {
+        let body = json!({"reason": reason.into()});
+        self.order_step_with(token, order, "cancel", body).await
+    }
+
+    /// `POST /v1/orders/{order}/accept` with the restaurant's estimate.
+    pub(crate) async fn accept_order(
+        &self,
+        token: &str,
+        order: impl Display,
+        preparation_minutes: i64,
+    ) -> TestResponse {
+        let body = json!({"preparation_minutes": preparation_minutes});
+        self.order_step_with(token, order, "accept", body).await
+    }
+
+    /// `POST /v1/deliveries/{delivery}/assign` of `rider`.
+    pub(crate) async fn assign_rider(
+        &self,
+        token: &str,
+        delivery: impl Display,
+        rider: impl Serialize,
+    ) -> TestResponse {
+        let body = json!({"rider_id": rider});
+        self.delivery_step_with(token, delivery, "assign", body)
+            .await
+    }
+
+    /// `POST /v1/deliveries/{delivery}/complete` with the drop-off `code`.
+    pub(crate) async fn complete_delivery(
+        &self,
+        token: &str,
+        delivery: impl Display,
+        code: impl Serialize,
+    ) -> TestResponse {
+        let body = json!({"dropoff_code": code});
+        self.delivery_step_with(token, delivery, "complete", body)
+            .await
+    }
+
+    /// `POST path` as the bearer of `token`, with `body` as JSON when given.
+    pub(crate) async fn step(
+        &self,
+        token: &str,
+        path: String,
+        body: Option<Value>,
+    ) -> TestResponse {
+        let request = self.post(&path).token(token);
+        match body {
+            Some(body) => request.json(body),
+            None => request,
+        }
+        .send()
+        .await
+    }
+
     /// Place a card order at the Berlin burger place; returns its id.
     pub(crate) async fn place_order(&self, customer_token: &str, payment: Value) -> Uuid {
-        let response = self
-            .post("/v1/orders")
-            .token(customer_token)
-            .json(place_order_body(payment))
-            .send()
-            .await;
+        let response = self.place(customer_token, place_order_body(payment)).await;
         response.assert(StatusCode::CREATED);
         order_id(&response)
+    }
+
+    /// The test application with one Berlin order placed by a new customer
+    /// paying by `payment`: (app, customer token, order id).
+    pub(crate) async fn with_order(payment: Value) -> (Self, String, Uuid) {
+        let app = Self::new().await;
+        let (_, customer) = app.customer();
+        let order = app.place_order(&customer, payment).await;
+        (app, customer, order)
     }
 
     /// A card order, authorized, confirmed and accepted; returns (order id, customer token).
     pub(crate) async fn accepted_order(&self) -> (Uuid, String) {
         let (_, customer) = self.customer();
         let order = self.place_order(&customer, card()).await;
-        self.post("/v1/payments")
-            .token(&customer)
-            .json(json!({"order_id": order}))
-            .send()
+        self.authorize(&customer, order)
             .await
             .assert(StatusCode::CREATED);
-        self.post(&format!("/v1/orders/{order}/confirm"))
-            .token(&self.ops())
-            .send()
+        self.order_step(&self.ops(), order, "confirm")
             .await
             .assert(StatusCode::OK);
-        self.post(&format!("/v1/orders/{order}/accept"))
-            .token(&self.restaurant(berlin()))
-            .json(json!({"preparation_minutes": 12}))
-            .send()
+        self.accept_order(&self.restaurant(berlin()), order, 12)
             .await
             .assert(StatusCode::OK);
         (order, customer)
@@ -308,6 +434,10 @@ impl TestApp {
         let code = self.commands.dropoff_code_for(OrderId(order));
         (order, delivery, code)
     }
+}
+
+pub(crate) fn cash() -> Value {
+    json!({"kind": "cash"})
 }
 
 pub(crate) fn card() -> Value {

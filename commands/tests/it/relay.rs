@@ -31,11 +31,10 @@ use rdkafka::message::Headers;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgExecutor, PgPool};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-const PARTITIONS: i32 = 3;
+use crate::support::{PARTITIONS, Running, relay_config, stopped};
+
 const WAIT: Duration = Duration::from_secs(60);
 
 struct Setup {
@@ -55,14 +54,13 @@ async fn setup() -> Setup {
 
 impl Setup {
     fn config(&self) -> RelayConfig {
-        let mut c = RelayConfig::new(self.kafka.bootstrap.clone(), self.kafka.prefix.clone());
-        c.topic_partitions = PARTITIONS;
-        c.topic_replication_factor = 1;
+        let mut c = relay_config(
+            &self.kafka,
+            Duration::from_millis(100),
+            Duration::from_secs(3),
+        );
         c.batch_size = 50;
-        c.poll_interval = Duration::from_millis(100);
         c.standby_interval = Duration::from_millis(200);
-        c.delivery_timeout = Duration::from_secs(3);
-        c.max_backoff = Duration::from_millis(500);
         c.report_interval = Duration::from_secs(1);
         c
     }
@@ -77,37 +75,8 @@ impl Setup {
 
 /// A relay running as a task: stop it gracefully or abort it (a crash: the
 /// future is dropped at whatever await it was in, its connections close).
-struct RunningRelay {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), relay::RelayError>>,
-}
-
-fn spawn_relay(config: RelayConfig, pool: PgPool) -> RunningRelay {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(relay::run(config, pool, async move {
-        let _ = stopped.await;
-    }));
-    RunningRelay {
-        stop: Some(stop),
-        task,
-    }
-}
-
-impl RunningRelay {
-    async fn kill(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let result = tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("relay stops");
-        result.expect("relay task").expect("relay ran cleanly");
-    }
+fn spawn_relay(config: RelayConfig, pool: PgPool) -> Running<relay::RelayError> {
+    Running::spawn(|signal| relay::run(config, pool, stopped(signal)))
 }
 
 fn metadata() -> EventMetadata {
@@ -168,6 +137,21 @@ fn location_ping(rider: RiderId, n: i64) -> Value {
 /// Append `per_aggregate` location pings to each of `deliveries`, one
 /// transaction per ping, interleaving the aggregates; `from` is the first
 /// sequence number.
+/// Append `events` to the `kind` aggregate `aggregate_id`, from sequence 1,
+/// each with its schema version (`version`).
+async fn append_history<E: serde::Serialize>(
+    pool: &PgPool,
+    kind: AggregateKind,
+    aggregate_id: &str,
+    events: &[E],
+    version: fn(&E) -> &'static str,
+) {
+    for (sequence, e) in (1..).zip(events) {
+        let payload = serde_json::to_value(e).expect("json");
+        append(pool, kind, aggregate_id, sequence, &payload, version(e)).await;
+    }
+}
+
 async fn append_pings(pool: &PgPool, deliveries: &[String], from: i64, per_aggregate: i64) {
     let rider = RiderId::new_random();
     for seq in from..from + per_aggregate {
@@ -720,18 +704,14 @@ async fn consumers_get_envelopes_and_headers_matching_the_checked_in_schemas() {
             cancelled_at: now,
         }),
     ];
-    for (i, e) in order_events.iter().enumerate() {
-        let seq = i64::try_from(i).expect("small") + 1;
-        append(
-            &s.db.pool,
-            AggregateKind::Order,
-            &order,
-            seq,
-            &serde_json::to_value(e).expect("json"),
-            e.version(),
-        )
-        .await;
-    }
+    append_history(
+        &s.db.pool,
+        AggregateKind::Order,
+        &order,
+        &order_events,
+        OrderEvent::version,
+    )
+    .await;
     let delivery = DeliveryId::new_random().to_string();
     let delivery_events = [
         DeliveryEvent::PickupConfirmed(PickupConfirmed {
@@ -743,18 +723,14 @@ async fn consumers_get_envelopes_and_headers_matching_the_checked_in_schemas() {
             completed_at: now,
         }),
     ];
-    for (i, e) in delivery_events.iter().enumerate() {
-        let seq = i64::try_from(i).expect("small") + 1;
-        append(
-            &s.db.pool,
-            AggregateKind::Delivery,
-            &delivery,
-            seq,
-            &serde_json::to_value(e).expect("json"),
-            e.version(),
-        )
-        .await;
-    }
+    append_history(
+        &s.db.pool,
+        AggregateKind::Delivery,
+        &delivery,
+        &delivery_events,
+        DeliveryEvent::version,
+    )
+    .await;
 
     let relay = spawn_relay(s.config(), s.db.pool.clone());
     let store = stored(&s.db.pool).await;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ordertrail_commands::retention::{self, PolicyError, RetentionPolicy};
-use ordertrail_commands::service::{CommandContext, CommandError, CommandService, IdempotencyKey};
+use ordertrail_commands::service::{
+    CommandContext, CommandError, CommandOutcome, CommandService, IdempotencyKey,
+};
 use ordertrail_domain::SimulatedProvider;
 use ordertrail_schemas::CustomerId;
 use ordertrail_testkit::pg::TestDatabase;
@@ -30,6 +32,16 @@ fn keyed(customer_id: CustomerId, key: &str) -> CommandContext {
         key: key.into(),
         request_hash: "h".into(),
     })
+}
+
+/// `customer_id`'s Berlin card order, sent with the idempotency key `key`.
+async fn place_keyed(
+    service: &CommandService,
+    customer_id: CustomerId,
+    key: &str,
+) -> Result<CommandOutcome, CommandError> {
+    let order = berlin_order(customer_id, card("tok_visa"));
+    service.run(&keyed(customer_id, key), order).await
 }
 
 async fn scalar(pool: &PgPool, sql: &str) -> i64 {
@@ -84,18 +96,10 @@ async fn a_retry_inside_the_window_gets_its_first_answer_and_older_rows_are_prun
     let pool = &db.pool;
     let old_customer = CustomerId::new_random();
     let recent_customer = CustomerId::new_random();
-    let old = service
-        .run(
-            &keyed(old_customer, "old"),
-            berlin_order(old_customer, card("tok_visa")),
-        )
+    let old = place_keyed(&service, old_customer, "old")
         .await
         .expect("old order");
-    let recent = service
-        .run(
-            &keyed(recent_customer, "recent"),
-            berlin_order(recent_customer, card("tok_visa")),
-        )
+    let recent = place_keyed(&service, recent_customer, "recent")
         .await
         .expect("recent order");
     let (old_command, recent_command) = (
@@ -138,11 +142,7 @@ async fn a_retry_inside_the_window_gets_its_first_answer_and_older_rows_are_prun
 
     // Inside the window: the same key gets the first answer, nothing appended.
     let events_before = scalar(pool, "SELECT count(*) FROM events").await;
-    let again = service
-        .run(
-            &keyed(recent_customer, "recent"),
-            berlin_order(recent_customer, card("tok_visa")),
-        )
+    let again = place_keyed(&service, recent_customer, "recent")
         .await
         .expect("retry");
     assert!(again.replayed);
@@ -157,12 +157,7 @@ async fn a_retry_inside_the_window_gets_its_first_answer_and_older_rows_are_prun
     // answers: no first answer, but nothing appended twice either, because
     // the order id derives from the command id and the aggregate refuses a
     // second OrderPlaced (409).
-    let late = service
-        .run(
-            &keyed(old_customer, "old"),
-            berlin_order(old_customer, card("tok_visa")),
-        )
-        .await;
+    let late = place_keyed(&service, old_customer, "old").await;
     assert!(
         matches!(late, Err(CommandError::Conflict { .. })),
         "{late:?}"
@@ -183,10 +178,7 @@ async fn the_command_log_stays_while_the_saga_could_still_resend_its_commands() 
     let (db, service) = service().await;
     let pool = &db.pool;
     let c = CustomerId::new_random();
-    service
-        .run(&keyed(c, "k"), berlin_order(c, card("tok_visa")))
-        .await
-        .expect("order");
+    place_keyed(&service, c, "k").await.expect("order");
     exec(
         pool,
         "UPDATE command_log SET recorded_at = now() - interval '30 days'",
@@ -194,11 +186,7 @@ async fn the_command_log_stays_while_the_saga_could_still_resend_its_commands() 
     .await;
     // A later command, so the saga's position can lie past the first one.
     let later = CustomerId::new_random();
-    service
-        .run(
-            &keyed(later, "later"),
-            berlin_order(later, card("tok_visa")),
-        )
+    place_keyed(&service, later, "later")
         .await
         .expect("later order");
     let policy = RetentionPolicy::default();
@@ -239,10 +227,7 @@ async fn only_old_fired_timers_behind_the_saga_are_pruned() {
     let (db, service) = service().await;
     let pool = &db.pool;
     let c = CustomerId::new_random();
-    service
-        .run(&keyed(c, "k"), berlin_order(c, card("tok_visa")))
-        .await
-        .expect("order");
+    place_keyed(&service, c, "k").await.expect("order");
     saga_at_head(pool).await;
     exec(
         pool,

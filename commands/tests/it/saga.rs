@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use ordertrail_commands::provider_ledger::RecordingProvider;
-use ordertrail_commands::relay::{self, RelayConfig};
+use ordertrail_commands::relay;
 use ordertrail_commands::saga::{self, SagaConfig};
 use ordertrail_commands::service::{CommandContext, CommandService};
 use ordertrail_domain::delivery::{AssignRider, CompleteDelivery, ConfirmPickup, FailDelivery};
@@ -30,50 +30,16 @@ use ordertrail_testkit::eventually;
 use ordertrail_testkit::kafka::TestKafka;
 use ordertrail_testkit::pg::TestDatabase;
 use serde_json::Value;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::support::{berlin_order, card, customer, ops, restaurant, rider, rider_n};
+use crate::support::{
+    PARTITIONS, Running, berlin_order, card, customer, ops, relay_config, restaurant, rider,
+    rider_n, stopped,
+};
 
-const PARTITIONS: i32 = 3;
 const WAIT: Duration = Duration::from_secs(60);
 
 // ------------------------------------------------------------------ harness
-
-/// A task running `relay::run` or `saga::run`, stoppable gracefully or
-/// abortable (a crash: the future is dropped wherever it was).
-pub(crate) struct Running<E> {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), E>>,
-}
-
-impl<E: std::fmt::Debug> Running<E> {
-    async fn kill(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
-
-    pub(crate) async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let result = tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("task stops");
-        result.expect("task joins").expect("task ran cleanly");
-    }
-}
-
-fn stop_channel() -> (
-    oneshot::Sender<()>,
-    impl Future<Output = ()> + Send + 'static,
-) {
-    let (tx, rx) = oneshot::channel::<()>();
-    (tx, async move {
-        let _ = rx.await;
-    })
-}
 
 pub(crate) struct Env {
     pub(crate) db: TestDatabase,
@@ -108,17 +74,9 @@ impl Env {
             .expect("seed");
         let kafka = TestKafka::start();
         kafka.create_topics(&all_topics(&kafka.prefix), PARTITIONS);
-        let mut relay_config = RelayConfig::new(kafka.bootstrap.clone(), kafka.prefix.clone());
-        relay_config.topic_partitions = PARTITIONS;
-        relay_config.topic_replication_factor = 1;
-        relay_config.poll_interval = Duration::from_millis(50);
-        relay_config.delivery_timeout = Duration::from_secs(5);
-        relay_config.max_backoff = Duration::from_millis(500);
-        let (stop, stopped) = stop_channel();
-        let relay = Running {
-            stop: Some(stop),
-            task: tokio::spawn(relay::run(relay_config, db.pool.clone(), stopped)),
-        };
+        let relay_config = relay_config(&kafka, Duration::from_millis(50), Duration::from_secs(5));
+        let pool = db.pool.clone();
+        let relay = Running::spawn(|signal| relay::run(relay_config, pool, stopped(signal)));
         let mut saga_config = SagaConfig::new(
             kafka.bootstrap.clone(),
             kafka.prefix.clone(),
@@ -158,11 +116,8 @@ impl Env {
             .clone()
             .unwrap_or_else(|| RecordingProvider::simulated(self.db.pool.clone()));
         let service = CommandService::new(self.db.pool.clone(), provider);
-        let (stop, stopped) = stop_channel();
-        Running {
-            stop: Some(stop),
-            task: tokio::spawn(saga::run(self.saga_config.clone(), service, stopped)),
-        }
+        let config = self.saga_config.clone();
+        Running::spawn(|signal| saga::run(config, service, stopped(signal)))
     }
 
     // -------------------------------------------------------- client calls
@@ -177,6 +132,13 @@ impl Env {
 
     pub(crate) async fn place_card(&self, token: &str) -> OrderId {
         self.place(card(token)).await
+    }
+
+    /// A card order placed with `token`, once the saga has confirmed it.
+    pub(crate) async fn confirmed_card_order(&self, token: &str) -> OrderId {
+        let order_id = self.place_card(token).await;
+        self.wait_order(order_id, OrderStatus::Confirmed).await;
+        order_id
     }
 
     async fn order_cmd(&self, actor: Actor, order_id: OrderId, command: OrderCommand) {
@@ -238,13 +200,24 @@ impl Env {
     /// Restaurant accepts, the saga requests the delivery, a rider takes it,
     /// picks up (the saga marks the order picked up) and hands it over.
     pub(crate) async fn run_delivery(&self, order_id: OrderId, rider_id: RiderId) {
+        self.accept_and_pick_up(order_id, rider_id).await;
+        self.wait_order(order_id, OrderStatus::PickedUp).await;
+        self.complete(order_id, rider_id).await;
+    }
+
+    /// Restaurant accepts; `rider_id` takes the delivery the saga requests
+    /// and picks it up.
+    async fn accept_and_pick_up(&self, order_id: OrderId, rider_id: RiderId) {
         self.accept(order_id).await;
+        self.rider_takes(order_id, rider_id).await;
+        self.pick_up(order_id, rider_id).await;
+    }
+
+    /// Once the saga has requested the delivery, `rider_id` takes it.
+    async fn rider_takes(&self, order_id: OrderId, rider_id: RiderId) {
         self.wait_delivery(order_id, DeliveryStatus::Requested)
             .await;
         self.assign(order_id, rider_id).await;
-        self.pick_up(order_id, rider_id).await;
-        self.wait_order(order_id, OrderStatus::PickedUp).await;
-        self.complete(order_id, rider_id).await;
     }
 
     // -------------------------------------------------------- observations
@@ -330,6 +303,42 @@ impl Env {
         )
     }
 
+    /// Assert the event types of `order_id`'s order, payment and delivery, in order.
+    async fn assert_history(
+        &self,
+        order_id: OrderId,
+        order: &[&str],
+        payment: &[&str],
+        delivery: &[&str],
+    ) {
+        let (order_events, payment_events, delivery_events) = self.history(order_id).await;
+        assert_eq!(order_events, order, "order events of {order_id}");
+        assert_eq!(payment_events, payment, "payment events of {order_id}");
+        assert_eq!(delivery_events, delivery, "delivery events of {order_id}");
+    }
+
+    /// The saga's cancellation of `order_id`: asserts its `reason` and that
+    /// the system cancelled; returns the event's metadata.
+    async fn cancelled_by_saga(&self, order_id: OrderId, reason: &str) -> EventMetadata {
+        let (_, payload, meta) = self.event("Order", order_id, "OrderCancelled").await;
+        assert_eq!(payload["reason"], reason, "{payload}");
+        assert_eq!(payload["cancelled_by"], "system", "{payload}");
+        meta
+    }
+
+    /// Wait until one of `orders` has reached `status`.
+    async fn wait_any_order(&self, orders: &[OrderId], status: OrderStatus) {
+        eventually(&format!("a first order {status}"), WAIT, || async {
+            for order in orders {
+                if self.order(*order).await.status() == Some(status) {
+                    return Some(());
+                }
+            }
+            None
+        })
+        .await;
+    }
+
     /// One event's payload and metadata.
     async fn event(
         &self,
@@ -391,9 +400,13 @@ impl Env {
         &self,
         kind: &str,
         aggregate_id: impl ToString,
-        want: Vec<(i32, Option<String>)>,
+        want: &[(i32, Option<&str>)],
     ) {
         let id = aggregate_id.to_string();
+        let want: Vec<(i32, Option<String>)> = want
+            .iter()
+            .map(|(attempt, outcome)| (*attempt, outcome.map(str::to_owned)))
+            .collect();
         let reached = tokio::time::timeout(WAIT, async {
             loop {
                 if self.timers(kind, &id).await == want {
@@ -438,6 +451,12 @@ const COMPLETED_DELIVERY: &[&str] = &[
     "PickupConfirmed",
     "DeliveryCompleted",
 ];
+/// Payment histories.
+const CAPTURED: &[&str] = &["PaymentAuthorized", "PaymentCaptured"];
+const VOIDED: &[&str] = &["PaymentAuthorized", "PaymentVoided"];
+const CASH: &[&str] = &["CashCollected"];
+/// No events at all (no delivery was requested).
+const NOTHING: &[&str] = &[];
 
 // ------------------------------------------------------------------ happy paths
 
@@ -454,10 +473,8 @@ async fn card_order_runs_to_delivered_and_captured() {
     let payment = env.wait_payment(order_id, PaymentStatus::Captured).await;
     assert_eq!(payment.authorized_amount(), Some(total));
     assert_eq!(payment.captured_amount(), Some(total));
-    let (order, payments, delivery) = env.history(order_id).await;
-    assert_eq!(order, strings(DELIVERED_ORDER));
-    assert_eq!(payments, strings(&["PaymentAuthorized", "PaymentCaptured"]));
-    assert_eq!(delivery, strings(COMPLETED_DELIVERY));
+    env.assert_history(order_id, DELIVERED_ORDER, CAPTURED, COMPLETED_DELIVERY)
+        .await;
 
     // The saga's commands: actor saga/system, causation = the causing event,
     // correlation carried on, command id = v5(event id, action).
@@ -513,10 +530,8 @@ async fn cash_order_runs_to_delivered_and_cash_collected() {
         .await;
     assert_eq!(payment.collected_amount(), Some(total));
     assert_eq!(payment.collected_by(), Some(rider_n(2)));
-    let (order, payments, delivery) = env.history(order_id).await;
-    assert_eq!(order, strings(DELIVERED_ORDER));
-    assert_eq!(payments, strings(&["CashCollected"]));
-    assert_eq!(delivery, strings(COMPLETED_DELIVERY));
+    env.assert_history(order_id, DELIVERED_ORDER, CASH, COMPLETED_DELIVERY)
+        .await;
     saga.stop().await;
 }
 
@@ -527,32 +542,31 @@ async fn declined_card_cancels_the_order_with_the_reason() {
     let (env, saga) = Env::start(|_| {}).await;
     let order_id = env.place_card("tok_declined").await;
     env.wait_order(order_id, OrderStatus::Cancelled).await;
-    let (_, payload, meta) = env.event("Order", order_id, "OrderCancelled").await;
-    assert_eq!(payload["reason"], "payment declined: card_declined");
-    assert_eq!(payload["cancelled_by"], "system");
+    let meta = env
+        .cancelled_by_saga(order_id, "payment declined: card_declined")
+        .await;
     assert_eq!(meta.actor.subject, "saga");
-    let (order, payments, delivery) = env.history(order_id).await;
-    assert_eq!(order, strings(&["OrderPlaced", "OrderCancelled"]));
     // Nothing was authorized, so nothing is held.
-    assert_eq!(payments, strings(&["PaymentDeclined"]));
-    assert!(delivery.is_empty());
+    env.assert_history(
+        order_id,
+        &["OrderPlaced", "OrderCancelled"],
+        &["PaymentDeclined"],
+        NOTHING,
+    )
+    .await;
     saga.stop().await;
 }
 
 #[tokio::test]
 async fn flaky_provider_is_retried_from_stored_attempts_until_authorized() {
     let (env, saga) = Env::start(|_| {}).await;
-    let order_id = env.place_card("tok_flaky_2").await;
-    env.wait_order(order_id, OrderStatus::Confirmed).await;
+    let order_id = env.confirmed_card_order("tok_flaky_2").await;
     env.wait_payment(order_id, PaymentStatus::Authorized).await;
     // First attempt on OrderPlaced, then two stored retries; the second succeeded.
     env.wait_timers(
         "authorize_retry",
         order_id,
-        vec![
-            (1, Some("retry_scheduled".to_owned())),
-            (2, Some("provider_answered".to_owned())),
-        ],
+        &[(1, Some("retry_scheduled")), (2, Some("provider_answered"))],
     )
     .await;
     let (_, payments, _) = env.history(order_id).await;
@@ -565,21 +579,14 @@ async fn unavailable_provider_cancels_the_order_after_the_retry_limit() {
     let (env, saga) = Env::start(|c| c.payment_retry_limit = 2).await;
     let order_id = env.place_card("tok_unavailable").await;
     env.wait_order(order_id, OrderStatus::Cancelled).await;
-    let (_, payload, _) = env.event("Order", order_id, "OrderCancelled").await;
-    assert_eq!(
-        payload["reason"],
-        "payment provider unavailable after 3 attempts"
-    );
-    assert_eq!(payload["cancelled_by"], "system");
+    env.cancelled_by_saga(order_id, "payment provider unavailable after 3 attempts")
+        .await;
     // The timer that cancelled is marked fired after its command committed:
     // wait for that mark instead of racing it.
     env.wait_timers(
         "authorize_retry",
         order_id,
-        vec![
-            (1, Some("retry_scheduled".to_owned())),
-            (2, Some("order_cancelled".to_owned())),
-        ],
+        &[(1, Some("retry_scheduled")), (2, Some("order_cancelled"))],
     )
     .await;
     let (order, payments, _) = env.history(order_id).await;
@@ -596,21 +603,20 @@ async fn unavailable_provider_cancels_the_order_after_the_retry_limit() {
 #[tokio::test]
 async fn restaurant_rejection_voids_the_authorization() {
     let (env, saga) = Env::start(|_| {}).await;
-    let order_id = env.place_card("tok_visa").await;
-    env.wait_order(order_id, OrderStatus::Confirmed).await;
+    let order_id = env.confirmed_card_order("tok_visa").await;
     let reject = RejectOrder {
         reason: "kitchen closed early".into(),
         now: Utc::now(),
     };
     env.order_cmd(restaurant(), order_id, reject.into()).await;
     env.wait_payment(order_id, PaymentStatus::Voided).await;
-    let (order, payments, delivery) = env.history(order_id).await;
-    assert_eq!(
-        order,
-        strings(&["OrderPlaced", "OrderConfirmed", "OrderRejected"])
-    );
-    assert_eq!(payments, strings(&["PaymentAuthorized", "PaymentVoided"]));
-    assert!(delivery.is_empty());
+    env.assert_history(
+        order_id,
+        &["OrderPlaced", "OrderConfirmed", "OrderRejected"],
+        VOIDED,
+        NOTHING,
+    )
+    .await;
     saga.stop().await;
 }
 
@@ -637,8 +643,7 @@ async fn cancellations_release_the_money_and_the_delivery() {
 
     env.wait_order(by_ops, OrderStatus::Confirmed).await;
     env.accept(by_ops).await;
-    env.wait_delivery(by_ops, DeliveryStatus::Requested).await;
-    env.assign(by_ops, rider_n(3)).await;
+    env.rider_takes(by_ops, rider_n(3)).await;
     let cancel = CancelOrder {
         reason: "restaurant out of stock".into(),
         by: ActorRole::Ops,
@@ -649,28 +654,25 @@ async fn cancellations_release_the_money_and_the_delivery() {
     env.wait_payment(by_customer, PaymentStatus::Voided).await;
     env.wait_payment(by_ops, PaymentStatus::Voided).await;
     env.wait_delivery(by_ops, DeliveryStatus::Cancelled).await;
-    let (order, payments, delivery) = env.history(by_customer).await;
-    assert_eq!(
-        order,
-        strings(&["OrderPlaced", "OrderConfirmed", "OrderCancelled"])
-    );
-    assert_eq!(payments, strings(&["PaymentAuthorized", "PaymentVoided"]));
-    assert!(delivery.is_empty());
-    let (order, payments, delivery) = env.history(by_ops).await;
-    assert_eq!(
-        order,
-        strings(&[
+    env.assert_history(
+        by_customer,
+        &["OrderPlaced", "OrderConfirmed", "OrderCancelled"],
+        VOIDED,
+        NOTHING,
+    )
+    .await;
+    env.assert_history(
+        by_ops,
+        &[
             "OrderPlaced",
             "OrderConfirmed",
             "OrderAccepted",
-            "OrderCancelled"
-        ])
-    );
-    assert_eq!(payments, strings(&["PaymentAuthorized", "PaymentVoided"]));
-    assert_eq!(
-        delivery,
-        strings(&["DeliveryRequested", "RiderAssigned", "DeliveryCancelled"])
-    );
+            "OrderCancelled",
+        ],
+        VOIDED,
+        &["DeliveryRequested", "RiderAssigned", "DeliveryCancelled"],
+    )
+    .await;
     let (_, payload, _) = env
         .event(
             "Delivery",
@@ -688,12 +690,8 @@ async fn cancellations_release_the_money_and_the_delivery() {
 #[tokio::test]
 async fn failed_delivery_after_pickup_cancels_the_order_and_voids_the_payment() {
     let (env, saga) = Env::start(|_| {}).await;
-    let order_id = env.place_card("tok_visa").await;
-    env.wait_order(order_id, OrderStatus::Confirmed).await;
-    env.accept(order_id).await;
-    env.wait_delivery(order_id, DeliveryStatus::Requested).await;
-    env.assign(order_id, rider_n(4)).await;
-    env.pick_up(order_id, rider_n(4)).await;
+    let order_id = env.confirmed_card_order("tok_visa").await;
+    env.accept_and_pick_up(order_id, rider_n(4)).await;
     env.wait_order(order_id, OrderStatus::PickedUp).await;
     let fail = FailDelivery {
         reason: "customer not at the address".into(),
@@ -703,33 +701,26 @@ async fn failed_delivery_after_pickup_cancels_the_order_and_voids_the_payment() 
 
     env.wait_order(order_id, OrderStatus::Cancelled).await;
     env.wait_payment(order_id, PaymentStatus::Voided).await;
-    let (_, payload, _) = env.event("Order", order_id, "OrderCancelled").await;
-    assert_eq!(
-        payload["reason"],
-        "delivery failed: customer not at the address"
-    );
-    assert_eq!(payload["cancelled_by"], "system");
-    let (order, payments, delivery) = env.history(order_id).await;
-    assert_eq!(
-        order,
-        strings(&[
+    env.cancelled_by_saga(order_id, "delivery failed: customer not at the address")
+        .await;
+    env.assert_history(
+        order_id,
+        &[
             "OrderPlaced",
             "OrderConfirmed",
             "OrderAccepted",
             "OrderPickedUp",
-            "OrderCancelled"
-        ])
-    );
-    assert_eq!(payments, strings(&["PaymentAuthorized", "PaymentVoided"]));
-    assert_eq!(
-        delivery,
-        strings(&[
+            "OrderCancelled",
+        ],
+        VOIDED,
+        &[
             "DeliveryRequested",
             "RiderAssigned",
             "PickupConfirmed",
-            "DeliveryFailed"
-        ])
-    );
+            "DeliveryFailed",
+        ],
+    )
+    .await;
     saga.stop().await;
 }
 
@@ -738,8 +729,7 @@ async fn failed_delivery_after_pickup_cancels_the_order_and_voids_the_payment() 
 #[tokio::test]
 async fn order_not_accepted_in_time_is_cancelled_even_across_a_restart() {
     let (env, saga) = Env::start(|c| c.accept_timeout = Duration::from_secs(2)).await;
-    let order_id = env.place_card("tok_visa").await;
-    env.wait_order(order_id, OrderStatus::Confirmed).await;
+    let order_id = env.confirmed_card_order("tok_visa").await;
     // The timeout is stored: a saga restarted meanwhile still fires it.
     eventually("the accept timeout stored", WAIT, || async {
         (env.timers("accept_timeout", order_id).await == vec![(0, None)]).then_some(())
@@ -750,19 +740,12 @@ async fn order_not_accepted_in_time_is_cancelled_even_across_a_restart() {
 
     env.wait_order(order_id, OrderStatus::Cancelled).await;
     env.wait_payment(order_id, PaymentStatus::Voided).await;
-    let (_, payload, meta) = env.event("Order", order_id, "OrderCancelled").await;
-    assert_eq!(
-        payload["reason"],
-        "not accepted by the restaurant within 2 s"
-    );
-    assert_eq!(payload["cancelled_by"], "system");
+    let meta = env
+        .cancelled_by_saga(order_id, "not accepted by the restaurant within 2 s")
+        .await;
     assert_eq!(meta.actor.subject, "saga");
-    env.wait_timers(
-        "accept_timeout",
-        order_id,
-        vec![(0, Some("order_cancelled".to_owned()))],
-    )
-    .await;
+    env.wait_timers("accept_timeout", order_id, &[(0, Some("order_cancelled"))])
+        .await;
     let (_, payments, _) = env.history(order_id).await;
     assert_eq!(payments, strings(&["PaymentAuthorized", "PaymentVoided"]));
     saga.stop().await;
@@ -771,8 +754,7 @@ async fn order_not_accepted_in_time_is_cancelled_even_across_a_restart() {
 #[tokio::test]
 async fn delivery_without_rider_in_time_is_flagged_for_ops_and_can_still_be_taken() {
     let (env, saga) = Env::start(|c| c.assign_timeout = Duration::from_secs(1)).await;
-    let order_id = env.place_card("tok_visa").await;
-    env.wait_order(order_id, OrderStatus::Confirmed).await;
+    let order_id = env.confirmed_card_order("tok_visa").await;
     env.accept(order_id).await;
     let delivery_id = DeliveryId::for_order(order_id);
     eventually("the delivery flagged", WAIT, || async {
@@ -804,7 +786,7 @@ async fn delivery_without_rider_in_time_is_flagged_for_ops_and_can_still_be_take
     env.wait_timers(
         "assign_timeout",
         delivery_id,
-        vec![(0, Some("delivery_flagged".to_owned()))],
+        &[(0, Some("delivery_flagged"))],
     )
     .await;
     saga.stop().await;
@@ -869,15 +851,7 @@ async fn killing_the_saga_mid_flow_changes_nothing_in_the_outcome() {
     orders.push(env.place(PaymentMethod::Cash).await);
     // Kill it as soon as it has made some progress: the other orders are
     // somewhere in between.
-    eventually("a first order confirmed", WAIT, || async {
-        for order in &orders {
-            if env.order(*order).await.status() == Some(OrderStatus::Confirmed) {
-                return Some(());
-            }
-        }
-        None
-    })
-    .await;
+    env.wait_any_order(&orders, OrderStatus::Confirmed).await;
     saga.kill().await;
 
     let saga = env.start_saga();
@@ -887,41 +861,28 @@ async fn killing_the_saga_mid_flow_changes_nothing_in_the_outcome() {
     }
     for (n, order) in orders.iter().enumerate() {
         let rider_id = rider_n(n as u128 + 1);
-        env.wait_delivery(*order, DeliveryStatus::Requested).await;
-        env.assign(*order, rider_id).await;
+        env.rider_takes(*order, rider_id).await;
         env.pick_up(*order, rider_id).await;
         env.wait_order(*order, OrderStatus::PickedUp).await;
         env.complete(*order, rider_id).await;
     }
     // Kill it again as soon as one order is delivered, before or after its
     // payment was taken.
-    eventually("a first order delivered", WAIT, || async {
-        for order in &orders {
-            if env.order(*order).await.status() == Some(OrderStatus::Delivered) {
-                return Some(());
-            }
-        }
-        None
-    })
-    .await;
+    env.wait_any_order(&orders, OrderStatus::Delivered).await;
     saga.kill().await;
 
     let saga = env.start_saga();
     for order in &orders[..3] {
         env.wait_order(*order, OrderStatus::Delivered).await;
         env.wait_payment(*order, PaymentStatus::Captured).await;
-        let (o, p, d) = env.history(*order).await;
-        assert_eq!(o, strings(DELIVERED_ORDER));
-        assert_eq!(p, strings(&["PaymentAuthorized", "PaymentCaptured"]));
-        assert_eq!(d, strings(COMPLETED_DELIVERY));
+        env.assert_history(*order, DELIVERED_ORDER, CAPTURED, COMPLETED_DELIVERY)
+            .await;
     }
     let cash = orders[3];
     env.wait_order(cash, OrderStatus::Delivered).await;
     env.wait_payment(cash, PaymentStatus::CashCollected).await;
-    let (o, p, d) = env.history(cash).await;
-    assert_eq!(o, strings(DELIVERED_ORDER));
-    assert_eq!(p, strings(&["CashCollected"]));
-    assert_eq!(d, strings(COMPLETED_DELIVERY));
+    env.assert_history(cash, DELIVERED_ORDER, CASH, COMPLETED_DELIVERY)
+        .await;
     // Once everything is handled, nothing more appears.
     env.wait_saga_caught_up().await;
     let events = env.event_count().await;

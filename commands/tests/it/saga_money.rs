@@ -77,6 +77,11 @@ impl SwitchableProvider {
         }
     }
 
+    /// [`Self::set`] for the payment of `order_id`.
+    fn set_payment(set: &Mutex<HashSet<String>>, order_id: OrderId, on: bool) {
+        Self::set(set, PaymentId::for_order(order_id).to_string(), on);
+    }
+
     fn has(set: &Mutex<HashSet<String>>, key: &str) -> bool {
         set.lock().expect("switch").contains(key)
     }
@@ -341,8 +346,7 @@ impl Env {
 #[tokio::test]
 async fn a_refused_void_is_an_event_retried_with_back_off_until_the_provider_voids() {
     let (env, saga, provider) = start_switchable(|_| {}).await;
-    let a = env.place_card(test_tokens::VISA).await;
-    env.wait_order(a, OrderStatus::Confirmed).await;
+    let a = env.confirmed_card_order(test_tokens::VISA).await;
     SwitchableProvider::refuse(
         &provider.voids_refused,
         PaymentId::for_order(a).to_string(),
@@ -369,10 +373,7 @@ async fn a_refused_void_is_an_event_retried_with_back_off_until_the_provider_voi
     env.wait_timers(
         "release_retry",
         a,
-        vec![
-            (1, Some("released".to_owned())),
-            (2, Some("released".to_owned())),
-        ],
+        &[(1, Some("released")), (2, Some("released"))],
     )
     .await;
     assert_eq!(env.provider_operations(a, "void").await, 1);
@@ -403,7 +404,7 @@ async fn a_refused_refund_is_an_event_retried_until_the_provider_refunds() {
         failed["amount"],
         env.payment_events(a, "PaymentCaptured").await[0]["amount"]
     );
-    env.wait_timers("release_retry", a, vec![(1, Some("released".to_owned()))])
+    env.wait_timers("release_retry", a, &[(1, Some("released"))])
         .await;
     assert_eq!(env.provider_operations(a, "refund").await, 1);
     env.assert_no_silent_hold_after_cancellation().await;
@@ -439,10 +440,7 @@ async fn voids_and_refunds_refused_for_ever_end_in_a_failed_state_given_up_to_op
         env.wait_timers(
             "release_retry",
             order,
-            vec![
-                (1, Some("released".to_owned())),
-                (2, Some("released".to_owned())),
-            ],
+            &[(1, Some("released")), (2, Some("released"))],
         )
         .await;
     }
@@ -479,8 +477,7 @@ async fn a_provider_outage_for_one_order_never_delays_another_and_it_completes_a
     let card_a = payment_method_ref(test_tokens::MASTERCARD);
     SwitchableProvider::set(&provider.cards_down, card_a.clone(), true);
     let a = env.place_card(test_tokens::MASTERCARD).await;
-    let b = env.place_card(test_tokens::VISA).await;
-    env.wait_order(b, OrderStatus::Confirmed).await;
+    let b = env.confirmed_card_order(test_tokens::VISA).await;
     eventually("A's authorization retries are stored", WAIT, || async {
         (env.timers("authorize_retry", a).await.len() >= 2).then_some(())
     })
@@ -528,13 +525,8 @@ async fn a_provider_outage_for_one_order_never_delays_another_and_it_completes_a
 #[tokio::test]
 async fn a_void_whose_answer_is_lost_is_retried_from_a_stored_timer_and_voids_once() {
     let (env, saga, provider) = start_switchable(|_| {}).await;
-    let a = env.place_card(test_tokens::VISA).await;
-    env.wait_order(a, OrderStatus::Confirmed).await;
-    SwitchableProvider::set(
-        &provider.answers_lost,
-        PaymentId::for_order(a).to_string(),
-        true,
-    );
+    let a = env.confirmed_card_order(test_tokens::VISA).await;
+    SwitchableProvider::set_payment(&provider.answers_lost, a, true);
     let reject = RejectOrder {
         reason: "kitchen closed".into(),
         now: Utc::now(),
@@ -545,13 +537,8 @@ async fn a_void_whose_answer_is_lost_is_retried_from_a_stored_timer_and_voids_on
     })
     .await;
     // Meanwhile another order flows.
-    let b = env.place_card(test_tokens::VISA).await;
-    env.wait_order(b, OrderStatus::Confirmed).await;
-    SwitchableProvider::set(
-        &provider.answers_lost,
-        PaymentId::for_order(a).to_string(),
-        false,
-    );
+    env.confirmed_card_order(test_tokens::VISA).await;
+    SwitchableProvider::set_payment(&provider.answers_lost, a, false);
     env.wait_payment(a, PaymentStatus::Voided).await;
     let voids: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM simulated_provider_operations WHERE operation = 'void' AND payment_id = $1",
@@ -567,13 +554,8 @@ async fn a_void_whose_answer_is_lost_is_retried_from_a_stored_timer_and_voids_on
 #[tokio::test]
 async fn refused_captures_are_events_retried_with_back_off_then_given_up_to_ops() {
     let (env, saga, provider) = start_switchable(|_| {}).await;
-    let a = env.place_card(test_tokens::VISA).await;
-    env.wait_order(a, OrderStatus::Confirmed).await;
-    SwitchableProvider::set(
-        &provider.captures_refused,
-        PaymentId::for_order(a).to_string(),
-        true,
-    );
+    let a = env.confirmed_card_order(test_tokens::VISA).await;
+    SwitchableProvider::set_payment(&provider.captures_refused, a, true);
     env.run_delivery(a, rider_n(1)).await;
     env.wait_order(a, OrderStatus::Delivered).await;
     env.wait_payment(a, PaymentStatus::CaptureFailed).await;
@@ -602,10 +584,7 @@ async fn refused_captures_are_events_retried_with_back_off_then_given_up_to_ops(
     env.wait_timers(
         "capture_retry",
         a,
-        vec![
-            (1, Some("capture_sent".to_owned())),
-            (2, Some("capture_sent".to_owned())),
-        ],
+        &[(1, Some("capture_sent")), (2, Some("capture_sent"))],
     )
     .await;
     assert_eq!(env.provider_captures(a).await, 0);
@@ -626,8 +605,7 @@ async fn refused_captures_are_events_retried_with_back_off_then_given_up_to_ops(
 #[tokio::test]
 async fn a_capture_repeated_with_its_command_id_is_charged_once() {
     let (env, saga) = Env::start(|_| {}).await;
-    let a = env.place_card(test_tokens::VISA).await;
-    env.wait_order(a, OrderStatus::Confirmed).await;
+    let a = env.confirmed_card_order(test_tokens::VISA).await;
     let payment_id = PaymentId::for_order(a);
     let payment = env.payment(a).await.expect("payment");
     let amount = payment.authorized_amount().expect("authorized");
@@ -697,11 +675,9 @@ async fn a_rider_who_does_not_pick_up_in_time_loses_the_delivery_which_is_flagge
         c.assign_timeout = Duration::from_millis(1_500);
     })
     .await;
-    let a = env.place_card(test_tokens::VISA).await;
-    env.wait_order(a, OrderStatus::Confirmed).await;
+    let a = env.confirmed_card_order(test_tokens::VISA).await;
     env.accept(a).await;
-    env.wait_delivery(a, DeliveryStatus::Requested).await;
-    env.assign(a, rider_n(1)).await;
+    env.rider_takes(a, rider_n(1)).await;
     let events = eventually(
         "the rider is taken off and the delivery flagged again",
         WAIT,
@@ -739,7 +715,7 @@ async fn a_rider_who_does_not_pick_up_in_time_loses_the_delivery_which_is_flagge
     env.wait_timers(
         "pickup_timeout",
         DeliveryId::for_order(a),
-        vec![(0, Some("rider_unassigned".to_owned()))],
+        &[(0, Some("rider_unassigned"))],
     )
     .await;
     saga.stop().await;
@@ -751,12 +727,8 @@ async fn a_delivery_not_completed_in_time_is_flagged_and_can_still_complete() {
         c.completion_timeout = Duration::from_millis(800);
     })
     .await;
-    let a = env.place_card(test_tokens::VISA).await;
-    env.wait_order(a, OrderStatus::Confirmed).await;
-    env.accept(a).await;
-    env.wait_delivery(a, DeliveryStatus::Requested).await;
-    env.assign(a, rider_n(1)).await;
-    env.pick_up(a, rider_n(1)).await;
+    let a = env.confirmed_card_order(test_tokens::VISA).await;
+    env.accept_and_pick_up(a, rider_n(1)).await;
     let flagged = eventually("the overdue delivery is flagged", WAIT, || async {
         env.delivery_events(a)
             .await
@@ -774,7 +746,7 @@ async fn a_delivery_not_completed_in_time_is_flagged_and_can_still_complete() {
     env.wait_timers(
         "completion_timeout",
         DeliveryId::for_order(a),
-        vec![(0, Some("delivery_flagged".to_owned()))],
+        &[(0, Some("delivery_flagged"))],
     )
     .await;
     env.wait_order(a, OrderStatus::PickedUp).await;

@@ -1,12 +1,83 @@
-//! Fixtures shared by the commands crate's integration tests: actors and the
-//! Berlin order every write-side test places.
+//! Fixtures shared by the commands crate's integration tests: actors, the
+//! Berlin order every write-side test places, and the relay or saga running
+//! as a task.
 
+use std::future::Future;
+use std::time::Duration;
+
+use ordertrail_commands::relay::RelayConfig;
 use ordertrail_commands::workflows::PlaceOrder;
 use ordertrail_launcher::seed::seed_ids;
 use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
 use ordertrail_schemas::{
     Actor, ActorRole, CustomerId, GeoPoint, MenuItemId, RestaurantId, RiderId,
 };
+use ordertrail_testkit::kafka::TestKafka;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Partitions of every test topic.
+pub(crate) const PARTITIONS: i32 = 3;
+
+/// The relay's configuration for `kafka`'s topics (`PARTITIONS` each, one
+/// replica), polling the store every `poll_interval`, with short back-off.
+pub(crate) fn relay_config(
+    kafka: &TestKafka,
+    poll_interval: Duration,
+    delivery_timeout: Duration,
+) -> RelayConfig {
+    let mut c = RelayConfig::new(kafka.bootstrap.clone(), kafka.prefix.clone());
+    c.topic_partitions = PARTITIONS;
+    c.topic_replication_factor = 1;
+    c.poll_interval = poll_interval;
+    c.delivery_timeout = delivery_timeout;
+    c.max_backoff = Duration::from_millis(500);
+    c
+}
+
+/// How long a stopping relay or saga may take.
+const STOP_WAIT: Duration = Duration::from_secs(60);
+
+/// A task running `relay::run` or `saga::run`, stoppable gracefully or
+/// abortable (a crash: the future is dropped wherever it was).
+pub(crate) struct Running<E> {
+    stop: Option<oneshot::Sender<()>>,
+    pub(crate) task: JoinHandle<Result<(), E>>,
+}
+
+impl<E: std::fmt::Debug + Send + 'static> Running<E> {
+    /// Spawn `run(shutdown)`; `shutdown` completes when [`Self::stop`] is called.
+    pub(crate) fn spawn<F>(run: impl FnOnce(oneshot::Receiver<()>) -> F) -> Self
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        Self {
+            stop: Some(stop),
+            task: tokio::spawn(run(stopped)),
+        }
+    }
+
+    pub(crate) async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    pub(crate) async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = tokio::time::timeout(STOP_WAIT, self.task)
+            .await
+            .expect("task stops");
+        result.expect("task joins").expect("task ran cleanly");
+    }
+}
+
+/// The shutdown future of a [`Running`] task.
+pub(crate) async fn stopped(signal: oneshot::Receiver<()>) {
+    let _ = signal.await;
+}
 
 pub(crate) fn ops() -> Actor {
     Actor {

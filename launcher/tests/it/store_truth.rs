@@ -44,6 +44,42 @@ const TABLES: [(&str, &str); 10] = [
     ("provider_settlement_days", "provider, day, currency"),
 ];
 
+/// Ops (`ops-store-truth`) sending request `request_id`.
+fn ops_request(request_id: &str) -> CommandContext {
+    CommandContext::new(
+        Actor {
+            subject: "ops-store-truth".into(),
+            role: ActorRole::Ops,
+        },
+        request_id,
+    )
+}
+
+/// Ops refund `amount_minor` EUR cents of `order`'s card payment, for `reason`.
+async fn refund(
+    service: &CommandService,
+    request_id: &str,
+    order: OrderId,
+    amount_minor: i64,
+    reason: &str,
+) {
+    let refund = RefundPayment {
+        amount: Money::new(amount_minor, Currency::EUR),
+        reason: reason.into(),
+        order_price: None,
+        now: Utc::now(),
+    };
+    let refunded = service
+        .execute(
+            &ops_request(request_id),
+            PaymentId::for_order(order),
+            refund.into(),
+        )
+        .await
+        .expect("refund");
+    assert!(refunded.has_event("PaymentRefunded"), "{refunded:?}");
+}
+
 async fn dump_all(pool: &PgPool) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for (table, key) in TABLES {
@@ -79,43 +115,21 @@ async fn rebuild_equals_live_and_verify_reports_tampered_rows_precisely() {
                 .await,
         );
     }
-    let refund = commands
-        .service
-        .execute(
-            &CommandContext::new(
-                Actor {
-                    subject: "ops-store-truth".into(),
-                    role: ActorRole::Ops,
-                },
-                "req-refund",
-            ),
-            PaymentId::for_order(orders[0]),
-            RefundPayment {
-                amount: Money::new(500, Currency::EUR),
-                reason: "cold fries".into(),
-                order_price: None,
-                now: Utc::now(),
-            }
-            .into(),
-        )
-        .await
-        .expect("refund");
-    assert!(refund.has_event("PaymentRefunded"), "{refund:?}");
+    refund(
+        &commands.service,
+        "req-refund",
+        orders[0],
+        500,
+        "cold fries",
+    )
+    .await;
     // A refused capture (PaymentCaptureFailed) is in the models too: the
     // provider refuses a capture whose idempotency key it saw with other
     // parameters.
     let provider = Arc::new(SimulatedProvider::new());
     let service = CommandService::new(pool.clone(), provider.clone());
     let refused = place_card_order(&service).await;
-    let ops = || {
-        CommandContext::new(
-            Actor {
-                subject: "ops-store-truth".into(),
-                role: ActorRole::Ops,
-            },
-            "req-capture",
-        )
-    };
+    let ops = || ops_request("req-capture");
     let payment = PaymentId::for_order(refused);
     let placed = service
         .load_order(refused)
@@ -537,28 +551,14 @@ async fn a_consumer_whose_offsets_point_past_the_end_of_recreated_topics_recover
     })
     .await;
     // New events, on the same partitions and on others, reach every model.
-    let refund = commands
-        .service
-        .execute(
-            &CommandContext::new(
-                Actor {
-                    subject: "ops-store-truth".into(),
-                    role: ActorRole::Ops,
-                },
-                "req-refund-recreated",
-            ),
-            PaymentId::for_order(first),
-            RefundPayment {
-                amount: Money::new(300, Currency::EUR),
-                reason: "late".into(),
-                order_price: None,
-                now: Utc::now(),
-            }
-            .into(),
-        )
-        .await
-        .expect("refund");
-    assert!(refund.has_event("PaymentRefunded"), "{refund:?}");
+    refund(
+        &commands.service,
+        "req-refund-recreated",
+        first,
+        300,
+        "late",
+    )
+    .await;
     let order = commands
         .delivered_card_order(CustomerId(Uuid::new_v4()), RiderId(seed_ids::rider(3)))
         .await;

@@ -15,13 +15,7 @@ async fn rows_and_timelines_follow_orders_payments_and_deliveries() {
     let rider = RiderId::new_random();
     let (script, specs) = scripted_day(restaurant, customer, rider);
     env.produce(&script.envelopes).await;
-    let running = Running::spawn(
-        ProjectorKind::OrderHistory,
-        env.config("history"),
-        env.pool().clone(),
-    );
-    env.caught_up("order_history", &AggregateKind::ALL).await;
-    running.stop().await;
+    env.project(ProjectorKind::OrderHistory, "history").await;
     store_events(env.pool(), &script.envelopes).await;
 
     let detail = |id: OrderId| {
@@ -102,13 +96,8 @@ async fn the_order_detail_reads_each_timeline_event_from_the_store() {
         RiderId::new_random(),
     );
     env.produce(&script.envelopes).await;
-    let running = Running::spawn(
-        ProjectorKind::OrderHistory,
-        env.config("history-store"),
-        env.pool().clone(),
-    );
-    env.caught_up("order_history", &AggregateKind::ALL).await;
-    running.stop().await;
+    env.project(ProjectorKind::OrderHistory, "history-store")
+        .await;
     // The capture as a v1 writer stored it (no `override_reason`).
     let mut stored = script.envelopes.clone();
     let captured = stored

@@ -3,7 +3,6 @@
 use chrono::Duration;
 use ordertrail_projections::ProjectorKind;
 use ordertrail_projections::queries::{self, OrderFilter, QueryError, SortOrder, Viewer};
-use ordertrail_schemas::events::*;
 use ordertrail_schemas::*;
 
 use crate::support::*;
@@ -23,7 +22,7 @@ async fn filters_pagination_and_visibility() {
     for i in 0..3 {
         let spec = OrderSpec::new(r1, alice, "Europe/Berlin");
         let placed = base + Duration::minutes(i);
-        delivered_card_order(&mut s, &spec, placed, placed + Duration::minutes(40), rider);
+        s.delivered_card_order(&spec, rider, placed, placed + Duration::minutes(40));
         r1_alice.push(spec.order);
     }
     for i in 3..5 {
@@ -38,24 +37,15 @@ async fn filters_pagination_and_visibility() {
         let spec = OrderSpec::new(r2, alice, "Europe/Berlin");
         let placed = base + Duration::minutes(i);
         s.order(spec.order, spec.placed(placed), placed);
-        s.order(
+        s.order_cancelled(
             spec.order,
-            OrderCancelled {
-                reason: "closed".into(),
-                cancelled_by: ActorRole::Restaurant,
-                cancelled_at: placed + Duration::minutes(1),
-            },
+            "closed",
+            ActorRole::Restaurant,
             placed + Duration::minutes(1),
         );
     }
     env.produce(&s.envelopes).await;
-    let running = Running::spawn(
-        ProjectorKind::OrderHistory,
-        env.config("q"),
-        env.pool().clone(),
-    );
-    env.caught_up("order_history", &AggregateKind::ALL).await;
-    running.stop().await;
+    env.project(ProjectorKind::OrderHistory, "q").await;
     store_events(env.pool(), &s.envelopes).await;
     let pool = env.pool();
 

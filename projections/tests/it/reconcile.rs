@@ -102,17 +102,7 @@ async fn a_clean_day_has_no_breaks_and_each_injected_break_is_reported_once() {
     store_events(env.pool(), &script.envelopes).await;
     provider_ledger(env.pool(), &script.envelopes).await;
     env.produce(&money).await;
-    let running = Running::spawn(
-        ProjectorKind::Settlements,
-        env.config("settle"),
-        env.pool().clone(),
-    );
-    env.caught_up(
-        "settlements",
-        &[AggregateKind::Order, AggregateKind::Payment],
-    )
-    .await;
-    running.stop().await;
+    env.project(ProjectorKind::Settlements, "settle").await;
 
     // The statement as the simulated provider exports it, through its CSV.
     let csv = statement::to_csv(
@@ -325,20 +315,7 @@ fn money_held_day(restaurant: RestaurantId, customer: CustomerId) -> (Script, [O
         let placed = at(2025, 1, 11, 12, 0) + m(10 * n as i64);
         let pay = spec.payment_id();
         s.order(spec.order, spec.placed(placed), placed);
-        s.payment(
-            pay,
-            PaymentAuthorized {
-                payment_id: pay,
-                order_id: spec.order,
-                restaurant_id: restaurant,
-                amount: eur(spec.total()),
-                provider: "simulated".into(),
-                provider_reference: format!("sim_auth_{pay}"),
-                fee: eur(0),
-                authorized_at: placed,
-            },
-            placed,
-        );
+        s.authorized(spec, format!("sim_auth_{pay}"), 0, placed);
         if n == 1 {
             s.payment(
                 pay,
@@ -351,13 +328,10 @@ fn money_held_day(restaurant: RestaurantId, customer: CustomerId) -> (Script, [O
                 placed + m(1),
             );
         }
-        s.order(
+        s.order_cancelled(
             spec.order,
-            OrderCancelled {
-                reason: "restaurant out of stock".into(),
-                cancelled_by: ActorRole::Ops,
-                cancelled_at: placed + m(2),
-            },
+            "restaurant out of stock",
+            ActorRole::Ops,
             placed + m(2),
         );
         let failures = match n {
@@ -424,24 +398,8 @@ async fn money_a_cancelled_order_still_holds_is_a_break_until_released_and_ops_s
     store_events(env.pool(), &script.envelopes).await;
     provider_ledger(env.pool(), &script.envelopes).await;
     env.produce(&script.envelopes).await;
-    let settlements = Running::spawn(
-        ProjectorKind::Settlements,
-        env.config("settle"),
-        env.pool().clone(),
-    );
-    let history = Running::spawn(
-        ProjectorKind::OrderHistory,
-        env.config("history"),
-        env.pool().clone(),
-    );
-    env.caught_up(
-        "settlements",
-        &[AggregateKind::Order, AggregateKind::Payment],
-    )
-    .await;
-    env.caught_up("order_history", &AggregateKind::ALL).await;
-    settlements.stop().await;
-    history.stop().await;
+    env.project(ProjectorKind::Settlements, "settle").await;
+    env.project(ProjectorKind::OrderHistory, "history").await;
 
     // Ops see the final states in the order history.
     let status = |spec: &OrderSpec| {

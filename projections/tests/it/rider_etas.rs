@@ -37,20 +37,13 @@ async fn etas_follow_reports_and_keep_predicted_versus_actual() {
             restaurant_id: restaurant,
             pickup,
             dropoff,
-            dropoff_code_hash: format!("hmac-sha256:{}", "0".repeat(64)),
+            dropoff_code_hash: placeholder_code_hash(),
             ready_by: Some(ready_by),
             requested_at: t0,
         },
         t0,
     );
-    s.delivery(
-        delivery,
-        RiderAssigned {
-            rider_id: rider,
-            assigned_at: t0,
-        },
-        t0,
-    );
+    s.rider_assigned(delivery, rider, t0);
     // Three fixes 30 s apart moving north towards the restaurant.
     let fixes = [52.5000, 52.5020, 52.5040];
     for (i, lat) in fixes.iter().enumerate() {
@@ -70,13 +63,10 @@ async fn etas_follow_reports_and_keep_predicted_versus_actual() {
         );
     }
     env.produce(&s.envelopes).await;
-    let running = Running::spawn(
-        ProjectorKind::RiderEtas(EtaSettings::default()),
-        env.config("etas"),
-        env.pool().clone(),
-    );
+    let running = env
+        .spawn_caught_up(ProjectorKind::RiderEtas(EtaSettings::default()), "etas")
+        .await;
     let kinds = [AggregateKind::Delivery];
-    env.caught_up("rider_etas", &kinds).await;
 
     let eta = queries::etas::eta_by_order(env.pool(), Viewer::All, order.as_uuid())
         .await
@@ -223,20 +213,13 @@ async fn default_speed_until_enough_reports() {
                 lat: 52.5300,
                 lon: 13.4300,
             },
-            dropoff_code_hash: format!("hmac-sha256:{}", "0".repeat(64)),
+            dropoff_code_hash: placeholder_code_hash(),
             ready_by: None,
             requested_at: t0,
         },
         t0,
     );
-    s.delivery(
-        delivery,
-        RiderAssigned {
-            rider_id: rider,
-            assigned_at: t0,
-        },
-        t0,
-    );
+    s.rider_assigned(delivery, rider, t0);
     let here = GeoPoint {
         lat: 52.5000,
         lon: 13.4050,
@@ -256,14 +239,8 @@ async fn default_speed_until_enough_reports() {
         default_speed_mps: 5.0,
         ..EtaSettings::default()
     };
-    let running = Running::spawn(
-        ProjectorKind::RiderEtas(settings),
-        env.config("etas"),
-        env.pool().clone(),
-    );
-    env.caught_up("rider_etas", &[AggregateKind::Delivery])
+    env.project(ProjectorKind::RiderEtas(settings), "etas")
         .await;
-    running.stop().await;
     let eta = queries::etas::eta_by_order(env.pool(), Viewer::All, order.as_uuid())
         .await
         .unwrap_or_else(|e| panic!("eta: {e}"));

@@ -20,13 +20,7 @@ fn many_orders(n: usize, restaurant: RestaurantId) -> Script {
     for i in 0..n {
         let spec = OrderSpec::new(restaurant, CustomerId::new_random(), "Europe/Berlin");
         let placed = at(2025, 2, 1, 10, 0) + chrono::Duration::seconds(i as i64);
-        delivered_card_order(
-            &mut s,
-            &spec,
-            placed,
-            placed + chrono::Duration::minutes(30),
-            rider,
-        );
+        s.delivered_card_order(&spec, rider, placed, placed + chrono::Duration::minutes(30));
     }
     s
 }
@@ -116,21 +110,10 @@ async fn redelivered_and_republished_events_have_no_effect() {
     // after the first copy of later events.
     env.produce(&script.envelopes).await;
     env.produce(&script.envelopes).await;
-    let settle = Running::spawn(
-        ProjectorKind::Settlements,
-        env.config("dup-s"),
-        env.pool().clone(),
-    );
-    let history = Running::spawn(
-        ProjectorKind::OrderHistory,
-        env.config("dup-h"),
-        env.pool().clone(),
-    );
-    env.caught_up(
-        "settlements",
-        &[AggregateKind::Order, AggregateKind::Payment],
-    )
-    .await;
+    let settle = env.spawn(ProjectorKind::Settlements, "dup-s");
+    let history = env.spawn(ProjectorKind::OrderHistory, "dup-h");
+    env.caught_up("settlements", topics_read_by(&ProjectorKind::Settlements))
+        .await;
     env.caught_up("order_history", &AggregateKind::ALL).await;
     settle.stop().await;
     history.stop().await;
@@ -256,6 +239,22 @@ async fn status_where(
     .await
 }
 
+/// `kind` running in group `group` with a 100 ms heartbeat, once its status
+/// shows it stalled.
+async fn spawn_until_stalled(
+    env: &Env,
+    kind: ProjectorKind,
+    group: &str,
+) -> (Running, queries::ProjectorStatus) {
+    let name = kind.name();
+    let mut config = env.config(group);
+    config.heartbeat = Duration::from_millis(100);
+    let running = Running::spawn(kind, config, env.pool().clone());
+    let stalled = format!("{name} stalled");
+    let status = status_where(env.pool(), name, &stalled, |s| s.state == "stalled").await;
+    (running, status)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_it_cannot_apply_stalls_the_projector_visibly_naming_it() {
     // The process's metrics (each nextest test is a process of its own).
@@ -271,13 +270,7 @@ async fn an_event_it_cannot_apply_stalls_the_projector_visibly_naming_it() {
     bad.event_type = "OrderTeleported".into();
     bad.payload = serde_json::json!({"type": "OrderTeleported"});
     env.produce(&[bad.clone()]).await;
-    let mut config = env.config("poison");
-    config.heartbeat = Duration::from_millis(100);
-    let running = Running::spawn(ProjectorKind::OrderHistory, config, env.pool().clone());
-    let status = status_where(env.pool(), "order_history", "order history stalled", |s| {
-        s.state == "stalled"
-    })
-    .await;
+    let (running, status) = spawn_until_stalled(&env, ProjectorKind::OrderHistory, "poison").await;
     let event = status
         .stalled_event
         .clone()
@@ -334,13 +327,7 @@ async fn an_event_it_cannot_apply_stalls_the_projector_visibly_naming_it() {
     let mut env2 = Env::start().await;
     env2.produce_raw(AggregateKind::Payment, "k", b"not json")
         .await;
-    let mut config = env2.config("poison2");
-    config.heartbeat = Duration::from_millis(100);
-    let running = Running::spawn(ProjectorKind::Settlements, config, env2.pool().clone());
-    let status = status_where(env2.pool(), "settlements", "settlements stalled", |s| {
-        s.state == "stalled"
-    })
-    .await;
+    let (running, status) = spawn_until_stalled(&env2, ProjectorKind::Settlements, "poison2").await;
     let event = status.stalled_event.clone().expect("stalled event");
     let reason = event["reason"].as_str().unwrap_or_default();
     let origin = event["origin"].as_str().unwrap_or_default();

@@ -21,21 +21,9 @@ pub(crate) fn scripted_day(
 ) -> (Script, Vec<OrderSpec>) {
     let mut s = Script::default();
     let a = OrderSpec::new(restaurant, customer, BERLIN);
-    delivered_card_order(
-        &mut s,
-        &a,
-        at(2025, 1, 10, 22, 30),
-        at(2025, 1, 10, 22, 50),
-        rider,
-    );
+    s.delivered_card_order(&a, rider, at(2025, 1, 10, 22, 30), at(2025, 1, 10, 22, 50));
     let b = OrderSpec::new(restaurant, customer, BERLIN);
-    delivered_card_order(
-        &mut s,
-        &b,
-        at(2025, 1, 10, 22, 55),
-        at(2025, 1, 10, 23, 20),
-        rider,
-    );
+    s.delivered_card_order(&b, rider, at(2025, 1, 10, 22, 55), at(2025, 1, 10, 23, 20));
     s.payment(
         b.payment_id(),
         PaymentRefunded {
@@ -52,20 +40,7 @@ pub(crate) fn scripted_day(
     let c = OrderSpec::new(restaurant, customer, BERLIN);
     let placed = at(2025, 1, 11, 12, 0);
     s.order(c.order, c.placed(placed), placed);
-    s.payment(
-        c.payment_id(),
-        PaymentAuthorized {
-            payment_id: c.payment_id(),
-            order_id: c.order,
-            restaurant_id: restaurant,
-            amount: eur(c.total()),
-            provider: "simulated".into(),
-            provider_reference: "auth-c".into(),
-            fee: eur(25),
-            authorized_at: placed + Duration::minutes(1),
-        },
-        placed + Duration::minutes(1),
-    );
+    s.authorized(&c, "auth-c".into(), 25, placed + Duration::minutes(1));
     // An ops capture before delivery, refused by the provider: a fact on
     // the timeline that moves no money.
     s.payment(
@@ -82,13 +57,10 @@ pub(crate) fn scripted_day(
         },
         placed + Duration::minutes(2),
     );
-    s.order(
+    s.order_cancelled(
         c.order,
-        OrderCancelled {
-            reason: "customer changed their mind".into(),
-            cancelled_by: ActorRole::Customer,
-            cancelled_at: placed + Duration::minutes(5),
-        },
+        "customer changed their mind",
+        ActorRole::Customer,
         placed + Duration::minutes(5),
     );
     s.payment(
@@ -217,12 +189,9 @@ async fn restaurant_and_provider_days_match_hand_computed_figures() {
         .cloned()
         .collect();
     env.produce(&payments).await;
-    let running = Running::spawn(
-        ProjectorKind::Settlements,
-        env.config("settle"),
-        env.pool().clone(),
-    );
-    env.caught_up("settlements", &kinds).await;
+    let running = env
+        .spawn_caught_up(ProjectorKind::Settlements, "settle")
+        .await;
     let pending: i64 =
         sqlx::query_scalar("SELECT count(*) FROM settlement_entries WHERE business_day IS NULL")
             .fetch_one(env.pool())
@@ -318,13 +287,7 @@ async fn allocated_refunds_and_huge_sums_on_one_day() {
     let rider = RiderId::new_random();
     let mut s = Script::default();
     let a = OrderSpec::new(restaurant, customer, BERLIN);
-    delivered_card_order(
-        &mut s,
-        &a,
-        at(2025, 2, 3, 10, 0),
-        at(2025, 2, 3, 10, 40),
-        rider,
-    );
+    s.delivered_card_order(&a, rider, at(2025, 2, 3, 10, 0), at(2025, 2, 3, 10, 40));
     // The worked example of `pricing::allocate_refund`: 10.00 of 37.16.
     s.payment(
         a.payment_id(),
@@ -368,15 +331,8 @@ async fn allocated_refunds_and_huge_sums_on_one_day() {
             placed + Duration::minutes(30),
         );
     }
-    let kinds = [AggregateKind::Order, AggregateKind::Payment];
     env.produce(&s.envelopes).await;
-    let running = Running::spawn(
-        ProjectorKind::Settlements,
-        env.config("settle-13"),
-        env.pool().clone(),
-    );
-    env.caught_up("settlements", &kinds).await;
-    running.stop().await;
+    env.project(ProjectorKind::Settlements, "settle-13").await;
 
     let refund_day: (String, String, String) = sqlx::query_as(
         "SELECT refunds_minor::text, commission_minor::text, net_payable_minor::text

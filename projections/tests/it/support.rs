@@ -121,6 +121,26 @@ impl Env {
             .sum()
     }
 
+    /// `kind` running in-process in consumer group `group`, on this database.
+    pub(crate) fn spawn(&self, kind: ProjectorKind, group: &str) -> Running {
+        Running::spawn(kind, self.config(group), self.pool().clone())
+    }
+
+    /// `kind` running in consumer group `group`, once it has consumed
+    /// everything produced on the topics it reads.
+    pub(crate) async fn spawn_caught_up(&self, kind: ProjectorKind, group: &str) -> Running {
+        let (name, kinds) = (kind.name(), topics_read_by(&kind));
+        let running = self.spawn(kind, group);
+        self.caught_up(name, kinds).await;
+        running
+    }
+
+    /// Run `kind` in consumer group `group` until it has consumed everything
+    /// produced on its topics, then stop it.
+    pub(crate) async fn project(&self, kind: ProjectorKind, group: &str) {
+        self.spawn_caught_up(kind, group).await.stop().await;
+    }
+
     /// Wait until `projector` has consumed everything produced on its topics.
     pub(crate) async fn caught_up(&self, projector: &str, kinds: &[AggregateKind]) {
         let expected = self.produced_for(kinds);
@@ -143,6 +163,15 @@ impl Env {
             },
         )
         .await;
+    }
+}
+
+/// The aggregates whose topics a projector reads.
+pub(crate) fn topics_read_by(kind: &ProjectorKind) -> &'static [AggregateKind] {
+    match kind {
+        ProjectorKind::OrderHistory => &AggregateKind::ALL,
+        ProjectorKind::RiderEtas(_) => &[AggregateKind::Delivery],
+        ProjectorKind::Settlements => &[AggregateKind::Order, AggregateKind::Payment],
     }
 }
 
@@ -250,6 +279,23 @@ pub(crate) fn metadata(role: ActorRole) -> EventMetadata {
     }
 }
 
+/// `$method(id, event, at)` appends one event of the `$kind` aggregate `id`,
+/// recorded at `at`.
+macro_rules! script_appends {
+    ($method:ident, $id:ty, $event:ty, $kind:expr) => {
+        pub(crate) fn $method(
+            &mut self,
+            id: $id,
+            ev: impl Into<$event>,
+            at: DateTime<Utc>,
+        ) -> EventEnvelope {
+            let ev: $event = ev.into();
+            let payload = serde_json::to_value(&ev).expect("payload");
+            self.push($kind, id.0, ev.type_name(), ev.version(), payload, at)
+        }
+    };
+}
+
 impl Script {
     fn push(
         &mut self,
@@ -280,59 +326,165 @@ impl Script {
         env
     }
 
-    pub(crate) fn order(
+    script_appends!(order, OrderId, OrderEvent, AggregateKind::Order);
+    script_appends!(payment, PaymentId, PaymentEvent, AggregateKind::Payment);
+    script_appends!(delivery, DeliveryId, DeliveryEvent, AggregateKind::Delivery);
+
+    /// `spec`'s payment for its total authorized at `at` by the simulated
+    /// provider, under `provider_reference` and for a fee of `fee_minor`.
+    pub(crate) fn authorized(
         &mut self,
-        id: OrderId,
-        ev: impl Into<OrderEvent>,
+        spec: &OrderSpec,
+        provider_reference: String,
+        fee_minor: i64,
         at: DateTime<Utc>,
-    ) -> EventEnvelope {
-        let ev: OrderEvent = ev.into();
-        let payload = serde_json::to_value(&ev).expect("payload");
-        self.push(
-            AggregateKind::Order,
-            id.0,
-            ev.type_name(),
-            ev.version(),
-            payload,
-            at,
-        )
+    ) {
+        let authorized = PaymentAuthorized {
+            payment_id: spec.payment_id(),
+            order_id: spec.order,
+            restaurant_id: spec.restaurant,
+            amount: eur(spec.total()),
+            provider: "simulated".into(),
+            provider_reference,
+            fee: eur(fee_minor),
+            authorized_at: at,
+        };
+        self.payment(spec.payment_id(), authorized, at);
     }
 
-    pub(crate) fn payment(
+    /// `order` cancelled by `by` for `reason` at `at`.
+    pub(crate) fn order_cancelled(
         &mut self,
-        id: PaymentId,
-        ev: impl Into<PaymentEvent>,
+        order: OrderId,
+        reason: &str,
+        by: ActorRole,
         at: DateTime<Utc>,
-    ) -> EventEnvelope {
-        let ev: PaymentEvent = ev.into();
-        let payload = serde_json::to_value(&ev).expect("payload");
-        self.push(
-            AggregateKind::Payment,
-            id.0,
-            ev.type_name(),
-            ev.version(),
-            payload,
-            at,
-        )
+    ) {
+        let cancelled = OrderCancelled {
+            reason: reason.into(),
+            cancelled_by: by,
+            cancelled_at: at,
+        };
+        self.order(order, cancelled, at);
     }
 
-    pub(crate) fn delivery(
+    /// The full happy path of a card order placed at `placed`, delivered by
+    /// `rider` at `delivered`.
+    pub(crate) fn delivered_card_order(
         &mut self,
-        id: DeliveryId,
-        ev: impl Into<DeliveryEvent>,
-        at: DateTime<Utc>,
-    ) -> EventEnvelope {
-        let ev: DeliveryEvent = ev.into();
-        let payload = serde_json::to_value(&ev).expect("payload");
-        self.push(
-            AggregateKind::Delivery,
-            id.0,
-            ev.type_name(),
-            ev.version(),
-            payload,
-            at,
-        )
+        spec: &OrderSpec,
+        rider: RiderId,
+        placed: DateTime<Utc>,
+        delivered: DateTime<Utc>,
+    ) {
+        let m = chrono::Duration::minutes;
+        let pay = spec.payment_id();
+        let del = spec.delivery_id();
+        self.order(spec.order, spec.placed(placed), placed);
+        self.authorized(spec, "auth-1".into(), 25, placed + m(1));
+        self.order(
+            spec.order,
+            OrderConfirmed {
+                payment_id: Some(pay),
+                confirmed_at: placed + m(1),
+            },
+            placed + m(1),
+        );
+        self.order(
+            spec.order,
+            OrderAccepted {
+                preparation_minutes: 15,
+                ready_by: placed + m(17),
+                accepted_at: placed + m(2),
+            },
+            placed + m(2),
+        );
+        self.delivery(
+            del,
+            DeliveryRequested {
+                delivery_id: del,
+                order_id: spec.order,
+                restaurant_id: spec.restaurant,
+                pickup: BERLIN_RESTAURANT,
+                dropoff: GeoPoint {
+                    lat: 52.5300,
+                    lon: 13.4300,
+                },
+                dropoff_code_hash: placeholder_code_hash(),
+                ready_by: Some(placed + m(17)),
+                requested_at: placed + m(2),
+            },
+            placed + m(2),
+        );
+        self.rider_assigned(del, rider, placed + m(3));
+        self.order(
+            spec.order,
+            OrderReadyForPickup {
+                ready_at: placed + m(17),
+            },
+            placed + m(17),
+        );
+        self.delivery(
+            del,
+            PickupConfirmed {
+                rider_id: rider,
+                picked_up_at: placed + m(18),
+            },
+            placed + m(18),
+        );
+        self.order(
+            spec.order,
+            OrderPickedUp {
+                rider_id: rider,
+                picked_up_at: placed + m(18),
+            },
+            placed + m(18),
+        );
+        self.delivery(
+            del,
+            DeliveryCompleted {
+                rider_id: rider,
+                completed_at: delivered,
+            },
+            delivered,
+        );
+        self.order(
+            spec.order,
+            OrderDelivered {
+                delivered_at: delivered,
+            },
+            delivered,
+        );
+        self.payment(
+            pay,
+            PaymentCaptured {
+                amount: eur(spec.total()),
+                fee: eur(35),
+                captured_at: delivered,
+                override_reason: None,
+            },
+            delivered,
+        );
     }
+
+    /// `rider` assigned to `delivery` at `at`.
+    pub(crate) fn rider_assigned(
+        &mut self,
+        delivery: DeliveryId,
+        rider: RiderId,
+        at: DateTime<Utc>,
+    ) {
+        let assigned = RiderAssigned {
+            rider_id: rider,
+            assigned_at: at,
+        };
+        self.delivery(delivery, assigned, at);
+    }
+}
+
+/// A drop-off code hash of the right shape (the projectors never check it).
+pub(crate) fn placeholder_code_hash() -> String {
+    format!("hmac-sha256:{}", "0".repeat(64))
 }
 
 pub(crate) const BERLIN_RESTAURANT: GeoPoint = GeoPoint {
@@ -436,122 +588,4 @@ impl OrderSpec {
     pub(crate) fn delivery_id(&self) -> DeliveryId {
         DeliveryId::for_order(self.order)
     }
-}
-
-/// The full happy path of a card order, delivered at `delivered`.
-pub(crate) fn delivered_card_order(
-    s: &mut Script,
-    spec: &OrderSpec,
-    placed: DateTime<Utc>,
-    delivered: DateTime<Utc>,
-    rider: RiderId,
-) {
-    let m = chrono::Duration::minutes;
-    let pay = spec.payment_id();
-    let del = spec.delivery_id();
-    s.order(spec.order, spec.placed(placed), placed);
-    s.payment(
-        pay,
-        PaymentAuthorized {
-            payment_id: pay,
-            order_id: spec.order,
-            restaurant_id: spec.restaurant,
-            amount: eur(spec.total()),
-            provider: "simulated".into(),
-            provider_reference: "auth-1".into(),
-            fee: eur(25),
-            authorized_at: placed + m(1),
-        },
-        placed + m(1),
-    );
-    s.order(
-        spec.order,
-        OrderConfirmed {
-            payment_id: Some(pay),
-            confirmed_at: placed + m(1),
-        },
-        placed + m(1),
-    );
-    s.order(
-        spec.order,
-        OrderAccepted {
-            preparation_minutes: 15,
-            ready_by: placed + m(17),
-            accepted_at: placed + m(2),
-        },
-        placed + m(2),
-    );
-    s.delivery(
-        del,
-        DeliveryRequested {
-            delivery_id: del,
-            order_id: spec.order,
-            restaurant_id: spec.restaurant,
-            pickup: BERLIN_RESTAURANT,
-            dropoff: GeoPoint {
-                lat: 52.5300,
-                lon: 13.4300,
-            },
-            dropoff_code_hash: format!("hmac-sha256:{}", "0".repeat(64)),
-            ready_by: Some(placed + m(17)),
-            requested_at: placed + m(2),
-        },
-        placed + m(2),
-    );
-    s.delivery(
-        del,
-        RiderAssigned {
-            rider_id: rider,
-            assigned_at: placed + m(3),
-        },
-        placed + m(3),
-    );
-    s.order(
-        spec.order,
-        OrderReadyForPickup {
-            ready_at: placed + m(17),
-        },
-        placed + m(17),
-    );
-    s.delivery(
-        del,
-        PickupConfirmed {
-            rider_id: rider,
-            picked_up_at: placed + m(18),
-        },
-        placed + m(18),
-    );
-    s.order(
-        spec.order,
-        OrderPickedUp {
-            rider_id: rider,
-            picked_up_at: placed + m(18),
-        },
-        placed + m(18),
-    );
-    s.delivery(
-        del,
-        DeliveryCompleted {
-            rider_id: rider,
-            completed_at: delivered,
-        },
-        delivered,
-    );
-    s.order(
-        spec.order,
-        OrderDelivered {
-            delivered_at: delivered,
-        },
-        delivered,
-    );
-    s.payment(
-        pay,
-        PaymentCaptured {
-            amount: eur(spec.total()),
-            fee: eur(35),
-            captured_at: delivered,
-            override_reason: None,
-        },
-        delivered,
-    );
 }
