@@ -119,11 +119,7 @@ impl Money {
     }
 
     /// `op` on both amounts, in the one currency they must share.
-    fn combine(
-        self,
-        other: Money,
-        op: fn(i64, i64) -> Option<i64>,
-    ) -> Result<Money, MoneyError> {
+    fn combine(self, other: Money, op: fn(i64, i64) -> Option<i64>) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
         let amount = op(self.amount, other.amount).ok_or(MoneyError::Overflow)?;
         Ok(Money {
