@@ -29,6 +29,8 @@ pub mod order;
 pub mod payment;
 pub mod pricing;
 pub mod provider;
+#[cfg(test)]
+mod testing;
 
 pub use catalog::{MenuItemSnapshot, RestaurantSnapshot};
 pub use delivery::{Delivery, DeliveryCommand, DeliveryError, DeliveryStatus};

@@ -1,39 +1,21 @@
 //! Given/when/then tests of the delivery rules.
 #![allow(clippy::unwrap_used)]
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::test::{AggregateResultValidator, TestFramework};
 use ordertrail_schemas::events::*;
 use ordertrail_schemas::privacy::DropoffCodeKey;
 use ordertrail_schemas::*;
-use uuid::Uuid;
 
 use super::*;
 use crate::ErrorKind;
+use crate::testing::*;
+use crate::testing::{other_rider_id as other_rider, rider_id as rider};
 
-fn at(minutes: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap() + TimeDelta::minutes(minutes)
-}
-
-fn at_s(seconds: i64) -> DateTime<Utc> {
-    at(0) + TimeDelta::seconds(seconds)
-}
-
-fn order_id() -> OrderId {
-    OrderId(Uuid::from_u128(1))
-}
-fn restaurant_id() -> RestaurantId {
-    RestaurantId(Uuid::from_u128(3))
-}
-fn delivery_id() -> DeliveryId {
-    DeliveryId::for_order(order_id())
-}
-fn rider() -> RiderId {
-    RiderId(Uuid::from_u128(20))
-}
-fn other_rider() -> RiderId {
-    RiderId(Uuid::from_u128(21))
+/// The delivery these events fold to.
+fn apply_all(events: Vec<DeliveryEvent>) -> Delivery {
+    fold(events)
 }
 
 const PICKUP: GeoPoint = GeoPoint {
@@ -171,29 +153,6 @@ fn given(
     TestFramework::<Delivery>::with(())
         .given(events)
         .when(command.into())
-}
-
-#[track_caller]
-fn expect_error(
-    result: AggregateResultValidator<Delivery>,
-    code: &str,
-    kind: ErrorKind,
-) -> DeliveryError {
-    match result.inspect_result() {
-        Ok(events) => panic!("expected {code}, got events {events:?}"),
-        Err(error) => {
-            assert_eq!((error.code(), error.kind()), (code, kind), "{error}");
-            error
-        }
-    }
-}
-
-fn apply_all(events: Vec<DeliveryEvent>) -> Delivery {
-    let mut delivery = Delivery::default();
-    for event in events {
-        delivery.apply(event);
-    }
-    delivery
 }
 
 /// `command` is refused as a conflict naming the status (`code`, `error`)

@@ -1,7 +1,6 @@
 //! Given/when/then tests of the order rules.
 #![allow(clippy::unwrap_used)]
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::test::{AggregateResultValidator, TestFramework};
 use ordertrail_schemas::events::*;
@@ -10,40 +9,22 @@ use uuid::Uuid;
 
 use super::*;
 use crate::catalog::{MenuItemSnapshot, RestaurantSnapshot};
+use crate::testing::*;
 use crate::{DomainError, ErrorKind};
+
+/// The order these events fold to.
+fn apply_all(events: Vec<OrderEvent>) -> Order {
+    fold(events)
+}
 
 type Framework = TestFramework<Order>;
 
-fn at(minutes: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap() + TimeDelta::minutes(minutes)
-}
-
-fn eur(amount: i64) -> Money {
-    Money::new(amount, Currency::EUR)
-}
-
-fn order_id() -> OrderId {
-    OrderId(Uuid::from_u128(1))
-}
-fn customer_id() -> CustomerId {
-    CustomerId(Uuid::from_u128(2))
-}
-fn restaurant_id() -> RestaurantId {
-    RestaurantId(Uuid::from_u128(3))
-}
 fn burger_id() -> MenuItemId {
     MenuItemId(Uuid::from_u128(10))
 }
 fn fries_id() -> MenuItemId {
     MenuItemId(Uuid::from_u128(11))
 }
-fn rider_id() -> RiderId {
-    RiderId(Uuid::from_u128(20))
-}
-fn payment_id() -> PaymentId {
-    PaymentId::for_order(order_id())
-}
-
 const RESTAURANT_AT: GeoPoint = GeoPoint {
     lat: 52.52,
     lon: 13.405,
@@ -263,21 +244,6 @@ fn given(
     Framework::with(()).given(events).when(command.into())
 }
 
-#[track_caller]
-fn expect_error(
-    result: AggregateResultValidator<Order>,
-    code: &str,
-    kind: ErrorKind,
-) -> OrderError {
-    match result.inspect_result() {
-        Ok(events) => panic!("expected {code}, got events {events:?}"),
-        Err(error) => {
-            assert_eq!((error.code(), error.kind()), (code, kind), "{error}");
-            error
-        }
-    }
-}
-
 /// `command` is refused as a conflict naming the status (`code`, `error`)
 /// in every status but `allowed`.
 #[track_caller]
@@ -296,14 +262,6 @@ fn only_in<C: Into<OrderCommand>>(
 #[track_caller]
 fn place_fails(cmd: PlaceOrder, code: &str, kind: ErrorKind) -> OrderError {
     expect_error(given(vec![], cmd), code, kind)
-}
-
-fn apply_all(events: Vec<OrderEvent>) -> Order {
-    let mut order = Order::default();
-    for event in events {
-        order.apply(event);
-    }
-    order
 }
 
 // ---------------------------------------------------------------- PlaceOrder

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::test::{AggregateResultValidator, TestFramework};
 use ordertrail_schemas::events::*;
@@ -16,27 +15,13 @@ use crate::ErrorKind;
 use crate::provider::{
     Authorization, PaymentProvider, ProviderError, ProviderReceipt, Refund, SimulatedProvider,
 };
+use crate::testing::*;
 
-fn at(minutes: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap() + TimeDelta::minutes(minutes)
-}
-
-fn eur(amount: i64) -> Money {
-    Money::new(amount, Currency::EUR)
+/// The payment these events fold to.
+fn apply_all(events: Vec<PaymentEvent>) -> Payment {
+    fold(events)
 }
 
-fn order_id() -> OrderId {
-    OrderId(Uuid::from_u128(1))
-}
-fn restaurant_id() -> RestaurantId {
-    RestaurantId(Uuid::from_u128(3))
-}
-fn rider_id() -> RiderId {
-    RiderId(Uuid::from_u128(20))
-}
-fn payment_id() -> PaymentId {
-    PaymentId::for_order(order_id())
-}
 fn auth_reference() -> String {
     format!("sim_auth_{}", payment_id())
 }
@@ -224,29 +209,6 @@ fn given_with(
     TestFramework::<Payment>::with(services)
         .given(events)
         .when(command.into())
-}
-
-#[track_caller]
-fn expect_error(
-    result: AggregateResultValidator<Payment>,
-    code: &str,
-    kind: ErrorKind,
-) -> PaymentError {
-    match result.inspect_result() {
-        Ok(events) => panic!("expected {code}, got events {events:?}"),
-        Err(error) => {
-            assert_eq!((error.code(), error.kind()), (code, kind), "{error}");
-            error
-        }
-    }
-}
-
-fn apply_all(events: Vec<PaymentEvent>) -> Payment {
-    let mut payment = Payment::default();
-    for event in events {
-        payment.apply(event);
-    }
-    payment
 }
 
 #[test]

@@ -1,0 +1,77 @@
+//! Fixtures shared by the aggregates' given/when/then tests: the clock, the
+//! ids of the one order every test is about, and the error and replay checks
+//! each aggregate's tests use alike.
+#![allow(clippy::unwrap_used)]
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use cqrs_es::Aggregate;
+use cqrs_es::test::AggregateResultValidator;
+use ordertrail_schemas::*;
+use uuid::Uuid;
+
+use crate::{DomainError, ErrorKind};
+
+/// `minutes` after noon of the tests' day.
+pub(crate) fn at(minutes: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap() + TimeDelta::minutes(minutes)
+}
+
+/// `seconds` after noon of the tests' day.
+pub(crate) fn at_s(seconds: i64) -> DateTime<Utc> {
+    at(0) + TimeDelta::seconds(seconds)
+}
+
+pub(crate) fn eur(amount: i64) -> Money {
+    Money::new(amount, Currency::EUR)
+}
+
+pub(crate) fn order_id() -> OrderId {
+    OrderId(Uuid::from_u128(1))
+}
+pub(crate) fn customer_id() -> CustomerId {
+    CustomerId(Uuid::from_u128(2))
+}
+pub(crate) fn restaurant_id() -> RestaurantId {
+    RestaurantId(Uuid::from_u128(3))
+}
+pub(crate) fn rider_id() -> RiderId {
+    RiderId(Uuid::from_u128(20))
+}
+pub(crate) fn other_rider_id() -> RiderId {
+    RiderId(Uuid::from_u128(21))
+}
+pub(crate) fn payment_id() -> PaymentId {
+    PaymentId::for_order(order_id())
+}
+pub(crate) fn delivery_id() -> DeliveryId {
+    DeliveryId::for_order(order_id())
+}
+
+/// The command was refused with `code` and `kind`; the error, for further checks.
+#[track_caller]
+pub(crate) fn expect_error<A>(
+    result: AggregateResultValidator<A>,
+    code: &str,
+    kind: ErrorKind,
+) -> A::Error
+where
+    A: Aggregate,
+    A::Error: DomainError,
+{
+    match result.inspect_result() {
+        Ok(events) => panic!("expected {code}, got events {events:?}"),
+        Err(error) => {
+            assert_eq!((error.code(), error.kind()), (code, kind), "{error}");
+            error
+        }
+    }
+}
+
+/// The aggregate these events fold to.
+pub(crate) fn fold<A: Aggregate>(events: Vec<A::Event>) -> A {
+    let mut aggregate = A::default();
+    for event in events {
+        aggregate.apply(event);
+    }
+    aggregate
+}
