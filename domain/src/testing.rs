@@ -67,6 +67,25 @@ where
     }
 }
 
+/// `when(status)` is refused as a conflict with `code`, naming the status
+/// (`error(status)`), in each of `statuses`.
+#[track_caller]
+pub(crate) fn conflict_in<A, S>(
+    statuses: impl IntoIterator<Item = S>,
+    when: impl Fn(S) -> AggregateResultValidator<A>,
+    code: &str,
+    error: impl Fn(S) -> A::Error,
+) where
+    A: Aggregate,
+    A::Error: DomainError + PartialEq,
+    S: Copy + std::fmt::Display,
+{
+    for status in statuses {
+        let refused = expect_error(when(status), code, ErrorKind::Conflict);
+        assert_eq!(refused, error(status), "in status {status}");
+    }
+}
+
 /// The aggregate these events fold to.
 pub(crate) fn fold<A: Aggregate>(events: Vec<A::Event>) -> A {
     let mut aggregate = A::default();

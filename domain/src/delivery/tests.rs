@@ -164,10 +164,12 @@ fn refused_in<C: Into<DeliveryCommand>>(
     code: &str,
     error: fn(DeliveryStatus) -> DeliveryError,
 ) {
-    for &status in statuses {
-        let refused = expect_error(given(history(status), command()), code, ErrorKind::Conflict);
-        assert_eq!(refused, error(status), "in status {status}");
-    }
+    conflict_in(
+        statuses.iter().copied(),
+        |status| given(history(status), command()),
+        code,
+        error,
+    );
 }
 
 #[test]
@@ -641,25 +643,25 @@ fn only_the_assigned_rider_confirms_pickup() {
 
 #[test]
 fn pickup_only_once_and_before_the_end() {
-    for status in [
-        DeliveryStatus::PickedUp,
-        DeliveryStatus::Completed,
-        DeliveryStatus::Failed,
-        DeliveryStatus::Cancelled,
-    ] {
-        let error = expect_error(
+    conflict_in(
+        [
+            DeliveryStatus::PickedUp,
+            DeliveryStatus::Completed,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Cancelled,
+        ],
+        |status| {
             given(
                 history(status),
                 ConfirmPickup {
                     rider_id: rider(),
                     now: at(30),
                 },
-            ),
-            "delivery_not_awaiting_pickup",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, DeliveryError::NotAwaitingPickup { status });
-    }
+            )
+        },
+        "delivery_not_awaiting_pickup",
+        |status| DeliveryError::NotAwaitingPickup { status },
+    );
 }
 
 // ---------------------------------------------------------------- CompleteDelivery
@@ -715,14 +717,7 @@ fn after_three_wrong_codes_no_more_attempts() {
         );
     }
     // Ops can still fail the delivery.
-    given(
-        events,
-        FailDelivery {
-            reason: "customer absent".into(),
-            now: at(50),
-        },
-    )
-    .then_expect_events(vec![failed().into()]);
+    given(events, fail("customer absent")).then_expect_events(vec![failed().into()]);
 }
 
 #[test]
@@ -783,6 +778,20 @@ fn complete_only_after_pickup_and_before_the_end() {
 
 // ---------------------------------------------------------------- FailDelivery / CancelDelivery
 
+fn fail(reason: &str) -> FailDelivery {
+    FailDelivery {
+        reason: reason.into(),
+        now: at(50),
+    }
+}
+
+fn cancel(reason: &str) -> CancelDelivery {
+    CancelDelivery {
+        reason: reason.into(),
+        now: at(5),
+    }
+}
+
 #[test]
 fn fail_any_time_before_the_end() {
     for status in [
@@ -790,37 +799,16 @@ fn fail_any_time_before_the_end() {
         DeliveryStatus::Assigned,
         DeliveryStatus::PickedUp,
     ] {
-        given(
-            history(status),
-            FailDelivery {
-                reason: "customer absent".into(),
-                now: at(50),
-            },
-        )
-        .then_expect_events(vec![failed().into()]);
+        given(history(status), fail("customer absent")).then_expect_events(vec![failed().into()]);
     }
-    for status in FINAL {
-        let error = expect_error(
-            given(
-                history(status),
-                FailDelivery {
-                    reason: "x".into(),
-                    now: at(50),
-                },
-            ),
-            "delivery_not_failable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, DeliveryError::NotFailable { status });
-    }
+    refused_in(
+        &FINAL,
+        || fail("x"),
+        "delivery_not_failable",
+        |status| DeliveryError::NotFailable { status },
+    );
     expect_error(
-        given(
-            history(DeliveryStatus::PickedUp),
-            FailDelivery {
-                reason: "".into(),
-                now: at(50),
-            },
-        ),
+        given(history(DeliveryStatus::PickedUp), fail("")),
         "reason_required",
         ErrorKind::Invalid,
     );
@@ -829,42 +817,22 @@ fn fail_any_time_before_the_end() {
 #[test]
 fn cancel_only_before_pickup() {
     for status in [DeliveryStatus::Requested, DeliveryStatus::Assigned] {
-        given(
-            history(status),
-            CancelDelivery {
-                reason: "order cancelled".into(),
-                now: at(5),
-            },
-        )
-        .then_expect_events(vec![cancelled().into()]);
+        given(history(status), cancel("order cancelled"))
+            .then_expect_events(vec![cancelled().into()]);
     }
-    for status in [
-        DeliveryStatus::PickedUp,
-        DeliveryStatus::Completed,
-        DeliveryStatus::Failed,
-        DeliveryStatus::Cancelled,
-    ] {
-        let error = expect_error(
-            given(
-                history(status),
-                CancelDelivery {
-                    reason: "x".into(),
-                    now: at(5),
-                },
-            ),
-            "delivery_not_cancellable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, DeliveryError::NotCancellable { status });
-    }
+    refused_in(
+        &[
+            DeliveryStatus::PickedUp,
+            DeliveryStatus::Completed,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Cancelled,
+        ],
+        || cancel("x"),
+        "delivery_not_cancellable",
+        |status| DeliveryError::NotCancellable { status },
+    );
     expect_error(
-        given(
-            history(DeliveryStatus::Requested),
-            CancelDelivery {
-                reason: " ".into(),
-                now: at(5),
-            },
-        ),
+        given(history(DeliveryStatus::Requested), cancel(" ")),
         "reason_required",
         ErrorKind::Invalid,
     );

@@ -253,10 +253,12 @@ fn only_in<C: Into<OrderCommand>>(
     code: &str,
     error: fn(OrderStatus) -> OrderError,
 ) {
-    for status in ALL_STATUSES.into_iter().filter(|s| !allowed.contains(s)) {
-        let refused = expect_error(given(history(status), command()), code, ErrorKind::Conflict);
-        assert_eq!(refused, error(status), "in status {status}");
-    }
+    conflict_in(
+        ALL_STATUSES.into_iter().filter(|s| !allowed.contains(s)),
+        |status| given(history(status), command()),
+        code,
+        error,
+    );
 }
 
 #[track_caller]
@@ -1093,19 +1095,17 @@ fn nobody_cancels_after_pickup_or_at_the_end() {
         ActorRole::System,
         ActorRole::Restaurant,
     ] {
-        for status in [
-            OrderStatus::PickedUp,
-            OrderStatus::Delivered,
-            OrderStatus::Rejected,
-            OrderStatus::Cancelled,
-        ] {
-            let error = expect_error(
-                given(history(status), cancel(role)),
-                "order_not_cancellable",
-                ErrorKind::Conflict,
-            );
-            assert_eq!(error, OrderError::NotCancellable { status });
-        }
+        conflict_in(
+            [
+                OrderStatus::PickedUp,
+                OrderStatus::Delivered,
+                OrderStatus::Rejected,
+                OrderStatus::Cancelled,
+            ],
+            |status| given(history(status), cancel(role)),
+            "order_not_cancellable",
+            |status| OrderError::NotCancellable { status },
+        );
     }
 }
 
@@ -1151,20 +1151,18 @@ fn the_system_cancels_an_order_whose_delivery_failed_also_after_pickup() {
 
 #[test]
 fn an_order_without_delivery_or_at_the_end_is_not_cancelled_as_undeliverable() {
-    for status in [
-        OrderStatus::Placed,
-        OrderStatus::Confirmed,
-        OrderStatus::Delivered,
-        OrderStatus::Rejected,
-        OrderStatus::Cancelled,
-    ] {
-        let error = expect_error(
-            given(history(status), undeliverable()),
-            "order_not_cancellable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, OrderError::NotCancellable { status });
-    }
+    conflict_in(
+        [
+            OrderStatus::Placed,
+            OrderStatus::Confirmed,
+            OrderStatus::Delivered,
+            OrderStatus::Rejected,
+            OrderStatus::Cancelled,
+        ],
+        |status| given(history(status), undeliverable()),
+        "order_not_cancellable",
+        |status| OrderError::NotCancellable { status },
+    );
     let command = CancelUndeliverableOrder {
         reason: String::new(),
         ..undeliverable()

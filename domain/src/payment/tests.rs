@@ -313,20 +313,18 @@ fn a_declined_payment_stays_with_its_order() {
 
 #[test]
 fn authorizing_twice_is_a_conflict() {
-    for status in [
-        PaymentStatus::Authorized,
-        PaymentStatus::Captured,
-        PaymentStatus::Voided,
-        PaymentStatus::PartiallyRefunded,
-        PaymentStatus::Refunded,
-    ] {
-        let error = expect_error(
-            given(history(status), authorize("tok_visa")),
-            "payment_already_authorized",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, PaymentError::AlreadyAuthorized { status });
-    }
+    conflict_in(
+        [
+            PaymentStatus::Authorized,
+            PaymentStatus::Captured,
+            PaymentStatus::Voided,
+            PaymentStatus::PartiallyRefunded,
+            PaymentStatus::Refunded,
+        ],
+        |status| given(history(status), authorize("tok_visa")),
+        "payment_already_authorized",
+        |status| PaymentError::AlreadyAuthorized { status },
+    );
 }
 
 #[test]
@@ -430,19 +428,17 @@ fn capture_amount_must_be_positive_and_in_the_payment_currency() {
 
 #[test]
 fn capture_only_once_and_only_authorized_payments() {
-    for status in [
-        PaymentStatus::Declined,
-        PaymentStatus::Captured,
-        PaymentStatus::Voided,
-        PaymentStatus::PartiallyRefunded,
-    ] {
-        let error = expect_error(
-            given(history(status), capture(None)),
-            "payment_not_capturable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, PaymentError::NotCapturable { status });
-    }
+    conflict_in(
+        [
+            PaymentStatus::Declined,
+            PaymentStatus::Captured,
+            PaymentStatus::Voided,
+            PaymentStatus::PartiallyRefunded,
+        ],
+        |status| given(history(status), capture(None)),
+        "payment_not_capturable",
+        |status| PaymentError::NotCapturable { status },
+    );
 }
 
 #[test]
@@ -580,18 +576,16 @@ fn void_an_uncaptured_authorization() {
 
 #[test]
 fn void_only_authorized_payments() {
-    for status in [
-        PaymentStatus::Declined,
-        PaymentStatus::Captured,
-        PaymentStatus::Voided,
-    ] {
-        let error = expect_error(
-            given(history(status), VoidPayment { now: at(5) }),
-            "payment_not_voidable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, PaymentError::NotVoidable { status });
-    }
+    conflict_in(
+        [
+            PaymentStatus::Declined,
+            PaymentStatus::Captured,
+            PaymentStatus::Voided,
+        ],
+        |status| given(history(status), VoidPayment { now: at(5) }),
+        "payment_not_voidable",
+        |status| PaymentError::NotVoidable { status },
+    );
 }
 
 fn void_failed(
@@ -761,19 +755,17 @@ fn refund_of_a_partial_capture_is_bounded_by_the_capture() {
 
 #[test]
 fn refund_only_after_capture_and_while_something_is_left() {
-    for status in [
-        PaymentStatus::Declined,
-        PaymentStatus::Authorized,
-        PaymentStatus::Voided,
-        PaymentStatus::Refunded,
-    ] {
-        let error = expect_error(
-            given(history(status), refund(100)),
-            "payment_not_refundable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, PaymentError::NotRefundable { status });
-    }
+    conflict_in(
+        [
+            PaymentStatus::Declined,
+            PaymentStatus::Authorized,
+            PaymentStatus::Voided,
+            PaymentStatus::Refunded,
+        ],
+        |status| given(history(status), refund(100)),
+        "payment_not_refundable",
+        |status| PaymentError::NotRefundable { status },
+    );
 }
 
 #[test]
@@ -894,18 +886,16 @@ fn record_cash_creates_a_cash_payment() {
 
 #[test]
 fn record_cash_only_once_and_never_on_a_card_payment() {
-    for status in [
-        PaymentStatus::CashCollected,
-        PaymentStatus::Authorized,
-        PaymentStatus::Declined,
-    ] {
-        let error = expect_error(
-            given(history(status), record_cash()),
-            "payment_already_exists",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, PaymentError::AlreadyExists { status });
-    }
+    conflict_in(
+        [
+            PaymentStatus::CashCollected,
+            PaymentStatus::Authorized,
+            PaymentStatus::Declined,
+        ],
+        |status| given(history(status), record_cash()),
+        "payment_already_exists",
+        |status| PaymentError::AlreadyExists { status },
+    );
 }
 
 #[test]
