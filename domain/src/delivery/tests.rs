@@ -792,49 +792,57 @@ fn cancel(reason: &str) -> CancelDelivery {
     }
 }
 
+/// `command(reason)` ends the delivery with `ended` in each of `allowed`,
+/// is refused as a conflict (`code`, `error`) in every other status, and
+/// needs a reason that is not blank.
+#[track_caller]
+fn ends_only_in<C: Into<DeliveryCommand>>(
+    allowed: &[DeliveryStatus],
+    command: impl Fn(&str) -> C,
+    (reason, ended): (&str, DeliveryEvent),
+    code: &str,
+    error: fn(DeliveryStatus) -> DeliveryError,
+) {
+    for &status in allowed {
+        given(history(status), command(reason)).then_expect_events(vec![ended.clone()]);
+        for blank in ["", " "] {
+            expect_error(
+                given(history(status), command(blank)),
+                "reason_required",
+                ErrorKind::Invalid,
+            );
+        }
+    }
+    let refused: Vec<DeliveryStatus> = DeliveryStatus::ALL
+        .into_iter()
+        .filter(|s| !allowed.contains(s))
+        .collect();
+    refused_in(&refused, || command("x"), code, error);
+}
+
 #[test]
 fn fail_any_time_before_the_end() {
-    for status in [
-        DeliveryStatus::Requested,
-        DeliveryStatus::Assigned,
-        DeliveryStatus::PickedUp,
-    ] {
-        given(history(status), fail("customer absent")).then_expect_events(vec![failed().into()]);
-    }
-    refused_in(
-        &FINAL,
-        || fail("x"),
+    ends_only_in(
+        &[
+            DeliveryStatus::Requested,
+            DeliveryStatus::Assigned,
+            DeliveryStatus::PickedUp,
+        ],
+        fail,
+        ("customer absent", failed().into()),
         "delivery_not_failable",
         |status| DeliveryError::NotFailable { status },
-    );
-    expect_error(
-        given(history(DeliveryStatus::PickedUp), fail("")),
-        "reason_required",
-        ErrorKind::Invalid,
     );
 }
 
 #[test]
 fn cancel_only_before_pickup() {
-    for status in [DeliveryStatus::Requested, DeliveryStatus::Assigned] {
-        given(history(status), cancel("order cancelled"))
-            .then_expect_events(vec![cancelled().into()]);
-    }
-    refused_in(
-        &[
-            DeliveryStatus::PickedUp,
-            DeliveryStatus::Completed,
-            DeliveryStatus::Failed,
-            DeliveryStatus::Cancelled,
-        ],
-        || cancel("x"),
+    ends_only_in(
+        &[DeliveryStatus::Requested, DeliveryStatus::Assigned],
+        cancel,
+        ("order cancelled", cancelled().into()),
         "delivery_not_cancellable",
         |status| DeliveryError::NotCancellable { status },
-    );
-    expect_error(
-        given(history(DeliveryStatus::Requested), cancel(" ")),
-        "reason_required",
-        ErrorKind::Invalid,
     );
 }
 

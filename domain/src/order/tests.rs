@@ -197,6 +197,30 @@ fn cancelled() -> OrderCancelled {
 }
 
 /// The events that lead to each status.
+/// The restaurant accepts, `minutes` to prepare, at minute `now`.
+fn accept(minutes: u32, now: i64) -> AcceptOrder {
+    AcceptOrder {
+        preparation_minutes: minutes,
+        now: at(now),
+    }
+}
+
+/// The restaurant refuses, for `reason`, at minute `now`.
+fn reject(reason: &str, now: i64) -> RejectOrder {
+    RejectOrder {
+        reason: reason.into(),
+        now: at(now),
+    }
+}
+
+/// The rider takes the food at minute `now`.
+fn pick_up(now: i64) -> MarkPickedUp {
+    MarkPickedUp {
+        rider_id: rider_id(),
+        now: at(now),
+    }
+}
+
 fn history(status: OrderStatus) -> Vec<OrderEvent> {
     let mut events: Vec<OrderEvent> = vec![placed().into()];
     let tail: Vec<OrderEvent> = match status {
@@ -720,22 +744,10 @@ fn every_command_but_place_needs_an_order() {
             now: at(1),
         }
         .into(),
-        AcceptOrder {
-            preparation_minutes: 10,
-            now: at(1),
-        }
-        .into(),
-        RejectOrder {
-            reason: "no".into(),
-            now: at(1),
-        }
-        .into(),
+        accept(10, 1).into(),
+        reject("no", 1).into(),
         MarkReadyForPickup { now: at(1) }.into(),
-        MarkPickedUp {
-            rider_id: rider_id(),
-            now: at(1),
-        }
-        .into(),
+        pick_up(1).into(),
         MarkDelivered { now: at(1) }.into(),
         CancelOrder {
             reason: "no".into(),
@@ -828,28 +840,16 @@ fn confirm_only_placed_orders() {
 
 #[test]
 fn accept_sets_ready_by_from_preparation_time() {
-    given(
-        history(OrderStatus::Confirmed),
-        AcceptOrder {
-            preparation_minutes: 20,
-            now: at(2),
-        },
-    )
-    .then_expect_events(vec![accepted().into()]);
+    given(history(OrderStatus::Confirmed), accept(20, 2))
+        .then_expect_events(vec![accepted().into()]);
 }
 
 #[test]
 fn accept_preparation_time_bounds() {
     for minutes in [1, 180] {
-        let events = given(
-            history(OrderStatus::Confirmed),
-            AcceptOrder {
-                preparation_minutes: minutes,
-                now: at(2),
-            },
-        )
-        .inspect_result()
-        .unwrap();
+        let events = given(history(OrderStatus::Confirmed), accept(minutes, 2))
+            .inspect_result()
+            .unwrap();
         let expected = OrderAccepted {
             preparation_minutes: minutes,
             ready_by: at(2 + i64::from(minutes)),
@@ -859,13 +859,7 @@ fn accept_preparation_time_bounds() {
     }
     for minutes in [0, 181, u32::MAX] {
         let error = expect_error(
-            given(
-                history(OrderStatus::Confirmed),
-                AcceptOrder {
-                    preparation_minutes: minutes,
-                    now: at(2),
-                },
-            ),
+            given(history(OrderStatus::Confirmed), accept(minutes, 2)),
             "invalid_preparation_time",
             ErrorKind::Invalid,
         );
@@ -884,10 +878,7 @@ fn accept_preparation_time_bounds() {
 fn accept_only_confirmed_orders() {
     only_in(
         &[OrderStatus::Confirmed],
-        || AcceptOrder {
-            preparation_minutes: 10,
-            now: at(3),
-        },
+        || accept(10, 3),
         "order_not_acceptable",
         |status| OrderError::NotAcceptable { status },
     );
@@ -897,25 +888,13 @@ fn accept_only_confirmed_orders() {
 
 #[test]
 fn restaurant_rejects_a_confirmed_order() {
-    given(
-        history(OrderStatus::Confirmed),
-        RejectOrder {
-            reason: "kitchen closed".into(),
-            now: at(2),
-        },
-    )
-    .then_expect_events(vec![rejected().into()]);
+    given(history(OrderStatus::Confirmed), reject("kitchen closed", 2))
+        .then_expect_events(vec![rejected().into()]);
 }
 
 #[test]
 fn reject_needs_a_reason() {
-    let result = given(
-        history(OrderStatus::Confirmed),
-        RejectOrder {
-            reason: "  ".into(),
-            now: at(2),
-        },
-    );
+    let result = given(history(OrderStatus::Confirmed), reject("  ", 2));
     expect_error(result, "reason_required", ErrorKind::Invalid);
 }
 
@@ -923,10 +902,7 @@ fn reject_needs_a_reason() {
 fn reject_only_confirmed_orders() {
     only_in(
         &[OrderStatus::Confirmed],
-        || RejectOrder {
-            reason: "no".into(),
-            now: at(3),
-        },
+        || reject("no", 3),
         "order_not_rejectable",
         |status| OrderError::NotRejectable { status },
     );
@@ -957,32 +933,16 @@ fn mark_ready_only_accepted_orders() {
 
 #[test]
 fn pick_up_when_ready_or_still_preparing() {
-    given(
-        history(OrderStatus::ReadyForPickup),
-        MarkPickedUp {
-            rider_id: rider_id(),
-            now: at(25),
-        },
-    )
-    .then_expect_events(vec![picked_up().into()]);
-    given(
-        history(OrderStatus::Accepted),
-        MarkPickedUp {
-            rider_id: rider_id(),
-            now: at(25),
-        },
-    )
-    .then_expect_events(vec![picked_up().into()]);
+    given(history(OrderStatus::ReadyForPickup), pick_up(25))
+        .then_expect_events(vec![picked_up().into()]);
+    given(history(OrderStatus::Accepted), pick_up(25)).then_expect_events(vec![picked_up().into()]);
 }
 
 #[test]
 fn pick_up_only_accepted_or_ready_orders() {
     only_in(
         &[OrderStatus::Accepted, OrderStatus::ReadyForPickup],
-        || MarkPickedUp {
-            rider_id: rider_id(),
-            now: at(30),
-        },
+        || pick_up(30),
         "order_not_awaiting_pickup",
         |status| OrderError::NotAwaitingPickup { status },
     );

@@ -62,6 +62,30 @@ impl PaymentProvider for DownProvider {
     }
 }
 
+/// The provider down for every call.
+fn provider_down() -> PaymentServices {
+    PaymentServices::new(Arc::new(DownProvider))
+}
+
+/// The provider back up, for another command (so another key is offered).
+fn provider_back() -> PaymentServices {
+    PaymentServices::new(Arc::new(SimulatedProvider::new())).for_command(uuid::Uuid::nil())
+}
+
+/// The idempotency key of the `n`th call of `operation` (from 0).
+fn call_key(operation: &str, n: u32) -> String {
+    format!("{}-{operation}-{n}", payment_id())
+}
+
+/// An authorization the simulated provider did not issue: it refuses every
+/// call on it.
+fn foreign_authorization() -> PaymentAuthorized {
+    PaymentAuthorized {
+        provider_reference: "stripe_ch_1".into(),
+        ..authorized()
+    }
+}
+
 fn authorize(token: &str) -> AuthorizePayment {
     AuthorizePayment {
         payment_id: payment_id(),
@@ -478,8 +502,8 @@ fn capture_failed(
 
 #[test]
 fn capture_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_its_key() {
-    let services = PaymentServices::new(Arc::new(DownProvider));
-    let key = format!("{}-capture-0", payment_id());
+    let services = provider_down();
+    let key = call_key("capture", 0);
     given_with(services, vec![authorized().into()], capture(None)).then_expect_events(vec![
         PaymentCaptureFailed {
             provider: "down".into(),
@@ -490,8 +514,7 @@ fn capture_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_it
     // The provider recovers: the next attempt carries the unanswered key
     // (with a new command's key offered), so a capture that did happen is
     // answered again instead of charged twice.
-    let services =
-        PaymentServices::new(Arc::new(SimulatedProvider::new())).for_command(uuid::Uuid::nil());
+    let services = provider_back();
     let failed = capture_failed("provider_unavailable", false, &key, 1, false);
     given_with(
         services,
@@ -503,11 +526,8 @@ fn capture_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_it
 
 #[test]
 fn refused_captures_are_recorded_and_the_third_gives_up_to_ops() {
-    let foreign = PaymentAuthorized {
-        provider_reference: "stripe_ch_1".into(),
-        ..authorized()
-    };
-    let key = |n: u32| format!("{}-capture-{n}", payment_id());
+    let foreign = foreign_authorization();
+    let key = |n| call_key("capture", n);
     given(vec![foreign.clone().into()], capture(None)).then_expect_events(vec![
         capture_failed("unknown_reference", true, &key(0), 1, false).into(),
     ]);
@@ -609,8 +629,8 @@ fn void_failed(
 
 #[test]
 fn void_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_its_key() {
-    let services = PaymentServices::new(Arc::new(DownProvider));
-    let key = format!("{}-void-0", payment_id());
+    let services = provider_down();
+    let key = call_key("void", 0);
     given_with(
         services,
         vec![authorized().into()],
@@ -626,8 +646,7 @@ fn void_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_its_k
     // The provider is back: the retry (another command, another key
     // offered) repeats the unanswered key, so a void that did happen is
     // answered again, not done twice.
-    let services =
-        PaymentServices::new(Arc::new(SimulatedProvider::new())).for_command(uuid::Uuid::nil());
+    let services = provider_back();
     let failed = void_failed("provider_unavailable", false, &key, 1, false);
     let payment = apply_all(vec![authorized().into(), failed.clone().into()]);
     assert_eq!(payment.status(), Some(PaymentStatus::Authorized));
@@ -644,11 +663,8 @@ fn void_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_its_k
 #[test]
 fn refused_voids_are_recorded_and_the_third_gives_up_to_ops() {
     // The simulated provider refuses references it did not issue.
-    let foreign = PaymentAuthorized {
-        provider_reference: "stripe_ch_1".into(),
-        ..authorized()
-    };
-    let key = |n: u32| format!("{}-void-{n}", payment_id());
+    let foreign = foreign_authorization();
+    let key = |n| call_key("void", n);
     given(vec![foreign.clone().into()], VoidPayment { now: at(5) }).then_expect_events(vec![
         void_failed("unknown_reference", true, &key(0), 1, false).into(),
     ]);
@@ -818,8 +834,8 @@ fn refund_failed(
 
 #[test]
 fn refund_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_its_key() {
-    let services = PaymentServices::new(Arc::new(DownProvider));
-    let key = format!("{}-refund-0", payment_id());
+    let services = provider_down();
+    let key = call_key("refund", 0);
     given_with(
         services,
         vec![authorized().into(), captured().into()],
@@ -832,8 +848,7 @@ fn refund_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_its
         }
         .into(),
     ]);
-    let services =
-        PaymentServices::new(Arc::new(SimulatedProvider::new())).for_command(uuid::Uuid::nil());
+    let services = provider_back();
     let failed = refund_failed("provider_unavailable", false, &key, 1, false);
     let history: Vec<PaymentEvent> = vec![authorized().into(), captured().into(), failed.into()];
     let payment = apply_all(history.clone());
@@ -846,11 +861,8 @@ fn refund_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_its
 
 #[test]
 fn refused_refunds_are_recorded_the_third_gives_up_and_ops_may_refund_again() {
-    let foreign = PaymentAuthorized {
-        provider_reference: "stripe_ch_1".into(),
-        ..authorized()
-    };
-    let key = |n: u32| format!("{}-refund-{n}", payment_id());
+    let foreign = foreign_authorization();
+    let key = |n| call_key("refund", n);
     let start: Vec<PaymentEvent> = vec![foreign.clone().into(), captured().into()];
     given(start.clone(), refund(100)).then_expect_events(vec![
         refund_failed("unknown_reference", true, &key(0), 1, false).into(),
