@@ -86,6 +86,26 @@ pub(crate) fn conflict_in<A, S>(
     }
 }
 
+/// Each of `commands`, on an aggregate that does not exist (`when`), is
+/// refused as not found (`code`), naming the command (`error(name)`).
+#[track_caller]
+pub(crate) fn not_found_for_each<A, C>(
+    commands: Vec<C>,
+    when: impl Fn(C) -> AggregateResultValidator<A>,
+    name: fn(&C) -> &'static str,
+    code: &str,
+    error: impl Fn(&'static str) -> A::Error,
+) where
+    A: Aggregate,
+    A::Error: DomainError + PartialEq,
+{
+    for command in commands {
+        let name = name(&command);
+        let refused = expect_error(when(command), code, ErrorKind::NotFound);
+        assert_eq!(refused, error(name), "{name}");
+    }
+}
+
 /// The aggregate these events fold to.
 pub(crate) fn fold<A: Aggregate>(events: Vec<A::Event>) -> A {
     let mut aggregate = A::default();

@@ -314,26 +314,16 @@ fn every_command_but_request_needs_a_delivery() {
             now: at(2),
         }
         .into(),
-        FailDelivery {
-            reason: "x".into(),
-            now: at(2),
-        }
-        .into(),
-        CancelDelivery {
-            reason: "x".into(),
-            now: at(2),
-        }
-        .into(),
+        fail("x").into(),
+        cancel("x").into(),
     ];
-    for command in commands {
-        let name = command.name();
-        let error = expect_error(
-            given(vec![], command),
-            "delivery_not_found",
-            ErrorKind::NotFound,
-        );
-        assert_eq!(error, DeliveryError::NotFound { command: name });
-    }
+    not_found_for_each(
+        commands,
+        |command| given(vec![], command),
+        DeliveryCommand::name,
+        "delivery_not_found",
+        |command| DeliveryError::NotFound { command },
+    );
 }
 
 // ---------------------------------------------------------------- AssignRider

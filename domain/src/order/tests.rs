@@ -756,15 +756,13 @@ fn every_command_but_place_needs_an_order() {
         }
         .into(),
     ];
-    for command in commands {
-        let name = command.name();
-        let error = expect_error(
-            given(vec![], command),
-            "order_not_found",
-            ErrorKind::NotFound,
-        );
-        assert_eq!(error, OrderError::NotFound { command: name });
-    }
+    not_found_for_each(
+        commands,
+        |command| given(vec![], command),
+        OrderCommand::name,
+        "order_not_found",
+        |command| OrderError::NotFound { command },
+    );
 }
 
 // ---------------------------------------------------------------- ConfirmOrder

@@ -575,15 +575,13 @@ fn every_command_but_authorize_and_cash_needs_a_payment() {
         VoidPayment { now: at(1) }.into(),
         refund(100).into(),
     ];
-    for command in commands {
-        let name = command.name();
-        let error = expect_error(
-            given(vec![], command),
-            "payment_not_found",
-            ErrorKind::NotFound,
-        );
-        assert_eq!(error, PaymentError::NotFound { command: name });
-    }
+    not_found_for_each(
+        commands,
+        |command| given(vec![], command),
+        PaymentCommand::name,
+        "payment_not_found",
+        |command| PaymentError::NotFound { command },
+    );
 }
 
 // ---------------------------------------------------------------- VoidPayment
