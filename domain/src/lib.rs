@@ -23,12 +23,60 @@
 
 #![warn(missing_docs)]
 
+/// An aggregate's command enum: one variant per command struct of the same
+/// name, its `name()` (for logs and metrics) and a `From` per command.
+macro_rules! command_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $enum:ident {
+            $($(#[$variant_meta:meta])* $command:ident,)+
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum $enum {
+            $($(#[$variant_meta])* $command($command),)+
+        }
+
+        impl $enum {
+            /// The command's name, e.g. `PlaceOrder` (for logs and metrics).
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $($enum::$command(_) => stringify!($command),)+
+                }
+            }
+        }
+
+        $(impl From<$command> for $enum {
+            fn from(value: $command) -> Self {
+                $enum::$command(value)
+            }
+        })+
+    };
+}
+
+/// [`DomainError`] of an aggregate's error, by its own `code` and `kind`.
+macro_rules! domain_error {
+    ($error:ident) => {
+        impl $crate::DomainError for $error {
+            fn code(&self) -> &'static str {
+                $error::code(self)
+            }
+
+            fn kind(&self) -> $crate::ErrorKind {
+                $error::kind(self)
+            }
+        }
+    };
+}
+
 pub mod catalog;
 pub mod delivery;
 pub mod order;
 pub mod payment;
 pub mod pricing;
 pub mod provider;
+#[cfg(test)]
+mod testing;
 
 pub use catalog::{MenuItemSnapshot, RestaurantSnapshot};
 pub use delivery::{Delivery, DeliveryCommand, DeliveryError, DeliveryStatus};

@@ -279,36 +279,44 @@ mod tests {
         }
     }
 
+    /// `delivery_fee` of each distance (metres) is the expected minor amount.
+    #[track_caller]
+    fn assert_delivery_fees(cases: &[(f64, i64)]) {
+        for &(metres, expected) in cases {
+            assert_eq!(delivery_fee(metres, EUR), eur(expected), "{metres} m");
+        }
+    }
+
     #[test]
     fn delivery_fee_is_base_up_to_two_km() {
-        assert_eq!(delivery_fee(0.0, EUR), eur(199));
-        assert_eq!(delivery_fee(1_999.9, EUR), eur(199));
-        assert_eq!(delivery_fee(2_000.0, EUR), eur(199));
-        // Rounded to the nearest metre first.
-        assert_eq!(delivery_fee(2_000.4, EUR), eur(199));
+        // 2 000.4 m: rounded to the nearest metre first.
+        assert_delivery_fees(&[(0.0, 199), (1_999.9, 199), (2_000.0, 199), (2_000.4, 199)]);
     }
 
     #[test]
     fn delivery_fee_charges_every_started_km_beyond_two() {
-        assert_eq!(delivery_fee(2_000.6, EUR), eur(259));
-        assert_eq!(delivery_fee(2_001.0, EUR), eur(259));
-        assert_eq!(delivery_fee(3_000.0, EUR), eur(259));
-        assert_eq!(delivery_fee(3_001.0, EUR), eur(319));
-        assert_eq!(delivery_fee(10_000.0, EUR), eur(679));
+        assert_delivery_fees(&[
+            (2_000.6, 259),
+            (2_001.0, 259),
+            (3_000.0, 259),
+            (3_001.0, 319),
+            (10_000.0, 679),
+        ]);
     }
 
     #[test]
     fn delivery_fee_is_capped() {
-        assert_eq!(delivery_fee(10_001.0, EUR), eur(699));
-        assert_eq!(delivery_fee(15_000.0, EUR), eur(699));
-        assert_eq!(delivery_fee(1.0e12, EUR), eur(699));
-        assert_eq!(delivery_fee(f64::INFINITY, EUR), eur(699));
+        assert_delivery_fees(&[
+            (10_001.0, 699),
+            (15_000.0, 699),
+            (1.0e12, 699),
+            (f64::INFINITY, 699),
+        ]);
     }
 
     #[test]
     fn delivery_fee_treats_nonsense_distances_as_zero() {
-        assert_eq!(delivery_fee(-5.0, EUR), eur(199));
-        assert_eq!(delivery_fee(f64::NAN, EUR), eur(199));
+        assert_delivery_fees(&[(-5.0, 199), (f64::NAN, 199)]);
     }
 
     #[test]

@@ -146,13 +146,8 @@ pub async fn read_after<'e, E: PgExecutor<'e>>(
     after: Position,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(READ_AFTER)
-        .bind(after.transaction_id.to_string())
-        .bind(after.global_position)
-        .bind(limit)
-        .fetch_all(executor)
-        .await?;
-    Ok(rows.into_iter().map(stored_event).collect())
+    let query = after_query(READ_AFTER, after, limit);
+    fetch_events(executor, query).await
 }
 
 /// Like [`READ_AFTER`], only events of the given aggregate types.
@@ -173,14 +168,8 @@ pub async fn read_after_of_types<'e, E: PgExecutor<'e>>(
     aggregate_types: &[&str],
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(READ_AFTER_OF_TYPES)
-        .bind(after.transaction_id.to_string())
-        .bind(after.global_position)
-        .bind(limit)
-        .bind(aggregate_types)
-        .fetch_all(executor)
-        .await?;
-    Ok(rows.into_iter().map(stored_event).collect())
+    let query = after_query(READ_AFTER_OF_TYPES, after, limit).bind(aggregate_types);
+    fetch_events(executor, query).await
 }
 
 /// Like [`READ_AFTER`], only the events of the given aggregates (type and id
@@ -204,14 +193,30 @@ pub async fn read_aggregates_after<'e, E: PgExecutor<'e>>(
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let types: Vec<&str> = aggregates.iter().map(|(t, _)| *t).collect();
     let ids: Vec<&str> = aggregates.iter().map(|(_, id)| *id).collect();
-    let rows: Vec<Row> = sqlx::query_as(READ_AGGREGATES_AFTER)
+    let query = after_query(READ_AGGREGATES_AFTER, after, limit)
+        .bind(&types)
+        .bind(&ids);
+    fetch_events(executor, query).await
+}
+
+/// A query for whole event rows.
+type EventsQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, Row, sqlx::postgres::PgArguments>;
+
+/// `sql` with the commit-order position and the limit bound as `$1`, `$2`
+/// and `$3`: the start of every read in commit order.
+fn after_query(sql: &str, after: Position, limit: i64) -> EventsQuery<'_> {
+    sqlx::query_as(sql)
         .bind(after.transaction_id.to_string())
         .bind(after.global_position)
         .bind(limit)
-        .bind(&types)
-        .bind(&ids)
-        .fetch_all(executor)
-        .await?;
+}
+
+/// Run `query` and decode its rows.
+async fn fetch_events<'e, E: PgExecutor<'e>>(
+    executor: E,
+    query: EventsQuery<'_>,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let rows = query.fetch_all(executor).await?;
     Ok(rows.into_iter().map(stored_event).collect())
 }
 
@@ -297,14 +302,12 @@ pub async fn read_aggregate<'e, E: PgExecutor<'e>>(
     after_sequence: i64,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(READ_AGGREGATE)
+    let query = sqlx::query_as(READ_AGGREGATE)
         .bind(aggregate_type)
         .bind(aggregate_id)
         .bind(after_sequence)
-        .bind(limit)
-        .fetch_all(executor)
-        .await?;
-    Ok(rows.into_iter().map(stored_event).collect())
+        .bind(limit);
+    fetch_events(executor, query).await
 }
 
 /// The stored events with the given ids, in no particular order; ids not in
@@ -317,11 +320,8 @@ pub async fn read_by_event_ids<'e, E: PgExecutor<'e>>(
     if event_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<Row> = sqlx::query_as(READ_BY_EVENT_IDS)
-        .bind(event_ids)
-        .fetch_all(executor)
-        .await?;
-    Ok(rows.into_iter().map(stored_event).collect())
+    let query = sqlx::query_as(READ_BY_EVENT_IDS).bind(event_ids);
+    fetch_events(executor, query).await
 }
 
 /// Up to `limit` events whose metadata names `correlation_id`, after `after`,
@@ -333,14 +333,12 @@ pub async fn read_correlation<'e, E: PgExecutor<'e>>(
     after: Position,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(READ_CORRELATION)
+    let query = sqlx::query_as(READ_CORRELATION)
         .bind(correlation_id.to_string())
         .bind(after.transaction_id.to_string())
         .bind(after.global_position)
-        .bind(limit)
-        .fetch_all(executor)
-        .await?;
-    Ok(rows.into_iter().map(stored_event).collect())
+        .bind(limit);
+    fetch_events(executor, query).await
 }
 
 /// The position of the last readable event (commit order), if any.

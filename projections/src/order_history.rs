@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::rows::{CopyRows, Store, Table};
+use crate::rows::{CopyRows, Store, Table, aggregate_uuid, apply_by_store, changed_rows};
 use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent};
 
 /// The order-history projector.
@@ -190,11 +190,6 @@ struct TimelineRow<'a> {
     recorded_at: DateTime<Utc>,
 }
 
-fn aggregate_uuid(event: &SourcedEvent) -> Result<Uuid, ProjectionError> {
-    Uuid::parse_str(&event.envelope.aggregate_id)
-        .map_err(|e| event.reject(format!("aggregate id is not a uuid: {e}")))
-}
-
 /// Add `amount` to a running total in `currency`, refusing other currencies.
 fn add(
     event: &SourcedEvent,
@@ -226,41 +221,17 @@ impl Projector for OrderHistory {
     }
 
     fn tables(&self) -> &'static [ReadModelTable] {
-        &[
-            ReadModelTable {
-                name: "order_history",
-                processing_time_columns: &[],
-            },
-            ReadModelTable {
-                name: "order_history_payments",
-                processing_time_columns: &[],
-            },
-            ReadModelTable {
-                name: "order_history_deliveries",
-                processing_time_columns: &[],
-            },
-            ReadModelTable {
-                name: "order_timeline",
-                processing_time_columns: &[],
-            },
-        ]
+        const {
+            &[
+                ReadModelTable::derived("order_history"),
+                ReadModelTable::derived("order_history_payments"),
+                ReadModelTable::derived("order_history_deliveries"),
+                ReadModelTable::derived("order_timeline"),
+            ]
+        }
     }
 
-    async fn apply(
-        &self,
-        tx: &mut PgConnection,
-        batch: &[SourcedEvent],
-    ) -> Result<(), ProjectionError> {
-        apply_batch(tx, batch, Store::Guarded).await
-    }
-
-    async fn apply_bulk(
-        &self,
-        tx: &mut PgConnection,
-        batch: &[SourcedEvent],
-    ) -> Result<(), ProjectionError> {
-        apply_batch(tx, batch, Store::Bulk).await
-    }
+    apply_by_store!(apply_batch);
 }
 
 /// Apply a batch: rows loaded, changed in memory event by event, stored once.
@@ -281,23 +252,14 @@ async fn apply_batch(
             ids[slot].push(aggregate_uuid(e)?);
         }
         let mut orders: BTreeMap<Uuid, OrderRow> = ORDERS
-            .load::<OrderRow>(tx, &ids[0])
-            .await?
-            .into_iter()
-            .map(|r| (r.order_id, r))
-            .collect();
+            .load_by_key(tx, &ids[0], |r: &OrderRow| r.order_id)
+            .await?;
         let mut payments: BTreeMap<Uuid, PaymentRow> = PAYMENTS
-            .load::<PaymentRow>(tx, &ids[1])
-            .await?
-            .into_iter()
-            .map(|r| (r.payment_id, r))
-            .collect();
+            .load_by_key(tx, &ids[1], |r: &PaymentRow| r.payment_id)
+            .await?;
         let mut deliveries: BTreeMap<Uuid, DeliveryRow> = DELIVERIES
-            .load::<DeliveryRow>(tx, &ids[2])
-            .await?
-            .into_iter()
-            .map(|r| (r.delivery_id, r))
-            .collect();
+            .load_by_key(tx, &ids[2], |r: &DeliveryRow| r.delivery_id)
+            .await?;
         let mut changed: [BTreeSet<Uuid>; 3] = Default::default();
         let mut timeline = Vec::with_capacity(batch.len());
 
@@ -332,22 +294,15 @@ async fn apply_batch(
             }
         }
 
-        let pick = |set: &BTreeSet<Uuid>| set.iter().copied().collect::<Vec<_>>();
-        let order_rows: Vec<&OrderRow> = pick(&changed[0])
-            .iter()
-            .filter_map(|k| orders.get(k))
-            .collect();
-        let payment_rows: Vec<&PaymentRow> = pick(&changed[1])
-            .iter()
-            .filter_map(|k| payments.get(k))
-            .collect();
-        let delivery_rows: Vec<&DeliveryRow> = pick(&changed[2])
-            .iter()
-            .filter_map(|k| deliveries.get(k))
-            .collect();
-        ORDERS.upsert(tx, &order_rows).await?;
-        PAYMENTS.upsert(tx, &payment_rows).await?;
-        DELIVERIES.upsert(tx, &delivery_rows).await?;
+        ORDERS
+            .upsert(tx, &changed_rows(&orders, &changed[0]))
+            .await?;
+        PAYMENTS
+            .upsert(tx, &changed_rows(&payments, &changed[1]))
+            .await?;
+        DELIVERIES
+            .upsert(tx, &changed_rows(&deliveries, &changed[2]))
+            .await?;
         match store {
             Store::Guarded => insert_timeline(tx, &timeline).await?,
             Store::Bulk => copy_timeline(tx, &timeline).await?,

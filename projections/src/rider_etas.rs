@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::rows::Table;
+use crate::rows::{Table, aggregate_uuid, changed_rows};
 use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent};
 
 pub const NAME: &str = "rider_etas";
@@ -268,10 +268,7 @@ impl Projector for RiderEtas {
     }
 
     fn tables(&self) -> &'static [ReadModelTable] {
-        &[ReadModelTable {
-            name: "rider_etas",
-            processing_time_columns: &[],
-        }]
+        const { &[ReadModelTable::derived("rider_etas")] }
     }
 
     async fn apply(
@@ -279,26 +276,19 @@ impl Projector for RiderEtas {
         tx: &mut PgConnection,
         batch: &[SourcedEvent],
     ) -> Result<(), ProjectionError> {
-        let mut ids = Vec::with_capacity(batch.len());
-        for e in batch {
-            ids.push(
-                Uuid::parse_str(&e.envelope.aggregate_id)
-                    .map_err(|err| e.reject(format!("aggregate id is not a uuid: {err}")))?,
-            );
-        }
+        let ids = batch
+            .iter()
+            .map(aggregate_uuid)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut rows: BTreeMap<Uuid, EtaRow> = ETAS
-            .load::<EtaRow>(tx, &ids)
-            .await?
-            .into_iter()
-            .map(|r| (r.delivery_id, r))
-            .collect();
+            .load_by_key(tx, &ids, |r: &EtaRow| r.delivery_id)
+            .await?;
         let mut changed = BTreeSet::new();
         for (e, id) in batch.iter().zip(ids) {
             self.apply_one(e, id, &mut rows)?;
             changed.insert(id);
         }
-        let out: Vec<&EtaRow> = changed.iter().filter_map(|k| rows.get(k)).collect();
-        ETAS.upsert(tx, &out).await?;
+        ETAS.upsert(tx, &changed_rows(&rows, &changed)).await?;
         Ok(())
     }
 }

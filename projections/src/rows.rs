@@ -2,12 +2,30 @@
 //! time: `to_jsonb(row)` to load, `jsonb_populate_recordset` to store. A row
 //! struct's fields are exactly its table's columns.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
+
+use crate::runtime::{ProjectionError, SourcedEvent};
+
+/// The key of an event's read-model row: its aggregate id, a uuid.
+pub(crate) fn aggregate_uuid(event: &SourcedEvent) -> Result<Uuid, ProjectionError> {
+    Uuid::parse_str(&event.envelope.aggregate_id)
+        .map_err(|e| event.reject(format!("aggregate id is not a uuid: {e}")))
+}
+
+/// The rows of `changed`, in key order (what a batch upserts).
+pub(crate) fn changed_rows<'a, T>(
+    rows: &'a BTreeMap<Uuid, T>,
+    changed: &BTreeSet<Uuid>,
+) -> Vec<&'a T> {
+    changed.iter().filter_map(|k| rows.get(k)).collect()
+}
 
 /// A read-model table keyed by one uuid column.
 pub(crate) struct Table {
@@ -34,6 +52,21 @@ impl Table {
         Ok(rows.into_iter().map(|(Json(r),)| r).collect())
     }
 
+    /// Rows whose key is in `keys`, by their key (`key` reads it from a row).
+    pub(crate) async fn load_by_key<T, C>(
+        &self,
+        tx: &mut PgConnection,
+        keys: &[Uuid],
+        key: fn(&T) -> Uuid,
+    ) -> Result<C, sqlx::Error>
+    where
+        T: DeserializeOwned + Send + Unpin + 'static,
+        C: FromIterator<(Uuid, T)>,
+    {
+        let rows = self.load::<T>(tx, keys).await?;
+        Ok(rows.into_iter().map(|r| (key(&r), r)).collect())
+    }
+
     /// Insert or fully overwrite `rows` (which must be sorted by key so that
     /// concurrent writers lock rows in the same order).
     pub(crate) async fn upsert<T: Serialize + Sync>(
@@ -41,25 +74,14 @@ impl Table {
         tx: &mut PgConnection,
         rows: &[T],
     ) -> Result<(), sqlx::Error> {
-        if rows.is_empty() {
-            return Ok(());
-        }
         let set: Vec<String> = self
             .columns
             .iter()
             .filter(|c| **c != self.key)
             .map(|c| format!("{c} = EXCLUDED.{c}"))
             .collect();
-        let cols = self.columns.join(", ");
-        let sql = format!(
-            "INSERT INTO {name} ({cols}) SELECT {cols} FROM jsonb_populate_recordset(NULL::{name}, $1)
-             ON CONFLICT ({key}) DO UPDATE SET {set}",
-            name = self.name,
-            key = self.key,
-            set = set.join(", ")
-        );
-        sqlx::query(&sql).bind(Json(rows)).execute(&mut *tx).await?;
-        Ok(())
+        let on_conflict = format!("DO UPDATE SET {}", set.join(", "));
+        self.insert(tx, rows, &on_conflict).await
     }
 
     /// Insert `rows`, ignoring any whose key exists.
@@ -68,13 +90,23 @@ impl Table {
         tx: &mut PgConnection,
         rows: &[T],
     ) -> Result<(), sqlx::Error> {
+        self.insert(tx, rows, "DO NOTHING").await
+    }
+
+    /// Insert `rows`; a row whose key exists gets `on_conflict`.
+    async fn insert<T: Serialize + Sync>(
+        &self,
+        tx: &mut PgConnection,
+        rows: &[T],
+        on_conflict: &str,
+    ) -> Result<(), sqlx::Error> {
         if rows.is_empty() {
             return Ok(());
         }
         let cols = self.columns.join(", ");
         let sql = format!(
             "INSERT INTO {name} ({cols}) SELECT {cols} FROM jsonb_populate_recordset(NULL::{name}, $1)
-             ON CONFLICT ({key}) DO NOTHING",
+             ON CONFLICT ({key}) {on_conflict}",
             name = self.name,
             key = self.key,
         );
@@ -92,6 +124,30 @@ pub(crate) enum Store {
     /// `Projector::apply_bulk`).
     Bulk,
 }
+
+/// `apply` and `apply_bulk` of a projector whose `$apply_batch(tx, batch,
+/// store)` serves both: under the guard ([`Store::Guarded`]) and in a
+/// rebuild's bulk fill ([`Store::Bulk`]).
+macro_rules! apply_by_store {
+    ($apply_batch:ident) => {
+        async fn apply(
+            &self,
+            tx: &mut PgConnection,
+            batch: &[SourcedEvent],
+        ) -> Result<(), ProjectionError> {
+            $apply_batch(tx, batch, Store::Guarded).await
+        }
+
+        async fn apply_bulk(
+            &self,
+            tx: &mut PgConnection,
+            batch: &[SourcedEvent],
+        ) -> Result<(), ProjectionError> {
+            $apply_batch(tx, batch, Store::Bulk).await
+        }
+    };
+}
+pub(crate) use apply_by_store;
 
 /// Rows for `COPY … FROM STDIN (FORMAT binary)`: the insert-only tables of a
 /// rebuild's bulk fill, which start empty in the shadow, are written this way

@@ -56,7 +56,7 @@ use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::rows::{CopyRows, Store, Table};
+use crate::rows::{CopyRows, Store, Table, aggregate_uuid, apply_by_store};
 use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent};
 
 pub const NAME: &str = "settlements";
@@ -117,19 +117,54 @@ struct PaymentFacts {
     currency: String,
 }
 
-/// The restaurant figures; the same columns in the ledger and the day table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Figures {
-    pub orders: i64,
-    pub gross_sales_minor: i64,
-    pub tax_minor: i64,
-    pub delivery_fees_minor: i64,
-    pub service_fees_minor: i64,
-    pub tips_minor: i64,
-    pub commission_minor: i64,
-    pub provider_fees_minor: i64,
-    pub refunds_minor: i64,
-    pub cash_collected_minor: i64,
+/// Figures (`i64`, one event's) and their day sum (`i128`, with `add`),
+/// from one list of fields.
+macro_rules! figures_and_day_sum {
+    (
+        $(#[$figures_meta:meta])* $vis:vis struct $figures:ident;
+        $(#[$sum_meta:meta])* struct $sum:ident;
+        { $($field_vis:vis $field:ident),+ $(,)? }
+    ) => {
+        $(#[$figures_meta])*
+        $vis struct $figures {
+            $($field_vis $field: i64,)+
+        }
+
+        $(#[$sum_meta])*
+        struct $sum {
+            $($field: i128,)+
+        }
+
+        impl $sum {
+            fn add(&mut self, f: &$figures) {
+                $(self.$field = self.$field.saturating_add(i128::from(f.$field));)+
+            }
+        }
+    };
+}
+
+figures_and_day_sum! {
+    /// The restaurant figures; the same columns in the ledger and the day table.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub(crate) struct Figures;
+    /// A batch's sum of [`Figures`] for one restaurant day, in `i128`: a sum of
+    /// `i64`s that cannot overflow (the day table's columns are numeric,
+    /// migration 0009), so no batch of orders, however large their amounts, can
+    /// stop the projector.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+    struct DayFigures;
+    {
+        pub orders,
+        pub gross_sales_minor,
+        pub tax_minor,
+        pub delivery_fees_minor,
+        pub service_fees_minor,
+        pub tips_minor,
+        pub commission_minor,
+        pub provider_fees_minor,
+        pub refunds_minor,
+        pub cash_collected_minor,
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,39 +180,7 @@ struct Entry {
     figures: Figures,
 }
 
-/// A batch's sum of [`Figures`] for one restaurant day, in `i128`: a sum of
-/// `i64`s that cannot overflow (the day table's columns are numeric,
-/// migration 0009), so no batch of orders, however large their amounts, can
-/// stop the projector.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-struct DayFigures {
-    orders: i128,
-    gross_sales_minor: i128,
-    tax_minor: i128,
-    delivery_fees_minor: i128,
-    service_fees_minor: i128,
-    tips_minor: i128,
-    commission_minor: i128,
-    provider_fees_minor: i128,
-    refunds_minor: i128,
-    cash_collected_minor: i128,
-}
-
 impl DayFigures {
-    fn add(&mut self, f: &Figures) {
-        let add = |sum: &mut i128, v: i64| *sum = sum.saturating_add(i128::from(v));
-        add(&mut self.orders, f.orders);
-        add(&mut self.gross_sales_minor, f.gross_sales_minor);
-        add(&mut self.tax_minor, f.tax_minor);
-        add(&mut self.delivery_fees_minor, f.delivery_fees_minor);
-        add(&mut self.service_fees_minor, f.service_fees_minor);
-        add(&mut self.tips_minor, f.tips_minor);
-        add(&mut self.commission_minor, f.commission_minor);
-        add(&mut self.provider_fees_minor, f.provider_fees_minor);
-        add(&mut self.refunds_minor, f.refunds_minor);
-        add(&mut self.cash_collected_minor, f.cash_collected_minor);
-    }
-
     /// gross sales + tax − commission − provider fees − refunds.
     fn net_payable(&self) -> i128 {
         self.gross_sales_minor
@@ -198,34 +201,13 @@ struct DayRow {
     net_payable_minor: i128,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct ProviderFigures {
-    authorized: i64,
-    captured: i64,
-    voided: i64,
-    refunded: i64,
-    fees: i64,
-}
-
-/// A batch's sum of [`ProviderFigures`] for one provider day (`i128`, see [`DayFigures`]).
-#[derive(Debug, Clone, Copy, Default)]
-struct ProviderDayFigures {
-    authorized: i128,
-    captured: i128,
-    voided: i128,
-    refunded: i128,
-    fees: i128,
-}
-
-impl ProviderDayFigures {
-    fn add(&mut self, f: &ProviderFigures) {
-        let add = |sum: &mut i128, v: i64| *sum = sum.saturating_add(i128::from(v));
-        add(&mut self.authorized, f.authorized);
-        add(&mut self.captured, f.captured);
-        add(&mut self.voided, f.voided);
-        add(&mut self.refunded, f.refunded);
-        add(&mut self.fees, f.fees);
-    }
+figures_and_day_sum! {
+    #[derive(Debug, Clone, Copy, Default)]
+    struct ProviderFigures;
+    /// A batch's sum of [`ProviderFigures`] for one provider day (`i128`, see [`DayFigures`]).
+    #[derive(Debug, Clone, Copy, Default)]
+    struct ProviderDayFigures;
+    { authorized, captured, voided, refunded, fees }
 }
 
 #[derive(Debug, Serialize)]
@@ -238,11 +220,6 @@ struct ProviderDayRow<'a> {
     voided_minor: i128,
     refunded_minor: i128,
     fees_minor: i128,
-}
-
-fn uuid_of(e: &SourcedEvent) -> Result<Uuid, ProjectionError> {
-    Uuid::parse_str(&e.envelope.aggregate_id)
-        .map_err(|err| e.reject(format!("aggregate id is not a uuid: {err}")))
 }
 
 fn parse_tz(name: &str) -> Option<Tz> {
@@ -282,45 +259,18 @@ impl Projector for Settlements {
     }
 
     fn tables(&self) -> &'static [ReadModelTable] {
-        &[
-            ReadModelTable {
-                name: "settlement_orders",
-                processing_time_columns: &[],
-            },
-            ReadModelTable {
-                name: "settlement_payments",
-                processing_time_columns: &[],
-            },
-            ReadModelTable {
-                name: "settlement_entries",
-                processing_time_columns: &[],
-            },
-            ReadModelTable {
-                name: "restaurant_settlement_days",
-                processing_time_columns: &[],
-            },
-            ReadModelTable {
-                name: "provider_settlement_days",
-                processing_time_columns: &[],
-            },
-        ]
+        const {
+            &[
+                ReadModelTable::derived("settlement_orders"),
+                ReadModelTable::derived("settlement_payments"),
+                ReadModelTable::derived("settlement_entries"),
+                ReadModelTable::derived("restaurant_settlement_days"),
+                ReadModelTable::derived("provider_settlement_days"),
+            ]
+        }
     }
 
-    async fn apply(
-        &self,
-        tx: &mut PgConnection,
-        batch: &[SourcedEvent],
-    ) -> Result<(), ProjectionError> {
-        apply_batch(tx, batch, Store::Guarded).await
-    }
-
-    async fn apply_bulk(
-        &self,
-        tx: &mut PgConnection,
-        batch: &[SourcedEvent],
-    ) -> Result<(), ProjectionError> {
-        apply_batch(tx, batch, Store::Bulk).await
-    }
+    apply_by_store!(apply_batch);
 }
 
 /// Apply a batch: facts loaded, entries and day sums computed in memory,
@@ -336,7 +286,7 @@ async fn apply_batch(
         let mut order_ids = Vec::new();
         let mut payment_ids = Vec::new();
         for e in batch {
-            let id = uuid_of(e)?;
+            let id = aggregate_uuid(e)?;
             match e.envelope.aggregate_type {
                 AggregateKind::Order => {
                     let ev: OrderEvent = e.decode()?;
@@ -356,17 +306,11 @@ async fn apply_batch(
             }
         }
         let mut orders: HashMap<Uuid, OrderFacts> = ORDERS
-            .load::<OrderFacts>(tx, &order_ids)
-            .await?
-            .into_iter()
-            .map(|o| (o.order_id, o))
-            .collect();
+            .load_by_key(tx, &order_ids, |o: &OrderFacts| o.order_id)
+            .await?;
         let mut payments: BTreeMap<Uuid, PaymentFacts> = PAYMENTS
-            .load::<PaymentFacts>(tx, &payment_ids)
-            .await?
-            .into_iter()
-            .map(|p| (p.payment_id, p))
-            .collect();
+            .load_by_key(tx, &payment_ids, |p: &PaymentFacts| p.payment_id)
+            .await?;
 
         let mut new_orders: Vec<Uuid> = Vec::new();
         let mut changed_payments: Vec<Uuid> = Vec::new();

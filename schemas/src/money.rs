@@ -110,24 +110,18 @@ impl Money {
 
     /// `self + other`; fails on different currencies or overflow.
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
-        self.same_currency(other)?;
-        let amount = self
-            .amount
-            .checked_add(other.amount)
-            .ok_or(MoneyError::Overflow)?;
-        Ok(Money {
-            amount,
-            currency: self.currency,
-        })
+        self.combine(other, i64::checked_add)
     }
 
     /// `self - other`; fails on different currencies or overflow.
     pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
+        self.combine(other, i64::checked_sub)
+    }
+
+    /// `op` on both amounts, in the one currency they must share.
+    fn combine(self, other: Money, op: fn(i64, i64) -> Option<i64>) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        let amount = self
-            .amount
-            .checked_sub(other.amount)
-            .ok_or(MoneyError::Overflow)?;
+        let amount = op(self.amount, other.amount).ok_or(MoneyError::Overflow)?;
         Ok(Money {
             amount,
             currency: self.currency,

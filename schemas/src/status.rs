@@ -5,6 +5,38 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// `ALL`, `parse`, `as_str` and `Display` of a status enum, from one list of
+/// its variants and their stable snake_case names (the serde names too; a
+/// test checks they agree).
+macro_rules! status_names {
+    ($(#[doc = $all_doc:literal])* $status:ident[$count:literal] {
+        $($variant:ident => $name:literal,)+
+    }) => {
+        impl $status {
+            $(#[doc = $all_doc])*
+            pub const ALL: [$status; $count] = [$($status::$variant,)+];
+
+            /// The status named `s` (its `as_str`).
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.into_iter().find(|status| status.as_str() == s)
+            }
+
+            /// The stable snake_case name (API, read models, metrics).
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $($status::$variant => $name,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $status {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 /// Where an order is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
@@ -28,19 +60,21 @@ pub enum OrderStatus {
     Cancelled,
 }
 
-impl OrderStatus {
+status_names! {
     /// Every status, in the order of an order's life (finals last).
-    pub const ALL: [OrderStatus; 8] = [
-        OrderStatus::Placed,
-        OrderStatus::Confirmed,
-        OrderStatus::Accepted,
-        OrderStatus::ReadyForPickup,
-        OrderStatus::PickedUp,
-        OrderStatus::Delivered,
-        OrderStatus::Rejected,
-        OrderStatus::Cancelled,
-    ];
+    OrderStatus[8] {
+        Placed => "placed",
+        Confirmed => "confirmed",
+        Accepted => "accepted",
+        ReadyForPickup => "ready_for_pickup",
+        PickedUp => "picked_up",
+        Delivered => "delivered",
+        Rejected => "rejected",
+        Cancelled => "cancelled",
+    }
+}
 
+impl OrderStatus {
     /// The status an order event leads to (by event type; every order event
     /// but none of the others).
     pub fn after(event_type: &str) -> Option<Self> {
@@ -57,28 +91,9 @@ impl OrderStatus {
         })
     }
 
-    /// The status named `s` (its `as_str`).
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|status| status.as_str() == s)
-    }
-
     /// Every status's name, for "allowed" lists in error details.
     pub fn names() -> [&'static str; 8] {
         Self::ALL.map(|s| s.as_str())
-    }
-
-    /// The stable snake_case name (API, read models, metrics).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            OrderStatus::Placed => "placed",
-            OrderStatus::Confirmed => "confirmed",
-            OrderStatus::Accepted => "accepted",
-            OrderStatus::ReadyForPickup => "ready_for_pickup",
-            OrderStatus::PickedUp => "picked_up",
-            OrderStatus::Delivered => "delivered",
-            OrderStatus::Rejected => "rejected",
-            OrderStatus::Cancelled => "cancelled",
-        }
     }
 
     /// Whether nothing more can happen to the order.
@@ -87,12 +102,6 @@ impl OrderStatus {
             self,
             OrderStatus::Delivered | OrderStatus::Rejected | OrderStatus::Cancelled
         )
-    }
-}
-
-impl std::fmt::Display for OrderStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -115,34 +124,19 @@ pub enum DeliveryStatus {
     Cancelled,
 }
 
-impl DeliveryStatus {
+status_names! {
     /// Every status, in the order of a delivery's life (finals last).
-    pub const ALL: [DeliveryStatus; 6] = [
-        DeliveryStatus::Requested,
-        DeliveryStatus::Assigned,
-        DeliveryStatus::PickedUp,
-        DeliveryStatus::Completed,
-        DeliveryStatus::Failed,
-        DeliveryStatus::Cancelled,
-    ];
-
-    /// The status named `s` (its `as_str`).
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    DeliveryStatus[6] {
+        Requested => "requested",
+        Assigned => "assigned",
+        PickedUp => "picked_up",
+        Completed => "completed",
+        Failed => "failed",
+        Cancelled => "cancelled",
     }
+}
 
-    /// The stable snake_case name (API, read models, metrics).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            DeliveryStatus::Requested => "requested",
-            DeliveryStatus::Assigned => "assigned",
-            DeliveryStatus::PickedUp => "picked_up",
-            DeliveryStatus::Completed => "completed",
-            DeliveryStatus::Failed => "failed",
-            DeliveryStatus::Cancelled => "cancelled",
-        }
-    }
-
+impl DeliveryStatus {
     /// Whether nothing more can happen to the delivery.
     pub fn is_final(&self) -> bool {
         matches!(
@@ -152,28 +146,35 @@ impl DeliveryStatus {
     }
 }
 
-impl std::fmt::Display for DeliveryStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Every status's name parses back to it and is its serde name.
+    fn assert_names_round_trip<S>(all: &[S], parse: fn(&str) -> Option<S>, as_str: fn(&S) -> &str)
+    where
+        S: Copy + PartialEq + std::fmt::Debug + Serialize,
+    {
+        for status in all {
+            assert_eq!(parse(as_str(status)), Some(*status), "{status:?}");
+            let json = serde_json::to_value(status).expect("serialize");
+            assert_eq!(json, serde_json::json!(as_str(status)), "{status:?}");
+        }
+    }
+
     #[test]
     fn names_round_trip_and_match_serde() {
-        for status in OrderStatus::ALL {
-            assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
-            let json = serde_json::to_value(status).expect("serialize");
-            assert_eq!(json, serde_json::json!(status.as_str()));
-        }
-        for status in DeliveryStatus::ALL {
-            assert_eq!(DeliveryStatus::parse(status.as_str()), Some(status));
-            let json = serde_json::to_value(status).expect("serialize");
-            assert_eq!(json, serde_json::json!(status.as_str()));
-        }
+        assert_names_round_trip(&OrderStatus::ALL, OrderStatus::parse, OrderStatus::as_str);
+        assert_names_round_trip(
+            &DeliveryStatus::ALL,
+            DeliveryStatus::parse,
+            DeliveryStatus::as_str,
+        );
+        assert_names_round_trip(
+            &PaymentStatus::ALL,
+            PaymentStatus::parse,
+            PaymentStatus::as_str,
+        );
         assert_eq!(OrderStatus::parse("shipped"), None);
     }
 
@@ -222,45 +223,18 @@ pub enum PaymentStatus {
     RefundFailed,
 }
 
-impl PaymentStatus {
+status_names! {
     /// Every status (finals and given-up states last).
-    pub const ALL: [PaymentStatus; 10] = [
-        PaymentStatus::Declined,
-        PaymentStatus::Authorized,
-        PaymentStatus::Captured,
-        PaymentStatus::PartiallyRefunded,
-        PaymentStatus::Refunded,
-        PaymentStatus::Voided,
-        PaymentStatus::CashCollected,
-        PaymentStatus::CaptureFailed,
-        PaymentStatus::VoidFailed,
-        PaymentStatus::RefundFailed,
-    ];
-
-    /// The status named `s` (its `as_str`).
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|status| status.as_str() == s)
-    }
-
-    /// The stable snake_case name (API, read models, metrics).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            PaymentStatus::Declined => "declined",
-            PaymentStatus::Authorized => "authorized",
-            PaymentStatus::Captured => "captured",
-            PaymentStatus::PartiallyRefunded => "partially_refunded",
-            PaymentStatus::Refunded => "refunded",
-            PaymentStatus::Voided => "voided",
-            PaymentStatus::CashCollected => "cash_collected",
-            PaymentStatus::CaptureFailed => "capture_failed",
-            PaymentStatus::VoidFailed => "void_failed",
-            PaymentStatus::RefundFailed => "refund_failed",
-        }
-    }
-}
-
-impl std::fmt::Display for PaymentStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    PaymentStatus[10] {
+        Declined => "declined",
+        Authorized => "authorized",
+        Captured => "captured",
+        PartiallyRefunded => "partially_refunded",
+        Refunded => "refunded",
+        Voided => "voided",
+        CashCollected => "cash_collected",
+        CaptureFailed => "capture_failed",
+        VoidFailed => "void_failed",
+        RefundFailed => "refund_failed",
     }
 }

@@ -30,41 +30,17 @@ pub struct TextRule {
 }
 
 /// Reasons given for rejecting, cancelling, failing, refunding...: free text, 1..=500.
-pub const REASON: TextRule = TextRule {
-    field: "reason",
-    max_chars: 500,
-    free_text: true,
-};
+pub const REASON: TextRule = TextRule::free_text("reason", 500);
 /// Street and house number of a delivery address, 1..=200.
-pub const STREET: TextRule = TextRule {
-    field: "delivery_address.street",
-    max_chars: 200,
-    free_text: false,
-};
+pub const STREET: TextRule = TextRule::line("delivery_address.street", 200);
 /// City of a delivery address, 1..=100.
-pub const CITY: TextRule = TextRule {
-    field: "delivery_address.city",
-    max_chars: 100,
-    free_text: false,
-};
+pub const CITY: TextRule = TextRule::line("delivery_address.city", 100);
 /// Postal code of a delivery address, 1..=16.
-pub const POSTAL_CODE: TextRule = TextRule {
-    field: "delivery_address.postal_code",
-    max_chars: 16,
-    free_text: false,
-};
+pub const POSTAL_CODE: TextRule = TextRule::line("delivery_address.postal_code", 16);
 /// A card token as the client sends it (handed to the provider, never stored), 1..=255.
-pub const CARD_TOKEN: TextRule = TextRule {
-    field: "payment_method.card_token",
-    max_chars: 255,
-    free_text: false,
-};
+pub const CARD_TOKEN: TextRule = TextRule::line("payment_method.card_token", 255);
 /// Names of restaurants, menu items and riders, 1..=200.
-pub const NAME: TextRule = TextRule {
-    field: "name",
-    max_chars: 200,
-    free_text: false,
-};
+pub const NAME: TextRule = TextRule::line("name", 200);
 
 /// Why a text was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,6 +102,24 @@ pub fn first_forbidden_char(text: &str, free_text: bool) -> Option<(usize, char)
 }
 
 impl TextRule {
+    /// A single-line field: no control character at all.
+    const fn line(field: &'static str, max_chars: usize) -> TextRule {
+        TextRule {
+            field,
+            max_chars,
+            free_text: false,
+        }
+    }
+
+    /// A free-text field: `\n` and `\t` allowed.
+    const fn free_text(field: &'static str, max_chars: usize) -> TextRule {
+        TextRule {
+            field,
+            max_chars,
+            free_text: true,
+        }
+    }
+
     /// Check `text` against this rule. Blank (only whitespace) counts as empty.
     pub fn check(&self, text: &str) -> Result<(), TextError> {
         if text.trim().is_empty() {

@@ -182,9 +182,20 @@ mod tests {
     fn stored(name: &str) -> Value {
         let text = match name {
             "DeliveryRequested" => include_str!("../fixtures/DeliveryRequested.v1.json"),
-            _ => include_str!("../fixtures/OrderPlaced.v1.json"),
+            "OrderPlaced" => include_str!("../fixtures/OrderPlaced.v1.json"),
+            "PaymentCaptured" => include_str!("../fixtures/PaymentCaptured.v1.json"),
+            "PaymentRefunded" => include_str!("../fixtures/PaymentRefunded.v1.json"),
+            other => panic!("no v1 fixture of {other}"),
         };
         serde_json::from_str(text).expect("fixture is JSON")
+    }
+
+    /// The payload of the stored v1 `event_type`, upcast to version 2.
+    fn upcast_v1(event_type: &str) -> Value {
+        let row = stored(event_type);
+        let (version, payload) = upcast_payload(event_type, "1".to_owned(), row["payload"].clone());
+        assert_eq!(version, "2", "{event_type}");
+        payload
     }
 
     #[test]
@@ -192,9 +203,7 @@ mod tests {
         let row = stored("DeliveryRequested");
         let v1: crate::events::delivery::legacy::DeliveryRequestedV1 =
             serde_json::from_value(row["payload"].clone()).expect("fixture is a v1 payload");
-        let (version, payload) =
-            upcast_payload("DeliveryRequested", "1".to_owned(), row["payload"].clone());
-        assert_eq!(version, "2");
+        let payload = upcast_v1("DeliveryRequested");
         assert!(payload.get("dropoff_code").is_none());
         assert!(!payload.to_string().contains(&v1.dropoff_code));
         match serde_json::from_value::<DeliveryEvent>(payload).expect("v2 payload") {
@@ -211,10 +220,7 @@ mod tests {
 
     #[test]
     fn a_stored_v1_order_placed_reads_as_v2_without_the_card_token() {
-        let row = stored("OrderPlaced");
-        let (version, payload) =
-            upcast_payload("OrderPlaced", "1".to_owned(), row["payload"].clone());
-        assert_eq!(version, "2");
+        let payload = upcast_v1("OrderPlaced");
         assert!(!payload.to_string().contains("tok_visa"));
         match serde_json::from_value::<crate::OrderEvent>(payload).expect("v2 payload") {
             crate::OrderEvent::OrderPlaced(e) => assert_eq!(
@@ -229,11 +235,7 @@ mod tests {
 
     #[test]
     fn a_stored_v1_capture_reads_as_v2_without_override() {
-        let row: Value =
-            serde_json::from_str(include_str!("../fixtures/PaymentCaptured.v1.json")).unwrap();
-        let (version, payload) =
-            upcast_payload("PaymentCaptured", "1".to_owned(), row["payload"].clone());
-        assert_eq!(version, "2");
+        let payload = upcast_v1("PaymentCaptured");
         match serde_json::from_value::<crate::PaymentEvent>(payload).expect("v2 payload") {
             crate::PaymentEvent::PaymentCaptured(e) => {
                 assert_eq!(e.override_reason, None);
@@ -245,11 +247,7 @@ mod tests {
 
     #[test]
     fn a_stored_v1_refund_reads_as_v2_without_allocation() {
-        let row: Value =
-            serde_json::from_str(include_str!("../fixtures/PaymentRefunded.v1.json")).unwrap();
-        let (version, payload) =
-            upcast_payload("PaymentRefunded", "1".to_owned(), row["payload"].clone());
-        assert_eq!(version, "2");
+        let payload = upcast_v1("PaymentRefunded");
         match serde_json::from_value::<crate::PaymentEvent>(payload).expect("v2 payload") {
             crate::PaymentEvent::PaymentRefunded(e) => {
                 assert_eq!(e.allocation, None);

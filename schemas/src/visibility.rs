@@ -108,6 +108,24 @@ const PAYMENT_EVENTS: &[&str] = &[
     "PaymentRefundFailed",
 ];
 
+/// The provider's answers that name the provider: the authorization's and
+/// every failed call's.
+const PROVIDER_CALLS: &[&str] = &[
+    "PaymentAuthorized",
+    "PaymentDeclined",
+    "PaymentCaptureFailed",
+    "PaymentVoidFailed",
+    "PaymentRefundFailed",
+];
+
+/// The refusals that carry the provider's decline code.
+const PAYMENT_REFUSALS: &[&str] = &[
+    "PaymentDeclined",
+    "PaymentCaptureFailed",
+    "PaymentVoidFailed",
+    "PaymentRefundFailed",
+];
+
 /// The failed provider calls after authorization: what they record about
 /// the provider and the call is staff-only, like the capture's.
 const PAYMENT_FAILURES: &[&str] = &[
@@ -116,160 +134,65 @@ const PAYMENT_FAILURES: &[&str] = &[
     "PaymentRefundFailed",
 ];
 
-/// The visibility table.
-pub const RULES: &[FieldRule] = &[
-    FieldRule {
-        area: "order",
-        scope: Scope::Events(&["OrderPlaced"]),
-        path: "customer_id",
-        visible_to: [Y, Y, N, Y, Y, Y],
-        why: "riders deliver to an address, not to an account",
-    },
-    FieldRule {
-        area: "order",
-        scope: Scope::Summary,
-        path: "customer_id",
-        visible_to: [Y, Y, N, Y, Y, Y],
-        why: "riders deliver to an address, not to an account",
-    },
-    FieldRule {
-        area: "order",
-        scope: Scope::Events(&["OrderPlaced"]),
-        path: "delivery_address",
-        visible_to: [Y, N, Y, Y, N, Y],
-        why: "personal data: the restaurant and auditors need no address",
-    },
-    FieldRule {
-        area: "order",
-        scope: Scope::Events(&["OrderPlaced"]),
-        path: "price.commission",
-        visible_to: [N, Y, N, Y, Y, Y],
-        why: "between the platform and the restaurant",
-    },
-    FieldRule {
-        area: "order",
-        scope: Scope::Summary,
-        path: "commission_minor",
-        visible_to: [N, Y, N, Y, Y, Y],
-        why: "between the platform and the restaurant",
-    },
-    FieldRule {
-        area: "payment",
-        scope: Scope::Events(&["OrderPlaced"]),
-        path: "payment_method.payment_method_ref",
-        visible_to: [Y, N, N, Y, Y, Y],
-        why: "which card paid is the customer's business (kind card/cash is visible to all)",
-    },
-    FieldRule {
-        area: "payment",
-        scope: Scope::Events(&["OrderPlaced"]),
-        path: "payment_method.card_token",
-        visible_to: NOBODY,
-        why: "secret; only in events stored before OrderPlaced v2",
-    },
-    FieldRule {
-        area: "payment",
-        scope: Scope::Events(PAYMENT_EVENTS),
-        path: "provider_reference",
-        visible_to: STAFF,
-        why: "the provider's handle on the card operation",
-    },
-    FieldRule {
-        area: "payment",
-        scope: Scope::Events(&[
-            "PaymentAuthorized",
-            "PaymentDeclined",
-            "PaymentCaptureFailed",
-            "PaymentVoidFailed",
-            "PaymentRefundFailed",
-        ]),
-        path: "provider",
-        visible_to: STAFF,
-        why: "internal",
-    },
-    FieldRule {
-        area: "payment",
-        scope: Scope::Summary,
-        path: "payment_provider",
-        visible_to: STAFF,
-        why: "internal",
-    },
-    FieldRule {
-        area: "payment",
-        scope: Scope::Events(PAYMENT_EVENTS),
-        path: "fee",
-        visible_to: [N, Y, N, Y, Y, Y],
-        why: "provider fees are settled with the restaurant",
-    },
-    FieldRule {
-        area: "payment",
-        scope: Scope::Summary,
-        path: "provider_fees_minor",
-        visible_to: [N, Y, N, Y, Y, Y],
-        why: "provider fees are settled with the restaurant",
-    },
-    FieldRule {
-        area: "payment",
-        scope: Scope::Events(&[
-            "PaymentDeclined",
-            "PaymentCaptureFailed",
-            "PaymentVoidFailed",
-            "PaymentRefundFailed",
-        ]),
-        path: "decline_code",
-        visible_to: [Y, N, N, Y, Y, Y],
-        why: "about the customer's card",
-    },
-    FieldRule {
-        area: "payment",
-        scope: Scope::Events(PAYMENT_FAILURES),
-        path: "idempotency_key",
-        visible_to: STAFF,
-        why: "internal: the key of our call to the provider",
-    },
-    FieldRule {
-        area: "delivery",
-        scope: Scope::Events(&["DeliveryRequested"]),
-        path: "dropoff_code_hash",
-        visible_to: STAFF,
-        why: "a keyed hash of the code; the customer sees the code itself in `dropoff_code` of their order",
-    },
-    FieldRule {
-        area: "delivery",
-        scope: Scope::Events(&["DeliveryRequested"]),
-        path: "dropoff_code",
-        visible_to: NOBODY,
-        why: "secret; only in events stored before DeliveryRequested v2",
-    },
-    FieldRule {
-        area: "delivery",
-        scope: Scope::Summary,
-        path: "dropoff_code",
-        visible_to: [Y, N, N, N, N, N],
-        why: "the customer tells it to the rider at the door; nobody else may know it",
-    },
-    FieldRule {
-        area: "delivery",
-        scope: Scope::Events(&["DeliveryRequested"]),
-        path: "dropoff",
-        visible_to: [Y, N, Y, Y, N, Y],
-        why: "the customer's location (personal data)",
-    },
-    FieldRule {
-        area: "all",
-        scope: Scope::Metadata,
-        path: "actor.subject",
-        visible_to: STAFF,
-        why: "who did it: account ids of other parties",
-    },
-    FieldRule {
-        area: "all",
-        scope: Scope::Metadata,
-        path: "request_id",
-        visible_to: STAFF,
-        why: "internal tracing",
-    },
-];
+/// One [`FieldRule`] per row: `area, scope, path, visible_to, why;`.
+macro_rules! field_rules {
+    ($($area:literal, $scope:expr, $path:literal, $visible_to:expr, $why:literal;)+) => {
+        &[$(FieldRule {
+            area: $area,
+            scope: $scope,
+            path: $path,
+            visible_to: $visible_to,
+            why: $why,
+        },)+]
+    };
+}
+
+use Scope::{Events, Metadata, Summary};
+
+/// The visibility table. Columns of `visible_to`: customer, restaurant,
+/// rider, ops, auditor, admin.
+pub const RULES: &[FieldRule] = field_rules! {
+    "order", Events(&["OrderPlaced"]), "customer_id", [Y, Y, N, Y, Y, Y],
+        "riders deliver to an address, not to an account";
+    "order", Summary, "customer_id", [Y, Y, N, Y, Y, Y],
+        "riders deliver to an address, not to an account";
+    "order", Events(&["OrderPlaced"]), "delivery_address", [Y, N, Y, Y, N, Y],
+        "personal data: the restaurant and auditors need no address";
+    "order", Events(&["OrderPlaced"]), "price.commission", [N, Y, N, Y, Y, Y],
+        "between the platform and the restaurant";
+    "order", Summary, "commission_minor", [N, Y, N, Y, Y, Y],
+        "between the platform and the restaurant";
+    "payment", Events(&["OrderPlaced"]), "payment_method.payment_method_ref", [Y, N, N, Y, Y, Y],
+        "which card paid is the customer's business (kind card/cash is visible to all)";
+    "payment", Events(&["OrderPlaced"]), "payment_method.card_token", NOBODY,
+        "secret; only in events stored before OrderPlaced v2";
+    "payment", Events(PAYMENT_EVENTS), "provider_reference", STAFF,
+        "the provider's handle on the card operation";
+    "payment", Events(PROVIDER_CALLS), "provider", STAFF,
+        "internal";
+    "payment", Summary, "payment_provider", STAFF,
+        "internal";
+    "payment", Events(PAYMENT_EVENTS), "fee", [N, Y, N, Y, Y, Y],
+        "provider fees are settled with the restaurant";
+    "payment", Summary, "provider_fees_minor", [N, Y, N, Y, Y, Y],
+        "provider fees are settled with the restaurant";
+    "payment", Events(PAYMENT_REFUSALS), "decline_code", [Y, N, N, Y, Y, Y],
+        "about the customer's card";
+    "payment", Events(PAYMENT_FAILURES), "idempotency_key", STAFF,
+        "internal: the key of our call to the provider";
+    "delivery", Events(&["DeliveryRequested"]), "dropoff_code_hash", STAFF,
+        "a keyed hash of the code; the customer sees the code itself in `dropoff_code` of their order";
+    "delivery", Events(&["DeliveryRequested"]), "dropoff_code", NOBODY,
+        "secret; only in events stored before DeliveryRequested v2";
+    "delivery", Summary, "dropoff_code", [Y, N, N, N, N, N],
+        "the customer tells it to the rider at the door; nobody else may know it";
+    "delivery", Events(&["DeliveryRequested"]), "dropoff", [Y, N, Y, Y, N, Y],
+        "the customer's location (personal data)";
+    "all", Metadata, "actor.subject", STAFF,
+        "who did it: account ids of other parties";
+    "all", Metadata, "request_id", STAFF,
+        "internal tracing";
+};
 
 fn visible(rule: &FieldRule, audience: Audience) -> bool {
     rule.visible_to[audience.index()]

@@ -29,10 +29,7 @@ use std::sync::Arc;
 
 use cqrs_es::Aggregate;
 use cqrs_es::persist::{EventUpcaster, PersistedEventStore};
-use ordertrail_domain::{
-    Delivery, DeliveryCommand, DomainError, Order, OrderCommand, Payment, PaymentCommand,
-    PaymentProvider, PaymentServices,
-};
+use ordertrail_domain::{Delivery, DomainError, Order, Payment, PaymentProvider, PaymentServices};
 use ordertrail_schemas::privacy::DropoffCodeKey;
 use ordertrail_schemas::{AggregateKind, DeliveryId, OrderId, PaymentId};
 use sqlx::PgPool;
@@ -236,49 +233,43 @@ pub trait Target: std::fmt::Display + Copy + Send + Sync + sealed::Sealed {
 
 mod sealed {
     pub trait Sealed {}
-    impl Sealed for ordertrail_schemas::OrderId {}
-    impl Sealed for ordertrail_schemas::PaymentId {}
-    impl Sealed for ordertrail_schemas::DeliveryId {}
 }
 
-impl Target for OrderId {
-    type Aggregate = Order;
-    type Error = ordertrail_domain::OrderError;
-    const KIND: AggregateKind = AggregateKind::Order;
-    fn store(s: &CommandService) -> &Store<Order> {
-        &s.inner.orders
-    }
-    fn services(_: &CommandService, _: &CommandContext) {}
-    fn command_name(command: &OrderCommand) -> &'static str {
-        command.name()
-    }
+/// `Target` for an aggregate's id: `id => Aggregate, Error, KIND, its store
+/// field, and how its commands' services are built`.
+macro_rules! target {
+    ($(#[$doc:meta])* $id:ty => $aggregate:ty, $error:ty, $kind:expr, $store:ident,
+        |$s:pat_param, $ctx:pat_param| $services:expr) => {
+        impl sealed::Sealed for $id {}
+
+        $(#[$doc])*
+        impl Target for $id {
+            type Aggregate = $aggregate;
+            type Error = $error;
+            const KIND: AggregateKind = $kind;
+            fn store(s: &CommandService) -> &Store<$aggregate> {
+                &s.inner.$store
+            }
+            fn services(
+                $s: &CommandService,
+                $ctx: &CommandContext,
+            ) -> <$aggregate as Aggregate>::Services {
+                $services
+            }
+            fn command_name(command: &<$aggregate as Aggregate>::Command) -> &'static str {
+                command.name()
+            }
+        }
+    };
 }
 
-/// Provider calls carry a key derived from the command id.
-impl Target for PaymentId {
-    type Aggregate = Payment;
-    type Error = ordertrail_domain::PaymentError;
-    const KIND: AggregateKind = AggregateKind::Payment;
-    fn store(s: &CommandService) -> &Store<Payment> {
-        &s.inner.payments
-    }
-    fn services(s: &CommandService, ctx: &CommandContext) -> PaymentServices {
-        s.inner.payment_services.for_command(ctx.command_id())
-    }
-    fn command_name(command: &PaymentCommand) -> &'static str {
-        command.name()
-    }
-}
-
-impl Target for DeliveryId {
-    type Aggregate = Delivery;
-    type Error = ordertrail_domain::DeliveryError;
-    const KIND: AggregateKind = AggregateKind::Delivery;
-    fn store(s: &CommandService) -> &Store<Delivery> {
-        &s.inner.deliveries
-    }
-    fn services(_: &CommandService, _: &CommandContext) {}
-    fn command_name(command: &DeliveryCommand) -> &'static str {
-        command.name()
-    }
-}
+target!(OrderId => Order, ordertrail_domain::OrderError, AggregateKind::Order, orders, |_, _| ());
+target!(
+    /// Provider calls carry a key derived from the command id.
+    PaymentId => Payment, ordertrail_domain::PaymentError, AggregateKind::Payment, payments,
+    |s, ctx| s.inner.payment_services.for_command(ctx.command_id())
+);
+target!(
+    DeliveryId => Delivery, ordertrail_domain::DeliveryError, AggregateKind::Delivery, deliveries,
+    |_, _| ()
+);

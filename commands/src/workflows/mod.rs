@@ -131,31 +131,39 @@ workflows!(
 /// A customer acts only on their own orders; other roles are checked by the
 /// API's role rules (and the domain's, for cancellation).
 fn customer_may_act(actor: &Actor, id: OrderId, order: &Order) -> Result<(), CommandError> {
-    if actor.role == ActorRole::Customer
-        && (actor.customer_id().is_none() || actor.customer_id() != order.customer_id())
-    {
-        return Err(order_not_found(id));
-    }
-    Ok(())
+    let (own, owner) = (actor.customer_id(), order.customer_id());
+    owner_may_act(actor, ActorRole::Customer, own, owner, || {
+        order_not_found(id)
+    })
 }
 
 /// A restaurant acts only on its own orders.
 fn restaurant_may_act(actor: &Actor, id: OrderId, order: &Order) -> Result<(), CommandError> {
-    if actor.role == ActorRole::Restaurant
-        && (actor.restaurant_id().is_none() || actor.restaurant_id() != order.restaurant_id())
-    {
-        return Err(order_not_found(id));
-    }
-    Ok(())
+    let (own, owner) = (actor.restaurant_id(), order.restaurant_id());
+    owner_may_act(actor, ActorRole::Restaurant, own, owner, || {
+        order_not_found(id)
+    })
 }
 
 /// A rider acts only on the delivery they are assigned to; staff and the
 /// saga on any.
 fn rider_may_act(actor: &Actor, id: DeliveryId, delivery: &Delivery) -> Result<(), CommandError> {
-    if actor.role == ActorRole::Rider
-        && (actor.rider_id().is_none() || actor.rider_id() != delivery.assigned_rider())
-    {
-        return Err(not_found(id));
+    let (own, owner) = (actor.rider_id(), delivery.assigned_rider());
+    owner_may_act(actor, ActorRole::Rider, own, owner, || not_found(id))
+}
+
+/// An actor of `role` acts only where its own id (`own`) is the one the
+/// aggregate names (`owner`); anything else is answered as `not_found`, so it
+/// learns nothing of other parties' orders. Actors of other roles pass.
+fn owner_may_act<T: PartialEq>(
+    actor: &Actor,
+    role: ActorRole,
+    own: Option<T>,
+    owner: Option<T>,
+    not_found: impl FnOnce() -> CommandError,
+) -> Result<(), CommandError> {
+    if actor.role == role && (own.is_none() || own != owner) {
+        return Err(not_found());
     }
     Ok(())
 }

@@ -116,64 +116,28 @@ pub struct FlagDelivery {
     pub now: DateTime<Utc>,
 }
 
-/// Everything that can be asked of a delivery.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum DeliveryCommand {
-    /// Ask for a rider: see [`RequestDelivery`].
-    RequestDelivery(RequestDelivery),
-    /// Give the delivery to a rider: see [`AssignRider`].
-    AssignRider(AssignRider),
-    /// Take the delivery from its rider: see [`UnassignRider`].
-    UnassignRider(UnassignRider),
-    /// A rider's location fix: see [`ReportLocation`].
-    ReportLocation(ReportLocation),
-    /// The rider has the food: see [`ConfirmPickup`].
-    ConfirmPickup(ConfirmPickup),
-    /// The rider hands the food over: see [`CompleteDelivery`].
-    CompleteDelivery(CompleteDelivery),
-    /// The delivery cannot be completed: see [`FailDelivery`].
-    FailDelivery(FailDelivery),
-    /// The delivery is no longer needed: see [`CancelDelivery`].
-    CancelDelivery(CancelDelivery),
-    /// Flag the delivery for operations: see [`FlagDelivery`].
-    FlagDelivery(FlagDelivery),
-}
-
-impl DeliveryCommand {
-    /// The command's name, e.g. `AssignRider` (for logs and metrics).
-    pub fn name(&self) -> &'static str {
-        match self {
-            DeliveryCommand::RequestDelivery(_) => "RequestDelivery",
-            DeliveryCommand::AssignRider(_) => "AssignRider",
-            DeliveryCommand::UnassignRider(_) => "UnassignRider",
-            DeliveryCommand::ReportLocation(_) => "ReportLocation",
-            DeliveryCommand::ConfirmPickup(_) => "ConfirmPickup",
-            DeliveryCommand::CompleteDelivery(_) => "CompleteDelivery",
-            DeliveryCommand::FailDelivery(_) => "FailDelivery",
-            DeliveryCommand::CancelDelivery(_) => "CancelDelivery",
-            DeliveryCommand::FlagDelivery(_) => "FlagDelivery",
-        }
+command_enum! {
+    /// Everything that can be asked of a delivery.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "type")]
+    pub enum DeliveryCommand {
+        /// Ask for a rider: see [`RequestDelivery`].
+        RequestDelivery,
+        /// Give the delivery to a rider: see [`AssignRider`].
+        AssignRider,
+        /// Take the delivery from its rider: see [`UnassignRider`].
+        UnassignRider,
+        /// A rider's location fix: see [`ReportLocation`].
+        ReportLocation,
+        /// The rider has the food: see [`ConfirmPickup`].
+        ConfirmPickup,
+        /// The rider hands the food over: see [`CompleteDelivery`].
+        CompleteDelivery,
+        /// The delivery cannot be completed: see [`FailDelivery`].
+        FailDelivery,
+        /// The delivery is no longer needed: see [`CancelDelivery`].
+        CancelDelivery,
+        /// Flag the delivery for operations: see [`FlagDelivery`].
+        FlagDelivery,
     }
 }
-
-macro_rules! from_commands {
-    ($($c:ident),+) => {$(
-        impl From<$c> for DeliveryCommand {
-            fn from(value: $c) -> Self {
-                DeliveryCommand::$c(value)
-            }
-        }
-    )+};
-}
-from_commands!(
-    RequestDelivery,
-    AssignRider,
-    UnassignRider,
-    ReportLocation,
-    ConfirmPickup,
-    CompleteDelivery,
-    FailDelivery,
-    CancelDelivery,
-    FlagDelivery
-);

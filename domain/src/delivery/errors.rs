@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use ordertrail_schemas::{DeliveryId, RiderId};
 
-use crate::{DomainError, ErrorKind};
+use crate::ErrorKind;
 use ordertrail_schemas::DeliveryStatus;
 
 /// Why a delivery command was refused. `code()` is stable; `kind()` says
@@ -217,12 +217,4 @@ impl DeliveryError {
     }
 }
 
-impl DomainError for DeliveryError {
-    fn code(&self) -> &'static str {
-        DeliveryError::code(self)
-    }
-
-    fn kind(&self) -> ErrorKind {
-        DeliveryError::kind(self)
-    }
-}
+domain_error!(DeliveryError);

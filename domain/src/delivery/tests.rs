@@ -1,39 +1,21 @@
 //! Given/when/then tests of the delivery rules.
 #![allow(clippy::unwrap_used)]
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::test::{AggregateResultValidator, TestFramework};
 use ordertrail_schemas::events::*;
 use ordertrail_schemas::privacy::DropoffCodeKey;
 use ordertrail_schemas::*;
-use uuid::Uuid;
 
 use super::*;
 use crate::ErrorKind;
+use crate::testing::*;
+use crate::testing::{other_rider_id as other_rider, rider_id as rider};
 
-fn at(minutes: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap() + TimeDelta::minutes(minutes)
-}
-
-fn at_s(seconds: i64) -> DateTime<Utc> {
-    at(0) + TimeDelta::seconds(seconds)
-}
-
-fn order_id() -> OrderId {
-    OrderId(Uuid::from_u128(1))
-}
-fn restaurant_id() -> RestaurantId {
-    RestaurantId(Uuid::from_u128(3))
-}
-fn delivery_id() -> DeliveryId {
-    DeliveryId::for_order(order_id())
-}
-fn rider() -> RiderId {
-    RiderId(Uuid::from_u128(20))
-}
-fn other_rider() -> RiderId {
-    RiderId(Uuid::from_u128(21))
+/// The delivery these events fold to.
+fn apply_all(events: Vec<DeliveryEvent>) -> Delivery {
+    fold(events)
 }
 
 const PICKUP: GeoPoint = GeoPoint {
@@ -173,29 +155,6 @@ fn given(
         .when(command.into())
 }
 
-#[track_caller]
-fn expect_error(
-    result: AggregateResultValidator<Delivery>,
-    code: &str,
-    kind: ErrorKind,
-) -> DeliveryError {
-    match result.inspect_result() {
-        Ok(events) => panic!("expected {code}, got events {events:?}"),
-        Err(error) => {
-            assert_eq!((error.code(), error.kind()), (code, kind), "{error}");
-            error
-        }
-    }
-}
-
-fn apply_all(events: Vec<DeliveryEvent>) -> Delivery {
-    let mut delivery = Delivery::default();
-    for event in events {
-        delivery.apply(event);
-    }
-    delivery
-}
-
 /// `command` is refused as a conflict naming the status (`code`, `error`)
 /// in each of `statuses`.
 #[track_caller]
@@ -205,10 +164,12 @@ fn refused_in<C: Into<DeliveryCommand>>(
     code: &str,
     error: fn(DeliveryStatus) -> DeliveryError,
 ) {
-    for &status in statuses {
-        let refused = expect_error(given(history(status), command()), code, ErrorKind::Conflict);
-        assert_eq!(refused, error(status), "in status {status}");
-    }
+    conflict_in(
+        statuses.iter().copied(),
+        |status| given(history(status), command()),
+        code,
+        error,
+    );
 }
 
 #[test]
@@ -353,26 +314,16 @@ fn every_command_but_request_needs_a_delivery() {
             now: at(2),
         }
         .into(),
-        FailDelivery {
-            reason: "x".into(),
-            now: at(2),
-        }
-        .into(),
-        CancelDelivery {
-            reason: "x".into(),
-            now: at(2),
-        }
-        .into(),
+        fail("x").into(),
+        cancel("x").into(),
     ];
-    for command in commands {
-        let name = command.name();
-        let error = expect_error(
-            given(vec![], command),
-            "delivery_not_found",
-            ErrorKind::NotFound,
-        );
-        assert_eq!(error, DeliveryError::NotFound { command: name });
-    }
+    not_found_for_each(
+        commands,
+        |command| given(vec![], command),
+        DeliveryCommand::name,
+        "delivery_not_found",
+        |command| DeliveryError::NotFound { command },
+    );
 }
 
 // ---------------------------------------------------------------- AssignRider
@@ -682,25 +633,25 @@ fn only_the_assigned_rider_confirms_pickup() {
 
 #[test]
 fn pickup_only_once_and_before_the_end() {
-    for status in [
-        DeliveryStatus::PickedUp,
-        DeliveryStatus::Completed,
-        DeliveryStatus::Failed,
-        DeliveryStatus::Cancelled,
-    ] {
-        let error = expect_error(
+    conflict_in(
+        [
+            DeliveryStatus::PickedUp,
+            DeliveryStatus::Completed,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Cancelled,
+        ],
+        |status| {
             given(
                 history(status),
                 ConfirmPickup {
                     rider_id: rider(),
                     now: at(30),
                 },
-            ),
-            "delivery_not_awaiting_pickup",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, DeliveryError::NotAwaitingPickup { status });
-    }
+            )
+        },
+        "delivery_not_awaiting_pickup",
+        |status| DeliveryError::NotAwaitingPickup { status },
+    );
 }
 
 // ---------------------------------------------------------------- CompleteDelivery
@@ -756,14 +707,7 @@ fn after_three_wrong_codes_no_more_attempts() {
         );
     }
     // Ops can still fail the delivery.
-    given(
-        events,
-        FailDelivery {
-            reason: "customer absent".into(),
-            now: at(50),
-        },
-    )
-    .then_expect_events(vec![failed().into()]);
+    given(events, fail("customer absent")).then_expect_events(vec![failed().into()]);
 }
 
 #[test]
@@ -824,90 +768,71 @@ fn complete_only_after_pickup_and_before_the_end() {
 
 // ---------------------------------------------------------------- FailDelivery / CancelDelivery
 
+fn fail(reason: &str) -> FailDelivery {
+    FailDelivery {
+        reason: reason.into(),
+        now: at(50),
+    }
+}
+
+fn cancel(reason: &str) -> CancelDelivery {
+    CancelDelivery {
+        reason: reason.into(),
+        now: at(5),
+    }
+}
+
+/// `command(reason)` ends the delivery with `ended` in each of `allowed`,
+/// is refused as a conflict (`code`, `error`) in every other status, and
+/// needs a reason that is not blank.
+#[track_caller]
+fn ends_only_in<C: Into<DeliveryCommand>>(
+    allowed: &[DeliveryStatus],
+    command: impl Fn(&str) -> C,
+    (reason, ended): (&str, DeliveryEvent),
+    code: &str,
+    error: fn(DeliveryStatus) -> DeliveryError,
+) {
+    for &status in allowed {
+        given(history(status), command(reason)).then_expect_events(vec![ended.clone()]);
+        for blank in ["", " "] {
+            expect_error(
+                given(history(status), command(blank)),
+                "reason_required",
+                ErrorKind::Invalid,
+            );
+        }
+    }
+    let refused: Vec<DeliveryStatus> = DeliveryStatus::ALL
+        .into_iter()
+        .filter(|s| !allowed.contains(s))
+        .collect();
+    refused_in(&refused, || command("x"), code, error);
+}
+
 #[test]
 fn fail_any_time_before_the_end() {
-    for status in [
-        DeliveryStatus::Requested,
-        DeliveryStatus::Assigned,
-        DeliveryStatus::PickedUp,
-    ] {
-        given(
-            history(status),
-            FailDelivery {
-                reason: "customer absent".into(),
-                now: at(50),
-            },
-        )
-        .then_expect_events(vec![failed().into()]);
-    }
-    for status in FINAL {
-        let error = expect_error(
-            given(
-                history(status),
-                FailDelivery {
-                    reason: "x".into(),
-                    now: at(50),
-                },
-            ),
-            "delivery_not_failable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, DeliveryError::NotFailable { status });
-    }
-    expect_error(
-        given(
-            history(DeliveryStatus::PickedUp),
-            FailDelivery {
-                reason: "".into(),
-                now: at(50),
-            },
-        ),
-        "reason_required",
-        ErrorKind::Invalid,
+    ends_only_in(
+        &[
+            DeliveryStatus::Requested,
+            DeliveryStatus::Assigned,
+            DeliveryStatus::PickedUp,
+        ],
+        fail,
+        ("customer absent", failed().into()),
+        "delivery_not_failable",
+        |status| DeliveryError::NotFailable { status },
     );
 }
 
 #[test]
 fn cancel_only_before_pickup() {
-    for status in [DeliveryStatus::Requested, DeliveryStatus::Assigned] {
-        given(
-            history(status),
-            CancelDelivery {
-                reason: "order cancelled".into(),
-                now: at(5),
-            },
-        )
-        .then_expect_events(vec![cancelled().into()]);
-    }
-    for status in [
-        DeliveryStatus::PickedUp,
-        DeliveryStatus::Completed,
-        DeliveryStatus::Failed,
-        DeliveryStatus::Cancelled,
-    ] {
-        let error = expect_error(
-            given(
-                history(status),
-                CancelDelivery {
-                    reason: "x".into(),
-                    now: at(5),
-                },
-            ),
-            "delivery_not_cancellable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, DeliveryError::NotCancellable { status });
-    }
-    expect_error(
-        given(
-            history(DeliveryStatus::Requested),
-            CancelDelivery {
-                reason: " ".into(),
-                now: at(5),
-            },
-        ),
-        "reason_required",
-        ErrorKind::Invalid,
+    ends_only_in(
+        &[DeliveryStatus::Requested, DeliveryStatus::Assigned],
+        cancel,
+        ("order cancelled", cancelled().into()),
+        "delivery_not_cancellable",
+        |status| DeliveryError::NotCancellable { status },
     );
 }
 

@@ -109,66 +109,30 @@ pub struct CancelUndeliverableOrder {
     pub now: DateTime<Utc>,
 }
 
-/// Everything that can be asked of an order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-// One command lives per request; boxing `PlaceOrder` would only cost ergonomics.
-#[allow(clippy::large_enum_variant)]
-pub enum OrderCommand {
-    /// Place a new order: see [`PlaceOrder`].
-    PlaceOrder(PlaceOrder),
-    /// Send the paid order to the restaurant: see [`ConfirmOrder`].
-    ConfirmOrder(ConfirmOrder),
-    /// The restaurant accepts: see [`AcceptOrder`].
-    AcceptOrder(AcceptOrder),
-    /// The restaurant refuses: see [`RejectOrder`].
-    RejectOrder(RejectOrder),
-    /// The food is ready: see [`MarkReadyForPickup`].
-    MarkReadyForPickup(MarkReadyForPickup),
-    /// A rider took the food: see [`MarkPickedUp`].
-    MarkPickedUp(MarkPickedUp),
-    /// The customer has the food: see [`MarkDelivered`].
-    MarkDelivered(MarkDelivered),
-    /// Someone cancels: see [`CancelOrder`].
-    CancelOrder(CancelOrder),
-    /// The system cancels after a failed delivery: see [`CancelUndeliverableOrder`].
-    CancelUndeliverableOrder(CancelUndeliverableOrder),
-}
-
-impl OrderCommand {
-    /// The command's name, e.g. `PlaceOrder` (for logs and metrics).
-    pub fn name(&self) -> &'static str {
-        match self {
-            OrderCommand::PlaceOrder(_) => "PlaceOrder",
-            OrderCommand::ConfirmOrder(_) => "ConfirmOrder",
-            OrderCommand::AcceptOrder(_) => "AcceptOrder",
-            OrderCommand::RejectOrder(_) => "RejectOrder",
-            OrderCommand::MarkReadyForPickup(_) => "MarkReadyForPickup",
-            OrderCommand::MarkPickedUp(_) => "MarkPickedUp",
-            OrderCommand::MarkDelivered(_) => "MarkDelivered",
-            OrderCommand::CancelOrder(_) => "CancelOrder",
-            OrderCommand::CancelUndeliverableOrder(_) => "CancelUndeliverableOrder",
-        }
+command_enum! {
+    /// Everything that can be asked of an order.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "type")]
+    // One command lives per request; boxing `PlaceOrder` would only cost ergonomics.
+    #[allow(clippy::large_enum_variant)]
+    pub enum OrderCommand {
+        /// Place a new order: see [`PlaceOrder`].
+        PlaceOrder,
+        /// Send the paid order to the restaurant: see [`ConfirmOrder`].
+        ConfirmOrder,
+        /// The restaurant accepts: see [`AcceptOrder`].
+        AcceptOrder,
+        /// The restaurant refuses: see [`RejectOrder`].
+        RejectOrder,
+        /// The food is ready: see [`MarkReadyForPickup`].
+        MarkReadyForPickup,
+        /// A rider took the food: see [`MarkPickedUp`].
+        MarkPickedUp,
+        /// The customer has the food: see [`MarkDelivered`].
+        MarkDelivered,
+        /// Someone cancels: see [`CancelOrder`].
+        CancelOrder,
+        /// The system cancels after a failed delivery: see [`CancelUndeliverableOrder`].
+        CancelUndeliverableOrder,
     }
 }
-
-macro_rules! from_commands {
-    ($($c:ident),+) => {$(
-        impl From<$c> for OrderCommand {
-            fn from(value: $c) -> Self {
-                OrderCommand::$c(value)
-            }
-        }
-    )+};
-}
-from_commands!(
-    PlaceOrder,
-    ConfirmOrder,
-    AcceptOrder,
-    RejectOrder,
-    MarkReadyForPickup,
-    MarkPickedUp,
-    MarkDelivered,
-    CancelOrder,
-    CancelUndeliverableOrder
-);

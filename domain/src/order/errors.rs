@@ -4,7 +4,7 @@ use ordertrail_schemas::{
     ActorRole, Currency, MenuItemId, Money, OrderId, PaymentId, RestaurantId,
 };
 
-use crate::{DomainError, ErrorKind};
+use crate::ErrorKind;
 use ordertrail_schemas::OrderStatus;
 
 /// Why an order command was refused. `code()` is stable; `kind()` says which
@@ -308,12 +308,4 @@ impl OrderError {
     }
 }
 
-impl DomainError for OrderError {
-    fn code(&self) -> &'static str {
-        OrderError::code(self)
-    }
-
-    fn kind(&self) -> ErrorKind {
-        OrderError::kind(self)
-    }
-}
+domain_error!(OrderError);

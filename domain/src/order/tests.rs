@@ -1,7 +1,6 @@
 //! Given/when/then tests of the order rules.
 #![allow(clippy::unwrap_used)]
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::test::{AggregateResultValidator, TestFramework};
 use ordertrail_schemas::events::*;
@@ -10,40 +9,22 @@ use uuid::Uuid;
 
 use super::*;
 use crate::catalog::{MenuItemSnapshot, RestaurantSnapshot};
+use crate::testing::*;
 use crate::{DomainError, ErrorKind};
+
+/// The order these events fold to.
+fn apply_all(events: Vec<OrderEvent>) -> Order {
+    fold(events)
+}
 
 type Framework = TestFramework<Order>;
 
-fn at(minutes: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap() + TimeDelta::minutes(minutes)
-}
-
-fn eur(amount: i64) -> Money {
-    Money::new(amount, Currency::EUR)
-}
-
-fn order_id() -> OrderId {
-    OrderId(Uuid::from_u128(1))
-}
-fn customer_id() -> CustomerId {
-    CustomerId(Uuid::from_u128(2))
-}
-fn restaurant_id() -> RestaurantId {
-    RestaurantId(Uuid::from_u128(3))
-}
 fn burger_id() -> MenuItemId {
     MenuItemId(Uuid::from_u128(10))
 }
 fn fries_id() -> MenuItemId {
     MenuItemId(Uuid::from_u128(11))
 }
-fn rider_id() -> RiderId {
-    RiderId(Uuid::from_u128(20))
-}
-fn payment_id() -> PaymentId {
-    PaymentId::for_order(order_id())
-}
-
 const RESTAURANT_AT: GeoPoint = GeoPoint {
     lat: 52.52,
     lon: 13.405,
@@ -216,6 +197,30 @@ fn cancelled() -> OrderCancelled {
 }
 
 /// The events that lead to each status.
+/// The restaurant accepts, `minutes` to prepare, at minute `now`.
+fn accept(minutes: u32, now: i64) -> AcceptOrder {
+    AcceptOrder {
+        preparation_minutes: minutes,
+        now: at(now),
+    }
+}
+
+/// The restaurant refuses, for `reason`, at minute `now`.
+fn reject(reason: &str, now: i64) -> RejectOrder {
+    RejectOrder {
+        reason: reason.into(),
+        now: at(now),
+    }
+}
+
+/// The rider takes the food at minute `now`.
+fn pick_up(now: i64) -> MarkPickedUp {
+    MarkPickedUp {
+        rider_id: rider_id(),
+        now: at(now),
+    }
+}
+
 fn history(status: OrderStatus) -> Vec<OrderEvent> {
     let mut events: Vec<OrderEvent> = vec![placed().into()];
     let tail: Vec<OrderEvent> = match status {
@@ -263,21 +268,6 @@ fn given(
     Framework::with(()).given(events).when(command.into())
 }
 
-#[track_caller]
-fn expect_error(
-    result: AggregateResultValidator<Order>,
-    code: &str,
-    kind: ErrorKind,
-) -> OrderError {
-    match result.inspect_result() {
-        Ok(events) => panic!("expected {code}, got events {events:?}"),
-        Err(error) => {
-            assert_eq!((error.code(), error.kind()), (code, kind), "{error}");
-            error
-        }
-    }
-}
-
 /// `command` is refused as a conflict naming the status (`code`, `error`)
 /// in every status but `allowed`.
 #[track_caller]
@@ -287,23 +277,17 @@ fn only_in<C: Into<OrderCommand>>(
     code: &str,
     error: fn(OrderStatus) -> OrderError,
 ) {
-    for status in ALL_STATUSES.into_iter().filter(|s| !allowed.contains(s)) {
-        let refused = expect_error(given(history(status), command()), code, ErrorKind::Conflict);
-        assert_eq!(refused, error(status), "in status {status}");
-    }
+    conflict_in(
+        ALL_STATUSES.into_iter().filter(|s| !allowed.contains(s)),
+        |status| given(history(status), command()),
+        code,
+        error,
+    );
 }
 
 #[track_caller]
 fn place_fails(cmd: PlaceOrder, code: &str, kind: ErrorKind) -> OrderError {
     expect_error(given(vec![], cmd), code, kind)
-}
-
-fn apply_all(events: Vec<OrderEvent>) -> Order {
-    let mut order = Order::default();
-    for event in events {
-        order.apply(event);
-    }
-    order
 }
 
 // ---------------------------------------------------------------- PlaceOrder
@@ -760,22 +744,10 @@ fn every_command_but_place_needs_an_order() {
             now: at(1),
         }
         .into(),
-        AcceptOrder {
-            preparation_minutes: 10,
-            now: at(1),
-        }
-        .into(),
-        RejectOrder {
-            reason: "no".into(),
-            now: at(1),
-        }
-        .into(),
+        accept(10, 1).into(),
+        reject("no", 1).into(),
         MarkReadyForPickup { now: at(1) }.into(),
-        MarkPickedUp {
-            rider_id: rider_id(),
-            now: at(1),
-        }
-        .into(),
+        pick_up(1).into(),
         MarkDelivered { now: at(1) }.into(),
         CancelOrder {
             reason: "no".into(),
@@ -784,15 +756,13 @@ fn every_command_but_place_needs_an_order() {
         }
         .into(),
     ];
-    for command in commands {
-        let name = command.name();
-        let error = expect_error(
-            given(vec![], command),
-            "order_not_found",
-            ErrorKind::NotFound,
-        );
-        assert_eq!(error, OrderError::NotFound { command: name });
-    }
+    not_found_for_each(
+        commands,
+        |command| given(vec![], command),
+        OrderCommand::name,
+        "order_not_found",
+        |command| OrderError::NotFound { command },
+    );
 }
 
 // ---------------------------------------------------------------- ConfirmOrder
@@ -868,28 +838,16 @@ fn confirm_only_placed_orders() {
 
 #[test]
 fn accept_sets_ready_by_from_preparation_time() {
-    given(
-        history(OrderStatus::Confirmed),
-        AcceptOrder {
-            preparation_minutes: 20,
-            now: at(2),
-        },
-    )
-    .then_expect_events(vec![accepted().into()]);
+    given(history(OrderStatus::Confirmed), accept(20, 2))
+        .then_expect_events(vec![accepted().into()]);
 }
 
 #[test]
 fn accept_preparation_time_bounds() {
     for minutes in [1, 180] {
-        let events = given(
-            history(OrderStatus::Confirmed),
-            AcceptOrder {
-                preparation_minutes: minutes,
-                now: at(2),
-            },
-        )
-        .inspect_result()
-        .unwrap();
+        let events = given(history(OrderStatus::Confirmed), accept(minutes, 2))
+            .inspect_result()
+            .unwrap();
         let expected = OrderAccepted {
             preparation_minutes: minutes,
             ready_by: at(2 + i64::from(minutes)),
@@ -899,13 +857,7 @@ fn accept_preparation_time_bounds() {
     }
     for minutes in [0, 181, u32::MAX] {
         let error = expect_error(
-            given(
-                history(OrderStatus::Confirmed),
-                AcceptOrder {
-                    preparation_minutes: minutes,
-                    now: at(2),
-                },
-            ),
+            given(history(OrderStatus::Confirmed), accept(minutes, 2)),
             "invalid_preparation_time",
             ErrorKind::Invalid,
         );
@@ -924,10 +876,7 @@ fn accept_preparation_time_bounds() {
 fn accept_only_confirmed_orders() {
     only_in(
         &[OrderStatus::Confirmed],
-        || AcceptOrder {
-            preparation_minutes: 10,
-            now: at(3),
-        },
+        || accept(10, 3),
         "order_not_acceptable",
         |status| OrderError::NotAcceptable { status },
     );
@@ -937,25 +886,13 @@ fn accept_only_confirmed_orders() {
 
 #[test]
 fn restaurant_rejects_a_confirmed_order() {
-    given(
-        history(OrderStatus::Confirmed),
-        RejectOrder {
-            reason: "kitchen closed".into(),
-            now: at(2),
-        },
-    )
-    .then_expect_events(vec![rejected().into()]);
+    given(history(OrderStatus::Confirmed), reject("kitchen closed", 2))
+        .then_expect_events(vec![rejected().into()]);
 }
 
 #[test]
 fn reject_needs_a_reason() {
-    let result = given(
-        history(OrderStatus::Confirmed),
-        RejectOrder {
-            reason: "  ".into(),
-            now: at(2),
-        },
-    );
+    let result = given(history(OrderStatus::Confirmed), reject("  ", 2));
     expect_error(result, "reason_required", ErrorKind::Invalid);
 }
 
@@ -963,10 +900,7 @@ fn reject_needs_a_reason() {
 fn reject_only_confirmed_orders() {
     only_in(
         &[OrderStatus::Confirmed],
-        || RejectOrder {
-            reason: "no".into(),
-            now: at(3),
-        },
+        || reject("no", 3),
         "order_not_rejectable",
         |status| OrderError::NotRejectable { status },
     );
@@ -997,32 +931,16 @@ fn mark_ready_only_accepted_orders() {
 
 #[test]
 fn pick_up_when_ready_or_still_preparing() {
-    given(
-        history(OrderStatus::ReadyForPickup),
-        MarkPickedUp {
-            rider_id: rider_id(),
-            now: at(25),
-        },
-    )
-    .then_expect_events(vec![picked_up().into()]);
-    given(
-        history(OrderStatus::Accepted),
-        MarkPickedUp {
-            rider_id: rider_id(),
-            now: at(25),
-        },
-    )
-    .then_expect_events(vec![picked_up().into()]);
+    given(history(OrderStatus::ReadyForPickup), pick_up(25))
+        .then_expect_events(vec![picked_up().into()]);
+    given(history(OrderStatus::Accepted), pick_up(25)).then_expect_events(vec![picked_up().into()]);
 }
 
 #[test]
 fn pick_up_only_accepted_or_ready_orders() {
     only_in(
         &[OrderStatus::Accepted, OrderStatus::ReadyForPickup],
-        || MarkPickedUp {
-            rider_id: rider_id(),
-            now: at(30),
-        },
+        || pick_up(30),
         "order_not_awaiting_pickup",
         |status| OrderError::NotAwaitingPickup { status },
     );
@@ -1135,19 +1053,17 @@ fn nobody_cancels_after_pickup_or_at_the_end() {
         ActorRole::System,
         ActorRole::Restaurant,
     ] {
-        for status in [
-            OrderStatus::PickedUp,
-            OrderStatus::Delivered,
-            OrderStatus::Rejected,
-            OrderStatus::Cancelled,
-        ] {
-            let error = expect_error(
-                given(history(status), cancel(role)),
-                "order_not_cancellable",
-                ErrorKind::Conflict,
-            );
-            assert_eq!(error, OrderError::NotCancellable { status });
-        }
+        conflict_in(
+            [
+                OrderStatus::PickedUp,
+                OrderStatus::Delivered,
+                OrderStatus::Rejected,
+                OrderStatus::Cancelled,
+            ],
+            |status| given(history(status), cancel(role)),
+            "order_not_cancellable",
+            |status| OrderError::NotCancellable { status },
+        );
     }
 }
 
@@ -1193,20 +1109,18 @@ fn the_system_cancels_an_order_whose_delivery_failed_also_after_pickup() {
 
 #[test]
 fn an_order_without_delivery_or_at_the_end_is_not_cancelled_as_undeliverable() {
-    for status in [
-        OrderStatus::Placed,
-        OrderStatus::Confirmed,
-        OrderStatus::Delivered,
-        OrderStatus::Rejected,
-        OrderStatus::Cancelled,
-    ] {
-        let error = expect_error(
-            given(history(status), undeliverable()),
-            "order_not_cancellable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, OrderError::NotCancellable { status });
-    }
+    conflict_in(
+        [
+            OrderStatus::Placed,
+            OrderStatus::Confirmed,
+            OrderStatus::Delivered,
+            OrderStatus::Rejected,
+            OrderStatus::Cancelled,
+        ],
+        |status| given(history(status), undeliverable()),
+        "order_not_cancellable",
+        |status| OrderError::NotCancellable { status },
+    );
     let command = CancelUndeliverableOrder {
         reason: String::new(),
         ..undeliverable()

@@ -78,48 +78,20 @@ pub struct RecordCashCollected {
     pub now: DateTime<Utc>,
 }
 
-/// Everything that can be asked of a payment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum PaymentCommand {
-    /// Reserve the order total on a card: see [`AuthorizePayment`].
-    AuthorizePayment(AuthorizePayment),
-    /// Take the authorized money: see [`CapturePayment`].
-    CapturePayment(CapturePayment),
-    /// Release the authorization: see [`VoidPayment`].
-    VoidPayment(VoidPayment),
-    /// Give captured money back: see [`RefundPayment`].
-    RefundPayment(RefundPayment),
-    /// Record cash collected at the door: see [`RecordCashCollected`].
-    RecordCashCollected(RecordCashCollected),
-}
-
-impl PaymentCommand {
-    /// The command's name, e.g. `AuthorizePayment` (for logs and metrics).
-    pub fn name(&self) -> &'static str {
-        match self {
-            PaymentCommand::AuthorizePayment(_) => "AuthorizePayment",
-            PaymentCommand::CapturePayment(_) => "CapturePayment",
-            PaymentCommand::VoidPayment(_) => "VoidPayment",
-            PaymentCommand::RefundPayment(_) => "RefundPayment",
-            PaymentCommand::RecordCashCollected(_) => "RecordCashCollected",
-        }
+command_enum! {
+    /// Everything that can be asked of a payment.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "type")]
+    pub enum PaymentCommand {
+        /// Reserve the order total on a card: see [`AuthorizePayment`].
+        AuthorizePayment,
+        /// Take the authorized money: see [`CapturePayment`].
+        CapturePayment,
+        /// Release the authorization: see [`VoidPayment`].
+        VoidPayment,
+        /// Give captured money back: see [`RefundPayment`].
+        RefundPayment,
+        /// Record cash collected at the door: see [`RecordCashCollected`].
+        RecordCashCollected,
     }
 }
-
-macro_rules! from_commands {
-    ($($c:ident),+) => {$(
-        impl From<$c> for PaymentCommand {
-            fn from(value: $c) -> Self {
-                PaymentCommand::$c(value)
-            }
-        }
-    )+};
-}
-from_commands!(
-    AuthorizePayment,
-    CapturePayment,
-    VoidPayment,
-    RefundPayment,
-    RecordCashCollected
-);

@@ -2,7 +2,7 @@
 
 use ordertrail_schemas::{Currency, Money, OrderId, PaymentStatus};
 
-use crate::{DomainError, ErrorKind};
+use crate::ErrorKind;
 
 /// Why a payment command was refused. `code()` is stable; `kind()` says which
 /// HTTP status family it belongs to.
@@ -188,12 +188,4 @@ impl PaymentError {
     }
 }
 
-impl DomainError for PaymentError {
-    fn code(&self) -> &'static str {
-        PaymentError::code(self)
-    }
-
-    fn kind(&self) -> ErrorKind {
-        PaymentError::kind(self)
-    }
-}
+domain_error!(PaymentError);

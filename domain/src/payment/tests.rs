@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::test::{AggregateResultValidator, TestFramework};
 use ordertrail_schemas::events::*;
@@ -16,27 +15,13 @@ use crate::ErrorKind;
 use crate::provider::{
     Authorization, PaymentProvider, ProviderError, ProviderReceipt, Refund, SimulatedProvider,
 };
+use crate::testing::*;
 
-fn at(minutes: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap() + TimeDelta::minutes(minutes)
-}
-
-fn eur(amount: i64) -> Money {
-    Money::new(amount, Currency::EUR)
+/// The payment these events fold to.
+fn apply_all(events: Vec<PaymentEvent>) -> Payment {
+    fold(events)
 }
 
-fn order_id() -> OrderId {
-    OrderId(Uuid::from_u128(1))
-}
-fn restaurant_id() -> RestaurantId {
-    RestaurantId(Uuid::from_u128(3))
-}
-fn rider_id() -> RiderId {
-    RiderId(Uuid::from_u128(20))
-}
-fn payment_id() -> PaymentId {
-    PaymentId::for_order(order_id())
-}
 fn auth_reference() -> String {
     format!("sim_auth_{}", payment_id())
 }
@@ -74,6 +59,30 @@ impl PaymentProvider for DownProvider {
         Err(ProviderError::Unavailable {
             reason: "timeout".into(),
         })
+    }
+}
+
+/// The provider down for every call.
+fn provider_down() -> PaymentServices {
+    PaymentServices::new(Arc::new(DownProvider))
+}
+
+/// The provider back up, for another command (so another key is offered).
+fn provider_back() -> PaymentServices {
+    PaymentServices::new(Arc::new(SimulatedProvider::new())).for_command(uuid::Uuid::nil())
+}
+
+/// The idempotency key of the `n`th call of `operation` (from 0).
+fn call_key(operation: &str, n: u32) -> String {
+    format!("{}-{operation}-{n}", payment_id())
+}
+
+/// An authorization the simulated provider did not issue: it refuses every
+/// call on it.
+fn foreign_authorization() -> PaymentAuthorized {
+    PaymentAuthorized {
+        provider_reference: "stripe_ch_1".into(),
+        ..authorized()
     }
 }
 
@@ -226,29 +235,6 @@ fn given_with(
         .when(command.into())
 }
 
-#[track_caller]
-fn expect_error(
-    result: AggregateResultValidator<Payment>,
-    code: &str,
-    kind: ErrorKind,
-) -> PaymentError {
-    match result.inspect_result() {
-        Ok(events) => panic!("expected {code}, got events {events:?}"),
-        Err(error) => {
-            assert_eq!((error.code(), error.kind()), (code, kind), "{error}");
-            error
-        }
-    }
-}
-
-fn apply_all(events: Vec<PaymentEvent>) -> Payment {
-    let mut payment = Payment::default();
-    for event in events {
-        payment.apply(event);
-    }
-    payment
-}
-
 #[test]
 fn type_is_the_aggregate_kind() {
     assert_eq!(Payment::TYPE, AggregateKind::Payment.as_str());
@@ -351,20 +337,18 @@ fn a_declined_payment_stays_with_its_order() {
 
 #[test]
 fn authorizing_twice_is_a_conflict() {
-    for status in [
-        PaymentStatus::Authorized,
-        PaymentStatus::Captured,
-        PaymentStatus::Voided,
-        PaymentStatus::PartiallyRefunded,
-        PaymentStatus::Refunded,
-    ] {
-        let error = expect_error(
-            given(history(status), authorize("tok_visa")),
-            "payment_already_authorized",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, PaymentError::AlreadyAuthorized { status });
-    }
+    conflict_in(
+        [
+            PaymentStatus::Authorized,
+            PaymentStatus::Captured,
+            PaymentStatus::Voided,
+            PaymentStatus::PartiallyRefunded,
+            PaymentStatus::Refunded,
+        ],
+        |status| given(history(status), authorize("tok_visa")),
+        "payment_already_authorized",
+        |status| PaymentError::AlreadyAuthorized { status },
+    );
 }
 
 #[test]
@@ -468,19 +452,17 @@ fn capture_amount_must_be_positive_and_in_the_payment_currency() {
 
 #[test]
 fn capture_only_once_and_only_authorized_payments() {
-    for status in [
-        PaymentStatus::Declined,
-        PaymentStatus::Captured,
-        PaymentStatus::Voided,
-        PaymentStatus::PartiallyRefunded,
-    ] {
-        let error = expect_error(
-            given(history(status), capture(None)),
-            "payment_not_capturable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, PaymentError::NotCapturable { status });
-    }
+    conflict_in(
+        [
+            PaymentStatus::Declined,
+            PaymentStatus::Captured,
+            PaymentStatus::Voided,
+            PaymentStatus::PartiallyRefunded,
+        ],
+        |status| given(history(status), capture(None)),
+        "payment_not_capturable",
+        |status| PaymentError::NotCapturable { status },
+    );
 }
 
 #[test]
@@ -520,8 +502,8 @@ fn capture_failed(
 
 #[test]
 fn capture_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_its_key() {
-    let services = PaymentServices::new(Arc::new(DownProvider));
-    let key = format!("{}-capture-0", payment_id());
+    let services = provider_down();
+    let key = call_key("capture", 0);
     given_with(services, vec![authorized().into()], capture(None)).then_expect_events(vec![
         PaymentCaptureFailed {
             provider: "down".into(),
@@ -532,8 +514,7 @@ fn capture_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_it
     // The provider recovers: the next attempt carries the unanswered key
     // (with a new command's key offered), so a capture that did happen is
     // answered again instead of charged twice.
-    let services =
-        PaymentServices::new(Arc::new(SimulatedProvider::new())).for_command(uuid::Uuid::nil());
+    let services = provider_back();
     let failed = capture_failed("provider_unavailable", false, &key, 1, false);
     given_with(
         services,
@@ -545,11 +526,8 @@ fn capture_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_it
 
 #[test]
 fn refused_captures_are_recorded_and_the_third_gives_up_to_ops() {
-    let foreign = PaymentAuthorized {
-        provider_reference: "stripe_ch_1".into(),
-        ..authorized()
-    };
-    let key = |n: u32| format!("{}-capture-{n}", payment_id());
+    let foreign = foreign_authorization();
+    let key = |n| call_key("capture", n);
     given(vec![foreign.clone().into()], capture(None)).then_expect_events(vec![
         capture_failed("unknown_reference", true, &key(0), 1, false).into(),
     ]);
@@ -597,15 +575,13 @@ fn every_command_but_authorize_and_cash_needs_a_payment() {
         VoidPayment { now: at(1) }.into(),
         refund(100).into(),
     ];
-    for command in commands {
-        let name = command.name();
-        let error = expect_error(
-            given(vec![], command),
-            "payment_not_found",
-            ErrorKind::NotFound,
-        );
-        assert_eq!(error, PaymentError::NotFound { command: name });
-    }
+    not_found_for_each(
+        commands,
+        |command| given(vec![], command),
+        PaymentCommand::name,
+        "payment_not_found",
+        |command| PaymentError::NotFound { command },
+    );
 }
 
 // ---------------------------------------------------------------- VoidPayment
@@ -618,18 +594,16 @@ fn void_an_uncaptured_authorization() {
 
 #[test]
 fn void_only_authorized_payments() {
-    for status in [
-        PaymentStatus::Declined,
-        PaymentStatus::Captured,
-        PaymentStatus::Voided,
-    ] {
-        let error = expect_error(
-            given(history(status), VoidPayment { now: at(5) }),
-            "payment_not_voidable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, PaymentError::NotVoidable { status });
-    }
+    conflict_in(
+        [
+            PaymentStatus::Declined,
+            PaymentStatus::Captured,
+            PaymentStatus::Voided,
+        ],
+        |status| given(history(status), VoidPayment { now: at(5) }),
+        "payment_not_voidable",
+        |status| PaymentError::NotVoidable { status },
+    );
 }
 
 fn void_failed(
@@ -653,8 +627,8 @@ fn void_failed(
 
 #[test]
 fn void_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_its_key() {
-    let services = PaymentServices::new(Arc::new(DownProvider));
-    let key = format!("{}-void-0", payment_id());
+    let services = provider_down();
+    let key = call_key("void", 0);
     given_with(
         services,
         vec![authorized().into()],
@@ -670,8 +644,7 @@ fn void_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_its_k
     // The provider is back: the retry (another command, another key
     // offered) repeats the unanswered key, so a void that did happen is
     // answered again, not done twice.
-    let services =
-        PaymentServices::new(Arc::new(SimulatedProvider::new())).for_command(uuid::Uuid::nil());
+    let services = provider_back();
     let failed = void_failed("provider_unavailable", false, &key, 1, false);
     let payment = apply_all(vec![authorized().into(), failed.clone().into()]);
     assert_eq!(payment.status(), Some(PaymentStatus::Authorized));
@@ -688,11 +661,8 @@ fn void_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_its_k
 #[test]
 fn refused_voids_are_recorded_and_the_third_gives_up_to_ops() {
     // The simulated provider refuses references it did not issue.
-    let foreign = PaymentAuthorized {
-        provider_reference: "stripe_ch_1".into(),
-        ..authorized()
-    };
-    let key = |n: u32| format!("{}-void-{n}", payment_id());
+    let foreign = foreign_authorization();
+    let key = |n| call_key("void", n);
     given(vec![foreign.clone().into()], VoidPayment { now: at(5) }).then_expect_events(vec![
         void_failed("unknown_reference", true, &key(0), 1, false).into(),
     ]);
@@ -799,19 +769,17 @@ fn refund_of_a_partial_capture_is_bounded_by_the_capture() {
 
 #[test]
 fn refund_only_after_capture_and_while_something_is_left() {
-    for status in [
-        PaymentStatus::Declined,
-        PaymentStatus::Authorized,
-        PaymentStatus::Voided,
-        PaymentStatus::Refunded,
-    ] {
-        let error = expect_error(
-            given(history(status), refund(100)),
-            "payment_not_refundable",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, PaymentError::NotRefundable { status });
-    }
+    conflict_in(
+        [
+            PaymentStatus::Declined,
+            PaymentStatus::Authorized,
+            PaymentStatus::Voided,
+            PaymentStatus::Refunded,
+        ],
+        |status| given(history(status), refund(100)),
+        "payment_not_refundable",
+        |status| PaymentError::NotRefundable { status },
+    );
 }
 
 #[test]
@@ -864,8 +832,8 @@ fn refund_failed(
 
 #[test]
 fn refund_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_its_key() {
-    let services = PaymentServices::new(Arc::new(DownProvider));
-    let key = format!("{}-refund-0", payment_id());
+    let services = provider_down();
+    let key = call_key("refund", 0);
     given_with(
         services,
         vec![authorized().into(), captured().into()],
@@ -878,8 +846,7 @@ fn refund_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_its
         }
         .into(),
     ]);
-    let services =
-        PaymentServices::new(Arc::new(SimulatedProvider::new())).for_command(uuid::Uuid::nil());
+    let services = provider_back();
     let failed = refund_failed("provider_unavailable", false, &key, 1, false);
     let history: Vec<PaymentEvent> = vec![authorized().into(), captured().into(), failed.into()];
     let payment = apply_all(history.clone());
@@ -892,11 +859,8 @@ fn refund_when_the_provider_is_down_is_recorded_and_the_next_attempt_repeats_its
 
 #[test]
 fn refused_refunds_are_recorded_the_third_gives_up_and_ops_may_refund_again() {
-    let foreign = PaymentAuthorized {
-        provider_reference: "stripe_ch_1".into(),
-        ..authorized()
-    };
-    let key = |n: u32| format!("{}-refund-{n}", payment_id());
+    let foreign = foreign_authorization();
+    let key = |n| call_key("refund", n);
     let start: Vec<PaymentEvent> = vec![foreign.clone().into(), captured().into()];
     given(start.clone(), refund(100)).then_expect_events(vec![
         refund_failed("unknown_reference", true, &key(0), 1, false).into(),
@@ -932,18 +896,16 @@ fn record_cash_creates_a_cash_payment() {
 
 #[test]
 fn record_cash_only_once_and_never_on_a_card_payment() {
-    for status in [
-        PaymentStatus::CashCollected,
-        PaymentStatus::Authorized,
-        PaymentStatus::Declined,
-    ] {
-        let error = expect_error(
-            given(history(status), record_cash()),
-            "payment_already_exists",
-            ErrorKind::Conflict,
-        );
-        assert_eq!(error, PaymentError::AlreadyExists { status });
-    }
+    conflict_in(
+        [
+            PaymentStatus::CashCollected,
+            PaymentStatus::Authorized,
+            PaymentStatus::Declined,
+        ],
+        |status| given(history(status), record_cash()),
+        "payment_already_exists",
+        |status| PaymentError::AlreadyExists { status },
+    );
 }
 
 #[test]

@@ -31,8 +31,7 @@ pub(super) async fn lock_positions(
     projector: &str,
     partitions: &[(String, i32)],
 ) -> Result<HashMap<(String, i32), i64>, sqlx::Error> {
-    let topics: Vec<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
-    let numbers: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
+    let (topics, numbers) = partition_columns(partitions);
     // One statement: create unknown partitions at offset 0 and lock every
     // row (ON CONFLICT DO UPDATE locks the existing row like FOR UPDATE), in
     // sorted order so two instances never deadlock.
@@ -57,8 +56,7 @@ pub(super) async fn read_positions(
     projector: &str,
     partitions: &[(String, i32)],
 ) -> Result<HashMap<(String, i32), i64>, sqlx::Error> {
-    let topics: Vec<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
-    let numbers: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
+    let (topics, numbers) = partition_columns(partitions);
     let rows: Vec<(String, i32, i64)> = sqlx::query_as(
         "SELECT o.topic, o.partition, o.next_offset
          FROM projector_offsets o
@@ -135,6 +133,23 @@ pub(super) async fn store_positions(
     Ok(())
 }
 
+/// Partitions as two parallel arrays (topic, partition), for `unnest`.
+fn partition_columns<'a>(
+    partitions: impl IntoIterator<Item = &'a (String, i32)>,
+) -> (Vec<&'a str>, Vec<i32>) {
+    partitions
+        .into_iter()
+        .map(|(topic, partition)| (topic.as_str(), *partition))
+        .unzip()
+}
+
+/// High watermarks by partition as three parallel arrays (topic, partition,
+/// watermark), for `unnest`.
+fn watermark_columns(watermarks: &HashMap<(String, i32), i64>) -> (Vec<&str>, Vec<i32>, Vec<i64>) {
+    let (topics, numbers) = partition_columns(watermarks.keys());
+    (topics, numbers, watermarks.values().copied().collect())
+}
+
 /// Record high watermarks seen by the consumer while idle, so the status view
 /// shows lag even when no batch is running.
 pub(super) async fn record_watermarks(
@@ -145,9 +160,7 @@ pub(super) async fn record_watermarks(
     if watermarks.is_empty() {
         return Ok(());
     }
-    let topics: Vec<&str> = watermarks.keys().map(|(t, _)| t.as_str()).collect();
-    let numbers: Vec<i32> = watermarks.keys().map(|(_, p)| *p).collect();
-    let high: Vec<i64> = watermarks.values().copied().collect();
+    let (topics, numbers, high) = watermark_columns(watermarks);
     sqlx::query(
         "UPDATE projector_offsets o SET high_watermark = x.h
          FROM unnest($2::text[], $3::int[], $4::bigint[]) AS x(t, p, h)
@@ -260,9 +273,7 @@ pub(super) async fn beyond_end(
     if watermarks.is_empty() {
         return Ok(Vec::new());
     }
-    let topics: Vec<&str> = watermarks.keys().map(|(t, _)| t.as_str()).collect();
-    let numbers: Vec<i32> = watermarks.keys().map(|(_, p)| *p).collect();
-    let high: Vec<i64> = watermarks.values().copied().collect();
+    let (topics, numbers, high) = watermark_columns(watermarks);
     let rows: Vec<(String, i32)> = sqlx::query_as(
         "SELECT o.topic, o.partition FROM projector_offsets o
          JOIN unnest($2::text[], $3::int[], $4::bigint[]) AS x(t, p, h)

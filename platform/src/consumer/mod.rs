@@ -124,6 +124,16 @@ pub struct ReadModelTable {
     pub processing_time_columns: &'static [&'static str],
 }
 
+impl ReadModelTable {
+    /// A table whose every column is derived from events.
+    pub const fn derived(name: &'static str) -> Self {
+        Self {
+            name,
+            processing_time_columns: &[],
+        }
+    }
+}
+
 /// Where an event was read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
