@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::SimError;
-use crate::client::{Actor, Api};
+use crate::client::{Actor, Answer, Api};
 use crate::config::SimConfig;
 
 /// Names every id the simulator makes up (riders, customers).
@@ -166,6 +166,18 @@ fn city_of(time_zone: &str) -> (String, &'static str) {
     }
 }
 
+/// `answer` if it is a success; otherwise the reference data could not be set up.
+fn succeeded(answer: Answer, request: &str) -> Result<Answer, SimError> {
+    if answer.ok() {
+        return Ok(answer);
+    }
+    Err(SimError::ReferenceData(format!(
+        "{request} answered {} {}",
+        answer.status,
+        answer.code()
+    )))
+}
+
 impl World {
     /// Read the open restaurants and their menus, and make sure each city
     /// has its riders (created or re-activated through the admin API).
@@ -176,13 +188,7 @@ impl World {
             .get(&ops, "/v1/admin/restaurants")
             .await
             .map_err(unreachable)?;
-        if !answer.ok() {
-            return Err(SimError::ReferenceData(format!(
-                "GET /v1/admin/restaurants answered {} {}",
-                answer.status,
-                answer.code()
-            )));
-        }
+        let answer = succeeded(answer, "GET /v1/admin/restaurants")?;
         let restaurants: Vec<RestaurantDto> = serde_json::from_value(answer.body)
             .map_err(|e| SimError::ReferenceData(format!("restaurants: {e}")))?;
         let mut by_city: BTreeMap<String, (&'static str, Vec<Restaurant>)> = BTreeMap::new();
@@ -233,13 +239,7 @@ impl World {
                     )
                     .await
                     .map_err(unreachable)?;
-                if !answer.ok() {
-                    return Err(SimError::ReferenceData(format!(
-                        "PUT /v1/admin/riders/{id} answered {} {}",
-                        answer.status,
-                        answer.code()
-                    )));
-                }
+                succeeded(answer, &format!("PUT /v1/admin/riders/{id}"))?;
                 let home = restaurants
                     .choose(&mut rng)
                     .map(|r| r.location)
