@@ -25,7 +25,7 @@ pub enum Display {
 /// at a rate that rises to a peak and falls again; prints live figures and a
 /// summary (exit 1 if any answer was a server error). The first Ctrl-C stops
 /// new orders and lets the ones in flight finish; a second one exits at once.
-#[derive(Clone, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "ordertrail-sim", version, next_help_heading = "Simulation")]
 pub struct SimConfig {
     #[command(flatten)]
@@ -35,7 +35,7 @@ pub struct SimConfig {
     pub api_url: String,
     /// HS256 secret the API verifies tokens with (as for `mint-token`).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
     /// File holding the secret when `JWT_SECRET` is unset (the local stack's).
     #[arg(long, env = "JWT_SECRET_FILE", default_value = ".local/jwt-secret")]
     pub jwt_secret_file: PathBuf,
@@ -146,23 +146,27 @@ pub struct SimConfig {
     pub report_secs: f64,
 }
 
-/// Never shows the JWT secret.
-impl std::fmt::Debug for SimConfig {
+/// A secret flag value: its `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimConfig")
-            .field("api_url", &self.api_url)
-            .field(
-                "jwt_secret",
-                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field("jwt_secret_file", &self.jwt_secret_file)
-            .field("jwt_issuer", &self.jwt_issuer)
-            .field("jwt_audience", &self.jwt_audience)
-            .field("jwt_secret_kid", &self.jwt_secret_kid)
-            .field("peak_rate", &self.peak_rate)
-            .field("duration_secs", &self.duration_secs)
-            .field("cycles", &self.cycles)
-            .finish_non_exhaustive()
+        f.write_str("<redacted>")
     }
 }
 
@@ -178,8 +182,13 @@ fn parse_speed(s: &str) -> Result<f64, String> {
 impl SimConfig {
     /// The token secret: the flag / `JWT_SECRET`, else the secret file.
     pub fn secret(&self) -> Result<String, String> {
-        if let Some(s) = self.jwt_secret.as_ref().filter(|s| !s.is_empty()) {
-            return Ok(s.clone());
+        if let Some(s) = self
+            .jwt_secret
+            .as_ref()
+            .map(Secret::expose)
+            .filter(|s| !s.is_empty())
+        {
+            return Ok(s.to_owned());
         }
         std::fs::read_to_string(&self.jwt_secret_file)
             .map(|s| s.trim().to_owned())
@@ -194,5 +203,25 @@ impl SimConfig {
     /// Real time for `minutes` of simulated kitchen or human time.
     pub fn sim_minutes(&self, minutes: f64) -> std::time::Duration {
         std::time::Duration::from_secs_f64((minutes * 60.0 / self.time_scale.max(0.01)).max(0.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::SimConfig;
+
+    #[test]
+    fn debug_never_shows_the_jwt_secret() {
+        let config =
+            SimConfig::try_parse_from(["ordertrail-sim", "--jwt-secret", "s3cret-value"]).unwrap();
+        assert_eq!(config.secret().unwrap(), "s3cret-value");
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("s3cret-value"), "{printed}");
+        assert!(
+            printed.contains("jwt_secret: Some(<redacted>)"),
+            "{printed}"
+        );
     }
 }

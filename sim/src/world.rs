@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::SimError;
-use crate::client::{Actor, Api};
+use crate::client::{Actor, Answer, Api};
 use crate::config::SimConfig;
 
 /// Names every id the simulator makes up (riders, customers).
@@ -29,6 +29,10 @@ pub struct Point {
 const EARTH_RADIUS_M: f64 = 6_371_000.0;
 
 impl Point {
+    pub const fn new(lat: f64, lon: f64) -> Self {
+        Self { lat, lon }
+    }
+
     /// Great-circle distance in metres.
     pub fn distance_m(&self, other: &Point) -> f64 {
         let (p1, p2) = (self.lat.to_radians(), other.lat.to_radians());
@@ -41,10 +45,10 @@ impl Point {
     /// The point `fraction` of the way to `to` (straight, fine for a city).
     pub fn towards(&self, to: &Point, fraction: f64) -> Point {
         let f = fraction.clamp(0.0, 1.0);
-        Point {
-            lat: self.lat + (to.lat - self.lat) * f,
-            lon: self.lon + (to.lon - self.lon) * f,
-        }
+        Point::new(
+            self.lat + (to.lat - self.lat) * f,
+            self.lon + (to.lon - self.lon) * f,
+        )
     }
 
     /// A random point at most `radius_m` away (uniform over the disc).
@@ -53,10 +57,7 @@ impl Point {
         let bearing = rng.random_range(0.0..std::f64::consts::TAU);
         let dlat = (r * bearing.cos()) / EARTH_RADIUS_M;
         let dlon = (r * bearing.sin()) / (EARTH_RADIUS_M * self.lat.to_radians().cos());
-        Point {
-            lat: self.lat + dlat.to_degrees(),
-            lon: self.lon + dlon.to_degrees(),
-        }
+        Point::new(self.lat + dlat.to_degrees(), self.lon + dlon.to_degrees())
     }
 }
 
@@ -165,6 +166,18 @@ fn city_of(time_zone: &str) -> (String, &'static str) {
     }
 }
 
+/// `answer` if it is a success; otherwise the reference data could not be set up.
+fn succeeded(answer: Answer, request: &str) -> Result<Answer, SimError> {
+    if answer.ok() {
+        return Ok(answer);
+    }
+    Err(SimError::ReferenceData(format!(
+        "{request} answered {} {}",
+        answer.status,
+        answer.code()
+    )))
+}
+
 impl World {
     /// Read the open restaurants and their menus, and make sure each city
     /// has its riders (created or re-activated through the admin API).
@@ -175,13 +188,7 @@ impl World {
             .get(&ops, "/v1/admin/restaurants")
             .await
             .map_err(unreachable)?;
-        if !answer.ok() {
-            return Err(SimError::ReferenceData(format!(
-                "GET /v1/admin/restaurants answered {} {}",
-                answer.status,
-                answer.code()
-            )));
-        }
+        let answer = succeeded(answer, "GET /v1/admin/restaurants")?;
         let restaurants: Vec<RestaurantDto> = serde_json::from_value(answer.body)
             .map_err(|e| SimError::ReferenceData(format!("restaurants: {e}")))?;
         let mut by_city: BTreeMap<String, (&'static str, Vec<Restaurant>)> = BTreeMap::new();
@@ -207,10 +214,7 @@ impl World {
                 .push(Restaurant {
                     id: r.id,
                     name: r.name,
-                    location: Point {
-                        lat: r.lat,
-                        lon: r.lon,
-                    },
+                    location: Point::new(r.lat, r.lon),
                     menu,
                 });
         }
@@ -235,17 +239,11 @@ impl World {
                     )
                     .await
                     .map_err(unreachable)?;
-                if !answer.ok() {
-                    return Err(SimError::ReferenceData(format!(
-                        "PUT /v1/admin/riders/{id} answered {} {}",
-                        answer.status,
-                        answer.code()
-                    )));
-                }
+                succeeded(answer, &format!("PUT /v1/admin/riders/{id}"))?;
                 let home = restaurants
                     .choose(&mut rng)
                     .map(|r| r.location)
-                    .unwrap_or(Point { lat: 0.0, lon: 0.0 });
+                    .unwrap_or(Point::new(0.0, 0.0));
                 riders.push(Rider {
                     id,
                     position: home.random_within(config.radius_m / 2.0, &mut rng),
@@ -284,18 +282,12 @@ impl World {
 mod tests {
     use super::*;
 
-    const KREUZBERG: Point = Point {
-        lat: 52.499,
-        lon: 13.418,
-    };
+    const KREUZBERG: Point = Point::new(52.499, 13.418);
 
     #[test]
     fn distances_are_great_circle_metres() {
         // Kreuzberg to Mitte, about 3.3 km.
-        let mitte = Point {
-            lat: 52.5255,
-            lon: 13.4031,
-        };
+        let mitte = Point::new(52.5255, 13.4031);
         let d = KREUZBERG.distance_m(&mitte);
         assert!((3_000.0..3_500.0).contains(&d), "{d}");
         assert_eq!(KREUZBERG.distance_m(&KREUZBERG), 0.0);
@@ -303,10 +295,7 @@ mod tests {
 
     #[test]
     fn a_step_towards_a_point_covers_its_fraction_of_the_way() {
-        let to = Point {
-            lat: 52.509,
-            lon: 13.428,
-        };
+        let to = Point::new(52.509, 13.428);
         let total = KREUZBERG.distance_m(&to);
         let half = KREUZBERG.towards(&to, 0.5);
         assert!((KREUZBERG.distance_m(&half) - total / 2.0).abs() < 1.0);
