@@ -149,25 +149,14 @@ pub struct FeedEvent {
     pub eta: Option<StreamEta>,
     /// The whole SSE message per audience, rendered once for every client
     /// of that audience.
-    rendered: [OnceLock<Bytes>; 6],
-}
-
-fn audience_slot(audience: Audience) -> usize {
-    match audience {
-        Audience::Customer => 0,
-        Audience::Restaurant => 1,
-        Audience::Rider => 2,
-        Audience::Ops => 3,
-        Audience::Auditor => 4,
-        Audience::Admin => 5,
-    }
+    rendered: [OnceLock<Bytes>; Audience::ALL.len()],
 }
 
 impl FeedEvent {
     /// The SSE message of this event as `audience` may see it
     /// (`id`, `event` and one `data` line of compact JSON).
     pub fn to_sse(&self, audience: Audience) -> Bytes {
-        self.rendered[audience_slot(audience)]
+        self.rendered[audience.index()]
             .get_or_init(|| {
                 Bytes::from(format!(
                     "id: {}\nevent: {}\ndata: {}\n\n",

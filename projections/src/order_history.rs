@@ -231,6 +231,12 @@ impl Projector for OrderHistory {
         }
     }
 
+    /// The bulk fill only copies timeline entries: its primary key (random
+    /// event ids) is built once afterwards.
+    fn keyed_after_fill(&self) -> &'static [&'static str] {
+        &["order_timeline"]
+    }
+
     apply_by_store!(apply_batch);
 }
 

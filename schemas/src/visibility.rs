@@ -41,7 +41,9 @@ impl Audience {
         Audience::Admin,
     ];
 
-    fn index(self) -> usize {
+    /// The audience's place in [`Audience::ALL`] (and its column in the
+    /// table).
+    pub fn index(self) -> usize {
         match self {
             Audience::Customer => 0,
             Audience::Restaurant => 1,

@@ -73,6 +73,15 @@ pub trait Handler: Send + Sync + 'static {
         &[]
     }
 
+    /// Tables among [`Handler::tables`] whose keys (primary key, unique
+    /// constraints) a rebuild may build after its bulk fill, in one pass,
+    /// instead of maintaining them row by row: tables that
+    /// [`Handler::apply_bulk`] only inserts into without conflicts (e.g. by
+    /// `COPY`) and never reads. None by default.
+    fn keyed_after_fill(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Apply a batch of new events (duplicates removed, gaps filled from the
     /// store, in order per aggregate) inside the runtime's transaction.
     fn apply<'a>(

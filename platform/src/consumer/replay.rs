@@ -171,7 +171,8 @@ struct Shadow {
     schema: String,
     live: String,
     pool: PgPool,
-    /// Plain indexes of the read model, built once the bulk fill is done.
+    /// Plain indexes of the read model, and the keys of the tables keyed
+    /// after the fill, built once the bulk fill is done.
     deferred_indexes: Vec<String>,
 }
 
@@ -183,7 +184,8 @@ impl Shadow {
     /// (upserts infer their conflict target from them) and partial indexes
     /// (work queues such as settlements' pending entries). Plain indexes,
     /// which serve queries, are built in one pass after the bulk fill
-    /// ([`Shadow::finish`]). (UNLOGGED tables set LOGGED before the swap were
+    /// ([`Shadow::finish`]), and so are the keys of the tables in
+    /// `keyed_after_fill` ([`Handler::keyed_after_fill`]). (UNLOGGED tables set LOGGED before the swap were
     /// measured slower: the table is written twice.) The copies of the guard
     /// and the consumer row are UNLOGGED: they are copied into the live
     /// tables at the swap, never swapped themselves.
@@ -191,6 +193,7 @@ impl Shadow {
         pool: &PgPool,
         name: &str,
         tables: &[ReadModelTable],
+        keyed_after_fill: &[&str],
     ) -> Result<Self, ReplayError> {
         let schema = format!("replay_{name}");
         let mut conn = pool.acquire().await.map_err(db("connect"))?;
@@ -217,7 +220,8 @@ impl Shadow {
             .map_err(db("create a shadow table"))?;
         }
         let mut deferred_indexes = Vec::new();
-        for t in tables.iter().map(|t| quote(t.name)) {
+        for table in tables {
+            let t = quote(table.name);
             sqlx::query(&format!(
                 "CREATE TABLE {s}.{t} (LIKE {l}.{t} INCLUDING ALL EXCLUDING INDEXES)"
             ))
@@ -245,7 +249,14 @@ impl Shadow {
             .fetch_all(&mut *tx)
             .await
             .map_err(db("read live indexes"))?;
-            for sql in constraints.iter().chain(
+            let keys_now = !keyed_after_fill.contains(&table.name);
+            let (keys, deferred_keys) = if keys_now {
+                (constraints, Vec::new())
+            } else {
+                (Vec::new(), constraints)
+            };
+            deferred_indexes.extend(deferred_keys);
+            for sql in keys.iter().chain(
                 indexes
                     .iter()
                     .filter(|(_, needed)| *needed)
@@ -546,7 +557,7 @@ async fn prepare<H: Handler>(
     let total = count_events(pool, &types)
         .await
         .map_err(db("count events"))?;
-    let mut shadow = Shadow::create(pool, name, tables).await?;
+    let mut shadow = Shadow::create(pool, name, tables, handler.keyed_after_fill()).await?;
     let bulk = bulk_fill(handler, &shadow, batch_size, progress, total).await?;
     shadow.finish().await?;
     let mut progress = |p: Progress| {
