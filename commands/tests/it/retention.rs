@@ -231,7 +231,7 @@ async fn the_command_log_stays_while_the_saga_could_still_resend_its_commands() 
 
 #[tokio::test]
 async fn only_old_fired_timers_behind_the_saga_are_pruned() {
-    let (db, service) = service_with_one_order().await;
+    let (db, _service) = service_with_one_order().await;
     let pool = &db.pool;
     saga_at_head(pool).await;
     exec(
