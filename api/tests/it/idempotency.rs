@@ -19,16 +19,17 @@ use crate::support::{TestApp, card, cash, order_id, place_order_body};
 async fn a_retry_returns_the_first_response_and_appends_nothing() {
     let app = TestApp::new().await;
     let (_, customer) = app.customer();
-    let first = app
-        .place_keyed(&customer, "order-1", place_order_body(card()))
-        .await;
+    // The same card order under the key "order-1", placed by `token`.
+    let place_order_1 = async |token: &str| {
+        app.place_keyed(token, "order-1", place_order_body(card()))
+            .await
+    };
+    let first = place_order_1(&customer).await;
     first.assert(StatusCode::CREATED);
     assert!(!first.replayed());
     let after_first = app.event_count().await;
 
-    let retry = app
-        .place_keyed(&customer, "order-1", place_order_body(card()))
-        .await;
+    let retry = place_order_1(&customer).await;
     retry.assert(StatusCode::CREATED);
     assert!(retry.replayed(), "missing Idempotent-Replayed");
     assert_eq!(order_id(&retry), order_id(&first));
@@ -38,9 +39,7 @@ async fn a_retry_returns_the_first_response_and_appends_nothing() {
 
     // The same key from another customer is another request.
     let (_, other) = app.customer();
-    let theirs = app
-        .place_keyed(&other, "order-1", place_order_body(card()))
-        .await;
+    let theirs = place_order_1(&other).await;
     theirs.assert(StatusCode::CREATED);
     assert!(!theirs.replayed());
     assert_ne!(order_id(&theirs), order_id(&first));

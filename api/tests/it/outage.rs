@@ -149,13 +149,15 @@ async fn postgres_restart_under_load_is_503_never_500_and_nothing_is_lost() {
     assert_eq!(ready(&router).await, StatusCode::SERVICE_UNAVAILABLE);
     server.start_again();
 
-    let before = count(201).await;
-    eventually(
-        "orders placed after the restart",
-        Duration::from_secs(60),
-        || async { (count(201).await >= before + 10).then_some(()) },
-    )
-    .await;
+    // Waits until `more` orders beyond those placed so far have been placed.
+    let orders_flow_again = async |what: &'static str, more: u64| {
+        let before = count(201).await;
+        eventually(what, Duration::from_secs(60), || async {
+            (count(201).await >= before + more).then_some(())
+        })
+        .await;
+    };
+    orders_flow_again("orders placed after the restart", 10).await;
     eventually("ready again", Duration::from_secs(30), || async {
         (ready(&router).await == StatusCode::OK).then_some(())
     })
@@ -171,13 +173,7 @@ async fn postgres_restart_under_load_is_503_never_500_and_nothing_is_lost() {
         .execute(&projector_pool)
         .await
         .ok();
-        let before = count(201).await;
-        eventually(
-            "orders placed after terminated sessions",
-            Duration::from_secs(60),
-            || async { (count(201).await >= before + 5).then_some(()) },
-        )
-        .await;
+        orders_flow_again("orders placed after terminated sessions", 5).await;
     }
 
     running.store(false, Ordering::Relaxed);

@@ -27,6 +27,15 @@ async fn service() -> (TestDatabase, CommandService) {
     (db, service)
 }
 
+/// A fresh service with one order placed under the command key "k".
+async fn service_with_one_order() -> (TestDatabase, CommandService) {
+    let (db, service) = service().await;
+    place_keyed(&service, CustomerId::new_random(), "k")
+        .await
+        .expect("order");
+    (db, service)
+}
+
 fn keyed(customer_id: CustomerId, key: &str) -> CommandContext {
     CommandContext::new(customer(customer_id), "req").with_idempotency_key(IdempotencyKey {
         key: key.into(),
@@ -175,10 +184,8 @@ async fn a_retry_inside_the_window_gets_its_first_answer_and_older_rows_are_prun
 
 #[tokio::test]
 async fn the_command_log_stays_while_the_saga_could_still_resend_its_commands() {
-    let (db, service) = service().await;
+    let (db, service) = service_with_one_order().await;
     let pool = &db.pool;
-    let c = CustomerId::new_random();
-    place_keyed(&service, c, "k").await.expect("order");
     exec(
         pool,
         "UPDATE command_log SET recorded_at = now() - interval '30 days'",
@@ -224,10 +231,8 @@ async fn the_command_log_stays_while_the_saga_could_still_resend_its_commands() 
 
 #[tokio::test]
 async fn only_old_fired_timers_behind_the_saga_are_pruned() {
-    let (db, service) = service().await;
+    let (db, _service) = service_with_one_order().await;
     let pool = &db.pool;
-    let c = CustomerId::new_random();
-    place_keyed(&service, c, "k").await.expect("order");
     saga_at_head(pool).await;
     exec(
         pool,
