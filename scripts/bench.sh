@@ -7,6 +7,7 @@
 #   scripts/bench.sh rebuild [args]        # rebuild / verify / store catch-up of each read model from >= 1M events (issue 10)
 #   scripts/bench.sh reconcile [args]      # reconcile one day of 100,000 orders (issue 11)
 #   scripts/bench.sh sse [args]            # command response -> SSE client push latency, 200 clients (issue 14)
+#   scripts/bench.sh lunch [args]          # lunch rush end to end: a sweep of order rates, placed -> confirmed / visible p99s, consumer lag (issue 16)
 #   scripts/bench.sh growth [args]         # empty vs grown store (--events, default 10M): p99s and disk per event (issue 16)
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -22,6 +23,7 @@ case "$what" in
   reconcile) bin=reconcile_bench ;;
   sse) bin=sse_bench ;;
   growth) bin=growth_bench ;;
+  lunch) bin=lunch_bench ;;
   *) echo "unknown benchmark: $what" >&2; exit 2 ;;
 esac
 cargo build --release --locked -p ordertrail-api -p ordertrail-projections -p ordertrail-bench --bins

@@ -111,6 +111,9 @@ pub struct Driver {
     pub ops: String,
     restaurant: String,
     due: Mutex<VecDeque<Due>>,
+    /// Whether a step that succeeded queues the order's next step (off:
+    /// every slot places a new order).
+    follow_ups: bool,
     in_flight: AtomicU64,
     max_in_flight: u64,
     /// Whether commands sent now count (after the warm-up).
@@ -160,6 +163,7 @@ impl Driver {
             base,
             secret,
             due: Mutex::new(VecDeque::new()),
+            follow_ups: true,
             in_flight: AtomicU64::new(0),
             max_in_flight,
             measuring: AtomicBool::new(false),
@@ -168,6 +172,13 @@ impl Driver {
             missed: AtomicU64::new(0),
             latency: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
         })
+    }
+
+    /// Only place orders: the steps after `Place` are left to the platform
+    /// (the saga authorizes and confirms card orders).
+    pub fn places_only(mut self) -> Self {
+        self.follow_ups = false;
+        self
     }
 
     /// Commands sent and not answered yet.
@@ -226,7 +237,8 @@ impl Driver {
                 let _ = h.record((latency.as_micros() as u64).max(1));
             }
         }
-        if let Some(next) = sent.step.next()
+        if self.follow_ups
+            && let Some(next) = sent.step.next()
             && let Ok(mut due) = self.due.lock()
         {
             due.push_back(Due {

@@ -150,6 +150,26 @@ pub async fn read_after<'e, E: PgExecutor<'e>>(
     fetch_events(executor, query).await
 }
 
+/// Whether committed events after `after` are held back from
+/// [`read_after`]: written by a transaction that started after the oldest
+/// one still in flight (any database of the server). A reader that found
+/// nothing to read while this is true should look again soon rather than
+/// wait for the next notification: the notification of those commits has
+/// already come.
+pub async fn held_back_after<'e, E: PgExecutor<'e>>(
+    executor: E,
+    after: Position,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events
+                        WHERE (transaction_id, global_position) > ($1::text::xid8, $2))",
+    )
+    .bind(after.transaction_id.to_string())
+    .bind(after.global_position)
+    .fetch_one(executor)
+    .await
+}
+
 /// Like [`READ_AFTER`], only events of the given aggregate types.
 const READ_AFTER_OF_TYPES: &str = select_events!(
     "WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2)

@@ -19,7 +19,7 @@ use ordertrail_schemas::privacy::DropoffCodeKey;
 /// Consumes the order, payment and delivery topics (after catching up from
 /// the event store) and sends the follow-up commands that take an order from
 /// placement to delivered and paid; fires the stored timeouts. Run several
-/// with the same group id to share the work. Database pool: 8 connections
+/// with the same group id to share the work. Database pool: 16 connections
 /// unless `DATABASE_POOL_SIZE` says otherwise. Never migrates: waits until
 /// the migrate job has brought the schema up to date.
 #[derive(Parser)]
@@ -74,6 +74,11 @@ struct SagaArgs {
     /// Milliseconds between two looks for due timers.
     #[arg(long, env, default_value_t = 1_000)]
     timer_poll_interval_ms: u64,
+    /// Aggregates of a batch handled at the same time (each aggregate's
+    /// events stay in order); 1 handles one event after the other. Give the
+    /// database pool at least as many connections.
+    #[arg(long, env = "SAGA_CONCURRENCY", default_value_t = saga::DEFAULT_CONCURRENCY)]
+    concurrency: usize,
     #[command(flatten)]
     retention: RetentionArgs,
 }
@@ -108,11 +113,12 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     config.service.start("ordertrail-saga")?;
     let brokers = config.service.kafka.brokers()?.to_owned();
-    // Commands, positions and timer claims each take a connection.
+    // Commands (one per aggregate handled at the same time), positions and
+    // timer claims each take a connection.
     let pool = config
         .service
         .database
-        .connect_service(8)
+        .connect_service(16)
         .await
         .context("connect to the event store")?;
     let topic_prefix = config.service.kafka.topic_prefix;
@@ -131,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
     saga_config.payment_retry_limit = config.payment_retry_limit;
     saga_config.payment_retry_backoff = Duration::from_millis(config.payment_retry_backoff_ms);
     saga_config.timer_poll_interval = Duration::from_millis(config.timer_poll_interval_ms.max(10));
+    saga_config.concurrency = config.concurrency.max(1);
     let retention = config.retention;
     let retention = if retention.retention_interval_secs == 0 {
         None

@@ -74,6 +74,9 @@ pub struct RelayConfig {
     /// cost the database more than the commits; this bounds reads to
     /// `1 / min_read_interval` per second and adds at most that much lag.
     pub min_read_interval: Duration,
+    /// How soon to read again when the last read found nothing while
+    /// committed events wait behind an older open transaction.
+    pub held_back_recheck: Duration,
     /// How often a standby tries to become active.
     pub standby_interval: Duration,
     /// librdkafka `message.timeout.ms`: how long a batch may wait for the broker
@@ -120,6 +123,7 @@ impl RelayConfig {
             relay_name: None,
             poll_interval: Duration::from_millis(500),
             min_read_interval: Duration::from_millis(5),
+            held_back_recheck: Duration::from_millis(5),
             standby_interval: Duration::from_secs(1),
             delivery_timeout: Duration::from_secs(30),
             linger: Duration::from_millis(1),
@@ -561,7 +565,18 @@ impl Relay {
                 }
             };
             let Some(last) = batch.last().map(StoredEvent::position) else {
-                if let Wait::Stop = self.wait_for_events(hints.as_ref(), last_read).await {
+                // Commits behind an older open transaction were notified
+                // already: look again shortly instead of waiting for the
+                // next commit (at a low rate, up to the poll interval).
+                let wait = if self
+                    .bounded(event_log::held_back_after(&mut *lock, position))
+                    .await?
+                {
+                    self.sleep(self.config.held_back_recheck).await
+                } else {
+                    self.wait_for_events(hints.as_ref(), last_read).await
+                };
+                if let Wait::Stop = wait {
                     return Ok(());
                 }
                 continue;

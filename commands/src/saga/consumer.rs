@@ -6,7 +6,10 @@
 //! deterministic ids, so handling an event again acts once). Stored timers
 //! fire on the runtime's tick.
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
 
 use ordertrail_platform::consumer::{ApplyError, Handler, SourcedEvent};
 use ordertrail_schemas::AggregateKind;
@@ -32,6 +35,8 @@ pub(super) struct SagaHandler {
     pub(super) instance: String,
     /// How long a claimed timer is this instance's to fire.
     pub(super) timer_lease: Duration,
+    /// Most aggregates of a batch handled at the same time.
+    pub(super) concurrency: usize,
 }
 
 /// A saga failure as the runtime sees it: shutdown, something to wait out,
@@ -135,6 +140,26 @@ impl SagaHandler {
     }
 }
 
+/// The batch split into lanes, one per aggregate, in order of first
+/// appearance: each lane holds the positions of that aggregate's events, in
+/// batch order.
+fn lanes(batch: &[SourcedEvent]) -> Vec<Vec<usize>> {
+    let mut by_aggregate: HashMap<(AggregateKind, &str), usize> = HashMap::new();
+    let mut lanes: Vec<Vec<usize>> = Vec::new();
+    for (at, event) in batch.iter().enumerate() {
+        let key = (
+            event.envelope.aggregate_type,
+            event.envelope.aggregate_id.as_str(),
+        );
+        let lane = *by_aggregate.entry(key).or_insert_with(|| {
+            lanes.push(Vec::new());
+            lanes.len() - 1
+        });
+        lanes[lane].push(at);
+    }
+    lanes
+}
+
 impl Handler for SagaHandler {
     fn name(&self) -> &'static str {
         SAGA_CONSUMER
@@ -158,11 +183,38 @@ impl Handler for SagaHandler {
         Ok(())
     }
 
+    /// Handles the batch's aggregates concurrently (at most
+    /// [`SagaHandler::concurrency`] at a time), each aggregate's events one
+    /// after the other in their order. The first failure in batch order is
+    /// returned; the other aggregates may have acted meanwhile, which is
+    /// harmless: the whole batch is handled again, and its commands carry
+    /// deterministic ids.
     async fn act(&self, batch: &[SourcedEvent]) -> Result<(), ApplyError> {
-        for event in batch {
-            self.on_event(event).await?;
+        let lanes = lanes(batch);
+        if self.concurrency <= 1 || lanes.len() <= 1 {
+            for event in batch {
+                self.on_event(event).await?;
+            }
+            return Ok(());
         }
-        Ok(())
+        let results: Vec<Result<(), (usize, ApplyError)>> = stream::iter(lanes)
+            .map(|lane| async move {
+                for at in lane {
+                    self.on_event(&batch[at]).await.map_err(|e| (at, e))?;
+                }
+                Ok(())
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        match results
+            .into_iter()
+            .filter_map(Result::err)
+            .min_by_key(|(at, _)| *at)
+        {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
     }
 
     async fn tick(&self) -> Result<(), ApplyError> {
@@ -216,5 +268,52 @@ fn timer_db_failure(context: &'static str, e: sqlx::Error) -> Result<(), Halt> {
         Ok(())
     } else {
         Err(Halt::Failed(SagaError::Database { context, source: e }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ordertrail_platform::consumer::{Origin, SourcedEvent};
+    use serde_json::json;
+
+    use super::lanes;
+
+    fn event(aggregate_type: &str, aggregate_id: &str, sequence: i64) -> SourcedEvent {
+        let id = uuid::Uuid::new_v4();
+        let envelope = serde_json::from_value(json!({
+            "event_id": id,
+            "aggregate_type": aggregate_type,
+            "aggregate_id": aggregate_id,
+            "sequence": sequence,
+            "global_position": 1,
+            "event_type": "OrderPlaced",
+            "event_version": "1",
+            "payload": {},
+            "metadata": {
+                "command_id": id, "correlation_id": id, "causation_id": id,
+                "actor": { "subject": "saga", "role": "system" }, "request_id": "r"
+            },
+            "recorded_at": "2026-12-02T12:00:00Z"
+        }))
+        .expect("envelope");
+        SourcedEvent {
+            origin: Origin::Store(Default::default()),
+            envelope,
+        }
+    }
+
+    #[test]
+    fn a_batch_splits_into_one_lane_per_aggregate_each_in_batch_order() {
+        let batch = [
+            event("Order", "a", 1),
+            event("Payment", "a", 1),
+            event("Order", "b", 1),
+            event("Order", "a", 2),
+            event("Order", "b", 2),
+            event("Order", "a", 3),
+        ];
+        // The same id under another aggregate type is another aggregate.
+        assert_eq!(lanes(&batch), vec![vec![0, 3, 5], vec![1], vec![2, 4]]);
+        assert!(lanes(&[]).is_empty());
     }
 }

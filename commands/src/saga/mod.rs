@@ -136,6 +136,9 @@ use ordertrail_platform::retry::Backoff;
 
 use crate::service::{CommandError, CommandService};
 
+/// Aggregates of a batch the saga handles at the same time by default.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
 /// The subject of the actor the saga sends commands as (role `system`).
 pub const SAGA_SUBJECT: &str = "saga";
 
@@ -182,6 +185,10 @@ pub struct SagaConfig {
     pub max_backoff: Duration,
     /// Most events handled per batch (their positions are recorded after).
     pub batch_size: usize,
+    /// Most aggregates of a batch handled at the same time (each
+    /// aggregate's events stay in order); 1 handles the batch one event
+    /// after the other.
+    pub concurrency: usize,
     /// How long the saga waits before trying an event it cannot handle again.
     pub stall_retry: Duration,
     /// This instance's name in the status query (default: host, pid, suffix).
@@ -210,6 +217,7 @@ impl SagaConfig {
             timer_poll_interval: Duration::from_secs(1),
             max_backoff: Duration::from_secs(10),
             batch_size: 200,
+            concurrency: DEFAULT_CONCURRENCY,
             stall_retry: Duration::from_secs(30),
             instance: None,
         }
@@ -357,6 +365,7 @@ pub async fn run(
         flow,
         instance: runtime.instance.clone(),
         timer_lease: config.timer_lease,
+        concurrency: config.concurrency.max(1),
     };
     let mut stopped = stop.clone();
     let result = ordertrail_platform::consumer::run(handler, runtime, pool, async move {
