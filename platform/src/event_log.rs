@@ -160,9 +160,14 @@ pub async fn held_back_after<'e, E: PgExecutor<'e>>(
     executor: E,
     after: Position,
 ) -> Result<bool, sqlx::Error> {
+    // Not `EXISTS`: it drops the ORDER BY, and the planner, taking a third
+    // of the table to match, scans it from the start (the rows after a
+    // position are at its end); the ordered scan of the commit-order index
+    // finds the first row at once, whatever the store's size.
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM events
-                        WHERE (transaction_id, global_position) > ($1::text::xid8, $2))",
+        "SELECT (SELECT global_position FROM events
+                 WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+                 ORDER BY transaction_id, global_position LIMIT 1) IS NOT NULL",
     )
     .bind(after.transaction_id.to_string())
     .bind(after.global_position)

@@ -961,11 +961,15 @@ async fn an_idle_transaction_holds_publishing_back_visibly_and_everything_is_pub
     // The relay's checkpoint is at the head: nothing left behind it. (Its
     // lag gauges are refreshed between reads, and this test leaves it no
     // poll to read on: the relay tests of the gauges run with polling.)
-    eventually("the relay's checkpoint at the store's head", WAIT, || async {
-        let at = checkpoint_of(&pool, &s.kafka.prefix).await;
-        let backlog = event_log::backlog(&pool, at).await.expect("backlog");
-        (backlog.committed == 0).then_some(())
-    })
+    eventually(
+        "the relay's checkpoint at the store's head",
+        WAIT,
+        || async {
+            let at = checkpoint_of(&pool, &s.kafka.prefix).await;
+            let backlog = event_log::backlog(&pool, at).await.expect("backlog");
+            (backlog.committed == 0).then_some(())
+        },
+    )
     .await;
     relay.stop().await;
 }

@@ -183,6 +183,13 @@ pub(super) async fn follow<H: Handler>(
 }
 
 /// Rows the fence looks at per round.
+///
+/// The fence and [`lag`] filter by aggregate type outside their ordered
+/// scan of the commit-order index: with the filter inside, the planner
+/// added a bitmap of the primary key's `aggregate_type` (every row of the
+/// store, for a consumer of all three types), so each call cost time in
+/// proportion to the store's size instead of to what lies past the
+/// position (32 ms at 50,000 events, once a second per consumer).
 const FENCE_CHUNK: i64 = 50_000;
 
 /// Advance the store position over every event (in commit order) that the
@@ -201,13 +208,13 @@ pub(super) async fn fence(
                         FROM events e, c
                         WHERE (e.transaction_id, e.global_position) > (c.store_txid, c.store_position)
                           AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-                          AND e.aggregate_type = ANY($2)
                         ORDER BY e.transaction_id, e.global_position
                         LIMIT $3)
              SELECT r.transaction_id::text::bigint, r.global_position,
-                    coalesce((SELECT s.last_sequence FROM projector_sequences s
-                              WHERE s.projector = $1 AND s.aggregate_type = r.aggregate_type
-                                AND s.aggregate_id = r.aggregate_id) >= r.sequence, false)
+                    r.aggregate_type <> ALL($2)
+                    OR coalesce((SELECT s.last_sequence FROM projector_sequences s
+                                 WHERE s.projector = $1 AND s.aggregate_type = r.aggregate_type
+                                   AND s.aggregate_id = r.aggregate_id) >= r.sequence, false)
              FROM r ORDER BY r.transaction_id, r.global_position",
         )
         .bind(consumer)
@@ -252,7 +259,8 @@ pub(super) async fn measure_lag(
 }
 
 /// Events after the consumer's store position whose sequence the guard does
-/// not cover yet (at most a million are counted), and the age of the oldest.
+/// not cover yet (counted among the next million events), and the age of
+/// the oldest.
 /// Every committed event counts, also those above the server's oldest open
 /// transaction that commit-order reading cannot hand out yet: a consumer
 /// held back by a long transaction anywhere on the server is behind, and
@@ -264,12 +272,12 @@ pub async fn lag(pool: &PgPool, consumer: &str, types: &[&str]) -> Result<(i64, 
               r AS (SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.recorded_at
                     FROM events e, c
                     WHERE (e.transaction_id, e.global_position) > (c.store_txid, c.store_position)
-                      AND e.aggregate_type = ANY($2)
                     ORDER BY e.transaction_id, e.global_position
                     LIMIT 1000000)
          SELECT count(*), extract(epoch FROM now() - min(r.recorded_at))::float8
          FROM r
-         WHERE coalesce((SELECT s.last_sequence FROM projector_sequences s
+         WHERE r.aggregate_type = ANY($2)
+           AND coalesce((SELECT s.last_sequence FROM projector_sequences s
                          WHERE s.projector = $1 AND s.aggregate_type = r.aggregate_type
                            AND s.aggregate_id = r.aggregate_id) < r.sequence, true)",
     )
