@@ -124,6 +124,8 @@ struct Step {
     worst_behind: Option<(String, i64, f64)>,
     /// Cores busy on average during the step (every process of the machine).
     busy_cores: f64,
+    /// Cores' time the hypervisor gave to other machines meanwhile.
+    stolen_cores: f64,
 }
 
 impl Step {
@@ -143,24 +145,24 @@ impl Step {
     }
 }
 
-/// The machine's CPU time so far: (busy, total) in clock ticks over every
-/// core (`/proc/stat`); zeros where there is no such file.
-fn cpu_ticks() -> (u64, u64) {
+/// The machine's CPU time so far, in clock ticks over every core
+/// (`/proc/stat`): (busy, stolen by the hypervisor, total); zeros where there
+/// is no such file. Busy is user, nice, system, irq and softirq time.
+fn cpu_ticks() -> (u64, u64, u64) {
     let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
-        return (0, 0);
+        return (0, 0, 0);
     };
     let Some(line) = stat.lines().next() else {
-        return (0, 0);
+        return (0, 0, 0);
     };
     let ticks: Vec<u64> = line
         .split_whitespace()
         .skip(1)
         .filter_map(|t| t.parse().ok())
         .collect();
-    let total: u64 = ticks.iter().sum();
-    // idle and iowait
-    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-    (total - idle, total)
+    let at = |i: usize| ticks.get(i).copied().unwrap_or(0);
+    let total: u64 = ticks.iter().take(8).sum();
+    (at(0) + at(1) + at(2) + at(5) + at(6), at(7), total)
 }
 
 /// Watched orders: response → visible.
@@ -298,7 +300,9 @@ async fn confirmed_since(pool: &PgPool, from: chrono::DateTime<chrono::Utc>, gra
         if matches!(open, Ok(0)) {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Each look scans the step's orders: do not take the machine from
+        // the saga it waits for.
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -337,9 +341,9 @@ async fn run_step(
     let window = started.elapsed();
     let cpu_after = cpu_ticks();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let busy_cores = (cpu_after.0 - cpu_before.0) as f64
-        / ((cpu_after.1 - cpu_before.1) as f64).max(1.0)
-        * cores;
+    let total = ((cpu_after.2 - cpu_before.2) as f64).max(1.0);
+    let busy_cores = (cpu_after.0 - cpu_before.0) as f64 / total * cores;
+    let stolen_cores = (cpu_after.1 - cpu_before.1) as f64 / total * cores;
     // Every request of the step answered (a request gives up after 10 s).
     while (driver.in_flight() > 0 || shared.polling.load(Ordering::Relaxed) > 0)
         && started.elapsed() < window + Duration::from_secs(20)
@@ -375,6 +379,7 @@ async fn run_step(
         visible_p99: ms(visible.value_at_quantile(0.99)),
         worst_behind,
         busy_cores,
+        stolen_cores,
     })
 }
 
@@ -387,7 +392,7 @@ fn print_row(s: &Step) {
     // relay, saga, projectors, broker and this load generator).
     let cpu_ms = s.busy_cores * 1000.0 / s.achieved.max(1e-9);
     println!(
-        "| {:>5} | {:>7.0} | {:>6} | {:>6} | {:>6.1} | {:>7} | {:>6} | {:>7.0} | {:>7.0} | {:>7.0} ({}{}) | {} | {:.2} ({:.1} ms/order) | {} |",
+        "| {:>5} | {:>7.0} | {:>6} | {:>6} | {:>6.1} | {:>7} | {:>6} | {:>7.0} | {:>7.0} | {:>7.0} ({}{}) | {} | {:.2} ({:.1} ms/order) | {:.2} | {} |",
         s.offered,
         s.achieved,
         s.errors,
@@ -407,6 +412,7 @@ fn print_row(s: &Step) {
         behind,
         s.busy_cores,
         cpu_ms,
+        s.stolen_cores,
         if s.met() { "met" } else { "MISSED" },
     );
 }
@@ -473,9 +479,9 @@ async fn main() -> Result<()> {
          response -> visible p99 <= {P99_TARGET_MS} ms, no consumer more than {BEHIND_TARGET_SECS} s behind"
     );
     println!(
-        "| offered/s | achieved/s | errors | missed | place p99 ms | placed | unconfirmed | confirm p50 ms | confirm p99 ms | visible p99 ms (samples) | worst consumer lag | cores busy (CPU per order) | verdict |"
+        "| offered/s | achieved/s | errors | missed | place p99 ms | placed | unconfirmed | confirm p50 ms | confirm p99 ms | visible p99 ms (samples) | worst consumer lag | cores busy (CPU per order) | cores stolen | verdict |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     if let Some(&first) = args.rates.first()
         && args.warmup_secs > 0
     {
