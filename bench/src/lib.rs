@@ -179,6 +179,28 @@ pub async fn drop_database(server: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// End a benchmark that ran the API binary and a [`ordertrail_launcher::Stack`]
+/// on a database of its own: kill the API, stop the stack (a failure is
+/// printed, not fatal), close the pool, and drop the database unless `keep`.
+pub async fn tear_down(
+    mut api: tokio::process::Child,
+    stack: ordertrail_launcher::RunningStack,
+    pool: PgPool,
+    server: &str,
+    db_name: &str,
+    keep: bool,
+) -> Result<()> {
+    let _ = api.kill().await;
+    if let Err(e) = stack.stop().await {
+        eprintln!("{e}");
+    }
+    pool.close().await;
+    if !keep {
+        drop_database(server, db_name).await?;
+    }
+    Ok(())
+}
+
 /// Microseconds as milliseconds, for printing.
 pub fn ms(micros: u64) -> f64 {
     micros as f64 / 1000.0

@@ -23,7 +23,7 @@
 //! p99/max, plus the projector status at the end.
 
 use ordertrail_bench::lifecycle::{Driver, Due, LoadArgs, Step};
-use ordertrail_bench::{Servers, drop_database, fresh_database, init_tracing, ms, snapshot};
+use ordertrail_bench::{Servers, fresh_database, init_tracing, ms, snapshot, tear_down};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -182,7 +182,7 @@ async fn main() -> Result<()> {
         .start()
         .await?;
 
-    let (mut api, driver) = Driver::start(&args.load, &db_url).await?;
+    let (api, driver) = Driver::start(&args.load, &db_url).await?;
 
     let shared = Arc::new(Shared {
         driver,
@@ -300,13 +300,13 @@ async fn main() -> Result<()> {
         }
     );
 
-    let _ = api.kill().await;
-    if let Err(e) = stack.stop().await {
-        eprintln!("{e}");
-    }
-    pool.close().await;
-    if !args.keep_database {
-        drop_database(&args.servers.database_url, &db_name).await?;
-    }
-    Ok(())
+    tear_down(
+        api,
+        stack,
+        pool,
+        &args.servers.database_url,
+        &db_name,
+        args.keep_database,
+    )
+    .await
 }

@@ -35,7 +35,7 @@ use anyhow::{Result, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use ordertrail_bench::lifecycle::{Driver, LoadArgs};
-use ordertrail_bench::{Servers, drop_database, fresh_database, init_tracing, ms, snapshot};
+use ordertrail_bench::{Servers, fresh_database, init_tracing, ms, snapshot, tear_down};
 use ordertrail_launcher::{Stack, all_projectors};
 use ordertrail_projections::queries::projector_status;
 use sqlx::PgPool;
@@ -448,7 +448,7 @@ async fn main() -> Result<()> {
         api_bin: args.api_bin.clone(),
         db_pool_size: args.db_pool_size,
     };
-    let (mut api, driver) = Driver::start(&load, &db_url).await?;
+    let (api, driver) = Driver::start(&load, &db_url).await?;
     let shared = Arc::new(Watch {
         driver: driver.places_only(),
         poll: Duration::from_millis(args.poll_ms.max(1)),
@@ -516,13 +516,13 @@ async fn main() -> Result<()> {
         None => println!("no rate met every target (target >= 1,500 orders/s) -> MISSED"),
     }
 
-    let _ = api.kill().await;
-    if let Err(e) = stack.stop().await {
-        eprintln!("{e}");
-    }
-    pool.close().await;
-    if !args.keep_database {
-        drop_database(&args.servers.database_url, &db_name).await?;
-    }
-    Ok(())
+    tear_down(
+        api,
+        stack,
+        pool,
+        &args.servers.database_url,
+        &db_name,
+        args.keep_database,
+    )
+    .await
 }
