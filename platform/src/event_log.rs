@@ -42,9 +42,11 @@ impl std::fmt::Display for Position {
     }
 }
 
-/// One row of `events`, with the columns postgres-es does not know about.
+/// One row of `events`, with the columns postgres-es does not know about;
+/// `J` is how its JSON columns are held: parsed (the default), or as text
+/// ([`UnparsedEvent`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoredEvent {
+pub struct StoredEvent<J = serde_json::Value> {
     pub transaction_id: u64,
     pub global_position: i64,
     pub event_id: Uuid,
@@ -54,13 +56,37 @@ pub struct StoredEvent {
     pub event_type: String,
     pub event_version: String,
     /// The payload as stored (in the version it was written in).
-    pub payload: serde_json::Value,
+    pub payload: J,
     /// The flat string map of `EventMetadata::to_map`.
-    pub metadata: serde_json::Value,
+    pub metadata: J,
     pub recorded_at: DateTime<Utc>,
 }
 
-impl StoredEvent {
+/// A stored event whose payload and metadata are still JSON text: what a
+/// reader fetches when it parses them elsewhere ([`UnparsedEvent::parse`];
+/// a rebuild parses one batch while the next is fetched).
+pub type UnparsedEvent = StoredEvent<Box<serde_json::value::RawValue>>;
+
+impl UnparsedEvent {
+    /// Parse the payload and metadata.
+    pub fn parse(self) -> Result<StoredEvent, serde_json::Error> {
+        Ok(StoredEvent {
+            payload: serde_json::from_str(self.payload.get())?,
+            metadata: serde_json::from_str(self.metadata.get())?,
+            transaction_id: self.transaction_id,
+            global_position: self.global_position,
+            event_id: self.event_id,
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id,
+            sequence: self.sequence,
+            event_type: self.event_type,
+            event_version: self.event_version,
+            recorded_at: self.recorded_at,
+        })
+    }
+}
+
+impl<J> StoredEvent<J> {
     /// The reader position just after this event.
     pub fn position(&self) -> Position {
         Position {
@@ -79,7 +105,8 @@ pub struct Lag {
     pub seconds: f64,
 }
 
-type Row = (
+/// A row of [`select_events!`], its JSON columns decoded as `J`.
+type Row<J = serde_json::Value> = (
     i64,
     i64,
     Uuid,
@@ -88,8 +115,8 @@ type Row = (
     i64,
     String,
     String,
-    serde_json::Value,
-    serde_json::Value,
+    J,
+    J,
     DateTime<Utc>,
 );
 
@@ -197,6 +224,26 @@ pub async fn read_after_of_types<'e, E: PgExecutor<'e>>(
     fetch_events(executor, query).await
 }
 
+/// [`read_after_of_types`], the payload and metadata left as JSON text.
+pub async fn read_after_of_types_unparsed<'e, E: PgExecutor<'e>>(
+    executor: E,
+    after: Position,
+    aggregate_types: &[&str],
+    limit: i64,
+) -> Result<Vec<UnparsedEvent>, sqlx::Error> {
+    let rows: Vec<Row<sqlx::types::Json<Box<serde_json::value::RawValue>>>> =
+        after_query(READ_AFTER_OF_TYPES, after, limit)
+            .bind(aggregate_types)
+            .fetch_all(executor)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(t, g, id, at, ai, seq, et, ev, payload, metadata, rec)| {
+            stored_event((t, g, id, at, ai, seq, et, ev, payload.0, metadata.0, rec))
+        })
+        .collect())
+}
+
 /// Like [`READ_AFTER`], only the events of the given aggregates (type and id
 /// pairs, in two parallel arrays); the primary key finds each aggregate.
 const READ_AGGREGATES_AFTER: &str = select_events!(
@@ -225,11 +272,15 @@ pub async fn read_aggregates_after<'e, E: PgExecutor<'e>>(
 }
 
 /// A query for whole event rows.
-type EventsQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, Row, sqlx::postgres::PgArguments>;
+type EventsQuery<'q, R = Row> =
+    sqlx::query::QueryAs<'q, sqlx::Postgres, R, sqlx::postgres::PgArguments>;
 
 /// `sql` with the commit-order position and the limit bound as `$1`, `$2`
 /// and `$3`: the start of every read in commit order.
-fn after_query(sql: &str, after: Position, limit: i64) -> EventsQuery<'_> {
+fn after_query<R>(sql: &str, after: Position, limit: i64) -> EventsQuery<'_, R>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
     sqlx::query_as(sql)
         .bind(after.transaction_id.to_string())
         .bind(after.global_position)
@@ -245,7 +296,7 @@ async fn fetch_events<'e, E: PgExecutor<'e>>(
     Ok(rows.into_iter().map(stored_event).collect())
 }
 
-fn stored_event(
+fn stored_event<J>(
     (
         transaction_id,
         global_position,
@@ -258,8 +309,8 @@ fn stored_event(
         payload,
         metadata,
         recorded_at,
-    ): Row,
-) -> StoredEvent {
+    ): Row<J>,
+) -> StoredEvent<J> {
     StoredEvent {
         // xid8 is a 64-bit epoch-extended xid; real values stay far below i64::MAX.
         transaction_id: transaction_id.unsigned_abs(),

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::rows::{CopyRows, Store, Table, aggregate_uuid, apply_by_store, changed_rows};
-use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent};
+use crate::rows::{CopyRow, CopyRows, Store, Table, aggregate_uuid, apply_by_store, changed_rows};
+use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent, Written};
 
 /// The order-history projector.
 #[derive(Debug, Clone, Default)]
@@ -179,6 +179,109 @@ struct DeliveryRow {
     updated_at: DateTime<Utc>,
 }
 
+impl CopyRow for OrderRow {
+    fn key(&self) -> Uuid {
+        self.order_id
+    }
+
+    fn copy_into(&self, row: &mut CopyRows) {
+        row.uuid(self.order_id)
+            .text(&self.status)
+            .uuid(self.customer_id)
+            .uuid(self.restaurant_id)
+            .text(&self.restaurant_time_zone)
+            .text(&self.payment_method)
+            .int4(self.item_count)
+            .text(&self.currency);
+        for minor in [
+            self.subtotal_minor,
+            self.delivery_fee_minor,
+            self.service_fee_minor,
+            self.tax_minor,
+            self.tip_minor,
+            self.total_minor,
+            self.commission_minor,
+        ] {
+            row.int8(minor);
+        }
+        row.opt(self.payment_id, CopyRows::uuid)
+            .opt(self.ready_by, CopyRows::timestamptz)
+            .opt(self.pickup_rider_id, CopyRows::uuid)
+            .opt(self.reason.as_deref(), CopyRows::text)
+            .timestamptz(self.placed_at);
+        for at in [
+            self.confirmed_at,
+            self.accepted_at,
+            self.rejected_at,
+            self.ready_at,
+            self.picked_up_at,
+            self.delivered_at,
+            self.cancelled_at,
+        ] {
+            row.opt(at, CopyRows::timestamptz);
+        }
+        row.int8(self.last_sequence).timestamptz(self.updated_at);
+    }
+}
+
+impl CopyRow for PaymentRow {
+    fn key(&self) -> Uuid {
+        self.payment_id
+    }
+
+    fn copy_into(&self, row: &mut CopyRows) {
+        row.uuid(self.payment_id)
+            .uuid(self.order_id)
+            .text(&self.status)
+            .opt(self.provider.as_deref(), CopyRows::text)
+            .text(&self.currency);
+        for minor in [
+            self.authorized_minor,
+            self.captured_minor,
+            self.refunded_minor,
+            self.cash_collected_minor,
+            self.provider_fees_minor,
+        ] {
+            row.int8(minor);
+        }
+        for at in [
+            self.authorized_at,
+            self.declined_at,
+            self.captured_at,
+            self.voided_at,
+            self.last_refunded_at,
+            self.cash_collected_at,
+        ] {
+            row.opt(at, CopyRows::timestamptz);
+        }
+        row.timestamptz(self.updated_at);
+    }
+}
+
+impl CopyRow for DeliveryRow {
+    fn key(&self) -> Uuid {
+        self.delivery_id
+    }
+
+    fn copy_into(&self, row: &mut CopyRows) {
+        row.uuid(self.delivery_id)
+            .uuid(self.order_id)
+            .text(&self.status)
+            .opt(self.rider_id, CopyRows::uuid)
+            .timestamptz(self.requested_at);
+        for at in [
+            self.assigned_at,
+            self.picked_up_at,
+            self.completed_at,
+            self.failed_at,
+            self.cancelled_at,
+        ] {
+            row.opt(at, CopyRows::timestamptz);
+        }
+        row.timestamptz(self.updated_at);
+    }
+}
+
 /// A timeline entry as stored: what lists and orders it. The event itself is
 /// read from `events` by `event_id` (`queries::orders::order_detail`).
 #[derive(Debug, Clone, Serialize)]
@@ -244,7 +347,7 @@ impl Projector for OrderHistory {
 async fn apply_batch(
     tx: &mut PgConnection,
     batch: &[SourcedEvent],
-    store: Store,
+    mut store: Store<'_>,
 ) -> Result<(), ProjectionError> {
     {
         // Load every row the batch may touch.
@@ -258,13 +361,13 @@ async fn apply_batch(
             ids[slot].push(aggregate_uuid(e)?);
         }
         let mut orders: BTreeMap<Uuid, OrderRow> = ORDERS
-            .load_by_key(tx, &ids[0], |r: &OrderRow| r.order_id)
+            .load_by_key(tx, &ids[0], |r: &OrderRow| r.order_id, &store)
             .await?;
         let mut payments: BTreeMap<Uuid, PaymentRow> = PAYMENTS
-            .load_by_key(tx, &ids[1], |r: &PaymentRow| r.payment_id)
+            .load_by_key(tx, &ids[1], |r: &PaymentRow| r.payment_id, &store)
             .await?;
         let mut deliveries: BTreeMap<Uuid, DeliveryRow> = DELIVERIES
-            .load_by_key(tx, &ids[2], |r: &DeliveryRow| r.delivery_id)
+            .load_by_key(tx, &ids[2], |r: &DeliveryRow| r.delivery_id, &store)
             .await?;
         let mut changed: [BTreeSet<Uuid>; 3] = Default::default();
         let mut timeline = Vec::with_capacity(batch.len());
@@ -301,17 +404,18 @@ async fn apply_batch(
         }
 
         ORDERS
-            .upsert(tx, &changed_rows(&orders, &changed[0]))
+            .upsert_in(tx, &changed_rows(&orders, &changed[0]), &mut store)
             .await?;
         PAYMENTS
-            .upsert(tx, &changed_rows(&payments, &changed[1]))
+            .upsert_in(tx, &changed_rows(&payments, &changed[1]), &mut store)
             .await?;
         DELIVERIES
-            .upsert(tx, &changed_rows(&deliveries, &changed[2]))
+            .upsert_in(tx, &changed_rows(&deliveries, &changed[2]), &mut store)
             .await?;
-        match store {
-            Store::Guarded => insert_timeline(tx, &timeline).await?,
-            Store::Bulk => copy_timeline(tx, &timeline).await?,
+        if store.is_bulk() {
+            copy_timeline(tx, &timeline).await?;
+        } else {
+            insert_timeline(tx, &timeline).await?;
         }
         Ok(())
     }

@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::rows::{Table, aggregate_uuid, changed_rows};
-use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent};
+use crate::rows::{CopyRow, CopyRows, Store, Table, aggregate_uuid, apply_by_store, changed_rows};
+use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent, Written};
 
 pub const NAME: &str = "rider_etas";
 
@@ -271,25 +271,75 @@ impl Projector for RiderEtas {
         const { &[ReadModelTable::derived("rider_etas")] }
     }
 
-    async fn apply(
+    apply_by_store!(|this, tx, batch, store| this.apply_batch(tx, batch, store));
+}
+
+impl RiderEtas {
+    /// Apply a batch: rows loaded, changed in memory event by event, stored
+    /// once.
+    async fn apply_batch(
         &self,
         tx: &mut PgConnection,
         batch: &[SourcedEvent],
+        mut store: Store<'_>,
     ) -> Result<(), ProjectionError> {
         let ids = batch
             .iter()
             .map(aggregate_uuid)
             .collect::<Result<Vec<_>, _>>()?;
         let mut rows: BTreeMap<Uuid, EtaRow> = ETAS
-            .load_by_key(tx, &ids, |r: &EtaRow| r.delivery_id)
+            .load_by_key(tx, &ids, |r: &EtaRow| r.delivery_id, &store)
             .await?;
         let mut changed = BTreeSet::new();
         for (e, id) in batch.iter().zip(ids) {
             self.apply_one(e, id, &mut rows)?;
             changed.insert(id);
         }
-        ETAS.upsert(tx, &changed_rows(&rows, &changed)).await?;
+        ETAS.upsert_in(tx, &changed_rows(&rows, &changed), &mut store)
+            .await?;
         Ok(())
+    }
+}
+
+impl CopyRow for EtaRow {
+    fn key(&self) -> Uuid {
+        self.delivery_id
+    }
+
+    fn copy_into(&self, row: &mut CopyRows) {
+        row.uuid(self.delivery_id)
+            .uuid(self.order_id)
+            .uuid(self.restaurant_id)
+            .text(&self.status)
+            .bool(self.active)
+            .opt(self.rider_id, CopyRows::uuid)
+            .float8(self.pickup_lat)
+            .float8(self.pickup_lon)
+            .float8(self.dropoff_lat)
+            .float8(self.dropoff_lon)
+            .opt(self.ready_by, CopyRows::timestamptz)
+            .timestamptz(self.requested_at)
+            .opt(self.assigned_at, CopyRows::timestamptz)
+            .opt(self.rider_lat, CopyRows::float8)
+            .opt(self.rider_lon, CopyRows::float8)
+            .opt(self.rider_reported_at, CopyRows::timestamptz)
+            .jsonb(&self.recent_reports)
+            .float8(self.speed_mps)
+            .bool(self.speed_from_reports)
+            .opt(self.distance_to_pickup_m, CopyRows::float8)
+            .opt(self.distance_to_dropoff_m, CopyRows::float8);
+        for at in [
+            self.pickup_eta,
+            self.dropoff_eta,
+            self.predicted_pickup_at,
+            self.predicted_dropoff_at,
+            self.picked_up_at,
+            self.completed_at,
+            self.ended_at,
+        ] {
+            row.opt(at, CopyRows::timestamptz);
+        }
+        row.timestamptz(self.updated_at);
     }
 }
 

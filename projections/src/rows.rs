@@ -11,7 +11,7 @@ use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::runtime::{ProjectionError, SourcedEvent};
+use crate::runtime::{ProjectionError, SourcedEvent, Written};
 
 /// The key of an event's read-model row: its aggregate id, a uuid.
 pub(crate) fn aggregate_uuid(event: &SourcedEvent) -> Result<Uuid, ProjectionError> {
@@ -35,12 +35,26 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    /// Rows whose key is in `keys`.
+    /// Rows whose key is in `keys` (in a bulk fill, only the keys it has
+    /// written are looked up: no other row is there).
     pub(crate) async fn load<T: DeserializeOwned + Send + Unpin + 'static>(
         &self,
         tx: &mut PgConnection,
         keys: &[Uuid],
+        store: &Store<'_>,
     ) -> Result<Vec<T>, sqlx::Error> {
+        let held: Vec<Uuid>;
+        let keys = match store {
+            Store::Guarded => keys,
+            Store::Bulk(written) => {
+                held = keys
+                    .iter()
+                    .filter(|k| written.holds(self.name, k))
+                    .copied()
+                    .collect();
+                &held
+            }
+        };
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -58,13 +72,65 @@ impl Table {
         tx: &mut PgConnection,
         keys: &[Uuid],
         key: fn(&T) -> Uuid,
+        store: &Store<'_>,
     ) -> Result<C, sqlx::Error>
     where
         T: DeserializeOwned + Send + Unpin + 'static,
         C: FromIterator<(Uuid, T)>,
     {
-        let rows = self.load::<T>(tx, keys).await?;
+        let rows = self.load::<T>(tx, keys, store).await?;
         Ok(rows.into_iter().map(|r| (key(&r), r)).collect())
+    }
+
+    /// Insert or fully overwrite `rows` (sorted by key); in a bulk fill the
+    /// rows new to the shadow are copied ([`CopyRow`]).
+    pub(crate) async fn upsert_in<T: Serialize + Sync + CopyRow>(
+        &self,
+        tx: &mut PgConnection,
+        rows: &[&T],
+        store: &mut Store<'_>,
+    ) -> Result<(), sqlx::Error> {
+        self.store(tx, rows, store, true).await
+    }
+
+    /// Insert `rows`, ignoring any whose key exists; in a bulk fill the rows
+    /// new to the shadow are copied ([`CopyRow`]).
+    pub(crate) async fn insert_new_in<T: Serialize + Sync + CopyRow>(
+        &self,
+        tx: &mut PgConnection,
+        rows: &[&T],
+        store: &mut Store<'_>,
+    ) -> Result<(), sqlx::Error> {
+        self.store(tx, rows, store, false).await
+    }
+
+    async fn store<T: Serialize + Sync + CopyRow>(
+        &self,
+        tx: &mut PgConnection,
+        rows: &[&T],
+        store: &mut Store<'_>,
+        overwrite: bool,
+    ) -> Result<(), sqlx::Error> {
+        let (new, existing): (Vec<&T>, Vec<&T>) = match store {
+            Store::Guarded => (Vec::new(), rows.to_vec()),
+            Store::Bulk(written) => rows
+                .iter()
+                .partition(|r| !written.holds(self.name, &r.key())),
+        };
+        if overwrite {
+            self.upsert(tx, &existing).await?;
+        } else {
+            self.insert_new(tx, &existing).await?;
+        }
+        if let (Store::Bulk(written), false) = (store, new.is_empty()) {
+            let mut copy = CopyRows::new(self.name, self.columns);
+            for r in &new {
+                r.copy_into(copy.row());
+                written.record(self.name, r.key());
+            }
+            copy.copy(tx).await?;
+        }
+        Ok(())
     }
 
     /// Insert or fully overwrite `rows` (which must be sorted by key so that
@@ -115,14 +181,28 @@ impl Table {
     }
 }
 
-/// How a projector stores a batch's rows in insert-only tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Store {
-    /// Inserted under the guard (the live path, catch-up, a rebuild's tail).
+/// How a projector stores a batch's rows.
+pub(crate) enum Store<'w> {
+    /// Under the guard (the live path, catch-up, a rebuild's tail).
     Guarded,
-    /// Copied ([`CopyRows`]): a rebuild's bulk fill, every event new (see
-    /// `Projector::apply_bulk`).
-    Bulk,
+    /// A rebuild's bulk fill (see `Projector::apply_bulk`): every event new,
+    /// the shadow written by this fill alone, which remembers the keys it
+    /// wrote. Rows it never wrote are not loaded, and are copied
+    /// ([`CopyRows`]) rather than upserted; insert-only tables are copied.
+    Bulk(&'w mut Written),
+}
+
+impl Store<'_> {
+    pub(crate) fn is_bulk(&self) -> bool {
+        matches!(self, Store::Bulk(_))
+    }
+}
+
+/// A row that a bulk fill copies: its key and its fields in its table's
+/// column order.
+pub(crate) trait CopyRow {
+    fn key(&self) -> Uuid;
+    fn copy_into(&self, row: &mut CopyRows);
 }
 
 /// `apply` and `apply_bulk` of a projector whose `$apply_batch(tx, batch,
@@ -130,20 +210,26 @@ pub(crate) enum Store {
 /// rebuild's bulk fill ([`Store::Bulk`]).
 macro_rules! apply_by_store {
     ($apply_batch:ident) => {
+        $crate::rows::apply_by_store!(|_this, tx, batch, store| $apply_batch(tx, batch, store));
+    };
+    (|$this:ident, $tx:ident, $batch:ident, $store:ident| $call:expr) => {
         async fn apply(
             &self,
-            tx: &mut PgConnection,
-            batch: &[SourcedEvent],
+            $tx: &mut PgConnection,
+            $batch: &[SourcedEvent],
         ) -> Result<(), ProjectionError> {
-            $apply_batch(tx, batch, Store::Guarded).await
+            let ($this, $store) = (self, Store::Guarded);
+            $call.await
         }
 
         async fn apply_bulk(
             &self,
-            tx: &mut PgConnection,
-            batch: &[SourcedEvent],
+            $tx: &mut PgConnection,
+            $batch: &[SourcedEvent],
+            written: &mut Written,
         ) -> Result<(), ProjectionError> {
-            $apply_batch(tx, batch, Store::Bulk).await
+            let ($this, $store) = (self, Store::Bulk(written));
+            $call.await
         }
     };
 }
@@ -200,6 +286,38 @@ impl CopyRows {
 
     pub(crate) fn int8(&mut self, v: i64) -> &mut Self {
         self.field(&v.to_be_bytes())
+    }
+
+    pub(crate) fn int4(&mut self, v: i32) -> &mut Self {
+        self.field(&v.to_be_bytes())
+    }
+
+    pub(crate) fn float8(&mut self, v: f64) -> &mut Self {
+        self.field(&v.to_be_bytes())
+    }
+
+    pub(crate) fn bool(&mut self, v: bool) -> &mut Self {
+        self.field(&[u8::from(v)])
+    }
+
+    /// A `jsonb` field: format version 1, then the JSON text.
+    pub(crate) fn jsonb(&mut self, v: &impl Serialize) -> &mut Self {
+        let mut bytes = vec![1u8];
+        // Serialising plain data into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut bytes, v);
+        self.field(&bytes)
+    }
+
+    /// A nullable field: `field` writes it when there is a value.
+    pub(crate) fn opt<V>(
+        &mut self,
+        v: Option<V>,
+        field: fn(&mut Self, V) -> &mut Self,
+    ) -> &mut Self {
+        match v {
+            Some(v) => field(self, v),
+            None => self.null(),
+        }
     }
 
     /// Rounded to microseconds exactly as PostgreSQL reads the JSON text

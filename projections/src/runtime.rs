@@ -5,5 +5,5 @@
 
 pub use ordertrail_platform::consumer::{
     ApplyError as ProjectionError, EventRef, Handler as Projector, Origin, ReadModelTable,
-    RuntimeConfig, RuntimeError, SourcedEvent, StoredPosition, replay, run,
+    RuntimeConfig, RuntimeError, SourcedEvent, StoredPosition, Written, replay, run,
 };

@@ -56,8 +56,8 @@ use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::rows::{CopyRows, Store, Table, aggregate_uuid, apply_by_store};
-use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent};
+use crate::rows::{CopyRow, CopyRows, Store, Table, aggregate_uuid, apply_by_store};
+use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent, Written};
 
 pub const NAME: &str = "settlements";
 
@@ -278,7 +278,7 @@ impl Projector for Settlements {
 async fn apply_batch(
     tx: &mut PgConnection,
     batch: &[SourcedEvent],
-    store: Store,
+    mut store: Store<'_>,
 ) -> Result<(), ProjectionError> {
     {
         // Decode, and load what the batch refers to.
@@ -306,10 +306,10 @@ async fn apply_batch(
             }
         }
         let mut orders: HashMap<Uuid, OrderFacts> = ORDERS
-            .load_by_key(tx, &order_ids, |o: &OrderFacts| o.order_id)
+            .load_by_key(tx, &order_ids, |o: &OrderFacts| o.order_id, &store)
             .await?;
         let mut payments: BTreeMap<Uuid, PaymentFacts> = PAYMENTS
-            .load_by_key(tx, &payment_ids, |p: &PaymentFacts| p.payment_id)
+            .load_by_key(tx, &payment_ids, |p: &PaymentFacts| p.payment_id, &store)
             .await?;
 
         let mut new_orders: Vec<Uuid> = Vec::new();
@@ -519,7 +519,7 @@ async fn apply_batch(
             u.dedup();
             u
         };
-        for o in ORDERS.load::<OrderFacts>(tx, &unknown).await? {
+        for o in ORDERS.load::<OrderFacts>(tx, &unknown, &store).await? {
             orders.insert(o.order_id, o);
         }
         // Serialise with other instances on the orders whose time zone is
@@ -533,7 +533,7 @@ async fn apply_batch(
             .collect();
         lock.sort_unstable();
         lock.dedup();
-        if !lock.is_empty() && store == Store::Guarded {
+        if !lock.is_empty() && !store.is_bulk() {
             sqlx::query(
                 "SELECT pg_advisory_xact_lock($1, k) FROM (SELECT k FROM unnest($2::int[]) AS k ORDER BY k) AS s",
             )
@@ -546,7 +546,7 @@ async fn apply_batch(
                 .copied()
                 .filter(|o| !orders.contains_key(o))
                 .collect();
-            for o in ORDERS.load::<OrderFacts>(tx, &still).await? {
+            for o in ORDERS.load::<OrderFacts>(tx, &still, &store).await? {
                 orders.insert(o.order_id, o);
             }
         }
@@ -617,28 +617,24 @@ async fn apply_batch(
 
         // Store.
         let placed: Vec<&OrderFacts> = new_orders.iter().filter_map(|o| orders.get(o)).collect();
-        match store {
-            Store::Guarded => ORDERS.insert_new(tx, &placed).await?,
-            Store::Bulk => copy_orders(tx, &placed).await?,
-        }
+        ORDERS.insert_new_in(tx, &placed, &mut store).await?;
         changed_payments.sort_unstable();
         changed_payments.dedup();
         let pays: Vec<&PaymentFacts> = changed_payments
             .iter()
             .filter_map(|p| payments.get(p))
             .collect();
-        PAYMENTS.upsert(tx, &pays).await?;
+        PAYMENTS.upsert_in(tx, &pays, &mut store).await?;
         if !entries.is_empty() {
-            match store {
-                Store::Guarded => {
-                    sqlx::query(
-                        "INSERT INTO settlement_entries SELECT * FROM jsonb_populate_recordset(NULL::settlement_entries, $1)",
-                    )
-                    .bind(Json(&entries))
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Store::Bulk => copy_entries(tx, &entries).await?,
+            if store.is_bulk() {
+                copy_entries(tx, &entries).await?;
+            } else {
+                sqlx::query(
+                    "INSERT INTO settlement_entries SELECT * FROM jsonb_populate_recordset(NULL::settlement_entries, $1)",
+                )
+                .bind(Json(&entries))
+                .execute(&mut *tx)
+                .await?;
             }
         }
         let day_rows: Vec<DayRow> = days
@@ -708,31 +704,41 @@ async fn apply_batch(
     }
 }
 
-/// Copy the orders placed in a batch into a table that cannot hold them yet
-/// (a bulk fill's shadow: every `OrderPlaced` is new there).
-async fn copy_orders(tx: &mut PgConnection, orders: &[&OrderFacts]) -> Result<(), sqlx::Error> {
-    if orders.is_empty() {
-        return Ok(());
+impl CopyRow for OrderFacts {
+    fn key(&self) -> Uuid {
+        self.order_id
     }
-    let mut copy = CopyRows::new(ORDERS.name, ORDERS.columns);
-    for o in orders {
-        copy.row()
-            .uuid(o.order_id)
-            .uuid(o.restaurant_id)
-            .text(&o.time_zone)
-            .text(&o.currency);
+
+    fn copy_into(&self, row: &mut CopyRows) {
+        row.uuid(self.order_id)
+            .uuid(self.restaurant_id)
+            .text(&self.time_zone)
+            .text(&self.currency);
         for v in [
-            o.subtotal_minor,
-            o.tax_minor,
-            o.delivery_fee_minor,
-            o.service_fee_minor,
-            o.tip_minor,
-            o.commission_minor,
+            self.subtotal_minor,
+            self.tax_minor,
+            self.delivery_fee_minor,
+            self.service_fee_minor,
+            self.tip_minor,
+            self.commission_minor,
         ] {
-            copy.int8(v);
+            row.int8(v);
         }
     }
-    copy.copy(tx).await
+}
+
+impl CopyRow for PaymentFacts {
+    fn key(&self) -> Uuid {
+        self.payment_id
+    }
+
+    fn copy_into(&self, row: &mut CopyRows) {
+        row.uuid(self.payment_id)
+            .uuid(self.order_id)
+            .uuid(self.restaurant_id)
+            .opt(self.provider.as_deref(), CopyRows::text)
+            .text(&self.currency);
+    }
 }
 
 const ENTRY_COLUMNS: &[&str] = &[

@@ -58,6 +58,32 @@ pub use checkpoint::{GUARD_PRUNE_CHUNK, StoredPosition, prune_guards};
 pub use instances::ConsumerState;
 pub use store::{StorePosition, lag, reset_kafka_positions, store_position};
 
+/// What a rebuild's bulk fill knows across its batches
+/// ([`Handler::apply_bulk`]): the keys of the rows it has written so far,
+/// per shadow table. The fill is the only writer of its shadow, which starts
+/// empty, so a key not recorded here is not in the table: there is nothing
+/// to load for it, and its row is new (it can be copied, not upserted).
+/// Keys are recorded as batches are applied; a batch that fails ends the
+/// bulk fill, and nothing reads this afterwards.
+#[derive(Debug, Default)]
+pub struct Written {
+    tables: std::collections::HashMap<&'static str, std::collections::HashSet<Uuid>>,
+}
+
+impl Written {
+    /// Whether `table` holds a row with `key`.
+    pub fn holds(&self, table: &str, key: &Uuid) -> bool {
+        self.tables
+            .get(table)
+            .is_some_and(|keys| keys.contains(key))
+    }
+
+    /// Record that `table` holds a row with `key`; false if it already did.
+    pub fn record(&mut self, table: &'static str, key: Uuid) -> bool {
+        self.tables.entry(table).or_default().insert(key)
+    }
+}
+
 /// What reads events through the runtime: a projector or the saga.
 pub trait Handler: Send + Sync + 'static {
     /// Stable name: the key of its positions, guard and status, and its
@@ -96,12 +122,16 @@ pub trait Handler: Send + Sync + 'static {
     /// and comes once, in order per aggregate. A handler may store its rows
     /// more cheaply on that promise (e.g. `COPY` into insert-only tables);
     /// anything it cannot apply this way is an error, and the rebuild falls
-    /// back to [`Handler::apply`] under the guard. By default: `apply`.
+    /// back to [`Handler::apply`] under the guard. `written` lasts for the
+    /// whole fill: the keys of the rows this fill has written so far, per
+    /// table ([`Written`]). By default: `apply`.
     fn apply_bulk<'a>(
         &'a self,
         tx: &'a mut PgConnection,
         batch: &'a [SourcedEvent],
+        written: &'a mut Written,
     ) -> impl Future<Output = Result<(), ApplyError>> + Send + 'a {
+        let _ = written;
         self.apply(tx, batch)
     }
 
@@ -583,5 +613,22 @@ async fn tick<H: Handler>(cx: &Context<'_, H>) -> Result<Result<(), Failure>, St
     match cx.handler.tick().await {
         Ok(()) => Ok(Ok(())),
         Err(e) => failure(e, 1).map(Err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bulk fill loads only keys it wrote, per table, and copies the rest.
+    #[test]
+    fn written_keys_are_remembered_per_table() {
+        let mut written = Written::default();
+        let key = Uuid::new_v4();
+        assert!(!written.holds("order_history", &key));
+        assert!(written.record("order_history", key));
+        assert!(written.holds("order_history", &key));
+        assert!(!written.holds("order_history_payments", &key));
+        assert!(!written.record("order_history", key), "recorded once");
     }
 }

@@ -35,8 +35,8 @@ use std::collections::HashMap;
 use ordertrail_schemas::AggregateKind;
 
 use super::batch::Batch;
-use super::{Context, Failure, Handler, ReadModelTable, RuntimeConfig, instances, store};
-use crate::event_log::{self, Position};
+use super::{Context, Failure, Handler, ReadModelTable, RuntimeConfig, Written, instances, store};
+use crate::event_log::{self, Position, UnparsedEvent};
 
 /// Why a rebuild or verify failed.
 #[derive(Debug, thiserror::Error)]
@@ -290,7 +290,11 @@ impl Shadow {
         })
     }
 
-    /// After the bulk fill: build the deferred indexes in one pass each.
+    /// After the bulk fill: build the deferred indexes in one pass each,
+    /// and give the planner statistics of the shadow's guard (written in one
+    /// go, never analysed): without them, installing it at the swap probes
+    /// the live guard's index once per row (1.55 s instead of 0.32 s for
+    /// 240,000 aggregates).
     async fn finish(&mut self) -> Result<(), ReplayError> {
         let mut conn = self.pool.acquire().await.map_err(db("connect"))?;
         for sql in self.deferred_indexes.drain(..) {
@@ -299,6 +303,13 @@ impl Shadow {
                 .await
                 .map_err(db("build a deferred index"))?;
         }
+        sqlx::query(&format!(
+            "ANALYZE {}.projector_sequences",
+            quote(&self.schema)
+        ))
+        .execute(&mut *conn)
+        .await
+        .map_err(db("analyse the shadow guard"))?;
         Ok(())
     }
 
@@ -398,10 +409,12 @@ const READ_AHEAD: usize = 2;
 /// The store, read in commit order from its start, holds every aggregate's
 /// events once and in sequence order, so the sequence guard has nothing to
 /// drop or fill: the bulk fill skips it and records the guard once at the
-/// end. Reading and decoding run one batch ahead of applying. Each batch is
-/// applied by the handler's [`Handler::apply_bulk`] (its own events→rows
-/// logic, stored the cheap way a fresh shadow allows), with the shadow's
-/// store position, in one transaction.
+/// end. Three stages run a batch apart: fetching (payload and metadata left
+/// as JSON text), parsing and decoding (on the blocking pool), applying.
+/// Each batch is applied by the handler's [`Handler::apply_bulk`] (its own
+/// events→rows logic, stored the cheap way a fresh shadow allows, with the
+/// keys written so far in [`Written`]), with the shadow's store position, in
+/// one transaction.
 ///
 /// A batch the handler cannot apply ends the bulk fill early (its
 /// transaction rolled back, the guard written for what was applied); the
@@ -418,6 +431,9 @@ async fn bulk_fill<H: Handler>(
         .await
         .map_err(db("create the shadow consumer"))?;
     let limit = batch_size.max(1);
+    // Three stages, each a batch apart: fetch (the store's JSON left as
+    // text), parse and decode (on the blocking pool), apply.
+    let (tx_fetched, mut fetched) = tokio::sync::mpsc::channel::<(Vec<UnparsedEvent>, Position)>(1);
     let (tx_batches, mut batches) = tokio::sync::mpsc::channel(READ_AHEAD);
     let reader = {
         let pool = shadow.pool.clone();
@@ -426,26 +442,38 @@ async fn bulk_fill<H: Handler>(
             let mut position = Position::START;
             loop {
                 let events =
-                    event_log::read_after_of_types(&pool, position, &types, limit as i64).await?;
+                    event_log::read_after_of_types_unparsed(&pool, position, &types, limit as i64)
+                        .await?;
                 let read = events.len();
                 let Some(last) = events.last().map(|e| e.position()) else {
                     return Ok::<(), sqlx::Error>(());
                 };
-                let batch = Batch::from_store(events);
-                if tx_batches.send((batch, last)).await.is_err() || read < limit {
+                if tx_fetched.send((events, last)).await.is_err() || read < limit {
                     return Ok(());
                 }
                 position = last;
             }
         })
     };
+    let parser = tokio::spawn(async move {
+        while let Some((events, last)) = fetched.recv().await {
+            let batch = tokio::task::spawn_blocking(move || parse_batch(events))
+                .await
+                .ok()
+                .flatten();
+            if tx_batches.send((batch, last)).await.is_err() {
+                return;
+            }
+        }
+    });
     let mut applied = 0u64;
     let mut guard: HashMap<(AggregateKind, String), i64> = HashMap::new();
+    let mut written = Written::default();
     while let Some((batch, last)) = batches.recv().await {
-        let Ok(batch) = batch else { break };
+        let Some(batch) = batch else { break };
         let events = batch.into_events();
         let mut tx = shadow.pool.begin().await.map_err(db("begin"))?;
-        if let Err(e) = handler.apply_bulk(&mut tx, &events).await {
+        if let Err(e) = handler.apply_bulk(&mut tx, &events, &mut written).await {
             tracing::info!(consumer = name, error = %e, "bulk fill stopped; the guarded fill takes over");
             break;
         }
@@ -465,6 +493,7 @@ async fn bulk_fill<H: Handler>(
         });
     }
     drop(batches);
+    let _ = parser.await;
     match reader.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -477,6 +506,17 @@ async fn bulk_fill<H: Handler>(
     }
     write_guard(&shadow.pool, name, guard).await?;
     Ok(applied)
+}
+
+/// Parse and decode a fetched batch; `None` if any event cannot be (the
+/// guarded fill then finds and names it).
+fn parse_batch(events: Vec<UnparsedEvent>) -> Option<Batch> {
+    let events = events
+        .into_iter()
+        .map(UnparsedEvent::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    Batch::from_store(events).ok()
 }
 
 /// Record the shadow's sequence guard after a bulk fill.
