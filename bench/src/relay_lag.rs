@@ -48,7 +48,10 @@ pub async fn steady_lag(
     }
     consumer.assign(&assignment)?;
     let commits: Arc<Mutex<HashMap<Uuid, SystemTime>>> = Arc::default();
-    let expected = rate * seconds;
+    // Eight writers at `rate / 8` each: 500/s writes 62 × 8 = 496 a second.
+    let writers = 8u64;
+    let per_writer = (rate / writers).max(1);
+    let expected = per_writer * writers * seconds;
     let reader = {
         let commits = commits.clone();
         std::thread::spawn(move || -> anyhow::Result<Vec<(Uuid, SystemTime)>> {
@@ -69,8 +72,6 @@ pub async fn steady_lag(
             Ok(seen)
         })
     };
-    let writers = 8u64;
-    let per_writer = (rate / writers).max(1);
     let mut tasks = Vec::new();
     for w in 0..writers {
         let pool = pool.clone();
