@@ -152,9 +152,11 @@ ORDER BY e.sequence
 LIMIT $4"
 );
 
-/// The events with the given ids (the `events_event_id` unique index finds
-/// each), in no particular order.
-const READ_BY_EVENT_IDS: &str = select_events!("WHERE e.event_id = ANY($1)");
+/// The events at the given global positions (the `events_global_position`
+/// unique index finds each), in no particular order. Positions grow with
+/// time, so the events of one order sit on a few neighbouring index and heap
+/// pages, where random event ids would touch one index page each.
+const READ_BY_POSITIONS: &str = select_events!("WHERE e.global_position = ANY($1)");
 
 /// One correlation's events in commit order (served by the
 /// `events_correlation` index of migration 0008).
@@ -386,17 +388,17 @@ pub async fn read_aggregate<'e, E: PgExecutor<'e>>(
     fetch_events(executor, query).await
 }
 
-/// The stored events with the given ids, in no particular order; ids not in
-/// the store are left out. What a read model that keeps only an event's id
-/// (order history's timeline) reads the event itself with.
-pub async fn read_by_event_ids<'e, E: PgExecutor<'e>>(
+/// The stored events at the given global positions, in no particular order;
+/// positions not in the store are left out. What a read model that keeps
+/// only where an event is (order history's timeline) reads the event with.
+pub async fn read_by_positions<'e, E: PgExecutor<'e>>(
     executor: E,
-    event_ids: &[Uuid],
+    positions: &[i64],
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    if event_ids.is_empty() {
+    if positions.is_empty() {
         return Ok(Vec::new());
     }
-    let query = sqlx::query_as(READ_BY_EVENT_IDS).bind(event_ids);
+    let query = sqlx::query_as(READ_BY_POSITIONS).bind(positions);
     fetch_events(executor, query).await
 }
 

@@ -4,19 +4,22 @@
 //!
 //! For each of the two stores, in a fresh database (seeded reference data):
 //!
-//! 1. grown store only: realistic delivered card orders (the backlog every
-//!    store-fed benchmark uses: placed, authorized, confirmed, accepted,
-//!    delivered, captured) written straight into `events`, 5,000 rows per
-//!    statement, until `--events` is reached; then `ANALYZE`. The relay's
-//!    checkpoint is put at the head: the history was published long ago;
+//! 1. realistic delivered card orders (the backlog every store-fed benchmark
+//!    uses: placed, authorized, confirmed, accepted, delivered, captured)
+//!    written straight into `events`, 5,000 rows per statement, until
+//!    `--events` (grown) or `--baseline-events` (empty: a few thousand
+//!    orders, so both stores hold orders of the same shape) is reached; then
+//!    `ANALYZE`. The relay's checkpoint is put at the head: the history was
+//!    published long ago;
 //! 2. the relay (the launcher's `Stack`, embedded broker unless
 //!    `KAFKA_BROKERS`) and the real `ordertrail-api` binary start;
 //! 3. PlaceOrder p99 through the API at `--concurrency` for `--seconds`
 //!    (after a 2 s warm-up), the shared load generator;
 //! 4. the order-history read model is built by its projector's `rebuild`
 //!    (the whole store), then `GET /v1/orders` filtered by restaurant and
-//!    status, and `GET /v1/orders/{id}` of random orders, `--reads` each,
-//!    one client, p99;
+//!    status (the busiest restaurant's delivered orders), and
+//!    `GET /v1/orders/{id}` of random delivered orders, `--reads` each, one
+//!    client, p99;
 //! 5. relay publish lag p99 at `--relay-rate` for `--relay-seconds`;
 //! 6. disk per stored event: `pg_total_relation_size('events')` (table,
 //!    TOAST and indexes) divided by its rows.
@@ -48,6 +51,12 @@ struct Args {
     /// Events in the grown store (9 per order with `--reports 0`).
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
+    /// Events of the same delivered orders in the empty store (about 100
+    /// orders per restaurant, so a list page is as full as in the grown
+    /// store): the two stores differ in size only, not in what an order
+    /// looks like.
+    #[arg(long, default_value_t = 45_000)]
+    baseline_events: u64,
     /// Rider location reports per delivery in the generated orders (13
     /// events per order with 4).
     #[arg(long, default_value_t = 0)]
@@ -159,23 +168,26 @@ async fn measure_in(
     pool: &PgPool,
 ) -> Result<Figures> {
     let prefix = format!("growth{}", &Uuid::new_v4().simple().to_string()[..8]);
-    if grown {
-        let started = Instant::now();
-        let (orders, events) = fill(pool, args.events, args.reports).await?;
-        println!(
-            "[{label}] store: {events} events of {orders} orders written in {:.1} s",
-            started.elapsed().as_secs_f64()
-        );
-        // Published long ago: the relay starts at the head.
-        sqlx::query(
-            "INSERT INTO relay_checkpoints (relay_name, transaction_id, global_position)
-             SELECT $1, transaction_id, global_position FROM events
-             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
-        )
-        .bind(&prefix)
-        .execute(pool)
-        .await?;
-    }
+    let started = Instant::now();
+    let target = if grown {
+        args.events
+    } else {
+        args.baseline_events
+    };
+    let (orders, events) = fill(pool, target, args.reports).await?;
+    println!(
+        "[{label}] store: {events} events of {orders} orders written in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    // Published long ago: the relay starts at the head.
+    sqlx::query(
+        "INSERT INTO relay_checkpoints (relay_name, transaction_id, global_position)
+         SELECT $1, transaction_id, global_position FROM events
+         ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+    )
+    .bind(&prefix)
+    .execute(pool)
+    .await?;
     sqlx::query("ANALYZE").execute(pool).await?;
 
     let mut stack = Stack::on_pool(pool.clone())
@@ -228,10 +240,13 @@ async fn measure_in(
     );
     sqlx::query("ANALYZE").execute(pool).await?;
     let token = mint_token(&api.secret, "ops", "ops-growth")?;
-    // The busiest restaurant and its commonest status: the filter matches
+    // Both stores are read through the generated delivered orders (payment,
+    // delivery and a 9-event timeline each), not the placed-only orders of
+    // the PlaceOrder load: the same shape of answer at both sizes. The list
+    // asks for the busiest restaurant's delivered orders: the filter matches
     // as many rows as the store holds for one restaurant.
     let (restaurant, status): (Uuid, String) = sqlx::query_as(
-        "SELECT restaurant_id, status FROM order_history
+        "SELECT restaurant_id, status FROM order_history WHERE status = 'delivered'
          GROUP BY 1, 2 ORDER BY count(*) DESC LIMIT 1",
     )
     .fetch_one(pool)
@@ -242,11 +257,12 @@ async fn measure_in(
         api.base
     );
     let list_p99 = p99_of(&client, &token, args.reads, |_| list_url.clone()).await?;
-    let ids: Vec<Uuid> =
-        sqlx::query_scalar("SELECT order_id FROM order_history ORDER BY random() LIMIT $1")
-            .bind(args.reads as i64)
-            .fetch_all(pool)
-            .await?;
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT order_id FROM order_history WHERE status = 'delivered' ORDER BY random() LIMIT $1",
+    )
+    .bind(args.reads as i64)
+    .fetch_all(pool)
+    .await?;
     if ids.is_empty() {
         bail!("no orders to read");
     }

@@ -11,7 +11,10 @@
 //!    restaurant and menu look-ups, aggregate load, the event append transaction
 //!    with its command-log trigger), with the payload and
 //!    metadata of a real OrderPlaced event.
-//! 3. Prints throughput, p50/p95/p99 latency, the ceiling and the ratio.
+//! 3. Runs pgbench once more with the raw one-append ceiling of issue 16:
+//!    one transaction that reads one stream and inserts one event row into a
+//!    table shaped like `events` (same columns and indexes, no trigger).
+//! 4. Prints throughput, p50/p95/p99 latency, both ceilings and both ratios.
 //!
 //! Absolute numbers swing by 2x on shared machines; compare the ratio.
 
@@ -125,12 +128,51 @@ async fn main() -> Result<()> {
     .fetch_one(&pool)
     .await
     .context("sample event")?;
-    let script = pgbench_script(&payload, &metadata)?;
-    let script_path =
-        std::env::temp_dir().join(format!("ordertrail-place-order-{}.sql", std::process::id()));
+    let api_p99 = ms(result.hist.value_at_quantile(0.99));
+    let same_sql = pgbench(
+        &config,
+        "the same SQL",
+        &pgbench_script(&payload, &metadata)?,
+    )
+    .await?;
+    // The raw one-append ceiling (issue 16): a table shaped like `events`
+    // (same columns, defaults and indexes; no command-log trigger), one
+    // transaction that reads one stream and appends one row to it.
+    sqlx::query("DROP TABLE IF EXISTS bench_raw_events")
+        .execute(&pool)
+        .await?;
+    sqlx::query("CREATE TABLE bench_raw_events (LIKE events INCLUDING ALL)")
+        .execute(&pool)
+        .await?;
+    let raw = pgbench(
+        &config,
+        "one append",
+        &raw_append_script(&payload, &metadata),
+    )
+    .await?;
+    sqlx::query("DROP TABLE bench_raw_events")
+        .execute(&pool)
+        .await?;
+    println!("== Result ==");
+    println!(
+        "ratio api/same SQL = {:.2} (target >= 0.60); api/raw append ceiling = {:.2} (target >= 0.80); api p99 = {api_p99:.1} ms (target <= 25 ms)",
+        api_rate / same_sql,
+        api_rate / raw,
+    );
+    Ok(())
+}
+
+/// Runs `script` through pgbench at the benchmark's concurrency for the
+/// measured time; prints and returns its transactions per second.
+async fn pgbench(config: &Config, label: &str, script: &str) -> Result<f64> {
+    let script_path = std::env::temp_dir().join(format!(
+        "ordertrail-place-order-{}-{}.sql",
+        std::process::id(),
+        label.replace(' ', "-")
+    ));
     std::fs::write(&script_path, script)?;
     println!(
-        "== PostgreSQL ceiling: the same SQL through pgbench ({}) ==",
+        "== PostgreSQL ceiling: {label} through pgbench ({}) ==",
         script_path.display()
     );
     let out = tokio::process::Command::new(&config.pgbench)
@@ -144,7 +186,9 @@ async fn main() -> Result<()> {
         .arg(&config.database_url)
         .output()
         .await
-        .context("run pgbench")?;
+        .context("run pgbench");
+    let _ = std::fs::remove_file(&script_path);
+    let out = out?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(
@@ -165,15 +209,31 @@ async fn main() -> Result<()> {
         .lines()
         .find(|l| l.starts_with("latency average"))
         .unwrap_or("latency average = ?");
-    println!("pgbench: {tps:.0} PlaceOrder transactions/s; {latency}");
-    println!("== Result ==");
-    println!(
-        "ratio api/ceiling = {:.2} (target >= 0.60); api p99 = {:.1} ms (target <= 25 ms)",
-        api_rate / tps,
-        ms(result.hist.value_at_quantile(0.99))
-    );
-    let _ = std::fs::remove_file(&script_path);
-    Ok(())
+    println!("pgbench ({label}): {tps:.0} transactions/s; {latency}");
+    Ok(tps)
+}
+
+/// pgbench (prepared mode) reads `:name` as a variable even inside string
+/// literals, so JSON gets a space after each key separator (same JSON value)
+/// and no literal in a script holds a colon before a name character.
+fn quote(s: &str) -> String {
+    s.replace('\'', "''").replace("\":", "\": ")
+}
+
+/// The raw ceiling the issue names: one transaction that reads one stream
+/// (the primary key serves it) and inserts one event row, with a real
+/// OrderPlaced payload and metadata. Stream ids are random 63-bit numbers,
+/// so appends never collide.
+fn raw_append_script(payload: &str, metadata: &str) -> String {
+    format!(
+        "\\set n random(1, 9223372036854775806)\n\
+BEGIN;\n\
+SELECT sequence, payload, metadata FROM bench_raw_events WHERE aggregate_type = 'Order' AND aggregate_id = 'raw-' || :n ORDER BY sequence;\n\
+INSERT INTO bench_raw_events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) VALUES ('Order', 'raw-' || :n, 1, 'OrderPlaced', '1', '{payload}'::json, '{metadata}'::json);\n\
+END;\n",
+        payload = quote(payload),
+        metadata = quote(metadata),
+    )
 }
 
 /// The SQL the command service runs for one keyed PlaceOrder, in order: the
@@ -186,10 +246,6 @@ async fn main() -> Result<()> {
 /// slightly lower the ceiling). An order that appended is answered on retry
 /// from the command log, so no response is stored after the commit.
 fn pgbench_script(payload: &str, metadata: &str) -> Result<String> {
-    // pgbench (prepared mode) reads `:name` as a variable even inside string
-    // literals, so JSON gets a space after each key separator (same JSON value)
-    // and no literal in the script holds a colon before a name character.
-    let quote = |s: &str| s.replace('\'', "''").replace("\":", "\": ");
     // Metadata with this transaction's command id spliced in (the trigger keys on it).
     let meta: serde_json::Value = serde_json::from_str(metadata)?;
     let mut meta = meta.as_object().context("metadata object")?.clone();

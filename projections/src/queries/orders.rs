@@ -300,29 +300,37 @@ pub async fn order_detail(
 }
 
 /// An order's timeline: its entries in order from `order_timeline`, each
-/// event (payload, metadata, version) read from the store by id and upcast
-/// exactly as the relay and replay upcast it, so the entry is what the
-/// projector was given.
+/// event (payload, metadata, version) read from the store by its global
+/// position and upcast exactly as the relay and replay upcast it, so the
+/// entry is what the projector was given.
 async fn read_timeline(pool: &PgPool, order_id: Uuid) -> Result<Vec<TimelineEntry>, QueryError> {
-    let ids: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT event_id FROM order_timeline WHERE order_id = $1
+    let entries: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT event_id, global_position FROM order_timeline WHERE order_id = $1
          ORDER BY recorded_at, global_position, event_id",
     )
     .bind(order_id)
     .fetch_all(pool)
     .await?;
-    let mut events: HashMap<Uuid, StoredEvent> = event_log::read_by_event_ids(pool, &ids)
+    let positions: Vec<i64> = entries.iter().map(|(_, position)| *position).collect();
+    let mut events: HashMap<i64, StoredEvent> = event_log::read_by_positions(pool, &positions)
         .await?
         .into_iter()
-        .map(|e| (e.event_id, e))
+        .map(|e| (e.global_position, e))
         .collect();
-    let mut timeline = Vec::with_capacity(ids.len());
-    for id in ids {
+    let mut timeline = Vec::with_capacity(entries.len());
+    for (id, position) in entries {
         // The projector wrote the entry after the event committed, and the
-        // store keeps every event: a missing or undecodable one is damage.
-        let event = events.remove(&id).ok_or_else(|| {
-            sqlx::Error::Decode(format!("timeline event {id} is not in the store").into())
-        })?;
+        // store keeps every event: a missing, different or undecodable one
+        // is damage.
+        let event = events
+            .remove(&position)
+            .filter(|e| e.event_id == id)
+            .ok_or_else(|| {
+                sqlx::Error::Decode(
+                    format!("timeline event {id} is not in the store at position {position}")
+                        .into(),
+                )
+            })?;
         let env = event.into_envelope().map_err(|(reason, _)| {
             sqlx::Error::Decode(format!("timeline event {id}: {reason}").into())
         })?;

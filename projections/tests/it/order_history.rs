@@ -83,7 +83,7 @@ async fn rows_and_timelines_follow_orders_payments_and_deliveries() {
 }
 
 /// The timeline keeps only what lists and orders an entry; the order detail
-/// reads each event from the store by id. Every entry still carries the
+/// reads each event from the store by its global position. Every entry still carries the
 /// event's type, version, payload and metadata exactly as the projector was
 /// given it, and an event stored in an older version is shown upcast, as the
 /// relay publishes it.
@@ -171,4 +171,23 @@ async fn the_order_detail_reads_each_timeline_event_from_the_store() {
         .filter(|e| e.event_type != "RiderLocationReported")
         .count();
     assert_eq!(shown, listed, "every listed event of every order is shown");
+
+    // The entry finds its event by position; a position that holds another
+    // event is damage, reported, never shown as this order's event.
+    let order = specs[0].order.as_uuid();
+    sqlx::query(
+        "UPDATE order_timeline SET global_position = global_position + 1
+         WHERE event_id = (SELECT event_id FROM order_timeline WHERE order_id = $1
+                           ORDER BY recorded_at, global_position LIMIT 1)",
+    )
+    .bind(order)
+    .execute(env.pool())
+    .await
+    .expect("move an entry");
+    let damaged = queries::orders::order_detail(env.pool(), Viewer::All, order).await;
+    let message = damaged.expect_err("a moved entry is damage").to_string();
+    assert!(
+        message.contains("is not in the store at position"),
+        "{message}"
+    );
 }

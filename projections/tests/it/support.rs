@@ -176,17 +176,19 @@ pub(crate) fn topics_read_by(kind: &ProjectorKind) -> &'static [AggregateKind] {
 }
 
 /// Append envelopes to the event store as the command service would have
-/// (their event ids, versions and commit times kept), one transaction. The
-/// tests produce straight to Kafka; where the store matters too (the order
-/// detail reads each timeline entry's event from it, reconciliation reads
-/// the store) they put the same events here.
+/// (their event ids, global positions, versions and commit times kept), one
+/// transaction. The tests produce straight to Kafka; where the store matters
+/// too (the order detail reads each timeline entry's event from it,
+/// reconciliation reads the store) they put the same events here.
 pub(crate) async fn store_events(pool: &PgPool, envelopes: &[EventEnvelope]) {
     let column = |f: fn(&EventEnvelope) -> String| envelopes.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
-                             payload, metadata, event_id, recorded_at)
+                             payload, metadata, event_id, recorded_at, global_position)
+         OVERRIDING SYSTEM VALUE
          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-                              $6::jsonb[], $7::jsonb[], $8::uuid[], $9::timestamptz[])",
+                              $6::jsonb[], $7::jsonb[], $8::uuid[], $9::timestamptz[],
+                              $10::bigint[])",
     )
     .bind(column(|e| e.aggregate_type.as_str().to_owned()))
     .bind(column(|e| e.aggregate_id.clone()))
@@ -207,9 +209,23 @@ pub(crate) async fn store_events(pool: &PgPool, envelopes: &[EventEnvelope]) {
     )
     .bind(envelopes.iter().map(|e| e.event_id).collect::<Vec<_>>())
     .bind(envelopes.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
+    .bind(
+        envelopes
+            .iter()
+            .map(|e| e.global_position)
+            .collect::<Vec<_>>(),
+    )
     .execute(pool)
     .await
     .expect("append events");
+    // Later appends continue after the scripted positions.
+    sqlx::query(
+        "SELECT setval(pg_get_serial_sequence('events', 'global_position'),
+                       (SELECT max(global_position) FROM events))",
+    )
+    .execute(pool)
+    .await
+    .expect("advance the position sequence");
 }
 
 /// A projector running in-process until stopped.
