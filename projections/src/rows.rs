@@ -205,6 +205,26 @@ pub(crate) trait CopyRow {
     fn copy_into(&self, row: &mut CopyRows);
 }
 
+/// `CopyRow` for a row whose key is its table's first column:
+/// `copy_row!(Row, key, |r, row| ...)` copies the key, then the rest with
+/// `row` from `r`.
+macro_rules! copy_row {
+    ($type:ty, $key:ident, |$this:ident, $row:ident| $rest:expr) => {
+        impl $crate::rows::CopyRow for $type {
+            fn key(&self) -> ::uuid::Uuid {
+                self.$key
+            }
+
+            fn copy_into(&self, $row: &mut $crate::rows::CopyRows) {
+                let $this = self;
+                $row.uuid($this.$key);
+                $rest;
+            }
+        }
+    };
+}
+pub(crate) use copy_row;
+
 /// `apply` and `apply_bulk` of a projector whose `$apply_batch(tx, batch,
 /// store)` serves both: under the guard ([`Store::Guarded`]) and in a
 /// rebuild's bulk fill ([`Store::Bulk`]).
