@@ -179,87 +179,96 @@ struct DeliveryRow {
     updated_at: DateTime<Utc>,
 }
 
-copy_row!(OrderRow, order_id, |r, row| {
-    row.text(&r.status)
-        .uuid(r.customer_id)
-        .uuid(r.restaurant_id)
-        .text(&r.restaurant_time_zone)
-        .text(&r.payment_method)
-        .int4(r.item_count)
-        .text(&r.currency);
-    for minor in [
-        r.subtotal_minor,
-        r.delivery_fee_minor,
-        r.service_fee_minor,
-        r.tax_minor,
-        r.tip_minor,
-        r.total_minor,
-        r.commission_minor,
-    ] {
-        row.int8(minor);
+copy_row! {
+    OrderRow, order_id,
+    fn copy_rest(&self, row: &mut CopyRows) {
+        row.text(&self.status)
+            .uuid(self.customer_id)
+            .uuid(self.restaurant_id)
+            .text(&self.restaurant_time_zone)
+            .text(&self.payment_method)
+            .int4(self.item_count)
+            .text(&self.currency);
+        for minor in [
+            self.subtotal_minor,
+            self.delivery_fee_minor,
+            self.service_fee_minor,
+            self.tax_minor,
+            self.tip_minor,
+            self.total_minor,
+            self.commission_minor,
+        ] {
+            row.int8(minor);
+        }
+        row.opt(self.payment_id, CopyRows::uuid)
+            .opt(self.ready_by, CopyRows::timestamptz)
+            .opt(self.pickup_rider_id, CopyRows::uuid)
+            .opt(self.reason.as_deref(), CopyRows::text)
+            .timestamptz(self.placed_at);
+        for at in [
+            self.confirmed_at,
+            self.accepted_at,
+            self.rejected_at,
+            self.ready_at,
+            self.picked_up_at,
+            self.delivered_at,
+            self.cancelled_at,
+        ] {
+            row.opt(at, CopyRows::timestamptz);
+        }
+        row.int8(self.last_sequence).timestamptz(self.updated_at);
     }
-    row.opt(r.payment_id, CopyRows::uuid)
-        .opt(r.ready_by, CopyRows::timestamptz)
-        .opt(r.pickup_rider_id, CopyRows::uuid)
-        .opt(r.reason.as_deref(), CopyRows::text)
-        .timestamptz(r.placed_at);
-    for at in [
-        r.confirmed_at,
-        r.accepted_at,
-        r.rejected_at,
-        r.ready_at,
-        r.picked_up_at,
-        r.delivered_at,
-        r.cancelled_at,
-    ] {
-        row.opt(at, CopyRows::timestamptz);
-    }
-    row.int8(r.last_sequence).timestamptz(r.updated_at);
-});
+}
 
-copy_row!(PaymentRow, payment_id, |r, row| {
-    row.uuid(r.order_id)
-        .text(&r.status)
-        .opt(r.provider.as_deref(), CopyRows::text)
-        .text(&r.currency);
-    for minor in [
-        r.authorized_minor,
-        r.captured_minor,
-        r.refunded_minor,
-        r.cash_collected_minor,
-        r.provider_fees_minor,
-    ] {
-        row.int8(minor);
+copy_row! {
+    PaymentRow, payment_id,
+    fn copy_rest(&self, row: &mut CopyRows) {
+        row.uuid(self.order_id)
+            .text(&self.status)
+            .opt(self.provider.as_deref(), CopyRows::text)
+            .text(&self.currency);
+        for minor in [
+            self.authorized_minor,
+            self.captured_minor,
+            self.refunded_minor,
+            self.cash_collected_minor,
+            self.provider_fees_minor,
+        ] {
+            row.int8(minor);
+        }
+        for at in [
+            self.authorized_at,
+            self.declined_at,
+            self.captured_at,
+            self.voided_at,
+            self.last_refunded_at,
+            self.cash_collected_at,
+        ] {
+            row.opt(at, CopyRows::timestamptz);
+        }
+        row.timestamptz(self.updated_at);
     }
-    for at in [
-        r.authorized_at,
-        r.declined_at,
-        r.captured_at,
-        r.voided_at,
-        r.last_refunded_at,
-        r.cash_collected_at,
-    ] {
-        row.opt(at, CopyRows::timestamptz);
-    }
-    row.timestamptz(r.updated_at);
-});
+}
 
-copy_row!(DeliveryRow, delivery_id, |r, row| {
-    row.uuid(r.order_id)
-        .text(&r.status)
-        .opt(r.rider_id, CopyRows::uuid)
-        .timestamptz(r.requested_at);
-    for at in [
-        r.assigned_at,
-        r.picked_up_at,
-        r.completed_at,
-        r.failed_at,
-        r.cancelled_at,
-    ] {
-        row.opt(at, CopyRows::timestamptz);
+copy_row! {
+    DeliveryRow, delivery_id,
+    fn copy_rest(&self, row: &mut CopyRows) {
+        row.uuid(self.order_id)
+            .text(&self.status)
+            .opt(self.rider_id, CopyRows::uuid)
+            .timestamptz(self.requested_at);
+        for at in [
+            self.assigned_at,
+            self.picked_up_at,
+            self.completed_at,
+            self.failed_at,
+            self.cancelled_at,
+        ] {
+            row.opt(at, CopyRows::timestamptz);
+        }
+        row.timestamptz(self.updated_at);
     }
-    row.timestamptz(r.updated_at);
-});
+}
 
 /// A timeline entry as stored: what lists and orders it. The event itself is
 /// read from `events` by `event_id` (`queries::orders::order_detail`).

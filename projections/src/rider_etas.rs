@@ -301,40 +301,43 @@ impl RiderEtas {
     }
 }
 
-copy_row!(EtaRow, delivery_id, |r, row| {
-    row.uuid(r.order_id)
-        .uuid(r.restaurant_id)
-        .text(&r.status)
-        .bool(r.active)
-        .opt(r.rider_id, CopyRows::uuid)
-        .float8(r.pickup_lat)
-        .float8(r.pickup_lon)
-        .float8(r.dropoff_lat)
-        .float8(r.dropoff_lon)
-        .opt(r.ready_by, CopyRows::timestamptz)
-        .timestamptz(r.requested_at)
-        .opt(r.assigned_at, CopyRows::timestamptz)
-        .opt(r.rider_lat, CopyRows::float8)
-        .opt(r.rider_lon, CopyRows::float8)
-        .opt(r.rider_reported_at, CopyRows::timestamptz)
-        .jsonb(&r.recent_reports)
-        .float8(r.speed_mps)
-        .bool(r.speed_from_reports)
-        .opt(r.distance_to_pickup_m, CopyRows::float8)
-        .opt(r.distance_to_dropoff_m, CopyRows::float8);
-    for at in [
-        r.pickup_eta,
-        r.dropoff_eta,
-        r.predicted_pickup_at,
-        r.predicted_dropoff_at,
-        r.picked_up_at,
-        r.completed_at,
-        r.ended_at,
-    ] {
-        row.opt(at, CopyRows::timestamptz);
+copy_row! {
+    EtaRow, delivery_id,
+    fn copy_rest(&self, row: &mut CopyRows) {
+        row.uuid(self.order_id)
+            .uuid(self.restaurant_id)
+            .text(&self.status)
+            .bool(self.active)
+            .opt(self.rider_id, CopyRows::uuid)
+            .float8(self.pickup_lat)
+            .float8(self.pickup_lon)
+            .float8(self.dropoff_lat)
+            .float8(self.dropoff_lon)
+            .opt(self.ready_by, CopyRows::timestamptz)
+            .timestamptz(self.requested_at)
+            .opt(self.assigned_at, CopyRows::timestamptz)
+            .opt(self.rider_lat, CopyRows::float8)
+            .opt(self.rider_lon, CopyRows::float8)
+            .opt(self.rider_reported_at, CopyRows::timestamptz)
+            .jsonb(&self.recent_reports)
+            .float8(self.speed_mps)
+            .bool(self.speed_from_reports)
+            .opt(self.distance_to_pickup_m, CopyRows::float8)
+            .opt(self.distance_to_dropoff_m, CopyRows::float8);
+        for at in [
+            self.pickup_eta,
+            self.dropoff_eta,
+            self.predicted_pickup_at,
+            self.predicted_dropoff_at,
+            self.picked_up_at,
+            self.completed_at,
+            self.ended_at,
+        ] {
+            row.opt(at, CopyRows::timestamptz);
+        }
+        row.timestamptz(self.updated_at);
     }
-    row.timestamptz(r.updated_at);
-});
+}
 
 impl RiderEtas {
     fn apply_one(

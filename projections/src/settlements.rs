@@ -741,28 +741,34 @@ async fn insert_json<T: Serialize + Sync>(
     Ok(())
 }
 
-copy_row!(OrderFacts, order_id, |r, row| {
-    row.uuid(r.restaurant_id)
-        .text(&r.time_zone)
-        .text(&r.currency);
-    for v in [
-        r.subtotal_minor,
-        r.tax_minor,
-        r.delivery_fee_minor,
-        r.service_fee_minor,
-        r.tip_minor,
-        r.commission_minor,
-    ] {
-        row.int8(v);
+copy_row! {
+    OrderFacts, order_id,
+    fn copy_rest(&self, row: &mut CopyRows) {
+        row.uuid(self.restaurant_id)
+            .text(&self.time_zone)
+            .text(&self.currency);
+        for v in [
+            self.subtotal_minor,
+            self.tax_minor,
+            self.delivery_fee_minor,
+            self.service_fee_minor,
+            self.tip_minor,
+            self.commission_minor,
+        ] {
+            row.int8(v);
+        }
     }
-});
+}
 
-copy_row!(PaymentFacts, payment_id, |r, row| {
-    row.uuid(r.order_id)
-        .uuid(r.restaurant_id)
-        .opt(r.provider.as_deref(), CopyRows::text)
-        .text(&r.currency);
-});
+copy_row! {
+    PaymentFacts, payment_id,
+    fn copy_rest(&self, row: &mut CopyRows) {
+        row.uuid(self.order_id)
+            .uuid(self.restaurant_id)
+            .opt(self.provider.as_deref(), CopyRows::text)
+            .text(&self.currency);
+    }
+}
 
 /// The ledger's columns: the entry's own, then its figures.
 static ENTRY_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
