@@ -190,52 +190,53 @@ pub async fn prune_once(
     result.map(Some)
 }
 
-async fn prune_locked(
-    conn: &mut PgConnection,
-    pool: &PgPool,
-    policy: &RetentionPolicy,
-) -> Result<Pruned, sqlx::Error> {
-    let idempotency_keys = delete_in_batches(
-        conn,
-        "idempotency_keys",
-        "DELETE FROM idempotency_keys WHERE ctid IN (
+/// Keys older than the window (`$1` seconds), `$2` at a time.
+const PRUNE_IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE ctid IN (
              SELECT ctid FROM idempotency_keys
-             WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)",
-        policy.idempotency,
-        policy.batch,
-    )
-    .await?;
+             WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)";
 
-    let command_log = delete_in_batches(
-        conn,
-        "command_log",
-        "DELETE FROM command_log WHERE ctid IN (
+/// Log rows older than the window that the saga (`$3`) has read past and no
+/// unfired timer may still need.
+const PRUNE_COMMAND_LOG: &str = "DELETE FROM command_log WHERE ctid IN (
              SELECT l.ctid FROM command_log l
              JOIN consumers c ON c.consumer = $3
              WHERE l.recorded_at < now() - make_interval(secs => $1)
                AND l.transaction_id < c.store_txid
                AND l.recorded_at < coalesce(
                      (SELECT min(t.created_at) FROM saga_timers t WHERE t.fired_at IS NULL), 'infinity')
-             LIMIT $2)",
-        policy.command_log,
-        policy.batch,
-    )
-    .await?;
+             LIMIT $2)";
 
-    let saga_timers = delete_in_batches(
-        conn,
-        "saga_timers",
-        "DELETE FROM saga_timers WHERE ctid IN (
+/// Timers fired before the window, created well before what the saga has
+/// read (an hour's margin).
+const PRUNE_SAGA_TIMERS: &str = "DELETE FROM saga_timers WHERE ctid IN (
              SELECT t.ctid FROM saga_timers t
              WHERE t.fired_at < now() - make_interval(secs => $1)
                AND t.created_at < (SELECT e.recorded_at - interval '1 hour'
                                    FROM consumers c JOIN events e ON e.global_position = c.store_position
                                    WHERE c.consumer = $3)
-             LIMIT $2)",
-        policy.timers,
-        policy.batch,
-    )
-    .await?;
+             LIMIT $2)";
+
+async fn prune_locked(
+    conn: &mut PgConnection,
+    pool: &PgPool,
+    policy: &RetentionPolicy,
+) -> Result<Pruned, sqlx::Error> {
+    let mut deleted = [0; 3];
+    for (n, (table, sql, window)) in [
+        (
+            "idempotency_keys",
+            PRUNE_IDEMPOTENCY_KEYS,
+            policy.idempotency,
+        ),
+        ("command_log", PRUNE_COMMAND_LOG, policy.command_log),
+        ("saga_timers", PRUNE_SAGA_TIMERS, policy.timers),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        deleted[n] = delete_in_batches(conn, table, sql, window, policy.batch).await?;
+    }
+    let [idempotency_keys, command_log, saga_timers] = deleted;
 
     let consumers: Vec<String> = sqlx::query_scalar("SELECT consumer FROM consumers")
         .fetch_all(&mut *conn)

@@ -292,15 +292,14 @@ impl SimulatedProvider {
     }
 
     /// Remember an answered call (a decline or a success; never an outage).
-    fn remember<T>(
+    fn remember<T: Remembered>(
         &self,
         key: &str,
         fingerprint: String,
         result: &Result<T, ProviderError>,
-        answer: impl FnOnce(&T) -> RememberedAnswer,
     ) {
         let answer = match result {
-            Ok(v) => answer(v),
+            Ok(v) => v.pack(),
             Err(ProviderError::Declined { code }) => {
                 RememberedAnswer::Declined { code: code.clone() }
             }
@@ -317,27 +316,24 @@ impl SimulatedProvider {
     /// do: a key seen with the same parameters (`fingerprint`) gets the
     /// remembered answer, with other parameters a refusal
     /// ([`IDEMPOTENCY_KEY_REUSED`]); a new key runs `call` and remembers its
-    /// answer (a success or a decline, never an outage). `unpack` reads a
-    /// remembered success of this operation, `pack` stores one.
-    async fn answer_once<T: Clone>(
+    /// answer (a success or a decline, never an outage).
+    async fn answer_once<T: Remembered>(
         &self,
         key: &str,
         fingerprint: String,
-        unpack: fn(RememberedAnswer) -> Option<T>,
-        pack: fn(&T) -> RememberedAnswer,
         call: impl std::future::Future<Output = Result<T, ProviderError>>,
     ) -> Result<T, ProviderError> {
         match self.remembered(key, &fingerprint) {
             Some(Ok(RememberedAnswer::Declined { code })) => return Err(declined(&code)),
             // A key remembered for another operation: its parameters differ.
             Some(Ok(answer)) => {
-                return unpack(answer).ok_or_else(|| declined(IDEMPOTENCY_KEY_REUSED));
+                return T::unpack(answer).ok_or_else(|| declined(IDEMPOTENCY_KEY_REUSED));
             }
             Some(Err(e)) => return Err(e),
             None => {}
         }
         let result = call.await;
-        self.remember(key, fingerprint, &result, pack);
+        self.remember(key, fingerprint, &result);
         result
     }
 
@@ -355,16 +351,36 @@ fn declined(code: &str) -> ProviderError {
     }
 }
 
-fn receipt(answer: RememberedAnswer) -> Option<ProviderReceipt> {
-    match answer {
-        RememberedAnswer::Receipt(r) => Some(r),
-        _ => None,
-    }
+/// A successful answer the simulated provider remembers under its key.
+trait Remembered: Sized {
+    /// The answer remembered for this operation; `None` for another's.
+    fn unpack(answer: RememberedAnswer) -> Option<Self>;
+    fn pack(&self) -> RememberedAnswer;
 }
 
-fn remembered_receipt(r: &ProviderReceipt) -> RememberedAnswer {
-    RememberedAnswer::Receipt(r.clone())
+/// `Type => Variant`: `Type` is remembered as `RememberedAnswer::Variant`.
+macro_rules! remembered_as {
+    ($($answer:ty => $variant:ident),+ $(,)?) => {$(
+        impl Remembered for $answer {
+            fn unpack(answer: RememberedAnswer) -> Option<Self> {
+                match answer {
+                    RememberedAnswer::$variant(a) => Some(a),
+                    _ => None,
+                }
+            }
+
+            fn pack(&self) -> RememberedAnswer {
+                RememberedAnswer::$variant(self.clone())
+            }
+        }
+    )+};
 }
+
+remembered_as!(
+    Authorization => Authorized,
+    ProviderReceipt => Receipt,
+    Refund => Refunded,
+);
 
 impl SimulatedProvider {
     async fn authorize_once(
@@ -439,11 +455,6 @@ impl PaymentProvider for SimulatedProvider {
         self.answer_once(
             idempotency_key,
             fingerprint,
-            |answer| match answer {
-                RememberedAnswer::Authorized(a) => Some(a),
-                _ => None,
-            },
-            |a| RememberedAnswer::Authorized(a.clone()),
             self.authorize_once(payment_method_ref, amount, reference),
         )
         .await
@@ -474,14 +485,7 @@ impl PaymentProvider for SimulatedProvider {
             }
             result
         };
-        self.answer_once(
-            idempotency_key,
-            fingerprint,
-            receipt,
-            remembered_receipt,
-            call,
-        )
-        .await
+        self.answer_once(idempotency_key, fingerprint, call).await
     }
 
     async fn void(
@@ -497,14 +501,7 @@ impl PaymentProvider for SimulatedProvider {
                 processed_at: None,
             })
         };
-        self.answer_once(
-            idempotency_key,
-            fingerprint,
-            receipt,
-            remembered_receipt,
-            call,
-        )
-        .await
+        self.answer_once(idempotency_key, fingerprint, call).await
     }
 
     async fn refund(
@@ -530,17 +527,7 @@ impl PaymentProvider for SimulatedProvider {
                 })
             })
         };
-        self.answer_once(
-            idempotency_key,
-            fingerprint,
-            |answer| match answer {
-                RememberedAnswer::Refunded(r) => Some(r),
-                _ => None,
-            },
-            |r| RememberedAnswer::Refunded(r.clone()),
-            call,
-        )
-        .await
+        self.answer_once(idempotency_key, fingerprint, call).await
     }
 }
 

@@ -7,7 +7,9 @@
 use ordertrail_commands::catalog::{
     CatalogError, MenuItem, Restaurant, Rider, upsert_menu_item, upsert_restaurant, upsert_rider,
 };
-use ordertrail_schemas::{Currency, MenuItemId, RestaurantId, RiderId};
+use ordertrail_commands::workflows::PlaceOrder;
+use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
+use ordertrail_schemas::{Currency, CustomerId, GeoPoint, MenuItemId, RestaurantId, RiderId};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -26,6 +28,33 @@ pub mod seed_ids {
     /// Rider `n` (1-based).
     pub const fn rider(n: u128) -> Uuid {
         Uuid::from_u128(0x0000_0003_0000_4000_8000_0000_0000_0000 | n)
+    }
+}
+
+/// Two burgers and fries from the seeded Berlin burger place, delivered in
+/// Kreuzberg, paid with the test card `tok_visa`: the order the tests place
+/// through the command service.
+pub fn berlin_burger_order(customer: CustomerId, tip_minor: Option<i64>) -> PlaceOrder {
+    PlaceOrder {
+        customer_id: customer,
+        restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
+        items: vec![
+            (MenuItemId(seed_ids::menu_item(1, 1)), 2),
+            (MenuItemId(seed_ids::menu_item(1, 3)), 1),
+        ],
+        delivery_address: DeliveryAddress {
+            street: "Oranienstraße 25".into(),
+            city: "Berlin".into(),
+            postal_code: "10999".into(),
+            location: GeoPoint {
+                lat: 52.5003,
+                lon: 13.4215,
+            },
+        },
+        payment_method: PaymentMethod::Card {
+            payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_visa"),
+        },
+        tip_minor,
     }
 }
 

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::rows::{CopyRow, CopyRows, Store, Table, aggregate_uuid, apply_by_store, changed_rows};
+use crate::rows::{CopyRows, Store, Table, aggregate_uuid, apply_by_store, changed_rows, copy_row};
 use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent, Written};
 
 /// The order-history projector.
@@ -179,14 +179,10 @@ struct DeliveryRow {
     updated_at: DateTime<Utc>,
 }
 
-impl CopyRow for OrderRow {
-    fn key(&self) -> Uuid {
-        self.order_id
-    }
-
-    fn copy_into(&self, row: &mut CopyRows) {
-        row.uuid(self.order_id)
-            .text(&self.status)
+copy_row! {
+    OrderRow, order_id,
+    fn copy_rest(&self, row: &mut CopyRows) {
+        row.text(&self.status)
             .uuid(self.customer_id)
             .uuid(self.restaurant_id)
             .text(&self.restaurant_time_zone)
@@ -224,14 +220,10 @@ impl CopyRow for OrderRow {
     }
 }
 
-impl CopyRow for PaymentRow {
-    fn key(&self) -> Uuid {
-        self.payment_id
-    }
-
-    fn copy_into(&self, row: &mut CopyRows) {
-        row.uuid(self.payment_id)
-            .uuid(self.order_id)
+copy_row! {
+    PaymentRow, payment_id,
+    fn copy_rest(&self, row: &mut CopyRows) {
+        row.uuid(self.order_id)
             .text(&self.status)
             .opt(self.provider.as_deref(), CopyRows::text)
             .text(&self.currency);
@@ -258,14 +250,10 @@ impl CopyRow for PaymentRow {
     }
 }
 
-impl CopyRow for DeliveryRow {
-    fn key(&self) -> Uuid {
-        self.delivery_id
-    }
-
-    fn copy_into(&self, row: &mut CopyRows) {
-        row.uuid(self.delivery_id)
-            .uuid(self.order_id)
+copy_row! {
+    DeliveryRow, delivery_id,
+    fn copy_rest(&self, row: &mut CopyRows) {
+        row.uuid(self.order_id)
             .text(&self.status)
             .opt(self.rider_id, CopyRows::uuid)
             .timestamptz(self.requested_at);

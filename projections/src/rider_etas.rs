@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::rows::{CopyRow, CopyRows, Store, Table, aggregate_uuid, apply_by_store, changed_rows};
+use crate::rows::{CopyRows, Store, Table, aggregate_uuid, apply_by_store, changed_rows, copy_row};
 use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent, Written};
 
 pub const NAME: &str = "rider_etas";
@@ -301,14 +301,10 @@ impl RiderEtas {
     }
 }
 
-impl CopyRow for EtaRow {
-    fn key(&self) -> Uuid {
-        self.delivery_id
-    }
-
-    fn copy_into(&self, row: &mut CopyRows) {
-        row.uuid(self.delivery_id)
-            .uuid(self.order_id)
+copy_row! {
+    EtaRow, delivery_id,
+    fn copy_rest(&self, row: &mut CopyRows) {
+        row.uuid(self.order_id)
             .uuid(self.restaurant_id)
             .text(&self.status)
             .bool(self.active)

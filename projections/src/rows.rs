@@ -125,7 +125,7 @@ impl Table {
         if let (Store::Bulk(written), false) = (store, new.is_empty()) {
             let mut copy = CopyRows::new(self.name, self.columns);
             for r in &new {
-                r.copy_into(copy.row());
+                r.copy_rest(copy.row().uuid(r.key()));
                 written.record(self.name, r.key());
             }
             copy.copy(tx).await?;
@@ -198,12 +198,28 @@ impl Store<'_> {
     }
 }
 
-/// A row that a bulk fill copies: its key and its fields in its table's
-/// column order.
+/// A row that a bulk fill copies: its key, its table's first column, then
+/// the rest of its fields in column order.
 pub(crate) trait CopyRow {
     fn key(&self) -> Uuid;
-    fn copy_into(&self, row: &mut CopyRows);
+    /// The fields after the key.
+    fn copy_rest(&self, row: &mut CopyRows);
 }
+
+/// `copy_row! { Row, key, fn copy_rest(..) { .. } }`: [`CopyRow`] for a row
+/// whose field `key` is the key.
+macro_rules! copy_row {
+    ($type:ty, $key:ident, $($copy_rest:tt)+) => {
+        impl $crate::rows::CopyRow for $type {
+            fn key(&self) -> ::uuid::Uuid {
+                self.$key
+            }
+
+            $($copy_rest)+
+        }
+    };
+}
+pub(crate) use copy_row;
 
 /// `apply` and `apply_bulk` of a projector whose `$apply_batch(tx, batch,
 /// store)` serves both: under the guard ([`Store::Guarded`]) and in a

@@ -47,6 +47,7 @@
 //! Per-order advisory locks make that hand-over safe between instances.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -56,7 +57,7 @@ use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::rows::{CopyRow, CopyRows, Store, Table, aggregate_uuid, apply_by_store};
+use crate::rows::{CopyRows, Store, Table, aggregate_uuid, apply_by_store, copy_row};
 use crate::runtime::{ProjectionError, Projector, ReadModelTable, SourcedEvent, Written};
 
 pub const NAME: &str = "settlements";
@@ -130,6 +131,17 @@ macro_rules! figures_and_day_sum {
             $($field_vis $field: i64,)+
         }
 
+        impl $figures {
+            /// The figures' column names, in column order.
+            const COLUMNS: &'static [&'static str] = &[$(stringify!($field)),+];
+
+            /// The figures, in column order.
+            #[allow(dead_code, reason = "only the ledger's figures are copied")]
+            fn values(&self) -> [i64; [$(stringify!($field)),+].len()] {
+                [$(self.$field),+]
+            }
+        }
+
         $(#[$sum_meta])*
         struct $sum {
             $($field: i128,)+
@@ -178,6 +190,16 @@ struct Entry {
     currency: String,
     #[serde(flatten)]
     figures: Figures,
+}
+
+impl Figures {
+    /// An event's figures when all it costs the restaurant is a provider fee.
+    fn provider_fees(fees: i64) -> Self {
+        Figures {
+            provider_fees_minor: fees,
+            ..Figures::default()
+        }
+    }
 }
 
 impl DayFigures {
@@ -391,11 +413,11 @@ async fn apply_batch(
                             changed_payments.push(id);
                             provider_figures.authorized = a.amount.amount;
                             provider_figures.fees = expect_currency(e, &facts.currency, &a.fee)?;
-                            let figures = Figures {
-                                provider_fees_minor: provider_figures.fees,
-                                ..Figures::default()
-                            };
-                            (facts, a.authorized_at, figures)
+                            (
+                                facts,
+                                a.authorized_at,
+                                Figures::provider_fees(provider_figures.fees),
+                            )
                         }
                         PaymentEvent::PaymentDeclined(d) => {
                             payments.entry(id).or_insert_with(|| PaymentFacts {
@@ -436,20 +458,20 @@ async fn apply_batch(
                                     provider_figures.captured =
                                         expect_currency(e, &cur, &c.amount)?;
                                     provider_figures.fees = expect_currency(e, &cur, &c.fee)?;
-                                    let f = Figures {
-                                        provider_fees_minor: provider_figures.fees,
-                                        ..Figures::default()
-                                    };
-                                    (facts, c.captured_at, f)
+                                    (
+                                        facts,
+                                        c.captured_at,
+                                        Figures::provider_fees(provider_figures.fees),
+                                    )
                                 }
                                 PaymentEvent::PaymentVoided(v) => {
                                     provider_figures.voided = expect_currency(e, &cur, &v.amount)?;
                                     provider_figures.fees = expect_currency(e, &cur, &v.fee)?;
-                                    let f = Figures {
-                                        provider_fees_minor: provider_figures.fees,
-                                        ..Figures::default()
-                                    };
-                                    (facts, v.voided_at, f)
+                                    (
+                                        facts,
+                                        v.voided_at,
+                                        Figures::provider_fees(provider_figures.fees),
+                                    )
                                 }
                                 PaymentEvent::PaymentRefunded(r) => {
                                     provider_figures.refunded =
@@ -629,11 +651,11 @@ async fn apply_batch(
             if store.is_bulk() {
                 copy_entries(tx, &entries).await?;
             } else {
-                sqlx::query(
+                insert_json(
+                    tx,
                     "INSERT INTO settlement_entries SELECT * FROM jsonb_populate_recordset(NULL::settlement_entries, $1)",
+                    &entries,
                 )
-                .bind(Json(&entries))
-                .execute(&mut *tx)
                 .await?;
             }
         }
@@ -649,28 +671,7 @@ async fn apply_batch(
                 },
             )
             .collect();
-        if !day_rows.is_empty() {
-            sqlx::query(
-                "INSERT INTO restaurant_settlement_days AS t
-                 SELECT * FROM jsonb_populate_recordset(NULL::restaurant_settlement_days, $1)
-                 ORDER BY restaurant_id, business_day, currency
-                 ON CONFLICT (restaurant_id, business_day, currency) DO UPDATE SET
-                   orders = t.orders + EXCLUDED.orders,
-                   gross_sales_minor = t.gross_sales_minor + EXCLUDED.gross_sales_minor,
-                   tax_minor = t.tax_minor + EXCLUDED.tax_minor,
-                   delivery_fees_minor = t.delivery_fees_minor + EXCLUDED.delivery_fees_minor,
-                   service_fees_minor = t.service_fees_minor + EXCLUDED.service_fees_minor,
-                   tips_minor = t.tips_minor + EXCLUDED.tips_minor,
-                   commission_minor = t.commission_minor + EXCLUDED.commission_minor,
-                   provider_fees_minor = t.provider_fees_minor + EXCLUDED.provider_fees_minor,
-                   refunds_minor = t.refunds_minor + EXCLUDED.refunds_minor,
-                   cash_collected_minor = t.cash_collected_minor + EXCLUDED.cash_collected_minor,
-                   net_payable_minor = t.net_payable_minor + EXCLUDED.net_payable_minor",
-            )
-            .bind(Json(&day_rows))
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_json(tx, &ADD_RESTAURANT_DAYS, &day_rows).await?;
         let provider_rows: Vec<ProviderDayRow<'_>> = provider_days
             .iter()
             .map(|((provider, day, currency), f)| ProviderDayRow {
@@ -684,34 +685,66 @@ async fn apply_batch(
                 fees_minor: f.fees,
             })
             .collect();
-        if !provider_rows.is_empty() {
-            sqlx::query(
-                "INSERT INTO provider_settlement_days AS t
-                 SELECT * FROM jsonb_populate_recordset(NULL::provider_settlement_days, $1)
-                 ORDER BY provider, day, currency
-                 ON CONFLICT (provider, day, currency) DO UPDATE SET
-                   authorized_minor = t.authorized_minor + EXCLUDED.authorized_minor,
-                   captured_minor = t.captured_minor + EXCLUDED.captured_minor,
-                   voided_minor = t.voided_minor + EXCLUDED.voided_minor,
-                   refunded_minor = t.refunded_minor + EXCLUDED.refunded_minor,
-                   fees_minor = t.fees_minor + EXCLUDED.fees_minor",
-            )
-            .bind(Json(&provider_rows))
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_json(tx, &ADD_PROVIDER_DAYS, &provider_rows).await?;
         Ok(())
     }
 }
 
-impl CopyRow for OrderFacts {
-    fn key(&self) -> Uuid {
-        self.order_id
-    }
+/// Add a batch's restaurant day sums to the stored days.
+static ADD_RESTAURANT_DAYS: LazyLock<String> = LazyLock::new(|| {
+    add_to_days(
+        "restaurant_settlement_days",
+        "restaurant_id, business_day, currency",
+        Figures::COLUMNS
+            .iter()
+            .chain(&["net_payable_minor"])
+            .map(|c| c.to_string()),
+    )
+});
 
-    fn copy_into(&self, row: &mut CopyRows) {
-        row.uuid(self.order_id)
-            .uuid(self.restaurant_id)
+/// Add a batch's provider day sums to the stored days.
+static ADD_PROVIDER_DAYS: LazyLock<String> = LazyLock::new(|| {
+    add_to_days(
+        "provider_settlement_days",
+        "provider, day, currency",
+        ProviderFigures::COLUMNS
+            .iter()
+            .map(|c| format!("{c}_minor")),
+    )
+});
+
+/// Insert day rows into `table` in `key` order; a day that exists gets the
+/// rows' `figures` added to its own.
+fn add_to_days(table: &str, key: &str, figures: impl Iterator<Item = String>) -> String {
+    let set: Vec<String> = figures
+        .map(|c| format!("{c} = t.{c} + EXCLUDED.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO {table} AS t
+         SELECT * FROM jsonb_populate_recordset(NULL::{table}, $1)
+         ORDER BY {key}
+         ON CONFLICT ({key}) DO UPDATE SET {}",
+        set.join(", ")
+    )
+}
+
+/// Run `sql` with `rows` as its JSON array `$1`; nothing when there are no
+/// rows.
+async fn insert_json<T: Serialize + Sync>(
+    tx: &mut PgConnection,
+    sql: &str,
+    rows: &[T],
+) -> Result<(), sqlx::Error> {
+    if !rows.is_empty() {
+        sqlx::query(sql).bind(Json(rows)).execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+copy_row! {
+    OrderFacts, order_id,
+    fn copy_rest(&self, row: &mut CopyRows) {
+        row.uuid(self.restaurant_id)
             .text(&self.time_zone)
             .text(&self.currency);
         for v in [
@@ -727,46 +760,37 @@ impl CopyRow for OrderFacts {
     }
 }
 
-impl CopyRow for PaymentFacts {
-    fn key(&self) -> Uuid {
-        self.payment_id
-    }
-
-    fn copy_into(&self, row: &mut CopyRows) {
-        row.uuid(self.payment_id)
-            .uuid(self.order_id)
+copy_row! {
+    PaymentFacts, payment_id,
+    fn copy_rest(&self, row: &mut CopyRows) {
+        row.uuid(self.order_id)
             .uuid(self.restaurant_id)
             .opt(self.provider.as_deref(), CopyRows::text)
             .text(&self.currency);
     }
 }
 
-const ENTRY_COLUMNS: &[&str] = &[
-    "event_id",
-    "event_type",
-    "restaurant_id",
-    "order_id",
-    "occurred_at",
-    "business_day",
-    "currency",
-    "orders",
-    "gross_sales_minor",
-    "tax_minor",
-    "delivery_fees_minor",
-    "service_fees_minor",
-    "tips_minor",
-    "commission_minor",
-    "provider_fees_minor",
-    "refunds_minor",
-    "cash_collected_minor",
-];
+/// The ledger's columns: the entry's own, then its figures.
+static ENTRY_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    [
+        "event_id",
+        "event_type",
+        "restaurant_id",
+        "order_id",
+        "occurred_at",
+        "business_day",
+        "currency",
+    ]
+    .into_iter()
+    .chain(Figures::COLUMNS.iter().copied())
+    .collect()
+});
 
 /// Copy ledger entries into a table that cannot hold them yet (a bulk
 /// fill's shadow).
 async fn copy_entries(tx: &mut PgConnection, entries: &[Entry]) -> Result<(), sqlx::Error> {
-    let mut copy = CopyRows::new("settlement_entries", ENTRY_COLUMNS);
+    let mut copy = CopyRows::new("settlement_entries", &ENTRY_COLUMNS);
     for en in entries {
-        let f = &en.figures;
         copy.row()
             .uuid(en.event_id)
             .text(&en.event_type)
@@ -775,18 +799,7 @@ async fn copy_entries(tx: &mut PgConnection, entries: &[Entry]) -> Result<(), sq
             .timestamptz(en.occurred_at)
             .date(en.business_day)
             .text(&en.currency);
-        for v in [
-            f.orders,
-            f.gross_sales_minor,
-            f.tax_minor,
-            f.delivery_fees_minor,
-            f.service_fees_minor,
-            f.tips_minor,
-            f.commission_minor,
-            f.provider_fees_minor,
-            f.refunds_minor,
-            f.cash_collected_minor,
-        ] {
+        for v in en.figures.values() {
             copy.int8(v);
         }
     }

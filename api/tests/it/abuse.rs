@@ -32,9 +32,7 @@ async fn a_token_valid_until_the_year_3000_is_refused_with_a_stable_code() {
         app.place(&token, place_order_body(card()))
             .await
             .assert_error(StatusCode::UNAUTHORIZED, "token_lifetime_too_long");
-        app.get("/v1/orders")
-            .token(&token)
-            .send()
+        app.get_as(&token, "/v1/orders")
             .await
             .assert_error(StatusCode::UNAUTHORIZED, "token_lifetime_too_long");
     }
@@ -52,9 +50,7 @@ async fn a_token_valid_until_the_year_3000_is_refused_with_a_stable_code() {
             aud: None,
         })
         .unwrap();
-    app.get("/v1/orders")
-        .token(&later)
-        .send()
+    app.get_as(&later, "/v1/orders")
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "token_not_yet_valid");
     assert_eq!(app.event_count().await, before);
@@ -145,15 +141,11 @@ async fn commands_over_a_subjects_budget_get_429_with_retry_after() {
         .await
         .assert(StatusCode::CREATED);
     for _ in 0..3 {
-        app.get("/v1/orders")
-            .token(&alice)
-            .send()
+        app.get_as(&alice, "/v1/orders")
             .await
             .assert(StatusCode::OK);
     }
-    app.get("/v1/orders")
-        .token(&alice)
-        .send()
+    app.get_as(&alice, "/v1/orders")
         .await
         .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     // Health checks are never limited.

@@ -44,7 +44,7 @@ async fn an_auditor_reads_everything_and_every_command_answers_403() {
         .iter()
         .filter(|(m, p)| *m == "get" && !p.contains("stream"))
     {
-        let response = app.get(&concrete(path)).token(&auditor).send().await;
+        let response = app.get_as(&auditor, &concrete(path)).await;
         assert!(
             !matches!(
                 response.status,
@@ -55,11 +55,9 @@ async fn an_auditor_reads_everything_and_every_command_answers_403() {
             response.text
         );
     }
-    let list = app.get("/v1/orders").token(&auditor).send().await;
+    let list = app.get_as(&auditor, "/v1/orders").await;
     list.assert(StatusCode::OK);
-    app.get("/v1/settlements/days/2026-03-14")
-        .token(&auditor)
-        .send()
+    app.get_as(&auditor, "/v1/settlements/days/2026-03-14")
         .await
         .assert(StatusCode::OK);
 }
@@ -77,18 +75,12 @@ async fn customers_restaurants_and_riders_get_403_on_audit_routes() {
     let tokens = [customer, app.restaurant(berlin()), app.rider(rider(1))];
     for path in &audit_routes {
         for token in &tokens {
-            app.get(path)
-                .token(token)
-                .send()
+            app.get_as(token, path)
                 .await
                 .assert_error(StatusCode::FORBIDDEN, "forbidden");
         }
         for token in [app.ops(), app.admin()] {
-            app.get(path)
-                .token(&token)
-                .send()
-                .await
-                .assert(StatusCode::OK);
+            app.get_as(&token, path).await.assert(StatusCode::OK);
         }
         app.get(path)
             .send()
@@ -104,9 +96,7 @@ async fn audit_routes_show_history_state_and_flow_from_the_store() {
     let auditor = app.token("auditor", "auditor-carol");
 
     let events = app
-        .get(&format!("/v1/audit/orders/{order}/events"))
-        .token(&auditor)
-        .send()
+        .get_as(&auditor, &format!("/v1/audit/orders/{order}/events"))
         .await;
     events.assert(StatusCode::OK);
     let items = events.body["items"].as_array().expect("items");
@@ -140,15 +130,17 @@ async fn audit_routes_show_history_state_and_flow_from_the_store() {
         assert!(e["recorded_at"].is_string());
     }
     let page = app
-        .get(&format!("/v1/audit/orders/{order}/events?limit=2"))
-        .token(&auditor)
-        .send()
+        .get_as(
+            &auditor,
+            &format!("/v1/audit/orders/{order}/events?limit=2"),
+        )
         .await;
     assert_eq!(page.body["next_cursor"], "2");
     let rest = app
-        .get(&format!("/v1/audit/orders/{order}/events?cursor=2"))
-        .token(&auditor)
-        .send()
+        .get_as(
+            &auditor,
+            &format!("/v1/audit/orders/{order}/events?cursor=2"),
+        )
         .await;
     assert_eq!(rest.body["items"][0]["event_type"], "OrderAccepted");
     assert!(rest.body["next_cursor"].is_null());
@@ -161,9 +153,7 @@ async fn audit_routes_show_history_state_and_flow_from_the_store() {
         .unwrap()
         .unwrap();
     let latest = app
-        .get(&format!("/v1/audit/orders/{order}/state"))
-        .token(&auditor)
-        .send()
+        .get_as(&auditor, &format!("/v1/audit/orders/{order}/state"))
         .await;
     latest.assert(StatusCode::OK);
     assert_eq!(latest.body["version"], version);
@@ -172,54 +162,53 @@ async fn audit_routes_show_history_state_and_flow_from_the_store() {
         serde_json::to_value(&current).unwrap()
     );
     let v2 = app
-        .get(&format!("/v1/audit/orders/{order}/state?version=2"))
-        .token(&auditor)
-        .send()
+        .get_as(
+            &auditor,
+            &format!("/v1/audit/orders/{order}/state?version=2"),
+        )
         .await;
     assert_eq!(v2.body["version"], 2);
     assert_eq!(v2.body["at"], items[1]["recorded_at"]);
     let placed_at = items[0]["recorded_at"].as_str().unwrap();
     let at = app
-        .get(&format!(
-            "/v1/audit/orders/{order}/state?at={}",
-            placed_at.replace('+', "%2B")
-        ))
-        .token(&auditor)
-        .send()
+        .get_as(
+            &auditor,
+            &format!(
+                "/v1/audit/orders/{order}/state?at={}",
+                placed_at.replace('+', "%2B")
+            ),
+        )
         .await;
     at.assert(StatusCode::OK);
     assert_eq!(at.body["version"], 1);
     assert_ne!(at.body["state"], v2.body["state"]);
 
-    app.get(&format!("/v1/audit/orders/{order}/state?version=9"))
-        .token(&auditor)
-        .send()
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "order_not_found");
-    app.get(&format!(
-        "/v1/audit/orders/{order}/state?version=1&at=2026-01-01T00:00:00Z"
-    ))
-    .token(&auditor)
-    .send()
+    app.get_as(
+        &auditor,
+        &format!("/v1/audit/orders/{order}/state?version=9"),
+    )
+    .await
+    .assert_error(StatusCode::NOT_FOUND, "order_not_found");
+    app.get_as(
+        &auditor,
+        &format!("/v1/audit/orders/{order}/state?version=1&at=2026-01-01T00:00:00Z"),
+    )
     .await
     .assert_error(StatusCode::BAD_REQUEST, "invalid_query");
-    app.get(&format!("/v1/audit/invoices/{order}/events"))
-        .token(&auditor)
-        .send()
+    app.get_as(&auditor, &format!("/v1/audit/invoices/{order}/events"))
         .await
         .assert_error(StatusCode::NOT_FOUND, "route_not_found");
-    app.get(&format!("/v1/audit/orders/{order}/events?limit=0"))
-        .token(&auditor)
-        .send()
-        .await
-        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "limit_out_of_range");
+    app.get_as(
+        &auditor,
+        &format!("/v1/audit/orders/{order}/events?limit=0"),
+    )
+    .await
+    .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "limit_out_of_range");
 
     // The placement's flow: the order placed by the customer.
     let correlation = items[0]["metadata"]["correlation_id"].as_str().unwrap();
     let flow = app
-        .get(&format!("/v1/audit/correlations/{correlation}"))
-        .token(&auditor)
-        .send()
+        .get_as(&auditor, &format!("/v1/audit/correlations/{correlation}"))
         .await;
     flow.assert(StatusCode::OK);
     assert_eq!(flow.body["items"][0]["event_type"], "OrderPlaced");
@@ -232,11 +221,10 @@ async fn reconciliation_compares_the_events_with_the_read_model_and_the_provider
     let today = Utc::now().date_naive();
     let (from, to) = (today - Days::new(1), today + Days::new(1));
     let report = app
-        .get(&format!(
-            "/v1/reconciliation/settlements?from={from}&to={to}&provider_statement=true"
-        ))
-        .token(&app.token("auditor", "auditor-carol"))
-        .send()
+        .get_as(
+            &app.token("auditor", "auditor-carol"),
+            &format!("/v1/reconciliation/settlements?from={from}&to={to}&provider_statement=true"),
+        )
         .await;
     report.assert(StatusCode::OK);
     let s = &report.body["summary"];
@@ -261,9 +249,10 @@ async fn reconciliation_compares_the_events_with_the_read_model_and_the_provider
         .collect();
     assert_eq!(subjects, ["simulated", berlin().to_string().as_str()]);
 
-    app.get("/v1/reconciliation/settlements?from=2026-03-14&to=2026-01-01")
-        .token(&app.ops())
-        .send()
-        .await
-        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_range");
+    app.get_as(
+        &app.ops(),
+        "/v1/reconciliation/settlements?from=2026-03-14&to=2026-01-01",
+    )
+    .await
+    .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_range");
 }

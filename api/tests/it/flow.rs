@@ -266,17 +266,16 @@ async fn reference_data_is_managed_by_admins_and_read_by_everyone_signed_in() {
         .assert_error(StatusCode::NOT_FOUND, "restaurant_not_found");
     let (_, customer) = app.customer();
     let menu = app
-        .get(&format!("/v1/restaurants/{id}/menu"))
-        .token(&customer)
-        .send()
+        .get_as(&customer, &format!("/v1/restaurants/{id}/menu"))
         .await;
     menu.assert(StatusCode::OK);
     assert_eq!(menu.body.as_array().map(Vec::len), Some(1));
-    app.get(&format!("/v1/restaurants/{}/menu", Uuid::new_v4()))
-        .token(&customer)
-        .send()
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "restaurant_not_found");
+    app.get_as(
+        &customer,
+        &format!("/v1/restaurants/{}/menu", Uuid::new_v4()),
+    )
+    .await
+    .assert_error(StatusCode::NOT_FOUND, "restaurant_not_found");
 
     let closed = app
         .put(&format!("/v1/admin/restaurants/{id}/open"))
@@ -286,16 +285,10 @@ async fn reference_data_is_managed_by_admins_and_read_by_everyone_signed_in() {
         .await;
     closed.assert(StatusCode::OK);
     assert_eq!(closed.body["is_open"], false);
-    let listed = app
-        .get("/v1/admin/restaurants")
-        .token(&app.ops())
-        .send()
-        .await;
+    let listed = app.get_as(&app.ops(), "/v1/admin/restaurants").await;
     listed.assert(StatusCode::OK);
     assert_eq!(listed.body.as_array().map(Vec::len), Some(5));
-    app.get("/v1/admin/restaurants")
-        .token(&customer)
-        .send()
+    app.get_as(&customer, "/v1/admin/restaurants")
         .await
         .assert_error(StatusCode::FORBIDDEN, "forbidden");
 
@@ -306,7 +299,7 @@ async fn reference_data_is_managed_by_admins_and_read_by_everyone_signed_in() {
         .send()
         .await
         .assert(StatusCode::OK);
-    let riders = app.get("/v1/admin/riders").token(&app.ops()).send().await;
+    let riders = app.get_as(&app.ops(), "/v1/admin/riders").await;
     riders.assert(StatusCode::OK);
     assert_eq!(riders.body.as_array().map(Vec::len), Some(9));
 

@@ -4,12 +4,9 @@
 use axum::http::StatusCode;
 use ordertrail_api::extract::request_fingerprint;
 use ordertrail_commands::service::{CommandContext, IdempotencyKey};
-use ordertrail_commands::workflows::{ConfirmOrder, PlaceOrder};
-use ordertrail_launcher::seed::seed_ids;
-use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
-use ordertrail_schemas::{
-    Actor, ActorRole, CustomerId, GeoPoint, MenuItemId, OrderId, RestaurantId,
-};
+use ordertrail_commands::workflows::ConfirmOrder;
+use ordertrail_launcher::seed::berlin_burger_order;
+use ordertrail_schemas::{Actor, ActorRole, CustomerId, OrderId};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -136,27 +133,7 @@ async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
         role: ActorRole::Customer,
     };
     let ctx = CommandContext::new(actor, "req-before-crash").with_idempotency_key(key);
-    let input = PlaceOrder {
-        customer_id: CustomerId(customer_id),
-        restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
-        items: vec![
-            (MenuItemId(seed_ids::menu_item(1, 1)), 2),
-            (MenuItemId(seed_ids::menu_item(1, 3)), 1),
-        ],
-        delivery_address: DeliveryAddress {
-            street: "Oranienstraße 25".into(),
-            city: "Berlin".into(),
-            postal_code: "10999".into(),
-            location: GeoPoint {
-                lat: 52.5003,
-                lon: 13.4215,
-            },
-        },
-        payment_method: PaymentMethod::Card {
-            payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_visa"),
-        },
-        tip_minor: Some(150),
-    };
+    let input = berlin_burger_order(CustomerId(customer_id), Some(150));
     let first = app.commands.run(&ctx, input).await.expect("first attempt");
     lose_responses(&app).await;
     let before = app.event_count().await;

@@ -83,7 +83,7 @@ fn customer_of(app: &TestApp, token: &str) -> Uuid {
 
 impl TestApp {
     async fn ok(&self, path: &str, token: &str) -> Value {
-        let r = self.get(path).token(token).send().await;
+        let r = self.get_as(token, path).await;
         r.assert(StatusCode::OK);
         r.body
     }
@@ -300,22 +300,16 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
         ),
         0
     );
-    app.get(&format!("/v1/orders/{delivered}"))
-        .token(&a_token)
-        .send()
+    app.get_as(&a_token, &format!("/v1/orders/{delivered}"))
         .await
         .assert_error(StatusCode::NOT_FOUND, "order_not_found");
-    app.get(&format!("/v1/orders/{}", Uuid::new_v4()))
-        .token(&ops)
-        .send()
+    app.get_as(&ops, &format!("/v1/orders/{}", Uuid::new_v4()))
         .await
         .assert_error(StatusCode::NOT_FOUND, "order_not_found");
     // A restaurant sees only its own.
     let mart_token = app.restaurant(seed_ids::BERLIN_MART);
     assert_eq!(ids(&app.ok("/v1/orders", &mart_token).await), [mart_order]);
-    app.get(&format!("/v1/orders/{delivered}"))
-        .token(&mart_token)
-        .send()
+    app.get_as(&mart_token, &format!("/v1/orders/{delivered}"))
         .await
         .assert_error(StatusCode::NOT_FOUND, "order_not_found");
     assert_eq!(
@@ -374,14 +368,10 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
     assert_eq!(eta["active"], true);
     assert_eq!(eta["rider_id"], json!(rider(2)));
     assert!(eta["pickup_eta"].is_string() && eta["dropoff_eta"].is_string());
-    app.get(&format!("/v1/orders/{on_the_way}/eta"))
-        .token(&a_token)
-        .send()
+    app.get_as(&a_token, &format!("/v1/orders/{on_the_way}/eta"))
         .await
         .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
-    app.get(&format!("/v1/orders/{}/eta", a_orders[0]))
-        .token(&ops)
-        .send()
+    app.get_as(&ops, &format!("/v1/orders/{}/eta", a_orders[0]))
         .await
         .assert_error(StatusCode::NOT_FOUND, "delivery_not_found");
     let done = app.ok(&format!("/v1/orders/{delivered}/eta"), &ops).await;
@@ -397,11 +387,12 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
         app.ok(&format!("/v1/riders/{}/etas", rider(1)), &ops).await["items"],
         json!([])
     );
-    app.get(&format!("/v1/riders/{}/etas", rider(2)))
-        .token(&app.rider(rider(1)))
-        .send()
-        .await
-        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.get_as(
+        &app.rider(rider(1)),
+        &format!("/v1/riders/{}/etas", rider(2)),
+    )
+    .await
+    .assert_error(StatusCode::FORBIDDEN, "forbidden");
     let active = app.ok("/v1/deliveries/active", &ops).await;
     assert_eq!(active["items"].as_array().unwrap().len(), 1);
     assert_eq!(active["items"][0]["order_id"], json!(on_the_way));
@@ -421,9 +412,7 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
         ),
         0
     );
-    app.get("/v1/deliveries/active")
-        .token(&rider2)
-        .send()
+    app.get_as(&rider2, "/v1/deliveries/active")
         .await
         .assert_error(StatusCode::FORBIDDEN, "forbidden");
     let today = Utc::now().date_naive();
@@ -475,20 +464,22 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
         staff_view["order"]["provider_fees_minor"]
     );
     let business_day = day["business_day"].as_str().unwrap().to_owned();
-    app.get(&format!(
-        "/v1/settlements/restaurants/{}?from={from}&to={to}",
-        berlin()
-    ))
-    .token(&mart_token)
-    .send()
+    app.get_as(
+        &mart_token,
+        &format!(
+            "/v1/settlements/restaurants/{}?from={from}&to={to}",
+            berlin()
+        ),
+    )
     .await
     .assert_error(StatusCode::FORBIDDEN, "forbidden");
-    app.get(&format!(
-        "/v1/settlements/restaurants/{}?from={from}&to={to}",
-        berlin()
-    ))
-    .token(&a_token)
-    .send()
+    app.get_as(
+        &a_token,
+        &format!(
+            "/v1/settlements/restaurants/{}?from={from}&to={to}",
+            berlin()
+        ),
+    )
     .await
     .assert_error(StatusCode::FORBIDDEN, "forbidden");
     let summary = app
@@ -531,17 +522,19 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
         )
         .await;
     assert_eq!(provider_on(&refunded_day, "refunded_minor"), 100);
-    app.get(&format!("/v1/settlements/days/{business_day}"))
-        .token(&app.restaurant(berlin()))
-        .send()
-        .await
-        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.get_as(
+        &app.restaurant(berlin()),
+        &format!("/v1/settlements/days/{business_day}"),
+    )
+    .await
+    .assert_error(StatusCode::FORBIDDEN, "forbidden");
 
     // The CSV export: content type, header, one line per restaurant day.
     let csv = app
-        .get(&format!("/v1/settlements/export.csv?from={from}&to={to}"))
-        .token(&ops)
-        .send()
+        .get_as(
+            &ops,
+            &format!("/v1/settlements/export.csv?from={from}&to={to}"),
+        )
         .await;
     csv.assert(StatusCode::OK);
     assert!(
@@ -561,18 +554,20 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
     assert_eq!(fields[13], day["net_payable_minor"].to_string());
     // The mart sees only its own (nothing delivered yet), and may not ask for others.
     let own_csv = app
-        .get(&format!("/v1/settlements/export.csv?from={from}&to={to}"))
-        .token(&mart_token)
-        .send()
+        .get_as(
+            &mart_token,
+            &format!("/v1/settlements/export.csv?from={from}&to={to}"),
+        )
         .await;
     own_csv.assert(StatusCode::OK);
     assert_eq!(own_csv.text.lines().collect::<Vec<_>>(), [CSV_HEADER]);
-    app.get(&format!(
-        "/v1/settlements/export.csv?from={from}&to={to}&restaurant_id={}",
-        berlin()
-    ))
-    .token(&mart_token)
-    .send()
+    app.get_as(
+        &mart_token,
+        &format!(
+            "/v1/settlements/export.csv?from={from}&to={to}&restaurant_id={}",
+            berlin()
+        ),
+    )
     .await
     .assert_error(StatusCode::FORBIDDEN, "forbidden");
 
@@ -604,9 +599,7 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
         assert_eq!(instances.len(), 1, "{p}");
         assert_eq!(instances[0].as_str().unwrap().split(':').count(), 3, "{p}");
     }
-    app.get("/v1/projectors/status")
-        .token(&a_token)
-        .send()
+    app.get_as(&a_token, "/v1/projectors/status")
         .await
         .assert_error(StatusCode::FORBIDDEN, "forbidden");
 
@@ -623,9 +616,7 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
         Duration::from_secs(60),
         || async {
             let job = app
-                .get(&format!("/v1/projectors/verify/{job_id}"))
-                .token(&app.ops())
-                .send()
+                .get_as(&app.ops(), &format!("/v1/projectors/verify/{job_id}"))
                 .await;
             (job.body["state"] != "running").then_some(job.body)
         },
@@ -639,11 +630,12 @@ async fn queries_serve_the_read_models_with_filters_pagination_and_visibility() 
         .send()
         .await
         .assert_error(StatusCode::NOT_FOUND, "projector_not_found");
-    app.get(&format!("/v1/projectors/verify/{}", Uuid::new_v4()))
-        .token(&app.ops())
-        .send()
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "verify_job_not_found");
+    app.get_as(
+        &app.ops(),
+        &format!("/v1/projectors/verify/{}", Uuid::new_v4()),
+    )
+    .await
+    .assert_error(StatusCode::NOT_FOUND, "verify_job_not_found");
     app.post("/v1/projectors/settlements/verify")
         .token(&a_token)
         .send()
@@ -755,7 +747,7 @@ async fn bad_query_parameters_are_answered_with_stable_codes() {
         ),
     ];
     for (path, status, code) in cases {
-        let r = app.get(path).token(&ops).send().await;
+        let r = app.get_as(&ops, path).await;
         assert_eq!((r.status, r.code()), (*status, *code), "{path}: {}", r.text);
         assert!(r.body["message"].is_string(), "{path}");
     }
@@ -774,21 +766,20 @@ async fn bad_query_parameters_are_answered_with_stable_codes() {
         "/v1/deliveries/active?min_lat=52",
         "/v1/deliveries/active?min_lat=53&min_lon=13&max_lat=52&max_lon=14",
     ] {
-        let r = app.get(path).token(&ops).send().await;
+        let r = app.get_as(&ops, path).await;
         r.assert(StatusCode::OK);
         let empty = r.body["items"].as_array().is_some_and(Vec::is_empty);
         assert!(empty, "{path}: {}", r.text);
     }
     let r = app
-        .get("/v1/settlements/export.csv?from=2026-03-02&to=2026-03-01")
-        .token(&ops)
-        .send()
+        .get_as(
+            &ops,
+            "/v1/settlements/export.csv?from=2026-03-02&to=2026-03-01",
+        )
         .await;
     r.assert(StatusCode::OK);
     assert_eq!(r.text.lines().count(), 1, "header only: {}", r.text);
-    app.get("/v1/orders?cursor=00.zz")
-        .token(&ops)
-        .send()
+    app.get_as(&ops, "/v1/orders?cursor=00.zz")
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_cursor");
 
@@ -808,9 +799,7 @@ async fn bad_query_parameters_are_answered_with_stable_codes() {
         "/v1/settlements/export.csv?from=2026-03-01&to=2026-03-02",
         "/v1/projectors/status",
     ] {
-        app.get(path)
-            .token(&customer)
-            .send()
+        app.get_as(&customer, path)
             .await
             .assert_error(StatusCode::FORBIDDEN, "forbidden");
     }

@@ -77,6 +77,13 @@ impl TestResponse {
         self
     }
 
+    /// The error's `details.path`: the body field it names.
+    #[track_caller]
+    pub(crate) fn assert_error_path(&self, path: &str) -> &Self {
+        assert_eq!(self.body["details"]["path"], path, "{}", self.text);
+        self
+    }
+
     pub(crate) fn replayed(&self) -> bool {
         self.headers
             .get("idempotent-replayed")
@@ -239,6 +246,11 @@ impl TestApp {
 
     pub(crate) fn get(&self, path: &str) -> Req<'_> {
         self.request(Method::GET, path)
+    }
+
+    /// `GET path` as the holder of `token`.
+    pub(crate) async fn get_as(&self, token: &str, path: &str) -> TestResponse {
+        self.get(path).token(token).send().await
     }
 
     pub(crate) fn put(&self, path: &str) -> Req<'_> {

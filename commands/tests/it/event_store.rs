@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use ordertrail_commands::service::{CommandContext, CommandError, CommandService, IdempotencyKey};
+use ordertrail_commands::service::{
+    CommandContext, CommandError, CommandOutcome, CommandService, IdempotencyKey,
+};
 use ordertrail_domain::delivery::{AssignRider, ReportLocation, RequestDelivery};
 use ordertrail_domain::{DeliveryCommand, ErrorKind, SimulatedProvider};
 use ordertrail_launcher::seed::seed_ids;
@@ -233,22 +235,30 @@ fn keyed(actor: Actor, key: &str, hash: &str) -> CommandContext {
     })
 }
 
+/// `customer_id` places the Berlin order under idempotency key `key` with
+/// request hash `hash`.
+async fn place_keyed(
+    service: &CommandService,
+    customer_id: CustomerId,
+    key: &str,
+    hash: &str,
+) -> Result<CommandOutcome, CommandError> {
+    service
+        .run(
+            &keyed(customer(customer_id), key, hash),
+            berlin_order(customer_id, card("tok_visa")),
+        )
+        .await
+}
+
 #[tokio::test]
 async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
     let (db, service) = service().await;
     let customer_id = CustomerId::new_random();
-    let first = service
-        .run(
-            &keyed(customer(customer_id), "k1", "h1"),
-            berlin_order(customer_id, card("tok_visa")),
-        )
+    let first = place_keyed(&service, customer_id, "k1", "h1")
         .await
         .expect("first");
-    let again = service
-        .run(
-            &keyed(customer(customer_id), "k1", "h1"),
-            berlin_order(customer_id, card("tok_visa")),
-        )
+    let again = place_keyed(&service, customer_id, "k1", "h1")
         .await
         .expect("retry");
     assert!(!first.replayed);
@@ -257,20 +267,11 @@ async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
     assert_eq!(first.events, again.events);
     assert_eq!(count_events(&db).await, 1);
 
-    let reused = service
-        .run(
-            &keyed(customer(customer_id), "k1", "other-body"),
-            berlin_order(customer_id, card("tok_visa")),
-        )
-        .await;
+    let reused = place_keyed(&service, customer_id, "k1", "other-body").await;
     assert!(matches!(reused, Err(CommandError::IdempotencyKeyReused)));
     // The same key from another customer is another command.
     let other = CustomerId::new_random();
-    let theirs = service
-        .run(
-            &keyed(customer(other), "k1", "h1"),
-            berlin_order(other, card("tok_visa")),
-        )
+    let theirs = place_keyed(&service, other, "k1", "h1")
         .await
         .expect("other");
     assert_ne!(theirs.aggregate_id, first.aggregate_id);
@@ -285,12 +286,7 @@ async fn identical_requests_racing_append_once() {
     for _ in 0..10 {
         let service = service.clone();
         tasks.push(tokio::spawn(async move {
-            service
-                .run(
-                    &keyed(customer(customer_id), "race-key", "h"),
-                    berlin_order(customer_id, card("tok_visa")),
-                )
-                .await
+            place_keyed(&service, customer_id, "race-key", "h").await
         }));
     }
     let mut ids = std::collections::HashSet::new();
@@ -309,9 +305,7 @@ async fn identical_requests_racing_append_once() {
 async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
     let (db, service) = service().await;
     let customer_id = CustomerId::new_random();
-    let ctx = keyed(customer(customer_id), "crash-key", "h");
-    let first = service
-        .run(&ctx, berlin_order(customer_id, card("tok_visa")))
+    let first = place_keyed(&service, customer_id, "crash-key", "h")
         .await
         .expect("first");
     // The process died after the commit and before it recorded the response:
@@ -322,8 +316,7 @@ async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
     .execute(&db.pool)
     .await
     .expect("forget response");
-    let retry = service
-        .run(&ctx, berlin_order(customer_id, card("tok_visa")))
+    let retry = place_keyed(&service, customer_id, "crash-key", "h")
         .await
         .expect("retry");
     assert!(retry.replayed);

@@ -7,11 +7,9 @@ use std::time::Duration;
 
 use ordertrail_commands::relay::RelayConfig;
 use ordertrail_commands::workflows::PlaceOrder;
-use ordertrail_launcher::seed::seed_ids;
-use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
-use ordertrail_schemas::{
-    Actor, ActorRole, CustomerId, GeoPoint, MenuItemId, RestaurantId, RiderId,
-};
+use ordertrail_launcher::seed::{berlin_burger_order, seed_ids};
+use ordertrail_schemas::events::PaymentMethod;
+use ordertrail_schemas::{Actor, ActorRole, CustomerId, GeoPoint, RiderId};
 use ordertrail_testkit::kafka::TestKafka;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -120,26 +118,16 @@ pub(crate) fn card(token: &str) -> PaymentMethod {
     }
 }
 
-/// Two burgers and fries from the seeded Berlin burger place, delivered in
-/// Kreuzberg, with a 1.00 tip.
+/// The seed's Berlin burger order ([`berlin_burger_order`]) paid with
+/// `payment_method`, with a 1.00 tip, delivered a few doors along
+/// Oranienstraße.
 pub(crate) fn berlin_order(customer_id: CustomerId, payment_method: PaymentMethod) -> PlaceOrder {
-    PlaceOrder {
-        customer_id,
-        restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
-        items: vec![
-            (MenuItemId(seed_ids::menu_item(1, 1)), 2),
-            (MenuItemId(seed_ids::menu_item(1, 3)), 1),
-        ],
-        delivery_address: DeliveryAddress {
-            street: "Oranienstraße 1".into(),
-            city: "Berlin".into(),
-            postal_code: "10999".into(),
-            location: GeoPoint {
-                lat: 52.5010,
-                lon: 13.4190,
-            },
-        },
-        payment_method,
-        tip_minor: Some(100),
-    }
+    let mut order = berlin_burger_order(customer_id, Some(100));
+    order.payment_method = payment_method;
+    order.delivery_address.street = "Oranienstraße 1".into();
+    order.delivery_address.location = GeoPoint {
+        lat: 52.5010,
+        lon: 13.4190,
+    };
+    order
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use ordertrail_commands::service::{CommandContext, CommandOutcome, CommandService};
-use ordertrail_commands::workflows::{PlaceOrder, RequestDelivery};
+use ordertrail_commands::workflows::RequestDelivery;
 use ordertrail_domain::SimulatedProvider;
 use ordertrail_domain::delivery::{AssignRider, CompleteDelivery, ConfirmPickup, ReportLocation};
 use ordertrail_domain::order::{
@@ -15,9 +15,8 @@ use ordertrail_domain::order::{
 };
 use ordertrail_domain::payment::{AuthorizePayment, CapturePayment};
 use ordertrail_domain::{DeliveryCommand, OrderCommand, PaymentCommand};
-use ordertrail_launcher::seed::seed_ids;
+use ordertrail_launcher::seed::{berlin_burger_order, seed_ids};
 use ordertrail_launcher::{RunningStack, Stack};
-use ordertrail_schemas::events::{DeliveryAddress, PaymentMethod};
 use ordertrail_schemas::topics::all_topics;
 use ordertrail_schemas::{
     Actor, ActorRole, Currency, CustomerId, DeliveryId, GeoPoint, MenuItemId, Money, OrderId,
@@ -166,7 +165,7 @@ impl Commands {
         let ops = || self.ops();
 
         let placed = s
-            .run(&as_customer(), berlin_order(customer, Some(150)))
+            .run(&as_customer(), berlin_burger_order(customer, Some(150)))
             .await
             .expect("place order");
         succeeded(&placed, "OrderPlaced");
@@ -326,32 +325,6 @@ enum Step {
     Delivery(DeliveryCommand),
 }
 
-/// Two burgers and fries from the seeded Berlin burger place, delivered in
-/// Kreuzberg, paid by card.
-pub(crate) fn berlin_order(customer: CustomerId, tip_minor: Option<i64>) -> PlaceOrder {
-    PlaceOrder {
-        customer_id: customer,
-        restaurant_id: RestaurantId(seed_ids::BERLIN_BURGERS),
-        items: vec![
-            (MenuItemId(seed_ids::menu_item(1, 1)), 2),
-            (MenuItemId(seed_ids::menu_item(1, 3)), 1),
-        ],
-        delivery_address: DeliveryAddress {
-            street: "Oranienstraße 25".into(),
-            city: "Berlin".into(),
-            postal_code: "10999".into(),
-            location: GeoPoint {
-                lat: 52.5003,
-                lon: 13.4215,
-            },
-        },
-        payment_method: PaymentMethod::Card {
-            payment_method_ref: ordertrail_schemas::privacy::payment_method_ref("tok_visa"),
-        },
-        tip_minor,
-    }
-}
-
 pub(crate) fn customer_ctx(customer: CustomerId) -> CommandContext {
     CommandContext::new(
         Actor {
@@ -364,7 +337,7 @@ pub(crate) fn customer_ctx(customer: CustomerId) -> CommandContext {
 
 pub(crate) async fn place_card_order(service: &CommandService) -> OrderId {
     let customer = CustomerId(Uuid::new_v4());
-    let mut input = berlin_order(customer, None);
+    let mut input = berlin_burger_order(customer, None);
     input.items = vec![(MenuItemId(seed_ids::menu_item(1, 1)), 1)];
     let placed = service
         .run(&customer_ctx(customer), input)

@@ -7,6 +7,13 @@ use ordertrail_schemas::*;
 
 use crate::support::*;
 
+/// The default filter changed by `set`.
+fn order_filter(set: impl FnOnce(&mut OrderFilter)) -> OrderFilter {
+    let mut filter = OrderFilter::default();
+    set(&mut filter);
+    filter
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_pagination_and_visibility() {
     let mut env = Env::start().await;
@@ -54,55 +61,21 @@ async fn filters_pagination_and_visibility() {
             .await
             .unwrap_or_else(|e| panic!("list: {e}"))
     };
-    assert_eq!(
-        list(Viewer::All, OrderFilter::default()).await.orders.len(),
-        7
-    );
-    let delivered = list(
-        Viewer::All,
-        OrderFilter {
-            status: Some("delivered".into()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let all = |filter| list(Viewer::All, filter);
+    assert_eq!(all(OrderFilter::default()).await.orders.len(), 7);
+    let delivered = all(order_filter(|f| f.status = Some("delivered".into()))).await;
     assert_eq!(delivered.orders.len(), 3);
-    let by_r2 = list(
-        Viewer::All,
-        OrderFilter {
-            restaurant_id: Some(r2.as_uuid()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let by_r2 = all(order_filter(|f| f.restaurant_id = Some(r2.as_uuid()))).await;
     assert!(by_r2.orders.iter().all(|o| o.status == "cancelled") && by_r2.orders.len() == 2);
-    let by_rider = list(
-        Viewer::All,
-        OrderFilter {
-            rider_id: Some(rider.as_uuid()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let by_rider = all(order_filter(|f| f.rider_id = Some(rider.as_uuid()))).await;
     assert_eq!(by_rider.orders.len(), 3);
-    let window = list(
-        Viewer::All,
-        OrderFilter {
-            placed_from: Some(base + Duration::minutes(2)),
-            placed_to: Some(base + Duration::minutes(5)),
-            ..Default::default()
-        },
-    )
+    let window = all(order_filter(|f| {
+        f.placed_from = Some(base + Duration::minutes(2));
+        f.placed_to = Some(base + Duration::minutes(5));
+    }))
     .await;
     assert_eq!(window.orders.len(), 3);
-    let by_customer = list(
-        Viewer::All,
-        OrderFilter {
-            customer_id: Some(bob.as_uuid()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let by_customer = all(order_filter(|f| f.customer_id = Some(bob.as_uuid()))).await;
     assert_eq!(by_customer.orders.len(), 2);
 
     // Keyset pagination, newest first, pages of 3: 3 + 3 + 1, no overlap.
@@ -110,14 +83,10 @@ async fn filters_pagination_and_visibility() {
     let mut cursor = None;
     let mut pages = 0;
     loop {
-        let page = list(
-            Viewer::All,
-            OrderFilter {
-                limit: Some(3),
-                cursor: cursor.clone(),
-                ..Default::default()
-            },
-        )
+        let page = all(order_filter(|f| {
+            f.limit = Some(3);
+            f.cursor = cursor.clone();
+        }))
         .await;
         pages += 1;
         seen.extend(page.orders.iter().map(|o| (o.placed_at, o.order_id)));
@@ -132,24 +101,17 @@ async fn filters_pagination_and_visibility() {
         seen.windows(2).all(|w| w[0] > w[1]),
         "strictly newest first"
     );
-    let asc = list(
-        Viewer::All,
-        OrderFilter {
-            sort: SortOrder::Asc,
-            limit: Some(7),
-            ..Default::default()
-        },
-    )
+    let asc = all(order_filter(|f| {
+        f.sort = SortOrder::Asc;
+        f.limit = Some(7);
+    }))
     .await;
     assert_eq!(asc.orders.first().map(|o| o.placed_at), Some(base));
     assert!(matches!(
         queries::orders::list_orders(
             pool,
             Viewer::All,
-            &OrderFilter {
-                cursor: Some("zz".into()),
-                ..Default::default()
-            }
+            &order_filter(|f| f.cursor = Some("zz".into()))
         )
         .await,
         Err(QueryError::InvalidArgument { .. })
@@ -160,10 +122,7 @@ async fn filters_pagination_and_visibility() {
     assert_eq!(mine.orders.len(), 2);
     let sneaky = list(
         Viewer::Customer(bob.as_uuid()),
-        OrderFilter {
-            customer_id: Some(alice.as_uuid()),
-            ..Default::default()
-        },
+        order_filter(|f| f.customer_id = Some(alice.as_uuid())),
     )
     .await;
     assert!(sneaky.orders.is_empty());

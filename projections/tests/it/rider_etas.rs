@@ -14,53 +14,32 @@ fn ms(d: Duration) -> i64 {
     d.num_milliseconds()
 }
 
+/// A new rider, order and the order's delivery.
+fn new_trip() -> (RiderId, OrderId, DeliveryId) {
+    let order = OrderId::new_random();
+    (RiderId::new_random(), order, DeliveryId::for_order(order))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etas_follow_reports_and_keep_predicted_versus_actual() {
     let mut env = Env::start().await;
-    let rider = RiderId::new_random();
-    let order = OrderId::new_random();
-    let delivery = DeliveryId::for_order(order);
+    let (rider, order, delivery) = new_trip();
     let restaurant = RestaurantId::new_random();
     let t0 = at(2025, 3, 3, 12, 0);
     let ready_by = t0 + Duration::minutes(20);
-    let pickup = BERLIN_RESTAURANT;
-    let dropoff = GeoPoint {
-        lat: 52.5300,
-        lon: 13.4300,
-    };
+    let (pickup, dropoff) = (BERLIN_RESTAURANT, BERLIN_DROPOFF);
     let mut s = Script::default();
-    s.delivery(
-        delivery,
-        DeliveryRequested {
-            delivery_id: delivery,
-            order_id: order,
-            restaurant_id: restaurant,
-            pickup,
-            dropoff,
-            dropoff_code_hash: placeholder_code_hash(),
-            ready_by: Some(ready_by),
-            requested_at: t0,
-        },
-        t0,
-    );
+    s.delivery_requested(order, restaurant, Some(ready_by), t0);
     s.rider_assigned(delivery, rider, t0);
     // Three fixes 30 s apart moving north towards the restaurant.
     let fixes = [52.5000, 52.5020, 52.5040];
     for (i, lat) in fixes.iter().enumerate() {
         let when = t0 + Duration::seconds(30 * (i as i64 + 1));
-        s.delivery(
-            delivery,
-            RiderLocationReported {
-                rider_id: rider,
-                location: GeoPoint {
-                    lat: *lat,
-                    lon: 13.4050,
-                },
-                reported_at: when,
-                accuracy_m: None,
-            },
-            when,
-        );
+        let location = GeoPoint {
+            lat: *lat,
+            lon: 13.4050,
+        };
+        s.rider_reported(delivery, rider, location, None, when);
     }
     env.produce(&s.envelopes).await;
     let running = env
@@ -197,43 +176,16 @@ async fn etas_follow_reports_and_keep_predicted_versus_actual() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_speed_until_enough_reports() {
     let mut env = Env::start().await;
-    let rider = RiderId::new_random();
-    let order = OrderId::new_random();
-    let delivery = DeliveryId::for_order(order);
+    let (rider, order, delivery) = new_trip();
     let t0 = at(2025, 3, 3, 12, 0);
     let mut s = Script::default();
-    s.delivery(
-        delivery,
-        DeliveryRequested {
-            delivery_id: delivery,
-            order_id: order,
-            restaurant_id: RestaurantId::new_random(),
-            pickup: BERLIN_RESTAURANT,
-            dropoff: GeoPoint {
-                lat: 52.5300,
-                lon: 13.4300,
-            },
-            dropoff_code_hash: placeholder_code_hash(),
-            ready_by: None,
-            requested_at: t0,
-        },
-        t0,
-    );
+    s.delivery_requested(order, RestaurantId::new_random(), None, t0);
     s.rider_assigned(delivery, rider, t0);
     let here = GeoPoint {
         lat: 52.5000,
         lon: 13.4050,
     };
-    s.delivery(
-        delivery,
-        RiderLocationReported {
-            rider_id: rider,
-            location: here,
-            reported_at: t0 + Duration::seconds(10),
-            accuracy_m: Some(5),
-        },
-        t0 + Duration::seconds(10),
-    );
+    s.rider_reported(delivery, rider, here, Some(5), t0 + Duration::seconds(10));
     env.produce(&s.envelopes).await;
     let settings = EtaSettings {
         default_speed_mps: 5.0,

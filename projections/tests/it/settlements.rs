@@ -5,6 +5,7 @@ use ordertrail_projections::ProjectorKind;
 use ordertrail_projections::queries::{self, RestaurantSettlementDay, Viewer};
 use ordertrail_schemas::events::*;
 use ordertrail_schemas::*;
+use sqlx::Row;
 
 use crate::support::*;
 
@@ -77,22 +78,7 @@ pub(crate) fn scripted_day(
     d.cash = true;
     d.tip = 0;
     let placed = at(2025, 1, 11, 13, 0);
-    s.order(d.order, d.placed(placed), placed);
-    s.order(
-        d.order,
-        OrderConfirmed {
-            payment_id: None,
-            confirmed_at: placed,
-        },
-        placed,
-    );
-    s.order(
-        d.order,
-        OrderDelivered {
-            delivered_at: placed + Duration::minutes(30),
-        },
-        placed + Duration::minutes(30),
-    );
+    s.delivered_cash_order(&d, placed, placed + Duration::minutes(30));
     s.payment(
         d.payment_id(),
         CashCollected {
@@ -110,6 +96,35 @@ pub(crate) fn scripted_day(
 
 fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2025, 1, d).unwrap_or_default()
+}
+
+/// The stored days of `restaurant` in January 2025 (the month of
+/// [`scripted_day`]).
+pub(crate) async fn january_days(
+    pool: &sqlx::PgPool,
+    restaurant: RestaurantId,
+) -> Vec<RestaurantSettlementDay> {
+    queries::settlements::restaurant_days(pool, Viewer::All, restaurant.as_uuid(), day(1), day(31))
+        .await
+        .unwrap_or_default()
+}
+
+/// The `figures` (a select list) of `restaurant`'s stored `day`.
+async fn stored_day(
+    pool: &sqlx::PgPool,
+    restaurant: RestaurantId,
+    figures: &str,
+    day: &str,
+) -> sqlx::postgres::PgRow {
+    let sql = format!(
+        "SELECT {figures} FROM restaurant_settlement_days
+         WHERE restaurant_id = $1 AND business_day = '{day}'"
+    );
+    sqlx::query(&sql)
+        .bind(restaurant.as_uuid())
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("day {day}: {e}"))
 }
 
 /// The hand-computed figures of [`scripted_day`].
@@ -202,15 +217,7 @@ async fn restaurant_and_provider_days_match_hand_computed_figures() {
     env.caught_up("settlements", &kinds).await;
     running.stop().await;
 
-    let days = queries::settlements::restaurant_days(
-        env.pool(),
-        Viewer::All,
-        restaurant.as_uuid(),
-        day(1),
-        day(31),
-    )
-    .await
-    .unwrap_or_default();
+    let days = january_days(env.pool(), restaurant).await;
     assert_eq!(days, expected_days(restaurant));
 
     let summary = queries::settlements::day_summary(env.pool(), Viewer::All, day(10)).await;
@@ -314,47 +321,33 @@ async fn allocated_refunds_and_huge_sums_on_one_day() {
         huge.cash = true;
         huge.tip = 9_000_000_000_000_000_000 - 4_000;
         let placed = at(2025, 2, 5, hour, 0);
-        s.order(huge.order, huge.placed(placed), placed);
-        s.order(
-            huge.order,
-            OrderConfirmed {
-                payment_id: None,
-                confirmed_at: placed,
-            },
-            placed,
-        );
-        s.order(
-            huge.order,
-            OrderDelivered {
-                delivered_at: placed + Duration::minutes(30),
-            },
-            placed + Duration::minutes(30),
-        );
+        s.delivered_cash_order(&huge, placed, placed + Duration::minutes(30));
     }
     env.produce(&s.envelopes).await;
     env.project(ProjectorKind::Settlements, "settle-13").await;
 
-    let refund_day: (String, String, String) = sqlx::query_as(
-        "SELECT refunds_minor::text, commission_minor::text, net_payable_minor::text
-         FROM restaurant_settlement_days WHERE restaurant_id = $1 AND business_day = '2025-02-04'",
+    let refund_day = stored_day(
+        env.pool(),
+        restaurant,
+        "refunds_minor::text, commission_minor::text, net_payable_minor::text",
+        "2025-02-04",
     )
-    .bind(restaurant.as_uuid())
-    .fetch_one(env.pool())
-    .await
-    .expect("refund day");
+    .await;
+    let refund_day: (String, String, String) =
+        (refund_day.get(0), refund_day.get(1), refund_day.get(2));
     // Items 7.80 + tax 0.55 charged, commission 1.17 given back: −7.18.
     assert_eq!(
         refund_day,
         ("835".to_owned(), "-117".to_owned(), "-718".to_owned())
     );
-    let huge_day: (String, String) = sqlx::query_as(
-        "SELECT orders::text, tips_minor::text FROM restaurant_settlement_days
-         WHERE restaurant_id = $1 AND business_day = '2025-02-05'",
+    let huge_day = stored_day(
+        env.pool(),
+        restaurant,
+        "orders::text, tips_minor::text",
+        "2025-02-05",
     )
-    .bind(restaurant.as_uuid())
-    .fetch_one(env.pool())
-    .await
-    .expect("huge day");
+    .await;
+    let huge_day: (String, String) = (huge_day.get(0), huge_day.get(1));
     assert_eq!(
         huge_day,
         ("2".to_owned(), "17999999999999992000".to_owned())

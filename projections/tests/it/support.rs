@@ -384,6 +384,26 @@ impl Script {
         self.order(order, cancelled, at);
     }
 
+    /// A cash order placed and confirmed at `placed`, delivered at
+    /// `delivered` (its cash collection is the caller's).
+    pub(crate) fn delivered_cash_order(
+        &mut self,
+        spec: &OrderSpec,
+        placed: DateTime<Utc>,
+        delivered: DateTime<Utc>,
+    ) {
+        self.order(spec.order, spec.placed(placed), placed);
+        let confirmed = OrderConfirmed {
+            payment_id: None,
+            confirmed_at: placed,
+        };
+        self.order(spec.order, confirmed, placed);
+        let delivered_event = OrderDelivered {
+            delivered_at: delivered,
+        };
+        self.order(spec.order, delivered_event, delivered);
+    }
+
     /// The full happy path of a card order placed at `placed`, delivered by
     /// `rider` at `delivered`.
     pub(crate) fn delivered_card_order(
@@ -415,21 +435,10 @@ impl Script {
             },
             placed + m(2),
         );
-        self.delivery(
-            del,
-            DeliveryRequested {
-                delivery_id: del,
-                order_id: spec.order,
-                restaurant_id: spec.restaurant,
-                pickup: BERLIN_RESTAURANT,
-                dropoff: GeoPoint {
-                    lat: 52.5300,
-                    lon: 13.4300,
-                },
-                dropoff_code_hash: placeholder_code_hash(),
-                ready_by: Some(placed + m(17)),
-                requested_at: placed + m(2),
-            },
+        self.delivery_requested(
+            spec.order,
+            spec.restaurant,
+            Some(placed + m(17)),
             placed + m(2),
         );
         self.rider_assigned(del, rider, placed + m(3));
@@ -483,6 +492,47 @@ impl Script {
         );
     }
 
+    /// The delivery of `order` requested at `at`, from [`BERLIN_RESTAURANT`]
+    /// to [`BERLIN_DROPOFF`].
+    pub(crate) fn delivery_requested(
+        &mut self,
+        order: OrderId,
+        restaurant: RestaurantId,
+        ready_by: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) {
+        let delivery_id = DeliveryId::for_order(order);
+        let requested = DeliveryRequested {
+            delivery_id,
+            order_id: order,
+            restaurant_id: restaurant,
+            pickup: BERLIN_RESTAURANT,
+            dropoff: BERLIN_DROPOFF,
+            dropoff_code_hash: placeholder_code_hash(),
+            ready_by,
+            requested_at: at,
+        };
+        self.delivery(delivery_id, requested, at);
+    }
+
+    /// `rider` of `delivery` reported at `location` at `at`.
+    pub(crate) fn rider_reported(
+        &mut self,
+        delivery: DeliveryId,
+        rider: RiderId,
+        location: GeoPoint,
+        accuracy_m: Option<u32>,
+        at: DateTime<Utc>,
+    ) {
+        let reported = RiderLocationReported {
+            rider_id: rider,
+            location,
+            reported_at: at,
+            accuracy_m,
+        };
+        self.delivery(delivery, reported, at);
+    }
+
     /// `rider` assigned to `delivery` at `at`.
     pub(crate) fn rider_assigned(
         &mut self,
@@ -506,6 +556,12 @@ pub(crate) fn placeholder_code_hash() -> String {
 pub(crate) const BERLIN_RESTAURANT: GeoPoint = GeoPoint {
     lat: 52.5200,
     lon: 13.4050,
+};
+
+/// Where the scripted deliveries drop off.
+pub(crate) const BERLIN_DROPOFF: GeoPoint = GeoPoint {
+    lat: 52.5300,
+    lon: 13.4300,
 };
 
 /// An order as the command side prices it: 2 × 12.50 + 1 × 3.99, delivery
