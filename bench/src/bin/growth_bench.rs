@@ -9,8 +9,9 @@
 //!    written straight into `events`, 5,000 rows per statement, until
 //!    `--events` (grown) or `--baseline-events` (empty: a few thousand
 //!    orders, so both stores hold orders of the same shape) is reached; then
-//!    `ANALYZE`. The relay's checkpoint is put at the head: the history was
-//!    published long ago;
+//!    `VACUUM (ANALYZE)` and `CHECKPOINT`, the steady state of a store that
+//!    grew over weeks (again after the rebuild of step 4). The relay's
+//!    checkpoint is put at the head: the history was published long ago;
 //! 2. the relay (the launcher's `Stack`, embedded broker unless
 //!    `KAFKA_BROKERS`) and the real `ordertrail-api` binary start;
 //! 3. PlaceOrder p99 through the API at `--concurrency` for `--seconds`
@@ -188,7 +189,7 @@ async fn measure_in(
     .bind(&prefix)
     .execute(pool)
     .await?;
-    sqlx::query("ANALYZE").execute(pool).await?;
+    settle(pool, label, "the fill").await?;
 
     let mut stack = Stack::on_pool(pool.clone())
         .topic_prefix(&prefix)
@@ -238,7 +239,7 @@ async fn measure_in(
         "[{label}] order-history rebuilt in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    sqlx::query("ANALYZE").execute(pool).await?;
+    settle(pool, label, "the rebuild").await?;
     let token = mint_token(&api.secret, "ops", "ops-growth")?;
     // Both stores are read through the generated delivered orders (payment,
     // delivery and a 9-event timeline each), not the placed-only orders of
@@ -328,6 +329,24 @@ async fn fill(pool: &PgPool, target: u64, reports: usize) -> Result<(usize, u64)
         }
     }
     Ok((orders, events))
+}
+
+/// After a bulk write (the fill, the rebuild), bring the database to the
+/// steady state a store that grew over weeks is in: vacuumed and analysed
+/// (autovacuum would otherwise scan the new gigabytes during the
+/// measurements) and checkpointed (no flush of the bulk write's dirty pages
+/// under the measured commits). Both stores get the same treatment.
+async fn settle(pool: &PgPool, label: &str, after: &str) -> Result<()> {
+    let started = Instant::now();
+    sqlx::query("VACUUM (ANALYZE)").execute(pool).await?;
+    if let Err(e) = sqlx::query("CHECKPOINT").execute(pool).await {
+        println!("[{label}] CHECKPOINT not allowed for this role ({e}); measuring without it");
+    }
+    println!(
+        "[{label}] vacuumed, analysed and checkpointed after {after} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// The order-history projector's own `rebuild` over the whole store.
