@@ -86,6 +86,11 @@ struct Args {
     /// Keep the databases afterwards.
     #[arg(long)]
     keep: bool,
+    /// Measure a grown store a `--keep` run left (its database name on the
+    /// same server) instead of writing and rebuilding a new one; it is kept.
+    /// For re-measuring a large store under another server setting.
+    #[arg(long)]
+    grown_database: Option<String>,
 }
 
 /// The figures of one store.
@@ -150,10 +155,20 @@ async fn main() -> Result<()> {
 
 async fn measure(args: &Args, grown: bool) -> Result<Figures> {
     let label = if grown { "grown" } else { "empty" };
-    let (name, url, pool) = fresh_database(&args.servers.database_url, 8, true).await?;
+    let reused = args.grown_database.as_deref().filter(|_| grown);
+    let (name, url, pool) = match reused {
+        Some(name) => {
+            let server = &args.servers.database_url;
+            let cut = server.rfind('/').context("DATABASE_URL has no database")?;
+            let url = format!("{}/{name}", &server[..cut]);
+            let pool = ordertrail_platform::db::connect(&url, 8).await?;
+            (name.to_owned(), url, pool)
+        }
+        None => fresh_database(&args.servers.database_url, 8, true).await?,
+    };
     let result = measure_in(args, grown, label, &url, &pool).await;
     pool.close().await;
-    if !args.keep {
+    if !args.keep && reused.is_none() {
         drop_database(&args.servers.database_url, &name).await?;
     } else {
         println!("[{label}] kept database {name}");
@@ -169,17 +184,20 @@ async fn measure_in(
     pool: &PgPool,
 ) -> Result<Figures> {
     let prefix = format!("growth{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let started = Instant::now();
-    let target = if grown {
-        args.events
-    } else {
-        args.baseline_events
-    };
-    let (orders, events) = fill(pool, target, args.reports).await?;
-    println!(
-        "[{label}] store: {events} events of {orders} orders written in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    let reused = grown && args.grown_database.is_some();
+    if !reused {
+        let started = Instant::now();
+        let target = if grown {
+            args.events
+        } else {
+            args.baseline_events
+        };
+        let (orders, events) = fill(pool, target, args.reports).await?;
+        println!(
+            "[{label}] store: {events} events of {orders} orders written in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     // Published long ago: the relay starts at the head.
     sqlx::query(
         "INSERT INTO relay_checkpoints (relay_name, transaction_id, global_position)
@@ -233,13 +251,15 @@ async fn measure_in(
         ms(placed.hist.value_at_quantile(0.5))
     );
 
-    let started = Instant::now();
-    rebuild_order_history(url).await?;
-    println!(
-        "[{label}] order-history rebuilt in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    settle(pool, label, "the rebuild").await?;
+    if !reused {
+        let started = Instant::now();
+        rebuild_order_history(url).await?;
+        println!(
+            "[{label}] order-history rebuilt in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        settle(pool, label, "the rebuild").await?;
+    }
     let token = mint_token(&api.secret, "ops", "ops-growth")?;
     // Both stores are read through the generated delivered orders (payment,
     // delivery and a 9-event timeline each), not the placed-only orders of
