@@ -160,14 +160,19 @@ pub async fn fresh_database(
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
         .await?;
-    let cut = server.rfind('/').context("DATABASE_URL has no database")?;
-    let url = format!("{}/{name}", &server[..cut]);
+    let url = database_url(server, &name)?;
     let pool = ordertrail_platform::db::connect(&url, pool_size).await?;
     ordertrail_platform::db::migrate(&pool).await?;
     if seed {
         ordertrail_launcher::seed::seed(&pool).await?;
     }
     Ok((name, url, pool))
+}
+
+/// The URL of database `name` on the server `server` (a `DATABASE_URL`) points at.
+pub fn database_url(server: &str, name: &str) -> Result<String> {
+    let cut = server.rfind('/').context("DATABASE_URL has no database")?;
+    Ok(format!("{}/{name}", &server[..cut]))
 }
 
 /// Drop a database made by [`fresh_database`].

@@ -37,7 +37,8 @@ use ordertrail_bench::backlog::{Backlog, load, order};
 use ordertrail_bench::load::run_load;
 use ordertrail_bench::relay_lag::steady_lag;
 use ordertrail_bench::{
-    Servers, drop_database, fresh_database, mint_token, ms, projector_binary, spawn_api, wait_ready,
+    Servers, database_url, drop_database, fresh_database, mint_token, ms, projector_binary,
+    spawn_api, wait_ready,
 };
 use ordertrail_launcher::Stack;
 use ordertrail_schemas::RestaurantId;
@@ -158,9 +159,7 @@ async fn measure(args: &Args, grown: bool) -> Result<Figures> {
     let reused = args.grown_database.as_deref().filter(|_| grown);
     let (name, url, pool) = match reused {
         Some(name) => {
-            let server = &args.servers.database_url;
-            let cut = server.rfind('/').context("DATABASE_URL has no database")?;
-            let url = format!("{}/{name}", &server[..cut]);
+            let url = database_url(&args.servers.database_url, name)?;
             let pool = ordertrail_platform::db::connect(&url, 8).await?;
             (name.to_owned(), url, pool)
         }
