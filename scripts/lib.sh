@@ -62,7 +62,7 @@ start_private_pg() {
       || { cat "$dir.initdb.log" >&2; return 1; }
   fi
   "${as[@]}" "$bindir/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
-    -o "-p $port -k /tmp -c listen_addresses=127.0.0.1 -c fsync=$fsync -c synchronous_commit=$fsync -c max_connections=400 -c shared_buffers=${PG_SHARED_BUFFERS:-512MB}" start >/dev/null \
+    -o "-p $port -k /tmp -c listen_addresses=127.0.0.1 -c fsync=$fsync -c synchronous_commit=$fsync -c max_connections=400 -c shared_buffers=${PG_SHARED_BUFFERS:-512MB} -c wal_compression=lz4" start >/dev/null \
     || { cat "$dir/server.log" >&2; return 1; }
   "$bindir/psql" -h 127.0.0.1 -p "$port" -U ordertrail -d postgres -qAtc \
     "SELECT 1 FROM pg_database WHERE datname='ordertrail'" | grep -q 1 \

@@ -69,6 +69,10 @@ struct Args {
     /// Seconds of PlaceOrder load.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Seconds of unmeasured PlaceOrder load first (the grown store's hot
+    /// index pages come back into the buffers).
+    #[arg(long, default_value_t = 10)]
+    warmup_secs: u64,
     /// Requests per read figure.
     #[arg(long, default_value_t = 1_000)]
     reads: usize,
@@ -230,9 +234,10 @@ async fn measure_in(
         &api.base,
         &api.secret,
         args.concurrency,
-        Duration::from_secs(2),
+        Duration::from_secs(args.warmup_secs),
     )
     .await?;
+    let wal_before = Wal::read(pool).await?;
     let placed = run_load(
         &client,
         &api.base,
@@ -249,6 +254,10 @@ async fn measure_in(
         placed.errors,
         ms(placed.hist.value_at_quantile(0.5))
     );
+    Wal::read(pool)
+        .await?
+        .since(wal_before)
+        .print(label, placed.ok);
 
     if !reused {
         let started = Instant::now();
@@ -366,6 +375,49 @@ async fn settle(pool: &PgPool, label: &str, after: &str) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The server's WAL counters (`pg_stat_wal`): what the commits under
+/// measurement wrote, and how much of it was full-page images (the first
+/// change to a page after a checkpoint logs the whole 8 KB page, so random
+/// inserts into large indexes cost more WAL as the store grows).
+#[derive(Debug, Clone, Copy)]
+struct Wal {
+    records: i64,
+    full_pages: i64,
+    bytes: i64,
+}
+
+impl Wal {
+    async fn read(pool: &PgPool) -> Result<Self> {
+        let (records, full_pages, bytes): (i64, i64, i64) =
+            sqlx::query_as("SELECT wal_records, wal_fpi, wal_bytes::bigint FROM pg_stat_wal")
+                .fetch_one(pool)
+                .await?;
+        Ok(Self {
+            records,
+            full_pages,
+            bytes,
+        })
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            records: self.records - before.records,
+            full_pages: self.full_pages - before.full_pages,
+            bytes: self.bytes - before.bytes,
+        }
+    }
+
+    fn print(self, label: &str, orders: u64) {
+        let per = |n: i64| n as f64 / orders.max(1) as f64;
+        println!(
+            "[{label}] WAL per order placed (whole server): {:.1} records, {:.2} full-page images, {:.0} bytes",
+            per(self.records),
+            per(self.full_pages),
+            per(self.bytes)
+        );
+    }
 }
 
 /// The order-history projector's own `rebuild` over the whole store.

@@ -397,8 +397,8 @@ async fn one_statement_append_keeps_order_and_is_all_or_nothing() {
         .await
         .expect("append");
 
-    let rows: Vec<(i64, String, i64)> = sqlx::query_as(
-        "SELECT sequence, event_type, global_position FROM events WHERE aggregate_id = $1 ORDER BY sequence",
+    let rows: Vec<(i64, String, i64, uuid::Uuid)> = sqlx::query_as(
+        "SELECT sequence, event_type, global_position, event_id FROM events WHERE aggregate_id = $1 ORDER BY sequence",
     )
     .bind(&id)
     .fetch_all(&db.pool)
@@ -411,6 +411,16 @@ async fn one_statement_append_keeps_order_and_is_all_or_nothing() {
     assert!(
         rows.windows(2).all(|w| w[0].2 < w[1].2),
         "global positions follow the sequence: {rows:?}"
+    );
+    // Event ids are time-ordered (UUIDv7) and, within a commit, grow with the
+    // position: `events_event_id` takes appends at its right edge.
+    assert!(
+        rows.iter().all(|r| r.3.get_version_num() == 7),
+        "UUIDv7 event ids: {rows:?}"
+    );
+    assert!(
+        rows.windows(2).all(|w| w[0].3 < w[1].3),
+        "event ids grow with the position: {rows:?}"
     );
     let logged: (i64, i64) = sqlx::query_as(
         "SELECT first_sequence, last_sequence FROM command_log WHERE command_id = $1",
