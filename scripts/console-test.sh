@@ -13,12 +13,18 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_packages
 
-if [ ! -x /usr/bin/chromium ] || ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  log "installing Debian packages: chromium chromium-driver nodejs npm"
+# Only what is missing: a machine's own Node.js (e.g. NodeSource's, which
+# bundles npm and conflicts with Debian's npm package) is kept.
+browser_packages=()
+[ -x /usr/bin/chromium ] || browser_packages+=(chromium chromium-driver)
+command -v node >/dev/null || browser_packages+=(nodejs)
+command -v npm >/dev/null || browser_packages+=(npm)
+if [ ${#browser_packages[@]} -gt 0 ]; then
+  log "installing Debian packages: ${browser_packages[*]}"
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver nodejs npm >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${browser_packages[@]}" >/dev/null
 fi
 if [ ! -d console-tests/node_modules/playwright-core ] ||
    [ console-tests/package-lock.json -nt console-tests/node_modules/.package-lock.json ]; then
