@@ -19,13 +19,7 @@ browser_packages=()
 [ -x /usr/bin/chromium ] || browser_packages+=(chromium chromium-driver)
 command -v node >/dev/null || browser_packages+=(nodejs)
 command -v npm >/dev/null || browser_packages+=(npm)
-if [ ${#browser_packages[@]} -gt 0 ]; then
-  log "installing Debian packages: ${browser_packages[*]}"
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${browser_packages[@]}" >/dev/null
-fi
+install_debian_packages "${browser_packages[@]}"
 if [ ! -d console-tests/node_modules/playwright-core ] ||
    [ console-tests/package-lock.json -nt console-tests/node_modules/.package-lock.json ]; then
   log "installing playwright-core (npm ci)"

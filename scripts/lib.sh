@@ -9,6 +9,17 @@ export ROOT
 
 log() { printf '[ordertrail] %s\n' "$*" >&2; }
 
+# install_debian_packages PKG...: apt-get install them (as root, or with
+# sudo); nothing when none are given.
+install_debian_packages() {
+  [ $# -gt 0 ] || return 0
+  log "installing Debian packages: $*"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
 # Debian packages the build and the local stack need.
 ensure_packages() {
   local need=()
@@ -19,13 +30,7 @@ ensure_packages() {
   dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
   dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
   [ -n "$(pg_bindir 2>/dev/null)" ] || need+=(postgresql postgresql-contrib)
-  if [ ${#need[@]} -gt 0 ]; then
-    log "installing Debian packages: ${need[*]}"
-    local sudo=""
-    [ "$(id -u)" = 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-  fi
+  install_debian_packages "${need[@]}"
   if ! command -v cargo >/dev/null; then
     if [ -x "$HOME/.cargo/bin/cargo" ]; then
       export PATH="$HOME/.cargo/bin:$PATH"
