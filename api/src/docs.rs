@@ -38,7 +38,8 @@ them. Requests are rate limited per token subject and per client address, comman
 separately: over the budget the answer is 429 `rate_limited` with `Retry-After`. An order, payment or \
 delivery the caller may not see answers 404, exactly like one that does not exist. Every command \
 accepts an `Idempotency-Key`: a retry returns the first answer (with `Idempotent-Replayed: true`) and \
-appends nothing. Errors are `{\"code\", \"message\", \"details\"}`; the codes are listed per status \
+appends nothing; a UUIDv7 key keeps the store's indexes time-ordered (the order id and the command log \
+entry take its timestamp). Errors are `{\"code\", \"message\", \"details\"}`; the codes are listed per status \
 on each operation."
     ),
     paths(

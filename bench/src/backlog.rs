@@ -13,11 +13,22 @@ fn eur(amount: i64) -> Money {
     Money::new(amount, Currency::EUR)
 }
 
-fn metadata() -> EventMetadata {
+/// A time-ordered id (UUIDv7) of the moment `at`, as the command path gives
+/// events, new flows and new orders: a backlog of weeks holds ids of weeks.
+pub fn id_at(at: DateTime<Utc>) -> Uuid {
+    let nanos = at.timestamp_nanos_opt().unwrap_or_default().max(0) as u64;
+    Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        nanos / 1_000_000_000,
+        (nanos % 1_000_000_000) as u32,
+    ))
+}
+
+fn metadata(at: DateTime<Utc>) -> EventMetadata {
     EventMetadata {
-        command_id: Uuid::new_v4(),
-        correlation_id: Uuid::new_v4(),
-        causation_id: Uuid::new_v4(),
+        command_id: id_at(at),
+        correlation_id: id_at(at),
+        causation_id: id_at(at),
         actor: Actor {
             subject: "bench".into(),
             role: ActorRole::System,
@@ -48,7 +59,7 @@ impl Backlog {
         *seq += 1;
         self.position += 1;
         self.envelopes.push(EventEnvelope {
-            event_id: Uuid::new_v4(),
+            event_id: id_at(at),
             aggregate_type: kind,
             aggregate_id: id.to_string(),
             sequence: *seq,
@@ -56,7 +67,7 @@ impl Backlog {
             event_type: name.into(),
             event_version: version.into(),
             payload: serde_json::to_value(event)?,
-            metadata: metadata(),
+            metadata: metadata(at),
             recorded_at: at,
         });
         Ok(())
@@ -176,12 +187,13 @@ pub fn order(
         .with_ymd_and_hms(2025, 1, 1, 8, 0, 0)
         .single()
         .context("start time")?;
+    let placed = start + chrono::Duration::seconds(i as i64 * 3);
     card_order(
         b,
         &CardOrder {
-            order: OrderId::new_random(),
+            order: OrderId(id_at(placed)),
             restaurant: restaurants[i % restaurants.len()],
-            placed: start + chrono::Duration::seconds(i as i64 * 3),
+            placed,
             item: "Pizza",
             subtotal: 2_899,
             delivery_fee: 319,

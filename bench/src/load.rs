@@ -22,7 +22,8 @@ pub struct LoadResult {
 }
 
 /// `POST /v1/orders` from `concurrency` workers (each its own customer,
-/// each request its own `Idempotency-Key`) for `duration`.
+/// each request its own time-ordered `Idempotency-Key`, a UUIDv7 as README
+/// recommends to clients) for `duration`.
 pub async fn run_load(
     client: &reqwest::Client,
     base: &str,
@@ -47,7 +48,7 @@ pub async fn run_load(
                 let response = client
                     .post(&url)
                     .bearer_auth(&token)
-                    .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+                    .header("Idempotency-Key", uuid::Uuid::now_v7().to_string())
                     .json(&body)
                     .send()
                     .await;

@@ -81,14 +81,15 @@ pub async fn steady_lag(
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_writer as f64));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             let rider = Uuid::new_v4();
-            let delivery = Uuid::new_v4().to_string();
+            let delivery = Uuid::now_v7().to_string();
             for seq in 1..=(per_writer * seconds) as i64 {
                 tick.tick().await;
-                let command_id = Uuid::new_v4();
+                // Time-ordered ids, as the command path gives them.
+                let command_id = Uuid::now_v7();
                 let mut tx = pool.begin().await?;
                 let event_id: Uuid = sqlx::query_scalar(
-                    "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-                     VALUES ('Delivery', $1, $2, 'RiderLocationReported', '2', $3, $4) RETURNING event_id",
+                    "INSERT INTO events (event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+                     VALUES ($5, 'Delivery', $1, $2, 'RiderLocationReported', '2', $3, $4) RETURNING event_id",
                 )
                 .bind(&delivery)
                 .bind(seq)
@@ -101,6 +102,7 @@ pub async fn steady_lag(
                     "command_id": command_id, "correlation_id": command_id, "causation_id": command_id,
                     "actor_subject": rider, "actor_role": "rider", "request_id": format!("req-{command_id}")
                 }))
+                .bind(Uuid::now_v7())
                 .fetch_one(&mut *tx)
                 .await?;
                 tx.commit().await?;

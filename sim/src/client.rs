@@ -211,7 +211,7 @@ impl Api {
         path: &str,
         body: Value,
     ) -> Result<Answer, Unreachable> {
-        let key = Uuid::new_v4().to_string();
+        let key = Uuid::now_v7().to_string();
         self.send(actor, method, path, Some((body, key))).await
     }
 

@@ -36,7 +36,9 @@ impl fmt::Display for Cause {
 impl Cause {
     /// The deterministic id of the command this cause sends for `action`.
     pub(crate) fn command_id(&self, action: &str) -> Uuid {
-        Uuid::new_v5(&self.origin, action.as_bytes())
+        // Time-ordered like the (UUIDv7) event it derives from: the command's
+        // `command_log` entry lands at the index's right edge.
+        ordertrail_schemas::derived_id(self.origin, action.as_bytes())
     }
 
     fn context(&self, action: &str) -> CommandContext {

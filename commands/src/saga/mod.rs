@@ -88,7 +88,7 @@
 //! # Guarantees
 //!
 //! - **Effectively once.** Every command carries a command id derived from
-//!   what caused it (`Uuid::new_v5(event_id, action)`, or from the timer id),
+//!   what caused it (`derived_id(event_id, action)`, or from the timer id),
 //!   that event's correlation id, and causation id = the event id. The command
 //!   log answers a repeated command id with its first result, so a redelivered
 //!   event never acts twice.

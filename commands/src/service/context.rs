@@ -27,12 +27,13 @@ pub struct IdempotencyKey {
 }
 
 impl CommandContext {
-    /// A one-off command with a random id.
+    /// A one-off command with a fresh, time-ordered id (UUIDv7: the
+    /// `command_log` primary key takes it at its right edge).
     pub fn new(actor: Actor, request_id: impl Into<String>) -> Self {
         Self {
             actor,
             request_id: request_id.into(),
-            command_id: Uuid::new_v4(),
+            command_id: Uuid::now_v7(),
             idempotency: None,
             // A new business flow: time-ordered (UUIDv7), so the audit index
             // `events_correlation` takes a flow's events near its right edge
@@ -44,13 +45,21 @@ impl CommandContext {
     }
 
     /// A request carrying an `Idempotency-Key`: the command id is derived from
-    /// the actor and the key, so every retry is the same command.
+    /// the actor and the key, so every retry is the same command. A key that
+    /// is a UUIDv7 (what our clients send) lends the id its timestamp
+    /// ([`ordertrail_schemas::with_time_of`]), so the command's `command_log`
+    /// entry lands at the index's right edge; any other key gives a random
+    /// place.
     pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
         let name = format!(
             "{}\u{0}{}\u{0}{}",
             self.actor.role, self.actor.subject, key.key
         );
-        self.command_id = Uuid::new_v5(&COMMAND_ID_NAMESPACE, name.as_bytes());
+        let hashed = Uuid::new_v5(&COMMAND_ID_NAMESPACE, name.as_bytes());
+        self.command_id = match Uuid::try_parse(&key.key) {
+            Ok(key_uuid) => ordertrail_schemas::with_time_of(key_uuid, hashed),
+            Err(_) => hashed,
+        };
         self.idempotency = Some(key);
         self
     }
@@ -69,9 +78,11 @@ impl CommandContext {
     }
 
     /// An id derived from this command (e.g. the id of the order a
-    /// `PlaceOrder` creates), stable across retries of the same command.
+    /// `PlaceOrder` creates), stable across retries of the same command and
+    /// time-ordered when the command id is
+    /// ([`ordertrail_schemas::derived_id`]).
     pub fn derived_id(&self, what: &str) -> Uuid {
-        Uuid::new_v5(&self.command_id, what.as_bytes())
+        ordertrail_schemas::derived_id(self.command_id, what.as_bytes())
     }
 
     pub(super) fn is_repeatable(&self) -> bool {
@@ -118,5 +129,48 @@ impl CommandOutcome {
     /// Whether the command appended an event of this type.
     pub fn has_event(&self, event_type: &str) -> bool {
         self.events.iter().any(|e| e.event_type == event_type)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ordertrail_schemas::ActorRole;
+
+    use super::*;
+
+    fn keyed(subject: &str, key: &str) -> Uuid {
+        let actor = Actor {
+            subject: subject.into(),
+            role: ActorRole::Customer,
+        };
+        CommandContext::new(actor, "req")
+            .with_idempotency_key(IdempotencyKey {
+                key: key.into(),
+                request_hash: "h".into(),
+            })
+            .command_id()
+    }
+
+    #[test]
+    fn a_time_ordered_key_gives_a_time_ordered_command_id_and_any_key_a_stable_one() {
+        let key = Uuid::now_v7().to_string();
+        let id = keyed("c1", &key);
+        assert_eq!(id, keyed("c1", &key), "a retry is the same command");
+        assert_ne!(
+            id,
+            keyed("c2", &key),
+            "another actor's key is another command"
+        );
+        assert_eq!(id.get_version_num(), 7, "{id}");
+        assert_eq!(
+            id.get_timestamp(),
+            Uuid::parse_str(&key).unwrap().get_timestamp()
+        );
+
+        let free_form = keyed("c1", "order-42-attempt");
+        assert_eq!(free_form, keyed("c1", "order-42-attempt"));
+        assert_eq!(free_form.get_version_num(), 5, "{free_form}");
+        let random = keyed("c1", &Uuid::new_v4().to_string());
+        assert_eq!(random.get_version_num(), 5, "{random}");
     }
 }

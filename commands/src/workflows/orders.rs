@@ -18,7 +18,9 @@ use crate::service::{
 
 /// Place an order: the restaurant and the menu items come from the catalog
 /// (prices are never taken from the client). The order id derives from the
-/// command id, so a retried request addresses the same order.
+/// command id, so a retried request addresses the same order (and is refused
+/// a second `OrderPlaced` even after its key and command log rows expired);
+/// it is time-ordered when the command id is (no key, or a UUIDv7 key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlaceOrder {
     pub customer_id: CustomerId,

@@ -326,6 +326,34 @@ async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
 }
 
 #[tokio::test]
+async fn a_retry_whose_key_row_was_lost_gets_the_first_order_and_appends_nothing() {
+    let (db, service) = service().await;
+    let customer_id = CustomerId::new_random();
+    // A time-ordered key (what our clients send) gives a time-ordered order id.
+    let key = uuid::Uuid::now_v7();
+    let first = place_keyed(&service, customer_id, &key.to_string(), "h")
+        .await
+        .expect("first");
+    let order_id = uuid::Uuid::parse_str(&first.aggregate_id).expect("order id");
+    assert_eq!(order_id.get_version_num(), 7, "{order_id}");
+    assert_eq!(order_id.get_timestamp(), key.get_timestamp());
+    // Key rows commit asynchronously: a crash can lose one whose events are
+    // durable. The retry then claims the key afresh, decides on the same
+    // order, is refused the append and answered with the first order.
+    sqlx::query("DELETE FROM idempotency_keys")
+        .execute(&db.pool)
+        .await
+        .expect("lose the key row");
+    let retry = place_keyed(&service, customer_id, &key.to_string(), "h")
+        .await
+        .expect("retry");
+    assert!(retry.replayed);
+    assert_eq!(retry.aggregate_id, first.aggregate_id);
+    assert_eq!(retry.events, first.events);
+    assert_eq!(count_events(&db).await, 1);
+}
+
+#[tokio::test]
 async fn a_retried_rejection_gets_the_same_rejection() {
     let (db, service) = service().await;
     let customer_id = CustomerId::new_random();

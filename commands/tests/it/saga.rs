@@ -477,7 +477,7 @@ async fn card_order_runs_to_delivered_and_captured() {
         .await;
 
     // The saga's commands: actor saga/system, causation = the causing event,
-    // correlation carried on, command id = v5(event id, action).
+    // correlation carried on, command id = derived_id(event id, action).
     let (placed_id, _, placed_meta) = env.event("Order", order_id, "OrderPlaced").await;
     let (authorized_id, _, auth_meta) = env
         .event(
@@ -497,14 +497,21 @@ async fn card_order_runs_to_delivered_and_captured() {
     assert_eq!(auth_meta.correlation_id, placed_meta.correlation_id);
     assert_eq!(
         auth_meta.command_id,
-        Uuid::new_v5(&placed_id, b"authorize_payment")
+        ordertrail_schemas::derived_id(placed_id, b"authorize_payment")
+    );
+    // Event ids are time-ordered, and so are the command ids derived from
+    // them (the command log takes them at its right edge).
+    assert_eq!(auth_meta.command_id.get_version_num(), 7);
+    assert_eq!(
+        auth_meta.command_id.get_timestamp(),
+        placed_id.get_timestamp()
     );
     let (_, _, confirm_meta) = env.event("Order", order_id, "OrderConfirmed").await;
     assert_eq!(confirm_meta.causation_id, authorized_id);
     assert_eq!(confirm_meta.correlation_id, placed_meta.correlation_id);
     assert_eq!(
         confirm_meta.command_id,
-        Uuid::new_v5(&authorized_id, b"confirm_order")
+        ordertrail_schemas::derived_id(authorized_id, b"confirm_order")
     );
     let (delivered_id, _, _) = env.event("Order", order_id, "OrderDelivered").await;
     let (_, _, capture_meta) = env
