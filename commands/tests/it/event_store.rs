@@ -301,56 +301,52 @@ async fn identical_requests_racing_append_once() {
     assert_eq!(count_events(&db).await, 1);
 }
 
-#[tokio::test]
-async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
+/// Places the Berlin order under `key`, lets `crash` undo in the store what a
+/// crash can lose, and retries: the retry gets the first order and appends
+/// nothing. Returns the first outcome.
+async fn retried_after(crash: &str, key: &str) -> CommandOutcome {
     let (db, service) = service().await;
     let customer_id = CustomerId::new_random();
-    let first = place_keyed(&service, customer_id, "crash-key", "h")
+    let first = place_keyed(&service, customer_id, key, "h")
         .await
         .expect("first");
-    // The process died after the commit and before it recorded the response:
-    // the key row is still "in progress".
-    sqlx::query(
-        "UPDATE idempotency_keys SET status_code = NULL, response = NULL, completed_at = NULL",
-    )
-    .execute(&db.pool)
-    .await
-    .expect("forget response");
-    let retry = place_keyed(&service, customer_id, "crash-key", "h")
+    sqlx::query(crash)
+        .execute(&db.pool)
+        .await
+        .expect("what the crash lost");
+    let retry = place_keyed(&service, customer_id, key, "h")
         .await
         .expect("retry");
     assert!(retry.replayed);
     assert_eq!(retry.aggregate_id, first.aggregate_id);
     assert_eq!(retry.version, first.version);
+    assert_eq!(retry.events, first.events);
     assert_eq!(count_events(&db).await, 1);
+    first
+}
+
+#[tokio::test]
+async fn a_retry_after_a_crash_between_append_and_response_appends_nothing() {
+    // The process died after the commit and before it recorded the response:
+    // the key row is still "in progress".
+    retried_after(
+        "UPDATE idempotency_keys SET status_code = NULL, response = NULL, completed_at = NULL",
+        "crash-key",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_retry_whose_key_row_was_lost_gets_the_first_order_and_appends_nothing() {
-    let (db, service) = service().await;
-    let customer_id = CustomerId::new_random();
-    // A time-ordered key (what our clients send) gives a time-ordered order id.
-    let key = uuid::Uuid::now_v7();
-    let first = place_keyed(&service, customer_id, &key.to_string(), "h")
-        .await
-        .expect("first");
-    let order_id = uuid::Uuid::parse_str(&first.aggregate_id).expect("order id");
-    assert_eq!(order_id.get_version_num(), 7, "{order_id}");
-    assert_eq!(order_id.get_timestamp(), key.get_timestamp());
     // Key rows commit asynchronously: a crash can lose one whose events are
     // durable. The retry then claims the key afresh, decides on the same
     // order, is refused the append and answered with the first order.
-    sqlx::query("DELETE FROM idempotency_keys")
-        .execute(&db.pool)
-        .await
-        .expect("lose the key row");
-    let retry = place_keyed(&service, customer_id, &key.to_string(), "h")
-        .await
-        .expect("retry");
-    assert!(retry.replayed);
-    assert_eq!(retry.aggregate_id, first.aggregate_id);
-    assert_eq!(retry.events, first.events);
-    assert_eq!(count_events(&db).await, 1);
+    // A time-ordered key (what our clients send) gives a time-ordered order id.
+    let key = uuid::Uuid::now_v7();
+    let first = retried_after("DELETE FROM idempotency_keys", &key.to_string()).await;
+    let order_id = uuid::Uuid::parse_str(&first.aggregate_id).expect("order id");
+    assert_eq!(order_id.get_version_num(), 7, "{order_id}");
+    assert_eq!(order_id.get_timestamp(), key.get_timestamp());
 }
 
 #[tokio::test]
