@@ -75,10 +75,6 @@ id_type!(
     MenuItemId
 );
 
-/// Namespace for ids derived from other ids (uuid v5), so that the saga and
-/// retried requests address the same aggregate every time.
-pub const DERIVED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_6465_7274_7261_696c_0000_0000_0001);
-
 /// An id derived from `parent` and `name`: the same inputs give the same id,
 /// so the saga and retried requests address the same aggregate or command
 /// every time.

@@ -56,10 +56,8 @@ impl CommandContext {
             self.actor.role, self.actor.subject, key.key
         );
         let hashed = Uuid::new_v5(&COMMAND_ID_NAMESPACE, name.as_bytes());
-        self.command_id = match Uuid::try_parse(&key.key) {
-            Ok(key_uuid) => ordertrail_schemas::with_time_of(key_uuid, hashed),
-            Err(_) => hashed,
-        };
+        self.command_id = Uuid::try_parse(&key.key)
+            .map_or(hashed, |k| ordertrail_schemas::with_time_of(k, hashed));
         self.idempotency = Some(key);
         self
     }
